@@ -1,0 +1,80 @@
+//! Why a mutation was not applied.
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{KeyError, RecordKey, ValidationErrors};
+
+/// Why a mutation was refused. [`MutationError::code`] is stable and machine-readable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MutationError {
+    /// The table is not in the module's schema.
+    #[error("unknown table `{0}`")]
+    UnknownTable(String),
+    /// The record lacks its primary key.
+    #[error(transparent)]
+    MissingKey(#[from] KeyError),
+    /// The record breaks the schema.
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    /// Update, merge or delete of a row that does not exist.
+    #[error("Record not found: `{table}` `{key}`")]
+    NotFound {
+        /// The table.
+        table: String,
+        /// The key looked for.
+        key: RecordKey,
+    },
+    /// Insert of a key that exists.
+    #[error("`{table}` already has a row `{key}`")]
+    DuplicateKey {
+        /// The table.
+        table: String,
+        /// The existing key.
+        key: RecordKey,
+    },
+    /// The caller's version is stale or missing.
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
+}
+
+impl MutationError {
+    /// `unknown-table`, `missing-record-key`, `validation-failed`, `not-found`, `duplicate-key`,
+    /// `version-conflict`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MutationError::UnknownTable(_) => "unknown-table",
+            MutationError::MissingKey(_) => "missing-record-key",
+            MutationError::Validation(_) => "validation-failed",
+            MutationError::NotFound { .. } => "not-found",
+            MutationError::DuplicateKey { .. } => "duplicate-key",
+            MutationError::Conflict(_) => "version-conflict",
+        }
+    }
+}
+
+/// A version conflict, with what the client claimed and what is stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(rename_all = "camelCase")]
+#[error("version conflict on `{table}` `{key}`: expected {expected_version:?}, current {current_version} ({reason:?})")]
+pub struct Conflict {
+    /// The table.
+    pub table: String,
+    /// The row's key.
+    pub key: RecordKey,
+    /// The version the client based its write on (`None` when it gave none).
+    pub expected_version: Option<i64>,
+    /// The stored version.
+    pub current_version: i64,
+    /// Why.
+    pub reason: ConflictReason,
+}
+
+/// Why a version was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConflictReason {
+    /// The row changed since the client read it.
+    StaleVersion,
+    /// A versioned table was updated without a version.
+    MissingVersion,
+}

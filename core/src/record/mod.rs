@@ -1,0 +1,14 @@
+//! Records: JSON objects keyed by their table's primary key, and their validation.
+//!
+//! Records keep the property names their writer used: a field may be written under its logical
+//! name (`categoryId`) or its column name (`category_id`), and properties the schema lacks are kept
+//! as they are (the original silently dropped them; we never do).
+
+mod key;
+mod validate;
+
+pub use key::{KeyError, RecordKey};
+pub use validate::{validate, FieldError, Strictness, Validated, ValidationErrors};
+
+/// A record: a JSON object.
+pub type Row = serde_json::Map<String, serde_json::Value>;
