@@ -42,7 +42,11 @@ pub struct ValidationErrors {
 }
 
 fn summary(errors: &[FieldError]) -> String {
-    errors.iter().map(|e| format!("{} ({})", e.field, e.rule)).collect::<Vec<_>>().join(", ")
+    errors
+        .iter()
+        .map(|e| format!("{} ({})", e.field, e.rule))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A record that passed validation.
@@ -59,7 +63,11 @@ pub struct Validated {
 }
 
 /// Validates and coerces `row` against `table`.
-pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Validated, ValidationErrors> {
+pub fn validate(
+    table: &Table,
+    row: &Row,
+    strictness: Strictness,
+) -> Result<Validated, ValidationErrors> {
     let mut out = row.clone();
     let mut errors = Vec::new();
     let mut coerced = Vec::new();
@@ -96,7 +104,11 @@ pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Vali
                 }
             }
             Err(message) => {
-                errors.push(FieldError { field: field.name.clone(), rule: "type".into(), message });
+                errors.push(FieldError {
+                    field: field.name.clone(),
+                    rule: "type".into(),
+                    message,
+                });
                 continue;
             }
         }
@@ -107,7 +119,10 @@ pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Vali
                 errors.push(FieldError {
                     field: field.name.clone(),
                     rule: "max-length".into(),
-                    message: format!("`{}` is {len} characters long, at most {max} allowed", field.name),
+                    message: format!(
+                        "`{}` is {len} characters long, at most {max} allowed",
+                        field.name
+                    ),
                 });
             }
         }
@@ -116,16 +131,32 @@ pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Vali
                 errors.push(FieldError {
                     field: field.name.clone(),
                     rule: "enum".into(),
-                    message: format!("`{}` must be one of {}", field.name, Value::Array(allowed.clone())),
+                    message: format!(
+                        "`{}` must be one of {}",
+                        field.name,
+                        Value::Array(allowed.clone())
+                    ),
                 });
             }
         }
     }
     if !errors.is_empty() {
-        return Err(ValidationErrors { table: table.name.clone(), errors });
+        return Err(ValidationErrors {
+            table: table.name.clone(),
+            errors,
+        });
     }
-    let unknown = row.keys().filter(|k| table.field(k).is_none() && !is_system_name(k)).cloned().collect();
-    Ok(Validated { row: out, coerced, unknown, tolerated })
+    let unknown = row
+        .keys()
+        .filter(|k| table.field(k).is_none() && !is_system_name(k))
+        .cloned()
+        .collect();
+    Ok(Validated {
+        row: out,
+        coerced,
+        unknown,
+        tolerated,
+    })
 }
 
 fn is_system_name(name: &str) -> bool {
@@ -150,10 +181,16 @@ fn coerce(field: &Field, value: &Value) -> Result<Coerced, String> {
         FieldType::Integer => match value {
             Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Coerced::Same),
             Value::Number(n) => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Coerced::Changed(Value::from(f as i64))),
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
+                    Ok(Coerced::Changed(Value::from(f as i64)))
+                }
                 _ => Err(mismatch("an integer")),
             },
-            Value::String(s) => s.trim().parse::<i64>().map(|i| Coerced::Changed(i.into())).map_err(|_| mismatch("an integer")),
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(|i| Coerced::Changed(i.into()))
+                .map_err(|_| mismatch("an integer")),
             _ => Err(mismatch("an integer")),
         },
         FieldType::Decimal => match value {
@@ -169,9 +206,9 @@ fn coerce(field: &Field, value: &Value) -> Result<Coerced, String> {
         },
         FieldType::Boolean => match value {
             Value::Bool(_) => Ok(Coerced::Same),
-            Value::Number(n) => match n.as_f64() {
-                Some(f) if f == 0.0 => Ok(Coerced::Changed(false.into())),
-                Some(f) if f == 1.0 => Ok(Coerced::Changed(true.into())),
+            Value::Number(n) => match n.as_i64() {
+                Some(0) => Ok(Coerced::Changed(false.into())),
+                Some(1) => Ok(Coerced::Changed(true.into())),
                 _ => Err(mismatch("a boolean")),
             },
             Value::String(s) => match s.trim().to_ascii_lowercase().as_str() {
@@ -205,10 +242,12 @@ fn coerce(field: &Field, value: &Value) -> Result<Coerced, String> {
         // Any JSON value is valid JSON; a string holding an object or array is parsed (the original
         // turned such strings into `{}`, losing them).
         FieldType::Json => match value {
-            Value::String(s) if s.trim_start().starts_with(['{', '[']) => match serde_json::from_str::<Value>(s) {
-                Ok(parsed) => Ok(Coerced::Changed(parsed)),
-                Err(_) => Ok(Coerced::Same),
-            },
+            Value::String(s) if s.trim_start().starts_with(['{', '[']) => {
+                match serde_json::from_str::<Value>(s) {
+                    Ok(parsed) => Ok(Coerced::Changed(parsed)),
+                    Err(_) => Ok(Coerced::Same),
+                }
+            }
             _ => Ok(Coerced::Same),
         },
     }
@@ -219,7 +258,9 @@ fn describe(value: &Value) -> String {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean {b}"),
         Value::Number(n) => format!("number {n}"),
-        Value::String(s) if s.chars().count() > 40 => format!("text \"{}…\"", s.chars().take(40).collect::<String>()),
+        Value::String(s) if s.chars().count() > 40 => {
+            format!("text \"{}…\"", s.chars().take(40).collect::<String>())
+        }
         Value::String(s) => format!("text \"{s}\""),
         Value::Array(_) => "an array".into(),
         Value::Object(_) => "an object".into(),
@@ -278,8 +319,20 @@ mod tests {
             Strictness::Strict,
         )
         .unwrap_err();
-        let rules: Vec<_> = err.errors.iter().map(|e| (e.field.as_str(), e.rule.as_str())).collect();
-        assert_eq!(rules, vec![("qty", "type"), ("active", "type"), ("name", "max-length"), ("kind", "enum")]);
+        let rules: Vec<_> = err
+            .errors
+            .iter()
+            .map(|e| (e.field.as_str(), e.rule.as_str()))
+            .collect();
+        assert_eq!(
+            rules,
+            vec![
+                ("qty", "type"),
+                ("active", "type"),
+                ("name", "max-length"),
+                ("kind", "enum")
+            ]
+        );
     }
 
     #[test]
@@ -293,14 +346,24 @@ mod tests {
 
     #[test]
     fn unknown_properties_are_kept_and_reported() {
-        let v = validate(&table(), &row(json!({"id": "i1", "qty": 1, "status": "open"})), Strictness::Strict).unwrap();
+        let v = validate(
+            &table(),
+            &row(json!({"id": "i1", "qty": 1, "status": "open"})),
+            Strictness::Strict,
+        )
+        .unwrap();
         assert_eq!(v.row["status"], json!("open"));
         assert_eq!(v.unknown, vec!["status".to_string()]);
     }
 
     #[test]
     fn a_plain_string_in_a_json_field_is_kept() {
-        let v = validate(&table(), &row(json!({"id": "i1", "qty": 1, "meta": "note"})), Strictness::Strict).unwrap();
+        let v = validate(
+            &table(),
+            &row(json!({"id": "i1", "qty": 1, "meta": "note"})),
+            Strictness::Strict,
+        )
+        .unwrap();
         assert_eq!(v.row["meta"], json!("note"));
     }
 }

@@ -67,9 +67,13 @@ impl Schema {
                 }
             }
             Some(Value::Object(tables)) => compact::parse(tables),
-            Some(_) => Err(SchemaError::UnknownFormat("`tables` must be an array or an object".into())),
+            Some(_) => Err(SchemaError::UnknownFormat(
+                "`tables` must be an array or an object".into(),
+            )),
             // The second compact form: the document itself maps table names to definitions.
-            None if !obj.is_empty() && obj.values().all(|t| t.get("fields").is_some()) => compact::parse(obj),
+            None if !obj.is_empty() && obj.values().all(|t| t.get("fields").is_some()) => {
+                compact::parse(obj)
+            }
             None => Err(SchemaError::UnknownFormat("no `tables` found".into())),
         }
     }

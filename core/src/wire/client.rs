@@ -1,0 +1,369 @@
+//! Client → server frames.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::mutation::{Action, Mutation};
+use crate::record::Row;
+
+/// A frame a client sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    /// `client:hello`: register for a branch.
+    Hello(ClientHello),
+    /// `client:publish`: a mutation.
+    Publish(ClientPublish),
+    /// `client:request:snapshot` or `client:request:history`.
+    RequestSnapshot(RequestSnapshot),
+    /// `client:query`: get or list.
+    Query(ClientQuery),
+    /// `ping` → `pong`.
+    Ping,
+    /// `auth` → `{type: "ack", event: "auth"}`.
+    Auth,
+    /// `subscribe {topic}`.
+    Subscribe {
+        /// Topic name.
+        topic: String,
+    },
+    /// `unsubscribe {topic}`.
+    Unsubscribe {
+        /// Topic name.
+        topic: String,
+    },
+    /// `publish {topic, data}` (legacy POS sync topics).
+    TopicPublish(TopicPublish),
+}
+
+/// Why a client frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Not JSON, or not an object.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// No `type`.
+    #[error("frame has no `type`")]
+    MissingType,
+    /// A `type` we do not handle.
+    #[error("unknown frame type `{0}`")]
+    UnknownType(String),
+    /// A known frame missing or mistyping a field.
+    #[error("invalid `{frame}` frame: {message}")]
+    Invalid {
+        /// The frame type.
+        frame: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An action name we do not handle.
+    #[error("Unsupported module action `{0}`")]
+    UnknownAction(String),
+}
+
+impl FrameError {
+    /// `malformed-frame`, `missing-type`, `unknown-frame-type`, `invalid-frame`, `unknown-action`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FrameError::Malformed(_) => "malformed-frame",
+            FrameError::MissingType => "missing-type",
+            FrameError::UnknownType(_) => "unknown-frame-type",
+            FrameError::Invalid { .. } => "invalid-frame",
+            FrameError::UnknownAction(_) => "unknown-action",
+        }
+    }
+}
+
+/// `client:hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientHello {
+    /// The branch to register for.
+    #[serde(alias = "branch")]
+    pub branch_id: String,
+    /// Client role (`pos`, `kds`...), informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Preferred language.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    /// Whether to send a snapshot (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_snapshot: Option<bool>,
+    /// Legacy, ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_limit: Option<u64>,
+    /// Echoed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+    /// **(ext)** the last sequence seen, per module (or one number for a one-module branch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<HelloCursor>,
+}
+
+/// The cursor of a `client:hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HelloCursor {
+    /// One sequence, for every module of the branch.
+    Sequence(u64),
+    /// module → sequence.
+    PerModule(BTreeMap<String, u64>),
+}
+
+impl HelloCursor {
+    /// The cursor for `module`, if the client gave one.
+    pub fn for_module(&self, module: &str) -> Option<u64> {
+        match self {
+            HelloCursor::Sequence(s) => Some(*s),
+            HelloCursor::PerModule(m) => m.get(module).copied(),
+        }
+    }
+}
+
+/// `client:publish`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientPublish {
+    /// Target module (the branch's only module when absent).
+    #[serde(default, alias = "module", skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// Target table.
+    #[serde(alias = "tableName")]
+    pub table: String,
+    /// `module:insert|update|merge|save|delete`.
+    pub action: String,
+    /// The record.
+    #[serde(alias = "data")]
+    pub record: Value,
+    /// Client metadata, echoed in `meta.clientMeta`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    /// Echoed in the ack and error frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+    /// Identifies the mutation across retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_id: Option<String>,
+    /// Put the stored record in the ack.
+    #[serde(default)]
+    pub include_record: bool,
+    /// Informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// **(ext)** the version the client last saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
+}
+
+impl ClientPublish {
+    /// The core mutation this frame asks for.
+    pub fn to_mutation(&self) -> Result<Mutation, FrameError> {
+        let action = Action::from_wire(&self.action)
+            .ok_or_else(|| FrameError::UnknownAction(self.action.clone()))?;
+        let record: Row = match &self.record {
+            Value::Object(map) => map.clone(),
+            _ => {
+                return Err(FrameError::Invalid {
+                    frame: "client:publish".into(),
+                    message: "`record` must be an object".into(),
+                })
+            }
+        };
+        let mutation_id = self.mutation_id.clone().or_else(|| {
+            self.meta
+                .as_ref()
+                .and_then(|m| m.get("mutationId"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        });
+        Ok(Mutation {
+            table: self.table.clone(),
+            action,
+            record,
+            expected_version: self.expected_version,
+            mutation_id,
+        })
+    }
+}
+
+/// `client:request:snapshot` / `client:request:history`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestSnapshot {
+    /// Echoed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+    /// Only this module.
+    #[serde(default, alias = "module", skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+}
+
+/// `client:query`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientQuery {
+    /// Module (the branch's only one when absent).
+    #[serde(default, alias = "module", skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// Table.
+    #[serde(alias = "tableName")]
+    pub table: String,
+    /// `get` or `list`.
+    #[serde(default = "list")]
+    pub query_type: String,
+    /// Key for `get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// `{field: value}` equality filter (or the richer `where` syntax of [`crate::query`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    /// Echoed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+}
+
+fn list() -> String {
+    "list".into()
+}
+
+/// `publish {topic, data}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicPublish {
+    /// Topic.
+    pub topic: String,
+    /// Payload.
+    #[serde(default)]
+    pub data: Value,
+}
+
+#[derive(Deserialize)]
+struct Topic {
+    topic: String,
+}
+
+impl ClientFrame {
+    /// Parses one text frame.
+    pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        ClientFrame::from_value(value)
+    }
+
+    /// Parses an already-decoded frame.
+    pub fn from_value(value: Value) -> Result<ClientFrame, FrameError> {
+        if !value.is_object() {
+            return Err(FrameError::Malformed("a frame is a JSON object".into()));
+        }
+        let kind = value
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or(FrameError::MissingType)?
+            .to_owned();
+        fn body<T: DeserializeOwned>(kind: &str, value: Value) -> Result<T, FrameError> {
+            serde_json::from_value(value).map_err(|e| FrameError::Invalid {
+                frame: kind.to_owned(),
+                message: e.to_string(),
+            })
+        }
+        Ok(match kind.as_str() {
+            "client:hello" => ClientFrame::Hello(body(&kind, value)?),
+            "client:publish" => ClientFrame::Publish(body(&kind, value)?),
+            "client:request:snapshot" | "client:request:history" => {
+                ClientFrame::RequestSnapshot(body(&kind, value)?)
+            }
+            "client:query" => ClientFrame::Query(body(&kind, value)?),
+            "ping" => ClientFrame::Ping,
+            "auth" => ClientFrame::Auth,
+            "subscribe" => ClientFrame::Subscribe {
+                topic: body::<Topic>(&kind, value)?.topic,
+            },
+            "unsubscribe" => ClientFrame::Unsubscribe {
+                topic: body::<Topic>(&kind, value)?.topic,
+            },
+            "publish" => ClientFrame::TopicPublish(body(&kind, value)?),
+            _ => return Err(FrameError::UnknownType(kind)),
+        })
+    }
+
+    /// The `requestId` of a raw frame, to address an error to it even when the frame is invalid.
+    pub fn request_id_of(text: &str) -> Option<Value> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        value.get("requestId").cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn accepts_the_aliases_real_clients_send() {
+        let frame = ClientFrame::parse(
+            &json!({"type": "client:publish", "module": "pos", "tableName": "order_header", "action": "module:update",
+                    "data": {"id": "o1"}, "requestId": "r1", "meta": {"mutationId": "m1"}})
+            .to_string(),
+        )
+        .unwrap();
+        let ClientFrame::Publish(p) = frame else {
+            panic!("not a publish")
+        };
+        assert_eq!(
+            (p.module_id.as_deref(), p.table.as_str()),
+            (Some("pos"), "order_header")
+        );
+        let m = p.to_mutation().unwrap();
+        assert_eq!(
+            (m.action, m.mutation_id.as_deref()),
+            (Action::Update, Some("m1"))
+        );
+    }
+
+    #[test]
+    fn tells_each_kind_of_bad_frame_apart() {
+        assert_eq!(
+            ClientFrame::parse("{nope").unwrap_err().code(),
+            "malformed-frame"
+        );
+        assert_eq!(
+            ClientFrame::parse("[1]").unwrap_err().code(),
+            "malformed-frame"
+        );
+        assert_eq!(ClientFrame::parse("{}").unwrap_err().code(), "missing-type");
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"client:dance"}"#)
+                .unwrap_err()
+                .code(),
+            "unknown-frame-type"
+        );
+        assert_eq!(
+            ClientFrame::parse(r#"{"type":"client:publish","action":"module:insert"}"#)
+                .unwrap_err()
+                .code(),
+            "invalid-frame"
+        );
+        let p = r#"{"type":"client:publish","table":"t","action":"module:fly","record":{}}"#;
+        let ClientFrame::Publish(p) = ClientFrame::parse(p).unwrap() else {
+            panic!()
+        };
+        assert_eq!(p.to_mutation().unwrap_err().code(), "unknown-action");
+        assert_eq!(
+            ClientFrame::request_id_of(r#"{"type":"x","requestId":7}"#),
+            Some(json!(7))
+        );
+    }
+
+    #[test]
+    fn hello_cursor_is_a_number_or_per_module() {
+        let ClientFrame::Hello(h) =
+            ClientFrame::parse(r#"{"type":"client:hello","branchId":"dar","cursor":{"pos":12}}"#)
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(h.cursor.unwrap().for_module("pos"), Some(12));
+    }
+}

@@ -1,0 +1,212 @@
+//! REST bodies (spec §5).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::record::Row;
+
+/// `POST|PATCH|PUT .../tables/{t}` body: `{record, meta}`; a bare record is accepted too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteRequest {
+    /// The record.
+    #[serde(alias = "data")]
+    pub record: Row,
+    /// Client meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    /// **(ext)** the version the client last saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
+    /// Identifies the mutation across retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_id: Option<String>,
+}
+
+impl WriteRequest {
+    /// Reads `{record, meta}`, or a bare record object.
+    pub fn from_body(body: Value) -> Result<WriteRequest, String> {
+        if body.get("record").is_some_and(Value::is_object)
+            || body.get("data").is_some_and(Value::is_object)
+        {
+            return serde_json::from_value(body).map_err(|e| e.to_string());
+        }
+        match body {
+            Value::Object(record) => Ok(WriteRequest {
+                record,
+                meta: None,
+                expected_version: None,
+                mutation_id: None,
+            }),
+            _ => Err("body must be a JSON object: {record, meta} or the record itself".into()),
+        }
+    }
+}
+
+/// `POST .../modules/{m}/save`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveRequest {
+    /// Table.
+    #[serde(alias = "tableName")]
+    pub table: String,
+    /// Record.
+    pub record: Row,
+    /// Client meta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+    /// The original's guard spellings; a number is read as the expected version.
+    #[serde(
+        default,
+        alias = "expected",
+        alias = "guard",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub concurrency: Option<Value>,
+    /// **(ext)** the version the client last saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<i64>,
+    /// Mutation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_id: Option<String>,
+}
+
+/// `POST .../modules/{m}/sequences`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SequenceRequest {
+    /// Table.
+    pub table: String,
+    /// Field.
+    pub field: String,
+    /// Record, informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Value>,
+}
+
+/// `POST .../events/batch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsBatchRequest {
+    /// Must equal the log's last event id.
+    #[serde(default)]
+    pub last_ack_id: Option<String>,
+    /// Events: `{table, action?, record}`.
+    pub events: Vec<Value>,
+    /// Broadcast to clients (always true in practice: every write is broadcast).
+    #[serde(default)]
+    pub broadcast: Option<bool>,
+}
+
+/// Query parameters of `GET .../tables/{t}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TableQueryParams {
+    /// Page size.
+    #[serde(default, alias = "take")]
+    pub limit: Option<String>,
+    /// Rows after this id.
+    #[serde(default, alias = "after", alias = "lastId")]
+    pub after_id: Option<String>,
+    /// Rows after this key.
+    #[serde(default, alias = "cursor")]
+    pub after_key: Option<String>,
+    /// Rows created after.
+    #[serde(default, alias = "since")]
+    pub after_created_at: Option<String>,
+    /// Rows updated after.
+    #[serde(default)]
+    pub updated_after: Option<String>,
+    /// `asc` / `desc`.
+    #[serde(default)]
+    pub order: Option<String>,
+    /// Language, informational.
+    #[serde(default)]
+    pub lang: Option<String>,
+}
+
+/// `POST /api/sync/{b}/{m}/delta` body.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaRequest {
+    /// The module version (= sequence) the client has; our cursor.
+    #[serde(default)]
+    pub version: Option<u64>,
+    /// **(ext)** alias of `version`.
+    #[serde(default)]
+    pub sequence: Option<u64>,
+    /// Opaque marker of the last snapshot.
+    #[serde(default)]
+    pub snapshot_marker: Option<Value>,
+    /// Per-table cursors in the original's form.
+    #[serde(default)]
+    pub tables: BTreeMap<String, DeltaTableCursor>,
+}
+
+/// A per-table cursor of the delta route.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaTableCursor {
+    /// Last id seen.
+    #[serde(default)]
+    pub last_id: Option<Value>,
+    /// `{updatedAt}`.
+    #[serde(default)]
+    pub cursor: Option<Value>,
+}
+
+/// `POST /api/sync/{b}/{m}/delta` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaResponse {
+    /// Branch.
+    pub branch_id: String,
+    /// Module.
+    pub module_id: String,
+    /// The module's current sequence: the client's next cursor.
+    pub version: u64,
+    /// Time.
+    pub updated_at: String,
+    /// Marker.
+    pub snapshot_marker: Value,
+    /// The cursor is older than the retained log: fetch a snapshot.
+    pub requires_full_sync: bool,
+    /// Tables whose cursor could not be honoured.
+    pub cursor_misses: Vec<String>,
+    /// Last id per table in the delta.
+    pub last_table_ids: BTreeMap<String, Value>,
+    /// Last reference per table.
+    pub last_table_refs: BTreeMap<String, Value>,
+    /// Rows changed per table.
+    pub deltas: BTreeMap<String, Vec<Row>>,
+    /// Keys deleted per table **(the original had none: its deltas were insert-only)**.
+    pub deletions: BTreeMap<String, Vec<String>>,
+    /// Per-table counts.
+    pub stats: BTreeMap<String, DeltaTableStats>,
+}
+
+/// Per-table stats of a delta.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaTableStats {
+    /// Rows in the table.
+    pub total: u64,
+    /// Rows returned.
+    pub returned: u64,
+    /// Whether the client's table cursor was found.
+    pub cursor_matched: bool,
+}
+
+/// The one REST error shape: `{error, message, details}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Code.
+    pub error: String,
+    /// Message.
+    pub message: String,
+    /// Details.
+    #[serde(default)]
+    pub details: Value,
+}

@@ -1,0 +1,465 @@
+//! Server → client frames.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::mutation::ChangeKind;
+use crate::record::Row;
+use crate::sync::ChangeEvent;
+
+/// A frame the server sends. Serialized with its `type` tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ServerFrame {
+    /// Sent on connect.
+    #[serde(rename = "server:hello")]
+    Hello(ServerHello),
+    /// All (or some) modules of a branch.
+    #[serde(rename = "server:snapshot")]
+    Snapshot(ServerSnapshot),
+    /// To the publisher, after commit.
+    #[serde(rename = "server:ack")]
+    Ack(CommitFrame),
+    /// To every client of the branch, after commit.
+    #[serde(rename = "server:event")]
+    Event(CommitFrame),
+    /// Log line (the original's only error channel).
+    #[serde(rename = "server:log")]
+    Log(ServerLog),
+    /// An instruction (`full-sync-flag`, `resync`...).
+    #[serde(rename = "server:directive")]
+    Directive(ServerDirective),
+    /// **(ext)** a structured error addressed to a request.
+    #[serde(rename = "server:error")]
+    Error(ServerError),
+    /// **(ext)** the changes since the client's cursor instead of a snapshot.
+    #[serde(rename = "server:delta")]
+    Delta(DeltaFrame),
+    /// Answer to `client:query`.
+    #[serde(rename = "server:query:result")]
+    QueryResult(QueryResult),
+    /// Answer to `ping`.
+    #[serde(rename = "pong")]
+    Pong {
+        /// Server time.
+        ts: String,
+    },
+    /// Pub/sub acknowledgement (`auth`, `subscribe`, `publish`).
+    #[serde(rename = "ack")]
+    TopicAck {
+        /// Which request.
+        event: String,
+        /// The topic, when any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topic: Option<String>,
+    },
+    /// Data on a topic.
+    #[serde(rename = "publish")]
+    TopicPublish {
+        /// Topic.
+        topic: String,
+        /// Payload.
+        data: Value,
+    },
+    /// Pub/sub error.
+    #[serde(rename = "error")]
+    TopicError {
+        /// `invalid-topic`, `missing-trans-id`...
+        code: String,
+        /// Explanation.
+        message: String,
+    },
+}
+
+/// `server:hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerHello {
+    /// This server's id.
+    pub server_id: String,
+    /// Server time.
+    pub now: String,
+    /// `{branchId}`: the default branch.
+    pub defaults: Value,
+}
+
+/// `server:snapshot`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSnapshot {
+    /// The branch.
+    pub branch_id: String,
+    /// Module snapshots by id.
+    pub modules: BTreeMap<String, ModuleSnapshot>,
+    /// Why and when.
+    pub meta: SnapshotMeta,
+}
+
+/// One module's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModuleSnapshot {
+    /// Module.
+    pub module_id: String,
+    /// Branch.
+    pub branch_id: String,
+    /// The module's last sequence: the cursor this snapshot reflects.
+    pub version: u64,
+    /// Rows per table.
+    pub tables: BTreeMap<String, Vec<Row>>,
+    /// `{lastUpdatedAt, sequence, ...}`.
+    pub meta: Value,
+}
+
+/// `server:snapshot` meta.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotMeta {
+    /// When.
+    pub snapshot_at: String,
+    /// Server id.
+    pub server_id: String,
+    /// `hello`, `request`, `reset`...
+    pub reason: String,
+    /// The request it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+}
+
+/// `server:delta` **(ext)**: per module, the rows changed and deleted since the client's cursor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeltaFrame {
+    /// Branch.
+    pub branch_id: String,
+    /// Module.
+    pub module_id: String,
+    /// The client's cursor.
+    pub from: u64,
+    /// The new cursor.
+    pub to: u64,
+    /// Changed rows per table.
+    pub tables: BTreeMap<String, Vec<Row>>,
+    /// Deleted keys per table.
+    pub deleted: BTreeMap<String, Vec<String>>,
+    /// The request it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+}
+
+/// Reference to a row, as the original names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordRef {
+    /// Table.
+    pub table: String,
+    /// Canonical key.
+    pub key: String,
+    /// `{id: ...}` (the key fields).
+    pub primary_key: Map<String, Value>,
+    /// The key as the record carries it.
+    pub id: Value,
+}
+
+/// `meta` of an ack/event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AckMeta {
+    /// Server id.
+    pub server_id: String,
+    /// Branch.
+    pub branch_id: String,
+    /// Module.
+    pub module_id: String,
+    /// Table.
+    pub table: String,
+    /// Commit time.
+    pub timestamp: String,
+    /// `ws`, `rest`, `seed`...
+    pub source: String,
+    /// The publisher's own meta (with its `requestId`).
+    pub client_meta: Value,
+    /// Canonical key.
+    pub record_key: String,
+    /// The key as the record carries it.
+    pub record_id: Value,
+    /// Event id.
+    pub event_id: String,
+    /// Sequence.
+    pub sequence: u64,
+    /// Reference.
+    pub record_ref: RecordRef,
+}
+
+/// `entry` of an ack/event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    /// Event id.
+    pub id: String,
+    /// Table.
+    pub table: String,
+    /// Effective action.
+    pub action: String,
+    /// Reference.
+    pub record_ref: RecordRef,
+    /// Meta.
+    pub meta: AckMeta,
+    /// Whether the row was created.
+    pub created: bool,
+    /// Whether the row was deleted.
+    pub deleted: bool,
+    /// The stored row (acks with `includeRecord`, and every event).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Row>,
+}
+
+/// `notice` of an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    /// Effective action.
+    pub action: String,
+    /// Reference.
+    pub record_ref: RecordRef,
+    /// Event id.
+    pub event_id: String,
+    /// Sequence.
+    pub sequence: u64,
+    /// Module version.
+    pub version: u64,
+    /// Commit time.
+    pub timestamp: String,
+    /// Created.
+    pub created: bool,
+    /// Deleted.
+    pub deleted: bool,
+    /// Meta.
+    pub meta: AckMeta,
+}
+
+/// Where a change was committed: which server, branch and module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitSite<'a> {
+    /// Branch.
+    pub branch_id: &'a str,
+    /// Module.
+    pub module_id: &'a str,
+    /// Server id.
+    pub server_id: &'a str,
+}
+
+/// The body of `server:ack` and `server:event`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommitFrame {
+    /// Effective action (`module:insert`, `module:merge`, `module:delete`).
+    pub action: String,
+    /// Branch.
+    pub branch_id: String,
+    /// Module.
+    pub module_id: String,
+    /// Module version (its last sequence).
+    pub version: u64,
+    /// Table.
+    pub table: String,
+    /// Reference.
+    pub record_ref: RecordRef,
+    /// Event id.
+    pub event_id: String,
+    /// Sequence.
+    pub sequence: u64,
+    /// `committed`.
+    pub publish_state: String,
+    /// Meta.
+    pub meta: AckMeta,
+    /// Entry.
+    pub entry: Entry,
+    /// Created.
+    pub created: bool,
+    /// Deleted.
+    pub deleted: bool,
+    /// The row's own version after the change **(ext)**.
+    pub record_version: i64,
+    /// The publisher's `requestId` (acks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+    /// The mutation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_id: Option<String>,
+    /// Events only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
+}
+
+impl CommitFrame {
+    /// Builds the shared body of an ack or event for a committed change.
+    pub fn from_event(
+        event: &ChangeEvent,
+        site: CommitSite<'_>,
+        source: &str,
+        client_meta: Value,
+        primary_key: Map<String, Value>,
+        include_record: bool,
+    ) -> CommitFrame {
+        let CommitSite {
+            branch_id,
+            module_id,
+            server_id,
+        } = site;
+        let change = &event.change;
+        let (created, deleted) = (
+            change.kind == ChangeKind::Insert,
+            change.kind == ChangeKind::Delete,
+        );
+        let action = match change.kind {
+            ChangeKind::Insert => "module:insert",
+            ChangeKind::Update => "module:merge",
+            ChangeKind::Delete => "module:delete",
+        };
+        let id = if primary_key.len() == 1 {
+            primary_key.values().next().cloned().unwrap_or(Value::Null)
+        } else {
+            Value::String(change.key.0.clone())
+        };
+        let record_ref = RecordRef {
+            table: change.table.clone(),
+            key: change.key.0.clone(),
+            primary_key,
+            id: id.clone(),
+        };
+        let meta = AckMeta {
+            server_id: server_id.to_owned(),
+            branch_id: branch_id.to_owned(),
+            module_id: module_id.to_owned(),
+            table: change.table.clone(),
+            timestamp: event.created_at.clone(),
+            source: source.to_owned(),
+            client_meta,
+            record_key: change.key.0.clone(),
+            record_id: id,
+            event_id: event.event_id.clone(),
+            sequence: event.sequence,
+            record_ref: record_ref.clone(),
+        };
+        let entry = Entry {
+            id: event.event_id.clone(),
+            table: change.table.clone(),
+            action: action.to_owned(),
+            record_ref: record_ref.clone(),
+            meta: meta.clone(),
+            created,
+            deleted,
+            record: if include_record {
+                change.row.clone()
+            } else {
+                None
+            },
+        };
+        CommitFrame {
+            action: action.to_owned(),
+            branch_id: branch_id.to_owned(),
+            module_id: module_id.to_owned(),
+            version: event.sequence,
+            table: change.table.clone(),
+            record_ref,
+            event_id: event.event_id.clone(),
+            sequence: event.sequence,
+            publish_state: "committed".to_owned(),
+            meta,
+            entry,
+            created,
+            deleted,
+            record_version: change.version,
+            request_id: None,
+            mutation_id: event.mutation_id.clone(),
+            notice: None,
+        }
+    }
+
+    /// Turns the body into an event body: adds the `notice`, drops the publisher's `requestId`.
+    pub fn into_event(mut self) -> CommitFrame {
+        self.notice = Some(Notice {
+            action: self.action.clone(),
+            record_ref: self.record_ref.clone(),
+            event_id: self.event_id.clone(),
+            sequence: self.sequence,
+            version: self.version,
+            timestamp: self.meta.timestamp.clone(),
+            created: self.created,
+            deleted: self.deleted,
+            meta: self.meta.clone(),
+        });
+        self.request_id = None;
+        self
+    }
+}
+
+/// `server:log`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerLog {
+    /// `info`, `warn`, `error`.
+    pub level: String,
+    /// Message.
+    pub message: String,
+    /// Context.
+    pub context: Value,
+    /// Time.
+    pub ts: String,
+    /// Server id.
+    pub server_id: String,
+}
+
+/// `server:directive`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerDirective {
+    /// `full-sync-flag`, `resync`, `reload-schema`.
+    pub directive: String,
+    /// Branch.
+    pub branch_id: String,
+    /// Module, when one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// Flag state.
+    pub enabled: bool,
+    /// Why.
+    pub reason: String,
+}
+
+/// `server:error` **(ext)**.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerError {
+    /// Machine-readable code (`version-conflict`, `validation-failed`...).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Code-specific details (conflict versions, field errors...).
+    pub details: Value,
+    /// The failed request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+    /// The failed mutation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_id: Option<String>,
+}
+
+/// `server:query:result`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryResult {
+    /// The request it answers.
+    pub request_id: Option<Value>,
+    /// Table.
+    pub table: String,
+    /// `get` / `list`.
+    pub query_type: String,
+    /// A row (get; null when absent) or rows (list).
+    pub result: Value,
+    /// Time.
+    pub timestamp: String,
+}
