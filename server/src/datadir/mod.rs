@@ -1,0 +1,176 @@
+//! The data directory, in the layout of the system we replace:
+//!
+//! ```text
+//! modules.json  branches.config.json  sequence-rules.json  schemas/
+//! branches/<branch>/sequence-state.json
+//! branches/<branch>/modules/<module>/{schema/definition.json, seeds/initial.json}
+//! ```
+//!
+//! This module only reads configuration; the SQLite databases it places under
+//! `branches/<branch>/modules/<module>/live/` belong to [`crate::storage`].
+
+mod branches;
+mod modules;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mishkah_core::sequence::SequenceRules;
+use mishkah_core::Schema;
+use serde_json::Value;
+
+pub use branches::{validate_branch_id, BranchConfig};
+pub use modules::ModuleDef;
+
+/// Why the data directory or part of it could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not the JSON we expect.
+    #[error("{path} is not valid: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A module named by a branch is not in `modules.json`.
+    #[error("unknown module `{0}`")]
+    UnknownModule(String),
+    /// Neither the branch's schema nor the fallback exists.
+    #[error("module `{module}` of branch `{branch}` has no schema (looked in {looked})")]
+    NoSchema {
+        /// Branch.
+        branch: String,
+        /// Module.
+        module: String,
+        /// Paths tried.
+        looked: String,
+    },
+    /// A branch id that cannot name a branch.
+    #[error("invalid branch id `{0}`: use 1-64 letters, digits and _ . : @ -")]
+    InvalidBranch(String),
+}
+
+/// The loaded configuration of a data directory.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+    /// Modules by id.
+    pub modules: BTreeMap<String, ModuleDef>,
+    /// Branch → modules.
+    pub branches: BranchConfig,
+    /// Sequence rules.
+    pub sequence_rules: SequenceRules,
+}
+
+impl DataDir {
+    /// Reads `modules.json`, `branches.config.json` and `sequence-rules.json` (optional).
+    pub fn load(root: &Path) -> Result<DataDir, DataDirError> {
+        let root = root.to_path_buf();
+        let modules = modules::parse(&read_json(&root.join("modules.json"))?, &root.join("modules.json"))?;
+        let branches_path = root.join("branches.config.json");
+        let branches = if branches_path.exists() {
+            BranchConfig::parse(&read_json(&branches_path)?, &branches_path)?
+        } else {
+            BranchConfig::default()
+        };
+        let rules_path = root.join("sequence-rules.json");
+        let sequence_rules = if rules_path.exists() {
+            SequenceRules::from_json(&read_json(&rules_path)?)
+                .map_err(|e| DataDirError::Invalid { path: rules_path.clone(), message: e.to_string() })?
+        } else {
+            SequenceRules::default()
+        };
+        Ok(DataDir { root, modules, branches, sequence_rules })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `branches/<branch>/modules/<module>`.
+    pub fn module_dir(&self, branch: &str, module: &str) -> PathBuf {
+        self.root.join("branches").join(branch).join("modules").join(module)
+    }
+
+    /// Resolves a path from `modules.json`: fallbacks are written from the project root
+    /// (`data/schemas/x.json`), so a leading `data/` means this directory.
+    fn resolve_fallback(&self, path: &str) -> PathBuf {
+        match path.strip_prefix("data/") {
+            Some(rest) => self.root.join(rest),
+            None => self.root.join(path),
+        }
+    }
+
+    fn module(&self, module: &str) -> Result<&ModuleDef, DataDirError> {
+        self.modules.get(module).ok_or_else(|| DataDirError::UnknownModule(module.to_owned()))
+    }
+
+    /// The schema of a branch's module: the branch's own definition, else the fallback.
+    pub fn schema_for(&self, branch: &str, module: &str) -> Result<(Schema, PathBuf), DataDirError> {
+        let def = self.module(module)?;
+        let mut candidates = Vec::new();
+        if let Some(p) = &def.schema_path {
+            candidates.push(self.module_dir(branch, module).join(p));
+        }
+        if let Some(p) = &def.schema_fallback_path {
+            candidates.push(self.resolve_fallback(p));
+        }
+        for path in &candidates {
+            if path.is_file() {
+                let schema = Schema::from_json(&read_json(path)?)
+                    .map_err(|e| DataDirError::Invalid { path: path.clone(), message: e.to_string() })?;
+                return Ok((schema, path.clone()));
+            }
+        }
+        Err(DataDirError::NoSchema {
+            branch: branch.to_owned(),
+            module: module.to_owned(),
+            looked: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+        })
+    }
+
+    /// The seed of a branch's module (`{tables: {...}}`), if it has one.
+    pub fn seed_for(&self, branch: &str, module: &str) -> Result<Option<(Value, PathBuf)>, DataDirError> {
+        let def = self.module(module)?;
+        let mut candidates = Vec::new();
+        if let Some(p) = &def.seed_path {
+            candidates.push(self.module_dir(branch, module).join(p));
+        }
+        if let Some(p) = &def.seed_fallback_path {
+            candidates.push(self.resolve_fallback(p));
+        }
+        for path in candidates {
+            if path.is_file() {
+                return Ok(Some((read_json(&path)?, path)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The original's counters, `branches/<b>/sequence-state.json`: `"<module>:<table>:<field>"` → last.
+    pub fn sequence_state(&self, branch: &str) -> Result<BTreeMap<String, i64>, DataDirError> {
+        let path = self.root.join("branches").join(branch).join("sequence-state.json");
+        if !path.is_file() {
+            return Ok(BTreeMap::new());
+        }
+        let doc = read_json(&path)?;
+        let map = doc.as_object().ok_or_else(|| DataDirError::Invalid { path: path.clone(), message: "expected an object".into() })?;
+        Ok(map.iter().filter_map(|(k, v)| Some((k.clone(), v.get("last")?.as_i64()?))).collect())
+    }
+}
+
+/// Reads and parses a JSON file.
+pub fn read_json(path: &Path) -> Result<Value, DataDirError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataDirError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| DataDirError::Invalid { path: path.to_path_buf(), message: e.to_string() })
+}

@@ -1,0 +1,3 @@
+//! # mishkah-server
+pub mod datadir;
+pub mod storage;

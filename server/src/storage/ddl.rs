@@ -1,0 +1,189 @@
+//! Tables generated from the schema, and additive migration.
+
+use mishkah_core::schema::{FieldType, Table};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::StorageError;
+
+/// Internal tables and columns share this prefix so no schema name can collide with them.
+pub(super) const PREFIX: &str = "mishkah_";
+
+/// Whether `name` can be used as a SQL identifier as is. Names come from schema files, never from
+/// requests, but we still never interpolate anything else.
+pub(super) fn is_safe_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+        && !name.to_ascii_lowercase().starts_with(PREFIX)
+}
+
+/// The SQL table name for a schema table (`t_<sqlName>`, or a hex form for unsafe names).
+pub(super) fn sql_table(table: &Table) -> String {
+    let base = if is_safe_identifier(&table.sql_name) { table.sql_name.clone() } else { hex_name(&table.name) };
+    format!("t_{base}")
+}
+
+fn hex_name(name: &str) -> String {
+    let mut out = String::from("x");
+    for b in name.bytes().take(30) {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// Typed columns: (column, field name, SQL type) for fields with safe, unique column names.
+pub(super) fn typed_columns(table: &Table) -> Vec<(String, String, &'static str)> {
+    let mut seen = std::collections::HashSet::new();
+    table
+        .fields
+        .iter()
+        .filter(|f| is_safe_identifier(&f.column) && seen.insert(f.column.to_ascii_lowercase()))
+        .map(|f| (f.column.clone(), f.name.clone(), sql_type(f.ty)))
+        .collect()
+}
+
+fn sql_type(ty: FieldType) -> &'static str {
+    match ty {
+        FieldType::Integer | FieldType::Boolean => "INTEGER",
+        FieldType::Decimal => "REAL",
+        FieldType::Text | FieldType::Date | FieldType::Timestamp | FieldType::Json => "TEXT",
+    }
+}
+
+/// Creates the internal tables.
+pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS mishkah_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS mishkah_events (
+             seq INTEGER PRIMARY KEY,
+             event_id TEXT NOT NULL UNIQUE,
+             mutation_id TEXT UNIQUE,
+             tbl TEXT NOT NULL,
+             action TEXT NOT NULL,
+             record_key TEXT NOT NULL,
+             version INTEGER NOT NULL,
+             row TEXT,
+             created_at TEXT NOT NULL,
+             source TEXT NOT NULL,
+             meta TEXT);
+         CREATE TABLE IF NOT EXISTS mishkah_counters (counter_key TEXT PRIMARY KEY, last INTEGER NOT NULL, updated_at TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS mishkah_tables (name TEXT PRIMARY KEY, sql_name TEXT NOT NULL, columns TEXT NOT NULL, adhoc INTEGER NOT NULL);
+         CREATE TABLE IF NOT EXISTS mishkah_archive (
+             archive TEXT NOT NULL, tbl TEXT NOT NULL, record_key TEXT NOT NULL, doc TEXT NOT NULL, archived_at TEXT NOT NULL,
+             PRIMARY KEY (archive, tbl, record_key));",
+    )?;
+    Ok(())
+}
+
+/// Creates or additively migrates one table. Returns what it did, for the log.
+pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Result<Vec<String>, StorageError> {
+    let sql_name = sql_table(table);
+    let columns = typed_columns(table);
+    let key_fields = serde_json::to_string(&table.key_fields()).expect("strings serialize");
+    let types: Vec<(String, String)> = table.fields.iter().map(|f| (f.name.clone(), f.ty.as_str().to_owned())).collect();
+    let fingerprint = serde_json::json!({"key": key_fields, "fields": types}).to_string();
+    let mut actions = Vec::new();
+
+    let previous: Option<(String, String)> = conn
+        .query_row("SELECT sql_name, columns FROM mishkah_tables WHERE name = ?1", params![table.name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    if let Some((_, old)) = &previous {
+        check_not_destructive(table, old, &fingerprint)?;
+    }
+
+    let mut ddl = format!(
+        "CREATE TABLE IF NOT EXISTS \"{sql_name}\" (mishkah_key TEXT PRIMARY KEY, mishkah_version INTEGER NOT NULL, mishkah_doc TEXT NOT NULL"
+    );
+    for (column, _, ty) in &columns {
+        ddl.push_str(&format!(", \"{column}\" {ty}"));
+    }
+    ddl.push(')');
+    conn.execute(&ddl, [])?;
+
+    let existing: Vec<String> = {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{sql_name}\")"))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(1))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (column, _, ty) in &columns {
+        if !existing.iter().any(|c| c.eq_ignore_ascii_case(column)) {
+            conn.execute(&format!("ALTER TABLE \"{sql_name}\" ADD COLUMN \"{column}\" {ty}"), [])?;
+            actions.push(format!("added column {}.{column}", table.name));
+        }
+    }
+
+    let column_of = |field: &str| columns.iter().find(|(_, f, _)| f == field).map(|(c, _, _)| c.clone());
+    for field in &table.fields {
+        let Some(column) = column_of(&field.name) else { continue };
+        if field.primary_key && table.key_fields().len() == 1 {
+            continue;
+        }
+        if field.unique {
+            let name = format!("u_{sql_name}_{column}");
+            conn.execute(&format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"), [])?;
+        } else if field.indexed {
+            let name = format!("i_{sql_name}_{column}");
+            conn.execute(&format!("CREATE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"), [])?;
+        }
+    }
+    for index in &table.indexes {
+        let cols: Option<Vec<String>> = index.fields.iter().map(|f| column_of(f)).collect();
+        let Some(cols) = cols else { continue };
+        if !is_safe_identifier(&index.name) {
+            continue;
+        }
+        let unique = if index.unique { "UNIQUE " } else { "" };
+        let list = cols.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+        conn.execute(&format!("CREATE {unique}INDEX IF NOT EXISTS \"ix_{sql_name}_{}\" ON \"{sql_name}\" ({list})", index.name), [])?;
+    }
+
+    if previous.as_ref().map(|(_, old)| old) != Some(&fingerprint) {
+        conn.execute(
+            "INSERT INTO mishkah_tables (name, sql_name, columns, adhoc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET sql_name = excluded.sql_name, columns = excluded.columns",
+            params![table.name, sql_name, fingerprint, adhoc],
+        )?;
+        if previous.is_none() {
+            actions.push(format!("created table {}", table.name));
+        }
+    }
+    Ok(actions)
+}
+
+/// A changed key or a changed field type would reinterpret stored data: refuse.
+fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), StorageError> {
+    let old: serde_json::Value = serde_json::from_str(old).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let new: serde_json::Value = serde_json::from_str(new).expect("we just wrote it");
+    if old["key"] != new["key"] {
+        return Err(StorageError::Destructive {
+            table: table.name.clone(),
+            message: format!("primary key changed from {} to {}", old["key"], new["key"]),
+        });
+    }
+    let old_types: std::collections::HashMap<String, String> = serde_json::from_value(old["fields"].clone()).unwrap_or_default();
+    for field in &table.fields {
+        if let Some(before) = old_types.get(&field.name) {
+            if before != field.ty.as_str() {
+                return Err(StorageError::Destructive {
+                    table: table.name.clone(),
+                    message: format!("field `{}` changed type from {before} to {}", field.name, field.ty.as_str()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_checked() {
+        assert!(is_safe_identifier("order_header"));
+        assert!(!is_safe_identifier("x\"; DROP TABLE y"));
+        assert!(!is_safe_identifier("mishkah_events"));
+        assert!(!is_safe_identifier("1abc"));
+    }
+}

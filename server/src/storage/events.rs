@@ -1,0 +1,85 @@
+//! Reading the event log, and compacting it.
+
+use mishkah_core::sync::ChangeEvent;
+use mishkah_core::{Change, ChangeKind, RecordKey};
+use rusqlite::{params, Connection};
+
+use super::txn::parse_doc;
+use super::StorageError;
+
+const EVENT_COLUMNS: &str = "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at";
+pub(super) const SELECT_EVENT_BY_MUTATION: &str =
+    "SELECT seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at FROM mishkah_events WHERE mutation_id = ?1";
+
+/// Maps a `mishkah_events` row (in `EVENT_COLUMNS` order) to an event. The outer `Result` is
+/// rusqlite's; the inner one reports a corrupt stored row.
+pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChangeEvent, StorageError>> {
+    let seq: i64 = r.get(0)?;
+    let action: String = r.get(4)?;
+    let row: Option<String> = r.get(7)?;
+    let kind = match action.as_str() {
+        "insert" => ChangeKind::Insert,
+        "update" => ChangeKind::Update,
+        "delete" => ChangeKind::Delete,
+        other => return Ok(Err(StorageError::Corrupt(format!("unknown event action `{other}`")))),
+    };
+    let row = match row.map(|d| parse_doc(&d)).transpose() {
+        Ok(row) => row,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(ChangeEvent {
+        sequence: seq as u64,
+        event_id: r.get(1)?,
+        mutation_id: r.get(2)?,
+        created_at: r.get(8)?,
+        change: Change {
+            table: r.get(3)?,
+            key: RecordKey(r.get(5)?),
+            kind,
+            row,
+            version: r.get(6)?,
+            coerced: Vec::new(),
+            unknown_fields: Vec::new(),
+        },
+    }))
+}
+
+/// Events with `seq > after`, in order, at most `limit`.
+pub(super) fn events_after(conn: &Connection, after: u64, limit: usize) -> Result<Vec<ChangeEvent>, StorageError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM mishkah_events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![after as i64, limit as i64], row_to_event)?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
+/// The first retained sequence (everything before was compacted) and the last one.
+pub(super) fn bounds(conn: &Connection) -> Result<(u64, u64), StorageError> {
+    let checkpoint: u64 = conn
+        .query_row("SELECT value FROM mishkah_meta WHERE key = 'compacted_through'", [], |r| r.get::<_, String>(0))
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let max: Option<i64> = conn.query_row("SELECT MAX(seq) FROM mishkah_events", [], |r| r.get(0))?;
+    let head = (max.unwrap_or(0) as u64).max(checkpoint);
+    Ok((checkpoint + 1, head))
+}
+
+/// Deletes events up to `through` (the checkpoint); later cursors before it must resync in full.
+/// Mutation ids of compacted events are forgotten too, so compaction also bounds dedup memory.
+pub(super) fn compact(conn: &Connection, through: u64) -> Result<usize, StorageError> {
+    let tx = conn.unchecked_transaction()?;
+    let (_, head) = bounds(&tx)?;
+    let through = through.min(head);
+    let deleted = tx.execute("DELETE FROM mishkah_events WHERE seq <= ?1", params![through as i64])?;
+    tx.execute(
+        "INSERT INTO mishkah_meta (key, value) VALUES ('compacted_through', ?1)
+         ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+        params![through.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(deleted)
+}

@@ -1,0 +1,196 @@
+//! What one write needs inside a transaction: the narrow surface the write path is written against.
+
+use mishkah_core::schema::Table;
+use mishkah_core::sequence::SequenceRule;
+use mishkah_core::sync::ChangeEvent;
+use mishkah_core::{Change, ChangeKind, RecordKey, Row};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::Value;
+
+use super::ddl::{sql_table, typed_columns};
+use super::events::row_to_event;
+use super::StorageError;
+
+/// A change about to be logged.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    /// The change.
+    pub change: &'a Change,
+    /// The mutation id, for exactly-once replays.
+    pub mutation_id: Option<&'a str>,
+    /// `ws`, `rest`, `seed`, `restore`...
+    pub source: &'a str,
+    /// Client meta.
+    pub meta: &'a Value,
+    /// Commit time, ISO-8601.
+    pub created_at: &'a str,
+}
+
+/// Operations of one write inside the write transaction.
+pub trait WriteTxn {
+    /// The stored row with this key.
+    fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError>;
+    /// Stores the row of a change (or removes it for a delete).
+    fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError>;
+    /// Appends to the event log, assigning the next gap-free sequence number.
+    fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError>;
+    /// The committed event of a mutation id, if it was already applied.
+    fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError>;
+    /// Advances a sequence counter and returns its new value.
+    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError>;
+    /// Starts a savepoint: one mutation.
+    fn savepoint(&mut self) -> Result<(), StorageError>;
+    /// Keeps the mutation.
+    fn release(&mut self) -> Result<(), StorageError>;
+    /// Undoes the mutation (a failed mutation fails alone).
+    fn rollback_to(&mut self) -> Result<(), StorageError>;
+}
+
+/// [`WriteTxn`] on a SQLite connection inside `BEGIN IMMEDIATE`.
+pub(super) struct SqliteTxn<'c> {
+    pub(super) conn: &'c Connection,
+    pub(super) head: u64,
+    pub(super) savepoint_head: u64,
+}
+
+impl WriteTxn for SqliteTxn<'_> {
+    fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
+        let sql = format!("SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1", sql_table(table));
+        let doc: Option<String> = self.conn.prepare_cached(&sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
+        doc.map(|d| parse_doc(&d)).transpose()
+    }
+
+    fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
+        let sql_name = sql_table(table);
+        let Some(row) = &change.row else {
+            let sql = format!("DELETE FROM \"{sql_name}\" WHERE mishkah_key = ?1");
+            self.conn.prepare_cached(&sql)?.execute(params![change.key.0])?;
+            return Ok(());
+        };
+        let columns = typed_columns(table);
+        let mut sql = format!("INSERT INTO \"{sql_name}\" (mishkah_key, mishkah_version, mishkah_doc");
+        for (c, _, _) in &columns {
+            sql.push_str(&format!(", \"{c}\""));
+        }
+        sql.push_str(") VALUES (?1, ?2, ?3");
+        for i in 0..columns.len() {
+            sql.push_str(&format!(", ?{}", i + 4));
+        }
+        sql.push_str(") ON CONFLICT(mishkah_key) DO UPDATE SET mishkah_version = excluded.mishkah_version, mishkah_doc = excluded.mishkah_doc");
+        for (c, _, _) in &columns {
+            sql.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
+        }
+        let doc = serde_json::to_string(row).expect("a JSON map serializes");
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![change.key.0.clone().into(), change.version.into(), doc.into()];
+        for (column, field, _) in &columns {
+            let v = row.get(field).or_else(|| row.get(column)).unwrap_or(&Value::Null);
+            values.push(sql_value(v));
+        }
+        let result = self.conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values));
+        match result {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(StorageError::Unique { table: table.name.clone(), message: msg.unwrap_or_default() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError> {
+        let sequence = self.head + 1;
+        let event_id = format!("evt-{}", uuid::Uuid::new_v4());
+        let change = event.change;
+        let action = match change.kind {
+            ChangeKind::Insert => "insert",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+        };
+        let row = change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
+        let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                sequence as i64,
+                event_id,
+                event.mutation_id,
+                change.table,
+                action,
+                change.key.0,
+                change.version,
+                row,
+                event.created_at,
+                event.source,
+                meta
+            ])?;
+        self.head = sequence;
+        Ok(ChangeEvent {
+            sequence,
+            event_id,
+            mutation_id: event.mutation_id.map(str::to_owned),
+            created_at: event.created_at.to_owned(),
+            change: change.clone(),
+        })
+    }
+
+    fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(super::events::SELECT_EVENT_BY_MUTATION)?;
+        let found = stmt.query_row(params![mutation_id], row_to_event).optional()?;
+        found.transpose()
+    }
+
+    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError> {
+        let last: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT last FROM mishkah_counters WHERE counter_key = ?1")?
+            .query_row(params![counter_key], |r| r.get(0))
+            .optional()?;
+        let (next, _) = rule.next(last);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO mishkah_counters (counter_key, last, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(counter_key) DO UPDATE SET last = excluded.last, updated_at = excluded.updated_at",
+            )?
+            .execute(params![counter_key, next, now])?;
+        Ok(next)
+    }
+
+    fn savepoint(&mut self) -> Result<(), StorageError> {
+        self.conn.execute_batch("SAVEPOINT m")?;
+        self.savepoint_head = self.head;
+        Ok(())
+    }
+
+    fn release(&mut self) -> Result<(), StorageError> {
+        self.conn.execute_batch("RELEASE m")?;
+        Ok(())
+    }
+
+    fn rollback_to(&mut self) -> Result<(), StorageError> {
+        self.conn.execute_batch("ROLLBACK TO m; RELEASE m")?;
+        self.head = self.savepoint_head;
+        Ok(())
+    }
+}
+
+/// Parses a stored `mishkah_doc`.
+pub(super) fn parse_doc(doc: &str) -> Result<Row, StorageError> {
+    serde_json::from_str(doc).map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))
+}
+
+fn sql_value(v: &Value) -> rusqlite::types::Value {
+    use rusqlite::types::Value as S;
+    match v {
+        Value::Null => S::Null,
+        Value::Bool(b) => S::Integer(i64::from(*b)),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => S::Integer(i),
+            None => S::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        Value::String(s) => S::Text(s.clone()),
+        other => S::Text(other.to_string()),
+    }
+}
