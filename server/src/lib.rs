@@ -1,3 +1,24 @@
 //! # mishkah-server
+//!
+//! The server: SQLite persistence, the one write path, and (in `http`/`ws`) the REST and WebSocket
+//! gateway speaking the protocol of the system we replace.
+//!
+//! # Layout
+//! - [`datadir`]: the data directory's configuration (modules, branches, sequence rules, seeds).
+//! - [`storage`]: one SQLite database per branch+module: typed tables, event log, counters.
+//! - [`engine`]: the one write path — a writer thread per module with group commit.
+//! - [`hub`]: fan-out of committed changes to every subscriber of a branch.
+//! - [`metrics`]: Prometheus metrics.
+
+pub mod clock;
 pub mod datadir;
+pub mod engine;
+pub mod hub;
+pub mod metrics;
 pub mod storage;
+pub mod app;
+pub mod http;
+pub mod views;
+pub mod ws;
+pub mod config;
+pub mod serve;

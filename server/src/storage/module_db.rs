@@ -117,30 +117,34 @@ impl ModuleDb {
         &self.path
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits. If the commit fails, nothing of
-    /// `f` is kept and the error is returned: the caller must fail every write of the batch.
-    pub fn write<T>(&mut self, f: impl FnOnce(&mut dyn WriteTxn) -> T) -> Result<T, StorageError> {
+    /// Starts the write transaction (`BEGIN IMMEDIATE`). Dropping it without
+    /// [`Transaction::commit`] rolls everything back.
+    pub fn begin(&mut self) -> Result<Transaction<'_>, StorageError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let mut txn = SqliteTxn { conn: &self.conn, head: self.head, savepoint_head: self.head };
-        let out = f(&mut txn);
-        let head = txn.head;
-        match self.conn.execute_batch("COMMIT") {
-            Ok(()) => {
-                self.head = head;
-                Ok(out)
-            }
-            Err(e) => {
-                // Best effort: the transaction may already be gone.
-                let _ = self.conn.execute_batch("ROLLBACK");
-                Err(e.into())
-            }
-        }
+        let ModuleDb { conn, head, .. } = self;
+        let txn = SqliteTxn { conn, head: *head, savepoint_head: *head };
+        Ok(Transaction { txn, committed_head: head, done: false })
     }
 
     /// Compacts the log through `through`.
     pub fn compact(&mut self, through: u64) -> Result<usize, StorageError> {
         compact(&self.conn, through)
     }
+}
+
+/// Which page of a table to read.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Rows after the row with this key.
+    pub after_key: Option<String>,
+    /// Rows created after (ISO-8601).
+    pub created_after: Option<String>,
+    /// Rows updated after (ISO-8601).
+    pub updated_after: Option<String>,
+    /// Newest first.
+    pub descending: bool,
+    /// At most this many.
+    pub limit: usize,
 }
 
 /// A read connection to a module database (WAL: reads never block the writer).
@@ -156,11 +160,50 @@ impl ModuleReader {
         Ok(ModuleReader { conn })
     }
 
+    /// Runs `f` inside one read transaction, so everything it reads is from the same commit.
+    pub fn consistent<T>(&self, f: impl FnOnce(&ModuleReader) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        self.conn.execute_batch("BEGIN")?;
+        let out = f(self);
+        // Ending a read transaction cannot lose anything.
+        let _ = self.conn.execute_batch("COMMIT");
+        out
+    }
+
     /// All rows of a table, in insertion order.
     pub fn rows(&self, table: &Table) -> Result<Vec<Row>, StorageError> {
         let sql = format!("SELECT mishkah_doc FROM \"{}\" ORDER BY rowid", sql_table(table));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let docs = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for doc in docs {
+            out.push(parse_doc(&doc?)?);
+        }
+        Ok(out)
+    }
+
+    /// A page of rows in insertion order (or reverse), after a key and/or a time.
+    pub fn page(&self, table: &Table, q: &PageQuery) -> Result<Vec<Row>, StorageError> {
+        let t = sql_table(table);
+        let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+        let mut sql = format!("SELECT mishkah_doc FROM \"{t}\" WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(key) = &q.after_key {
+            let missing = if q.descending { i64::MAX } else { -1 };
+            sql.push_str(&format!(" AND rowid {cmp} COALESCE((SELECT rowid FROM \"{t}\" WHERE mishkah_key = ?), {missing})"));
+            args.push(key.clone().into());
+        }
+        if let Some(at) = &q.created_after {
+            sql.push_str(" AND json_extract(mishkah_doc, '$.createdAt') > ?");
+            args.push(at.clone().into());
+        }
+        if let Some(at) = &q.updated_after {
+            sql.push_str(" AND json_extract(mishkah_doc, '$.updatedAt') > ?");
+            args.push(at.clone().into());
+        }
+        sql.push_str(&format!(" ORDER BY rowid {order} LIMIT ?"));
+        args.push((q.limit.min(i64::MAX as usize) as i64).into());
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let docs = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
         for doc in docs {
             out.push(parse_doc(&doc?)?);
@@ -199,8 +242,67 @@ impl ModuleReader {
             .optional()?)
     }
 
+    /// History archives: `(archive, table, rows, archived_at)`.
+    pub fn archives(&self) -> Result<Vec<(String, String, u64, String)>, StorageError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT archive, tbl, COUNT(*), MAX(archived_at) FROM mishkah_archive GROUP BY archive, tbl ORDER BY MAX(archived_at), archive, tbl",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The rows of an archive: `(table, row)`.
+    pub fn archived_rows(&self, archive: &str) -> Result<Vec<(String, Row)>, StorageError> {
+        let mut stmt = self.conn.prepare_cached("SELECT tbl, doc FROM mishkah_archive WHERE archive = ?1 ORDER BY rowid")?;
+        let rows = stmt.query_map(params![archive], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (table, doc) = row?;
+            out.push((table, parse_doc(&doc)?));
+        }
+        Ok(out)
+    }
+
     /// The last event id, for the batch route's `lastAckId`.
     pub fn last_event_id(&self) -> Result<Option<String>, StorageError> {
         Ok(self.conn.query_row("SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?)
+    }
+}
+
+/// An open write transaction.
+pub struct Transaction<'a> {
+    txn: SqliteTxn<'a>,
+    committed_head: &'a mut u64,
+    done: bool,
+}
+
+impl Transaction<'_> {
+    /// The operations available inside.
+    pub fn ops(&mut self) -> &mut dyn WriteTxn {
+        &mut self.txn
+    }
+
+    /// Commits. On failure nothing of the transaction is kept.
+    pub fn commit(mut self) -> Result<(), StorageError> {
+        self.done = true;
+        match self.txn.conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                *self.committed_head = self.txn.head;
+                Ok(())
+            }
+            Err(e) => {
+                // Best effort: SQLite may have rolled back already.
+                let _ = self.txn.conn.execute_batch("ROLLBACK");
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.txn.conn.execute_batch("ROLLBACK");
+        }
     }
 }

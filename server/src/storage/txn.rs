@@ -38,6 +38,12 @@ pub trait WriteTxn {
     fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError>;
     /// Advances a sequence counter and returns its new value.
     fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError>;
+    /// Every row of a table with its key.
+    fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError>;
+    /// Copies a row into a named history archive.
+    fn archive_row(&mut self, archive: &str, table: &Table, key: &RecordKey, row: &Row, now: &str) -> Result<(), StorageError>;
+    /// Forgets every counter, then sets the given ones (reset to seed).
+    fn reset_counters(&mut self, counters: &std::collections::BTreeMap<String, i64>, now: &str) -> Result<(), StorageError>;
     /// Starts a savepoint: one mutation.
     fn savepoint(&mut self) -> Result<(), StorageError>;
     /// Keeps the mutation.
@@ -156,6 +162,40 @@ impl WriteTxn for SqliteTxn<'_> {
             )?
             .execute(params![counter_key, next, now])?;
         Ok(next)
+    }
+
+    fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
+        let sql = format!("SELECT mishkah_key, mishkah_doc FROM \"{}\" ORDER BY rowid", sql_table(table));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, doc) = row?;
+            out.push((RecordKey(key), parse_doc(&doc)?));
+        }
+        Ok(out)
+    }
+
+    fn archive_row(&mut self, archive: &str, table: &Table, key: &RecordKey, row: &Row, now: &str) -> Result<(), StorageError> {
+        let doc = serde_json::to_string(row).expect("a JSON map serializes");
+        self.conn
+            .prepare_cached(
+                "INSERT INTO mishkah_archive (archive, tbl, record_key, doc, archived_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(archive, tbl, record_key) DO UPDATE SET doc = excluded.doc, archived_at = excluded.archived_at",
+            )?
+            .execute(params![archive, table.name, key.0, doc, now])?;
+        Ok(())
+    }
+
+    fn reset_counters(&mut self, counters: &std::collections::BTreeMap<String, i64>, now: &str) -> Result<(), StorageError> {
+        self.conn.execute("DELETE FROM mishkah_counters", [])?;
+        for (key, last) in counters {
+            self.conn.execute(
+                "INSERT INTO mishkah_counters (counter_key, last, updated_at) VALUES (?1, ?2, ?3)",
+                params![key, last, now],
+            )?;
+        }
+        Ok(())
     }
 
     fn savepoint(&mut self) -> Result<(), StorageError> {

@@ -1,0 +1,81 @@
+//! Shared state of the HTTP and WebSocket handlers, and the router.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceExt;
+use axum::http::{header, HeaderValue};
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::engine::{Engine, ModuleHandle};
+use crate::http::error::ApiError;
+use crate::metrics::Metrics;
+
+/// Largest accepted request body (the original accepted 64 MiB; we refuse with 413).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine (write path and reads).
+    pub engine: Arc<Engine>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// This server's id.
+    pub server_id: String,
+    /// Static files served at `/`.
+    pub static_dir: Option<Arc<PathBuf>>,
+}
+
+impl AppState {
+    /// A module of a branch, opened when needed.
+    pub async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, ApiError> {
+        Ok(self.engine.module(branch, module).await?)
+    }
+}
+
+/// The whole application: API routes, WebSocket upgrades on any other path, static files.
+pub fn router(state: AppState) -> Router {
+    let api = crate::http::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .merge(api)
+        .route("/ws", axum::routing::get(crate::ws::upgrade))
+        .fallback(fallback)
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .layer(CompressionLayer::new())
+        .layer(CorsLayer::permissive())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Any other path: a WebSocket upgrade (the original accepted them anywhere), else a static file.
+async fn fallback(State(state): State<AppState>, req: Request) -> Response {
+    let is_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        let (mut parts, _) = req.into_parts();
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+            Ok(ws) => crate::ws::upgrade(ws, State(state)).await,
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    let Some(dir) = state.static_dir.clone() else {
+        return ApiError::not_found("not-found", "no such route").into_response();
+    };
+    // ServeDir never escapes its directory (`..` is refused) and answers 404 for missing files.
+    match ServeDir::new(dir.as_ref()).append_index_html_on_directories(true).oneshot(req).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
+}

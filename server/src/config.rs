@@ -1,0 +1,53 @@
+//! Command line and environment.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::storage::Durability;
+
+/// Mishkah: a real-time, offline-first data sync server.
+#[derive(Debug, Parser)]
+#[command(name = "mishkah", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve a data directory over REST and WebSocket.
+    Serve(ServeConfig),
+}
+
+/// `mishkah serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Data directory (modules.json, branches.config.json, schemas/, branches/...).
+    #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, env = "PORT", default_value_t = 3200)]
+    pub port: u16,
+    /// Static files served at `/` (default: `./static` when it exists).
+    #[arg(long = "static", env = "MISHKAH_STATIC")]
+    pub static_dir: Option<PathBuf>,
+    /// `full`: an acknowledged write survives power loss (default). `normal`: faster commits that
+    /// survive a process crash but may lose the last ones on power loss.
+    #[arg(long, env = "MISHKAH_DURABILITY", value_enum, default_value_t = Durability::Full)]
+    pub durability: Durability,
+    /// Tables whose updates require a version (comma-separated).
+    #[arg(long, env = "MISHKAH_VERSIONED_TABLES", value_delimiter = ',', default_value = "order_header,order_line")]
+    pub versioned_tables: Vec<String>,
+    /// Log as JSON lines.
+    #[arg(long, env = "MISHKAH_LOG_JSON")]
+    pub log_json: bool,
+    /// Exit when standard input closes (lets a parent process, such as a test, own the server).
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_close: bool,
+}

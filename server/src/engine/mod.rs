@@ -1,0 +1,75 @@
+//! The engine: every mutation — from REST, WebSocket, seeding, restore, reset — goes through
+//! [`ModuleHandle::write`] (or a batch of it), which hands it to the module's single writer thread.
+//! The writer validates and versions it with `mishkah-core`, stores row and event in one
+//! transaction, commits, and only then acknowledges it and publishes it to the [`crate::hub::Hub`].
+//!
+//! Group commit: the writer drains every queued job into one transaction, one savepoint per
+//! mutation so a bad mutation fails alone. Jobs are handled in queue order, so the order of one
+//! connection's writes is preserved.
+
+mod registry;
+pub mod seed;
+mod writer;
+
+use std::sync::Arc;
+
+use mishkah_core::mutation::MutationError;
+use mishkah_core::sync::ChangeEvent;
+use serde_json::{Map, Value};
+
+pub use registry::{Engine, EngineConfig, EngineError, ModuleHandle};
+pub use writer::{Job, Reply, WriteJob};
+
+use crate::storage::StorageError;
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The core refused it (conflict, validation, not found...).
+    #[error(transparent)]
+    Mutation(#[from] MutationError),
+    /// Storage failed; nothing of the write was kept.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// An atomic batch failed because of another of its writes.
+    #[error("batch aborted: write #{index} failed: {message}")]
+    BatchAborted {
+        /// The failing write's index.
+        index: usize,
+        /// Its error.
+        message: String,
+    },
+    /// The commit failed (disk full, read-only file...): nothing of the write was stored.
+    #[error("commit failed, nothing was stored: {0}")]
+    CommitFailed(String),
+    /// The module's writer has stopped (shutdown, or a fatal storage error).
+    #[error("the module is not accepting writes")]
+    Unavailable,
+}
+
+impl WriteError {
+    /// Stable code: the core's, the storage's, or `batch-aborted` / `unavailable`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            WriteError::Mutation(e) => e.code(),
+            WriteError::Storage(e) => e.code(),
+            WriteError::BatchAborted { .. } => "batch-aborted",
+            WriteError::CommitFailed(_) => "storage-error",
+            WriteError::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A committed write, as acknowledged and published.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    /// The logged event (shared with the publisher).
+    pub event: Arc<ChangeEvent>,
+    /// The key fields and their values (`{id: ...}`).
+    pub primary_key: Map<String, Value>,
+    /// This mutation id had already been committed; nothing was changed now.
+    pub replayed: bool,
+}
+
+/// The outcome of one write.
+pub type WriteOutcome = Result<Committed, WriteError>;

@@ -1,0 +1,399 @@
+//! The modules of every branch, opened on first use, each with its writer thread.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use mishkah_core::record::Strictness;
+use mishkah_core::sequence::SequenceRules;
+use mishkah_core::{Mutation, Schema, VersionPolicy};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::seed;
+use super::writer::{self, Job, WriteJob, WriterContext};
+use super::{Committed, WriteError, WriteOutcome};
+use crate::datadir::{validate_branch_id, DataDir, DataDirError};
+use crate::hub::{Hub, Published};
+use crate::metrics::Metrics;
+use crate::storage::{Durability, ModuleDb, ModuleReader, StorageError};
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The data directory.
+    pub data: DataDir,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Which tables require versions.
+    pub policy: VersionPolicy,
+}
+
+/// Why a module cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Configuration problem (unknown module, no schema, invalid branch id...).
+    #[error(transparent)]
+    Config(#[from] DataDirError),
+    /// Storage could not open the database.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The branch does not have this module.
+    #[error("branch `{branch}` has no module `{module}`")]
+    ModuleNotInBranch {
+        /// Branch.
+        branch: String,
+        /// Module.
+        module: String,
+    },
+}
+
+impl EngineError {
+    /// `invalid-branch`, `module-not-found`, `schema-missing`, `storage-error`...
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Config(DataDirError::InvalidBranch(_)) => "invalid-branch",
+            EngineError::Config(DataDirError::UnknownModule(_)) | EngineError::ModuleNotInBranch { .. } => "module-not-found",
+            EngineError::Config(DataDirError::NoSchema { .. }) => "schema-missing",
+            EngineError::Config(_) => "config-error",
+            EngineError::Storage(e) => e.code(),
+        }
+    }
+}
+
+/// One open branch+module.
+pub struct ModuleHandle {
+    /// Branch.
+    pub branch: String,
+    /// Module.
+    pub module: String,
+    /// Its schema (with tables added for seed data the schema lacks).
+    pub schema: Arc<Schema>,
+    jobs: mpsc::Sender<Job>,
+    reader: Mutex<ModuleReader>,
+    head: Arc<AtomicU64>,
+}
+
+/// Jobs queued per module before producers wait (backpressure instead of unbounded memory).
+const JOB_QUEUE: usize = 65_536;
+
+impl ModuleHandle {
+    /// Queues a job. Order of submission is the order of application.
+    pub async fn submit(&self, job: Job) -> Result<(), WriteError> {
+        self.jobs.send(job).await.map_err(|_| WriteError::Unavailable)
+    }
+
+    /// Writes one mutation and waits for its outcome (committed, published).
+    pub async fn write(&self, mutation: Mutation, source: &'static str, meta: Value) -> WriteOutcome {
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.submit(Job::Write(WriteJob { mutation, source, meta, strictness: Strictness::Strict, reply })).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Writes several mutations atomically: all commit, or none.
+    pub async fn write_atomic(&self, mutations: Vec<Mutation>, source: &'static str, meta: Value) -> Result<Vec<Committed>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, reply }).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Writes imported rows (restore, reset) atomically: missing required fields are tolerated.
+    pub async fn import_atomic(&self, mutations: Vec<Mutation>, source: &'static str) -> Result<Vec<Committed>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.submit(Job::Atomic { mutations, source, meta: Value::Null, strictness: Strictness::Import, reply }).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Archives and deletes every row of `tables` (the original's purge).
+    pub async fn purge(&self, tables: Vec<String>, archive: String) -> Result<Vec<Committed>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.submit(Job::Purge { tables, archive, reply }).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Replaces every sequence counter.
+    pub async fn reset_counters(&self, counters: std::collections::BTreeMap<String, i64>) -> Result<(), WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.submit(Job::ResetCounters { counters, reply }).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Advances a sequence counter on its own (the sequences route) and returns the new value.
+    pub async fn allocate_counter(&self, table: &str, field: &str, rule: mishkah_core::sequence::SequenceRule) -> Result<i64, WriteError> {
+        let key = mishkah_core::sequence::counter_key(&self.module, table, field);
+        let (tx, rx) = oneshot::channel();
+        let task = Box::new(move |db: &mut ModuleDb| {
+            let result = (|| {
+                let mut t = db.begin()?;
+                let n = t.ops().next_counter(&key, &rule, &crate::clock::now_iso())?;
+                t.commit()?;
+                Ok::<_, StorageError>(n)
+            })();
+            let _ = tx.send(result.map_err(WriteError::from));
+        });
+        self.submit(Job::Maintenance(task)).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Compacts the event log through `through`.
+    pub async fn compact(&self, through: u64) -> Result<usize, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let task = Box::new(move |db: &mut ModuleDb| {
+            let _ = tx.send(db.compact(through).map_err(WriteError::from));
+        });
+        self.submit(Job::Maintenance(task)).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Runs a read on the module's read connection, off the async runtime.
+    pub async fn read<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&ModuleReader, &Schema) -> Result<T, StorageError> + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let reader = this.reader.lock().unwrap_or_else(|p| p.into_inner());
+            // One read transaction: every table and the log are read at the same commit.
+            reader.consistent(|r| f(r, &this.schema))
+        })
+        .await
+        .map_err(|e| StorageError::Corrupt(format!("read task failed: {e}")))?
+    }
+
+    /// The last committed sequence (the module version).
+    pub fn head(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+}
+
+/// All open modules.
+pub struct Engine {
+    config: EngineConfig,
+    rules: Arc<SequenceRules>,
+    policy: Arc<VersionPolicy>,
+    modules: tokio::sync::Mutex<HashMap<(String, String), Arc<ModuleHandle>>>,
+    publish: mpsc::UnboundedSender<Published>,
+    metrics: Arc<Metrics>,
+    hub: Arc<Hub>,
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts an engine publishing through `hub`. Must run inside a tokio runtime (it spawns the
+    /// publisher task).
+    pub fn start(config: EngineConfig, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Arc<Engine> {
+        let (publish, rx) = mpsc::unbounded_channel();
+        tokio::spawn(hub.clone().run_publisher(rx));
+        Arc::new(Engine {
+            rules: Arc::new(config.data.sequence_rules.clone()),
+            policy: Arc::new(config.policy.clone()),
+            config,
+            modules: tokio::sync::Mutex::new(HashMap::new()),
+            publish,
+            metrics,
+            hub,
+            writers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &DataDir {
+        &self.config.data
+    }
+
+    /// The hub.
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// The modules of a branch (validating the id).
+    pub fn modules_of(&self, branch: &str) -> Result<Vec<String>, EngineError> {
+        validate_branch_id(branch)?;
+        Ok(self.config.data.branches.modules_of(branch).to_vec())
+    }
+
+    /// Opens every module of every named branch (seeding new ones). Modules that cannot open are
+    /// reported, not fatal: the original served branches whose modules had no schema too.
+    pub async fn open_configured(&self) -> Vec<(String, String, EngineError)> {
+        let mut failures = Vec::new();
+        let named: Vec<(String, Vec<String>)> =
+            self.config.data.branches.branches.iter().map(|(b, d)| (b.clone(), d.modules.clone())).collect();
+        for (branch, modules) in named {
+            for module in modules {
+                if let Err(e) = self.module(&branch, &module).await {
+                    failures.push((branch.clone(), module, e));
+                }
+            }
+        }
+        failures
+    }
+
+    /// The handle of a branch's module, opening (and on first start seeding) it when needed.
+    pub async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, EngineError> {
+        let key = (branch.to_owned(), module.to_owned());
+        let mut modules = self.modules.lock().await;
+        if let Some(h) = modules.get(&key) {
+            return Ok(h.clone());
+        }
+        if !self.modules_of(branch)?.iter().any(|m| m == module) {
+            return Err(EngineError::ModuleNotInBranch { branch: branch.to_owned(), module: module.to_owned() });
+        }
+        let handle = self.open(branch, module).await?;
+        modules.insert(key, handle.clone());
+        Ok(handle)
+    }
+
+    async fn open(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, EngineError> {
+        let data = self.config.data.clone();
+        let (branch_s, module_s) = (branch.to_owned(), module.to_owned());
+        let durability = self.config.durability;
+        let opened = tokio::task::spawn_blocking(move || open_blocking(&data, &branch_s, &module_s, durability))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
+        let OpenedModule { db, schema, seed_plan, path } = opened;
+        let head = Arc::new(AtomicU64::new(db.head()));
+        let (jobs, rx) = mpsc::channel(JOB_QUEUE);
+        let ctx = WriterContext {
+            branch: branch.to_owned(),
+            module: module.to_owned(),
+            schema: schema.clone(),
+            rules: self.rules.clone(),
+            policy: self.policy.clone(),
+            publish: self.publish.clone(),
+            metrics: self.metrics.clone(),
+            head: head.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("writer-{branch}-{module}"))
+            .spawn(move || writer::run(db, ctx, rx))
+            .map_err(StorageError::Io)?;
+        self.writers.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
+        let reader = ModuleReader::open(&path)?;
+        let handle = Arc::new(ModuleHandle {
+            branch: branch.to_owned(),
+            module: module.to_owned(),
+            schema,
+            jobs,
+            reader: Mutex::new(reader),
+            head,
+        });
+        if let Some(plan) = seed_plan {
+            self.seed(&handle, plan).await;
+        }
+        Ok(handle)
+    }
+
+    async fn seed(&self, handle: &Arc<ModuleHandle>, plan: seed::SeedPlan) {
+        let (branch, module) = (&handle.branch, &handle.module);
+        for note in &plan.notes {
+            tracing::info!(%branch, %module, "seed: {note}");
+        }
+        let total = plan.mutations.len();
+        let mut waits = Vec::with_capacity(total);
+        for mutation in plan.mutations {
+            let (tx, rx) = oneshot::channel();
+            let reply = Box::new(move |o| {
+                let _ = tx.send(o);
+            });
+            let job = WriteJob { mutation, source: "seed", meta: Value::Null, strictness: Strictness::Import, reply };
+            if handle.submit(Job::Write(job)).await.is_err() {
+                break;
+            }
+            waits.push(rx);
+        }
+        let mut refused = 0;
+        for rx in waits {
+            match rx.await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    refused += 1;
+                    tracing::warn!(%branch, %module, code = e.code(), "seed row refused: {e}");
+                }
+                Err(_) => refused += 1,
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let now = crate::clock::now_iso();
+        let mark = Box::new(move |db: &mut ModuleDb| {
+            let _ = tx.send(db.mark_initialized(&now));
+        });
+        if handle.submit(Job::Maintenance(mark)).await.is_ok() {
+            if let Ok(Err(e)) = rx.await {
+                tracing::error!(%branch, %module, error = %e, "could not mark the module seeded");
+            }
+        }
+        tracing::info!(%branch, %module, seeded = total - refused, refused, "seeded");
+    }
+
+    /// Stops accepting writes and waits for the writers to finish what is queued.
+    pub async fn shutdown(&self) {
+        self.modules.lock().await.clear();
+        let threads: Vec<_> = std::mem::take(&mut *self.writers.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+struct OpenedModule {
+    db: ModuleDb,
+    schema: Arc<Schema>,
+    seed_plan: Option<seed::SeedPlan>,
+    path: std::path::PathBuf,
+}
+
+fn open_blocking(data: &DataDir, branch: &str, module: &str, durability: Durability) -> Result<OpenedModule, EngineError> {
+    let (mut schema, schema_path) = data.schema_for(branch, module)?;
+    for w in &schema.warnings {
+        tracing::warn!(%branch, %module, schema = %schema_path.display(), table = %w.table, "schema: {}", w.message);
+    }
+    let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
+    let tables: Vec<_> = schema.tables.values().collect();
+    let (mut db, report) = ModuleDb::open(&path, &tables, durability)?;
+    if !report.migrations.is_empty() {
+        tracing::info!(%branch, %module, count = report.migrations.len(), changes = %report.migrations.join("; "), "migrated");
+    }
+    for name in &report.adhoc_tables {
+        schema.tables.entry(name.clone()).or_insert_with(|| seed::adhoc_table(name));
+    }
+    let mut seed_plan = None;
+    if report.created {
+        let now = crate::clock::now_iso();
+        let counters: std::collections::BTreeMap<String, i64> =
+            data.sequence_state(branch)?.into_iter().filter(|(k, _)| k.starts_with(&format!("{module}:"))).collect();
+        let imported = db.import_counters(&counters, &now)?;
+        if imported > 0 {
+            tracing::info!(%branch, %module, imported, "imported sequence-state.json counters");
+        }
+        if let Some((seed_doc, seed_path)) = data.seed_for(branch, module)? {
+            let plan = seed::plan(&schema, &seed_doc);
+            for table in &plan.adhoc_tables {
+                db.add_adhoc_table(table)?;
+                schema.tables.insert(table.name.clone(), table.clone());
+            }
+            tracing::info!(%branch, %module, seed = %seed_path.display(), rows = plan.mutations.len(), "seeding");
+            seed_plan = Some(plan);
+        } else {
+            db.mark_initialized(&now)?;
+        }
+    }
+    Ok(OpenedModule { db, schema: Arc::new(schema), seed_plan, path })
+}

@@ -1,0 +1,350 @@
+//! The writer thread of one module: group commit over the single write path.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mishkah_core::mutation::{ApplyContext, MutationError};
+use mishkah_core::record::Strictness;
+use mishkah_core::schema::Table;
+use mishkah_core::sequence::{counter_key, SequenceRules};
+use mishkah_core::{apply, Action, Mutation, RecordKey, Schema, Timestamp, VersionPolicy};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::{Committed, WriteError, WriteOutcome};
+use crate::hub::Published;
+use crate::metrics::Metrics;
+use crate::storage::{ModuleDb, NewEvent, WriteTxn};
+
+/// Where a write's outcome goes. Called on the writer thread right after commit, in queue order,
+/// so a connection that forwards outcomes through an ordered channel sees its acks in order.
+pub type Reply = Box<dyn FnOnce(WriteOutcome) + Send>;
+
+/// One mutation to write.
+pub struct WriteJob {
+    /// The mutation.
+    pub mutation: Mutation,
+    /// `ws`, `rest`, `seed`, `restore`...
+    pub source: &'static str,
+    /// Client meta, logged with the event and echoed in frames.
+    pub meta: Value,
+    /// Client write or import.
+    pub strictness: Strictness,
+    /// Where the outcome goes.
+    pub reply: Reply,
+}
+
+/// Work for the writer.
+pub enum Job {
+    /// One mutation (grouped with others into one transaction).
+    Write(WriteJob),
+    /// Several mutations that commit together or not at all.
+    Atomic {
+        /// The mutations.
+        mutations: Vec<Mutation>,
+        /// Source.
+        source: &'static str,
+        /// Meta.
+        meta: Value,
+        /// Client writes or an import (seed, restore).
+        strictness: Strictness,
+        /// Outcome per mutation, or the first failure.
+        reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
+    },
+    /// Copies every row of `tables` into the history archive `archive`, then deletes them through
+    /// the write path (so every deletion is logged and broadcast), all in one savepoint.
+    Purge {
+        /// Tables to purge.
+        tables: Vec<String>,
+        /// Archive name.
+        archive: String,
+        /// Rows purged, or why nothing was.
+        reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
+    },
+    /// Forgets every counter and sets these (reset to seed).
+    ResetCounters {
+        /// `module:table:field` → last.
+        counters: std::collections::BTreeMap<String, i64>,
+        /// Done.
+        reply: Box<dyn FnOnce(Result<(), WriteError>) + Send>,
+    },
+    /// Work on the database itself (compaction, marking it seeded), run after the batch commits.
+    Maintenance(Box<dyn FnOnce(&mut ModuleDb) + Send>),
+}
+
+/// What the writer needs besides its database.
+pub(super) struct WriterContext {
+    pub branch: String,
+    pub module: String,
+    pub schema: Arc<Schema>,
+    pub rules: Arc<SequenceRules>,
+    pub policy: Arc<VersionPolicy>,
+    pub publish: mpsc::UnboundedSender<Published>,
+    pub metrics: Arc<Metrics>,
+    pub head: Arc<std::sync::atomic::AtomicU64>,
+}
+
+const MAX_BATCH: usize = 1024;
+
+/// Runs until every sender is gone.
+pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(&mut db, &ctx, batch);
+    }
+    tracing::info!(branch = %ctx.branch, module = %ctx.module, "writer stopped");
+}
+
+enum Done {
+    Write(Reply, WriteOutcome, &'static str, Value),
+    Atomic(Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>, Result<Vec<Committed>, WriteError>, &'static str, Value),
+    Unit(Box<dyn FnOnce(Result<(), WriteError>) + Send>, Result<(), WriteError>),
+}
+
+fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
+    let started = Instant::now();
+    let now = crate::clock::now();
+    let size = batch.len();
+    let mut maintenance = Vec::new();
+    let mut tx = match db.begin() {
+        Ok(tx) => tx,
+        Err(e) => {
+            tracing::error!(branch = %ctx.branch, module = %ctx.module, error = %e, "cannot begin a transaction");
+            let message = e.to_string();
+            for job in batch {
+                if let Some(done) = job_into_done(job) {
+                    fail(done, &message);
+                }
+            }
+            return;
+        }
+    };
+    let mut done = Vec::with_capacity(batch.len());
+    for job in batch {
+        let txn = tx.ops();
+        match job {
+            Job::Write(job) => {
+                let outcome = in_savepoint(txn, |txn| write_one(txn, ctx, &job.mutation, job.source, &job.meta, job.strictness, now));
+                done.push(Done::Write(job.reply, outcome, job.source, job.meta));
+            }
+            Job::Atomic { mutations, source, meta, strictness, reply } => {
+                let outcome = in_savepoint(txn, |txn| {
+                    let mut out = Vec::with_capacity(mutations.len());
+                    for (index, m) in mutations.iter().enumerate() {
+                        match write_one(txn, ctx, m, source, &meta, strictness, now) {
+                            Ok(c) => out.push(c),
+                            Err(e) => return Err(WriteError::BatchAborted { index, message: e.to_string() }),
+                        }
+                    }
+                    Ok(out)
+                });
+                done.push(Done::Atomic(reply, outcome, source, meta));
+            }
+            Job::Purge { tables, archive, reply } => {
+                let outcome = in_savepoint(txn, |txn| purge(txn, ctx, &tables, &archive, now));
+                done.push(Done::Atomic(reply, outcome, "purge", Value::Null));
+            }
+            Job::ResetCounters { counters, reply } => {
+                let outcome = in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
+                done.push(Done::Unit(reply, outcome));
+            }
+            Job::Maintenance(task) => maintenance.push(task),
+        }
+    }
+    if let Err(e) = tx.commit() {
+        // Nothing was stored, so nothing is acknowledged as written or published.
+        tracing::error!(branch = %ctx.branch, module = %ctx.module, error = %e, "commit failed");
+        let message = e.to_string();
+        for item in done {
+            fail(item, &message);
+        }
+        // Maintenance does not depend on the failed writes; it runs on its own.
+        for task in maintenance {
+            task(db);
+        }
+        return;
+    }
+    ctx.head.store(db.head(), std::sync::atomic::Ordering::Release);
+    ctx.metrics.observe_commit(started.elapsed(), size);
+    for item in done {
+        match item {
+            Done::Write(reply, outcome, source, meta) => {
+                if let Ok(c) = &outcome {
+                    if !c.replayed {
+                        publish(ctx, c, source, &meta);
+                    }
+                }
+                count(ctx, outcome.as_ref().err());
+                reply(outcome);
+            }
+            Done::Atomic(reply, outcome, source, meta) => {
+                if let Ok(list) = &outcome {
+                    for c in list.iter().filter(|c| !c.replayed) {
+                        publish(ctx, c, source, &meta);
+                    }
+                }
+                count(ctx, outcome.as_ref().err());
+                reply(outcome);
+            }
+            Done::Unit(reply, outcome) => reply(outcome),
+        }
+    }
+    for task in maintenance {
+        task(db);
+    }
+}
+
+/// A job that did not run, as a failed outcome (maintenance is simply skipped).
+fn job_into_done(job: Job) -> Option<Done> {
+    match job {
+        Job::Write(j) => Some(Done::Write(j.reply, Err(WriteError::Unavailable), j.source, j.meta)),
+        Job::Atomic { reply, source, meta, .. } => Some(Done::Atomic(reply, Err(WriteError::Unavailable), source, meta)),
+        Job::Purge { reply, .. } => Some(Done::Atomic(reply, Err(WriteError::Unavailable), "purge", Value::Null)),
+        Job::ResetCounters { reply, .. } => Some(Done::Unit(reply, Err(WriteError::Unavailable))),
+        Job::Maintenance(_) => None,
+    }
+}
+
+fn fail(item: Done, message: &str) {
+    let err = || WriteError::CommitFailed(message.to_owned());
+    match item {
+        Done::Write(reply, ..) => reply(Err(err())),
+        Done::Atomic(reply, ..) => reply(Err(err())),
+        Done::Unit(reply, _) => reply(Err(err())),
+    }
+}
+
+fn count(ctx: &WriterContext, error: Option<&WriteError>) {
+    match error {
+        None => ctx.metrics.writes.inc(),
+        Some(WriteError::Mutation(MutationError::Conflict(_))) => ctx.metrics.conflicts.inc(),
+        Some(_) => ctx.metrics.write_errors.inc(),
+    };
+}
+
+fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Value) {
+    let note = Published {
+        branch: ctx.branch.clone(),
+        module: ctx.module.clone(),
+        event: c.event.clone(),
+        primary_key: c.primary_key.clone(),
+        source,
+        client_meta: meta.clone(),
+    };
+    // The receiver lives as long as the hub; if it is gone the server is shutting down.
+    let _ = ctx.publish.send(note);
+}
+
+fn in_savepoint<T>(txn: &mut dyn WriteTxn, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T, WriteError>) -> Result<T, WriteError> {
+    txn.savepoint()?;
+    match f(txn) {
+        Ok(v) => {
+            txn.release()?;
+            Ok(v)
+        }
+        Err(e) => {
+            txn.rollback_to()?;
+            Err(e)
+        }
+    }
+}
+
+/// The one write: dedup, sequences, core apply against the stored row, store, log.
+fn write_one(
+    txn: &mut dyn WriteTxn,
+    ctx: &WriterContext,
+    mutation: &Mutation,
+    source: &'static str,
+    meta: &Value,
+    strictness: Strictness,
+    now: Timestamp,
+) -> Result<Committed, WriteError> {
+    let table = ctx.schema.table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
+    if let Some(id) = &mutation.mutation_id {
+        if let Some(event) = txn.committed_event(id)? {
+            let primary_key = key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
+            return Ok(Committed { event: Arc::new(event), primary_key, replayed: true });
+        }
+    }
+    let now_iso = now.to_iso();
+    let mut mutation = std::borrow::Cow::Borrowed(mutation);
+    let mut current = None;
+    let key = RecordKey::of(table, &mutation.record).ok();
+    if let Some(key) = &key {
+        current = txn.row(table, key)?;
+    }
+    let inserting = matches!(mutation.action, Action::Insert | Action::Save) && current.is_none();
+    if inserting {
+        fill_sequences(txn, ctx, table, mutation.to_mut(), &now_iso)?;
+        if key.is_none() {
+            // The key may have just been generated by a sequence.
+            let key = RecordKey::of(table, &mutation.record).map_err(MutationError::from)?;
+            current = txn.row(table, &key)?;
+        }
+    }
+    let policy = ctx.policy.as_ref();
+    let apply_ctx = ApplyContext { now, policy, strictness };
+    let change = apply(table, current.as_ref(), &mutation, &apply_ctx)?;
+    txn.store_change(table, &change)?;
+    let event = txn.append_event(NewEvent {
+        change: &change,
+        mutation_id: mutation.mutation_id.as_deref(),
+        source,
+        meta,
+        created_at: &now_iso,
+    })?;
+    let primary_key = key_values(table, change.row.as_ref().or(current.as_ref()).unwrap_or(&mutation.record));
+    Ok(Committed { event: Arc::new(event), primary_key, replayed: false })
+}
+
+fn purge(txn: &mut dyn WriteTxn, ctx: &WriterContext, tables: &[String], archive: &str, now: Timestamp) -> Result<Vec<Committed>, WriteError> {
+    let now_iso = now.to_iso();
+    let mut out = Vec::new();
+    for name in tables {
+        let table = ctx.schema.table(name).ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
+        for (key, row) in txn.all_rows(table)? {
+            txn.archive_row(archive, table, &key, &row, &now_iso)?;
+            let delete = Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
+            out.push(write_one(txn, ctx, &delete, "purge", &Value::Null, Strictness::Import, now)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Fills sequenced fields the record lacks, advancing their counters in this transaction.
+fn fill_sequences(txn: &mut dyn WriteTxn, ctx: &WriterContext, table: &Table, m: &mut Mutation, now: &str) -> Result<(), WriteError> {
+    for (field, rule) in ctx.rules.fields_for(&ctx.branch, &ctx.module, &table.name) {
+        let present = m.record.get(field).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+        if present {
+            continue;
+        }
+        let n = txn.next_counter(&counter_key(&ctx.module, &table.name, field), rule, now)?;
+        m.record.insert(field.to_owned(), rule.format(n).into());
+        if let Some(counter_field) = &rule.counter_field {
+            m.record.entry(counter_field.clone()).or_insert_with(|| n.into());
+        }
+    }
+    Ok(())
+}
+
+/// `{keyField: value}` of a row.
+pub(crate) fn key_values(table: &Table, row: &mishkah_core::Row) -> Map<String, Value> {
+    table
+        .key_fields()
+        .into_iter()
+        .map(|f| {
+            let v = row
+                .get(f)
+                .or_else(|| table.field(f).and_then(|field| row.get(&field.column)))
+                .cloned()
+                .unwrap_or(Value::Null);
+            (f.to_owned(), v)
+        })
+        .collect()
+}

@@ -1,0 +1,115 @@
+//! The one REST error shape, `{error, message, details}`, and the mapping of every library error
+//! to it. Nothing else in the HTTP layer decides a status code.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mishkah_core::mutation::MutationError;
+use mishkah_core::wire::ErrorBody;
+use serde_json::{json, Value};
+
+use crate::engine::{EngineError, WriteError};
+use crate::storage::StorageError;
+
+/// An API error.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Code-specific details.
+    pub details: Value,
+}
+
+impl ApiError {
+    /// An error with no details.
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code: code.to_owned(), message: message.into(), details: Value::Null }
+    }
+
+    /// 400.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    /// 404.
+    pub fn not_found(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// Adds details.
+    pub fn with_details(mut self, details: Value) -> ApiError {
+        self.details = details;
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { error: self.code, message: self.message, details: self.details };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// Details of a core mutation error, shared with the WebSocket error frame.
+pub fn mutation_details(e: &MutationError) -> Value {
+    match e {
+        MutationError::Conflict(c) => serde_json::to_value(c).unwrap_or(Value::Null),
+        MutationError::Validation(v) => json!({"table": v.table, "errors": v.errors}),
+        MutationError::NotFound { table, key } | MutationError::DuplicateKey { table, key } => json!({"table": table, "key": key}),
+        MutationError::UnknownTable(t) => json!({"table": t}),
+        MutationError::MissingKey(k) => json!({"table": k.table, "field": k.field}),
+    }
+}
+
+impl From<WriteError> for ApiError {
+    fn from(e: WriteError) -> ApiError {
+        let message = e.to_string();
+        match &e {
+            WriteError::Mutation(m) => {
+                let status = match m {
+                    MutationError::Conflict(_) | MutationError::DuplicateKey { .. } => StatusCode::CONFLICT,
+                    MutationError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                    MutationError::NotFound { .. } | MutationError::UnknownTable(_) => StatusCode::NOT_FOUND,
+                    MutationError::MissingKey(_) => StatusCode::BAD_REQUEST,
+                };
+                let code = match m {
+                    MutationError::UnknownTable(_) => "table-not-found",
+                    other => other.code(),
+                };
+                ApiError::new(status, code, message).with_details(mutation_details(m))
+            }
+            WriteError::Storage(StorageError::Unique { table, .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "unique-violation", message).with_details(json!({"table": table}))
+            }
+            WriteError::BatchAborted { index, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message).with_details(json!({"index": index}))
+            }
+            WriteError::Storage(_) | WriteError::CommitFailed(_) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", message)
+            }
+            WriteError::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+        }
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> ApiError {
+        let status = match e.code() {
+            "invalid-branch" => StatusCode::BAD_REQUEST,
+            "module-not-found" | "schema-missing" => StatusCode::NOT_FOUND,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> ApiError {
+        tracing::error!(error = %e, "storage read failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
+    }
+}

@@ -1,0 +1,48 @@
+//! REST routes, under the original system's paths (spec §5). Handlers are thin: extract, call the
+//! engine, map the result; every error goes through [`error::ApiError`].
+
+pub mod body;
+mod catalog;
+pub mod error;
+mod events;
+mod manage;
+mod sync;
+mod system;
+mod tables;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::app::AppState;
+
+/// Every REST route.
+pub fn routes() -> Router<AppState> {
+    const MODULE: &str = "/api/branches/{branch}/modules/{module}";
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/metrics", get(system::metrics))
+        .route("/api/state", get(system::state))
+        .route("/api/schema", get(catalog::schema))
+        .route("/api/schemas", get(catalog::schemas))
+        .route("/api/schemas/{name}", get(catalog::schema_named))
+        .route("/api/modules", get(catalog::modules))
+        .route("/api/branches", get(catalog::branches))
+        .route("/api/branches/{branch}", get(catalog::branch))
+        .route("/api/branches/{branch}/modules", get(catalog::branch_modules))
+        .route(MODULE, get(catalog::module_snapshot))
+        .route(&format!("{MODULE}/tables"), get(catalog::module_tables))
+        .route(
+            &format!("{MODULE}/tables/{{table}}"),
+            get(tables::list).post(tables::insert).patch(tables::merge).put(tables::save).delete(tables::delete),
+        )
+        .route(&format!("{MODULE}/save"), post(tables::save_body))
+        .route(&format!("{MODULE}/sequences"), post(tables::allocate_sequence))
+        .route(&format!("{MODULE}/events"), get(events::list))
+        .route(&format!("{MODULE}/events/batch"), post(events::batch))
+        .route(&format!("{MODULE}/reset"), get(manage::reset).post(manage::reset))
+        .route("/api/sync/{branch}/{module}/delta", post(sync::delta))
+        .route("/api/sync/{branch}/{module}", get(catalog::module_snapshot))
+        .route("/api/manage/purge", post(manage::purge))
+        .route("/api/manage/restore", post(manage::restore))
+        .route("/api/manage/history", get(manage::history))
+}

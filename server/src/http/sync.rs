@@ -1,0 +1,67 @@
+//! `POST /api/sync/{b}/{m}/delta`: the changes since a cursor, deletes included.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::Json;
+use mishkah_core::wire::{DeltaRequest, DeltaResponse, DeltaTableStats};
+use serde_json::{json, Value};
+
+use super::body::JsonBody;
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::clock::now_iso;
+use crate::views;
+
+/// Cursor in (`version`, or `sequence`), rows changed and keys deleted out; `requiresFullSync`
+/// when the cursor is older than the retained log.
+pub async fn delta(State(state): State<AppState>, Path((branch, module)): Path<(String, String)>, JsonBody(body): JsonBody) -> Result<Json<DeltaResponse>, ApiError> {
+    let req: DeltaRequest = if body.is_null() {
+        DeltaRequest::default()
+    } else {
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?
+    };
+    let handle = state.module(&branch, &module).await?;
+    let cursor = req.sequence.or(req.version).unwrap_or(0);
+    let mut response = DeltaResponse {
+        branch_id: branch,
+        module_id: module,
+        version: handle.head(),
+        updated_at: now_iso(),
+        snapshot_marker: req.snapshot_marker.clone().unwrap_or(Value::Null),
+        requires_full_sync: false,
+        cursor_misses: Vec::new(),
+        last_table_ids: BTreeMap::new(),
+        last_table_refs: BTreeMap::new(),
+        deltas: BTreeMap::new(),
+        deletions: BTreeMap::new(),
+        stats: BTreeMap::new(),
+    };
+    match views::delta_since(&handle, cursor).await? {
+        Err(_) => {
+            response.requires_full_sync = true;
+            response.cursor_misses = req.tables.keys().cloned().collect();
+        }
+        Ok(delta) => {
+            response.version = delta.to;
+            for (table, changes) in delta.tables {
+                let rows: Vec<_> = changes.rows.into_values().collect();
+                let deleted: Vec<String> = changes.deleted.into_iter().map(|k| k.0).collect();
+                if let Some(last) = rows.last() {
+                    let id = last.get("id").cloned().unwrap_or(Value::Null);
+                    response.last_table_ids.insert(table.clone(), id.clone());
+                    response.last_table_refs.insert(table.clone(), json!({"id": id, "updatedAt": last.get("updatedAt")}));
+                }
+                response.stats.insert(
+                    table.clone(),
+                    DeltaTableStats { total: (rows.len() + deleted.len()) as u64, returned: rows.len() as u64, cursor_matched: true },
+                );
+                if !deleted.is_empty() {
+                    response.deletions.insert(table.clone(), deleted);
+                }
+                response.deltas.insert(table, rows);
+            }
+        }
+    }
+    Ok(Json(response))
+}

@@ -1,0 +1,32 @@
+//! Health, metrics and server state.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::app::AppState;
+use crate::clock::now_iso;
+
+/// `GET /healthz`.
+pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"status": "ok", "serverId": state.server_id, "now": now_iso()}))
+}
+
+/// `GET /metrics` (Prometheus text).
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+/// `GET /api/state`.
+pub async fn state(State(state): State<AppState>) -> Json<Value> {
+    let data = state.engine.data();
+    Json(json!({
+        "serverId": state.server_id,
+        "now": now_iso(),
+        "dataDir": data.root().display().to_string(),
+        "modules": data.modules.keys().collect::<Vec<_>>(),
+        "branches": data.branches.branches.keys().collect::<Vec<_>>(),
+    }))
+}

@@ -1,0 +1,82 @@
+//! Prometheus metrics (`/metrics`): connections, frames, writes, conflicts, commit latency.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Frames received.
+    pub frames_in: Counter,
+    /// Frames sent.
+    pub frames_out: Counter,
+    /// Committed writes.
+    pub writes: Counter,
+    /// Refused writes other than conflicts.
+    pub write_errors: Counter,
+    /// Version conflicts.
+    pub conflicts: Counter,
+    /// Subscribers dropped from live fan-out for not keeping up.
+    pub lagged_clients: Counter,
+    commit_seconds: Histogram,
+    batch_size: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("mishkah");
+        let connections = Gauge::default();
+        let frames_in = Counter::default();
+        let frames_out = Counter::default();
+        let writes = Counter::default();
+        let write_errors = Counter::default();
+        let conflicts = Counter::default();
+        let lagged_clients = Counter::default();
+        let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        registry.register("connections", "Open WebSocket connections", connections.clone());
+        registry.register("frames_received", "WebSocket frames received", frames_in.clone());
+        registry.register("frames_sent", "WebSocket frames sent", frames_out.clone());
+        registry.register("writes", "Committed writes", writes.clone());
+        registry.register("write_errors", "Refused writes other than version conflicts", write_errors.clone());
+        registry.register("conflicts", "Writes refused for a version conflict", conflicts.clone());
+        registry.register("lagged_clients", "Clients dropped from live fan-out for lagging", lagged_clients.clone());
+        registry.register("commit_seconds", "Time to run and commit one group-commit transaction", commit_seconds.clone());
+        registry.register("commit_batch_size", "Jobs per group-commit transaction", batch_size.clone());
+        Metrics {
+            registry,
+            connections,
+            frames_in,
+            frames_out,
+            writes,
+            write_errors,
+            conflicts,
+            lagged_clients,
+            commit_seconds,
+            batch_size,
+        }
+    }
+}
+
+impl Metrics {
+    /// Records one group commit.
+    pub fn observe_commit(&self, took: Duration, jobs: usize) {
+        self.commit_seconds.observe(took.as_secs_f64());
+        self.batch_size.observe(jobs as f64);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

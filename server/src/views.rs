@@ -1,0 +1,53 @@
+//! Read models shared by REST and WebSocket: module snapshots and deltas.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use mishkah_core::sync::{Delta, DeltaError};
+use mishkah_core::wire::ModuleSnapshot;
+use serde_json::json;
+
+use crate::engine::ModuleHandle;
+use crate::storage::StorageError;
+
+/// Beyond this many events behind, a client gets a snapshot instead of a delta (cheaper to send).
+pub const MAX_DELTA_EVENTS: u64 = 50_000;
+
+/// All tables of a module at one commit; `version` is that commit's sequence.
+pub async fn module_snapshot(handle: &Arc<ModuleHandle>) -> Result<ModuleSnapshot, StorageError> {
+    let (branch, module) = (handle.branch.clone(), handle.module.clone());
+    handle
+        .read(move |reader, schema| {
+            let (_, head) = reader.bounds()?;
+            let mut tables = BTreeMap::new();
+            for table in schema.tables.values() {
+                tables.insert(table.name.clone(), reader.rows(table)?);
+            }
+            Ok(ModuleSnapshot {
+                module_id: module,
+                branch_id: branch,
+                version: head,
+                tables,
+                meta: json!({"sequence": head, "lastUpdatedAt": crate::clock::now_iso()}),
+            })
+        })
+        .await
+}
+
+/// The changes after `cursor`, coalesced; `Err(DeltaError)` when the client must resync in full.
+pub async fn delta_since(handle: &Arc<ModuleHandle>, cursor: u64) -> Result<Result<Delta, DeltaError>, StorageError> {
+    handle
+        .read(move |reader, _| {
+            let (oldest, head) = reader.bounds()?;
+            if head.saturating_sub(cursor) > MAX_DELTA_EVENTS || cursor > head {
+                // Too far behind (or a cursor from another database): a snapshot is the answer.
+                return Ok(Err(DeltaError::CursorExpired { cursor, oldest_retained: head.max(oldest) }));
+            }
+            let events = match Delta::since(cursor, oldest, head, std::iter::empty()) {
+                Ok(_) => reader.events_after(cursor, MAX_DELTA_EVENTS as usize)?,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(Delta::since(cursor, oldest, head, &events))
+        })
+        .await
+}

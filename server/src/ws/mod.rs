@@ -1,0 +1,20 @@
+//! The WebSocket gateway (spec §4): `/ws`, and upgrades on any other path as the original accepted.
+//! One task per connection ([`session`]) reads frames, hands writes to the engine, and sends
+//! replies, acks (in request order) and the branch's events.
+
+mod frames;
+mod session;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::response::Response;
+
+use crate::app::AppState;
+
+/// Largest accepted WebSocket message.
+pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
+
+/// Upgrades and runs a session.
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| session::run(socket, state))
+}
