@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
-use axum::response::{IntoResponse, Response};
-use tower::ServiceExt;
 use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
+use tower::ServiceExt;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::services::ServeDir;
@@ -49,7 +49,10 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/ws", axum::routing::get(crate::ws::upgrade))
         .fallback(fallback)
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache"),
+        ))
         .layer(CompressionLayer::new())
         .layer(CorsLayer::permissive())
         .layer(TraceLayer::new_for_http())
@@ -74,7 +77,11 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         return ApiError::not_found("not-found", "no such route").into_response();
     };
     // ServeDir never escapes its directory (`..` is refused) and answers 404 for missing files.
-    match ServeDir::new(dir.as_ref()).append_index_html_on_directories(true).oneshot(req).await {
+    match ServeDir::new(dir.as_ref())
+        .append_index_html_on_directories(true)
+        .oneshot(req)
+        .await
+    {
         Ok(response) => response.into_response(),
         Err(never) => match never {},
     }

@@ -73,7 +73,12 @@ impl Drop for Subscription {
 impl Hub {
     /// A hub for this server.
     pub fn new(server_id: String, metrics: Arc<Metrics>) -> Arc<Hub> {
-        Arc::new(Hub { server_id, branches: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), metrics })
+        Arc::new(Hub {
+            server_id,
+            branches: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            metrics,
+        })
     }
 
     /// This server's id.
@@ -87,8 +92,20 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lagged = Arc::new(AtomicBool::new(false));
         let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        branches.entry(branch.to_owned()).or_default().insert(id, Subscriber { tx, lagged: lagged.clone() });
-        Subscription { rx, lagged, id, branch: branch.to_owned(), hub: self.clone() }
+        branches.entry(branch.to_owned()).or_default().insert(
+            id,
+            Subscriber {
+                tx,
+                lagged: lagged.clone(),
+            },
+        );
+        Subscription {
+            rx,
+            lagged,
+            id,
+            branch: branch.to_owned(),
+            hub: self.clone(),
+        }
     }
 
     fn unsubscribe(&self, branch: &str, id: u64) {
@@ -103,13 +120,19 @@ impl Hub {
 
     /// Number of subscribers of a branch.
     pub fn subscriber_count(&self, branch: &str) -> usize {
-        self.branches.lock().unwrap_or_else(|p| p.into_inner()).get(branch).map_or(0, HashMap::len)
+        self.branches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(branch)
+            .map_or(0, HashMap::len)
     }
 
     /// Sends one frame to every subscriber of `branch`; drops the ones whose queue is full.
     pub fn broadcast(&self, branch: &str, frame: Frame) {
         let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(subs) = branches.get_mut(branch) else { return };
+        let Some(subs) = branches.get_mut(branch) else {
+            return;
+        };
         subs.retain(|_, sub| match sub.tx.try_send(frame.clone()) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -123,8 +146,20 @@ impl Hub {
 
     /// The `server:event` frame of a committed change, serialized once.
     pub fn event_frame(&self, p: &Published) -> Frame {
-        let site = CommitSite { branch_id: &p.branch, module_id: &p.module, server_id: &self.server_id };
-        let body = CommitFrame::from_event(&p.event, site, p.source, p.client_meta.clone(), p.primary_key.clone(), true).into_event();
+        let site = CommitSite {
+            branch_id: &p.branch,
+            module_id: &p.module,
+            server_id: &self.server_id,
+        };
+        let body = CommitFrame::from_event(
+            &p.event,
+            site,
+            p.source,
+            p.client_meta.clone(),
+            p.primary_key.clone(),
+            true,
+        )
+        .into_event();
         let text = serde_json::to_string(&ServerFrame::Event(body)).expect("frames serialize");
         Frame::from(text)
     }

@@ -10,15 +10,15 @@
 //! - [`hub`]: fan-out of committed changes to every subscriber of a branch.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod app;
 pub mod clock;
+pub mod config;
 pub mod datadir;
 pub mod engine;
+pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod serve;
 pub mod storage;
-pub mod app;
-pub mod http;
 pub mod views;
 pub mod ws;
-pub mod config;
-pub mod serve;

@@ -22,14 +22,21 @@ pub fn adhoc_table(name: &str) -> Table {
     let mut id = Field::new("id", FieldType::Text);
     id.primary_key = true;
     id.nullable = false;
-    Table { name: name.to_owned(), sql_name: to_snake_case(name), fields: vec![id], primary_key: vec!["id".into()], indexes: vec![] }
+    Table {
+        name: name.to_owned(),
+        sql_name: to_snake_case(name),
+        fields: vec![id],
+        primary_key: vec!["id".into()],
+        indexes: vec![],
+    }
 }
 
 /// Maps a seed document (`{tables: {<name>: [rows] | {object}}}`) onto `schema`.
 pub fn plan(schema: &Schema, seed: &Value) -> SeedPlan {
     let mut plan = SeedPlan::default();
     let Some(tables) = seed.get("tables").and_then(Value::as_object) else {
-        plan.notes.push("seed has no `tables` object: nothing seeded".into());
+        plan.notes
+            .push("seed has no `tables` object: nothing seeded".into());
         return plan;
     };
     for (name, content) in tables {
@@ -43,24 +50,34 @@ pub fn plan(schema: &Schema, seed: &Value) -> SeedPlan {
                 vec![Value::Object(row)]
             }
             other => {
-                plan.notes.push(format!("seed `{name}` is a {} and was not stored", kind(other)));
+                plan.notes.push(format!(
+                    "seed `{name}` is a {} and was not stored",
+                    kind(other)
+                ));
                 continue;
             }
         };
         let table_name = match schema.resolve_table(name) {
             Some(t) if t.name == *name => t.name.clone(),
             Some(t) => {
-                plan.notes.push(format!("seed table `{name}` stored as schema table `{}`", t.name));
+                plan.notes.push(format!(
+                    "seed table `{name}` stored as schema table `{}`",
+                    t.name
+                ));
                 t.name.clone()
             }
             None => {
-                plan.notes.push(format!("seed table `{name}` is not in the schema: kept in an extra table ({} rows)", rows.len()));
+                plan.notes.push(format!(
+                    "seed table `{name}` is not in the schema: kept in an extra table ({} rows)",
+                    rows.len()
+                ));
                 plan.adhoc_tables.push(adhoc_table(name));
                 name.clone()
             }
         };
         for row in rows {
-            plan.mutations.push(Mutation::new(&table_name, Action::Insert, row));
+            plan.mutations
+                .push(Mutation::new(&table_name, Action::Insert, row));
         }
     }
     plan

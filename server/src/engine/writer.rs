@@ -103,8 +103,16 @@ pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver
 
 enum Done {
     Write(Reply, WriteOutcome, &'static str, Value),
-    Atomic(Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>, Result<Vec<Committed>, WriteError>, &'static str, Value),
-    Unit(Box<dyn FnOnce(Result<(), WriteError>) + Send>, Result<(), WriteError>),
+    Atomic(
+        Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
+        Result<Vec<Committed>, WriteError>,
+        &'static str,
+        Value,
+    ),
+    Unit(
+        Box<dyn FnOnce(Result<(), WriteError>) + Send>,
+        Result<(), WriteError>,
+    ),
 }
 
 fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
@@ -130,28 +138,54 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
         let txn = tx.ops();
         match job {
             Job::Write(job) => {
-                let outcome = in_savepoint(txn, |txn| write_one(txn, ctx, &job.mutation, job.source, &job.meta, job.strictness, now));
+                let outcome = in_savepoint(txn, |txn| {
+                    write_one(
+                        txn,
+                        ctx,
+                        &job.mutation,
+                        job.source,
+                        &job.meta,
+                        job.strictness,
+                        now,
+                    )
+                });
                 done.push(Done::Write(job.reply, outcome, job.source, job.meta));
             }
-            Job::Atomic { mutations, source, meta, strictness, reply } => {
+            Job::Atomic {
+                mutations,
+                source,
+                meta,
+                strictness,
+                reply,
+            } => {
                 let outcome = in_savepoint(txn, |txn| {
                     let mut out = Vec::with_capacity(mutations.len());
                     for (index, m) in mutations.iter().enumerate() {
                         match write_one(txn, ctx, m, source, &meta, strictness, now) {
                             Ok(c) => out.push(c),
-                            Err(e) => return Err(WriteError::BatchAborted { index, message: e.to_string() }),
+                            Err(e) => {
+                                return Err(WriteError::BatchAborted {
+                                    index,
+                                    message: e.to_string(),
+                                })
+                            }
                         }
                     }
                     Ok(out)
                 });
                 done.push(Done::Atomic(reply, outcome, source, meta));
             }
-            Job::Purge { tables, archive, reply } => {
+            Job::Purge {
+                tables,
+                archive,
+                reply,
+            } => {
                 let outcome = in_savepoint(txn, |txn| purge(txn, ctx, &tables, &archive, now));
                 done.push(Done::Atomic(reply, outcome, "purge", Value::Null));
             }
             Job::ResetCounters { counters, reply } => {
-                let outcome = in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
+                let outcome =
+                    in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
                 done.push(Done::Unit(reply, outcome));
             }
             Job::Maintenance(task) => maintenance.push(task),
@@ -170,7 +204,8 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
         }
         return;
     }
-    ctx.head.store(db.head(), std::sync::atomic::Ordering::Release);
+    ctx.head
+        .store(db.head(), std::sync::atomic::Ordering::Release);
     ctx.metrics.observe_commit(started.elapsed(), size);
     for item in done {
         match item {
@@ -203,9 +238,29 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
 /// A job that did not run, as a failed outcome (maintenance is simply skipped).
 fn job_into_done(job: Job) -> Option<Done> {
     match job {
-        Job::Write(j) => Some(Done::Write(j.reply, Err(WriteError::Unavailable), j.source, j.meta)),
-        Job::Atomic { reply, source, meta, .. } => Some(Done::Atomic(reply, Err(WriteError::Unavailable), source, meta)),
-        Job::Purge { reply, .. } => Some(Done::Atomic(reply, Err(WriteError::Unavailable), "purge", Value::Null)),
+        Job::Write(j) => Some(Done::Write(
+            j.reply,
+            Err(WriteError::Unavailable),
+            j.source,
+            j.meta,
+        )),
+        Job::Atomic {
+            reply,
+            source,
+            meta,
+            ..
+        } => Some(Done::Atomic(
+            reply,
+            Err(WriteError::Unavailable),
+            source,
+            meta,
+        )),
+        Job::Purge { reply, .. } => Some(Done::Atomic(
+            reply,
+            Err(WriteError::Unavailable),
+            "purge",
+            Value::Null,
+        )),
         Job::ResetCounters { reply, .. } => Some(Done::Unit(reply, Err(WriteError::Unavailable))),
         Job::Maintenance(_) => None,
     }
@@ -241,7 +296,10 @@ fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Valu
     let _ = ctx.publish.send(note);
 }
 
-fn in_savepoint<T>(txn: &mut dyn WriteTxn, f: impl FnOnce(&mut dyn WriteTxn) -> Result<T, WriteError>) -> Result<T, WriteError> {
+fn in_savepoint<T>(
+    txn: &mut dyn WriteTxn,
+    f: impl FnOnce(&mut dyn WriteTxn) -> Result<T, WriteError>,
+) -> Result<T, WriteError> {
     txn.savepoint()?;
     match f(txn) {
         Ok(v) => {
@@ -265,11 +323,19 @@ fn write_one(
     strictness: Strictness,
     now: Timestamp,
 ) -> Result<Committed, WriteError> {
-    let table = ctx.schema.table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
+    let table = ctx
+        .schema
+        .table(&mutation.table)
+        .ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
     if let Some(id) = &mutation.mutation_id {
         if let Some(event) = txn.committed_event(id)? {
-            let primary_key = key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
-            return Ok(Committed { event: Arc::new(event), primary_key, replayed: true });
+            let primary_key =
+                key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
+            return Ok(Committed {
+                event: Arc::new(event),
+                primary_key,
+                replayed: true,
+            });
         }
     }
     let now_iso = now.to_iso();
@@ -289,7 +355,11 @@ fn write_one(
         }
     }
     let policy = ctx.policy.as_ref();
-    let apply_ctx = ApplyContext { now, policy, strictness };
+    let apply_ctx = ApplyContext {
+        now,
+        policy,
+        strictness,
+    };
     let change = apply(table, current.as_ref(), &mutation, &apply_ctx)?;
     txn.store_change(table, &change)?;
     let event = txn.append_event(NewEvent {
@@ -299,35 +369,75 @@ fn write_one(
         meta,
         created_at: &now_iso,
     })?;
-    let primary_key = key_values(table, change.row.as_ref().or(current.as_ref()).unwrap_or(&mutation.record));
-    Ok(Committed { event: Arc::new(event), primary_key, replayed: false })
+    let primary_key = key_values(
+        table,
+        change
+            .row
+            .as_ref()
+            .or(current.as_ref())
+            .unwrap_or(&mutation.record),
+    );
+    Ok(Committed {
+        event: Arc::new(event),
+        primary_key,
+        replayed: false,
+    })
 }
 
-fn purge(txn: &mut dyn WriteTxn, ctx: &WriterContext, tables: &[String], archive: &str, now: Timestamp) -> Result<Vec<Committed>, WriteError> {
+fn purge(
+    txn: &mut dyn WriteTxn,
+    ctx: &WriterContext,
+    tables: &[String],
+    archive: &str,
+    now: Timestamp,
+) -> Result<Vec<Committed>, WriteError> {
     let now_iso = now.to_iso();
     let mut out = Vec::new();
     for name in tables {
-        let table = ctx.schema.table(name).ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
+        let table = ctx
+            .schema
+            .table(name)
+            .ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
         for (key, row) in txn.all_rows(table)? {
             txn.archive_row(archive, table, &key, &row, &now_iso)?;
-            let delete = Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
-            out.push(write_one(txn, ctx, &delete, "purge", &Value::Null, Strictness::Import, now)?);
+            let delete =
+                Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
+            out.push(write_one(
+                txn,
+                ctx,
+                &delete,
+                "purge",
+                &Value::Null,
+                Strictness::Import,
+                now,
+            )?);
         }
     }
     Ok(out)
 }
 
 /// Fills sequenced fields the record lacks, advancing their counters in this transaction.
-fn fill_sequences(txn: &mut dyn WriteTxn, ctx: &WriterContext, table: &Table, m: &mut Mutation, now: &str) -> Result<(), WriteError> {
+fn fill_sequences(
+    txn: &mut dyn WriteTxn,
+    ctx: &WriterContext,
+    table: &Table,
+    m: &mut Mutation,
+    now: &str,
+) -> Result<(), WriteError> {
     for (field, rule) in ctx.rules.fields_for(&ctx.branch, &ctx.module, &table.name) {
-        let present = m.record.get(field).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+        let present = m
+            .record
+            .get(field)
+            .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
         if present {
             continue;
         }
         let n = txn.next_counter(&counter_key(&ctx.module, &table.name, field), rule, now)?;
         m.record.insert(field.to_owned(), rule.format(n).into());
         if let Some(counter_field) = &rule.counter_field {
-            m.record.entry(counter_field.clone()).or_insert_with(|| n.into());
+            m.record
+                .entry(counter_field.clone())
+                .or_insert_with(|| n.into());
         }
     }
     Ok(())

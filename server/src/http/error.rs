@@ -27,7 +27,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with no details.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code: code.to_owned(), message: message.into(), details: Value::Null }
+        ApiError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            details: Value::Null,
+        }
     }
 
     /// 400.
@@ -49,7 +54,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.code, message: self.message, details: self.details };
+        let body = ErrorBody {
+            error: self.code,
+            message: self.message,
+            details: self.details,
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -59,7 +68,9 @@ pub fn mutation_details(e: &MutationError) -> Value {
     match e {
         MutationError::Conflict(c) => serde_json::to_value(c).unwrap_or(Value::Null),
         MutationError::Validation(v) => json!({"table": v.table, "errors": v.errors}),
-        MutationError::NotFound { table, key } | MutationError::DuplicateKey { table, key } => json!({"table": table, "key": key}),
+        MutationError::NotFound { table, key } | MutationError::DuplicateKey { table, key } => {
+            json!({"table": table, "key": key})
+        }
         MutationError::UnknownTable(t) => json!({"table": t}),
         MutationError::MissingKey(k) => json!({"table": k.table, "field": k.field}),
     }
@@ -71,9 +82,13 @@ impl From<WriteError> for ApiError {
         match &e {
             WriteError::Mutation(m) => {
                 let status = match m {
-                    MutationError::Conflict(_) | MutationError::DuplicateKey { .. } => StatusCode::CONFLICT,
+                    MutationError::Conflict(_) | MutationError::DuplicateKey { .. } => {
+                        StatusCode::CONFLICT
+                    }
                     MutationError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    MutationError::NotFound { .. } | MutationError::UnknownTable(_) => StatusCode::NOT_FOUND,
+                    MutationError::NotFound { .. } | MutationError::UnknownTable(_) => {
+                        StatusCode::NOT_FOUND
+                    }
                     MutationError::MissingKey(_) => StatusCode::BAD_REQUEST,
                 };
                 let code = match m {
@@ -83,15 +98,19 @@ impl From<WriteError> for ApiError {
                 ApiError::new(status, code, message).with_details(mutation_details(m))
             }
             WriteError::Storage(StorageError::Unique { table, .. }) => {
-                ApiError::new(StatusCode::CONFLICT, "unique-violation", message).with_details(json!({"table": table}))
+                ApiError::new(StatusCode::CONFLICT, "unique-violation", message)
+                    .with_details(json!({"table": table}))
             }
             WriteError::BatchAborted { index, .. } => {
-                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message).with_details(json!({"index": index}))
+                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message)
+                    .with_details(json!({"index": index}))
             }
             WriteError::Storage(_) | WriteError::CommitFailed(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", message)
             }
-            WriteError::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            WriteError::Unavailable => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            }
         }
     }
 }

@@ -21,12 +21,22 @@ pub struct ListParams {
 }
 
 /// `GET .../events?after=&limit=`.
-pub async fn list(State(state): State<AppState>, Path((branch, module)): Path<(String, String)>, Query(p): Query<ListParams>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    Path((branch, module)): Path<(String, String)>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(500).min(5_000);
     let (events, bounds, last_id) = handle
-        .read(move |r, _| Ok((r.events_after(after, limit)?, r.bounds()?, r.last_event_id()?)))
+        .read(move |r, _| {
+            Ok((
+                r.events_after(after, limit)?,
+                r.bounds()?,
+                r.last_event_id()?,
+            ))
+        })
         .await?;
     Ok(Json(json!({
         "branchId": branch, "moduleId": module, "events": events,
@@ -36,29 +46,56 @@ pub async fn list(State(state): State<AppState>, Path((branch, module)): Path<(S
 
 /// `POST .../events/batch {lastAckId, events}`: all events commit together or none does (the
 /// original applied a prefix on failure); 409 `last-ack-mismatch` when `lastAckId` is stale.
-pub async fn batch(State(state): State<AppState>, Path((branch, module)): Path<(String, String)>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
-    let req: EventsBatchRequest = serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+pub async fn batch(
+    State(state): State<AppState>,
+    Path((branch, module)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let req: EventsBatchRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&branch, &module).await?;
     let current = handle.read(|r, _| r.last_event_id()).await?;
     if let Some(expected) = &req.last_ack_id {
         if current.as_ref() != Some(expected) {
-            return Err(ApiError::new(StatusCode::CONFLICT, "last-ack-mismatch", "lastAckId is not the log's last event id")
-                .with_details(json!({"lastAckId": expected, "lastEventId": current})));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "last-ack-mismatch",
+                "lastAckId is not the log's last event id",
+            )
+            .with_details(json!({"lastAckId": expected, "lastEventId": current})));
         }
     }
     let mut mutations = Vec::with_capacity(req.events.len());
     for (i, e) in req.events.iter().enumerate() {
-        let table = e.get("table").or_else(|| e.get("tableName")).and_then(Value::as_str);
-        let record = e.get("record").or_else(|| e.get("data")).filter(|r| r.is_object());
+        let table = e
+            .get("table")
+            .or_else(|| e.get("tableName"))
+            .and_then(Value::as_str);
+        let record = e
+            .get("record")
+            .or_else(|| e.get("data"))
+            .filter(|r| r.is_object());
         let (Some(table), Some(record)) = (table, record) else {
-            return Err(ApiError::bad_request("invalid-event", format!("event #{i} needs `table` and an object `record`")));
+            return Err(ApiError::bad_request(
+                "invalid-event",
+                format!("event #{i} needs `table` and an object `record`"),
+            ));
         };
         let action = match e.get("action").and_then(Value::as_str) {
             None => Action::Insert,
-            Some(a) => Action::from_wire(a).ok_or_else(|| ApiError::bad_request("unknown-action", format!("event #{i}: unknown action `{a}`")))?,
+            Some(a) => Action::from_wire(a).ok_or_else(|| {
+                ApiError::bad_request(
+                    "unknown-action",
+                    format!("event #{i}: unknown action `{a}`"),
+                )
+            })?,
         };
         let mut m = Mutation::new(table, action, record.clone());
-        m.mutation_id = e.get("mutationId").or_else(|| e.get("id")).and_then(Value::as_str).map(str::to_owned);
+        m.mutation_id = e
+            .get("mutationId")
+            .or_else(|| e.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         mutations.push(m);
     }
     let committed = handle.write_atomic(mutations, "rest", Value::Null).await?;
@@ -66,6 +103,11 @@ pub async fn batch(State(state): State<AppState>, Path((branch, module)): Path<(
         .iter()
         .map(|c| json!({"id": c.event.event_id, "sequence": c.event.sequence, "table": c.event.change.table, "createdAt": c.event.created_at}))
         .collect();
-    let last = committed.last().map(|c| c.event.event_id.clone()).or(current);
-    Ok(Json(json!({"ingested": committed.len(), "lastAckId": last, "lastEventId": last, "sequences": sequences})))
+    let last = committed
+        .last()
+        .map(|c| c.event.event_id.clone())
+        .or(current);
+    Ok(Json(
+        json!({"ingested": committed.len(), "lastAckId": last, "lastEventId": last, "sequences": sequences}),
+    ))
 }

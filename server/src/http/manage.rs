@@ -16,22 +16,39 @@ use crate::clock::now_iso;
 use crate::engine::seed;
 
 /// `POST|GET .../modules/{m}/reset`: archives the current rows, resets counters, re-seeds.
-pub async fn reset(State(state): State<AppState>, Path((branch, module)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
+pub async fn reset(
+    State(state): State<AppState>,
+    Path((branch, module)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
     let archive = format!("reset-{}", now_iso());
     let tables: Vec<String> = handle.schema.tables.keys().cloned().collect();
     let purged = handle.purge(tables, archive.clone()).await?;
     let data = state.engine.data();
     let prefix = format!("{module}:");
-    let counters = data.sequence_state(&branch).map_err(crate::engine::EngineError::from)?.into_iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+    let counters = data
+        .sequence_state(&branch)
+        .map_err(crate::engine::EngineError::from)?
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(&prefix))
+        .collect();
     handle.reset_counters(counters).await?;
     let mut seeded = 0;
-    if let Some((doc, _)) = data.seed_for(&branch, &module).map_err(crate::engine::EngineError::from)? {
+    if let Some((doc, _)) = data
+        .seed_for(&branch, &module)
+        .map_err(crate::engine::EngineError::from)?
+    {
         let plan = seed::plan(&handle.schema, &doc);
-        let mutations: Vec<_> = plan.mutations.into_iter().filter(|m| handle.schema.table(&m.table).is_some()).collect();
+        let mutations: Vec<_> = plan
+            .mutations
+            .into_iter()
+            .filter(|m| handle.schema.table(&m.table).is_some())
+            .collect();
         seeded = handle.import_atomic(mutations, "seed").await?.len();
     }
-    Ok(Json(json!({"status": "reset", "branchId": branch, "moduleId": module, "archive": archive, "purged": purged.len(), "seeded": seeded})))
+    Ok(Json(
+        json!({"status": "reset", "branchId": branch, "moduleId": module, "archive": archive, "purged": purged.len(), "seeded": seeded}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -50,8 +67,12 @@ pub struct PurgeRequest {
 }
 
 /// `POST /api/manage/purge {branchId, moduleId, tables?|table?, archive?}`.
-pub async fn purge(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
-    let req: PurgeRequest = serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+pub async fn purge(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let req: PurgeRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
     let tables = match (req.tables, req.table) {
         (Some(list), _) => list,
@@ -59,11 +80,18 @@ pub async fn purge(State(state): State<AppState>, JsonBody(body): JsonBody) -> R
         (None, None) => handle.schema.tables.keys().cloned().collect(),
     };
     if let Some(unknown) = tables.iter().find(|t| handle.schema.table(t).is_none()) {
-        return Err(ApiError::not_found("table-not-found", format!("no table `{unknown}`")));
+        return Err(ApiError::not_found(
+            "table-not-found",
+            format!("no table `{unknown}`"),
+        ));
     }
-    let archive = req.archive.unwrap_or_else(|| format!("purge-{}", now_iso()));
+    let archive = req
+        .archive
+        .unwrap_or_else(|| format!("purge-{}", now_iso()));
     let purged = handle.purge(tables, archive.clone()).await?;
-    Ok(Json(json!({"status": "purged", "branchId": req.branch_id, "moduleId": req.module_id, "archive": archive, "purged": purged.len()})))
+    Ok(Json(
+        json!({"status": "purged", "branchId": req.branch_id, "moduleId": req.module_id, "archive": archive, "purged": purged.len()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -79,8 +107,12 @@ pub struct RestoreRequest {
 
 /// `POST /api/manage/restore {branchId, moduleId, archive}`: puts archived rows whose key is free
 /// back (atomically); rows whose key is taken again are reported, not overwritten.
-pub async fn restore(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
-    let req: RestoreRequest = serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+pub async fn restore(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let req: RestoreRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
     let archive = req.archive.clone();
     let (rows, taken) = handle
@@ -100,19 +132,28 @@ pub async fn restore(State(state): State<AppState>, JsonBody(body): JsonBody) ->
         })
         .await?;
     if rows.is_empty() {
-        return Err(ApiError::not_found("archive-not-found", format!("no archive `{}`", req.archive)));
+        return Err(ApiError::not_found(
+            "archive-not-found",
+            format!("no archive `{}`", req.archive),
+        ));
     }
     let mut skipped = Vec::new();
     let mut mutations = Vec::new();
     for (table, row) in rows {
-        let Some(t) = handle.schema.table(&table) else { continue };
+        let Some(t) = handle.schema.table(&table) else {
+            continue;
+        };
         match RecordKey::of(t, &row) {
-            Ok(key) if taken.contains(&(table.clone(), key.clone())) => skipped.push(json!({"table": table, "key": key})),
+            Ok(key) if taken.contains(&(table.clone(), key.clone())) => {
+                skipped.push(json!({"table": table, "key": key}))
+            }
             _ => mutations.push(Mutation::new(&table, Action::Insert, Value::Object(row))),
         }
     }
     let restored = handle.import_atomic(mutations, "restore").await?;
-    Ok(Json(json!({"status": "restored", "branchId": req.branch_id, "moduleId": req.module_id, "archive": req.archive, "restored": restored.len(), "skipped": skipped})))
+    Ok(Json(
+        json!({"status": "restored", "branchId": req.branch_id, "moduleId": req.module_id, "archive": req.archive, "restored": restored.len(), "skipped": skipped}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -125,9 +166,17 @@ pub struct HistoryParams {
 }
 
 /// `GET /api/manage/history?branchId=&moduleId=`: the archives.
-pub async fn history(State(state): State<AppState>, Query(p): Query<HistoryParams>) -> Result<Json<Value>, ApiError> {
+pub async fn history(
+    State(state): State<AppState>,
+    Query(p): Query<HistoryParams>,
+) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&p.branch_id, &p.module_id).await?;
     let archives = handle.read(|r, _| r.archives()).await?;
-    let list: Vec<Value> = archives.into_iter().map(|(a, t, n, at)| json!({"archive": a, "table": t, "rows": n, "archivedAt": at})).collect();
-    Ok(Json(json!({"branchId": p.branch_id, "moduleId": p.module_id, "archives": list})))
+    let list: Vec<Value> = archives
+        .into_iter()
+        .map(|(a, t, n, at)| json!({"archive": a, "table": t, "rows": n, "archivedAt": at}))
+        .collect();
+    Ok(Json(
+        json!({"branchId": p.branch_id, "moduleId": p.module_id, "archives": list}),
+    ))
 }

@@ -15,11 +15,16 @@ use crate::views;
 
 /// Cursor in (`version`, or `sequence`), rows changed and keys deleted out; `requiresFullSync`
 /// when the cursor is older than the retained log.
-pub async fn delta(State(state): State<AppState>, Path((branch, module)): Path<(String, String)>, JsonBody(body): JsonBody) -> Result<Json<DeltaResponse>, ApiError> {
+pub async fn delta(
+    State(state): State<AppState>,
+    Path((branch, module)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<DeltaResponse>, ApiError> {
     let req: DeltaRequest = if body.is_null() {
         DeltaRequest::default()
     } else {
-        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?
+        serde_json::from_value(body)
+            .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?
     };
     let handle = state.module(&branch, &module).await?;
     let cursor = req.sequence.or(req.version).unwrap_or(0);
@@ -50,11 +55,18 @@ pub async fn delta(State(state): State<AppState>, Path((branch, module)): Path<(
                 if let Some(last) = rows.last() {
                     let id = last.get("id").cloned().unwrap_or(Value::Null);
                     response.last_table_ids.insert(table.clone(), id.clone());
-                    response.last_table_refs.insert(table.clone(), json!({"id": id, "updatedAt": last.get("updatedAt")}));
+                    response.last_table_refs.insert(
+                        table.clone(),
+                        json!({"id": id, "updatedAt": last.get("updatedAt")}),
+                    );
                 }
                 response.stats.insert(
                     table.clone(),
-                    DeltaTableStats { total: (rows.len() + deleted.len()) as u64, returned: rows.len() as u64, cursor_matched: true },
+                    DeltaTableStats {
+                        total: (rows.len() + deleted.len()) as u64,
+                        returned: rows.len() as u64,
+                        cursor_matched: true,
+                    },
                 );
                 if !deleted.is_empty() {
                     response.deletions.insert(table.clone(), deleted);

@@ -55,7 +55,11 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StorageErr
 
 impl ModuleDb {
     /// Opens (creating when absent) and migrates the database at `path` for `tables`.
-    pub fn open(path: &Path, tables: &[&Table], durability: Durability) -> Result<(ModuleDb, OpenReport), StorageError> {
+    pub fn open(
+        path: &Path,
+        tables: &[&Table],
+        durability: Durability,
+    ) -> Result<(ModuleDb, OpenReport), StorageError> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
@@ -63,8 +67,13 @@ impl ModuleDb {
         configure(&conn, durability)?;
         create_internal(&conn)?;
         let mut report = OpenReport::default();
-        let created_at: Option<String> =
-            conn.query_row("SELECT value FROM mishkah_meta WHERE key = 'created_at'", [], |r| r.get(0)).optional()?;
+        let created_at: Option<String> = conn
+            .query_row(
+                "SELECT value FROM mishkah_meta WHERE key = 'created_at'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         if created_at.is_none() {
             report.created = true;
         }
@@ -75,15 +84,27 @@ impl ModuleDb {
         tx.commit()?;
         {
             let mut stmt = conn.prepare("SELECT name FROM mishkah_tables WHERE adhoc = 1")?;
-            report.adhoc_tables = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            report.adhoc_tables = stmt
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
         }
         let (_, head) = bounds(&conn)?;
-        Ok((ModuleDb { conn, path: path.to_path_buf(), head }, report))
+        Ok((
+            ModuleDb {
+                conn,
+                path: path.to_path_buf(),
+                head,
+            },
+            report,
+        ))
     }
 
     /// Marks the database as initialized (after seeding), so a restart does not seed again.
     pub fn mark_initialized(&mut self, now: &str) -> Result<(), StorageError> {
-        self.conn.execute("INSERT OR IGNORE INTO mishkah_meta (key, value) VALUES ('created_at', ?1)", params![now])?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO mishkah_meta (key, value) VALUES ('created_at', ?1)",
+            params![now],
+        )?;
         Ok(())
     }
 
@@ -94,7 +115,11 @@ impl ModuleDb {
     }
 
     /// Sets counters that are not set yet (the original's `sequence-state.json` on first start).
-    pub fn import_counters(&mut self, counters: &BTreeMap<String, i64>, now: &str) -> Result<usize, StorageError> {
+    pub fn import_counters(
+        &mut self,
+        counters: &BTreeMap<String, i64>,
+        now: &str,
+    ) -> Result<usize, StorageError> {
         let tx = self.conn.unchecked_transaction()?;
         let mut n = 0;
         for (key, last) in counters {
@@ -122,8 +147,16 @@ impl ModuleDb {
     pub fn begin(&mut self) -> Result<Transaction<'_>, StorageError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let ModuleDb { conn, head, .. } = self;
-        let txn = SqliteTxn { conn, head: *head, savepoint_head: *head };
-        Ok(Transaction { txn, committed_head: head, done: false })
+        let txn = SqliteTxn {
+            conn,
+            head: *head,
+            savepoint_head: *head,
+        };
+        Ok(Transaction {
+            txn,
+            committed_head: head,
+            done: false,
+        })
     }
 
     /// Compacts the log through `through`.
@@ -155,13 +188,19 @@ pub struct ModuleReader {
 impl ModuleReader {
     /// Opens a read-only connection.
     pub fn open(path: &Path) -> Result<ModuleReader, StorageError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(ModuleReader { conn })
     }
 
     /// Runs `f` inside one read transaction, so everything it reads is from the same commit.
-    pub fn consistent<T>(&self, f: impl FnOnce(&ModuleReader) -> Result<T, StorageError>) -> Result<T, StorageError> {
+    pub fn consistent<T>(
+        &self,
+        f: impl FnOnce(&ModuleReader) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
         self.conn.execute_batch("BEGIN")?;
         let out = f(self);
         // Ending a read transaction cannot lose anything.
@@ -171,7 +210,10 @@ impl ModuleReader {
 
     /// All rows of a table, in insertion order.
     pub fn rows(&self, table: &Table) -> Result<Vec<Row>, StorageError> {
-        let sql = format!("SELECT mishkah_doc FROM \"{}\" ORDER BY rowid", sql_table(table));
+        let sql = format!(
+            "SELECT mishkah_doc FROM \"{}\" ORDER BY rowid",
+            sql_table(table)
+        );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let docs = stmt.query_map([], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
@@ -184,7 +226,11 @@ impl ModuleReader {
     /// A page of rows in insertion order (or reverse), after a key and/or a time.
     pub fn page(&self, table: &Table, q: &PageQuery) -> Result<Vec<Row>, StorageError> {
         let t = sql_table(table);
-        let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+        let (cmp, order) = if q.descending {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
         let mut sql = format!("SELECT mishkah_doc FROM \"{t}\" WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(key) = &q.after_key {
@@ -219,8 +265,15 @@ impl ModuleReader {
 
     /// One row.
     pub fn row(&self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
-        let sql = format!("SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1", sql_table(table));
-        let doc: Option<String> = self.conn.prepare_cached(&sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
+        let sql = format!(
+            "SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1",
+            sql_table(table)
+        );
+        let doc: Option<String> = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![key.0], |r| r.get(0))
+            .optional()?;
         doc.map(|d| parse_doc(&d)).transpose()
     }
 
@@ -238,7 +291,11 @@ impl ModuleReader {
     pub fn counter(&self, key: &str) -> Result<Option<i64>, StorageError> {
         Ok(self
             .conn
-            .query_row("SELECT last FROM mishkah_counters WHERE counter_key = ?1", params![key], |r| r.get(0))
+            .query_row(
+                "SELECT last FROM mishkah_counters WHERE counter_key = ?1",
+                params![key],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -247,14 +304,20 @@ impl ModuleReader {
         let mut stmt = self.conn.prepare_cached(
             "SELECT archive, tbl, COUNT(*), MAX(archived_at) FROM mishkah_archive GROUP BY archive, tbl ORDER BY MAX(archived_at), archive, tbl",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?))
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The rows of an archive: `(table, row)`.
     pub fn archived_rows(&self, archive: &str) -> Result<Vec<(String, Row)>, StorageError> {
-        let mut stmt = self.conn.prepare_cached("SELECT tbl, doc FROM mishkah_archive WHERE archive = ?1 ORDER BY rowid")?;
-        let rows = stmt.query_map(params![archive], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT tbl, doc FROM mishkah_archive WHERE archive = ?1 ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map(params![archive], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (table, doc) = row?;
@@ -265,7 +328,14 @@ impl ModuleReader {
 
     /// The last event id, for the batch route's `lastAckId`.
     pub fn last_event_id(&self) -> Result<Option<String>, StorageError> {
-        Ok(self.conn.query_row("SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?)
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 }
 

@@ -37,13 +37,29 @@ pub trait WriteTxn {
     /// The committed event of a mutation id, if it was already applied.
     fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError>;
     /// Advances a sequence counter and returns its new value.
-    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError>;
+    fn next_counter(
+        &mut self,
+        counter_key: &str,
+        rule: &SequenceRule,
+        now: &str,
+    ) -> Result<i64, StorageError>;
     /// Every row of a table with its key.
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError>;
     /// Copies a row into a named history archive.
-    fn archive_row(&mut self, archive: &str, table: &Table, key: &RecordKey, row: &Row, now: &str) -> Result<(), StorageError>;
+    fn archive_row(
+        &mut self,
+        archive: &str,
+        table: &Table,
+        key: &RecordKey,
+        row: &Row,
+        now: &str,
+    ) -> Result<(), StorageError>;
     /// Forgets every counter, then sets the given ones (reset to seed).
-    fn reset_counters(&mut self, counters: &std::collections::BTreeMap<String, i64>, now: &str) -> Result<(), StorageError>;
+    fn reset_counters(
+        &mut self,
+        counters: &std::collections::BTreeMap<String, i64>,
+        now: &str,
+    ) -> Result<(), StorageError>;
     /// Starts a savepoint: one mutation.
     fn savepoint(&mut self) -> Result<(), StorageError>;
     /// Keeps the mutation.
@@ -61,8 +77,15 @@ pub(super) struct SqliteTxn<'c> {
 
 impl WriteTxn for SqliteTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
-        let sql = format!("SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1", sql_table(table));
-        let doc: Option<String> = self.conn.prepare_cached(&sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
+        let sql = format!(
+            "SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1",
+            sql_table(table)
+        );
+        let doc: Option<String> = self
+            .conn
+            .prepare_cached(&sql)?
+            .query_row(params![key.0], |r| r.get(0))
+            .optional()?;
         doc.map(|d| parse_doc(&d)).transpose()
     }
 
@@ -70,11 +93,14 @@ impl WriteTxn for SqliteTxn<'_> {
         let sql_name = sql_table(table);
         let Some(row) = &change.row else {
             let sql = format!("DELETE FROM \"{sql_name}\" WHERE mishkah_key = ?1");
-            self.conn.prepare_cached(&sql)?.execute(params![change.key.0])?;
+            self.conn
+                .prepare_cached(&sql)?
+                .execute(params![change.key.0])?;
             return Ok(());
         };
         let columns = typed_columns(table);
-        let mut sql = format!("INSERT INTO \"{sql_name}\" (mishkah_key, mishkah_version, mishkah_doc");
+        let mut sql =
+            format!("INSERT INTO \"{sql_name}\" (mishkah_key, mishkah_version, mishkah_doc");
         for (c, _, _) in &columns {
             sql.push_str(&format!(", \"{c}\""));
         }
@@ -87,17 +113,31 @@ impl WriteTxn for SqliteTxn<'_> {
             sql.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
         }
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
-        let mut values: Vec<rusqlite::types::Value> =
-            vec![change.key.0.clone().into(), change.version.into(), doc.into()];
+        let mut values: Vec<rusqlite::types::Value> = vec![
+            change.key.0.clone().into(),
+            change.version.into(),
+            doc.into(),
+        ];
         for (column, field, _) in &columns {
-            let v = row.get(field).or_else(|| row.get(column)).unwrap_or(&Value::Null);
+            let v = row
+                .get(field)
+                .or_else(|| row.get(column))
+                .unwrap_or(&Value::Null);
             values.push(sql_value(v));
         }
-        let result = self.conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(values));
+        let result = self
+            .conn
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values));
         match result {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(StorageError::Unique { table: table.name.clone(), message: msg.unwrap_or_default() })
+            Err(rusqlite::Error::SqliteFailure(e, msg))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StorageError::Unique {
+                    table: table.name.clone(),
+                    message: msg.unwrap_or_default(),
+                })
             }
             Err(e) => Err(e.into()),
         }
@@ -112,8 +152,15 @@ impl WriteTxn for SqliteTxn<'_> {
             ChangeKind::Update => "update",
             ChangeKind::Delete => "delete",
         };
-        let row = change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
-        let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
+        let row = change
+            .row
+            .as_ref()
+            .map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
+        let meta = if event.meta.is_null() {
+            None
+        } else {
+            Some(event.meta.to_string())
+        };
         self.conn
             .prepare_cached(
                 "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta)
@@ -143,12 +190,21 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(super::events::SELECT_EVENT_BY_MUTATION)?;
-        let found = stmt.query_row(params![mutation_id], row_to_event).optional()?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(super::events::SELECT_EVENT_BY_MUTATION)?;
+        let found = stmt
+            .query_row(params![mutation_id], row_to_event)
+            .optional()?;
         found.transpose()
     }
 
-    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError> {
+    fn next_counter(
+        &mut self,
+        counter_key: &str,
+        rule: &SequenceRule,
+        now: &str,
+    ) -> Result<i64, StorageError> {
         let last: Option<i64> = self
             .conn
             .prepare_cached("SELECT last FROM mishkah_counters WHERE counter_key = ?1")?
@@ -165,7 +221,10 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
-        let sql = format!("SELECT mishkah_key, mishkah_doc FROM \"{}\" ORDER BY rowid", sql_table(table));
+        let sql = format!(
+            "SELECT mishkah_key, mishkah_doc FROM \"{}\" ORDER BY rowid",
+            sql_table(table)
+        );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
@@ -176,7 +235,14 @@ impl WriteTxn for SqliteTxn<'_> {
         Ok(out)
     }
 
-    fn archive_row(&mut self, archive: &str, table: &Table, key: &RecordKey, row: &Row, now: &str) -> Result<(), StorageError> {
+    fn archive_row(
+        &mut self,
+        archive: &str,
+        table: &Table,
+        key: &RecordKey,
+        row: &Row,
+        now: &str,
+    ) -> Result<(), StorageError> {
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
         self.conn
             .prepare_cached(
@@ -187,7 +253,11 @@ impl WriteTxn for SqliteTxn<'_> {
         Ok(())
     }
 
-    fn reset_counters(&mut self, counters: &std::collections::BTreeMap<String, i64>, now: &str) -> Result<(), StorageError> {
+    fn reset_counters(
+        &mut self,
+        counters: &std::collections::BTreeMap<String, i64>,
+        now: &str,
+    ) -> Result<(), StorageError> {
         self.conn.execute("DELETE FROM mishkah_counters", [])?;
         for (key, last) in counters {
             self.conn.execute(
@@ -218,7 +288,8 @@ impl WriteTxn for SqliteTxn<'_> {
 
 /// Parses a stored `mishkah_doc`.
 pub(super) fn parse_doc(doc: &str) -> Result<Row, StorageError> {
-    serde_json::from_str(doc).map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))
+    serde_json::from_str(doc)
+        .map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))
 }
 
 fn sql_value(v: &Value) -> rusqlite::types::Value {

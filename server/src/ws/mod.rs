@@ -16,5 +16,6 @@ pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 
 /// Upgrades and runs a session.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    ws.max_message_size(MAX_FRAME_BYTES).on_upgrade(move |socket| session::run(socket, state))
+    ws.max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| session::run(socket, state))
 }

@@ -9,8 +9,8 @@ use futures_util::{SinkExt, StreamExt};
 use mishkah_core::query::Query;
 use mishkah_core::record::Strictness;
 use mishkah_core::wire::{
-    ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitFrame, CommitSite, DeltaFrame, ServerDirective, ServerFrame, ServerHello,
-    ServerSnapshot, SnapshotMeta,
+    ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitFrame, CommitSite, DeltaFrame,
+    ServerDirective, ServerFrame, ServerHello, ServerSnapshot, SnapshotMeta,
 };
 use mishkah_core::RecordKey;
 use serde_json::{json, Value};
@@ -46,13 +46,21 @@ pub async fn run(socket: WebSocket, state: AppState) {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
-    let mut session = Session { state: state.clone(), branch: None, subscription: None, outcomes };
+    let mut session = Session {
+        state: state.clone(),
+        branch: None,
+        subscription: None,
+        outcomes,
+    };
     let hello = ServerHello {
         server_id: state.server_id.clone(),
         now: now_iso(),
         defaults: json!({"branchId": state.engine.data().branches.branches.keys().next()}),
     };
-    let mut open = sink.send(Message::Text(text(&ServerFrame::Hello(hello)).into())).await.is_ok();
+    let mut open = sink
+        .send(Message::Text(text(&ServerFrame::Hello(hello)).into()))
+        .await
+        .is_ok();
     while open {
         tokio::select! {
             Some(o) = outcome_rx.recv() => {
@@ -87,7 +95,11 @@ pub async fn run(socket: WebSocket, state: AppState) {
     state.metrics.connections.dec();
 }
 
-async fn send_all(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, state: &AppState, frames: Vec<String>) -> bool {
+async fn send_all(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    state: &AppState,
+    frames: Vec<String>,
+) -> bool {
     for f in frames {
         state.metrics.frames_out.inc();
         if sink.send(Message::Text(Utf8Bytes::from(f))).await.is_err() {
@@ -109,23 +121,59 @@ impl Session {
         &self.state.server_id
     }
 
-    fn error(&self, code: &str, message: &str, details: Value, request_id: Option<Value>, mutation_id: Option<String>) -> Vec<String> {
-        error_pair(self.server_id(), code, message, details, request_id, mutation_id).into()
+    fn error(
+        &self,
+        code: &str,
+        message: &str,
+        details: Value,
+        request_id: Option<Value>,
+        mutation_id: Option<String>,
+    ) -> Vec<String> {
+        error_pair(
+            self.server_id(),
+            code,
+            message,
+            details,
+            request_id,
+            mutation_id,
+        )
+        .into()
     }
 
     /// The hub dropped us (lagging) or is gone: tell the client to resync.
     fn lost_subscription(&mut self) -> Vec<String> {
-        let lagged = self.subscription.take().is_some_and(|s| s.lagged.load(Ordering::Acquire));
+        let lagged = self
+            .subscription
+            .take()
+            .is_some_and(|s| s.lagged.load(Ordering::Acquire));
         let branch = self.branch.take().unwrap_or_default();
-        let reason = if lagged { "client fell behind the live stream" } else { "live stream closed" };
-        let directive = ServerDirective { directive: "resync".into(), branch_id: branch, module_id: None, enabled: true, reason: reason.into() };
+        let reason = if lagged {
+            "client fell behind the live stream"
+        } else {
+            "live stream closed"
+        };
+        let directive = ServerDirective {
+            directive: "resync".into(),
+            branch_id: branch,
+            module_id: None,
+            enabled: true,
+            reason: reason.into(),
+        };
         vec![text(&ServerFrame::Directive(directive))]
     }
 
     async fn handle(&mut self, raw: &str) -> Vec<String> {
         let frame = match ClientFrame::parse(raw) {
             Ok(f) => f,
-            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, ClientFrame::request_id_of(raw), None),
+            Err(e) => {
+                return self.error(
+                    e.code(),
+                    &e.to_string(),
+                    Value::Null,
+                    ClientFrame::request_id_of(raw),
+                    None,
+                )
+            }
         };
         match frame {
             ClientFrame::Hello(hello) => self.hello(hello).await,
@@ -150,30 +198,63 @@ impl Session {
     }
 
     fn not_registered(&self, request_id: Option<Value>) -> Vec<String> {
-        self.error("not-registered", "send client:hello with a branchId first", Value::Null, request_id, None)
+        self.error(
+            "not-registered",
+            "send client:hello with a branchId first",
+            Value::Null,
+            request_id,
+            None,
+        )
     }
 
     async fn hello(&mut self, hello: ClientHello) -> Vec<String> {
         let modules = match self.state.engine.modules_of(&hello.branch_id) {
             Ok(m) => m,
-            Err(e) => return self.error(e.code(), &e.to_string(), json!({"branchId": hello.branch_id}), hello.request_id, None),
+            Err(e) => {
+                return self.error(
+                    e.code(),
+                    &e.to_string(),
+                    json!({"branchId": hello.branch_id}),
+                    hello.request_id,
+                    None,
+                )
+            }
         };
         // Subscribe before reading, so nothing committed in between is missed (a duplicate event
         // is harmless: its sequence is not above the snapshot's version).
         self.subscription = Some(self.state.engine.hub().subscribe(&hello.branch_id));
         self.branch = Some(hello.branch_id.clone());
-        let mut out = vec![log(self.server_id(), "info", "Client registered", json!({"branchId": hello.branch_id, "role": hello.role}))];
+        let mut out = vec![log(
+            self.server_id(),
+            "info",
+            "Client registered",
+            json!({"branchId": hello.branch_id, "role": hello.role}),
+        )];
         if hello.request_snapshot == Some(false) {
             return out;
         }
-        out.extend(self.snapshot(&hello.branch_id, "hello", hello.request_id, hello.cursor.as_ref()).await);
+        out.extend(
+            self.snapshot(
+                &hello.branch_id,
+                "hello",
+                hello.request_id,
+                hello.cursor.as_ref(),
+            )
+            .await,
+        );
         let _ = modules;
         out
     }
 
     /// A snapshot of every module of the branch; with a cursor, a delta per module where the log
     /// still covers it.
-    async fn snapshot(&mut self, branch: &str, reason: &str, request_id: Option<Value>, cursor: Option<&mishkah_core::wire::HelloCursor>) -> Vec<String> {
+    async fn snapshot(
+        &mut self,
+        branch: &str,
+        reason: &str,
+        request_id: Option<Value>,
+        cursor: Option<&mishkah_core::wire::HelloCursor>,
+    ) -> Vec<String> {
         let modules = match self.state.engine.modules_of(branch) {
             Ok(m) => m,
             Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, request_id, None),
@@ -184,7 +265,13 @@ impl Session {
             let handle = match self.state.engine.module(branch, &module).await {
                 Ok(h) => h,
                 Err(e) => {
-                    out.extend(self.error(e.code(), &e.to_string(), json!({"moduleId": module}), request_id.clone(), None));
+                    out.extend(self.error(
+                        e.code(),
+                        &e.to_string(),
+                        json!({"moduleId": module}),
+                        request_id.clone(),
+                        None,
+                    ));
                     continue;
                 }
             };
@@ -195,17 +282,34 @@ impl Session {
                         let mut deleted = BTreeMap::new();
                         for (t, d) in delta.tables {
                             if !d.deleted.is_empty() {
-                                deleted.insert(t.clone(), d.deleted.into_iter().map(|k| k.0).collect());
+                                deleted.insert(
+                                    t.clone(),
+                                    d.deleted.into_iter().map(|k| k.0).collect(),
+                                );
                             }
                             tables.insert(t, d.rows.into_values().collect());
                         }
-                        let frame = DeltaFrame { branch_id: branch.into(), module_id: module.clone(), from: delta.from, to: delta.to, tables, deleted, request_id: request_id.clone() };
+                        let frame = DeltaFrame {
+                            branch_id: branch.into(),
+                            module_id: module.clone(),
+                            from: delta.from,
+                            to: delta.to,
+                            tables,
+                            deleted,
+                            request_id: request_id.clone(),
+                        };
                         out.push(text(&ServerFrame::Delta(frame)));
                         continue;
                     }
                     Ok(Err(_)) => {} // too old: full snapshot below
                     Err(e) => {
-                        out.extend(self.error(e.code(), &e.to_string(), Value::Null, request_id.clone(), None));
+                        out.extend(self.error(
+                            e.code(),
+                            &e.to_string(),
+                            Value::Null,
+                            request_id.clone(),
+                            None,
+                        ));
                         continue;
                     }
                 }
@@ -214,56 +318,128 @@ impl Session {
                 Ok(s) => {
                     snapshots.insert(module, s);
                 }
-                Err(e) => out.extend(self.error(e.code(), &e.to_string(), Value::Null, request_id.clone(), None)),
+                Err(e) => out.extend(self.error(
+                    e.code(),
+                    &e.to_string(),
+                    Value::Null,
+                    request_id.clone(),
+                    None,
+                )),
             }
         }
         if !snapshots.is_empty() || out.is_empty() {
-            let meta = SnapshotMeta { snapshot_at: now_iso(), server_id: self.server_id().into(), reason: reason.into(), request_id };
-            out.push(text(&ServerFrame::Snapshot(ServerSnapshot { branch_id: branch.into(), modules: snapshots, meta })));
+            let meta = SnapshotMeta {
+                snapshot_at: now_iso(),
+                server_id: self.server_id().into(),
+                reason: reason.into(),
+                request_id,
+            };
+            out.push(text(&ServerFrame::Snapshot(ServerSnapshot {
+                branch_id: branch.into(),
+                modules: snapshots,
+                meta,
+            })));
         }
         out
     }
 
     /// The module a frame targets: the one it names, else the branch's only module.
     async fn target(&self, named: Option<&str>) -> Result<Arc<ModuleHandle>, (String, String)> {
-        let branch = self.branch.as_deref().ok_or(("not-registered".to_owned(), "send client:hello first".to_owned()))?;
+        let branch = self.branch.as_deref().ok_or((
+            "not-registered".to_owned(),
+            "send client:hello first".to_owned(),
+        ))?;
         let module = match named {
             Some(m) => m.to_owned(),
-            None => match self.state.engine.modules_of(branch).map_err(|e| (e.code().to_owned(), e.to_string()))?.as_slice() {
+            None => match self
+                .state
+                .engine
+                .modules_of(branch)
+                .map_err(|e| (e.code().to_owned(), e.to_string()))?
+                .as_slice()
+            {
                 [only] => only.clone(),
-                _ => return Err(("module-required".into(), "this branch has several modules: give moduleId".into())),
+                _ => {
+                    return Err((
+                        "module-required".into(),
+                        "this branch has several modules: give moduleId".into(),
+                    ))
+                }
             },
         };
-        self.state.engine.module(branch, &module).await.map_err(|e| (e.code().to_owned(), e.to_string()))
+        self.state
+            .engine
+            .module(branch, &module)
+            .await
+            .map_err(|e| (e.code().to_owned(), e.to_string()))
     }
 
     async fn publish(&mut self, p: ClientPublish) -> Vec<String> {
         let mutation = match p.to_mutation() {
             Ok(m) => m,
-            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id),
+            Err(e) => {
+                return self.error(
+                    e.code(),
+                    &e.to_string(),
+                    Value::Null,
+                    p.request_id,
+                    p.mutation_id,
+                )
+            }
         };
         if self.branch.is_none() {
             return self.not_registered(p.request_id);
         }
         let handle = match self.target(p.module_id.as_deref()).await {
             Ok(h) => h,
-            Err((code, message)) => return self.error(&code, &message, Value::Null, p.request_id, mutation.mutation_id),
+            Err((code, message)) => {
+                return self.error(
+                    &code,
+                    &message,
+                    Value::Null,
+                    p.request_id,
+                    mutation.mutation_id,
+                )
+            }
         };
         let mut meta = p.meta.clone().unwrap_or_else(|| json!({}));
         if let (Some(obj), Some(rid)) = (meta.as_object_mut(), &p.request_id) {
             obj.entry("requestId").or_insert(rid.clone());
         }
         let owed = self.outcomes.clone();
-        let (request_id, mutation_id, include_record) = (p.request_id.clone(), mutation.mutation_id.clone(), p.include_record);
+        let (request_id, mutation_id, include_record) = (
+            p.request_id.clone(),
+            mutation.mutation_id.clone(),
+            p.include_record,
+        );
         let module = handle.clone();
         let reply_meta = meta.clone();
         let reply = Box::new(move |outcome| {
             // The session may be gone; the write stands either way.
-            let _ = owed.send(Outcome { outcome, module, request_id, mutation_id, include_record, meta: reply_meta });
+            let _ = owed.send(Outcome {
+                outcome,
+                module,
+                request_id,
+                mutation_id,
+                include_record,
+                meta: reply_meta,
+            });
         });
-        let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, reply });
+        let job = Job::Write(WriteJob {
+            mutation,
+            source: "ws",
+            meta,
+            strictness: Strictness::Strict,
+            reply,
+        });
         if let Err(e) = handle.submit(job).await {
-            return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id);
+            return self.error(
+                e.code(),
+                &e.to_string(),
+                Value::Null,
+                p.request_id,
+                p.mutation_id,
+            );
         }
         Vec::new()
     }
@@ -271,8 +447,19 @@ impl Session {
     fn render_outcome(&self, o: Outcome) -> Vec<String> {
         match o.outcome {
             Ok(c) => {
-                let site = CommitSite { branch_id: &o.module.branch, module_id: &o.module.module, server_id: self.server_id() };
-                let mut ack = CommitFrame::from_event(&c.event, site, "ws", o.meta, c.primary_key, o.include_record);
+                let site = CommitSite {
+                    branch_id: &o.module.branch,
+                    module_id: &o.module.module,
+                    server_id: self.server_id(),
+                };
+                let mut ack = CommitFrame::from_event(
+                    &c.event,
+                    site,
+                    "ws",
+                    o.meta,
+                    c.primary_key,
+                    o.include_record,
+                );
                 ack.request_id = o.request_id;
                 ack.mutation_id = o.mutation_id.or(ack.mutation_id);
                 vec![text(&ServerFrame::Ack(ack))]
@@ -282,7 +469,13 @@ impl Session {
                     crate::engine::WriteError::Mutation(m) => mutation_details(m),
                     _ => Value::Null,
                 };
-                self.error(e.code(), &e.to_string(), details, o.request_id, o.mutation_id)
+                self.error(
+                    e.code(),
+                    &e.to_string(),
+                    details,
+                    o.request_id,
+                    o.mutation_id,
+                )
             }
         }
     }
@@ -290,16 +483,26 @@ impl Session {
     async fn query(&self, q: ClientQuery) -> Vec<String> {
         let handle = match self.target(q.module_id.as_deref()).await {
             Ok(h) => h,
-            Err((code, message)) => return self.error(&code, &message, Value::Null, q.request_id, None),
+            Err((code, message)) => {
+                return self.error(&code, &message, Value::Null, q.request_id, None)
+            }
         };
         let Some(table) = handle.schema.table(&q.table).cloned() else {
-            return self.error("unknown-table", &format!("unknown table `{}`", q.table), json!({"table": q.table}), q.request_id, None);
+            return self.error(
+                "unknown-table",
+                &format!("unknown table `{}`", q.table),
+                json!({"table": q.table}),
+                q.request_id,
+                None,
+            );
         };
         let filter = match &q.filter {
             None | Some(Value::Null) => Query::default(),
             Some(f) => match Query::from_json(&json!({"where": f})) {
                 Ok(query) => query,
-                Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
+                Err(e) => {
+                    return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None)
+                }
             },
         };
         let (query_type, id) = (q.query_type.clone(), q.id.clone());
@@ -311,15 +514,30 @@ impl Session {
                         Some(other) => other.to_string(),
                         None => return Ok(Value::Null),
                     };
-                    return Ok(r.row(&table, &RecordKey(key))?.map(Value::Object).unwrap_or(Value::Null));
+                    return Ok(r
+                        .row(&table, &RecordKey(key))?
+                        .map(Value::Object)
+                        .unwrap_or(Value::Null));
                 }
                 let rows = r.rows(&table)?;
-                Ok(Value::Array(filter.run(rows.iter()).into_iter().map(Value::Object).collect()))
+                Ok(Value::Array(
+                    filter
+                        .run(rows.iter())
+                        .into_iter()
+                        .map(Value::Object)
+                        .collect(),
+                ))
             })
             .await;
         match result {
             Ok(result) => {
-                let frame = mishkah_core::wire::QueryResult { request_id: q.request_id, table: q.table, query_type: q.query_type, result, timestamp: now_iso() };
+                let frame = mishkah_core::wire::QueryResult {
+                    request_id: q.request_id,
+                    table: q.table,
+                    query_type: q.query_type,
+                    result,
+                    timestamp: now_iso(),
+                };
                 vec![text(&ServerFrame::QueryResult(frame))]
             }
             Err(e) => self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
@@ -334,17 +552,35 @@ impl Session {
             .strip_prefix("sync:")
             .and_then(|rest| rest.split_once("::"))
             .map(|(b, m)| (b.to_owned(), m.to_owned()))
-            .or_else(|| topic.strip_prefix("pos:sync:").map(|b| (b.to_owned(), "pos".to_owned())));
+            .or_else(|| {
+                topic
+                    .strip_prefix("pos:sync:")
+                    .map(|b| (b.to_owned(), "pos".to_owned()))
+            });
         let Some((branch, module)) = parsed else {
-            return vec![text(&ServerFrame::TopicError { code: "invalid-topic".into(), message: format!("unknown topic `{topic}`") })];
+            return vec![text(&ServerFrame::TopicError {
+                code: "invalid-topic".into(),
+                message: format!("unknown topic `{topic}`"),
+            })];
         };
         let handle = match self.state.engine.module(&branch, &module).await {
             Ok(h) => h,
-            Err(e) => return vec![text(&ServerFrame::TopicError { code: "invalid-topic".into(), message: e.to_string() })],
+            Err(e) => {
+                return vec![text(&ServerFrame::TopicError {
+                    code: "invalid-topic".into(),
+                    message: e.to_string(),
+                })]
+            }
         };
-        let mut out = vec![text(&ServerFrame::TopicAck { event: "subscribe".into(), topic: Some(topic.clone()) })];
+        let mut out = vec![text(&ServerFrame::TopicAck {
+            event: "subscribe".into(),
+            topic: Some(topic.clone()),
+        })];
         match views::module_snapshot(&handle).await {
-            Ok(s) => out.push(text(&ServerFrame::TopicPublish { topic, data: serde_json::to_value(s).unwrap_or(Value::Null) })),
+            Ok(s) => out.push(text(&ServerFrame::TopicPublish {
+                topic,
+                data: serde_json::to_value(s).unwrap_or(Value::Null),
+            })),
             Err(e) => out.extend(self.error(e.code(), &e.to_string(), Value::Null, None, None)),
         }
         out

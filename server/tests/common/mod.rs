@@ -1,0 +1,285 @@
+//! Test harness: the real `mishkah` binary on a free port over a temp copy of the data, and real
+//! HTTP / WebSocket clients.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use mishkah_test_support::{copy_dir, data_source};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long to wait for an expected frame or for the server to come up.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// What differs between the real fixtures and the repo's own data.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// A branch with the pos module and a seed.
+    pub branch: &'static str,
+    /// Another branch with the pos module.
+    pub other_branch: &'static str,
+    /// Seeded menu items in `branch`.
+    pub menu_items: usize,
+    /// The first order id the sequence rules give `branch`.
+    pub first_order_id: &'static str,
+    /// The formatted id after that.
+    pub second_order_id: &'static str,
+}
+
+/// A copy of the data directory in a temp dir (servers write their databases into it).
+pub struct DataCopy {
+    pub dir: tempfile::TempDir,
+    pub scenario: Scenario,
+}
+
+impl DataCopy {
+    pub fn new() -> DataCopy {
+        let source = data_source();
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(&source.dir, dir.path()).expect("copy data");
+        let scenario = if source.real {
+            Scenario {
+                branch: "dar",
+                other_branch: "remal",
+                menu_items: 94,
+                first_order_id: "DAR-001020",
+                second_order_id: "DAR-001021",
+            }
+        } else {
+            Scenario {
+                branch: "demo",
+                other_branch: "pos:other",
+                menu_items: 20,
+                first_order_id: "DEMO-001001",
+                second_order_id: "DEMO-001002",
+            }
+        };
+        DataCopy { dir, scenario }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// A running `mishkah serve`; killed when dropped.
+pub struct TestServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub data: PathBuf,
+    log: PathBuf,
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl TestServer {
+    pub async fn start(data: &Path) -> TestServer {
+        Self::start_with(data, &[]).await
+    }
+
+    pub async fn start_with(data: &Path, extra: &[&str]) -> TestServer {
+        let port = free_port();
+        let log = data.join(format!("server-{port}.log"));
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_mishkah"))
+            .args(["serve", "--data"])
+            .arg(data)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--exit-on-stdin-close",
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn mishkah");
+        let server = TestServer {
+            child: Some(child),
+            port,
+            data: data.to_path_buf(),
+            log,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client.get(self.url("/healthz")).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!(
+                    "server did not start; log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/ws", self.port)
+    }
+
+    pub fn module_url(&self, branch: &str, rest: &str) -> String {
+        self.url(&format!(
+            "/api/branches/{}/modules/pos{rest}",
+            urlencode(branch)
+        ))
+    }
+
+    /// SIGKILL, no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.replace(':', "%3A")
+}
+
+/// A WebSocket client speaking the protocol.
+pub struct WsClient {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl WsClient {
+    pub async fn connect(url: &str) -> WsClient {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
+        let mut c = WsClient { ws };
+        let hello = c.recv_type("server:hello").await;
+        assert!(hello["serverId"].is_string());
+        c
+    }
+
+    /// Connects and registers for `branch`, returning the snapshot frame.
+    pub async fn hello(url: &str, branch: &str) -> (WsClient, Value) {
+        let mut c = WsClient::connect(url).await;
+        c.send(json!({"type": "client:hello", "branchId": branch, "role": "test", "requestSnapshot": true})).await;
+        let snapshot = c.recv_type("server:snapshot").await;
+        (c, snapshot)
+    }
+
+    pub async fn send(&mut self, v: Value) {
+        self.send_text(&v.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, t: &str) {
+        self.ws
+            .send(Message::Text(t.to_owned().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next text frame, or `None` on timeout.
+    pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        loop {
+            match tokio::time::timeout(within, self.ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("server frames are JSON"))
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("websocket error: {e}"),
+                Ok(None) => return None,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Waits for a frame matching `pred`, skipping others.
+    pub async fn recv_where(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(f) if pred(&f) => return f,
+                Some(_) => continue,
+                None => panic!("timed out waiting for {what}"),
+            }
+        }
+    }
+
+    pub async fn recv_type(&mut self, ty: &str) -> Value {
+        self.recv_where(ty, |f| f["type"] == ty).await
+    }
+
+    /// Frames arriving within `window` (to check that something does NOT arrive).
+    pub async fn drain(&mut self, window: Duration) -> Vec<Value> {
+        let mut out = Vec::new();
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return out;
+            }
+            match self.next(left).await {
+                Some(f) => out.push(f),
+                None => return out,
+            }
+        }
+    }
+}
+
+/// An order header valid under both the real POS schema and our demo schema.
+pub fn order_header(id: Option<&str>) -> Value {
+    let mut v = json!({
+        "shiftId": "shift-1", "posId": "pos-1", "posNumber": 1, "orderTypeId": "dine_in", "statusId": "open",
+        "stageId": "new", "paymentStateId": "unpaid", "openedBy": "tester", "openedAt": "2026-01-01T10:00:00Z", "total": 0
+    });
+    if let Some(id) = id {
+        v["id"] = json!(id);
+    }
+    v
+}
+
+/// A dining table row (a last-writer-wins table in both schemas).
+pub fn dining_table(id: &str, name: &str) -> Value {
+    json!({"id": id, "name": name, "seats": 4})
+}
+
+pub async fn get_json(url: &str) -> Value {
+    reqwest::get(url)
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON")
+}
