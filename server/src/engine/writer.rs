@@ -209,23 +209,26 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
     ctx.metrics.observe_commit(started.elapsed(), size);
     for item in done {
         match item {
+            // The writer's own ack is queued before the event is published, so a publisher sees
+            // `server:ack` before its `server:event`.
             Done::Write(reply, outcome, source, meta) => {
-                if let Ok(c) = &outcome {
-                    if !c.replayed {
-                        publish(ctx, c, source, &meta);
-                    }
-                }
                 count(ctx, outcome.as_ref().err());
+                let publishing = outcome.as_ref().ok().filter(|c| !c.replayed).cloned();
                 reply(outcome);
+                if let Some(c) = publishing {
+                    publish(ctx, &c, source, &meta);
+                }
             }
             Done::Atomic(reply, outcome, source, meta) => {
-                if let Ok(list) = &outcome {
-                    for c in list.iter().filter(|c| !c.replayed) {
-                        publish(ctx, c, source, &meta);
-                    }
-                }
                 count(ctx, outcome.as_ref().err());
+                let publishing: Vec<Committed> = outcome
+                    .as_ref()
+                    .map(|l| l.iter().filter(|c| !c.replayed).cloned().collect())
+                    .unwrap_or_default();
                 reply(outcome);
+                for c in &publishing {
+                    publish(ctx, c, source, &meta);
+                }
             }
             Done::Unit(reply, outcome) => reply(outcome),
         }

@@ -17,37 +17,37 @@ pub struct ApiError {
     /// HTTP status.
     pub status: StatusCode,
     /// Machine-readable code.
-    pub code: String,
+    pub code: &'static str,
     /// Human-readable message.
     pub message: String,
-    /// Code-specific details.
-    pub details: Value,
+    /// Code-specific details (boxed: errors travel through `Result`s on hot paths).
+    pub details: Box<Value>,
 }
 
 impl ApiError {
     /// An error with no details.
-    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            code: code.to_owned(),
+            code,
             message: message.into(),
-            details: Value::Null,
+            details: Box::new(Value::Null),
         }
     }
 
     /// 400.
-    pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     /// 404.
-    pub fn not_found(code: &str, message: impl Into<String>) -> ApiError {
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)
     }
 
     /// Adds details.
     pub fn with_details(mut self, details: Value) -> ApiError {
-        self.details = details;
+        self.details = Box::new(details);
         self
     }
 }
@@ -55,9 +55,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
-            error: self.code,
+            error: self.code.to_owned(),
             message: self.message,
-            details: self.details,
+            details: *self.details,
         };
         (self.status, Json(body)).into_response()
     }

@@ -63,6 +63,8 @@ pub async fn run(socket: WebSocket, state: AppState) {
         .is_ok();
     while open {
         tokio::select! {
+            // Acks first: the writer queues a publisher's ack before publishing its event.
+            biased;
             Some(o) = outcome_rx.recv() => {
                 let frames = session.render_outcome(o);
                 open = send_all(&mut sink, &state, frames).await;
