@@ -167,6 +167,9 @@ impl Hub {
     /// Publishes committed events in commit order until every writer is gone.
     pub async fn run_publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Published>) {
         while let Some(p) = rx.recv().await {
+            if self.subscriber_count(&p.branch) == 0 {
+                continue;
+            }
             let frame = self.event_frame(&p);
             self.broadcast(&p.branch, frame);
         }

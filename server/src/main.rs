@@ -4,6 +4,10 @@ use clap::Parser;
 use mishkah_server::config::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
+// The write path allocates small JSON values on several threads; glibc's arenas contend on them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let Command::Serve(config) = cli.command;

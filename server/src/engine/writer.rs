@@ -88,17 +88,53 @@ const MAX_BATCH: usize = 1024;
 
 /// Runs until every sender is gone.
 pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver<Job>) {
-    while let Some(first) = jobs.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    let mut commits_since_checkpoint = 0u32;
+    loop {
+        let first = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Idle: a good moment to move the WAL into the database file.
+                if commits_since_checkpoint > 0 {
+                    checkpoint(&mut db, &ctx);
+                    commits_since_checkpoint = 0;
+                }
+                match jobs.blocking_recv() {
+                    Some(job) => job,
+                    None => break,
+                }
             }
-        }
+        };
+        let mut batch = vec![first];
+        drain(&mut jobs, &mut batch);
         run_batch(&mut db, &ctx, batch);
+        commits_since_checkpoint += 1;
+        if commits_since_checkpoint >= CHECKPOINT_EVERY {
+            checkpoint(&mut db, &ctx);
+            commits_since_checkpoint = 0;
+        }
     }
+    checkpoint(&mut db, &ctx);
     tracing::info!(branch = %ctx.branch, module = %ctx.module, "writer stopped");
+}
+
+fn drain(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Under sustained load the writer is never idle; checkpoint every so many commits anyway.
+const CHECKPOINT_EVERY: u32 = 500;
+
+fn checkpoint(db: &mut ModuleDb, ctx: &WriterContext) {
+    if let Err(e) = db.checkpoint() {
+        // Not fatal: the WAL keeps every committed write; the next checkpoint retries.
+        tracing::warn!(branch = %ctx.branch, module = %ctx.module, error = %e, "checkpoint failed");
+    }
 }
 
 enum Done {

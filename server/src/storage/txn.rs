@@ -68,57 +68,91 @@ pub trait WriteTxn {
     fn rollback_to(&mut self) -> Result<(), StorageError>;
 }
 
+/// The SQL of one table's row operations, built once per table rather than once per write.
+pub(super) struct TableSql {
+    select_doc: String,
+    upsert: String,
+    delete: String,
+    all_rows: String,
+    /// `(column, field)` of the typed columns, in the upsert's parameter order.
+    columns: Vec<(String, String)>,
+}
+
+impl TableSql {
+    fn new(table: &Table) -> TableSql {
+        let t = sql_table(table);
+        let columns: Vec<(String, String)> = typed_columns(table)
+            .into_iter()
+            .map(|(c, f, _)| (c, f))
+            .collect();
+        let mut upsert = format!("INSERT INTO \"{t}\" (mishkah_key, mishkah_version, mishkah_doc");
+        for (c, _) in &columns {
+            upsert.push_str(&format!(", \"{c}\""));
+        }
+        upsert.push_str(") VALUES (?1, ?2, ?3");
+        for i in 0..columns.len() {
+            upsert.push_str(&format!(", ?{}", i + 4));
+        }
+        upsert.push_str(
+            ") ON CONFLICT(mishkah_key) DO UPDATE SET mishkah_version = excluded.mishkah_version, mishkah_doc = excluded.mishkah_doc",
+        );
+        for (c, _) in &columns {
+            upsert.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
+        }
+        TableSql {
+            select_doc: format!("SELECT mishkah_doc FROM \"{t}\" WHERE mishkah_key = ?1"),
+            delete: format!("DELETE FROM \"{t}\" WHERE mishkah_key = ?1"),
+            all_rows: format!("SELECT mishkah_key, mishkah_doc FROM \"{t}\" ORDER BY rowid"),
+            upsert,
+            columns,
+        }
+    }
+}
+
+/// Per-table SQL, by table name.
+pub(super) type SqlCache = std::collections::HashMap<String, TableSql>;
+
+fn sql_of<'a>(cache: &'a mut SqlCache, table: &Table) -> &'a TableSql {
+    if !cache.contains_key(&table.name) {
+        cache.insert(table.name.clone(), TableSql::new(table));
+    }
+    cache.get(&table.name).expect("just inserted")
+}
+
 /// [`WriteTxn`] on a SQLite connection inside `BEGIN IMMEDIATE`.
 pub(super) struct SqliteTxn<'c> {
     pub(super) conn: &'c Connection,
+    pub(super) sql: &'c mut SqlCache,
     pub(super) head: u64,
     pub(super) savepoint_head: u64,
 }
 
 impl WriteTxn for SqliteTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
-        let sql = format!(
-            "SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1",
-            sql_table(table)
-        );
+        let sql = &sql_of(self.sql, table).select_doc;
         let doc: Option<String> = self
             .conn
-            .prepare_cached(&sql)?
+            .prepare_cached(sql)?
             .query_row(params![key.0], |r| r.get(0))
             .optional()?;
         doc.map(|d| parse_doc(&d)).transpose()
     }
 
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
-        let sql_name = sql_table(table);
+        let sql = sql_of(self.sql, table);
         let Some(row) = &change.row else {
-            let sql = format!("DELETE FROM \"{sql_name}\" WHERE mishkah_key = ?1");
             self.conn
-                .prepare_cached(&sql)?
+                .prepare_cached(&sql.delete)?
                 .execute(params![change.key.0])?;
             return Ok(());
         };
-        let columns = typed_columns(table);
-        let mut sql =
-            format!("INSERT INTO \"{sql_name}\" (mishkah_key, mishkah_version, mishkah_doc");
-        for (c, _, _) in &columns {
-            sql.push_str(&format!(", \"{c}\""));
-        }
-        sql.push_str(") VALUES (?1, ?2, ?3");
-        for i in 0..columns.len() {
-            sql.push_str(&format!(", ?{}", i + 4));
-        }
-        sql.push_str(") ON CONFLICT(mishkah_key) DO UPDATE SET mishkah_version = excluded.mishkah_version, mishkah_doc = excluded.mishkah_doc");
-        for (c, _, _) in &columns {
-            sql.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
-        }
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
         let mut values: Vec<rusqlite::types::Value> = vec![
             change.key.0.clone().into(),
             change.version.into(),
             doc.into(),
         ];
-        for (column, field, _) in &columns {
+        for (column, field) in &sql.columns {
             let v = row
                 .get(field)
                 .or_else(|| row.get(column))
@@ -127,7 +161,7 @@ impl WriteTxn for SqliteTxn<'_> {
         }
         let result = self
             .conn
-            .prepare_cached(&sql)?
+            .prepare_cached(&sql.upsert)?
             .execute(rusqlite::params_from_iter(values));
         match result {
             Ok(_) => Ok(()),
@@ -221,11 +255,9 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
-        let sql = format!(
-            "SELECT mishkah_key, mishkah_doc FROM \"{}\" ORDER BY rowid",
-            sql_table(table)
-        );
-        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql_of(self.sql, table).all_rows)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
