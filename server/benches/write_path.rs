@@ -129,7 +129,10 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
     // Group-commit effectiveness, for the notes: jobs per transaction.
-    for line in metrics.render().lines().filter(|l| l.starts_with("mishkah_commit_batch_size_sum") || l.starts_with("mishkah_commit_batch_size_count")) {
+    for line in metrics.render().lines().filter(|l| {
+        l.starts_with("mishkah_commit_batch_size_sum")
+            || l.starts_with("mishkah_commit_batch_size_count")
+    }) {
         println!("{line}");
     }
 }

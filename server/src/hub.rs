@@ -175,3 +175,34 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_subscriber_that_cannot_keep_up_is_dropped_and_flagged() {
+        let hub = Hub::new("t".into(), Arc::new(Metrics::default()));
+        let mut slow = hub.subscribe("b");
+        let mut fast = hub.subscribe("b");
+        let frame = Frame::from("{}");
+        for _ in 0..SUBSCRIBER_QUEUE {
+            hub.broadcast("b", frame.clone());
+            fast.rx.recv().await.unwrap();
+        }
+        assert!(!slow.lagged.load(Ordering::Acquire));
+        hub.broadcast("b", frame.clone());
+        assert!(
+            slow.lagged.load(Ordering::Acquire),
+            "the full queue got the subscriber dropped"
+        );
+        assert_eq!(hub.subscriber_count("b"), 1);
+        // Its queue still drains, then ends: the session turns that into a resync directive.
+        let mut drained = 0;
+        while slow.rx.recv().await.is_some() {
+            drained += 1;
+        }
+        assert_eq!(drained, SUBSCRIBER_QUEUE);
+        assert!(fast.rx.recv().await.is_some());
+    }
+}

@@ -180,3 +180,33 @@ pub async fn history(
         json!({"branchId": p.branch_id, "moduleId": p.module_id, "archives": list}),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactRequest {
+    #[serde(alias = "branch")]
+    branch_id: String,
+    #[serde(alias = "module")]
+    module_id: String,
+    /// Checkpoint: drop events up to this sequence (default: all but the newest 1,000).
+    #[serde(default)]
+    through: Option<u64>,
+}
+
+/// `POST /api/manage/compact {branchId, moduleId, through?}`: log retention. Cursors older than the
+/// checkpoint are told to resync in full afterwards.
+pub async fn compact(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let req: CompactRequest = serde_json::from_value(body)
+        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    let handle = state.module(&req.branch_id, &req.module_id).await?;
+    let through = req
+        .through
+        .unwrap_or_else(|| handle.head().saturating_sub(1_000));
+    let removed = handle.compact(through).await?;
+    Ok(Json(
+        json!({"status": "compacted", "branchId": req.branch_id, "moduleId": req.module_id, "through": through, "removed": removed}),
+    ))
+}

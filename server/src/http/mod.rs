@@ -58,4 +58,5 @@ pub fn routes() -> Router<AppState> {
         .route("/api/manage/purge", post(manage::purge))
         .route("/api/manage/restore", post(manage::restore))
         .route("/api/manage/history", get(manage::history))
+        .route("/api/manage/compact", post(manage::compact))
 }

@@ -201,7 +201,15 @@ fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), Stor
         });
     }
     let old_types: std::collections::HashMap<String, String> =
-        serde_json::from_value(old["fields"].clone()).unwrap_or_default();
+        serde_json::from_value::<Vec<(String, String)>>(old["fields"].clone())
+            .map_err(|e| {
+                StorageError::Corrupt(format!(
+                    "stored schema fingerprint of `{}`: {e}",
+                    table.name
+                ))
+            })?
+            .into_iter()
+            .collect();
     for field in &table.fields {
         if let Some(before) = old_types.get(&field.name) {
             if before != field.ty.as_str() {

@@ -175,7 +175,8 @@ impl ModuleDb {
     /// write (`PASSIVE`). The writer calls it when its queue is empty, and every so many commits
     /// under sustained load, so the WAL stays bounded.
     pub fn checkpoint(&mut self) -> Result<(), StorageError> {
-        self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(())
     }
 

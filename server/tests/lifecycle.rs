@@ -1,0 +1,268 @@
+//! Data lifecycle through the real binary: schema migration (additive and refused), corrupt
+//! databases, log compaction and resync, purge / history / restore.
+
+mod common;
+
+use std::process::{Command, Stdio};
+
+use common::{dining_table, get_json, DataCopy, TestServer, WsClient};
+use serde_json::{json, Value};
+
+fn pos_schema_path(data: &std::path::Path) -> std::path::PathBuf {
+    data.join("schemas/pos_schema.json")
+}
+
+fn edit_dining_tables(data: &std::path::Path, edit: impl Fn(&mut Value)) {
+    let path = pos_schema_path(data);
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let tables = doc["schema"]["tables"].as_array_mut().unwrap();
+    let t = tables
+        .iter_mut()
+        .find(|t| t["name"] == "dining_tables")
+        .unwrap();
+    edit(t);
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+/// Runs `mishkah serve` expecting it to refuse to start; returns its output.
+fn refused_start(data: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mishkah"))
+        .args(["serve", "--data"])
+        .arg(data)
+        .args(["--port", "0", "--exit-on-stdin-close"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "server should have refused to start");
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+#[tokio::test]
+async fn schema_changes_migrate_additively_and_destructive_ones_are_refused() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let mut server = TestServer::start(data.path()).await;
+    server.kill();
+
+    edit_dining_tables(data.path(), |t| {
+        t["fields"].as_array_mut().unwrap().push(
+            json!({"name": "floor", "columnName": "floor", "type": "integer", "nullable": true,
+            "primaryKey": false, "unique": false, "index": true}),
+        );
+    });
+    let server = TestServer::start(data.path()).await;
+    let r = reqwest::Client::new()
+        .post(server.module_url(s.branch, "/tables/dining_tables"))
+        .json(&json!({"record": {"id": "T-floor", "name": "Roof", "seats": 2, "floor": "3"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["record"]["floor"],
+        json!(3),
+        "the new field is validated and coerced"
+    );
+    assert!(
+        server.log().contains("added column dining_tables.floor"),
+        "{}",
+        server.log()
+    );
+    drop(server);
+
+    edit_dining_tables(data.path(), |t| {
+        let f = t["fields"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|f| f["name"] == "floor")
+            .unwrap();
+        f["type"] = json!("boolean");
+    });
+    let output = refused_start(data.path());
+    assert!(
+        output.contains("destructive") && output.contains("floor"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_database_stops_the_server_with_a_clear_error() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let mut server = TestServer::start(data.path()).await;
+    server.kill();
+    let db = data.path().join(format!(
+        "branches/{}/modules/pos/live/mishkah.sqlite3",
+        s.branch
+    ));
+    for ext in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
+    }
+    std::fs::write(
+        &db,
+        b"this is not a database, it is a grocery list".repeat(200),
+    )
+    .unwrap();
+    let output = refused_start(data.path());
+    assert!(output.contains("not a database"), "{output}");
+}
+
+#[tokio::test]
+async fn a_cursor_older_than_the_compacted_log_is_told_to_resync() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let http = reqwest::Client::new();
+    let tables = server.module_url(s.branch, "/tables/dining_tables");
+    for i in 0..5 {
+        http.post(&tables)
+            .json(&json!({"record": dining_table(&format!("T-c{i}"), "x")}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let head = get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"]
+        .as_u64()
+        .unwrap();
+    let compacted: Value = http
+        .post(server.url("/api/manage/compact"))
+        .json(&json!({"branchId": s.branch, "moduleId": "pos", "through": head - 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(compacted["removed"].as_u64().unwrap() > 0, "{compacted}");
+    let delta_url = server.url(&format!(
+        "/api/sync/{}/pos/delta",
+        common::urlencode(s.branch)
+    ));
+    let old: Value = http
+        .post(&delta_url)
+        .json(&json!({"version": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(old["requiresFullSync"], json!(true));
+    let recent: Value = http
+        .post(&delta_url)
+        .json(&json!({"version": head - 2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(recent["requiresFullSync"], json!(false));
+    assert_eq!(
+        recent["deltas"]["dining_tables"].as_array().unwrap().len(),
+        2
+    );
+    // Over WebSocket, an expired cursor gets a full snapshot instead of a delta.
+    let mut c = WsClient::connect(&server.ws_url()).await;
+    c.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": {"pos": 1}}))
+        .await;
+    let snap = c
+        .recv_where("snapshot or delta", |f| {
+            f["type"] == "server:snapshot" || f["type"] == "server:delta"
+        })
+        .await;
+    assert_eq!(snap["type"], "server:snapshot");
+}
+
+#[tokio::test]
+async fn purge_archives_rows_broadcasts_deletions_and_restore_brings_them_back() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let http = reqwest::Client::new();
+    let tables = server.module_url(s.branch, "/tables/dining_tables");
+    let before = get_json(&format!("{tables}?limit=1000")).await["count"]
+        .as_u64()
+        .unwrap();
+    assert!(before > 0);
+    let (mut watcher, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    let purge: Value = http
+        .post(server.url("/api/manage/purge"))
+        .json(&json!({"branchId": s.branch, "moduleId": "pos", "table": "dining_tables", "archive": "night-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(purge["purged"].as_u64(), Some(before), "{purge}");
+    let deletion = watcher
+        .recv_where("deletion event", |f| {
+            f["type"] == "server:event" && f["deleted"] == json!(true)
+        })
+        .await;
+    assert_eq!(deletion["table"], "dining_tables");
+    assert_eq!(
+        get_json(&format!("{tables}?limit=1000")).await["count"],
+        json!(0)
+    );
+    let history = get_json(&server.url(&format!(
+        "/api/manage/history?branchId={}&moduleId=pos",
+        common::urlencode(s.branch)
+    )))
+    .await;
+    assert_eq!(history["archives"][0]["archive"], "night-1");
+    assert_eq!(history["archives"][0]["rows"].as_u64(), Some(before));
+    let restored: Value = http
+        .post(server.url("/api/manage/restore"))
+        .json(&json!({"branchId": s.branch, "moduleId": "pos", "archive": "night-1"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(restored["restored"].as_u64(), Some(before), "{restored}");
+    assert_eq!(
+        get_json(&format!("{tables}?limit=1000")).await["count"].as_u64(),
+        Some(before)
+    );
+    let missing = http
+        .post(server.url("/api/manage/restore"))
+        .json(&json!({"branchId": s.branch, "moduleId": "pos", "archive": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status().as_u16(), 404);
+}
+
+#[tokio::test]
+async fn reset_returns_the_module_to_its_seed() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let http = reqwest::Client::new();
+    let tables = server.module_url(s.branch, "/tables/dining_tables");
+    let seeded = get_json(&format!("{tables}?limit=1000")).await["count"].clone();
+    http.post(&tables)
+        .json(&json!({"record": dining_table("T-extra", "x")}))
+        .send()
+        .await
+        .unwrap();
+    let reset: Value = http
+        .post(server.module_url(s.branch, "/reset"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reset["status"], "reset", "{reset}");
+    assert_eq!(
+        get_json(&format!("{tables}?limit=1000")).await["count"],
+        seeded
+    );
+    let menu = get_json(&server.module_url(s.branch, "/tables/menu_items?limit=1000")).await;
+    assert_eq!(menu["count"], json!(s.menu_items));
+}
