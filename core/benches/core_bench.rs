@@ -22,9 +22,14 @@ fn mutations(n: usize) -> Vec<Mutation> {
         .map(|i| {
             let key = format!("line-{}", i % 10_000);
             if i < 10_000 {
-                Mutation::new("order_line", Action::Insert, json!({"id": key, "orderId": "o1", "qty": "2", "price": 12.5, "meta": {"n": i}}))
+                Mutation::new(
+                    "order_line",
+                    Action::Insert,
+                    json!({"id": key, "orderId": "o1", "qty": "2", "price": 12.5, "meta": {"n": i}}),
+                )
             } else {
-                Mutation::new("order_line", Action::Merge, json!({"id": key, "qty": i % 7})).expecting((i / 10_000) as i64)
+                Mutation::new("order_line", Action::Merge, json!({"id": key, "qty": i % 7}))
+                    .expecting((i / 10_000) as i64)
             }
         })
         .collect()
@@ -65,12 +70,7 @@ fn bench_delta(c: &mut Criterion) {
                 table: "order_line".into(),
                 key: RecordKey(format!("line-{}", s % 50_000)),
                 kind: mishkah_core::ChangeKind::Update,
-                row: Some(
-                    json!({"id": format!("line-{}", s % 50_000), "qty": s})
-                        .as_object()
-                        .unwrap()
-                        .clone(),
-                ),
+                row: Some(json!({"id": format!("line-{}", s % 50_000), "qty": s}).as_object().unwrap().clone()),
                 version: 1,
                 coerced: vec![],
                 unknown_fields: vec![],
@@ -80,9 +80,8 @@ fn bench_delta(c: &mut Criterion) {
     let head = log.len() as u64;
     let cursor = head - 100;
     let mut group = c.benchmark_group("delta");
-    group.bench_function("100_of_1M_scan", |b| {
-        b.iter(|| black_box(Delta::since(cursor, 1, head, &log).unwrap().len()))
-    });
+    group
+        .bench_function("100_of_1M_scan", |b| b.iter(|| black_box(Delta::since(cursor, 1, head, &log).unwrap().len())));
     group.bench_function("100_of_1M_range", |b| {
         b.iter_batched(
             || (),

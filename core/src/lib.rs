@@ -30,9 +30,7 @@ pub mod sync;
 pub mod time;
 pub mod wire;
 
-pub use mutation::{
-    apply, Action, Change, ChangeKind, Mutation, MutationError, VersionClaim, VersionPolicy,
-};
+pub use mutation::{apply, Action, Change, ChangeKind, Mutation, MutationError, VersionClaim, VersionPolicy};
 pub use record::{RecordKey, Row};
 pub use schema::{Field, FieldType, Schema, Table};
 pub use time::Timestamp;

@@ -73,10 +73,7 @@ impl SequenceRule {
         if n < 0 {
             number.push('-');
         }
-        number.extend(std::iter::repeat_n(
-            pad,
-            self.padding.saturating_sub(digits.len()),
-        ));
+        number.extend(std::iter::repeat_n(pad, self.padding.saturating_sub(digits.len())));
         number.push_str(&digits);
         [self.prefix.as_str(), number.as_str(), self.suffix.as_str()]
             .into_iter()
@@ -112,19 +109,8 @@ impl SequenceRules {
     }
 
     /// The rule for a field, the branch's override first.
-    pub fn rule_for(
-        &self,
-        branch: &str,
-        module: &str,
-        table: &str,
-        field: &str,
-    ) -> Option<&SequenceRule> {
-        fn find<'r>(
-            rules: &'r ModuleRules,
-            module: &str,
-            table: &str,
-            field: &str,
-        ) -> Option<&'r SequenceRule> {
+    pub fn rule_for(&self, branch: &str, module: &str, table: &str, field: &str) -> Option<&SequenceRule> {
+        fn find<'r>(rules: &'r ModuleRules, module: &str, table: &str, field: &str) -> Option<&'r SequenceRule> {
             rules.get(module)?.get(table)?.get(field)
         }
         self.branches
@@ -134,17 +120,9 @@ impl SequenceRules {
     }
 
     /// The sequenced fields of a table for a branch: `(field, rule)`.
-    pub fn fields_for<'a>(
-        &'a self,
-        branch: &str,
-        module: &str,
-        table: &str,
-    ) -> Vec<(&'a str, &'a SequenceRule)> {
+    pub fn fields_for<'a>(&'a self, branch: &str, module: &str, table: &str) -> Vec<(&'a str, &'a SequenceRule)> {
         let mut fields: BTreeMap<&str, &SequenceRule> = BTreeMap::new();
-        for rules in [Some(&self.defaults), self.branches.get(branch)]
-            .into_iter()
-            .flatten()
-        {
+        for rules in [Some(&self.defaults), self.branches.get(branch)].into_iter().flatten() {
             if let Some(t) = rules.get(module).and_then(|m| m.get(table)) {
                 fields.extend(t.iter().map(|(f, r)| (f.as_str(), r)));
             }
@@ -165,22 +143,18 @@ mod tests {
 
     #[test]
     fn formats_prefix_padding_suffix_and_delimiter() {
-        let rule: SequenceRule = serde_json::from_value(
-            json!({"prefix": "INV", "pad": 4, "suffix": "X", "delimiter": ""}),
-        )
-        .unwrap();
+        let rule: SequenceRule =
+            serde_json::from_value(json!({"prefix": "INV", "pad": 4, "suffix": "X", "delimiter": ""})).unwrap();
         assert_eq!(rule.format(7), "INV0007X");
         let plain: SequenceRule = serde_json::from_value(json!({})).unwrap();
         assert_eq!(plain.next(None), (1, "1".into()));
-        let star: SequenceRule =
-            serde_json::from_value(json!({"padding": 3, "padWith": "*"})).unwrap();
+        let star: SequenceRule = serde_json::from_value(json!({"padding": 3, "padWith": "*"})).unwrap();
         assert_eq!(star.format(5), "**5");
     }
 
     #[test]
     fn next_never_goes_below_start() {
-        let rule: SequenceRule =
-            serde_json::from_value(json!({"prefix": "DAR", "start": 1001, "padding": 6})).unwrap();
+        let rule: SequenceRule = serde_json::from_value(json!({"prefix": "DAR", "start": 1001, "padding": 6})).unwrap();
         assert_eq!(rule.next(Some(3)).0, 1001);
         assert_eq!(rule.next(Some(1019)).1, "DAR-001020");
     }
@@ -194,10 +168,7 @@ mod tests {
         .unwrap();
         let fields = rules.fields_for("dar", "pos", "order_header");
         assert_eq!(
-            fields
-                .iter()
-                .map(|(f, r)| (*f, r.prefix.as_str()))
-                .collect::<Vec<_>>(),
+            fields.iter().map(|(f, r)| (*f, r.prefix.as_str())).collect::<Vec<_>>(),
             [("id", "DAR"), ("ref", "R")]
         );
         assert!(SequenceRules::from_json(&json!({"defaults": 3})).is_err());

@@ -29,20 +29,13 @@ impl Timestamp {
         if let Ok(t) = DateTime::parse_from_rfc3339(text) {
             return Some(Timestamp(t.timestamp_millis()));
         }
-        for format in [
-            "%Y-%m-%dT%H:%M:%S%.f",
-            "%Y-%m-%d %H:%M:%S%.f",
-            "%Y-%m-%dT%H:%M",
-            "%Y-%m-%d %H:%M",
-        ] {
+        for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
             if let Ok(t) = NaiveDateTime::parse_from_str(text, format) {
                 return Some(Timestamp(t.and_utc().timestamp_millis()));
             }
         }
         let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-        Some(Timestamp(
-            date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis(),
-        ))
+        Some(Timestamp(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis()))
     }
 }
 
@@ -59,10 +52,7 @@ mod tests {
 
     #[test]
     fn formats_with_milliseconds_and_z() {
-        assert_eq!(
-            Timestamp(1_765_030_940_349).to_iso(),
-            "2025-12-06T14:22:20.349Z"
-        );
+        assert_eq!(Timestamp(1_765_030_940_349).to_iso(), "2025-12-06T14:22:20.349Z");
     }
 
     #[test]
@@ -70,14 +60,8 @@ mod tests {
         let z = Timestamp::parse("2025-12-06T14:22:20.349Z").unwrap();
         assert_eq!(Timestamp::parse("2025-12-06T16:22:20.349+02:00"), Some(z));
         assert_eq!(Timestamp::parse("2025-12-06 14:22:20.349"), Some(z));
-        assert_eq!(
-            Timestamp::parse("2024-02-18").unwrap().to_iso(),
-            "2024-02-18T00:00:00.000Z"
-        );
+        assert_eq!(Timestamp::parse("2024-02-18").unwrap().to_iso(), "2024-02-18T00:00:00.000Z");
         assert_eq!(Timestamp::parse("not a date"), None);
-        assert_eq!(
-            normalize_date("2024-02-18T19:00:00Z").as_deref(),
-            Some("2024-02-18")
-        );
+        assert_eq!(normalize_date("2024-02-18T19:00:00Z").as_deref(), Some("2024-02-18"));
     }
 }

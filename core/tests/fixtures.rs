@@ -15,11 +15,9 @@ fn read(path: &Path) -> Value {
 }
 
 fn is_schema(doc: &Value) -> bool {
-    doc.get("tables").is_some_and(|t| {
-        t.is_array()
-            || t.as_object()
-                .is_some_and(|o| o.values().all(|v| v.get("fields").is_some()))
-    }) || doc.get("schema").is_some_and(|s| s.get("tables").is_some())
+    doc.get("tables")
+        .is_some_and(|t| t.is_array() || t.as_object().is_some_and(|o| o.values().all(|v| v.get("fields").is_some())))
+        || doc.get("schema").is_some_and(|s| s.get("tables").is_some())
 }
 
 #[test]
@@ -32,43 +30,21 @@ fn every_schema_file_parses_into_tables_with_keys() {
             continue;
         }
         let schema = Schema::from_json(&doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert!(
-            !schema.tables.is_empty(),
-            "{} has no tables",
-            path.display()
-        );
+        assert!(!schema.tables.is_empty(), "{} has no tables", path.display());
         for table in schema.tables.values() {
             assert!(!table.key_fields().is_empty());
-            assert!(
-                !table.fields.is_empty(),
-                "{}: {} has no fields",
-                path.display(),
-                table.name
-            );
+            assert!(!table.fields.is_empty(), "{}: {} has no fields", path.display(), table.name);
         }
-        eprintln!(
-            "{}: {} tables, {} warnings",
-            path.display(),
-            schema.tables.len(),
-            schema.warnings.len()
-        );
+        eprintln!("{}: {} tables, {} warnings", path.display(), schema.tables.len(), schema.warnings.len());
         for w in &schema.warnings {
-            eprintln!(
-                "  warning: {}.{}: {}",
-                w.table,
-                w.field.as_deref().unwrap_or("-"),
-                w.message
-            );
+            eprintln!("  warning: {}.{}: {}", w.table, w.field.as_deref().unwrap_or("-"), w.message);
         }
         parsed += 1;
     }
     // The real data holds the designer and SQL-column formats (the compact one only appears in the
     // original's documentation; its unit tests cover it); our own data/ holds all three.
     let expected = if source.real { 2 } else { 3 };
-    assert!(
-        parsed >= expected,
-        "expected at least {expected} schema files, found {parsed}"
-    );
+    assert!(parsed >= expected, "expected at least {expected} schema files, found {parsed}");
 }
 
 #[derive(Default, Debug)]
@@ -85,22 +61,14 @@ struct Report {
 fn validate_seed(schema: &Schema, seed: &Value) -> Report {
     let mut report = Report::default();
     let policy = VersionPolicy::default();
-    let ctx = ApplyContext {
-        now: Timestamp(0),
-        policy: &policy,
-        strictness: Strictness::Import,
-    };
+    let ctx = ApplyContext { now: Timestamp(0), policy: &policy, strictness: Strictness::Import };
     for (name, rows) in seed["tables"].as_object().unwrap() {
         let Some(rows) = rows.as_array() else {
-            report
-                .unmapped_tables
-                .push(format!("{name} (not a row list)"));
+            report.unmapped_tables.push(format!("{name} (not a row list)"));
             continue;
         };
         let Some(table) = schema.resolve_table(name) else {
-            report
-                .unmapped_tables
-                .push(format!("{name} ({} rows, no such table)", rows.len()));
+            report.unmapped_tables.push(format!("{name} ({} rows, no such table)", rows.len()));
             continue;
         };
         for row in rows {
@@ -114,21 +82,13 @@ fn validate_seed(schema: &Schema, seed: &Value) -> Report {
                         report.coerced_rows += 1;
                     }
                     for f in change.coerced {
-                        *report
-                            .coerced_by_field
-                            .entry(format!("{}.{f}", table.name))
-                            .or_default() += 1;
+                        *report.coerced_by_field.entry(format!("{}.{f}", table.name)).or_default() += 1;
                     }
                     for e in fresh.tolerated {
-                        *report
-                            .tolerated_by_field
-                            .entry(format!("{}.{}", table.name, e.field))
-                            .or_default() += 1;
+                        *report.tolerated_by_field.entry(format!("{}.{}", table.name, e.field)).or_default() += 1;
                     }
                 }
-                Err(e) => report
-                    .rejected
-                    .push(format!("{}: {} ({})", table.name, e, e.code())),
+                Err(e) => report.rejected.push(format!("{}: {} ({})", table.name, e, e.code())),
             }
         }
     }
@@ -142,19 +102,12 @@ fn every_seed_row_validates_against_its_schema() {
         (
             source.dir.join("schemas/pos_schema.json"),
             vec![
-                source
-                    .dir
-                    .join("branches/dar/modules/pos/seeds/initial.json"),
-                source
-                    .dir
-                    .join("branches/remal/modules/pos/seeds/initial.json"),
+                source.dir.join("branches/dar/modules/pos/seeds/initial.json"),
+                source.dir.join("branches/remal/modules/pos/seeds/initial.json"),
             ],
         )
     } else {
-        (
-            source.dir.join("schemas/pos_schema.json"),
-            vec![source.dir.join("seeds/pos_demo.json")],
-        )
+        (source.dir.join("schemas/pos_schema.json"), vec![source.dir.join("seeds/pos_demo.json")])
     };
     let schema = Schema::from_json(&read(&schema_path)).unwrap();
     for seed_path in seeds {
@@ -166,15 +119,9 @@ fn every_seed_row_validates_against_its_schema() {
             // The real seeds predate the schema: their rows use other property names, so required
             // fields are reported (tolerated on import), never silently invented; no row is refused.
             assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-            assert!(report
-                .unmapped_tables
-                .iter()
-                .any(|t| t.starts_with("settings")));
+            assert!(report.unmapped_tables.iter().any(|t| t.starts_with("settings")));
         } else {
-            assert!(
-                report.rejected.is_empty() && report.tolerated_by_field.is_empty(),
-                "{report:#?}"
-            );
+            assert!(report.rejected.is_empty() && report.tolerated_by_field.is_empty(), "{report:#?}");
         }
     }
 }
@@ -186,10 +133,6 @@ fn the_real_dar_seed_has_94_menu_items() {
         eprintln!("skipped: fixture-only fact");
         return;
     }
-    let seed = read(
-        &source
-            .dir
-            .join("branches/dar/modules/pos/seeds/initial.json"),
-    );
+    let seed = read(&source.dir.join("branches/dar/modules/pos/seeds/initial.json"));
     assert_eq!(seed["tables"]["menu_items"].as_array().unwrap().len(), 94);
 }

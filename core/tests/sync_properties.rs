@@ -32,14 +32,12 @@ fn op() -> impl Strategy<Value = Op> {
         Just(Action::Save),
         Just(Action::Delete)
     ];
-    (0..2usize, 0..4u8, action, 0..4u8, -5..50i64).prop_map(|(table, key, action, version, qty)| {
-        Op {
-            table,
-            key,
-            action,
-            version,
-            qty,
-        }
+    (0..2usize, 0..4u8, action, 0..4u8, -5..50i64).prop_map(|(table, key, action, version, qty)| Op {
+        table,
+        key,
+        action,
+        version,
+        qty,
     })
 }
 
@@ -53,17 +51,13 @@ fn commit_all(ops: &[Op]) -> (Replica, Vec<ChangeEvent>) {
         let table = schema.table(["order_line", "note"][op.table]).unwrap();
         let key = RecordKey(format!("k{}", op.key));
         let current = state.get(&table.name, &key).cloned();
-        let current_version = current
-            .as_ref()
-            .map(mishkah_core::mutation::row_version)
-            .unwrap_or(0);
+        let current_version = current.as_ref().map(mishkah_core::mutation::row_version).unwrap_or(0);
         let mut m = Mutation::new(&table.name, op.action, json!({"id": key.0, "qty": op.qty}));
         match op.version {
             1 => m = m.expecting(current_version),
             2 => m = m.expecting(current_version - 1), // stale
             3 => {
-                m.record
-                    .insert("version".into(), (current_version + 1).into());
+                m.record.insert("version".into(), (current_version + 1).into());
             }
             _ => {}
         }
@@ -140,46 +134,18 @@ proptest! {
 #[test]
 fn a_cursor_behind_the_compacted_log_must_resync() {
     let (_, log) = commit_all(&[
-        Op {
-            table: 1,
-            key: 0,
-            action: Action::Insert,
-            version: 0,
-            qty: 1,
-        },
-        Op {
-            table: 1,
-            key: 1,
-            action: Action::Insert,
-            version: 0,
-            qty: 1,
-        },
-        Op {
-            table: 1,
-            key: 0,
-            action: Action::Merge,
-            version: 0,
-            qty: 2,
-        },
+        Op { table: 1, key: 0, action: Action::Insert, version: 0, qty: 1 },
+        Op { table: 1, key: 1, action: Action::Insert, version: 0, qty: 1 },
+        Op { table: 1, key: 0, action: Action::Merge, version: 0, qty: 2 },
     ]);
     let retained = &log[2..];
     assert!(Delta::since(2, 3, 3, retained).is_ok());
-    assert_eq!(
-        Delta::since(1, 3, 3, retained),
-        Err(DeltaError::CursorExpired {
-            cursor: 1,
-            oldest_retained: 3
-        })
-    );
+    assert_eq!(Delta::since(1, 3, 3, retained), Err(DeltaError::CursorExpired { cursor: 1, oldest_retained: 3 }));
 }
 
 #[test]
 fn a_delta_that_skips_changes_is_refused() {
     let mut replica = Replica::new();
-    let delta = Delta {
-        from: 5,
-        to: 9,
-        ..Delta::default()
-    };
+    let delta = Delta { from: 5, to: 9, ..Delta::default() };
     assert!(replica.apply_delta(&delta).is_err());
 }

@@ -26,11 +26,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Arc<ModuleHandle>,
     let handle = rt.block_on(async {
         let hub = Hub::new("bench".into(), metrics.clone());
         let engine = Engine::start(
-            EngineConfig {
-                data,
-                durability: Durability::Full,
-                policy: VersionPolicy::default(),
-            },
+            EngineConfig { data, durability: Durability::Full, policy: VersionPolicy::default() },
             hub,
             metrics,
         );
@@ -44,17 +40,11 @@ fn row(n: u64) -> Value {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (_dir, handle, metrics) = setup(&rt);
     let mut next = 0u64;
     let mut group = c.benchmark_group("write_path_full_durability");
-    group
-        .sample_size(10)
-        .measurement_time(Duration::from_secs(10));
+    group.sample_size(10).measurement_time(Duration::from_secs(10));
 
     const PIPELINED: u64 = 20_000;
     group.throughput(Throughput::Elements(PIPELINED));
@@ -72,12 +62,7 @@ fn bench(c: &mut Criterion) {
                         let h = h.clone();
                         // Spawned in order: the job queue keeps submission order.
                         acks.push(tokio::spawn(async move {
-                            h.write(
-                                Mutation::new("dining_tables", Action::Insert, row(n)),
-                                "bench",
-                                Value::Null,
-                            )
-                            .await
+                            h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null).await
                         }));
                     }
                     for a in acks {
@@ -108,13 +93,9 @@ fn bench(c: &mut Criterion) {
                         tasks.push(tokio::spawn(async move {
                             for i in 0..EACH {
                                 let n = base + p * EACH + i;
-                                h.write(
-                                    Mutation::new("dining_tables", Action::Insert, row(n)),
-                                    "bench",
-                                    Value::Null,
-                                )
-                                .await
-                                .unwrap();
+                                h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null)
+                                    .await
+                                    .unwrap();
                             }
                         }));
                     }
@@ -129,10 +110,11 @@ fn bench(c: &mut Criterion) {
     });
     group.finish();
     // Group-commit effectiveness, for the notes: jobs per transaction.
-    for line in metrics.render().lines().filter(|l| {
-        l.starts_with("mishkah_commit_batch_size_sum")
-            || l.starts_with("mishkah_commit_batch_size_count")
-    }) {
+    for line in metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("mishkah_commit_batch_size_sum") || l.starts_with("mishkah_commit_batch_size_count"))
+    {
         println!("{line}");
     }
 }

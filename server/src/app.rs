@@ -49,10 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(api)
         .route("/ws", axum::routing::get(crate::ws::upgrade))
         .fallback(fallback)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-cache"),
-        ))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
         .layer(CompressionLayer::new())
         .layer(CorsLayer::permissive())
         .layer(TraceLayer::new_for_http())
@@ -77,11 +74,7 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         return ApiError::not_found("not-found", "no such route").into_response();
     };
     // ServeDir never escapes its directory (`..` is refused) and answers 404 for missing files.
-    match ServeDir::new(dir.as_ref())
-        .append_index_html_on_directories(true)
-        .oneshot(req)
-        .await
-    {
+    match ServeDir::new(dir.as_ref()).append_index_html_on_directories(true).oneshot(req).await {
         Ok(response) => response.into_response(),
         Err(never) => match never {},
     }

@@ -42,12 +42,7 @@ pub struct ServeConfig {
     #[arg(long, env = "MISHKAH_DURABILITY", value_enum, default_value_t = Durability::Full)]
     pub durability: Durability,
     /// Tables whose updates require a version (comma-separated).
-    #[arg(
-        long,
-        env = "MISHKAH_VERSIONED_TABLES",
-        value_delimiter = ',',
-        default_value = "order_header,order_line"
-    )]
+    #[arg(long, env = "MISHKAH_VERSIONED_TABLES", value_delimiter = ',', default_value = "order_header,order_line")]
     pub versioned_tables: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "MISHKAH_LOG_JSON")]

@@ -73,12 +73,7 @@ impl Drop for Subscription {
 impl Hub {
     /// A hub for this server.
     pub fn new(server_id: String, metrics: Arc<Metrics>) -> Arc<Hub> {
-        Arc::new(Hub {
-            server_id,
-            branches: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(1),
-            metrics,
-        })
+        Arc::new(Hub { server_id, branches: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), metrics })
     }
 
     /// This server's id.
@@ -92,20 +87,8 @@ impl Hub {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lagged = Arc::new(AtomicBool::new(false));
         let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        branches.entry(branch.to_owned()).or_default().insert(
-            id,
-            Subscriber {
-                tx,
-                lagged: lagged.clone(),
-            },
-        );
-        Subscription {
-            rx,
-            lagged,
-            id,
-            branch: branch.to_owned(),
-            hub: self.clone(),
-        }
+        branches.entry(branch.to_owned()).or_default().insert(id, Subscriber { tx, lagged: lagged.clone() });
+        Subscription { rx, lagged, id, branch: branch.to_owned(), hub: self.clone() }
     }
 
     fn unsubscribe(&self, branch: &str, id: u64) {
@@ -120,11 +103,7 @@ impl Hub {
 
     /// Number of subscribers of a branch.
     pub fn subscriber_count(&self, branch: &str) -> usize {
-        self.branches
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(branch)
-            .map_or(0, HashMap::len)
+        self.branches.lock().unwrap_or_else(|p| p.into_inner()).get(branch).map_or(0, HashMap::len)
     }
 
     /// Sends one frame to every subscriber of `branch`; drops the ones whose queue is full.
@@ -146,20 +125,10 @@ impl Hub {
 
     /// The `server:event` frame of a committed change, serialized once.
     pub fn event_frame(&self, p: &Published) -> Frame {
-        let site = CommitSite {
-            branch_id: &p.branch,
-            module_id: &p.module,
-            server_id: &self.server_id,
-        };
-        let body = CommitFrame::from_event(
-            &p.event,
-            site,
-            p.source,
-            p.client_meta.clone(),
-            p.primary_key.clone(),
-            true,
-        )
-        .into_event();
+        let site = CommitSite { branch_id: &p.branch, module_id: &p.module, server_id: &self.server_id };
+        let body =
+            CommitFrame::from_event(&p.event, site, p.source, p.client_meta.clone(), p.primary_key.clone(), true)
+                .into_event();
         let text = serde_json::to_string(&ServerFrame::Event(body)).expect("frames serialize");
         Frame::from(text)
     }
@@ -192,10 +161,7 @@ mod tests {
         }
         assert!(!slow.lagged.load(Ordering::Acquire));
         hub.broadcast("b", frame.clone());
-        assert!(
-            slow.lagged.load(Ordering::Acquire),
-            "the full queue got the subscriber dropped"
-        );
+        assert!(slow.lagged.load(Ordering::Acquire), "the full queue got the subscriber dropped");
         assert_eq!(hub.subscriber_count("b"), 1);
         // Its queue still drains, then ends: the session turns that into a resync directive.
         let mut drained = 0;

@@ -13,17 +13,11 @@ fn main() -> std::process::ExitCode {
     let Command::Serve(config) = cli.command;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .json()
-            .init();
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the runtime: {e}");
@@ -31,10 +25,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let watch_stdin = config.exit_on_stdin_close;
-    let result = runtime.block_on(mishkah_server::serve::serve(
-        config,
-        shutdown_signal(watch_stdin),
-    ));
+    let result = runtime.block_on(mishkah_server::serve::serve(config, shutdown_signal(watch_stdin)));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

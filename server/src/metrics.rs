@@ -41,43 +41,19 @@ impl Default for Metrics {
         let lagged_clients = Counter::default();
         let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
-        registry.register(
-            "connections",
-            "Open WebSocket connections",
-            connections.clone(),
-        );
-        registry.register(
-            "frames_received",
-            "WebSocket frames received",
-            frames_in.clone(),
-        );
+        registry.register("connections", "Open WebSocket connections", connections.clone());
+        registry.register("frames_received", "WebSocket frames received", frames_in.clone());
         registry.register("frames_sent", "WebSocket frames sent", frames_out.clone());
         registry.register("writes", "Committed writes", writes.clone());
-        registry.register(
-            "write_errors",
-            "Refused writes other than version conflicts",
-            write_errors.clone(),
-        );
-        registry.register(
-            "conflicts",
-            "Writes refused for a version conflict",
-            conflicts.clone(),
-        );
-        registry.register(
-            "lagged_clients",
-            "Clients dropped from live fan-out for lagging",
-            lagged_clients.clone(),
-        );
+        registry.register("write_errors", "Refused writes other than version conflicts", write_errors.clone());
+        registry.register("conflicts", "Writes refused for a version conflict", conflicts.clone());
+        registry.register("lagged_clients", "Clients dropped from live fan-out for lagging", lagged_clients.clone());
         registry.register(
             "commit_seconds",
             "Time to run and commit one group-commit transaction",
             commit_seconds.clone(),
         );
-        registry.register(
-            "commit_batch_size",
-            "Jobs per group-commit transaction",
-            batch_size.clone(),
-        );
+        registry.register("commit_batch_size", "Jobs per group-commit transaction", batch_size.clone());
         Metrics {
             registry,
             connections,

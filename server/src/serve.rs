@@ -17,31 +17,14 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let data = DataDir::load(&config.data)
-        .with_context(|| format!("cannot use data directory {}", config.data.display()))?;
-    let server_id = format!(
-        "mishkah-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let data =
+        DataDir::load(&config.data).with_context(|| format!("cannot use data directory {}", config.data.display()))?;
+    let server_id = format!("mishkah-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(server_id.clone(), metrics.clone());
-    let policy = VersionPolicy {
-        required_tables: config
-            .versioned_tables
-            .iter()
-            .filter(|t| !t.is_empty())
-            .cloned()
-            .collect(),
-    };
-    let engine = Engine::start(
-        EngineConfig {
-            data,
-            durability: config.durability,
-            policy,
-        },
-        hub,
-        metrics.clone(),
-    );
+    let policy =
+        VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
+    let engine = Engine::start(EngineConfig { data, durability: config.durability, policy }, hub, metrics.clone());
 
     for (branch, module, error) in engine.open_configured().await {
         if error.code() == "storage-error" || error.code() == "destructive-migration" {
@@ -50,10 +33,8 @@ pub async fn serve(
         tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");
     }
 
-    let static_dir = config
-        .static_dir
-        .clone()
-        .or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));
+    let static_dir =
+        config.static_dir.clone().or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));
     let state = AppState {
         engine: engine.clone(),
         metrics,
@@ -61,13 +42,15 @@ pub async fn serve(
         static_dir: static_dir.map(Arc::new),
     };
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, %server_id, data = %config.data.display(), "mishkah listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // Small frames (acks, events) must not wait for Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -35,19 +35,13 @@ pub async fn module_snapshot(handle: &Arc<ModuleHandle>) -> Result<ModuleSnapsho
 }
 
 /// The changes after `cursor`, coalesced; `Err(DeltaError)` when the client must resync in full.
-pub async fn delta_since(
-    handle: &Arc<ModuleHandle>,
-    cursor: u64,
-) -> Result<Result<Delta, DeltaError>, StorageError> {
+pub async fn delta_since(handle: &Arc<ModuleHandle>, cursor: u64) -> Result<Result<Delta, DeltaError>, StorageError> {
     handle
         .read(move |reader, _| {
             let (oldest, head) = reader.bounds()?;
             if head.saturating_sub(cursor) > MAX_DELTA_EVENTS || cursor > head {
                 // Too far behind (or a cursor from another database): a snapshot is the answer.
-                return Ok(Err(DeltaError::CursorExpired {
-                    cursor,
-                    oldest_retained: head.max(oldest),
-                }));
+                return Ok(Err(DeltaError::CursorExpired { cursor, oldest_retained: head.max(oldest) }));
             }
             let events = match Delta::since(cursor, oldest, head, std::iter::empty()) {
                 Ok(_) => reader.events_after(cursor, MAX_DELTA_EVENTS as usize)?,

@@ -23,59 +23,30 @@ async fn hello_snapshot_publish_ack_and_event_flow_between_two_clients() {
     let server = TestServer::start(data.path()).await;
     let (mut a, snapshot) = WsClient::hello(&server.ws_url(), s.branch).await;
     let (mut b, _) = WsClient::hello(&server.ws_url(), s.branch).await;
-    let menu = snapshot["modules"]["pos"]["tables"]["menu_items"]
-        .as_array()
-        .unwrap();
+    let menu = snapshot["modules"]["pos"]["tables"]["menu_items"].as_array().unwrap();
     assert_eq!(menu.len(), s.menu_items);
     assert!(snapshot["modules"]["pos"]["version"].as_u64().unwrap() > 0);
 
-    a.send(publish(
-        "dining_tables",
-        "module:insert",
-        dining_table("T-flow", "Window"),
-        "req-1",
-    ))
-    .await;
+    a.send(publish("dining_tables", "module:insert", dining_table("T-flow", "Window"), "req-1")).await;
     let ack = a.recv_type("server:ack").await;
     assert_eq!(ack["requestId"], "req-1");
     assert_eq!(ack["action"], "module:insert");
     assert_eq!(ack["recordRef"]["id"], "T-flow");
-    assert_eq!(
-        ack["entry"]["record"]["name"], "Window",
-        "includeRecord puts the row in the ack"
-    );
+    assert_eq!(ack["entry"]["record"]["name"], "Window", "includeRecord puts the row in the ack");
     let seq = ack["sequence"].as_u64().unwrap();
     for client in [&mut a, &mut b] {
-        let event = client
-            .recv_where("event", |f| {
-                f["type"] == "server:event" && f["sequence"] == json!(seq)
-            })
-            .await;
+        let event = client.recv_where("event", |f| f["type"] == "server:event" && f["sequence"] == json!(seq)).await;
         assert_eq!(event["notice"]["recordRef"]["id"], "T-flow");
         assert_eq!(event["entry"]["record"]["version"], json!(1));
     }
     // Old clients' module:update is a partial update of an existing row.
-    b.send(publish(
-        "dining_tables",
-        "module:update",
-        json!({"id": "T-flow", "name": "Door"}),
-        "req-2",
-    ))
-    .await;
+    b.send(publish("dining_tables", "module:update", json!({"id": "T-flow", "name": "Door"}), "req-2")).await;
     let ack = b.recv_type("server:ack").await;
     assert_eq!(
-        (
-            ack["requestId"].clone(),
-            ack["action"].clone(),
-            ack["recordVersion"].clone()
-        ),
+        (ack["requestId"].clone(), ack["action"].clone(), ack["recordVersion"].clone()),
         (json!("req-2"), json!("module:merge"), json!(2))
     );
-    let event = a
-        .recv_where("update event", |f| {
-            f["type"] == "server:event" && f["sequence"] == json!(seq + 1)
-        })
-        .await;
+    let event = a.recv_where("update event", |f| f["type"] == "server:event" && f["sequence"] == json!(seq + 1)).await;
     assert_eq!(event["entry"]["record"]["name"], "Door");
 }
 
@@ -88,9 +59,7 @@ async fn a_rest_write_reaches_ws_clients_of_its_branch_only() {
     let (mut other, other_snapshot) = WsClient::hello(&server.ws_url(), s.other_branch).await;
     // Events at or below the snapshot's version are already in it (a module opened by this very
     // hello may still be publishing its seed); only later ones are news.
-    let seen = other_snapshot["modules"]["pos"]["version"]
-        .as_u64()
-        .unwrap();
+    let seen = other_snapshot["modules"]["pos"]["version"].as_u64().unwrap();
     let r = reqwest::Client::new()
         .post(server.module_url(s.branch, "/tables/dining_tables"))
         .json(&json!({"record": dining_table("T-rest", "Bar")}))
@@ -98,9 +67,7 @@ async fn a_rest_write_reaches_ws_clients_of_its_branch_only() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    let event = same
-        .recv_where("event", |f| f["type"] == "server:event")
-        .await;
+    let event = same.recv_where("event", |f| f["type"] == "server:event").await;
     assert_eq!(event["recordRef"]["id"], "T-rest");
     assert_eq!(event["meta"]["source"], "rest");
     let leaked: Vec<_> = other
@@ -119,59 +86,29 @@ async fn a_stale_version_gets_a_structured_conflict_frame_on_ws() {
     let s = data.scenario.clone();
     let server = TestServer::start(data.path()).await;
     let (mut c, _) = WsClient::hello(&server.ws_url(), s.branch).await;
-    c.send(publish(
-        "order_header",
-        "module:insert",
-        order_header(Some("o-ws")),
-        "r1",
-    ))
-    .await;
+    c.send(publish("order_header", "module:insert", order_header(Some("o-ws")), "r1")).await;
     assert_eq!(
-        c.recv_where("ack", |f| f["type"] == "server:ack"
-            || f["type"] == "server:error")
-            .await["type"],
+        c.recv_where("ack", |f| f["type"] == "server:ack" || f["type"] == "server:error").await["type"],
         "server:ack"
     );
-    let mut merge = publish(
-        "order_header",
-        "module:merge",
-        json!({"id": "o-ws", "guests": 2}),
-        "r2",
-    );
+    let mut merge = publish("order_header", "module:merge", json!({"id": "o-ws", "guests": 2}), "r2");
     merge["expectedVersion"] = json!(1);
     c.send(merge.clone()).await;
-    assert_eq!(
-        c.recv_where("ack", |f| f["requestId"] == "r2").await["type"],
-        "server:ack"
-    );
+    assert_eq!(c.recv_where("ack", |f| f["requestId"] == "r2").await["type"], "server:ack");
     merge["requestId"] = json!("r3");
     merge["mutationId"] = json!("m3");
     c.send(merge).await;
     let err = c.recv_where("error", |f| f["type"] == "server:error").await;
     assert_eq!(
-        (
-            err["code"].clone(),
-            err["requestId"].clone(),
-            err["mutationId"].clone()
-        ),
+        (err["code"].clone(), err["requestId"].clone(), err["mutationId"].clone()),
         (json!("version-conflict"), json!("r3"), json!("m3"))
     );
     assert_eq!(
-        (
-            err["details"]["expectedVersion"].clone(),
-            err["details"]["currentVersion"].clone()
-        ),
+        (err["details"]["expectedVersion"].clone(), err["details"]["currentVersion"].clone()),
         (json!(1), json!(2))
     );
-    let log = c
-        .recv_where("log", |f| {
-            f["type"] == "server:log" && f["level"] == "error"
-        })
-        .await;
-    assert_eq!(
-        log["context"]["requestId"], "r3",
-        "old clients still get the log line"
-    );
+    let log = c.recv_where("log", |f| f["type"] == "server:log" && f["level"] == "error").await;
+    assert_eq!(log["context"]["requestId"], "r3", "old clients still get the log line");
 }
 
 #[tokio::test]
@@ -182,88 +119,41 @@ async fn delta_from_a_cursor_returns_exactly_the_rows_changed_since_deletes_incl
     let http = reqwest::Client::new();
     let tables = server.module_url(s.branch, "/tables/dining_tables");
     for id in ["T-d1", "T-d2", "T-d3"] {
-        http.post(&tables)
-            .json(&json!({"record": dining_table(id, "before")}))
-            .send()
-            .await
-            .unwrap();
+        http.post(&tables).json(&json!({"record": dining_table(id, "before")})).send().await.unwrap();
     }
-    let delta_url = server.url(&format!(
-        "/api/sync/{}/pos/delta",
-        common::urlencode(s.branch)
-    ));
-    let cursor = http
-        .post(&delta_url)
-        .json(&json!({"version": 0}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap()["version"]
-        .as_u64()
-        .unwrap();
-    http.patch(&tables)
-        .json(&json!({"record": {"id": "T-d1", "name": "after"}}))
-        .send()
-        .await
-        .unwrap();
-    let del = http
-        .delete(format!("{tables}?id=T-d2"))
-        .send()
-        .await
-        .unwrap();
+    let delta_url = server.url(&format!("/api/sync/{}/pos/delta", common::urlencode(s.branch)));
+    let cursor =
+        http.post(&delta_url).json(&json!({"version": 0})).send().await.unwrap().json::<Value>().await.unwrap()
+            ["version"]
+            .as_u64()
+            .unwrap();
+    http.patch(&tables).json(&json!({"record": {"id": "T-d1", "name": "after"}})).send().await.unwrap();
+    let del = http.delete(format!("{tables}?id=T-d2")).send().await.unwrap();
     assert_eq!(del.status().as_u16(), 200);
-    http.post(&tables)
-        .json(&json!({"record": dining_table("T-d4", "new")}))
-        .send()
-        .await
-        .unwrap();
+    http.post(&tables).json(&json!({"record": dining_table("T-d4", "new")})).send().await.unwrap();
 
-    let delta: Value = http
-        .post(&delta_url)
-        .json(&json!({"version": cursor}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let delta: Value =
+        http.post(&delta_url).json(&json!({"version": cursor})).send().await.unwrap().json().await.unwrap();
     assert_eq!(delta["requiresFullSync"], json!(false));
     let rows = delta["deltas"]["dining_tables"].as_array().unwrap();
     let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     ids.sort();
     assert_eq!(ids, ["T-d1", "T-d4"]);
     assert_eq!(delta["deletions"]["dining_tables"], json!(["T-d2"]));
-    assert_eq!(
-        delta["deltas"].as_object().unwrap().len(),
-        1,
-        "nothing else changed: {delta}"
-    );
+    assert_eq!(delta["deltas"].as_object().unwrap().len(), 1, "nothing else changed: {delta}");
     assert_eq!(delta["version"].as_u64().unwrap(), cursor + 3);
 
     // A cursor from the future (another database) is told to resync.
-    let stale: Value = http
-        .post(&delta_url)
-        .json(&json!({"version": cursor + 1000}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stale: Value =
+        http.post(&delta_url).json(&json!({"version": cursor + 1000})).send().await.unwrap().json().await.unwrap();
     assert_eq!(stale["requiresFullSync"], json!(true));
 
     // The same delta over WebSocket: hello with a cursor.
     let mut c = WsClient::connect(&server.ws_url()).await;
-    c.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": {"pos": cursor}}))
-        .await;
+    c.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": {"pos": cursor}})).await;
     let frame = c.recv_type("server:delta").await;
     assert_eq!(frame["deleted"]["dining_tables"], json!(["T-d2"]));
-    assert_eq!(
-        frame["tables"]["dining_tables"].as_array().unwrap().len(),
-        2
-    );
+    assert_eq!(frame["tables"]["dining_tables"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -274,30 +164,12 @@ async fn bad_input_gets_clear_errors_and_leaves_connection_and_data_intact() {
     let (mut c, _) = WsClient::hello(&server.ws_url(), s.branch).await;
     let cases: Vec<(String, &str)> = vec![
         ("{not json".into(), "malformed-frame"),
-        (
-            json!({"type": "client:teleport", "requestId": "x1"}).to_string(),
-            "unknown-frame-type",
-        ),
-        (
-            publish("no_such_table", "module:insert", json!({"id": "1"}), "x2").to_string(),
-            "unknown-table",
-        ),
-        (
-            publish("dining_tables", "module:explode", json!({"id": "1"}), "x3").to_string(),
-            "unknown-action",
-        ),
-        (
-            json!({"type": "client:publish", "table": "dining_tables"}).to_string(),
-            "invalid-frame",
-        ),
-        (
-            publish("dining_tables", "module:merge", json!({"id": "nope"}), "x4").to_string(),
-            "not-found",
-        ),
-        (
-            publish("order_header", "module:insert", bad_order("o-bad"), "x5").to_string(),
-            "validation-failed",
-        ),
+        (json!({"type": "client:teleport", "requestId": "x1"}).to_string(), "unknown-frame-type"),
+        (publish("no_such_table", "module:insert", json!({"id": "1"}), "x2").to_string(), "unknown-table"),
+        (publish("dining_tables", "module:explode", json!({"id": "1"}), "x3").to_string(), "unknown-action"),
+        (json!({"type": "client:publish", "table": "dining_tables"}).to_string(), "invalid-frame"),
+        (publish("dining_tables", "module:merge", json!({"id": "nope"}), "x4").to_string(), "not-found"),
+        (publish("order_header", "module:insert", bad_order("o-bad"), "x5").to_string(), "validation-failed"),
     ];
     for (frame, code) in &cases {
         c.send_text(frame).await;
@@ -305,49 +177,24 @@ async fn bad_input_gets_clear_errors_and_leaves_connection_and_data_intact() {
         assert_eq!(err["code"], *code, "for {frame}: {err}");
     }
     let mut v = WsClient::connect(&server.ws_url()).await;
-    v.send(json!({"type": "client:hello", "branchId": "../../etc"}))
-        .await;
+    v.send(json!({"type": "client:hello", "branchId": "../../etc"})).await;
     assert_eq!(v.recv_type("server:error").await["code"], "invalid-branch");
     let validation = {
-        c.send(publish(
-            "order_header",
-            "module:insert",
-            bad_order("o-bad2"),
-            "x6",
-        ))
-        .await;
+        c.send(publish("order_header", "module:insert", bad_order("o-bad2"), "x6")).await;
         c.recv_type("server:error").await
     };
-    assert!(
-        validation["details"]["errors"].as_array().unwrap().len() >= 2,
-        "all problems at once: {validation}"
-    );
+    assert!(validation["details"]["errors"].as_array().unwrap().len() >= 2, "all problems at once: {validation}");
 
     // The connection still works.
     c.send(json!({"type": "ping"})).await;
     c.recv_type("pong").await;
-    c.send(publish(
-        "dining_tables",
-        "module:insert",
-        dining_table("T-after", "ok"),
-        "x7",
-    ))
-    .await;
-    assert_eq!(
-        c.recv_where("ack", |f| f["requestId"] == "x7").await["type"],
-        "server:ack"
-    );
+    c.send(publish("dining_tables", "module:insert", dining_table("T-after", "ok"), "x7")).await;
+    assert_eq!(c.recv_where("ack", |f| f["requestId"] == "x7").await["type"], "server:ack");
 
     // REST: malformed JSON, unknown table, oversized body, invalid branch.
     let http = reqwest::Client::new();
     let tables = server.module_url(s.branch, "/tables/dining_tables");
-    let r = http
-        .post(&tables)
-        .header("content-type", "application/json")
-        .body("{oops")
-        .send()
-        .await
-        .unwrap();
+    let r = http.post(&tables).header("content-type", "application/json").body("{oops").send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid-json");
     let r = http
@@ -361,28 +208,16 @@ async fn bad_input_gets_clear_errors_and_leaves_connection_and_data_intact() {
     let huge = json!({"record": {"id": "T-huge", "name": "x".repeat(3 * 1024 * 1024)}});
     let r = http.post(&tables).json(&huge).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 413);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["error"],
-        "payload-too-large"
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "payload-too-large");
     // The server closes a connection whose oversized body it did not read: use a fresh one.
     let http = reqwest::Client::new();
-    let r = http
-        .get(server.url("/api/branches/bad%20branch/modules/pos"))
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(server.url("/api/branches/bad%20branch/modules/pos")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid-branch");
 
     // Nothing was lost or half-written.
     let rows = get_json(&format!("{tables}?limit=10000")).await;
-    let ids: Vec<&str> = rows["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["id"].as_str())
-        .collect();
+    let ids: Vec<&str> = rows["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
     assert!(ids.contains(&"T-after") && !ids.contains(&"T-huge") && !ids.contains(&"nope"));
     let menu = get_json(&server.module_url(s.branch, "/tables/menu_items?limit=1000")).await;
     assert_eq!(menu["count"], json!(s.menu_items));
@@ -396,61 +231,19 @@ async fn health_metrics_static_files_and_catalog_routes_answer() {
     std::fs::write(static_dir.path().join("index.html"), "<h1>hi</h1>").unwrap();
     std::fs::create_dir(static_dir.path().join("pkg")).unwrap();
     std::fs::write(static_dir.path().join("pkg/app.wasm"), b"\0asm\x01\0\0\0").unwrap();
-    let server = TestServer::start_with(
-        data.path(),
-        &["--static", static_dir.path().to_str().unwrap()],
-    )
-    .await;
+    let server = TestServer::start_with(data.path(), &["--static", static_dir.path().to_str().unwrap()]).await;
     assert_eq!(get_json(&server.url("/healthz")).await["status"], "ok");
-    let metrics = reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("mishkah_writes_total")
-            && metrics.contains("mishkah_commit_seconds_bucket"),
-        "{metrics}"
-    );
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("mishkah_writes_total") && metrics.contains("mishkah_commit_seconds_bucket"), "{metrics}");
     let wasm = reqwest::get(server.url("/pkg/app.wasm")).await.unwrap();
     assert_eq!(wasm.headers()["content-type"], "application/wasm");
-    assert_eq!(
-        reqwest::get(server.url("/"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-        "<h1>hi</h1>"
-    );
-    assert_eq!(
-        reqwest::get(server.url("/missing.js"))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
-    assert_eq!(
-        reqwest::get(server.url("/../Cargo.toml"))
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
+    assert_eq!(reqwest::get(server.url("/")).await.unwrap().text().await.unwrap(), "<h1>hi</h1>");
+    assert_eq!(reqwest::get(server.url("/missing.js")).await.unwrap().status().as_u16(), 404);
+    assert_eq!(reqwest::get(server.url("/../Cargo.toml")).await.unwrap().status().as_u16(), 404);
     let branches = get_json(&server.url("/api/branches")).await;
-    assert!(branches["branches"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|b| b["id"] == s.branch));
+    assert!(branches["branches"].as_array().unwrap().iter().any(|b| b["id"] == s.branch));
     let snapshot = get_json(&server.module_url(s.branch, "")).await;
-    assert_eq!(
-        snapshot["tables"]["menu_items"].as_array().unwrap().len(),
-        s.menu_items
-    );
+    assert_eq!(snapshot["tables"]["menu_items"].as_array().unwrap().len(), s.menu_items);
     let seq: Value = reqwest::Client::new()
         .post(server.module_url(s.branch, "/sequences"))
         .json(&json!({"table": "order_header", "field": "id"}))

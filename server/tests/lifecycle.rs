@@ -16,10 +16,7 @@ fn edit_dining_tables(data: &std::path::Path, edit: impl Fn(&mut Value)) {
     let path = pos_schema_path(data);
     let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let tables = doc["schema"]["tables"].as_array_mut().unwrap();
-    let t = tables
-        .iter_mut()
-        .find(|t| t["name"] == "dining_tables")
-        .unwrap();
+    let t = tables.iter_mut().find(|t| t["name"] == "dining_tables").unwrap();
     edit(t);
     std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
 }
@@ -45,10 +42,11 @@ async fn schema_changes_migrate_additively_and_destructive_ones_are_refused() {
     server.kill();
 
     edit_dining_tables(data.path(), |t| {
-        t["fields"].as_array_mut().unwrap().push(
-            json!({"name": "floor", "columnName": "floor", "type": "integer", "nullable": true,
-            "primaryKey": false, "unique": false, "index": true}),
-        );
+        t["fields"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "floor", "columnName": "floor", "type": "integer", "nullable": true,
+            "primaryKey": false, "unique": false, "index": true}));
     });
     let server = TestServer::start(data.path()).await;
     let r = reqwest::Client::new()
@@ -58,32 +56,16 @@ async fn schema_changes_migrate_additively_and_destructive_ones_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 201);
-    assert_eq!(
-        r.json::<Value>().await.unwrap()["record"]["floor"],
-        json!(3),
-        "the new field is validated and coerced"
-    );
-    assert!(
-        server.log().contains("added column dining_tables.floor"),
-        "{}",
-        server.log()
-    );
+    assert_eq!(r.json::<Value>().await.unwrap()["record"]["floor"], json!(3), "the new field is validated and coerced");
+    assert!(server.log().contains("added column dining_tables.floor"), "{}", server.log());
     drop(server);
 
     edit_dining_tables(data.path(), |t| {
-        let f = t["fields"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .find(|f| f["name"] == "floor")
-            .unwrap();
+        let f = t["fields"].as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "floor").unwrap();
         f["type"] = json!("boolean");
     });
     let output = refused_start(data.path());
-    assert!(
-        output.contains("destructive") && output.contains("floor"),
-        "{output}"
-    );
+    assert!(output.contains("destructive") && output.contains("floor"), "{output}");
 }
 
 #[tokio::test]
@@ -92,18 +74,11 @@ async fn a_corrupt_database_stops_the_server_with_a_clear_error() {
     let s = data.scenario.clone();
     let mut server = TestServer::start(data.path()).await;
     server.kill();
-    let db = data.path().join(format!(
-        "branches/{}/modules/pos/live/mishkah.sqlite3",
-        s.branch
-    ));
+    let db = data.path().join(format!("branches/{}/modules/pos/live/mishkah.sqlite3", s.branch));
     for ext in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
     }
-    std::fs::write(
-        &db,
-        b"this is not a database, it is a grocery list".repeat(200),
-    )
-    .unwrap();
+    std::fs::write(&db, b"this is not a database, it is a grocery list".repeat(200)).unwrap();
     let output = refused_start(data.path());
     assert!(output.contains("not a database"), "{output}");
 }
@@ -116,15 +91,9 @@ async fn a_cursor_older_than_the_compacted_log_is_told_to_resync() {
     let http = reqwest::Client::new();
     let tables = server.module_url(s.branch, "/tables/dining_tables");
     for i in 0..5 {
-        http.post(&tables)
-            .json(&json!({"record": dining_table(&format!("T-c{i}"), "x")}))
-            .send()
-            .await
-            .unwrap();
+        http.post(&tables).json(&json!({"record": dining_table(&format!("T-c{i}"), "x")})).send().await.unwrap();
     }
-    let head = get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"]
-        .as_u64()
-        .unwrap();
+    let head = get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"].as_u64().unwrap();
     let compacted: Value = http
         .post(server.url("/api/manage/compact"))
         .json(&json!({"branchId": s.branch, "moduleId": "pos", "through": head - 2}))
@@ -135,43 +104,18 @@ async fn a_cursor_older_than_the_compacted_log_is_told_to_resync() {
         .await
         .unwrap();
     assert!(compacted["removed"].as_u64().unwrap() > 0, "{compacted}");
-    let delta_url = server.url(&format!(
-        "/api/sync/{}/pos/delta",
-        common::urlencode(s.branch)
-    ));
-    let old: Value = http
-        .post(&delta_url)
-        .json(&json!({"version": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let delta_url = server.url(&format!("/api/sync/{}/pos/delta", common::urlencode(s.branch)));
+    let old: Value = http.post(&delta_url).json(&json!({"version": 1})).send().await.unwrap().json().await.unwrap();
     assert_eq!(old["requiresFullSync"], json!(true));
-    let recent: Value = http
-        .post(&delta_url)
-        .json(&json!({"version": head - 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let recent: Value =
+        http.post(&delta_url).json(&json!({"version": head - 2})).send().await.unwrap().json().await.unwrap();
     assert_eq!(recent["requiresFullSync"], json!(false));
-    assert_eq!(
-        recent["deltas"]["dining_tables"].as_array().unwrap().len(),
-        2
-    );
+    assert_eq!(recent["deltas"]["dining_tables"].as_array().unwrap().len(), 2);
     // Over WebSocket, an expired cursor gets a full snapshot instead of a delta.
     let mut c = WsClient::connect(&server.ws_url()).await;
-    c.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": {"pos": 1}}))
-        .await;
-    let snap = c
-        .recv_where("snapshot or delta", |f| {
-            f["type"] == "server:snapshot" || f["type"] == "server:delta"
-        })
-        .await;
+    c.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": {"pos": 1}})).await;
+    let snap =
+        c.recv_where("snapshot or delta", |f| f["type"] == "server:snapshot" || f["type"] == "server:delta").await;
     assert_eq!(snap["type"], "server:snapshot");
 }
 
@@ -182,9 +126,7 @@ async fn purge_archives_rows_broadcasts_deletions_and_restore_brings_them_back()
     let server = TestServer::start(data.path()).await;
     let http = reqwest::Client::new();
     let tables = server.module_url(s.branch, "/tables/dining_tables");
-    let before = get_json(&format!("{tables}?limit=1000")).await["count"]
-        .as_u64()
-        .unwrap();
+    let before = get_json(&format!("{tables}?limit=1000")).await["count"].as_u64().unwrap();
     assert!(before > 0);
     let (mut watcher, _) = WsClient::hello(&server.ws_url(), s.branch).await;
     let purge: Value = http
@@ -197,21 +139,13 @@ async fn purge_archives_rows_broadcasts_deletions_and_restore_brings_them_back()
         .await
         .unwrap();
     assert_eq!(purge["purged"].as_u64(), Some(before), "{purge}");
-    let deletion = watcher
-        .recv_where("deletion event", |f| {
-            f["type"] == "server:event" && f["deleted"] == json!(true)
-        })
-        .await;
+    let deletion =
+        watcher.recv_where("deletion event", |f| f["type"] == "server:event" && f["deleted"] == json!(true)).await;
     assert_eq!(deletion["table"], "dining_tables");
-    assert_eq!(
-        get_json(&format!("{tables}?limit=1000")).await["count"],
-        json!(0)
-    );
-    let history = get_json(&server.url(&format!(
-        "/api/manage/history?branchId={}&moduleId=pos",
-        common::urlencode(s.branch)
-    )))
-    .await;
+    assert_eq!(get_json(&format!("{tables}?limit=1000")).await["count"], json!(0));
+    let history =
+        get_json(&server.url(&format!("/api/manage/history?branchId={}&moduleId=pos", common::urlencode(s.branch))))
+            .await;
     assert_eq!(history["archives"][0]["archive"], "night-1");
     assert_eq!(history["archives"][0]["rows"].as_u64(), Some(before));
     let restored: Value = http
@@ -224,10 +158,7 @@ async fn purge_archives_rows_broadcasts_deletions_and_restore_brings_them_back()
         .await
         .unwrap();
     assert_eq!(restored["restored"].as_u64(), Some(before), "{restored}");
-    assert_eq!(
-        get_json(&format!("{tables}?limit=1000")).await["count"].as_u64(),
-        Some(before)
-    );
+    assert_eq!(get_json(&format!("{tables}?limit=1000")).await["count"].as_u64(), Some(before));
     let missing = http
         .post(server.url("/api/manage/restore"))
         .json(&json!({"branchId": s.branch, "moduleId": "pos", "archive": "nope"}))
@@ -245,24 +176,10 @@ async fn reset_returns_the_module_to_its_seed() {
     let http = reqwest::Client::new();
     let tables = server.module_url(s.branch, "/tables/dining_tables");
     let seeded = get_json(&format!("{tables}?limit=1000")).await["count"].clone();
-    http.post(&tables)
-        .json(&json!({"record": dining_table("T-extra", "x")}))
-        .send()
-        .await
-        .unwrap();
-    let reset: Value = http
-        .post(server.module_url(s.branch, "/reset"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    http.post(&tables).json(&json!({"record": dining_table("T-extra", "x")})).send().await.unwrap();
+    let reset: Value = http.post(server.module_url(s.branch, "/reset")).send().await.unwrap().json().await.unwrap();
     assert_eq!(reset["status"], "reset", "{reset}");
-    assert_eq!(
-        get_json(&format!("{tables}?limit=1000")).await["count"],
-        seeded
-    );
+    assert_eq!(get_json(&format!("{tables}?limit=1000")).await["count"], seeded);
     let menu = get_json(&server.module_url(s.branch, "/tables/menu_items?limit=1000")).await;
     assert_eq!(menu["count"], json!(s.menu_items));
 }

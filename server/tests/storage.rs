@@ -9,23 +9,13 @@ use common::{dining_table, get_json, order_header, DataCopy, TestServer, WsClien
 use serde_json::{json, Value};
 
 async fn post(url: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .post(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("POST");
+    let r = reqwest::Client::new().post(url).json(&body).send().await.expect("POST");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn patch(url: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new()
-        .patch(url)
-        .json(&body)
-        .send()
-        .await
-        .expect("PATCH");
+    let r = reqwest::Client::new().patch(url).json(&body).send().await.expect("PATCH");
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -59,25 +49,15 @@ async fn acknowledged_writes_survive_a_restart_and_seeds_are_not_reapplied() {
     )
     .await;
     assert_eq!(status, 201, "{body}");
-    let head_before =
-        get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"].clone();
+    let head_before = get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"].clone();
     server.kill();
     let server = TestServer::start(data.path()).await;
     let rows = get_json(&server.module_url(s.branch, "/tables/dining_tables?limit=1000")).await;
-    let found: Vec<_> = rows["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["id"] == "T-restart")
-        .collect();
+    let found: Vec<_> = rows["rows"].as_array().unwrap().iter().filter(|r| r["id"] == "T-restart").collect();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0]["name"], json!("Patio"));
-    let head_after =
-        get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"].clone();
-    assert_eq!(
-        head_before, head_after,
-        "a restart neither re-seeds nor loses events"
-    );
+    let head_after = get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"].clone();
+    assert_eq!(head_before, head_after, "a restart neither re-seeds nor loses events");
 }
 
 #[tokio::test]
@@ -88,49 +68,22 @@ async fn a_stale_version_is_refused_with_409_and_changes_nothing() {
     let url = server.module_url(s.branch, "/tables/order_header");
     let (status, created) = post(&url, json!({"record": order_header(Some("o-stale"))})).await;
     assert_eq!(status, 201, "{created}");
-    let (status, body) = patch(
-        &url,
-        json!({"record": {"id": "o-stale", "total": 10}, "expectedVersion": 1}),
-    )
-    .await;
+    let (status, body) = patch(&url, json!({"record": {"id": "o-stale", "total": 10}, "expectedVersion": 1})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["record"]["version"], json!(2));
-    let (status, body) = patch(
-        &url,
-        json!({"record": {"id": "o-stale", "total": 99}, "expectedVersion": 1}),
-    )
-    .await;
+    let (status, body) = patch(&url, json!({"record": {"id": "o-stale", "total": 99}, "expectedVersion": 1})).await;
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"], "version-conflict");
     assert_eq!(body["details"]["currentVersion"], json!(2));
     assert_eq!(body["details"]["expectedVersion"], json!(1));
     // The legacy form: `version` names the version to produce; 2 is stale now.
-    let (status, body) = patch(
-        &url,
-        json!({"record": {"id": "o-stale", "total": 98, "version": 2}}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["details"]["reason"].clone()),
-        (409, json!("stale-version"))
-    );
+    let (status, body) = patch(&url, json!({"record": {"id": "o-stale", "total": 98, "version": 2}})).await;
+    assert_eq!((status, body["details"]["reason"].clone()), (409, json!("stale-version")));
     let (status, body) = patch(&url, json!({"record": {"id": "o-stale", "total": 97}})).await;
-    assert_eq!(
-        (status, body["details"]["reason"].clone()),
-        (409, json!("missing-version"))
-    );
+    assert_eq!((status, body["details"]["reason"].clone()), (409, json!("missing-version")));
     let rows = get_json(&format!("{url}?limit=1000")).await;
-    let row = rows["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "o-stale")
-        .unwrap()
-        .clone();
-    assert_eq!(
-        (row["total"].as_f64(), row["version"].clone()),
-        (Some(10.0), json!(2))
-    );
+    let row = rows["rows"].as_array().unwrap().iter().find(|r| r["id"] == "o-stale").unwrap().clone();
+    assert_eq!((row["total"].as_f64(), row["version"].clone()), (Some(10.0), json!(2)));
 }
 
 #[tokio::test]
@@ -147,13 +100,7 @@ async fn a_replayed_mutation_id_applies_once_and_returns_the_first_result() {
     assert_eq!(first["ack"]["sequence"], second["ack"]["sequence"]);
     assert_eq!(first["ack"]["eventId"], second["ack"]["eventId"]);
     let rows = get_json(&format!("{url}?limit=1000")).await;
-    let row = rows["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == "o-replay")
-        .unwrap()
-        .clone();
+    let row = rows["rows"].as_array().unwrap().iter().find(|r| r["id"] == "o-replay").unwrap().clone();
     assert_eq!(row["version"], json!(2), "applied exactly once");
 }
 
@@ -171,21 +118,14 @@ async fn sequences_continue_from_sequence_state_without_gaps_across_restarts() {
     assert!(status == 422 || status == 400, "{status}");
     server.kill();
     let server = TestServer::start(data.path()).await;
-    let (status, b) = post(
-        &url.replace(&data_port(&url), &server.port.to_string()),
-        json!({"record": order_header(None)}),
-    )
-    .await;
+    let (status, b) =
+        post(&url.replace(&data_port(&url), &server.port.to_string()), json!({"record": order_header(None)})).await;
     assert_eq!(status, 201, "{b}");
     assert_eq!(b["record"]["id"], json!(s.second_order_id));
 }
 
 fn data_port(url: &str) -> String {
-    url.split(':')
-        .nth(2)
-        .and_then(|p| p.split('/').next())
-        .unwrap_or_default()
-        .to_owned()
+    url.split(':').nth(2).and_then(|p| p.split('/').next()).unwrap_or_default().to_owned()
 }
 
 /// Pipelined writes over WebSocket, SIGKILL mid-stream, restart: every write acknowledged before
@@ -210,11 +150,7 @@ async fn acknowledged_writes_survive_sigkill_exactly_once() {
         let stop_after = 50 + round * 70;
         let mut acked = Vec::new();
         while acked.len() < stop_after {
-            let f = client
-                .recv_where("ack", |f| {
-                    f["type"] == "server:ack" || f["type"] == "server:error"
-                })
-                .await;
+            let f = client.recv_where("ack", |f| f["type"] == "server:ack" || f["type"] == "server:error").await;
             assert_eq!(f["type"], "server:ack", "{f}");
             acked.push(f["requestId"].as_str().unwrap().to_owned());
         }
@@ -223,33 +159,19 @@ async fn acknowledged_writes_survive_sigkill_exactly_once() {
             acked_total.insert(id, 1);
         }
         let server = TestServer::start(data.path()).await;
-        let rows =
-            get_json(&server.module_url(s.branch, "/tables/dining_tables?limit=10000")).await;
+        let rows = get_json(&server.module_url(s.branch, "/tables/dining_tables?limit=10000")).await;
         let mut counts: HashMap<String, i64> = HashMap::new();
         for r in rows["rows"].as_array().unwrap() {
-            *counts
-                .entry(r["id"].as_str().unwrap_or_default().to_owned())
-                .or_default() += 1;
+            *counts.entry(r["id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
         }
         for id in acked_total.keys() {
-            assert_eq!(
-                counts.get(id),
-                Some(&1),
-                "round {round}: acknowledged {id} must be stored exactly once"
-            );
+            assert_eq!(counts.get(id), Some(&1), "round {round}: acknowledged {id} must be stored exactly once");
         }
         // Events are gap-free after the crash too.
         let events = get_json(&server.module_url(s.branch, "/events?limit=5000")).await;
-        let seqs: Vec<u64> = events["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["sequence"].as_u64().unwrap())
-            .collect();
-        assert!(
-            seqs.windows(2).all(|w| w[1] == w[0] + 1),
-            "round {round}: sequence gap"
-        );
+        let seqs: Vec<u64> =
+            events["events"].as_array().unwrap().iter().map(|e| e["sequence"].as_u64().unwrap()).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "round {round}: sequence gap");
         drop(server);
     }
 }

@@ -50,13 +50,7 @@ mod tests {
 
     #[test]
     fn wire_names_round_trip() {
-        for a in [
-            Action::Insert,
-            Action::Update,
-            Action::Merge,
-            Action::Save,
-            Action::Delete,
-        ] {
+        for a in [Action::Insert, Action::Update, Action::Merge, Action::Save, Action::Delete] {
             assert_eq!(Action::from_wire(a.wire_name()), Some(a));
         }
         assert_eq!(Action::from_wire("module:explode"), None);

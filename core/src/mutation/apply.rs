@@ -35,13 +35,7 @@ impl Mutation {
             Value::Object(map) => map,
             _ => Row::new(),
         };
-        Mutation {
-            table: table.to_owned(),
-            action,
-            record,
-            expected_version: None,
-            mutation_id: None,
-        }
+        Mutation { table: table.to_owned(), action, record, expected_version: None, mutation_id: None }
     }
 
     /// Sets `expectedVersion`.
@@ -69,9 +63,7 @@ impl Mutation {
 
     /// Resolves the table and the key this mutation targets, so the caller can load the current row.
     pub fn target<'s>(&self, schema: &'s Schema) -> Result<(&'s Table, RecordKey), MutationError> {
-        let table = schema
-            .table(&self.table)
-            .ok_or_else(|| MutationError::UnknownTable(self.table.clone()))?;
+        let table = schema.table(&self.table).ok_or_else(|| MutationError::UnknownTable(self.table.clone()))?;
         let key = RecordKey::of(table, &self.record)?;
         Ok((table, key))
     }
@@ -91,11 +83,7 @@ pub struct ApplyContext<'p> {
 impl<'p> ApplyContext<'p> {
     /// A strict context for client writes.
     pub fn new(now: Timestamp, policy: &'p VersionPolicy) -> Self {
-        ApplyContext {
-            now,
-            policy,
-            strictness: Strictness::Strict,
-        }
+        ApplyContext { now, policy, strictness: Strictness::Strict }
     }
 }
 
@@ -144,26 +132,20 @@ pub fn apply(
     let claim = mutation.version_claim();
     match (mutation.action, current) {
         (Action::Insert | Action::Save, None) => insert(table, key, mutation, ctx),
-        (Action::Insert, Some(_)) => Err(MutationError::DuplicateKey {
-            table: table.name.clone(),
-            key,
-        }),
+        (Action::Insert, Some(_)) => Err(MutationError::DuplicateKey { table: table.name.clone(), key }),
         (Action::Update | Action::Merge | Action::Save, Some(current)) => {
             let current_version = row_version(current);
-            ctx.policy
-                .check(&table.name, &key, claim, current_version)?;
+            ctx.policy.check(&table.name, &key, claim, current_version)?;
             merge(table, key, current, current_version, mutation, ctx)
         }
-        (Action::Update | Action::Merge | Action::Delete, None) => Err(MutationError::NotFound {
-            table: table.name.clone(),
-            key,
-        }),
+        (Action::Update | Action::Merge | Action::Delete, None) => {
+            Err(MutationError::NotFound { table: table.name.clone(), key })
+        }
         (Action::Delete, Some(current)) => {
             let current_version = row_version(current);
             // Deletes were never versioned by old clients; only the explicit form is checked.
             if let VersionClaim::Expected(_) = claim {
-                ctx.policy
-                    .check(&table.name, &key, claim, current_version)?;
+                ctx.policy.check(&table.name, &key, claim, current_version)?;
             }
             Ok(Change {
                 table: table.name.clone(),
@@ -178,18 +160,10 @@ pub fn apply(
     }
 }
 
-fn insert(
-    table: &Table,
-    key: RecordKey,
-    mutation: &Mutation,
-    ctx: &ApplyContext<'_>,
-) -> Result<Change, MutationError> {
+fn insert(table: &Table, key: RecordKey, mutation: &Mutation, ctx: &ApplyContext<'_>) -> Result<Change, MutationError> {
     let mut row = mutation.record.clone();
     for field in &table.fields {
-        let present = row
-            .get(&field.name)
-            .or_else(|| row.get(&field.column))
-            .is_some_and(|v| !v.is_null());
+        let present = row.get(&field.name).or_else(|| row.get(&field.column)).is_some_and(|v| !v.is_null());
         if present || field.is_system() {
             continue;
         }
@@ -205,20 +179,11 @@ fn insert(
     }
     let now = Value::from(ctx.now.to_iso());
     // A provided creation time is kept (imports carry history); the version is always ours.
-    let created = row
-        .get(CREATED_AT_FIELD)
-        .filter(|v| v.is_string())
-        .cloned()
-        .unwrap_or_else(|| now.clone());
+    let created = row.get(CREATED_AT_FIELD).filter(|v| v.is_string()).cloned().unwrap_or_else(|| now.clone());
     row.insert(VERSION_FIELD.into(), 1.into());
     row.insert(CREATED_AT_FIELD.into(), created);
     row.insert(UPDATED_AT_FIELD.into(), now);
-    let Validated {
-        row,
-        coerced,
-        unknown,
-        ..
-    } = validate(table, &row, ctx.strictness)?;
+    let Validated { row, coerced, unknown, .. } = validate(table, &row, ctx.strictness)?;
     Ok(Change {
         table: table.name.clone(),
         key,
@@ -240,21 +205,14 @@ fn merge(
 ) -> Result<Change, MutationError> {
     let mut row = current.clone();
     for (name, value) in &mutation.record {
-        if matches!(
-            name.as_str(),
-            VERSION_FIELD | CREATED_AT_FIELD | UPDATED_AT_FIELD
-        ) {
+        if matches!(name.as_str(), VERSION_FIELD | CREATED_AT_FIELD | UPDATED_AT_FIELD) {
             continue;
         }
         // Write under the property name the stored row already uses for this field, so a patch
         // spelled `category_id` does not duplicate a stored `categoryId`.
         let target = table
             .field(name)
-            .and_then(|f| {
-                [&f.name, &f.column]
-                    .into_iter()
-                    .find(|n| current.contains_key(n.as_str()))
-            })
+            .and_then(|f| [&f.name, &f.column].into_iter().find(|n| current.contains_key(n.as_str())))
             .unwrap_or(name);
         row.insert(target.clone(), value.clone());
     }
@@ -267,16 +225,10 @@ fn merge(
     let newly_missing: Vec<_> = validated
         .tolerated
         .into_iter()
-        .filter(|e| {
-            ctx.strictness == Strictness::Strict && patch_touches(table, &mutation.record, &e.field)
-        })
+        .filter(|e| ctx.strictness == Strictness::Strict && patch_touches(table, &mutation.record, &e.field))
         .collect();
     if !newly_missing.is_empty() {
-        return Err(crate::record::ValidationErrors {
-            table: table.name.clone(),
-            errors: newly_missing,
-        }
-        .into());
+        return Err(crate::record::ValidationErrors { table: table.name.clone(), errors: newly_missing }.into());
     }
     Ok(Change {
         table: table.name.clone(),
@@ -290,9 +242,7 @@ fn merge(
 }
 
 fn patch_touches(table: &Table, patch: &Row, field: &str) -> bool {
-    table
-        .field(field)
-        .is_some_and(|f| patch.contains_key(&f.name) || patch.contains_key(&f.column))
+    table.field(field).is_some_and(|f| patch.contains_key(&f.name) || patch.contains_key(&f.column))
 }
 
 /// The version stored in a row (rows from before versioning count as 1).
@@ -328,19 +278,11 @@ mod tests {
     fn run(table: &str, current: Option<&Row>, m: Mutation) -> Result<Change, MutationError> {
         let schema = schema();
         let policy = VersionPolicy::default();
-        apply(
-            schema.table(table).unwrap(),
-            current,
-            &m,
-            &ApplyContext::new(Timestamp(1_000), &policy),
-        )
+        apply(schema.table(table).unwrap(), current, &m, &ApplyContext::new(Timestamp(1_000), &policy))
     }
 
     fn stored(version: i64) -> Row {
-        json!({"id": "o1", "total": 10, "status": "open", "version": version})
-            .as_object()
-            .unwrap()
-            .clone()
+        json!({"id": "o1", "total": 10, "status": "open", "version": version}).as_object().unwrap().clone()
     }
 
     #[test]
@@ -348,11 +290,7 @@ mod tests {
         let c = run(
             "order_header",
             None,
-            Mutation::new(
-                "order_header",
-                Action::Insert,
-                json!({"id": "o1", "total": "5", "version": 9}),
-            ),
+            Mutation::new("order_header", Action::Insert, json!({"id": "o1", "total": "5", "version": 9})),
         )
         .unwrap();
         let row = c.row.unwrap();
@@ -368,39 +306,23 @@ mod tests {
         let ok = run(
             "order_header",
             Some(&stored(3)),
-            Mutation::new(
-                "order_header",
-                Action::Merge,
-                json!({"id": "o1", "version": 4}),
-            ),
+            Mutation::new("order_header", Action::Merge, json!({"id": "o1", "version": 4})),
         );
         assert_eq!(ok.unwrap().version, 4);
         let stale = run(
             "order_header",
             Some(&stored(3)),
-            Mutation::new(
-                "order_header",
-                Action::Merge,
-                json!({"id": "o1", "version": 3}),
-            ),
+            Mutation::new("order_header", Action::Merge, json!({"id": "o1", "version": 3})),
         );
         assert!(matches!(
             stale,
-            Err(MutationError::Conflict(Conflict {
-                reason: ConflictReason::StaleVersion,
-                current_version: 3,
-                ..
-            }))
+            Err(MutationError::Conflict(Conflict { reason: ConflictReason::StaleVersion, current_version: 3, .. }))
         ));
         // The original's special case: 1 is accepted while the row is at 1.
         let special = run(
             "order_header",
             Some(&stored(1)),
-            Mutation::new(
-                "order_header",
-                Action::Merge,
-                json!({"id": "o1", "version": 1}),
-            ),
+            Mutation::new("order_header", Action::Merge, json!({"id": "o1", "version": 1})),
         );
         assert_eq!(special.unwrap().version, 2);
     }
@@ -410,29 +332,18 @@ mod tests {
         let r = run(
             "order_header",
             Some(&stored(2)),
-            Mutation::new(
-                "order_header",
-                Action::Update,
-                json!({"id": "o1", "total": 3}),
-            ),
+            Mutation::new("order_header", Action::Update, json!({"id": "o1", "total": 3})),
         );
         assert_eq!(r.unwrap_err().code(), "version-conflict");
     }
 
     #[test]
     fn other_tables_are_last_writer_wins_unless_expected_version_given() {
-        let current = json!({"id": "T1", "state": "active", "version": 5})
-            .as_object()
-            .unwrap()
-            .clone();
+        let current = json!({"id": "T1", "state": "active", "version": 5}).as_object().unwrap().clone();
         let lww = run(
             "dining_tables",
             Some(&current),
-            Mutation::new(
-                "dining_tables",
-                Action::Merge,
-                json!({"id": "T1", "state": "x", "version": 1}),
-            ),
+            Mutation::new("dining_tables", Action::Merge, json!({"id": "T1", "state": "x", "version": 1})),
         );
         assert_eq!(lww.unwrap().version, 6);
         let stale = run(
@@ -449,12 +360,7 @@ mod tests {
         let r = run(
             "order_header",
             Some(&stored(3)),
-            Mutation::new(
-                "order_header",
-                Action::Merge,
-                json!({"id": "o1", "version": 3}),
-            )
-            .expecting(3),
+            Mutation::new("order_header", Action::Merge, json!({"id": "o1", "version": 3})).expecting(3),
         );
         assert_eq!(r.unwrap().version, 4);
     }
@@ -464,34 +370,19 @@ mod tests {
         let r = run(
             "order_header",
             Some(&stored(5)),
-            Mutation::new(
-                "order_header",
-                Action::Save,
-                json!({"id": "o1", "total": 0, "version": 1}),
-            ),
+            Mutation::new("order_header", Action::Save, json!({"id": "o1", "total": 0, "version": 1})),
         );
         assert_eq!(r.unwrap_err().code(), "version-conflict");
-        let inserted = run(
-            "order_header",
-            None,
-            Mutation::new(
-                "order_header",
-                Action::Save,
-                json!({"id": "o2", "total": 1}),
-            ),
-        )
-        .unwrap();
+        let inserted =
+            run("order_header", None, Mutation::new("order_header", Action::Save, json!({"id": "o2", "total": 1})))
+                .unwrap();
         assert_eq!(inserted.kind, ChangeKind::Insert);
     }
 
     #[test]
     fn merge_and_delete_of_missing_rows_are_not_found() {
         for action in [Action::Merge, Action::Update, Action::Delete] {
-            let r = run(
-                "dining_tables",
-                None,
-                Mutation::new("dining_tables", action, json!({"id": "nope"})),
-            );
+            let r = run("dining_tables", None, Mutation::new("dining_tables", action, json!({"id": "nope"})));
             assert_eq!(r.unwrap_err().code(), "not-found");
         }
     }
@@ -501,57 +392,35 @@ mod tests {
         let dup = run(
             "order_header",
             Some(&stored(1)),
-            Mutation::new(
-                "order_header",
-                Action::Insert,
-                json!({"id": "o1", "total": 1}),
-            ),
+            Mutation::new("order_header", Action::Insert, json!({"id": "o1", "total": 1})),
         );
         assert_eq!(dup.unwrap_err().code(), "duplicate-key");
-        let nokey = run(
-            "order_header",
-            None,
-            Mutation::new("order_header", Action::Insert, json!({"total": 1})),
-        );
+        let nokey = run("order_header", None, Mutation::new("order_header", Action::Insert, json!({"total": 1})));
         assert_eq!(nokey.unwrap_err().code(), "missing-record-key");
     }
 
     #[test]
     fn merge_refuses_nulling_a_required_field_but_not_old_gaps() {
-        let gap = json!({"id": "o1", "version": 1})
-            .as_object()
-            .unwrap()
-            .clone();
+        let gap = json!({"id": "o1", "version": 1}).as_object().unwrap().clone();
         let ok = run(
             "order_header",
             Some(&gap),
-            Mutation::new(
-                "order_header",
-                Action::Merge,
-                json!({"id": "o1", "status": "paid", "version": 2}),
-            ),
+            Mutation::new("order_header", Action::Merge, json!({"id": "o1", "status": "paid", "version": 2})),
         );
         assert!(ok.is_ok());
         let bad = run(
             "order_header",
             Some(&stored(1)),
-            Mutation::new(
-                "order_header",
-                Action::Merge,
-                json!({"id": "o1", "total": null, "version": 2}),
-            ),
+            Mutation::new("order_header", Action::Merge, json!({"id": "o1", "total": null, "version": 2})),
         );
         assert_eq!(bad.unwrap_err().code(), "validation-failed");
     }
 
     #[test]
     fn delete_yields_a_tombstone_one_version_up() {
-        let c = run(
-            "dining_tables",
-            Some(&stored(2)),
-            Mutation::new("dining_tables", Action::Delete, json!({"id": "o1"})),
-        )
-        .unwrap();
+        let c =
+            run("dining_tables", Some(&stored(2)), Mutation::new("dining_tables", Action::Delete, json!({"id": "o1"})))
+                .unwrap();
         assert_eq!((c.kind, c.row, c.version), (ChangeKind::Delete, None, 3));
     }
 }

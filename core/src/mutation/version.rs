@@ -29,12 +29,7 @@ pub struct VersionPolicy {
 
 impl Default for VersionPolicy {
     fn default() -> Self {
-        VersionPolicy {
-            required_tables: ["order_header", "order_line"]
-                .into_iter()
-                .map(String::from)
-                .collect(),
-        }
+        VersionPolicy { required_tables: ["order_header", "order_line"].into_iter().map(String::from).collect() }
     }
 }
 
@@ -64,15 +59,9 @@ impl VersionPolicy {
             VersionClaim::Expected(seen) => Err(conflict(Some(seen), ConflictReason::StaleVersion)),
             // Old clients send `version` on every table; only the versioned tables ever enforced it.
             VersionClaim::Legacy(_) if !self.requires_version(table) => Ok(()),
-            VersionClaim::Legacy(next) if next == current + 1 || (next == 1 && current == 1) => {
-                Ok(())
-            }
-            VersionClaim::Legacy(next) => {
-                Err(conflict(Some(next - 1), ConflictReason::StaleVersion))
-            }
-            VersionClaim::None if self.requires_version(table) => {
-                Err(conflict(None, ConflictReason::MissingVersion))
-            }
+            VersionClaim::Legacy(next) if next == current + 1 || (next == 1 && current == 1) => Ok(()),
+            VersionClaim::Legacy(next) => Err(conflict(Some(next - 1), ConflictReason::StaleVersion)),
+            VersionClaim::None if self.requires_version(table) => Err(conflict(None, ConflictReason::MissingVersion)),
             VersionClaim::None => Ok(()),
         }
     }

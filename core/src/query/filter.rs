@@ -72,9 +72,7 @@ impl Filter {
     /// Parses `{field: value, field: {op: value}, and: [..], or: [..]}`; the keys of one object are
     /// and-ed.
     pub fn from_json(value: &Value) -> Result<Filter, QueryError> {
-        let obj = value
-            .as_object()
-            .ok_or_else(|| QueryError("`where` must be an object".into()))?;
+        let obj = value.as_object().ok_or_else(|| QueryError("`where` must be an object".into()))?;
         let mut parts = Vec::new();
         for (key, v) in obj {
             match key.as_str() {
@@ -83,11 +81,7 @@ impl Filter {
                 field => parts.extend(field_conditions(field, v)?),
             }
         }
-        Ok(if parts.len() == 1 {
-            parts.remove(0)
-        } else {
-            Filter::And(parts)
-        })
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::And(parts) })
     }
 
     /// Whether `row` passes.
@@ -113,11 +107,7 @@ fn list(value: &Value) -> Result<Vec<Filter>, QueryError> {
 }
 
 fn field_conditions(field: &str, value: &Value) -> Result<Vec<Filter>, QueryError> {
-    let cond = |op, value: &Value| Filter::Compare {
-        field: field.to_owned(),
-        op,
-        value: value.clone(),
-    };
+    let cond = |op, value: &Value| Filter::Compare { field: field.to_owned(), op, value: value.clone() };
     match value {
         Value::Object(ops) if is_operator_object(ops) => ops
             .iter()
@@ -135,10 +125,7 @@ fn field_conditions(field: &str, value: &Value) -> Result<Vec<Filter>, QueryErro
 }
 
 fn is_operator_object(obj: &Map<String, Value>) -> bool {
-    !obj.is_empty()
-        && obj
-            .keys()
-            .all(|k| Op::parse(k.trim_start_matches('$')).is_some())
+    !obj.is_empty() && obj.keys().all(|k| Op::parse(k.trim_start_matches('$')).is_some())
 }
 
 fn compare(actual: &Value, op: Op, operand: &Value) -> bool {
@@ -157,12 +144,8 @@ fn compare(actual: &Value, op: Op, operand: &Value) -> bool {
                 _ => ord != Ordering::Less,
             }
         }
-        Op::In => operand
-            .as_array()
-            .is_some_and(|a| a.iter().any(|v| loosely_equal(actual, v))),
-        Op::NotIn => operand
-            .as_array()
-            .is_some_and(|a| !a.iter().any(|v| loosely_equal(actual, v))),
+        Op::In => operand.as_array().is_some_and(|a| a.iter().any(|v| loosely_equal(actual, v))),
+        Op::NotIn => operand.as_array().is_some_and(|a| !a.iter().any(|v| loosely_equal(actual, v))),
         Op::Contains => match (actual, operand) {
             (Value::String(s), Value::String(needle)) => s.contains(needle.as_str()),
             (Value::Array(items), needle) => items.iter().any(|v| loosely_equal(v, needle)),
@@ -199,63 +182,34 @@ mod tests {
 
     fn ids(q: Value) -> Vec<String> {
         let q = Query::from_json(&q).unwrap();
-        q.run(rows().iter())
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_owned())
-            .collect()
+        q.run(rows().iter()).iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
     }
 
     #[test]
     fn each_operator_selects_the_right_rows() {
         assert_eq!(ids(json!({"where": {"status": "open"}})), ["a", "c"]);
-        assert_eq!(
-            ids(json!({"where": {"status": {"!=": "open"}}})),
-            ["b", "d"]
-        );
+        assert_eq!(ids(json!({"where": {"status": {"!=": "open"}}})), ["b", "d"]);
         assert_eq!(ids(json!({"where": {"total": {"<": 12.5}}})), ["a"]);
-        assert_eq!(
-            ids(json!({"where": {"total": {"<=": 12.5}}})),
-            ["a", "b", "c"]
-        );
+        assert_eq!(ids(json!({"where": {"total": {"<=": 12.5}}})), ["a", "b", "c"]);
         assert_eq!(ids(json!({"where": {"total": {">": 5}}})), ["b", "c"]);
         assert_eq!(ids(json!({"where": {"total": {">=": 5, "<": 6}}})), ["a"]);
-        assert_eq!(
-            ids(json!({"where": {"status": {"in": ["paid", "void"]}}})),
-            ["b", "d"]
-        );
-        assert_eq!(
-            ids(json!({"where": {"status": {"not-in": ["paid", "void"]}}})),
-            ["a", "c"]
-        );
+        assert_eq!(ids(json!({"where": {"status": {"in": ["paid", "void"]}}})), ["b", "d"]);
+        assert_eq!(ids(json!({"where": {"status": {"not-in": ["paid", "void"]}}})), ["a", "c"]);
         assert_eq!(ids(json!({"where": {"name": {"contains": "o"}}})), ["b"]);
         assert_eq!(ids(json!({"where": {"tags": {"contains": "hot"}}})), ["a"]);
-        assert_eq!(
-            ids(json!({"where": {"or": [{"id": "a"}, {"status": "void"}]}})),
-            ["a", "d"]
-        );
-        assert_eq!(
-            ids(json!({"where": {"and": [{"status": "open"}, {"total": 12.5}]}})),
-            ["c"]
-        );
+        assert_eq!(ids(json!({"where": {"or": [{"id": "a"}, {"status": "void"}]}})), ["a", "d"]);
+        assert_eq!(ids(json!({"where": {"and": [{"status": "open"}, {"total": 12.5}]}})), ["c"]);
     }
 
     #[test]
     fn sorts_on_several_fields_then_pages_and_projects() {
+        assert_eq!(ids(json!({"orderBy": ["-total", "id"]})), ["b", "c", "a", "d"]);
         assert_eq!(
-            ids(json!({"orderBy": ["-total", "id"]})),
-            ["b", "c", "a", "d"]
-        );
-        assert_eq!(
-            ids(
-                json!({"orderBy": [{"field": "total", "dir": "desc"}, "-id"], "offset": 1, "limit": 2})
-            ),
+            ids(json!({"orderBy": [{"field": "total", "dir": "desc"}, "-id"], "offset": 1, "limit": 2})),
             ["b", "a"]
         );
         let q = Query::from_json(&json!({"fields": ["id"], "limit": 1})).unwrap();
-        assert_eq!(
-            Value::Object(q.run(rows().iter()).remove(0)),
-            json!({"id": "a"})
-        );
+        assert_eq!(Value::Object(q.run(rows().iter()).remove(0)), json!({"id": "a"}));
     }
 
     #[test]

@@ -70,50 +70,27 @@ impl Query {
             _ => return Err(QueryError("a query is an object".into())),
         };
         let mut query = Query::default();
-        if let Some(w) = obj
-            .get("where")
-            .or_else(|| obj.get("filter"))
-            .filter(|w| !w.is_null())
-        {
+        if let Some(w) = obj.get("where").or_else(|| obj.get("filter")).filter(|w| !w.is_null()) {
             query.filter = Some(Filter::from_json(w)?);
         }
-        if let Some(order) = obj
-            .get("orderBy")
-            .or_else(|| obj.get("order_by"))
-            .or_else(|| obj.get("sort"))
-        {
+        if let Some(order) = obj.get("orderBy").or_else(|| obj.get("order_by")).or_else(|| obj.get("sort")) {
             query.order_by = parse_order(order)?;
         }
         query.limit = match obj.get("limit") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_u64()
-                    .ok_or_else(|| QueryError("`limit` must be a non-negative integer".into()))?
-                    as usize,
-            ),
+            Some(v) => {
+                Some(v.as_u64().ok_or_else(|| QueryError("`limit` must be a non-negative integer".into()))? as usize)
+            }
         };
         query.offset = match obj.get("offset") {
             None | Some(Value::Null) => 0,
-            Some(v) => v
-                .as_u64()
-                .ok_or_else(|| QueryError("`offset` must be a non-negative integer".into()))?
-                as usize,
+            Some(v) => v.as_u64().ok_or_else(|| QueryError("`offset` must be a non-negative integer".into()))? as usize,
         };
-        if let Some(fields) = obj
-            .get("fields")
-            .or_else(|| obj.get("select"))
-            .filter(|f| !f.is_null())
-        {
-            let list = fields
-                .as_array()
-                .ok_or_else(|| QueryError("`fields` must be an array of names".into()))?;
+        if let Some(fields) = obj.get("fields").or_else(|| obj.get("select")).filter(|f| !f.is_null()) {
+            let list = fields.as_array().ok_or_else(|| QueryError("`fields` must be an array of names".into()))?;
             let names = list
                 .iter()
-                .map(|f| {
-                    f.as_str()
-                        .map(str::to_owned)
-                        .ok_or_else(|| QueryError("`fields` must hold names".into()))
-                })
+                .map(|f| f.as_str().map(str::to_owned).ok_or_else(|| QueryError("`fields` must hold names".into())))
                 .collect::<Result<_, _>>()?;
             query.fields = Some(names);
         }
@@ -129,10 +106,7 @@ impl Query {
     pub fn compare(&self, a: &Row, b: &Row) -> Ordering {
         for sort in &self.order_by {
             let null = Value::Null;
-            let ord = compare_values(
-                a.get(&sort.field).unwrap_or(&null),
-                b.get(&sort.field).unwrap_or(&null),
-            );
+            let ord = compare_values(a.get(&sort.field).unwrap_or(&null), b.get(&sort.field).unwrap_or(&null));
             let ord = if sort.descending { ord.reverse() } else { ord };
             if ord != Ordering::Equal {
                 return ord;
@@ -147,19 +121,11 @@ impl Query {
         if !self.order_by.is_empty() {
             hits.sort_by(|a, b| self.compare(a, b));
         }
-        let page = hits
-            .into_iter()
-            .skip(self.offset)
-            .take(self.limit.unwrap_or(usize::MAX));
+        let page = hits.into_iter().skip(self.offset).take(self.limit.unwrap_or(usize::MAX));
         match &self.fields {
             None => page.cloned().collect(),
             Some(fields) => page
-                .map(|row| {
-                    fields
-                        .iter()
-                        .filter_map(|f| row.get(f).map(|v| (f.clone(), v.clone())))
-                        .collect()
-                })
+                .map(|row| fields.iter().filter_map(|f| row.get(f).map(|v| (f.clone(), v.clone()))).collect())
                 .collect(),
         }
     }
@@ -169,33 +135,18 @@ fn parse_order(value: &Value) -> Result<Vec<Sort>, QueryError> {
     let one = |v: &Value| -> Result<Sort, QueryError> {
         match v {
             Value::String(s) => Ok(match s.strip_prefix('-') {
-                Some(f) => Sort {
-                    field: f.to_owned(),
-                    descending: true,
-                },
-                None => Sort {
-                    field: s.clone(),
-                    descending: false,
-                },
+                Some(f) => Sort { field: f.to_owned(), descending: true },
+                None => Sort { field: s.clone(), descending: false },
             }),
             Value::Object(o) => {
                 let field = o
                     .get("field")
                     .and_then(Value::as_str)
                     .ok_or_else(|| QueryError("sort key needs `field`".into()))?;
-                let dir = o
-                    .get("dir")
-                    .or_else(|| o.get("direction"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("asc");
-                Ok(Sort {
-                    field: field.to_owned(),
-                    descending: dir.eq_ignore_ascii_case("desc"),
-                })
+                let dir = o.get("dir").or_else(|| o.get("direction")).and_then(Value::as_str).unwrap_or("asc");
+                Ok(Sort { field: field.to_owned(), descending: dir.eq_ignore_ascii_case("desc") })
             }
-            _ => Err(QueryError(
-                "a sort key is \"field\", \"-field\" or {field, dir}".into(),
-            )),
+            _ => Err(QueryError("a sort key is \"field\", \"-field\" or {field, dir}".into())),
         }
     };
     match value {

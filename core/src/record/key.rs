@@ -31,10 +31,7 @@ impl RecordKey {
         let mut values = Vec::with_capacity(fields.len());
         for name in &fields {
             let value = lookup(table, row, name).filter(|v| !v.is_null() && v.as_str() != Some(""));
-            let value = value.ok_or_else(|| KeyError {
-                table: table.name.clone(),
-                field: (*name).to_owned(),
-            })?;
+            let value = value.ok_or_else(|| KeyError { table: table.name.clone(), field: (*name).to_owned() })?;
             values.push(value.clone());
         }
         Ok(match values.as_slice() {

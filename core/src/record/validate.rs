@@ -42,11 +42,7 @@ pub struct ValidationErrors {
 }
 
 fn summary(errors: &[FieldError]) -> String {
-    errors
-        .iter()
-        .map(|e| format!("{} ({})", e.field, e.rule))
-        .collect::<Vec<_>>()
-        .join(", ")
+    errors.iter().map(|e| format!("{} ({})", e.field, e.rule)).collect::<Vec<_>>().join(", ")
 }
 
 /// A record that passed validation.
@@ -63,11 +59,7 @@ pub struct Validated {
 }
 
 /// Validates and coerces `row` against `table`.
-pub fn validate(
-    table: &Table,
-    row: &Row,
-    strictness: Strictness,
-) -> Result<Validated, ValidationErrors> {
+pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Validated, ValidationErrors> {
     let mut out = row.clone();
     let mut errors = Vec::new();
     let mut coerced = Vec::new();
@@ -104,11 +96,7 @@ pub fn validate(
                 }
             }
             Err(message) => {
-                errors.push(FieldError {
-                    field: field.name.clone(),
-                    rule: "type".into(),
-                    message,
-                });
+                errors.push(FieldError { field: field.name.clone(), rule: "type".into(), message });
                 continue;
             }
         }
@@ -119,10 +107,7 @@ pub fn validate(
                 errors.push(FieldError {
                     field: field.name.clone(),
                     rule: "max-length".into(),
-                    message: format!(
-                        "`{}` is {len} characters long, at most {max} allowed",
-                        field.name
-                    ),
+                    message: format!("`{}` is {len} characters long, at most {max} allowed", field.name),
                 });
             }
         }
@@ -131,32 +116,16 @@ pub fn validate(
                 errors.push(FieldError {
                     field: field.name.clone(),
                     rule: "enum".into(),
-                    message: format!(
-                        "`{}` must be one of {}",
-                        field.name,
-                        Value::Array(allowed.clone())
-                    ),
+                    message: format!("`{}` must be one of {}", field.name, Value::Array(allowed.clone())),
                 });
             }
         }
     }
     if !errors.is_empty() {
-        return Err(ValidationErrors {
-            table: table.name.clone(),
-            errors,
-        });
+        return Err(ValidationErrors { table: table.name.clone(), errors });
     }
-    let unknown = row
-        .keys()
-        .filter(|k| table.field(k).is_none() && !is_system_name(k))
-        .cloned()
-        .collect();
-    Ok(Validated {
-        row: out,
-        coerced,
-        unknown,
-        tolerated,
-    })
+    let unknown = row.keys().filter(|k| table.field(k).is_none() && !is_system_name(k)).cloned().collect();
+    Ok(Validated { row: out, coerced, unknown, tolerated })
 }
 
 fn is_system_name(name: &str) -> bool {
@@ -181,16 +150,12 @@ fn coerce(field: &Field, value: &Value) -> Result<Coerced, String> {
         FieldType::Integer => match value {
             Value::Number(n) if n.is_i64() || n.is_u64() => Ok(Coerced::Same),
             Value::Number(n) => match n.as_f64() {
-                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => {
-                    Ok(Coerced::Changed(Value::from(f as i64)))
-                }
+                Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Coerced::Changed(Value::from(f as i64))),
                 _ => Err(mismatch("an integer")),
             },
-            Value::String(s) => s
-                .trim()
-                .parse::<i64>()
-                .map(|i| Coerced::Changed(i.into()))
-                .map_err(|_| mismatch("an integer")),
+            Value::String(s) => {
+                s.trim().parse::<i64>().map(|i| Coerced::Changed(i.into())).map_err(|_| mismatch("an integer"))
+            }
             _ => Err(mismatch("an integer")),
         },
         FieldType::Decimal => match value {
@@ -242,12 +207,10 @@ fn coerce(field: &Field, value: &Value) -> Result<Coerced, String> {
         // Any JSON value is valid JSON; a string holding an object or array is parsed (the original
         // turned such strings into `{}`, losing them).
         FieldType::Json => match value {
-            Value::String(s) if s.trim_start().starts_with(['{', '[']) => {
-                match serde_json::from_str::<Value>(s) {
-                    Ok(parsed) => Ok(Coerced::Changed(parsed)),
-                    Err(_) => Ok(Coerced::Same),
-                }
-            }
+            Value::String(s) if s.trim_start().starts_with(['{', '[']) => match serde_json::from_str::<Value>(s) {
+                Ok(parsed) => Ok(Coerced::Changed(parsed)),
+                Err(_) => Ok(Coerced::Same),
+            },
             _ => Ok(Coerced::Same),
         },
     }
@@ -319,20 +282,8 @@ mod tests {
             Strictness::Strict,
         )
         .unwrap_err();
-        let rules: Vec<_> = err
-            .errors
-            .iter()
-            .map(|e| (e.field.as_str(), e.rule.as_str()))
-            .collect();
-        assert_eq!(
-            rules,
-            vec![
-                ("qty", "type"),
-                ("active", "type"),
-                ("name", "max-length"),
-                ("kind", "enum")
-            ]
-        );
+        let rules: Vec<_> = err.errors.iter().map(|e| (e.field.as_str(), e.rule.as_str())).collect();
+        assert_eq!(rules, vec![("qty", "type"), ("active", "type"), ("name", "max-length"), ("kind", "enum")]);
     }
 
     #[test]
@@ -346,24 +297,14 @@ mod tests {
 
     #[test]
     fn unknown_properties_are_kept_and_reported() {
-        let v = validate(
-            &table(),
-            &row(json!({"id": "i1", "qty": 1, "status": "open"})),
-            Strictness::Strict,
-        )
-        .unwrap();
+        let v = validate(&table(), &row(json!({"id": "i1", "qty": 1, "status": "open"})), Strictness::Strict).unwrap();
         assert_eq!(v.row["status"], json!("open"));
         assert_eq!(v.unknown, vec!["status".to_string()]);
     }
 
     #[test]
     fn a_plain_string_in_a_json_field_is_kept() {
-        let v = validate(
-            &table(),
-            &row(json!({"id": "i1", "qty": 1, "meta": "note"})),
-            Strictness::Strict,
-        )
-        .unwrap();
+        let v = validate(&table(), &row(json!({"id": "i1", "qty": 1, "meta": "note"})), Strictness::Strict).unwrap();
         assert_eq!(v.row["meta"], json!("note"));
     }
 }

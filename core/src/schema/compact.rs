@@ -16,11 +16,7 @@ pub fn parse(tables: &Map<String, Value>) -> Result<Schema, SchemaError> {
     for (name, t) in tables {
         let mut table = Table {
             name: name.clone(),
-            sql_name: t
-                .get("sqlName")
-                .and_then(Value::as_str)
-                .unwrap_or(name)
-                .to_owned(),
+            sql_name: t.get("sqlName").and_then(Value::as_str).unwrap_or(name).to_owned(),
             fields: Vec::new(),
             primary_key: Vec::new(),
             indexes: parse_indexes(name, t.get("indexes")),
@@ -34,72 +30,37 @@ pub fn parse(tables: &Map<String, Value>) -> Result<Schema, SchemaError> {
                     f.get("name")
                         .and_then(Value::as_str)
                         .map(|n| (n.to_owned(), f))
-                        .ok_or_else(|| {
-                            SchemaError::Invalid(format!("{name}: field #{j} has no name"))
-                        })
+                        .ok_or_else(|| SchemaError::Invalid(format!("{name}: field #{j} has no name")))
                 })
                 .collect::<Result<_, _>>()?,
-            _ => {
-                return Err(SchemaError::Invalid(format!(
-                    "{name}: `fields` must be an object or an array"
-                )))
-            }
+            _ => return Err(SchemaError::Invalid(format!("{name}: `fields` must be an object or an array"))),
         };
         for (fname, f) in fields {
             let type_name = f.get("type").and_then(Value::as_str);
             let ty = resolve_type(name, &fname, type_name, &mut schema.warnings);
             let mut field = Field::new(&fname, ty);
             field.source_type = type_name.unwrap_or("text").to_owned();
-            field.column = f
-                .get("columnName")
-                .and_then(Value::as_str)
-                .unwrap_or(&fname)
-                .to_owned();
+            field.column = f.get("columnName").and_then(Value::as_str).unwrap_or(&fname).to_owned();
             let required = f.get("required").and_then(Value::as_bool).unwrap_or(false);
-            field.nullable = f
-                .get("nullable")
-                .and_then(Value::as_bool)
-                .unwrap_or(!required);
-            field.primary_key = f
-                .get("primaryKey")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            field.nullable = f.get("nullable").and_then(Value::as_bool).unwrap_or(!required);
+            field.primary_key = f.get("primaryKey").and_then(Value::as_bool).unwrap_or(false);
             field.unique = f.get("unique").and_then(Value::as_bool).unwrap_or(false);
             field.indexed = f.get("index").and_then(Value::as_bool).unwrap_or(false);
-            field.max_length = f
-                .get("maxLength")
-                .and_then(Value::as_u64)
-                .and_then(|n| u32::try_from(n).ok());
+            field.max_length = f.get("maxLength").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
             field.enum_values = f.get("enum").and_then(Value::as_array).cloned();
-            field.default = parse_default(
-                f.get("defaultFn")
-                    .or_else(|| f.get("defaultValue"))
-                    .or_else(|| f.get("default")),
-                ty,
-            );
+            field.default =
+                parse_default(f.get("defaultFn").or_else(|| f.get("defaultValue")).or_else(|| f.get("default")), ty);
             table.fields.push(field);
         }
-        for fk in t
-            .get("foreignKeys")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(from), Some(to)) = (
-                fk.get("field").and_then(Value::as_str),
-                fk.get("references").and_then(Value::as_str),
-            ) else {
+        for fk in t.get("foreignKeys").and_then(Value::as_array).into_iter().flatten() {
+            let (Some(from), Some(to)) =
+                (fk.get("field").and_then(Value::as_str), fk.get("references").and_then(Value::as_str))
+            else {
                 continue;
             };
-            let target = fk
-                .get("referencesField")
-                .and_then(Value::as_str)
-                .unwrap_or("id");
+            let target = fk.get("referencesField").and_then(Value::as_str).unwrap_or("id");
             if let Some(field) = table.fields.iter_mut().find(|f| f.name == from) {
-                field.references = Some(Reference {
-                    table: to.to_owned(),
-                    field: target.to_owned(),
-                });
+                field.references = Some(Reference { table: to.to_owned(), field: target.to_owned() });
             }
         }
         schema.insert_table(table);
@@ -120,15 +81,7 @@ mod tests {
             "indexes": [{"fields": ["state"], "unique": false}]}}}))
         .unwrap();
         let t = s.table("task").unwrap();
-        assert_eq!(
-            t.field("state")
-                .unwrap()
-                .enum_values
-                .as_ref()
-                .unwrap()
-                .len(),
-            2
-        );
+        assert_eq!(t.field("state").unwrap().enum_values.as_ref().unwrap().len(), 2);
         assert_eq!(t.indexes[0].fields, vec!["state"]);
         assert_eq!(t.field("blob").unwrap().ty, FieldType::Text);
         assert_eq!(s.warnings.len(), 1, "unknown type is reported");
@@ -144,15 +97,7 @@ mod tests {
         .unwrap();
         let t = s.table("line").unwrap();
         assert!(!t.field("orderId").unwrap().nullable);
-        assert_eq!(
-            t.field("orderId")
-                .unwrap()
-                .references
-                .as_ref()
-                .unwrap()
-                .table,
-            "order"
-        );
+        assert_eq!(t.field("orderId").unwrap().references.as_ref().unwrap().table, "order");
         assert_eq!(t.field("at").unwrap().default, Some(DefaultValue::Now));
     }
 }

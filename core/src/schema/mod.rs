@@ -51,9 +51,7 @@ impl SchemaError {
 impl Schema {
     /// Parses any of the three schema formats into the normalized model.
     pub fn from_json(doc: &Value) -> Result<Schema, SchemaError> {
-        let obj = doc
-            .as_object()
-            .ok_or_else(|| SchemaError::UnknownFormat("schema must be a JSON object".into()))?;
+        let obj = doc.as_object().ok_or_else(|| SchemaError::UnknownFormat("schema must be a JSON object".into()))?;
         if let Some(inner) = obj.get("schema").filter(|s| s.get("tables").is_some()) {
             return designer::parse(inner);
         }
@@ -67,13 +65,9 @@ impl Schema {
                 }
             }
             Some(Value::Object(tables)) => compact::parse(tables),
-            Some(_) => Err(SchemaError::UnknownFormat(
-                "`tables` must be an array or an object".into(),
-            )),
+            Some(_) => Err(SchemaError::UnknownFormat("`tables` must be an array or an object".into())),
             // The second compact form: the document itself maps table names to definitions.
-            None if !obj.is_empty() && obj.values().all(|t| t.get("fields").is_some()) => {
-                compact::parse(obj)
-            }
+            None if !obj.is_empty() && obj.values().all(|t| t.get("fields").is_some()) => compact::parse(obj),
             None => Err(SchemaError::UnknownFormat("no `tables` found".into())),
         }
     }

@@ -131,47 +131,30 @@ impl Field {
 
     /// Whether the engine maintains this field itself (`version`, `createdAt`, `updatedAt`).
     pub fn is_system(&self) -> bool {
-        matches!(
-            self.name.as_str(),
-            VERSION_FIELD | CREATED_AT_FIELD | UPDATED_AT_FIELD
-        )
+        matches!(self.name.as_str(), VERSION_FIELD | CREATED_AT_FIELD | UPDATED_AT_FIELD)
     }
 }
 
 impl Table {
     /// Looks a field up by logical name, then by column name.
     pub fn field(&self, name: &str) -> Option<&Field> {
-        self.fields
-            .iter()
-            .find(|f| f.name == name)
-            .or_else(|| self.fields.iter().find(|f| f.column == name))
+        self.fields.iter().find(|f| f.name == name).or_else(|| self.fields.iter().find(|f| f.column == name))
     }
 
     /// Fills what the source left implicit: a primary key (declared fields, else `id`), and maps
     /// index columns given as column names back to field names.
     pub(crate) fn finish(mut self, warnings: &mut Vec<SchemaWarning>) -> Table {
         if self.primary_key.is_empty() {
-            self.primary_key = self
-                .fields
-                .iter()
-                .filter(|f| f.primary_key)
-                .map(|f| f.name.clone())
-                .collect();
+            self.primary_key = self.fields.iter().filter(|f| f.primary_key).map(|f| f.name.clone()).collect();
         }
         if self.primary_key.is_empty() {
-            let id = self
-                .fields
-                .iter()
-                .find(|f| f.name.eq_ignore_ascii_case("id"))
-                .map(|f| f.name.clone());
+            let id = self.fields.iter().find(|f| f.name.eq_ignore_ascii_case("id")).map(|f| f.name.clone());
             match id {
                 Some(id) => self.primary_key.push(id),
                 None => warnings.push(SchemaWarning {
                     table: self.name.clone(),
                     field: None,
-                    message:
-                        "no primary key and no `id` field: records are keyed by an `id` property"
-                            .into(),
+                    message: "no primary key and no `id` field: records are keyed by an `id` property".into(),
                 }),
             }
         }
@@ -196,11 +179,7 @@ impl Table {
                 }
             }
         }
-        indexes.retain(|i| {
-            i.fields
-                .iter()
-                .all(|n| self.fields.iter().any(|f| &f.name == n))
-        });
+        indexes.retain(|i| i.fields.iter().all(|n| self.fields.iter().any(|f| &f.name == n)));
         self.indexes = indexes;
         self
     }
@@ -252,14 +231,8 @@ impl Schema {
             return Some(t);
         }
         let snake = to_snake_case(name);
-        let candidates = [
-            snake.clone(),
-            snake
-                .strip_suffix('s')
-                .map(str::to_owned)
-                .unwrap_or_default(),
-            format!("{snake}s"),
-        ];
+        let candidates =
+            [snake.clone(), snake.strip_suffix('s').map(str::to_owned).unwrap_or_default(), format!("{snake}s")];
         candidates.iter().find_map(|c| self.tables.get(c))
     }
 }
@@ -285,13 +258,7 @@ mod tests {
     use super::*;
 
     fn table(name: &str) -> Table {
-        Table {
-            name: name.into(),
-            sql_name: name.into(),
-            fields: vec![],
-            primary_key: vec![],
-            indexes: vec![],
-        }
+        Table { name: name.into(), sql_name: name.into(), fields: vec![], primary_key: vec![], indexes: vec![] }
     }
 
     #[test]
@@ -300,18 +267,9 @@ mod tests {
         for name in ["audit_events", "table_lock", "order_payment_state"] {
             schema.insert_table(table(name));
         }
-        assert_eq!(
-            schema.resolve_table("auditEvents").unwrap().name,
-            "audit_events"
-        );
-        assert_eq!(
-            schema.resolve_table("tableLocks").unwrap().name,
-            "table_lock"
-        );
-        assert_eq!(
-            schema.resolve_table("order_payment_states").unwrap().name,
-            "order_payment_state"
-        );
+        assert_eq!(schema.resolve_table("auditEvents").unwrap().name, "audit_events");
+        assert_eq!(schema.resolve_table("tableLocks").unwrap().name, "table_lock");
+        assert_eq!(schema.resolve_table("order_payment_states").unwrap().name, "order_payment_state");
         assert!(schema.resolve_table("stores").is_none());
     }
 

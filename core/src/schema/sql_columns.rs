@@ -23,13 +23,7 @@ pub fn parse(tables: &[Value]) -> Result<Schema, SchemaError> {
             primary_key: Vec::new(),
             indexes: parse_indexes(name, t.get("indexes")),
         };
-        for (j, c) in t
-            .get("columns")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        for (j, c) in t.get("columns").and_then(Value::as_array).into_iter().flatten().enumerate() {
             let cname = c
                 .get("name")
                 .and_then(Value::as_str)
@@ -40,16 +34,10 @@ pub fn parse(tables: &[Value]) -> Result<Schema, SchemaError> {
             field.source_type = type_name.unwrap_or("text").to_owned();
             field.max_length = type_name.and_then(length_parameter);
             field.nullable = c.get("nullable").and_then(Value::as_bool).unwrap_or(true);
-            field.primary_key = c
-                .get("primaryKey")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            field.primary_key = c.get("primaryKey").and_then(Value::as_bool).unwrap_or(false);
             field.unique = c.get("unique").and_then(Value::as_bool).unwrap_or(false);
             field.default = parse_default(c.get("default").or_else(|| c.get("defaultValue")), ty);
-            field.references = c
-                .get("foreignKey")
-                .and_then(Value::as_str)
-                .and_then(parse_foreign_key);
+            field.references = c.get("foreignKey").and_then(Value::as_str).and_then(parse_foreign_key);
             table.fields.push(field);
         }
         schema.insert_table(table);
@@ -61,10 +49,7 @@ pub fn parse(tables: &[Value]) -> Result<Schema, SchemaError> {
 fn parse_foreign_key(text: &str) -> Option<Reference> {
     let (table, rest) = text.split_once('(')?;
     let field = rest.strip_suffix(')')?;
-    Some(Reference {
-        table: table.trim().to_owned(),
-        field: field.trim().to_owned(),
-    })
+    Some(Reference { table: table.trim().to_owned(), field: field.trim().to_owned() })
 }
 
 #[cfg(test)]
@@ -74,32 +59,19 @@ mod tests {
 
     #[test]
     fn reads_lengths_defaults_and_foreign_keys() {
-        let s = Schema::from_json(
-            &json!({"version": "1.0", "tables": [{"name": "Users", "columns": [
+        let s = Schema::from_json(&json!({"version": "1.0", "tables": [{"name": "Users", "columns": [
             {"name": "ID", "type": "NVARCHAR(60)", "primaryKey": true},
             {"name": "Active", "type": "BIT", "default": "1"},
             {"name": "Joined", "type": "DATETIME", "default": "getdate()"},
             {"name": "Role_ID", "type": "NVARCHAR(60)", "foreignKey": "Roles(ID)"}],
-            "indexes": [{"name": "idx_role", "columns": ["Role_ID"]}]}]}),
-        )
+            "indexes": [{"name": "idx_role", "columns": ["Role_ID"]}]}]}))
         .unwrap();
         let t = s.table("Users").unwrap();
         assert_eq!(t.primary_key, vec!["ID"]);
         assert_eq!(t.field("ID").unwrap().max_length, Some(60));
-        assert_eq!(
-            t.field("Active").unwrap().default,
-            Some(DefaultValue::Value(json!(true)))
-        );
+        assert_eq!(t.field("Active").unwrap().default, Some(DefaultValue::Value(json!(true))));
         assert_eq!(t.field("Joined").unwrap().default, Some(DefaultValue::Now));
         assert_eq!(t.field("Joined").unwrap().ty, FieldType::Timestamp);
-        assert_eq!(
-            t.field("Role_ID")
-                .unwrap()
-                .references
-                .as_ref()
-                .unwrap()
-                .field,
-            "ID"
-        );
+        assert_eq!(t.field("Role_ID").unwrap().references.as_ref().unwrap().field, "ID");
     }
 }

@@ -27,23 +27,21 @@ impl FieldType {
     /// see [`length_parameter`]. Returns `None` for a name we do not know: the caller falls back to
     /// [`FieldType::Text`] and records a warning, since text holds any scalar without loss.
     pub fn from_type_name(name: &str) -> Option<FieldType> {
-        let base = name
-            .split('(')
-            .next()
-            .unwrap_or(name)
-            .trim()
-            .to_ascii_lowercase();
+        let base = name.split('(').next().unwrap_or(name).trim().to_ascii_lowercase();
         let ty = match base.as_str() {
-            "string" | "text" | "varchar" | "nvarchar" | "char" | "nchar" | "ntext" | "uuid"
-            | "uniqueidentifier" | "enum" | "email" | "url" | "time" => FieldType::Text,
-            "integer" | "int" | "bigint" | "smallint" | "tinyint" | "serial" | "bigserial"
-            | "int64" => FieldType::Integer,
-            "number" | "decimal" | "numeric" | "float" | "double" | "real" | "money"
-            | "smallmoney" => FieldType::Decimal,
+            "string" | "text" | "varchar" | "nvarchar" | "char" | "nchar" | "ntext" | "uuid" | "uniqueidentifier"
+            | "enum" | "email" | "url" | "time" => FieldType::Text,
+            "integer" | "int" | "bigint" | "smallint" | "tinyint" | "serial" | "bigserial" | "int64" => {
+                FieldType::Integer
+            }
+            "number" | "decimal" | "numeric" | "float" | "double" | "real" | "money" | "smallmoney" => {
+                FieldType::Decimal
+            }
             "boolean" | "bool" | "bit" => FieldType::Boolean,
             "date" => FieldType::Date,
-            "datetime" | "datetime2" | "timestamp" | "timestamptz" | "smalldatetime"
-            | "datetimeoffset" => FieldType::Timestamp,
+            "datetime" | "datetime2" | "timestamp" | "timestamptz" | "smalldatetime" | "datetimeoffset" => {
+                FieldType::Timestamp
+            }
             "json" | "jsonb" | "object" | "array" => FieldType::Json,
             _ => return None,
         };
@@ -101,23 +99,14 @@ pub(crate) fn resolve_type(
 }
 
 /// Reads a default: literal JSON, or the "now" spellings of the three formats.
-pub(crate) fn parse_default(
-    value: Option<&serde_json::Value>,
-    ty: FieldType,
-) -> Option<super::DefaultValue> {
+pub(crate) fn parse_default(value: Option<&serde_json::Value>, ty: FieldType) -> Option<super::DefaultValue> {
     use super::DefaultValue;
     let value = value?;
     if let Some(text) = value.as_str() {
         let lower = text.trim().to_ascii_lowercase();
         if matches!(
             lower.as_str(),
-            "now_iso"
-                | "now"
-                | "now()"
-                | "getdate()"
-                | "getutcdate()"
-                | "current_timestamp"
-                | "sysdatetime()"
+            "now_iso" | "now" | "now()" | "getdate()" | "getutcdate()" | "current_timestamp" | "sysdatetime()"
         ) {
             return Some(DefaultValue::Now);
         }
@@ -129,17 +118,11 @@ pub(crate) fn parse_default(
                 _ => None,
             },
             FieldType::Integer => lower.parse::<i64>().ok().map(Into::into),
-            FieldType::Decimal => lower
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map(Into::into),
+            FieldType::Decimal => lower.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map(Into::into),
             _ => None,
         };
         let unquoted = text.trim().trim_matches('\'').to_owned();
-        return Some(DefaultValue::Value(
-            typed.unwrap_or(serde_json::Value::String(unquoted)),
-        ));
+        return Some(DefaultValue::Value(typed.unwrap_or(serde_json::Value::String(unquoted))));
     }
     Some(DefaultValue::Value(value.clone()))
 }
@@ -150,19 +133,10 @@ mod tests {
 
     #[test]
     fn maps_names_from_all_formats() {
-        assert_eq!(
-            FieldType::from_type_name("NVARCHAR(60)"),
-            Some(FieldType::Text)
-        );
-        assert_eq!(
-            FieldType::from_type_name("DECIMAL(18,2)"),
-            Some(FieldType::Decimal)
-        );
+        assert_eq!(FieldType::from_type_name("NVARCHAR(60)"), Some(FieldType::Text));
+        assert_eq!(FieldType::from_type_name("DECIMAL(18,2)"), Some(FieldType::Decimal));
         assert_eq!(FieldType::from_type_name("BIT"), Some(FieldType::Boolean));
-        assert_eq!(
-            FieldType::from_type_name("DATETIME"),
-            Some(FieldType::Timestamp)
-        );
+        assert_eq!(FieldType::from_type_name("DATETIME"), Some(FieldType::Timestamp));
         assert_eq!(FieldType::from_type_name("object"), Some(FieldType::Json));
         assert_eq!(FieldType::from_type_name("geography"), None);
     }

@@ -31,9 +31,6 @@ pub struct TableCursor {
 impl Cursor {
     /// A cursor at `sequence`.
     pub fn at(sequence: u64) -> Cursor {
-        Cursor {
-            sequence,
-            tables: BTreeMap::new(),
-        }
+        Cursor { sequence, tables: BTreeMap::new() }
     }
 }

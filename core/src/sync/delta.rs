@@ -58,16 +58,9 @@ impl Delta {
         events: impl IntoIterator<Item = &'e ChangeEvent>,
     ) -> Result<Delta, DeltaError> {
         if cursor + 1 < oldest_retained {
-            return Err(DeltaError::CursorExpired {
-                cursor,
-                oldest_retained,
-            });
+            return Err(DeltaError::CursorExpired { cursor, oldest_retained });
         }
-        let mut delta = Delta {
-            from: cursor,
-            to: cursor.max(head),
-            tables: BTreeMap::new(),
-        };
+        let mut delta = Delta { from: cursor, to: cursor.max(head), tables: BTreeMap::new() };
         for event in events.into_iter().filter(|e| e.sequence > cursor) {
             delta.push(event);
         }
@@ -93,10 +86,7 @@ impl Delta {
 
     /// Number of rows and tombstones carried.
     pub fn len(&self) -> usize {
-        self.tables
-            .values()
-            .map(|t| t.rows.len() + t.deleted.len())
-            .sum()
+        self.tables.values().map(|t| t.rows.len() + t.deleted.len()).sum()
     }
 
     /// Whether nothing changed.

@@ -62,10 +62,7 @@ impl Replica {
     /// final states). A delta starting after our cursor would skip changes and is refused.
     pub fn apply_delta(&mut self, delta: &Delta) -> Result<(), ReplicaError> {
         if delta.from > self.cursor {
-            return Err(ReplicaError::Gap {
-                from: delta.from,
-                cursor: self.cursor,
-            });
+            return Err(ReplicaError::Gap { from: delta.from, cursor: self.cursor });
         }
         if delta.to <= self.cursor {
             return Ok(());

@@ -161,8 +161,7 @@ pub struct ClientPublish {
 impl ClientPublish {
     /// The core mutation this frame asks for.
     pub fn to_mutation(&self) -> Result<Mutation, FrameError> {
-        let action = Action::from_wire(&self.action)
-            .ok_or_else(|| FrameError::UnknownAction(self.action.clone()))?;
+        let action = Action::from_wire(&self.action).ok_or_else(|| FrameError::UnknownAction(self.action.clone()))?;
         let record: Row = match &self.record {
             Value::Object(map) => map.clone(),
             _ => {
@@ -173,19 +172,9 @@ impl ClientPublish {
             }
         };
         let mutation_id = self.mutation_id.clone().or_else(|| {
-            self.meta
-                .as_ref()
-                .and_then(|m| m.get("mutationId"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+            self.meta.as_ref().and_then(|m| m.get("mutationId")).and_then(Value::as_str).map(str::to_owned)
         });
-        Ok(Mutation {
-            table: self.table.clone(),
-            action,
-            record,
-            expected_version: self.expected_version,
-            mutation_id,
-        })
+        Ok(Mutation { table: self.table.clone(), action, record, expected_version: self.expected_version, mutation_id })
     }
 }
 
@@ -247,8 +236,7 @@ struct Topic {
 impl ClientFrame {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
         ClientFrame::from_value(value)
     }
 
@@ -257,32 +245,20 @@ impl ClientFrame {
         if !value.is_object() {
             return Err(FrameError::Malformed("a frame is a JSON object".into()));
         }
-        let kind = value
-            .get("type")
-            .and_then(Value::as_str)
-            .ok_or(FrameError::MissingType)?
-            .to_owned();
+        let kind = value.get("type").and_then(Value::as_str).ok_or(FrameError::MissingType)?.to_owned();
         fn body<T: DeserializeOwned>(kind: &str, value: Value) -> Result<T, FrameError> {
-            serde_json::from_value(value).map_err(|e| FrameError::Invalid {
-                frame: kind.to_owned(),
-                message: e.to_string(),
-            })
+            serde_json::from_value(value)
+                .map_err(|e| FrameError::Invalid { frame: kind.to_owned(), message: e.to_string() })
         }
         Ok(match kind.as_str() {
             "client:hello" => ClientFrame::Hello(body(&kind, value)?),
             "client:publish" => ClientFrame::Publish(body(&kind, value)?),
-            "client:request:snapshot" | "client:request:history" => {
-                ClientFrame::RequestSnapshot(body(&kind, value)?)
-            }
+            "client:request:snapshot" | "client:request:history" => ClientFrame::RequestSnapshot(body(&kind, value)?),
             "client:query" => ClientFrame::Query(body(&kind, value)?),
             "ping" => ClientFrame::Ping,
             "auth" => ClientFrame::Auth,
-            "subscribe" => ClientFrame::Subscribe {
-                topic: body::<Topic>(&kind, value)?.topic,
-            },
-            "unsubscribe" => ClientFrame::Unsubscribe {
-                topic: body::<Topic>(&kind, value)?.topic,
-            },
+            "subscribe" => ClientFrame::Subscribe { topic: body::<Topic>(&kind, value)?.topic },
+            "unsubscribe" => ClientFrame::Unsubscribe { topic: body::<Topic>(&kind, value)?.topic },
             "publish" => ClientFrame::TopicPublish(body(&kind, value)?),
             _ => return Err(FrameError::UnknownType(kind)),
         })
@@ -308,59 +284,32 @@ mod tests {
             .to_string(),
         )
         .unwrap();
-        let ClientFrame::Publish(p) = frame else {
-            panic!("not a publish")
-        };
-        assert_eq!(
-            (p.module_id.as_deref(), p.table.as_str()),
-            (Some("pos"), "order_header")
-        );
+        let ClientFrame::Publish(p) = frame else { panic!("not a publish") };
+        assert_eq!((p.module_id.as_deref(), p.table.as_str()), (Some("pos"), "order_header"));
         let m = p.to_mutation().unwrap();
-        assert_eq!(
-            (m.action, m.mutation_id.as_deref()),
-            (Action::Update, Some("m1"))
-        );
+        assert_eq!((m.action, m.mutation_id.as_deref()), (Action::Update, Some("m1")));
     }
 
     #[test]
     fn tells_each_kind_of_bad_frame_apart() {
-        assert_eq!(
-            ClientFrame::parse("{nope").unwrap_err().code(),
-            "malformed-frame"
-        );
-        assert_eq!(
-            ClientFrame::parse("[1]").unwrap_err().code(),
-            "malformed-frame"
-        );
+        assert_eq!(ClientFrame::parse("{nope").unwrap_err().code(), "malformed-frame");
+        assert_eq!(ClientFrame::parse("[1]").unwrap_err().code(), "malformed-frame");
         assert_eq!(ClientFrame::parse("{}").unwrap_err().code(), "missing-type");
+        assert_eq!(ClientFrame::parse(r#"{"type":"client:dance"}"#).unwrap_err().code(), "unknown-frame-type");
         assert_eq!(
-            ClientFrame::parse(r#"{"type":"client:dance"}"#)
-                .unwrap_err()
-                .code(),
-            "unknown-frame-type"
-        );
-        assert_eq!(
-            ClientFrame::parse(r#"{"type":"client:publish","action":"module:insert"}"#)
-                .unwrap_err()
-                .code(),
+            ClientFrame::parse(r#"{"type":"client:publish","action":"module:insert"}"#).unwrap_err().code(),
             "invalid-frame"
         );
         let p = r#"{"type":"client:publish","table":"t","action":"module:fly","record":{}}"#;
-        let ClientFrame::Publish(p) = ClientFrame::parse(p).unwrap() else {
-            panic!()
-        };
+        let ClientFrame::Publish(p) = ClientFrame::parse(p).unwrap() else { panic!() };
         assert_eq!(p.to_mutation().unwrap_err().code(), "unknown-action");
-        assert_eq!(
-            ClientFrame::request_id_of(r#"{"type":"x","requestId":7}"#),
-            Some(json!(7))
-        );
+        assert_eq!(ClientFrame::request_id_of(r#"{"type":"x","requestId":7}"#), Some(json!(7)));
     }
 
     #[test]
     fn hello_cursor_is_a_number_or_per_module() {
         let ClientFrame::Hello(h) =
-            ClientFrame::parse(r#"{"type":"client:hello","branchId":"dar","cursor":{"pos":12}}"#)
-                .unwrap()
+            ClientFrame::parse(r#"{"type":"client:hello","branchId":"dar","cursor":{"pos":12}}"#).unwrap()
         else {
             panic!()
         };

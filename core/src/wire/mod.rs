@@ -11,15 +11,13 @@ mod rest;
 mod server;
 
 pub use client::{
-    ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, RequestSnapshot,
-    TopicPublish,
+    ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, RequestSnapshot, TopicPublish,
 };
 pub use rest::{
-    DeltaRequest, DeltaResponse, DeltaTableCursor, DeltaTableStats, ErrorBody, EventsBatchRequest,
-    SaveRequest, SequenceRequest, TableQueryParams, WriteRequest,
+    DeltaRequest, DeltaResponse, DeltaTableCursor, DeltaTableStats, ErrorBody, EventsBatchRequest, SaveRequest,
+    SequenceRequest, TableQueryParams, WriteRequest,
 };
 pub use server::{
-    AckMeta, CommitFrame, CommitSite, DeltaFrame, Entry, ModuleSnapshot, Notice, QueryResult,
-    RecordRef, ServerDirective, ServerError, ServerFrame, ServerHello, ServerLog, ServerSnapshot,
-    SnapshotMeta,
+    AckMeta, CommitFrame, CommitSite, DeltaFrame, Entry, ModuleSnapshot, Notice, QueryResult, RecordRef,
+    ServerDirective, ServerError, ServerFrame, ServerHello, ServerLog, ServerSnapshot, SnapshotMeta,
 };

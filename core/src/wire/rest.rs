@@ -28,18 +28,11 @@ pub struct WriteRequest {
 impl WriteRequest {
     /// Reads `{record, meta}`, or a bare record object.
     pub fn from_body(body: Value) -> Result<WriteRequest, String> {
-        if body.get("record").is_some_and(Value::is_object)
-            || body.get("data").is_some_and(Value::is_object)
-        {
+        if body.get("record").is_some_and(Value::is_object) || body.get("data").is_some_and(Value::is_object) {
             return serde_json::from_value(body).map_err(|e| e.to_string());
         }
         match body {
-            Value::Object(record) => Ok(WriteRequest {
-                record,
-                meta: None,
-                expected_version: None,
-                mutation_id: None,
-            }),
+            Value::Object(record) => Ok(WriteRequest { record, meta: None, expected_version: None, mutation_id: None }),
             _ => Err("body must be a JSON object: {record, meta} or the record itself".into()),
         }
     }
@@ -58,12 +51,7 @@ pub struct SaveRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
     /// The original's guard spellings; a number is read as the expected version.
-    #[serde(
-        default,
-        alias = "expected",
-        alias = "guard",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, alias = "expected", alias = "guard", skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Value>,
     /// **(ext)** the version the client last saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -304,16 +304,9 @@ impl CommitFrame {
         primary_key: Map<String, Value>,
         include_record: bool,
     ) -> CommitFrame {
-        let CommitSite {
-            branch_id,
-            module_id,
-            server_id,
-        } = site;
+        let CommitSite { branch_id, module_id, server_id } = site;
         let change = &event.change;
-        let (created, deleted) = (
-            change.kind == ChangeKind::Insert,
-            change.kind == ChangeKind::Delete,
-        );
+        let (created, deleted) = (change.kind == ChangeKind::Insert, change.kind == ChangeKind::Delete);
         let action = match change.kind {
             ChangeKind::Insert => "module:insert",
             ChangeKind::Update => "module:merge",
@@ -324,12 +317,8 @@ impl CommitFrame {
         } else {
             Value::String(change.key.0.clone())
         };
-        let record_ref = RecordRef {
-            table: change.table.clone(),
-            key: change.key.0.clone(),
-            primary_key,
-            id: id.clone(),
-        };
+        let record_ref =
+            RecordRef { table: change.table.clone(), key: change.key.0.clone(), primary_key, id: id.clone() };
         let meta = AckMeta {
             server_id: server_id.to_owned(),
             branch_id: branch_id.to_owned(),
@@ -352,11 +341,7 @@ impl CommitFrame {
             meta: meta.clone(),
             created,
             deleted,
-            record: if include_record {
-                change.row.clone()
-            } else {
-                None
-            },
+            record: if include_record { change.row.clone() } else { None },
         };
         CommitFrame {
             action: action.to_owned(),

@@ -52,12 +52,8 @@ struct RawPattern {
 
 impl BranchConfig {
     pub(super) fn parse(doc: &Value, path: &Path) -> Result<BranchConfig, DataDirError> {
-        let invalid = |message: String| DataDirError::Invalid {
-            path: path.to_path_buf(),
-            message,
-        };
-        let raw: RawConfig =
-            serde_json::from_value(doc.clone()).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |message: String| DataDirError::Invalid { path: path.to_path_buf(), message };
+        let raw: RawConfig = serde_json::from_value(doc.clone()).map_err(|e| invalid(e.to_string()))?;
         let patterns = raw
             .patterns
             .into_iter()
@@ -67,11 +63,7 @@ impl BranchConfig {
                     .map_err(|e| invalid(format!("pattern `{}`: {e}", p.pattern)))
             })
             .collect::<Result<_, _>>()?;
-        Ok(BranchConfig {
-            branches: raw.branches,
-            patterns,
-            defaults: raw.defaults,
-        })
+        Ok(BranchConfig { branches: raw.branches, patterns, defaults: raw.defaults })
     }
 
     /// The modules of `branch`: its entry, else the first matching pattern, else the defaults.
@@ -79,11 +71,7 @@ impl BranchConfig {
         if let Some(def) = self.branches.get(branch) {
             return &def.modules;
         }
-        self.patterns
-            .iter()
-            .find(|(re, _)| re.is_match(branch))
-            .map(|(_, m)| m.as_slice())
-            .unwrap_or(&self.defaults)
+        self.patterns.iter().find(|(re, _)| re.is_match(branch)).map(|(_, m)| m.as_slice()).unwrap_or(&self.defaults)
     }
 }
 
@@ -91,9 +79,7 @@ impl BranchConfig {
 /// with a letter or digit, never `..`.
 pub fn validate_branch_id(id: &str) -> Result<(), DataDirError> {
     static VALID: OnceLock<Regex> = OnceLock::new();
-    let re = VALID.get_or_init(|| {
-        Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$").expect("a valid literal regex")
-    });
+    let re = VALID.get_or_init(|| Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}$").expect("a valid literal regex"));
     if re.is_match(id) && !id.contains("..") {
         Ok(())
     } else {

@@ -75,10 +75,7 @@ impl DataDir {
     /// Reads `modules.json`, `branches.config.json` and `sequence-rules.json` (optional).
     pub fn load(root: &Path) -> Result<DataDir, DataDirError> {
         let root = root.to_path_buf();
-        let modules = modules::parse(
-            &read_json(&root.join("modules.json"))?,
-            &root.join("modules.json"),
-        )?;
+        let modules = modules::parse(&read_json(&root.join("modules.json"))?, &root.join("modules.json"))?;
         let branches_path = root.join("branches.config.json");
         let branches = if branches_path.exists() {
             BranchConfig::parse(&read_json(&branches_path)?, &branches_path)?
@@ -87,21 +84,12 @@ impl DataDir {
         };
         let rules_path = root.join("sequence-rules.json");
         let sequence_rules = if rules_path.exists() {
-            SequenceRules::from_json(&read_json(&rules_path)?).map_err(|e| {
-                DataDirError::Invalid {
-                    path: rules_path.clone(),
-                    message: e.to_string(),
-                }
-            })?
+            SequenceRules::from_json(&read_json(&rules_path)?)
+                .map_err(|e| DataDirError::Invalid { path: rules_path.clone(), message: e.to_string() })?
         } else {
             SequenceRules::default()
         };
-        Ok(DataDir {
-            root,
-            modules,
-            branches,
-            sequence_rules,
-        })
+        Ok(DataDir { root, modules, branches, sequence_rules })
     }
 
     /// The directory.
@@ -111,11 +99,7 @@ impl DataDir {
 
     /// `branches/<branch>/modules/<module>`.
     pub fn module_dir(&self, branch: &str, module: &str) -> PathBuf {
-        self.root
-            .join("branches")
-            .join(branch)
-            .join("modules")
-            .join(module)
+        self.root.join("branches").join(branch).join("modules").join(module)
     }
 
     /// Resolves a path from `modules.json`: fallbacks are written from the project root
@@ -128,17 +112,11 @@ impl DataDir {
     }
 
     fn module(&self, module: &str) -> Result<&ModuleDef, DataDirError> {
-        self.modules
-            .get(module)
-            .ok_or_else(|| DataDirError::UnknownModule(module.to_owned()))
+        self.modules.get(module).ok_or_else(|| DataDirError::UnknownModule(module.to_owned()))
     }
 
     /// The schema of a branch's module: the branch's own definition, else the fallback.
-    pub fn schema_for(
-        &self,
-        branch: &str,
-        module: &str,
-    ) -> Result<(Schema, PathBuf), DataDirError> {
+    pub fn schema_for(&self, branch: &str, module: &str) -> Result<(Schema, PathBuf), DataDirError> {
         let def = self.module(module)?;
         let mut candidates = Vec::new();
         if let Some(p) = &def.schema_path {
@@ -149,31 +127,20 @@ impl DataDir {
         }
         for path in &candidates {
             if path.is_file() {
-                let schema =
-                    Schema::from_json(&read_json(path)?).map_err(|e| DataDirError::Invalid {
-                        path: path.clone(),
-                        message: e.to_string(),
-                    })?;
+                let schema = Schema::from_json(&read_json(path)?)
+                    .map_err(|e| DataDirError::Invalid { path: path.clone(), message: e.to_string() })?;
                 return Ok((schema, path.clone()));
             }
         }
         Err(DataDirError::NoSchema {
             branch: branch.to_owned(),
             module: module.to_owned(),
-            looked: candidates
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            looked: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         })
     }
 
     /// The seed of a branch's module (`{tables: {...}}`), if it has one.
-    pub fn seed_for(
-        &self,
-        branch: &str,
-        module: &str,
-    ) -> Result<Option<(Value, PathBuf)>, DataDirError> {
+    pub fn seed_for(&self, branch: &str, module: &str) -> Result<Option<(Value, PathBuf)>, DataDirError> {
         let def = self.module(module)?;
         let mut candidates = Vec::new();
         if let Some(p) = &def.seed_path {
@@ -192,34 +159,20 @@ impl DataDir {
 
     /// The original's counters, `branches/<b>/sequence-state.json`: `"<module>:<table>:<field>"` → last.
     pub fn sequence_state(&self, branch: &str) -> Result<BTreeMap<String, i64>, DataDirError> {
-        let path = self
-            .root
-            .join("branches")
-            .join(branch)
-            .join("sequence-state.json");
+        let path = self.root.join("branches").join(branch).join("sequence-state.json");
         if !path.is_file() {
             return Ok(BTreeMap::new());
         }
         let doc = read_json(&path)?;
-        let map = doc.as_object().ok_or_else(|| DataDirError::Invalid {
-            path: path.clone(),
-            message: "expected an object".into(),
-        })?;
-        Ok(map
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.get("last")?.as_i64()?)))
-            .collect())
+        let map = doc
+            .as_object()
+            .ok_or_else(|| DataDirError::Invalid { path: path.clone(), message: "expected an object".into() })?;
+        Ok(map.iter().filter_map(|(k, v)| Some((k.clone(), v.get("last")?.as_i64()?))).collect())
     }
 }
 
 /// Reads and parses a JSON file.
 pub fn read_json(path: &Path) -> Result<Value, DataDirError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataDirError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| DataDirError::Invalid {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| DataDirError::Io { path: path.to_path_buf(), source })?;
+    serde_json::from_str(&text).map_err(|e| DataDirError::Invalid { path: path.to_path_buf(), message: e.to_string() })
 }

@@ -37,8 +37,6 @@ pub struct ModuleDef {
 
 pub(super) fn parse(doc: &Value, path: &Path) -> Result<BTreeMap<String, ModuleDef>, DataDirError> {
     let modules = doc.get("modules").unwrap_or(doc);
-    serde_json::from_value(modules.clone()).map_err(|e| DataDirError::Invalid {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+    serde_json::from_value(modules.clone())
+        .map_err(|e| DataDirError::Invalid { path: path.to_path_buf(), message: e.to_string() })
 }

@@ -53,8 +53,9 @@ impl EngineError {
     pub fn code(&self) -> &'static str {
         match self {
             EngineError::Config(DataDirError::InvalidBranch(_)) => "invalid-branch",
-            EngineError::Config(DataDirError::UnknownModule(_))
-            | EngineError::ModuleNotInBranch { .. } => "module-not-found",
+            EngineError::Config(DataDirError::UnknownModule(_)) | EngineError::ModuleNotInBranch { .. } => {
+                "module-not-found"
+            }
             EngineError::Config(DataDirError::NoSchema { .. }) => "schema-missing",
             EngineError::Config(_) => "config-error",
             EngineError::Storage(e) => e.code(),
@@ -81,31 +82,16 @@ const JOB_QUEUE: usize = 65_536;
 impl ModuleHandle {
     /// Queues a job. Order of submission is the order of application.
     pub async fn submit(&self, job: Job) -> Result<(), WriteError> {
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| WriteError::Unavailable)
+        self.jobs.send(job).await.map_err(|_| WriteError::Unavailable)
     }
 
     /// Writes one mutation and waits for its outcome (committed, published).
-    pub async fn write(
-        &self,
-        mutation: Mutation,
-        source: &'static str,
-        meta: Value,
-    ) -> WriteOutcome {
+    pub async fn write(&self, mutation: Mutation, source: &'static str, meta: Value) -> WriteOutcome {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Write(WriteJob {
-            mutation,
-            source,
-            meta,
-            strictness: Strictness::Strict,
-            reply,
-        }))
-        .await?;
+        self.submit(Job::Write(WriteJob { mutation, source, meta, strictness: Strictness::Strict, reply })).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -120,14 +106,7 @@ impl ModuleHandle {
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Atomic {
-            mutations,
-            source,
-            meta,
-            strictness: Strictness::Strict,
-            reply,
-        })
-        .await?;
+        self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -141,41 +120,23 @@ impl ModuleHandle {
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Atomic {
-            mutations,
-            source,
-            meta: Value::Null,
-            strictness: Strictness::Import,
-            reply,
-        })
-        .await?;
+        self.submit(Job::Atomic { mutations, source, meta: Value::Null, strictness: Strictness::Import, reply })
+            .await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
     /// Archives and deletes every row of `tables` (the original's purge).
-    pub async fn purge(
-        &self,
-        tables: Vec<String>,
-        archive: String,
-    ) -> Result<Vec<Committed>, WriteError> {
+    pub async fn purge(&self, tables: Vec<String>, archive: String) -> Result<Vec<Committed>, WriteError> {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Purge {
-            tables,
-            archive,
-            reply,
-        })
-        .await?;
+        self.submit(Job::Purge { tables, archive, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
     /// Replaces every sequence counter.
-    pub async fn reset_counters(
-        &self,
-        counters: std::collections::BTreeMap<String, i64>,
-    ) -> Result<(), WriteError> {
+    pub async fn reset_counters(&self, counters: std::collections::BTreeMap<String, i64>) -> Result<(), WriteError> {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
@@ -196,9 +157,7 @@ impl ModuleHandle {
         let task = Box::new(move |db: &mut ModuleDb| {
             let result = (|| {
                 let mut t = db.begin()?;
-                let n = t
-                    .ops()
-                    .next_counter(&key, &rule, &crate::clock::now_iso())?;
+                let n = t.ops().next_counter(&key, &rule, &crate::clock::now_iso())?;
                 t.commit()?;
                 Ok::<_, StorageError>(n)
             })();
@@ -289,14 +248,8 @@ impl Engine {
     /// reported, not fatal: the original served branches whose modules had no schema too.
     pub async fn open_configured(&self) -> Vec<(String, String, EngineError)> {
         let mut failures = Vec::new();
-        let named: Vec<(String, Vec<String>)> = self
-            .config
-            .data
-            .branches
-            .branches
-            .iter()
-            .map(|(b, d)| (b.clone(), d.modules.clone()))
-            .collect();
+        let named: Vec<(String, Vec<String>)> =
+            self.config.data.branches.branches.iter().map(|(b, d)| (b.clone(), d.modules.clone())).collect();
         for (branch, modules) in named {
             for module in modules {
                 if let Err(e) = self.module(&branch, &module).await {
@@ -308,21 +261,14 @@ impl Engine {
     }
 
     /// The handle of a branch's module, opening (and on first start seeding) it when needed.
-    pub async fn module(
-        &self,
-        branch: &str,
-        module: &str,
-    ) -> Result<Arc<ModuleHandle>, EngineError> {
+    pub async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, EngineError> {
         let key = (branch.to_owned(), module.to_owned());
         let mut modules = self.modules.lock().await;
         if let Some(h) = modules.get(&key) {
             return Ok(h.clone());
         }
         if !self.modules_of(branch)?.iter().any(|m| m == module) {
-            return Err(EngineError::ModuleNotInBranch {
-                branch: branch.to_owned(),
-                module: module.to_owned(),
-            });
+            return Err(EngineError::ModuleNotInBranch { branch: branch.to_owned(), module: module.to_owned() });
         }
         let handle = self.open(branch, module).await?;
         modules.insert(key, handle.clone());
@@ -333,17 +279,10 @@ impl Engine {
         let data = self.config.data.clone();
         let (branch_s, module_s) = (branch.to_owned(), module.to_owned());
         let durability = self.config.durability;
-        let opened = tokio::task::spawn_blocking(move || {
-            open_blocking(&data, &branch_s, &module_s, durability)
-        })
-        .await
-        .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
-        let OpenedModule {
-            db,
-            schema,
-            seed_plan,
-            path,
-        } = opened;
+        let opened = tokio::task::spawn_blocking(move || open_blocking(&data, &branch_s, &module_s, durability))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
+        let OpenedModule { db, schema, seed_plan, path } = opened;
         let head = Arc::new(AtomicU64::new(db.head()));
         let (jobs, rx) = mpsc::channel(JOB_QUEUE);
         let ctx = WriterContext {
@@ -360,10 +299,7 @@ impl Engine {
             .name(format!("writer-{branch}-{module}"))
             .spawn(move || writer::run(db, ctx, rx))
             .map_err(StorageError::Io)?;
-        self.writers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(thread);
+        self.writers.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
         let reader = ModuleReader::open(&path)?;
         let handle = Arc::new(ModuleHandle {
             branch: branch.to_owned(),
@@ -391,13 +327,7 @@ impl Engine {
             let reply = Box::new(move |o| {
                 let _ = tx.send(o);
             });
-            let job = WriteJob {
-                mutation,
-                source: "seed",
-                meta: Value::Null,
-                strictness: Strictness::Import,
-                reply,
-            };
+            let job = WriteJob { mutation, source: "seed", meta: Value::Null, strictness: Strictness::Import, reply };
             if handle.submit(Job::Write(job)).await.is_err() {
                 break;
             }
@@ -430,8 +360,7 @@ impl Engine {
     /// Stops accepting writes and waits for the writers to finish what is queued.
     pub async fn shutdown(&self) {
         self.modules.lock().await.clear();
-        let threads: Vec<_> =
-            std::mem::take(&mut *self.writers.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads: Vec<_> = std::mem::take(&mut *self.writers.lock().unwrap_or_else(|p| p.into_inner()));
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();
@@ -458,29 +387,20 @@ fn open_blocking(
     for w in &schema.warnings {
         tracing::warn!(%branch, %module, schema = %schema_path.display(), table = %w.table, "schema: {}", w.message);
     }
-    let path = data
-        .module_dir(branch, module)
-        .join("live")
-        .join("mishkah.sqlite3");
+    let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
     let tables: Vec<_> = schema.tables.values().collect();
     let (mut db, report) = ModuleDb::open(&path, &tables, durability)?;
     if !report.migrations.is_empty() {
         tracing::info!(%branch, %module, count = report.migrations.len(), changes = %report.migrations.join("; "), "migrated");
     }
     for name in &report.adhoc_tables {
-        schema
-            .tables
-            .entry(name.clone())
-            .or_insert_with(|| seed::adhoc_table(name));
+        schema.tables.entry(name.clone()).or_insert_with(|| seed::adhoc_table(name));
     }
     let mut seed_plan = None;
     if report.created {
         let now = crate::clock::now_iso();
-        let counters: std::collections::BTreeMap<String, i64> = data
-            .sequence_state(branch)?
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{module}:")))
-            .collect();
+        let counters: std::collections::BTreeMap<String, i64> =
+            data.sequence_state(branch)?.into_iter().filter(|(k, _)| k.starts_with(&format!("{module}:"))).collect();
         let imported = db.import_counters(&counters, &now)?;
         if imported > 0 {
             tracing::info!(%branch, %module, imported, "imported sequence-state.json counters");
@@ -497,10 +417,5 @@ fn open_blocking(
             db.mark_initialized(&now)?;
         }
     }
-    Ok(OpenedModule {
-        db,
-        schema: Arc::new(schema),
-        seed_plan,
-        path,
-    })
+    Ok(OpenedModule { db, schema: Arc::new(schema), seed_plan, path })
 }

@@ -35,8 +35,7 @@ pub fn adhoc_table(name: &str) -> Table {
 pub fn plan(schema: &Schema, seed: &Value) -> SeedPlan {
     let mut plan = SeedPlan::default();
     let Some(tables) = seed.get("tables").and_then(Value::as_object) else {
-        plan.notes
-            .push("seed has no `tables` object: nothing seeded".into());
+        plan.notes.push("seed has no `tables` object: nothing seeded".into());
         return plan;
     };
     for (name, content) in tables {
@@ -50,20 +49,14 @@ pub fn plan(schema: &Schema, seed: &Value) -> SeedPlan {
                 vec![Value::Object(row)]
             }
             other => {
-                plan.notes.push(format!(
-                    "seed `{name}` is a {} and was not stored",
-                    kind(other)
-                ));
+                plan.notes.push(format!("seed `{name}` is a {} and was not stored", kind(other)));
                 continue;
             }
         };
         let table_name = match schema.resolve_table(name) {
             Some(t) if t.name == *name => t.name.clone(),
             Some(t) => {
-                plan.notes.push(format!(
-                    "seed table `{name}` stored as schema table `{}`",
-                    t.name
-                ));
+                plan.notes.push(format!("seed table `{name}` stored as schema table `{}`", t.name));
                 t.name.clone()
             }
             None => {
@@ -76,8 +69,7 @@ pub fn plan(schema: &Schema, seed: &Value) -> SeedPlan {
             }
         };
         for row in rows {
-            plan.mutations
-                .push(Mutation::new(&table_name, Action::Insert, row));
+            plan.mutations.push(Mutation::new(&table_name, Action::Insert, row));
         }
     }
     plan

@@ -88,52 +88,67 @@ const MAX_BATCH: usize = 1024;
 
 /// Runs until every sender is gone.
 pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver<Job>) {
-    let mut commits_since_checkpoint = 0u32;
-    loop {
-        let first = match jobs.try_recv() {
-            Ok(job) => job,
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                // Idle: a good moment to move the WAL into the database file.
-                if commits_since_checkpoint > 0 {
-                    checkpoint(&mut db, &ctx);
-                    commits_since_checkpoint = 0;
-                }
-                match jobs.blocking_recv() {
-                    Some(job) => job,
-                    None => break,
-                }
-            }
-        };
+    let checkpointer = Checkpointer::spawn(db.path().to_path_buf(), ctx.head.clone(), &ctx);
+    while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
-        drain(&mut jobs, &mut batch);
-        run_batch(&mut db, &ctx, batch);
-        commits_since_checkpoint += 1;
-        if commits_since_checkpoint >= CHECKPOINT_EVERY {
-            checkpoint(&mut db, &ctx);
-            commits_since_checkpoint = 0;
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
         }
+        run_batch(&mut db, &ctx, batch);
     }
-    checkpoint(&mut db, &ctx);
+    checkpointer.stop();
     tracing::info!(branch = %ctx.branch, module = %ctx.module, "writer stopped");
 }
 
-fn drain(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>) {
-    while batch.len() < MAX_BATCH {
-        match jobs.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
+/// Moves committed WAL pages into the database file from its own thread and connection, so no
+/// write waits for it (`PASSIVE` never blocks the writer or readers). The writer's connection has
+/// automatic checkpoints off.
+struct Checkpointer {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Under sustained load the writer is never idle; checkpoint every so many commits anyway.
-const CHECKPOINT_EVERY: u32 = 500;
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
-fn checkpoint(db: &mut ModuleDb, ctx: &WriterContext) {
-    if let Err(e) = db.checkpoint() {
-        // Not fatal: the WAL keeps every committed write; the next checkpoint retries.
-        tracing::warn!(branch = %ctx.branch, module = %ctx.module, error = %e, "checkpoint failed");
+impl Checkpointer {
+    fn spawn(path: std::path::PathBuf, head: Arc<std::sync::atomic::AtomicU64>, ctx: &WriterContext) -> Checkpointer {
+        use std::sync::atomic::Ordering;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let (branch, module) = (ctx.branch.clone(), ctx.module.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("checkpoint-{branch}-{module}"))
+            .spawn(move || {
+                let mut done_through = head.load(Ordering::Acquire);
+                loop {
+                    std::thread::park_timeout(CHECKPOINT_INTERVAL);
+                    let stopping = flag.load(Ordering::Acquire);
+                    let now = head.load(Ordering::Acquire);
+                    if now != done_through || stopping {
+                        if let Err(e) = crate::storage::checkpoint(&path) {
+                            // Not fatal: the WAL keeps every committed write; the next round retries.
+                            tracing::warn!(%branch, %module, error = %e, "checkpoint failed");
+                        }
+                        done_through = now;
+                    }
+                    if stopping {
+                        return;
+                    }
+                }
+            })
+            .ok();
+        Checkpointer { stop, thread }
+    }
+
+    fn stop(mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
     }
 }
 
@@ -145,10 +160,7 @@ enum Done {
         &'static str,
         Value,
     ),
-    Unit(
-        Box<dyn FnOnce(Result<(), WriteError>) + Send>,
-        Result<(), WriteError>,
-    ),
+    Unit(Box<dyn FnOnce(Result<(), WriteError>) + Send>, Result<(), WriteError>),
 }
 
 fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
@@ -175,53 +187,29 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
         match job {
             Job::Write(job) => {
                 let outcome = in_savepoint(txn, |txn| {
-                    write_one(
-                        txn,
-                        ctx,
-                        &job.mutation,
-                        job.source,
-                        &job.meta,
-                        job.strictness,
-                        now,
-                    )
+                    write_one(txn, ctx, &job.mutation, job.source, &job.meta, job.strictness, now)
                 });
                 done.push(Done::Write(job.reply, outcome, job.source, job.meta));
             }
-            Job::Atomic {
-                mutations,
-                source,
-                meta,
-                strictness,
-                reply,
-            } => {
+            Job::Atomic { mutations, source, meta, strictness, reply } => {
                 let outcome = in_savepoint(txn, |txn| {
                     let mut out = Vec::with_capacity(mutations.len());
                     for (index, m) in mutations.iter().enumerate() {
                         match write_one(txn, ctx, m, source, &meta, strictness, now) {
                             Ok(c) => out.push(c),
-                            Err(e) => {
-                                return Err(WriteError::BatchAborted {
-                                    index,
-                                    message: e.to_string(),
-                                })
-                            }
+                            Err(e) => return Err(WriteError::BatchAborted { index, message: e.to_string() }),
                         }
                     }
                     Ok(out)
                 });
                 done.push(Done::Atomic(reply, outcome, source, meta));
             }
-            Job::Purge {
-                tables,
-                archive,
-                reply,
-            } => {
+            Job::Purge { tables, archive, reply } => {
                 let outcome = in_savepoint(txn, |txn| purge(txn, ctx, &tables, &archive, now));
                 done.push(Done::Atomic(reply, outcome, "purge", Value::Null));
             }
             Job::ResetCounters { counters, reply } => {
-                let outcome =
-                    in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
+                let outcome = in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
                 done.push(Done::Unit(reply, outcome));
             }
             Job::Maintenance(task) => maintenance.push(task),
@@ -240,8 +228,7 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
         }
         return;
     }
-    ctx.head
-        .store(db.head(), std::sync::atomic::Ordering::Release);
+    ctx.head.store(db.head(), std::sync::atomic::Ordering::Release);
     ctx.metrics.observe_commit(started.elapsed(), size);
     for item in done {
         match item {
@@ -257,10 +244,8 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
             }
             Done::Atomic(reply, outcome, source, meta) => {
                 count(ctx, outcome.as_ref().err());
-                let publishing: Vec<Committed> = outcome
-                    .as_ref()
-                    .map(|l| l.iter().filter(|c| !c.replayed).cloned().collect())
-                    .unwrap_or_default();
+                let publishing: Vec<Committed> =
+                    outcome.as_ref().map(|l| l.iter().filter(|c| !c.replayed).cloned().collect()).unwrap_or_default();
                 reply(outcome);
                 for c in &publishing {
                     publish(ctx, c, source, &meta);
@@ -277,29 +262,11 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
 /// A job that did not run, as a failed outcome (maintenance is simply skipped).
 fn job_into_done(job: Job) -> Option<Done> {
     match job {
-        Job::Write(j) => Some(Done::Write(
-            j.reply,
-            Err(WriteError::Unavailable),
-            j.source,
-            j.meta,
-        )),
-        Job::Atomic {
-            reply,
-            source,
-            meta,
-            ..
-        } => Some(Done::Atomic(
-            reply,
-            Err(WriteError::Unavailable),
-            source,
-            meta,
-        )),
-        Job::Purge { reply, .. } => Some(Done::Atomic(
-            reply,
-            Err(WriteError::Unavailable),
-            "purge",
-            Value::Null,
-        )),
+        Job::Write(j) => Some(Done::Write(j.reply, Err(WriteError::Unavailable), j.source, j.meta)),
+        Job::Atomic { reply, source, meta, .. } => {
+            Some(Done::Atomic(reply, Err(WriteError::Unavailable), source, meta))
+        }
+        Job::Purge { reply, .. } => Some(Done::Atomic(reply, Err(WriteError::Unavailable), "purge", Value::Null)),
         Job::ResetCounters { reply, .. } => Some(Done::Unit(reply, Err(WriteError::Unavailable))),
         Job::Maintenance(_) => None,
     }
@@ -362,19 +329,11 @@ fn write_one(
     strictness: Strictness,
     now: Timestamp,
 ) -> Result<Committed, WriteError> {
-    let table = ctx
-        .schema
-        .table(&mutation.table)
-        .ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
+    let table = ctx.schema.table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
     if let Some(id) = &mutation.mutation_id {
         if let Some(event) = txn.committed_event(id)? {
-            let primary_key =
-                key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
-            return Ok(Committed {
-                event: Arc::new(event),
-                primary_key,
-                replayed: true,
-            });
+            let primary_key = key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
+            return Ok(Committed { event: Arc::new(event), primary_key, replayed: true });
         }
     }
     let now_iso = now.to_iso();
@@ -394,11 +353,7 @@ fn write_one(
         }
     }
     let policy = ctx.policy.as_ref();
-    let apply_ctx = ApplyContext {
-        now,
-        policy,
-        strictness,
-    };
+    let apply_ctx = ApplyContext { now, policy, strictness };
     let change = apply(table, current.as_ref(), &mutation, &apply_ctx)?;
     txn.store_change(table, &change)?;
     let event = txn.append_event(NewEvent {
@@ -408,19 +363,8 @@ fn write_one(
         meta,
         created_at: &now_iso,
     })?;
-    let primary_key = key_values(
-        table,
-        change
-            .row
-            .as_ref()
-            .or(current.as_ref())
-            .unwrap_or(&mutation.record),
-    );
-    Ok(Committed {
-        event: Arc::new(event),
-        primary_key,
-        replayed: false,
-    })
+    let primary_key = key_values(table, change.row.as_ref().or(current.as_ref()).unwrap_or(&mutation.record));
+    Ok(Committed { event: Arc::new(event), primary_key, replayed: false })
 }
 
 fn purge(
@@ -433,23 +377,11 @@ fn purge(
     let now_iso = now.to_iso();
     let mut out = Vec::new();
     for name in tables {
-        let table = ctx
-            .schema
-            .table(name)
-            .ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
+        let table = ctx.schema.table(name).ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
         for (key, row) in txn.all_rows(table)? {
             txn.archive_row(archive, table, &key, &row, &now_iso)?;
-            let delete =
-                Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
-            out.push(write_one(
-                txn,
-                ctx,
-                &delete,
-                "purge",
-                &Value::Null,
-                Strictness::Import,
-                now,
-            )?);
+            let delete = Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
+            out.push(write_one(txn, ctx, &delete, "purge", &Value::Null, Strictness::Import, now)?);
         }
     }
     Ok(out)
@@ -464,19 +396,14 @@ fn fill_sequences(
     now: &str,
 ) -> Result<(), WriteError> {
     for (field, rule) in ctx.rules.fields_for(&ctx.branch, &ctx.module, &table.name) {
-        let present = m
-            .record
-            .get(field)
-            .is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+        let present = m.record.get(field).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
         if present {
             continue;
         }
         let n = txn.next_counter(&counter_key(&ctx.module, &table.name, field), rule, now)?;
         m.record.insert(field.to_owned(), rule.format(n).into());
         if let Some(counter_field) = &rule.counter_field {
-            m.record
-                .entry(counter_field.clone())
-                .or_insert_with(|| n.into());
+            m.record.entry(counter_field.clone()).or_insert_with(|| n.into());
         }
     }
     Ok(())

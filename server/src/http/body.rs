@@ -16,11 +16,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload-too-large",
-                    "request body exceeds the size limit",
-                )
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "request body exceeds the size limit")
             } else {
                 ApiError::bad_request("invalid-body", rejection.body_text())
             }
@@ -28,8 +24,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if bytes.is_empty() {
             return Ok(JsonBody(Value::Null));
         }
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            ApiError::bad_request("invalid-json", format!("body is not valid JSON: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request("invalid-json", format!("body is not valid JSON: {e}")))
     }
 }

@@ -20,27 +20,15 @@ pub struct SchemaParams {
 
 /// `GET /api/schema?branch=&module=`: the normalized schema of every module of a branch (default:
 /// the first named branch).
-pub async fn schema(
-    State(state): State<AppState>,
-    Query(p): Query<SchemaParams>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn schema(State(state): State<AppState>, Query(p): Query<SchemaParams>) -> Result<Json<Value>, ApiError> {
     let data = state.engine.data();
-    let branch = p
-        .branch
-        .or_else(|| data.branches.branches.keys().next().cloned())
-        .unwrap_or_else(|| "default".into());
+    let branch = p.branch.or_else(|| data.branches.branches.keys().next().cloned()).unwrap_or_else(|| "default".into());
     let modules = state.engine.modules_of(&branch)?;
     let mut out = BTreeMap::new();
-    for module in modules
-        .iter()
-        .filter(|m| p.module_id.as_ref().is_none_or(|want| want == *m))
-    {
+    for module in modules.iter().filter(|m| p.module_id.as_ref().is_none_or(|want| want == *m)) {
         match data.schema_for(&branch, module) {
             Ok((schema, _)) => {
-                out.insert(
-                    module.clone(),
-                    serde_json::to_value(&schema).unwrap_or(Value::Null),
-                );
+                out.insert(module.clone(), serde_json::to_value(&schema).unwrap_or(Value::Null));
             }
             Err(e) => {
                 out.insert(module.clone(), json!({"error": e.to_string()}));
@@ -57,47 +45,23 @@ pub async fn schemas(State(state): State<AppState>) -> Json<Value> {
         .into_iter()
         .flatten()
         .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(str::to_owned)
-        })
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
         .collect();
     names.sort();
     Json(json!({"schemas": names}))
 }
 
 /// `GET /api/schemas/{name}`: one schema file, normalized.
-pub async fn schema_named(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let valid = !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+pub async fn schema_named(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid {
-        return Err(ApiError::bad_request(
-            "invalid-name",
-            "schema names are letters, digits, _ and -",
-        ));
+        return Err(ApiError::bad_request("invalid-name", "schema names are letters, digits, _ and -"));
     }
-    let path = state
-        .engine
-        .data()
-        .root()
-        .join("schemas")
-        .join(format!("{name}.json"));
+    let path = state.engine.data().root().join("schemas").join(format!("{name}.json"));
     let doc = crate::datadir::read_json(&path)
         .map_err(|_| ApiError::not_found("schema-not-found", format!("no schema `{name}`")))?;
-    let schema = mishkah_core::Schema::from_json(&doc).map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-            e.code(),
-            e.to_string(),
-        )
-    })?;
+    let schema = mishkah_core::Schema::from_json(&doc)
+        .map_err(|e| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
     Ok(Json(json!({"name": name, "schema": schema})))
 }
 
@@ -119,10 +83,7 @@ pub async fn branches(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/branches/{b}`: every module's snapshot.
-pub async fn branch(
-    State(state): State<AppState>,
-    Path(branch): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn branch(State(state): State<AppState>, Path(branch): Path<String>) -> Result<Json<Value>, ApiError> {
     let mut modules = BTreeMap::new();
     for module in state.engine.modules_of(&branch)? {
         let handle = state.module(&branch, &module).await?;
@@ -136,9 +97,7 @@ pub async fn branch_modules(
     State(state): State<AppState>,
     Path(branch): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({"branchId": branch, "modules": state.engine.modules_of(&branch)?}),
-    ))
+    Ok(Json(json!({"branchId": branch, "modules": state.engine.modules_of(&branch)?})))
 }
 
 /// `GET /api/branches/{b}/modules/{m}` (and `/api/sync/{b}/{m}`): the module snapshot.
@@ -166,7 +125,5 @@ pub async fn module_tables(
             Ok(out)
         })
         .await?;
-    Ok(Json(
-        json!({"branchId": branch, "moduleId": module, "tables": counts}),
-    ))
+    Ok(Json(json!({"branchId": branch, "moduleId": module, "tables": counts})))
 }

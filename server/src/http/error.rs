@@ -27,12 +27,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error with no details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: Box::new(Value::Null),
-        }
+        ApiError { status, code, message: message.into(), details: Box::new(Value::Null) }
     }
 
     /// 400.
@@ -54,11 +49,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: self.code.to_owned(),
-            message: self.message,
-            details: *self.details,
-        };
+        let body = ErrorBody { error: self.code.to_owned(), message: self.message, details: *self.details };
         (self.status, Json(body)).into_response()
     }
 }
@@ -82,13 +73,9 @@ impl From<WriteError> for ApiError {
         match &e {
             WriteError::Mutation(m) => {
                 let status = match m {
-                    MutationError::Conflict(_) | MutationError::DuplicateKey { .. } => {
-                        StatusCode::CONFLICT
-                    }
+                    MutationError::Conflict(_) | MutationError::DuplicateKey { .. } => StatusCode::CONFLICT,
                     MutationError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    MutationError::NotFound { .. } | MutationError::UnknownTable(_) => {
-                        StatusCode::NOT_FOUND
-                    }
+                    MutationError::NotFound { .. } | MutationError::UnknownTable(_) => StatusCode::NOT_FOUND,
                     MutationError::MissingKey(_) => StatusCode::BAD_REQUEST,
                 };
                 let code = match m {
@@ -98,19 +85,15 @@ impl From<WriteError> for ApiError {
                 ApiError::new(status, code, message).with_details(mutation_details(m))
             }
             WriteError::Storage(StorageError::Unique { table, .. }) => {
-                ApiError::new(StatusCode::CONFLICT, "unique-violation", message)
-                    .with_details(json!({"table": table}))
+                ApiError::new(StatusCode::CONFLICT, "unique-violation", message).with_details(json!({"table": table}))
             }
             WriteError::BatchAborted { index, .. } => {
-                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message)
-                    .with_details(json!({"index": index}))
+                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message).with_details(json!({"index": index}))
             }
             WriteError::Storage(_) | WriteError::CommitFailed(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", message)
             }
-            WriteError::Unavailable => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
-            }
+            WriteError::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
         }
     }
 }

@@ -29,15 +29,8 @@ pub async fn list(
     let handle = state.module(&branch, &module).await?;
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(500).min(5_000);
-    let (events, bounds, last_id) = handle
-        .read(move |r, _| {
-            Ok((
-                r.events_after(after, limit)?,
-                r.bounds()?,
-                r.last_event_id()?,
-            ))
-        })
-        .await?;
+    let (events, bounds, last_id) =
+        handle.read(move |r, _| Ok((r.events_after(after, limit)?, r.bounds()?, r.last_event_id()?))).await?;
     Ok(Json(json!({
         "branchId": branch, "moduleId": module, "events": events,
         "oldestRetained": bounds.0, "lastSequence": bounds.1, "lastEventId": last_id,
@@ -51,8 +44,8 @@ pub async fn batch(
     Path((branch, module)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let req: EventsBatchRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    let req: EventsBatchRequest =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&branch, &module).await?;
     let current = handle.read(|r, _| r.last_event_id()).await?;
     if let Some(expected) = &req.last_ack_id {
@@ -67,14 +60,8 @@ pub async fn batch(
     }
     let mut mutations = Vec::with_capacity(req.events.len());
     for (i, e) in req.events.iter().enumerate() {
-        let table = e
-            .get("table")
-            .or_else(|| e.get("tableName"))
-            .and_then(Value::as_str);
-        let record = e
-            .get("record")
-            .or_else(|| e.get("data"))
-            .filter(|r| r.is_object());
+        let table = e.get("table").or_else(|| e.get("tableName")).and_then(Value::as_str);
+        let record = e.get("record").or_else(|| e.get("data")).filter(|r| r.is_object());
         let (Some(table), Some(record)) = (table, record) else {
             return Err(ApiError::bad_request(
                 "invalid-event",
@@ -83,19 +70,11 @@ pub async fn batch(
         };
         let action = match e.get("action").and_then(Value::as_str) {
             None => Action::Insert,
-            Some(a) => Action::from_wire(a).ok_or_else(|| {
-                ApiError::bad_request(
-                    "unknown-action",
-                    format!("event #{i}: unknown action `{a}`"),
-                )
-            })?,
+            Some(a) => Action::from_wire(a)
+                .ok_or_else(|| ApiError::bad_request("unknown-action", format!("event #{i}: unknown action `{a}`")))?,
         };
         let mut m = Mutation::new(table, action, record.clone());
-        m.mutation_id = e
-            .get("mutationId")
-            .or_else(|| e.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        m.mutation_id = e.get("mutationId").or_else(|| e.get("id")).and_then(Value::as_str).map(str::to_owned);
         mutations.push(m);
     }
     let committed = handle.write_atomic(mutations, "rest", Value::Null).await?;
@@ -103,11 +82,6 @@ pub async fn batch(
         .iter()
         .map(|c| json!({"id": c.event.event_id, "sequence": c.event.sequence, "table": c.event.change.table, "createdAt": c.event.created_at}))
         .collect();
-    let last = committed
-        .last()
-        .map(|c| c.event.event_id.clone())
-        .or(current);
-    Ok(Json(
-        json!({"ingested": committed.len(), "lastAckId": last, "lastEventId": last, "sequences": sequences}),
-    ))
+    let last = committed.last().map(|c| c.event.event_id.clone()).or(current);
+    Ok(Json(json!({"ingested": committed.len(), "lastAckId": last, "lastEventId": last, "sequences": sequences})))
 }

@@ -34,16 +34,10 @@ pub async fn reset(
         .collect();
     handle.reset_counters(counters).await?;
     let mut seeded = 0;
-    if let Some((doc, _)) = data
-        .seed_for(&branch, &module)
-        .map_err(crate::engine::EngineError::from)?
-    {
+    if let Some((doc, _)) = data.seed_for(&branch, &module).map_err(crate::engine::EngineError::from)? {
         let plan = seed::plan(&handle.schema, &doc);
-        let mutations: Vec<_> = plan
-            .mutations
-            .into_iter()
-            .filter(|m| handle.schema.table(&m.table).is_some())
-            .collect();
+        let mutations: Vec<_> =
+            plan.mutations.into_iter().filter(|m| handle.schema.table(&m.table).is_some()).collect();
         seeded = handle.import_atomic(mutations, "seed").await?.len();
     }
     Ok(Json(
@@ -67,12 +61,9 @@ pub struct PurgeRequest {
 }
 
 /// `POST /api/manage/purge {branchId, moduleId, tables?|table?, archive?}`.
-pub async fn purge(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    let req: PurgeRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+pub async fn purge(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+    let req: PurgeRequest =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
     let tables = match (req.tables, req.table) {
         (Some(list), _) => list,
@@ -80,14 +71,9 @@ pub async fn purge(
         (None, None) => handle.schema.tables.keys().cloned().collect(),
     };
     if let Some(unknown) = tables.iter().find(|t| handle.schema.table(t).is_none()) {
-        return Err(ApiError::not_found(
-            "table-not-found",
-            format!("no table `{unknown}`"),
-        ));
+        return Err(ApiError::not_found("table-not-found", format!("no table `{unknown}`")));
     }
-    let archive = req
-        .archive
-        .unwrap_or_else(|| format!("purge-{}", now_iso()));
+    let archive = req.archive.unwrap_or_else(|| format!("purge-{}", now_iso()));
     let purged = handle.purge(tables, archive.clone()).await?;
     Ok(Json(
         json!({"status": "purged", "branchId": req.branch_id, "moduleId": req.module_id, "archive": archive, "purged": purged.len()}),
@@ -107,12 +93,9 @@ pub struct RestoreRequest {
 
 /// `POST /api/manage/restore {branchId, moduleId, archive}`: puts archived rows whose key is free
 /// back (atomically); rows whose key is taken again are reported, not overwritten.
-pub async fn restore(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    let req: RestoreRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+pub async fn restore(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+    let req: RestoreRequest =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
     let archive = req.archive.clone();
     let (rows, taken) = handle
@@ -132,10 +115,7 @@ pub async fn restore(
         })
         .await?;
     if rows.is_empty() {
-        return Err(ApiError::not_found(
-            "archive-not-found",
-            format!("no archive `{}`", req.archive),
-        ));
+        return Err(ApiError::not_found("archive-not-found", format!("no archive `{}`", req.archive)));
     }
     let mut skipped = Vec::new();
     let mut mutations = Vec::new();
@@ -166,19 +146,14 @@ pub struct HistoryParams {
 }
 
 /// `GET /api/manage/history?branchId=&moduleId=`: the archives.
-pub async fn history(
-    State(state): State<AppState>,
-    Query(p): Query<HistoryParams>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn history(State(state): State<AppState>, Query(p): Query<HistoryParams>) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&p.branch_id, &p.module_id).await?;
     let archives = handle.read(|r, _| r.archives()).await?;
     let list: Vec<Value> = archives
         .into_iter()
         .map(|(a, t, n, at)| json!({"archive": a, "table": t, "rows": n, "archivedAt": at}))
         .collect();
-    Ok(Json(
-        json!({"branchId": p.branch_id, "moduleId": p.module_id, "archives": list}),
-    ))
+    Ok(Json(json!({"branchId": p.branch_id, "moduleId": p.module_id, "archives": list})))
 }
 
 #[derive(Deserialize)]
@@ -195,16 +170,11 @@ pub struct CompactRequest {
 
 /// `POST /api/manage/compact {branchId, moduleId, through?}`: log retention. Cursors older than the
 /// checkpoint are told to resync in full afterwards.
-pub async fn compact(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    let req: CompactRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+pub async fn compact(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+    let req: CompactRequest =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
-    let through = req
-        .through
-        .unwrap_or_else(|| handle.head().saturating_sub(1_000));
+    let through = req.through.unwrap_or_else(|| handle.head().saturating_sub(1_000));
     let removed = handle.compact(through).await?;
     Ok(Json(
         json!({"status": "compacted", "branchId": req.branch_id, "moduleId": req.module_id, "through": through, "removed": removed}),

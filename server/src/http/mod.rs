@@ -28,31 +28,18 @@ pub fn routes() -> Router<AppState> {
         .route("/api/modules", get(catalog::modules))
         .route("/api/branches", get(catalog::branches))
         .route("/api/branches/{branch}", get(catalog::branch))
-        .route(
-            "/api/branches/{branch}/modules",
-            get(catalog::branch_modules),
-        )
+        .route("/api/branches/{branch}/modules", get(catalog::branch_modules))
         .route(MODULE, get(catalog::module_snapshot))
         .route(&format!("{MODULE}/tables"), get(catalog::module_tables))
         .route(
             &format!("{MODULE}/tables/{{table}}"),
-            get(tables::list)
-                .post(tables::insert)
-                .patch(tables::merge)
-                .put(tables::save)
-                .delete(tables::delete),
+            get(tables::list).post(tables::insert).patch(tables::merge).put(tables::save).delete(tables::delete),
         )
         .route(&format!("{MODULE}/save"), post(tables::save_body))
-        .route(
-            &format!("{MODULE}/sequences"),
-            post(tables::allocate_sequence),
-        )
+        .route(&format!("{MODULE}/sequences"), post(tables::allocate_sequence))
         .route(&format!("{MODULE}/events"), get(events::list))
         .route(&format!("{MODULE}/events/batch"), post(events::batch))
-        .route(
-            &format!("{MODULE}/reset"),
-            get(manage::reset).post(manage::reset),
-        )
+        .route(&format!("{MODULE}/reset"), get(manage::reset).post(manage::reset))
         .route("/api/sync/{branch}/{module}/delta", post(sync::delta))
         .route("/api/sync/{branch}/{module}", get(catalog::module_snapshot))
         .route("/api/manage/purge", post(manage::purge))

@@ -23,8 +23,7 @@ pub async fn delta(
     let req: DeltaRequest = if body.is_null() {
         DeltaRequest::default()
     } else {
-        serde_json::from_value(body)
-            .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?
     };
     let handle = state.module(&branch, &module).await?;
     let cursor = req.sequence.or(req.version).unwrap_or(0);
@@ -55,10 +54,9 @@ pub async fn delta(
                 if let Some(last) = rows.last() {
                     let id = last.get("id").cloned().unwrap_or(Value::Null);
                     response.last_table_ids.insert(table.clone(), id.clone());
-                    response.last_table_refs.insert(
-                        table.clone(),
-                        json!({"id": id, "updatedAt": last.get("updatedAt")}),
-                    );
+                    response
+                        .last_table_refs
+                        .insert(table.clone(), json!({"id": id, "updatedAt": last.get("updatedAt")}));
                 }
                 response.stats.insert(
                     table.clone(),

@@ -16,10 +16,7 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /metrics` (Prometheus text).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
 /// `GET /api/state`.

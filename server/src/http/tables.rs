@@ -6,9 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mishkah_core::wire::{
-    CommitFrame, CommitSite, SaveRequest, SequenceRequest, TableQueryParams, WriteRequest,
-};
+use mishkah_core::wire::{CommitFrame, CommitSite, SaveRequest, SequenceRequest, TableQueryParams, WriteRequest};
 use mishkah_core::{Action, Mutation, RecordKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,15 +22,9 @@ type TablePath = Path<(String, String, String)>;
 const DEFAULT_PAGE: usize = 500;
 const MAX_PAGE: usize = 10_000;
 
-fn table_of<'h>(
-    handle: &'h ModuleHandle,
-    table: &str,
-) -> Result<&'h mishkah_core::Table, ApiError> {
+fn table_of<'h>(handle: &'h ModuleHandle, table: &str) -> Result<&'h mishkah_core::Table, ApiError> {
     handle.schema.table(table).ok_or_else(|| {
-        ApiError::not_found(
-            "table-not-found",
-            format!("module `{}` has no table `{table}`", handle.module),
-        )
+        ApiError::not_found("table-not-found", format!("module `{}` has no table `{table}`", handle.module))
     })
 }
 
@@ -46,20 +38,15 @@ pub async fn list(
     let t = table_of(&handle, &table)?.clone();
     let limit = match p.limit.as_deref() {
         None | Some("") => DEFAULT_PAGE,
-        Some(l) => l.parse::<usize>().map_err(|_| {
-            ApiError::bad_request("invalid-limit", "`limit` must be a non-negative integer")
-        })?,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("invalid-limit", "`limit` must be a non-negative integer"))?,
     }
     .min(MAX_PAGE);
     let descending = match p.order.as_deref() {
         None | Some("asc") | Some("ASC") => false,
         Some("desc") | Some("DESC") => true,
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "invalid-order",
-                "`order` is asc or desc",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request("invalid-order", "`order` is asc or desc")),
     };
     let query = PageQuery {
         after_key: p.after_id.clone().or(p.after_key.clone()),
@@ -71,9 +58,7 @@ pub async fn list(
     let key_table = t.clone();
     let rows = handle.read(move |r, _| r.page(&t, &query)).await?;
     let last = rows.last();
-    let last_id = last
-        .and_then(|row| RecordKey::of(&key_table, row).ok())
-        .map(|k| k.0);
+    let last_id = last.and_then(|row| RecordKey::of(&key_table, row).ok()).map(|k| k.0);
     let last_created = last.and_then(|row| row.get("createdAt").cloned());
     Ok(Json(json!({
         "branchId": branch, "moduleId": module, "table": table, "count": rows.len(),
@@ -84,32 +69,15 @@ pub async fn list(
 }
 
 /// The ack and notice of a committed REST write, as the original returned them.
-fn commit_body(
-    state: &AppState,
-    handle: &ModuleHandle,
-    c: &Committed,
-    meta: Value,
-) -> (Value, Value) {
-    let site = CommitSite {
-        branch_id: &handle.branch,
-        module_id: &handle.module,
-        server_id: &state.server_id,
-    };
+fn commit_body(state: &AppState, handle: &ModuleHandle, c: &Committed, meta: Value) -> (Value, Value) {
+    let site = CommitSite { branch_id: &handle.branch, module_id: &handle.module, server_id: &state.server_id };
     let ack = CommitFrame::from_event(&c.event, site, "rest", meta, c.primary_key.clone(), true);
     let notice = ack.clone().into_event().notice;
-    (
-        serde_json::to_value(ack).unwrap_or(Value::Null),
-        serde_json::to_value(notice).unwrap_or(Value::Null),
-    )
+    (serde_json::to_value(ack).unwrap_or(Value::Null), serde_json::to_value(notice).unwrap_or(Value::Null))
 }
 
 fn mutation_id(headers: &HeaderMap, body_id: Option<String>) -> Option<String> {
-    body_id.or_else(|| {
-        headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    })
+    body_id.or_else(|| headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned))
 }
 
 async fn write(
@@ -146,15 +114,7 @@ pub async fn insert(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let (c, ack, notice) = write(
-        &state,
-        &handle,
-        &table,
-        Action::Insert,
-        write_request(body)?,
-        &headers,
-    )
-    .await?;
+    let (c, ack, notice) = write(&state, &handle, &table, Action::Insert, write_request(body)?, &headers).await?;
     let body = json!({"status": "created", "branchId": branch, "moduleId": module, "table": table, "record": c.event.change.row, "ack": ack, "notice": notice});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
@@ -167,15 +127,7 @@ pub async fn merge(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let (c, ack, notice) = write(
-        &state,
-        &handle,
-        &table,
-        Action::Merge,
-        write_request(body)?,
-        &headers,
-    )
-    .await?;
+    let (c, ack, notice) = write(&state, &handle, &table, Action::Merge, write_request(body)?, &headers).await?;
     Ok(Json(
         json!({"status": "updated", "branchId": branch, "moduleId": module, "table": table, "record": c.event.change.row, "ack": ack, "notice": notice}),
     ))
@@ -197,15 +149,7 @@ pub async fn save(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let (c, ack, notice) = write(
-        &state,
-        &handle,
-        &table,
-        Action::Save,
-        write_request(body)?,
-        &headers,
-    )
-    .await?;
+    let (c, ack, notice) = write(&state, &handle, &table, Action::Save, write_request(body)?, &headers).await?;
     Ok(Json(
         json!({"status": save_status(&c), "branchId": branch, "moduleId": module, "table": table, "record": c.event.change.row, "ack": ack, "notice": notice}),
     ))
@@ -218,25 +162,17 @@ pub async fn save_body(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let req: SaveRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    let req: SaveRequest =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&branch, &module).await?;
     let expected = req.expected_version.or_else(|| match &req.concurrency {
         Some(Value::Number(n)) => n.as_i64(),
-        Some(Value::Object(o)) => o
-            .get("expectedVersion")
-            .or_else(|| o.get("version"))
-            .and_then(Value::as_i64),
+        Some(Value::Object(o)) => o.get("expectedVersion").or_else(|| o.get("version")).and_then(Value::as_i64),
         _ => None,
     });
-    let request = WriteRequest {
-        record: req.record,
-        meta: req.meta,
-        expected_version: expected,
-        mutation_id: req.mutation_id,
-    };
-    let (c, ack, notice) =
-        write(&state, &handle, &req.table, Action::Save, request, &headers).await?;
+    let request =
+        WriteRequest { record: req.record, meta: req.meta, expected_version: expected, mutation_id: req.mutation_id };
+    let (c, ack, notice) = write(&state, &handle, &req.table, Action::Save, request, &headers).await?;
     Ok(Json(
         json!({"status": save_status(&c), "branchId": branch, "moduleId": module, "table": req.table, "record": c.event.change.row, "ack": ack, "notice": notice}),
     ))
@@ -268,23 +204,14 @@ pub async fn delete(
             };
             let mut record = mishkah_core::Row::new();
             record.insert((*field).to_owned(), Value::String(id));
-            WriteRequest {
-                record,
-                meta: None,
-                expected_version: None,
-                mutation_id: None,
-            }
+            WriteRequest { record, meta: None, expected_version: None, mutation_id: None }
         }
         (None, Value::Null) => {
-            return Err(ApiError::bad_request(
-                "missing-record-key",
-                "give ?id= or a record with the key",
-            ))
+            return Err(ApiError::bad_request("missing-record-key", "give ?id= or a record with the key"))
         }
         (None, body) => write_request(body)?,
     };
-    let (_, ack, notice) =
-        write(&state, &handle, &table, Action::Delete, request, &headers).await?;
+    let (_, ack, notice) = write(&state, &handle, &table, Action::Delete, request, &headers).await?;
     let record_ref = ack.get("recordRef").cloned();
     Ok(Json(
         json!({"status": "deleted", "branchId": branch, "moduleId": module, "table": table, "recordRef": record_ref, "notice": notice, "ack": ack}),
@@ -297,8 +224,8 @@ pub async fn allocate_sequence(
     Path((branch, module)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let req: SequenceRequest = serde_json::from_value(body)
-        .map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    let req: SequenceRequest =
+        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&branch, &module).await?;
     let rule = state
         .engine
@@ -307,14 +234,9 @@ pub async fn allocate_sequence(
         .rule_for(&branch, &module, &req.table, &req.field)
         .cloned()
         .ok_or_else(|| {
-            ApiError::not_found(
-                "sequence-not-configured",
-                format!("no sequence rule for {}.{}", req.table, req.field),
-            )
+            ApiError::not_found("sequence-not-configured", format!("no sequence rule for {}.{}", req.table, req.field))
         })?;
-    let n = handle
-        .allocate_counter(&req.table, &req.field, rule.clone())
-        .await?;
+    let n = handle.allocate_counter(&req.table, &req.field, rule.clone()).await?;
     Ok(Json(
         json!({"branchId": branch, "moduleId": module, "table": req.table, "field": req.field, "value": rule.format(n), "id": n, "rule": rule}),
     ))

@@ -20,11 +20,7 @@ pub(super) fn is_safe_identifier(name: &str) -> bool {
 
 /// The SQL table name for a schema table (`t_<sqlName>`, or a hex form for unsafe names).
 pub(super) fn sql_table(table: &Table) -> String {
-    let base = if is_safe_identifier(&table.sql_name) {
-        table.sql_name.clone()
-    } else {
-        hex_name(&table.name)
-    };
+    let base = if is_safe_identifier(&table.sql_name) { table.sql_name.clone() } else { hex_name(&table.name) };
     format!("t_{base}")
 }
 
@@ -81,28 +77,19 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
 }
 
 /// Creates or additively migrates one table. Returns what it did, for the log.
-pub(super) fn migrate_table(
-    conn: &Connection,
-    table: &Table,
-    adhoc: bool,
-) -> Result<Vec<String>, StorageError> {
+pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Result<Vec<String>, StorageError> {
     let sql_name = sql_table(table);
     let columns = typed_columns(table);
     let key_fields = serde_json::to_string(&table.key_fields()).expect("strings serialize");
-    let types: Vec<(String, String)> = table
-        .fields
-        .iter()
-        .map(|f| (f.name.clone(), f.ty.as_str().to_owned()))
-        .collect();
+    let types: Vec<(String, String)> =
+        table.fields.iter().map(|f| (f.name.clone(), f.ty.as_str().to_owned())).collect();
     let fingerprint = serde_json::json!({"key": key_fields, "fields": types}).to_string();
     let mut actions = Vec::new();
 
     let previous: Option<(String, String)> = conn
-        .query_row(
-            "SELECT sql_name, columns FROM mishkah_tables WHERE name = ?1",
-            params![table.name],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT sql_name, columns FROM mishkah_tables WHERE name = ?1", params![table.name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()?;
     if let Some((_, old)) = &previous {
         check_not_destructive(table, old, &fingerprint)?;
@@ -124,20 +111,12 @@ pub(super) fn migrate_table(
     };
     for (column, _, ty) in &columns {
         if !existing.iter().any(|c| c.eq_ignore_ascii_case(column)) {
-            conn.execute(
-                &format!("ALTER TABLE \"{sql_name}\" ADD COLUMN \"{column}\" {ty}"),
-                [],
-            )?;
+            conn.execute(&format!("ALTER TABLE \"{sql_name}\" ADD COLUMN \"{column}\" {ty}"), [])?;
             actions.push(format!("added column {}.{column}", table.name));
         }
     }
 
-    let column_of = |field: &str| {
-        columns
-            .iter()
-            .find(|(_, f, _)| f == field)
-            .map(|(c, _, _)| c.clone())
-    };
+    let column_of = |field: &str| columns.iter().find(|(_, f, _)| f == field).map(|(c, _, _)| c.clone());
     for field in &table.fields {
         let Some(column) = column_of(&field.name) else {
             continue;
@@ -148,17 +127,12 @@ pub(super) fn migrate_table(
         if field.unique {
             let name = format!("u_{sql_name}_{column}");
             conn.execute(
-                &format!(
-                    "CREATE UNIQUE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"
-                ),
+                &format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"),
                 [],
             )?;
         } else if field.indexed {
             let name = format!("i_{sql_name}_{column}");
-            conn.execute(
-                &format!("CREATE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"),
-                [],
-            )?;
+            conn.execute(&format!("CREATE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"), [])?;
         }
     }
     for index in &table.indexes {
@@ -168,12 +142,11 @@ pub(super) fn migrate_table(
             continue;
         }
         let unique = if index.unique { "UNIQUE " } else { "" };
-        let list = cols
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        conn.execute(&format!("CREATE {unique}INDEX IF NOT EXISTS \"ix_{sql_name}_{}\" ON \"{sql_name}\" ({list})", index.name), [])?;
+        let list = cols.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
+        conn.execute(
+            &format!("CREATE {unique}INDEX IF NOT EXISTS \"ix_{sql_name}_{}\" ON \"{sql_name}\" ({list})", index.name),
+            [],
+        )?;
     }
 
     if previous.as_ref().map(|(_, old)| old) != Some(&fingerprint) {
@@ -191,8 +164,7 @@ pub(super) fn migrate_table(
 
 /// A changed key or a changed field type would reinterpret stored data: refuse.
 fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), StorageError> {
-    let old: serde_json::Value =
-        serde_json::from_str(old).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let old: serde_json::Value = serde_json::from_str(old).map_err(|e| StorageError::Corrupt(e.to_string()))?;
     let new: serde_json::Value = serde_json::from_str(new).expect("we just wrote it");
     if old["key"] != new["key"] {
         return Err(StorageError::Destructive {
@@ -202,12 +174,7 @@ fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), Stor
     }
     let old_types: std::collections::HashMap<String, String> =
         serde_json::from_value::<Vec<(String, String)>>(old["fields"].clone())
-            .map_err(|e| {
-                StorageError::Corrupt(format!(
-                    "stored schema fingerprint of `{}`: {e}",
-                    table.name
-                ))
-            })?
+            .map_err(|e| StorageError::Corrupt(format!("stored schema fingerprint of `{}`: {e}", table.name)))?
             .into_iter()
             .collect();
     for field in &table.fields {
@@ -215,11 +182,7 @@ fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), Stor
             if before != field.ty.as_str() {
                 return Err(StorageError::Destructive {
                     table: table.name.clone(),
-                    message: format!(
-                        "field `{}` changed type from {before} to {}",
-                        field.name,
-                        field.ty.as_str()
-                    ),
+                    message: format!("field `{}` changed type from {before} to {}", field.name, field.ty.as_str()),
                 });
             }
         }

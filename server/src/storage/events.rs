@@ -7,16 +7,13 @@ use rusqlite::{params, Connection};
 use super::txn::parse_doc;
 use super::StorageError;
 
-const EVENT_COLUMNS: &str =
-    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at";
+const EVENT_COLUMNS: &str = "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at";
 pub(super) const SELECT_EVENT_BY_MUTATION: &str =
     "SELECT seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at FROM mishkah_events WHERE mutation_id = ?1";
 
 /// Maps a `mishkah_events` row (in `EVENT_COLUMNS` order) to an event. The outer `Result` is
 /// rusqlite's; the inner one reports a corrupt stored row.
-pub(super) fn row_to_event(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<Result<ChangeEvent, StorageError>> {
+pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<ChangeEvent, StorageError>> {
     let seq: i64 = r.get(0)?;
     let action: String = r.get(4)?;
     let row: Option<String> = r.get(7)?;
@@ -24,11 +21,7 @@ pub(super) fn row_to_event(
         "insert" => ChangeKind::Insert,
         "update" => ChangeKind::Update,
         "delete" => ChangeKind::Delete,
-        other => {
-            return Ok(Err(StorageError::Corrupt(format!(
-                "unknown event action `{other}`"
-            ))))
-        }
+        other => return Ok(Err(StorageError::Corrupt(format!("unknown event action `{other}`")))),
     };
     let row = match row.map(|d| parse_doc(&d)).transpose() {
         Ok(row) => row,
@@ -52,13 +45,8 @@ pub(super) fn row_to_event(
 }
 
 /// Events with `seq > after`, in order, at most `limit`.
-pub(super) fn events_after(
-    conn: &Connection,
-    after: u64,
-    limit: usize,
-) -> Result<Vec<ChangeEvent>, StorageError> {
-    let sql =
-        format!("SELECT {EVENT_COLUMNS} FROM mishkah_events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
+pub(super) fn events_after(conn: &Connection, after: u64, limit: usize) -> Result<Vec<ChangeEvent>, StorageError> {
+    let sql = format!("SELECT {EVENT_COLUMNS} FROM mishkah_events WHERE seq > ?1 ORDER BY seq LIMIT ?2");
     let mut stmt = conn.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![after as i64, limit as i64], row_to_event)?;
     let mut out = Vec::new();
@@ -71,16 +59,11 @@ pub(super) fn events_after(
 /// The first retained sequence (everything before was compacted) and the last one.
 pub(super) fn bounds(conn: &Connection) -> Result<(u64, u64), StorageError> {
     let checkpoint: u64 = conn
-        .query_row(
-            "SELECT value FROM mishkah_meta WHERE key = 'compacted_through'",
-            [],
-            |r| r.get::<_, String>(0),
-        )
+        .query_row("SELECT value FROM mishkah_meta WHERE key = 'compacted_through'", [], |r| r.get::<_, String>(0))
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    let max: Option<i64> =
-        conn.query_row("SELECT MAX(seq) FROM mishkah_events", [], |r| r.get(0))?;
+    let max: Option<i64> = conn.query_row("SELECT MAX(seq) FROM mishkah_events", [], |r| r.get(0))?;
     let head = (max.unwrap_or(0) as u64).max(checkpoint);
     Ok((checkpoint + 1, head))
 }
@@ -91,10 +74,7 @@ pub(super) fn compact(conn: &Connection, through: u64) -> Result<usize, StorageE
     let tx = conn.unchecked_transaction()?;
     let (_, head) = bounds(&tx)?;
     let through = through.min(head);
-    let deleted = tx.execute(
-        "DELETE FROM mishkah_events WHERE seq <= ?1",
-        params![through as i64],
-    )?;
+    let deleted = tx.execute("DELETE FROM mishkah_events WHERE seq <= ?1", params![through as i64])?;
     tx.execute(
         "INSERT INTO mishkah_meta (key, value) VALUES ('compacted_through', ?1)
          ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",

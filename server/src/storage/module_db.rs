@@ -75,13 +75,8 @@ impl ModuleDb {
         configure(&conn, durability)?;
         create_internal(&conn)?;
         let mut report = OpenReport::default();
-        let created_at: Option<String> = conn
-            .query_row(
-                "SELECT value FROM mishkah_meta WHERE key = 'created_at'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let created_at: Option<String> =
+            conn.query_row("SELECT value FROM mishkah_meta WHERE key = 'created_at'", [], |r| r.get(0)).optional()?;
         if created_at.is_none() {
             report.created = true;
         }
@@ -92,28 +87,15 @@ impl ModuleDb {
         tx.commit()?;
         {
             let mut stmt = conn.prepare("SELECT name FROM mishkah_tables WHERE adhoc = 1")?;
-            report.adhoc_tables = stmt
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+            report.adhoc_tables = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         }
         let (_, head) = bounds(&conn)?;
-        Ok((
-            ModuleDb {
-                conn,
-                path: path.to_path_buf(),
-                head,
-                sql: SqlCache::new(),
-            },
-            report,
-        ))
+        Ok((ModuleDb { conn, path: path.to_path_buf(), head, sql: SqlCache::new() }, report))
     }
 
     /// Marks the database as initialized (after seeding), so a restart does not seed again.
     pub fn mark_initialized(&mut self, now: &str) -> Result<(), StorageError> {
-        self.conn.execute(
-            "INSERT OR IGNORE INTO mishkah_meta (key, value) VALUES ('created_at', ?1)",
-            params![now],
-        )?;
+        self.conn.execute("INSERT OR IGNORE INTO mishkah_meta (key, value) VALUES ('created_at', ?1)", params![now])?;
         Ok(())
     }
 
@@ -124,11 +106,7 @@ impl ModuleDb {
     }
 
     /// Sets counters that are not set yet (the original's `sequence-state.json` on first start).
-    pub fn import_counters(
-        &mut self,
-        counters: &BTreeMap<String, i64>,
-        now: &str,
-    ) -> Result<usize, StorageError> {
+    pub fn import_counters(&mut self, counters: &BTreeMap<String, i64>, now: &str) -> Result<usize, StorageError> {
         let tx = self.conn.unchecked_transaction()?;
         let mut n = 0;
         for (key, last) in counters {
@@ -155,29 +133,9 @@ impl ModuleDb {
     /// [`Transaction::commit`] rolls everything back.
     pub fn begin(&mut self) -> Result<Transaction<'_>, StorageError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let ModuleDb {
-            conn, head, sql, ..
-        } = self;
-        let txn = SqliteTxn {
-            conn,
-            sql,
-            head: *head,
-            savepoint_head: *head,
-        };
-        Ok(Transaction {
-            txn,
-            committed_head: head,
-            done: false,
-        })
-    }
-
-    /// Copies committed WAL pages into the database file without blocking readers or the next
-    /// write (`PASSIVE`). The writer calls it when its queue is empty, and every so many commits
-    /// under sustained load, so the WAL stays bounded.
-    pub fn checkpoint(&mut self) -> Result<(), StorageError> {
-        self.conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        Ok(())
+        let ModuleDb { conn, head, sql, .. } = self;
+        let txn = SqliteTxn { conn, sql, head: *head, savepoint_head: *head };
+        Ok(Transaction { txn, committed_head: head, done: false })
     }
 
     /// Compacts the log through `through`.
@@ -209,19 +167,14 @@ pub struct ModuleReader {
 impl ModuleReader {
     /// Opens a read-only connection.
     pub fn open(path: &Path) -> Result<ModuleReader, StorageError> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
+        let conn =
+            Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(ModuleReader { conn })
     }
 
     /// Runs `f` inside one read transaction, so everything it reads is from the same commit.
-    pub fn consistent<T>(
-        &self,
-        f: impl FnOnce(&ModuleReader) -> Result<T, StorageError>,
-    ) -> Result<T, StorageError> {
+    pub fn consistent<T>(&self, f: impl FnOnce(&ModuleReader) -> Result<T, StorageError>) -> Result<T, StorageError> {
         self.conn.execute_batch("BEGIN")?;
         let out = f(self);
         // Ending a read transaction cannot lose anything.
@@ -231,10 +184,7 @@ impl ModuleReader {
 
     /// All rows of a table, in insertion order.
     pub fn rows(&self, table: &Table) -> Result<Vec<Row>, StorageError> {
-        let sql = format!(
-            "SELECT mishkah_doc FROM \"{}\" ORDER BY rowid",
-            sql_table(table)
-        );
+        let sql = format!("SELECT mishkah_doc FROM \"{}\" ORDER BY rowid", sql_table(table));
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let docs = stmt.query_map([], |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
@@ -247,16 +197,14 @@ impl ModuleReader {
     /// A page of rows in insertion order (or reverse), after a key and/or a time.
     pub fn page(&self, table: &Table, q: &PageQuery) -> Result<Vec<Row>, StorageError> {
         let t = sql_table(table);
-        let (cmp, order) = if q.descending {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
+        let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
         let mut sql = format!("SELECT mishkah_doc FROM \"{t}\" WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
         if let Some(key) = &q.after_key {
             let missing = if q.descending { i64::MAX } else { -1 };
-            sql.push_str(&format!(" AND rowid {cmp} COALESCE((SELECT rowid FROM \"{t}\" WHERE mishkah_key = ?), {missing})"));
+            sql.push_str(&format!(
+                " AND rowid {cmp} COALESCE((SELECT rowid FROM \"{t}\" WHERE mishkah_key = ?), {missing})"
+            ));
             args.push(key.clone().into());
         }
         if let Some(at) = &q.created_after {
@@ -286,15 +234,8 @@ impl ModuleReader {
 
     /// One row.
     pub fn row(&self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
-        let sql = format!(
-            "SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1",
-            sql_table(table)
-        );
-        let doc: Option<String> = self
-            .conn
-            .prepare_cached(&sql)?
-            .query_row(params![key.0], |r| r.get(0))
-            .optional()?;
+        let sql = format!("SELECT mishkah_doc FROM \"{}\" WHERE mishkah_key = ?1", sql_table(table));
+        let doc: Option<String> = self.conn.prepare_cached(&sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
         doc.map(|d| parse_doc(&d)).transpose()
     }
 
@@ -312,11 +253,7 @@ impl ModuleReader {
     pub fn counter(&self, key: &str) -> Result<Option<i64>, StorageError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT last FROM mishkah_counters WHERE counter_key = ?1",
-                params![key],
-                |r| r.get(0),
-            )
+            .query_row("SELECT last FROM mishkah_counters WHERE counter_key = ?1", params![key], |r| r.get(0))
             .optional()?)
     }
 
@@ -325,20 +262,15 @@ impl ModuleReader {
         let mut stmt = self.conn.prepare_cached(
             "SELECT archive, tbl, COUNT(*), MAX(archived_at) FROM mishkah_archive GROUP BY archive, tbl ORDER BY MAX(archived_at), archive, tbl",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?))
-        })?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64, r.get(3)?)))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// The rows of an archive: `(table, row)`.
     pub fn archived_rows(&self, archive: &str) -> Result<Vec<(String, Row)>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT tbl, doc FROM mishkah_archive WHERE archive = ?1 ORDER BY rowid",
-        )?;
-        let rows = stmt.query_map(params![archive], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })?;
+        let mut stmt =
+            self.conn.prepare_cached("SELECT tbl, doc FROM mishkah_archive WHERE archive = ?1 ORDER BY rowid")?;
+        let rows = stmt.query_map(params![archive], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
             let (table, doc) = row?;
@@ -351,11 +283,7 @@ impl ModuleReader {
     pub fn last_event_id(&self) -> Result<Option<String>, StorageError> {
         Ok(self
             .conn
-            .query_row(
-                "SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1", [], |r| r.get(0))
             .optional()?)
     }
 }
@@ -396,4 +324,12 @@ impl Drop for Transaction<'_> {
             let _ = self.txn.conn.execute_batch("ROLLBACK");
         }
     }
+}
+
+/// Copies committed WAL pages into the database file (`PASSIVE`: never blocks the writer or
+/// readers), on a connection of its own.
+pub fn checkpoint(path: &Path) -> Result<(), StorageError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    Ok(())
 }

@@ -37,12 +37,7 @@ pub trait WriteTxn {
     /// The committed event of a mutation id, if it was already applied.
     fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError>;
     /// Advances a sequence counter and returns its new value.
-    fn next_counter(
-        &mut self,
-        counter_key: &str,
-        rule: &SequenceRule,
-        now: &str,
-    ) -> Result<i64, StorageError>;
+    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError>;
     /// Every row of a table with its key.
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError>;
     /// Copies a row into a named history archive.
@@ -81,10 +76,7 @@ pub(super) struct TableSql {
 impl TableSql {
     fn new(table: &Table) -> TableSql {
         let t = sql_table(table);
-        let columns: Vec<(String, String)> = typed_columns(table)
-            .into_iter()
-            .map(|(c, f, _)| (c, f))
-            .collect();
+        let columns: Vec<(String, String)> = typed_columns(table).into_iter().map(|(c, f, _)| (c, f)).collect();
         let mut upsert = format!("INSERT INTO \"{t}\" (mishkah_key, mishkah_version, mishkah_doc");
         for (c, _) in &columns {
             upsert.push_str(&format!(", \"{c}\""));
@@ -130,48 +122,28 @@ pub(super) struct SqliteTxn<'c> {
 impl WriteTxn for SqliteTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
         let sql = &sql_of(self.sql, table).select_doc;
-        let doc: Option<String> = self
-            .conn
-            .prepare_cached(sql)?
-            .query_row(params![key.0], |r| r.get(0))
-            .optional()?;
+        let doc: Option<String> = self.conn.prepare_cached(sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
         doc.map(|d| parse_doc(&d)).transpose()
     }
 
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
         let sql = sql_of(self.sql, table);
         let Some(row) = &change.row else {
-            self.conn
-                .prepare_cached(&sql.delete)?
-                .execute(params![change.key.0])?;
+            self.conn.prepare_cached(&sql.delete)?.execute(params![change.key.0])?;
             return Ok(());
         };
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
-        let mut values: Vec<rusqlite::types::Value> = vec![
-            change.key.0.clone().into(),
-            change.version.into(),
-            doc.into(),
-        ];
+        let mut values: Vec<rusqlite::types::Value> =
+            vec![change.key.0.clone().into(), change.version.into(), doc.into()];
         for (column, field) in &sql.columns {
-            let v = row
-                .get(field)
-                .or_else(|| row.get(column))
-                .unwrap_or(&Value::Null);
+            let v = row.get(field).or_else(|| row.get(column)).unwrap_or(&Value::Null);
             values.push(sql_value(v));
         }
-        let result = self
-            .conn
-            .prepare_cached(&sql.upsert)?
-            .execute(rusqlite::params_from_iter(values));
+        let result = self.conn.prepare_cached(&sql.upsert)?.execute(rusqlite::params_from_iter(values));
         match result {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, msg))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                Err(StorageError::Unique {
-                    table: table.name.clone(),
-                    message: msg.unwrap_or_default(),
-                })
+            Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(StorageError::Unique { table: table.name.clone(), message: msg.unwrap_or_default() })
             }
             Err(e) => Err(e.into()),
         }
@@ -186,15 +158,8 @@ impl WriteTxn for SqliteTxn<'_> {
             ChangeKind::Update => "update",
             ChangeKind::Delete => "delete",
         };
-        let row = change
-            .row
-            .as_ref()
-            .map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
-        let meta = if event.meta.is_null() {
-            None
-        } else {
-            Some(event.meta.to_string())
-        };
+        let row = change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
+        let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
         self.conn
             .prepare_cached(
                 "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta)
@@ -224,21 +189,12 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(super::events::SELECT_EVENT_BY_MUTATION)?;
-        let found = stmt
-            .query_row(params![mutation_id], row_to_event)
-            .optional()?;
+        let mut stmt = self.conn.prepare_cached(super::events::SELECT_EVENT_BY_MUTATION)?;
+        let found = stmt.query_row(params![mutation_id], row_to_event).optional()?;
         found.transpose()
     }
 
-    fn next_counter(
-        &mut self,
-        counter_key: &str,
-        rule: &SequenceRule,
-        now: &str,
-    ) -> Result<i64, StorageError> {
+    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError> {
         let last: Option<i64> = self
             .conn
             .prepare_cached("SELECT last FROM mishkah_counters WHERE counter_key = ?1")?
@@ -255,9 +211,7 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql_of(self.sql, table).all_rows)?;
+        let mut stmt = self.conn.prepare_cached(&sql_of(self.sql, table).all_rows)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {
@@ -320,8 +274,7 @@ impl WriteTxn for SqliteTxn<'_> {
 
 /// Parses a stored `mishkah_doc`.
 pub(super) fn parse_doc(doc: &str) -> Result<Row, StorageError> {
-    serde_json::from_str(doc)
-        .map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))
+    serde_json::from_str(doc).map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))
 }
 
 fn sql_value(v: &Value) -> rusqlite::types::Value {

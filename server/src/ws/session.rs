@@ -9,8 +9,8 @@ use futures_util::{SinkExt, StreamExt};
 use mishkah_core::query::Query;
 use mishkah_core::record::Strictness;
 use mishkah_core::wire::{
-    ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitFrame, CommitSite, DeltaFrame,
-    ServerDirective, ServerFrame, ServerHello, ServerSnapshot, SnapshotMeta,
+    ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitFrame, CommitSite, DeltaFrame, ServerDirective,
+    ServerFrame, ServerHello, ServerSnapshot, SnapshotMeta,
 };
 use mishkah_core::RecordKey;
 use serde_json::{json, Value};
@@ -46,21 +46,13 @@ pub async fn run(socket: WebSocket, state: AppState) {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
-    let mut session = Session {
-        state: state.clone(),
-        branch: None,
-        subscription: None,
-        outcomes,
-    };
+    let mut session = Session { state: state.clone(), branch: None, subscription: None, outcomes };
     let hello = ServerHello {
         server_id: state.server_id.clone(),
         now: now_iso(),
         defaults: json!({"branchId": state.engine.data().branches.branches.keys().next()}),
     };
-    let mut open = sink
-        .send(Message::Text(text(&ServerFrame::Hello(hello)).into()))
-        .await
-        .is_ok();
+    let mut open = sink.send(Message::Text(text(&ServerFrame::Hello(hello)).into())).await.is_ok();
     while open {
         tokio::select! {
             // Acks first: the writer queues a publisher's ack before publishing its event.
@@ -131,29 +123,15 @@ impl Session {
         request_id: Option<Value>,
         mutation_id: Option<String>,
     ) -> Vec<String> {
-        error_pair(
-            self.server_id(),
-            code,
-            message,
-            details,
-            request_id,
-            mutation_id,
-        )
-        .into()
+        error_pair(self.server_id(), code, message, details, request_id, mutation_id).into()
     }
 
     /// The hub dropped us (lagging) or is gone: tell the client to resync.
     fn lost_subscription(&mut self) -> Vec<String> {
-        let lagged = self
-            .subscription
-            .take()
-            .is_some_and(|s| s.lagged.load(Ordering::Acquire));
-        let branch = self.branch.take().unwrap_or_default();
-        let reason = if lagged {
-            "client fell behind the live stream"
-        } else {
-            "live stream closed"
-        };
+        let lagged = self.subscription.take().is_some_and(|s| s.lagged.load(Ordering::Acquire));
+        // Still registered (it may keep publishing); it gets live events again after a new hello.
+        let branch = self.branch.clone().unwrap_or_default();
+        let reason = if lagged { "client fell behind the live stream" } else { "live stream closed" };
         let directive = ServerDirective {
             directive: "resync".into(),
             branch_id: branch,
@@ -167,15 +145,7 @@ impl Session {
     async fn handle(&mut self, raw: &str) -> Vec<String> {
         let frame = match ClientFrame::parse(raw) {
             Ok(f) => f,
-            Err(e) => {
-                return self.error(
-                    e.code(),
-                    &e.to_string(),
-                    Value::Null,
-                    ClientFrame::request_id_of(raw),
-                    None,
-                )
-            }
+            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, ClientFrame::request_id_of(raw), None),
         };
         match frame {
             ClientFrame::Hello(hello) => self.hello(hello).await,
@@ -191,22 +161,21 @@ impl Session {
             ClientFrame::Ping => vec![text(&ServerFrame::Pong { ts: now_iso() })],
             ClientFrame::Auth => vec![text(&ServerFrame::TopicAck { event: "auth".into(), topic: None })],
             ClientFrame::Subscribe { topic } => self.subscribe_topic(topic).await,
-            ClientFrame::Unsubscribe { topic } => vec![text(&ServerFrame::TopicAck { event: "unsubscribe".into(), topic: Some(topic) })],
+            ClientFrame::Unsubscribe { topic } => {
+                vec![text(&ServerFrame::TopicAck { event: "unsubscribe".into(), topic: Some(topic) })]
+            }
             ClientFrame::TopicPublish(p) => vec![text(&ServerFrame::TopicError {
                 code: "unsupported".into(),
-                message: format!("whole-state publishes on `{}` are not supported: send client:publish mutations", p.topic),
+                message: format!(
+                    "whole-state publishes on `{}` are not supported: send client:publish mutations",
+                    p.topic
+                ),
             })],
         }
     }
 
     fn not_registered(&self, request_id: Option<Value>) -> Vec<String> {
-        self.error(
-            "not-registered",
-            "send client:hello with a branchId first",
-            Value::Null,
-            request_id,
-            None,
-        )
+        self.error("not-registered", "send client:hello with a branchId first", Value::Null, request_id, None)
     }
 
     async fn hello(&mut self, hello: ClientHello) -> Vec<String> {
@@ -235,15 +204,7 @@ impl Session {
         if hello.request_snapshot == Some(false) {
             return out;
         }
-        out.extend(
-            self.snapshot(
-                &hello.branch_id,
-                "hello",
-                hello.request_id,
-                hello.cursor.as_ref(),
-            )
-            .await,
-        );
+        out.extend(self.snapshot(&hello.branch_id, "hello", hello.request_id, hello.cursor.as_ref()).await);
         let _ = modules;
         out
     }
@@ -284,10 +245,7 @@ impl Session {
                         let mut deleted = BTreeMap::new();
                         for (t, d) in delta.tables {
                             if !d.deleted.is_empty() {
-                                deleted.insert(
-                                    t.clone(),
-                                    d.deleted.into_iter().map(|k| k.0).collect(),
-                                );
+                                deleted.insert(t.clone(), d.deleted.into_iter().map(|k| k.0).collect());
                             }
                             tables.insert(t, d.rows.into_values().collect());
                         }
@@ -305,13 +263,7 @@ impl Session {
                     }
                     Ok(Err(_)) => {} // too old: full snapshot below
                     Err(e) => {
-                        out.extend(self.error(
-                            e.code(),
-                            &e.to_string(),
-                            Value::Null,
-                            request_id.clone(),
-                            None,
-                        ));
+                        out.extend(self.error(e.code(), &e.to_string(), Value::Null, request_id.clone(), None));
                         continue;
                     }
                 }
@@ -320,13 +272,7 @@ impl Session {
                 Ok(s) => {
                     snapshots.insert(module, s);
                 }
-                Err(e) => out.extend(self.error(
-                    e.code(),
-                    &e.to_string(),
-                    Value::Null,
-                    request_id.clone(),
-                    None,
-                )),
+                Err(e) => out.extend(self.error(e.code(), &e.to_string(), Value::Null, request_id.clone(), None)),
             }
         }
         if !snapshots.is_empty() || out.is_empty() {
@@ -347,47 +293,27 @@ impl Session {
 
     /// The module a frame targets: the one it names, else the branch's only module.
     async fn target(&self, named: Option<&str>) -> Result<Arc<ModuleHandle>, (String, String)> {
-        let branch = self.branch.as_deref().ok_or((
-            "not-registered".to_owned(),
-            "send client:hello first".to_owned(),
-        ))?;
+        let branch =
+            self.branch.as_deref().ok_or(("not-registered".to_owned(), "send client:hello first".to_owned()))?;
         let module = match named {
             Some(m) => m.to_owned(),
-            None => match self
-                .state
-                .engine
-                .modules_of(branch)
-                .map_err(|e| (e.code().to_owned(), e.to_string()))?
-                .as_slice()
-            {
-                [only] => only.clone(),
-                _ => {
-                    return Err((
-                        "module-required".into(),
-                        "this branch has several modules: give moduleId".into(),
-                    ))
+            None => {
+                match self.state.engine.modules_of(branch).map_err(|e| (e.code().to_owned(), e.to_string()))?.as_slice()
+                {
+                    [only] => only.clone(),
+                    _ => {
+                        return Err(("module-required".into(), "this branch has several modules: give moduleId".into()))
+                    }
                 }
-            },
+            }
         };
-        self.state
-            .engine
-            .module(branch, &module)
-            .await
-            .map_err(|e| (e.code().to_owned(), e.to_string()))
+        self.state.engine.module(branch, &module).await.map_err(|e| (e.code().to_owned(), e.to_string()))
     }
 
     async fn publish(&mut self, p: ClientPublish) -> Vec<String> {
         let mutation = match p.to_mutation() {
             Ok(m) => m,
-            Err(e) => {
-                return self.error(
-                    e.code(),
-                    &e.to_string(),
-                    Value::Null,
-                    p.request_id,
-                    p.mutation_id,
-                )
-            }
+            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id),
         };
         if self.branch.is_none() {
             return self.not_registered(p.request_id);
@@ -395,13 +321,7 @@ impl Session {
         let handle = match self.target(p.module_id.as_deref()).await {
             Ok(h) => h,
             Err((code, message)) => {
-                return self.error(
-                    &code,
-                    &message,
-                    Value::Null,
-                    p.request_id,
-                    mutation.mutation_id,
-                )
+                return self.error(&code, &message, Value::Null, p.request_id, mutation.mutation_id)
             }
         };
         let mut meta = p.meta.clone().unwrap_or_else(|| json!({}));
@@ -409,39 +329,17 @@ impl Session {
             obj.entry("requestId").or_insert(rid.clone());
         }
         let owed = self.outcomes.clone();
-        let (request_id, mutation_id, include_record) = (
-            p.request_id.clone(),
-            mutation.mutation_id.clone(),
-            p.include_record,
-        );
+        let (request_id, mutation_id, include_record) =
+            (p.request_id.clone(), mutation.mutation_id.clone(), p.include_record);
         let module = handle.clone();
         let reply_meta = meta.clone();
         let reply = Box::new(move |outcome| {
             // The session may be gone; the write stands either way.
-            let _ = owed.send(Outcome {
-                outcome,
-                module,
-                request_id,
-                mutation_id,
-                include_record,
-                meta: reply_meta,
-            });
+            let _ = owed.send(Outcome { outcome, module, request_id, mutation_id, include_record, meta: reply_meta });
         });
-        let job = Job::Write(WriteJob {
-            mutation,
-            source: "ws",
-            meta,
-            strictness: Strictness::Strict,
-            reply,
-        });
+        let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, reply });
         if let Err(e) = handle.submit(job).await {
-            return self.error(
-                e.code(),
-                &e.to_string(),
-                Value::Null,
-                p.request_id,
-                p.mutation_id,
-            );
+            return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id);
         }
         Vec::new()
     }
@@ -454,14 +352,7 @@ impl Session {
                     module_id: &o.module.module,
                     server_id: self.server_id(),
                 };
-                let mut ack = CommitFrame::from_event(
-                    &c.event,
-                    site,
-                    "ws",
-                    o.meta,
-                    c.primary_key,
-                    o.include_record,
-                );
+                let mut ack = CommitFrame::from_event(&c.event, site, "ws", o.meta, c.primary_key, o.include_record);
                 ack.request_id = o.request_id;
                 ack.mutation_id = o.mutation_id.or(ack.mutation_id);
                 vec![text(&ServerFrame::Ack(ack))]
@@ -471,13 +362,7 @@ impl Session {
                     crate::engine::WriteError::Mutation(m) => mutation_details(m),
                     _ => Value::Null,
                 };
-                self.error(
-                    e.code(),
-                    &e.to_string(),
-                    details,
-                    o.request_id,
-                    o.mutation_id,
-                )
+                self.error(e.code(), &e.to_string(), details, o.request_id, o.mutation_id)
             }
         }
     }
@@ -485,9 +370,7 @@ impl Session {
     async fn query(&self, q: ClientQuery) -> Vec<String> {
         let handle = match self.target(q.module_id.as_deref()).await {
             Ok(h) => h,
-            Err((code, message)) => {
-                return self.error(&code, &message, Value::Null, q.request_id, None)
-            }
+            Err((code, message)) => return self.error(&code, &message, Value::Null, q.request_id, None),
         };
         let Some(table) = handle.schema.table(&q.table).cloned() else {
             return self.error(
@@ -502,9 +385,7 @@ impl Session {
             None | Some(Value::Null) => Query::default(),
             Some(f) => match Query::from_json(&json!({"where": f})) {
                 Ok(query) => query,
-                Err(e) => {
-                    return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None)
-                }
+                Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
             },
         };
         let (query_type, id) = (q.query_type.clone(), q.id.clone());
@@ -516,19 +397,10 @@ impl Session {
                         Some(other) => other.to_string(),
                         None => return Ok(Value::Null),
                     };
-                    return Ok(r
-                        .row(&table, &RecordKey(key))?
-                        .map(Value::Object)
-                        .unwrap_or(Value::Null));
+                    return Ok(r.row(&table, &RecordKey(key))?.map(Value::Object).unwrap_or(Value::Null));
                 }
                 let rows = r.rows(&table)?;
-                Ok(Value::Array(
-                    filter
-                        .run(rows.iter())
-                        .into_iter()
-                        .map(Value::Object)
-                        .collect(),
-                ))
+                Ok(Value::Array(filter.run(rows.iter()).into_iter().map(Value::Object).collect()))
             })
             .await;
         match result {
@@ -554,11 +426,7 @@ impl Session {
             .strip_prefix("sync:")
             .and_then(|rest| rest.split_once("::"))
             .map(|(b, m)| (b.to_owned(), m.to_owned()))
-            .or_else(|| {
-                topic
-                    .strip_prefix("pos:sync:")
-                    .map(|b| (b.to_owned(), "pos".to_owned()))
-            });
+            .or_else(|| topic.strip_prefix("pos:sync:").map(|b| (b.to_owned(), "pos".to_owned())));
         let Some((branch, module)) = parsed else {
             return vec![text(&ServerFrame::TopicError {
                 code: "invalid-topic".into(),
@@ -568,21 +436,13 @@ impl Session {
         let handle = match self.state.engine.module(&branch, &module).await {
             Ok(h) => h,
             Err(e) => {
-                return vec![text(&ServerFrame::TopicError {
-                    code: "invalid-topic".into(),
-                    message: e.to_string(),
-                })]
+                return vec![text(&ServerFrame::TopicError { code: "invalid-topic".into(), message: e.to_string() })]
             }
         };
-        let mut out = vec![text(&ServerFrame::TopicAck {
-            event: "subscribe".into(),
-            topic: Some(topic.clone()),
-        })];
+        let mut out = vec![text(&ServerFrame::TopicAck { event: "subscribe".into(), topic: Some(topic.clone()) })];
         match views::module_snapshot(&handle).await {
-            Ok(s) => out.push(text(&ServerFrame::TopicPublish {
-                topic,
-                data: serde_json::to_value(s).unwrap_or(Value::Null),
-            })),
+            Ok(s) => out
+                .push(text(&ServerFrame::TopicPublish { topic, data: serde_json::to_value(s).unwrap_or(Value::Null) })),
             Err(e) => out.extend(self.error(e.code(), &e.to_string(), Value::Null, None, None)),
         }
         out

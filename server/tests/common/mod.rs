@@ -93,13 +93,7 @@ impl TestServer {
         let child = Command::new(env!("CARGO_BIN_EXE_mishkah"))
             .args(["serve", "--data"])
             .arg(data)
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--exit-on-stdin-close",
-            ])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--exit-on-stdin-close"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
@@ -107,12 +101,7 @@ impl TestServer {
             .stderr(log_file)
             .spawn()
             .expect("spawn mishkah");
-        let server = TestServer {
-            child: Some(child),
-            port,
-            data: data.to_path_buf(),
-            log,
-        };
+        let server = TestServer { child: Some(child), port, data: data.to_path_buf(), log };
         server.wait_ready().await;
         server
     }
@@ -127,10 +116,7 @@ impl TestServer {
                 }
             }
             if tokio::time::Instant::now() > deadline {
-                panic!(
-                    "server did not start; log:\n{}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                panic!("server did not start; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -145,10 +131,7 @@ impl TestServer {
     }
 
     pub fn module_url(&self, branch: &str, rest: &str) -> String {
-        self.url(&format!(
-            "/api/branches/{}/modules/pos{rest}",
-            urlencode(branch)
-        ))
+        self.url(&format!("/api/branches/{}/modules/pos{rest}", urlencode(branch)))
     }
 
     /// SIGKILL, no chance to flush anything.
@@ -181,9 +164,7 @@ pub struct WsClient {
 
 impl WsClient {
     pub async fn connect(url: &str) -> WsClient {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
         let mut c = WsClient { ws };
         let hello = c.recv_type("server:hello").await;
         assert!(hello["serverId"].is_string());
@@ -203,10 +184,7 @@ impl WsClient {
     }
 
     pub async fn send_text(&mut self, t: &str) {
-        self.ws
-            .send(Message::Text(t.to_owned().into()))
-            .await
-            .expect("send");
+        self.ws.send(Message::Text(t.to_owned().into())).await.expect("send");
     }
 
     /// The next text frame, or `None` on timeout.
@@ -276,10 +254,5 @@ pub fn dining_table(id: &str, name: &str) -> Value {
 }
 
 pub async fn get_json(url: &str) -> Value {
-    reqwest::get(url)
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON")
+    reqwest::get(url).await.expect("GET").json().await.expect("JSON")
 }

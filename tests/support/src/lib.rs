@@ -19,10 +19,7 @@ pub struct DataSource {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("the repo root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repo root exists")
 }
 
 /// The repo's own default data directory.
@@ -40,19 +37,10 @@ pub fn data_source() -> DataSource {
         return DataSource { dir, real: true };
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "CI=true but the fixtures are missing at {} (set MISHKAH_FIXTURES)",
-            dir.display()
-        );
+        panic!("CI=true but the fixtures are missing at {} (set MISHKAH_FIXTURES)", dir.display());
     }
-    eprintln!(
-        "note: fixtures not found at {}; testing against the repo's own data/",
-        dir.display()
-    );
-    DataSource {
-        dir: own_data_dir(),
-        real: false,
-    }
+    eprintln!("note: fixtures not found at {}; testing against the repo's own data/", dir.display());
+    DataSource { dir: own_data_dir(), real: false }
 }
 
 /// Every `*.json` file under `dir`, sorted.

@@ -1,0 +1,282 @@
+//! `mishkah-bench`: measures any server that speaks the protocol (ours or the Node original).
+//!
+//! ```text
+//! cargo run --release -p mishkah-bench -- --url ws://127.0.0.1:3200/ws --subs 100
+//! ```
+//! Reports write→ack latency, write→last-subscriber latency (p50/p99), pipelined writes/s,
+//! snapshot time and, given `--server-pid`, server memory per idle connection.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::Parser;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for the Mishkah WebSocket protocol")]
+struct Args {
+    /// WebSocket URL.
+    #[arg(long, default_value = "ws://127.0.0.1:3200/ws")]
+    url: String,
+    /// Branch to use.
+    #[arg(long, default_value = "demo")]
+    branch: String,
+    /// Module to write to.
+    #[arg(long, default_value = "pos")]
+    module: String,
+    /// Table to write to (rows get a fresh `id`).
+    #[arg(long, default_value = "dining_tables")]
+    table: String,
+    /// Subscribers receiving every event (the fan-out measurement).
+    #[arg(long, default_value_t = 100)]
+    subs: usize,
+    /// Sequential writes for the latency measurements.
+    #[arg(long, default_value_t = 500)]
+    writes: usize,
+    /// Writes sent without waiting, for throughput.
+    #[arg(long, default_value_t = 20_000)]
+    pipelined: usize,
+    /// Idle connections to open and hold at the end (memory per connection).
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// Server process id, to read its memory (Linux /proc).
+    #[arg(long)]
+    server_pid: Option<u32>,
+}
+
+struct Conn {
+    tx: SplitSink<Ws, Message>,
+    rx: SplitStream<Ws>,
+}
+
+async fn connect(url: &str) -> anyhow::Result<Conn> {
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("connect {url}"))?;
+    let (tx, rx) = ws.split();
+    Ok(Conn { tx, rx })
+}
+
+async fn next_json(rx: &mut SplitStream<Ws>) -> anyhow::Result<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str(t.as_str())?),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => bail!("connection closed"),
+            Err(_) => bail!("timed out waiting for a frame"),
+        }
+    }
+}
+
+async fn wait_for(rx: &mut SplitStream<Ws>, ty: &str) -> anyhow::Result<Value> {
+    loop {
+        let f = next_json(rx).await?;
+        if f["type"] == ty {
+            return Ok(f);
+        }
+        if f["type"] == "server:error" {
+            bail!("server error: {f}");
+        }
+    }
+}
+
+async fn hello(c: &mut Conn, branch: &str, snapshot: bool) -> anyhow::Result<()> {
+    c.tx.send(Message::Text(
+        json!({"type": "client:hello", "branchId": branch, "role": "bench", "requestSnapshot": snapshot})
+            .to_string()
+            .into(),
+    ))
+    .await?;
+    if snapshot {
+        wait_for(&mut c.rx, "server:snapshot").await?;
+    } else {
+        wait_for(&mut c.rx, "server:log").await?;
+    }
+    Ok(())
+}
+
+fn publish(args: &Args, id: &str) -> Message {
+    let frame = json!({"type": "client:publish", "moduleId": args.module, "table": args.table, "action": "module:insert",
+        "record": {"id": id, "name": "bench", "seats": 2}, "requestId": id});
+    Message::Text(frame.to_string().into())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let run = format!("{:x}", Instant::now().elapsed().as_nanos() ^ std::process::id() as u128 ^ 0x5eed);
+    println!(
+        "mishkah-bench: {} branch={} subs={} writes={} pipelined={}",
+        args.url, args.branch, args.subs, args.writes, args.pipelined
+    );
+
+    // Snapshot time.
+    let mut publisher = connect(&args.url).await?;
+    wait_for(&mut publisher.rx, "server:hello").await?;
+    let t = Instant::now();
+    hello(&mut publisher, &args.branch, true).await?;
+    println!("snapshot (hello → server:snapshot): {}", ms(t.elapsed()));
+
+    // Subscribers: each reports when it sees an event for one of our ids.
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    for _ in 0..args.subs {
+        let mut c = connect(&args.url).await?;
+        wait_for(&mut c.rx, "server:hello").await?;
+        hello(&mut c, &args.branch, false).await?;
+        let seen = seen_tx.clone();
+        let needle = format!("\"key\":\"lat-{run}-");
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = c.rx.next().await {
+                let Message::Text(t) = msg else { continue };
+                let at = Instant::now();
+                // Find our id without parsing the whole frame: the load generator shares the
+                // machine with the server and must not be the bottleneck it measures.
+                let text = t.as_str();
+                if !text.starts_with("{\"type\":\"server:event\"") {
+                    continue;
+                }
+                let Some(start) = text.find(&needle) else { continue };
+                let rest = &text[start + 7..];
+                if let Some(end) = rest.find('"') {
+                    let _ = seen.send((rest[..end].to_owned(), at));
+                }
+            }
+        });
+    }
+    drop(seen_tx);
+
+    // Sequential writes: ack latency and time until the last subscriber has the event.
+    let mut ack_lat = Vec::with_capacity(args.writes);
+    let mut fanout_lat = Vec::with_capacity(args.writes);
+    for i in 0..args.writes {
+        let id = format!("lat-{run}-{i}");
+        let sent = Instant::now();
+        publisher.tx.send(publish(&args, &id)).await?;
+        loop {
+            let f = next_json(&mut publisher.rx).await?;
+            if f["type"] == "server:ack" && f["requestId"] == id.as_str() {
+                ack_lat.push(sent.elapsed());
+                break;
+            }
+            if f["type"] == "server:error" {
+                return Err(anyhow!("write refused: {f}"));
+            }
+        }
+        if args.subs > 0 {
+            let mut got = 0;
+            let mut last = sent;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while got < args.subs {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(left, seen_rx.recv()).await {
+                    Ok(Some((seen_id, at))) if seen_id == id => {
+                        got += 1;
+                        last = last.max(at);
+                    }
+                    Ok(Some(_)) => {}
+                    _ => bail!("only {got} of {} subscribers received write {i}", args.subs),
+                }
+            }
+            fanout_lat.push(last - sent);
+        }
+    }
+    ack_lat.sort();
+    fanout_lat.sort();
+    println!("write → ack:             p50 {}  p99 {}", ms(percentile(&ack_lat, 0.5)), ms(percentile(&ack_lat, 0.99)));
+    if args.subs > 0 {
+        println!(
+            "write → last of {:>4} subs: p50 {}  p99 {}",
+            args.subs,
+            ms(percentile(&fanout_lat, 0.5)),
+            ms(percentile(&fanout_lat, 0.99))
+        );
+    }
+
+    // Pipelined throughput: send everything, then count acks.
+    if args.pipelined > 0 {
+        let started = Instant::now();
+        let n = args.pipelined;
+        let ids: Vec<String> = (0..n).map(|i| format!("pipe-{run}-{i}")).collect();
+        let Conn { tx, rx } = publisher;
+        let mut tx = tx;
+        let sender = {
+            let msgs: Vec<Message> = ids.iter().map(|id| publish(&args, id)).collect();
+            tokio::spawn(async move {
+                for m in msgs {
+                    tx.send(m).await?;
+                }
+                Ok::<_, anyhow::Error>(tx)
+            })
+        };
+        let mut rx = rx;
+        let mut acks = 0;
+        let mut errors: HashMap<String, usize> = HashMap::new();
+        while acks + errors.values().sum::<usize>() < n {
+            let f = next_json(&mut rx).await?;
+            match f["type"].as_str() {
+                Some("server:ack") => acks += 1,
+                Some("server:error") => *errors.entry(f["code"].as_str().unwrap_or("?").to_owned()).or_default() += 1,
+                _ => {}
+            }
+        }
+        let took = started.elapsed();
+        drop(sender.await??);
+        println!(
+            "pipelined: {acks} acks in {:.2} s = {:.0} acknowledged writes/s (errors: {errors:?})",
+            took.as_secs_f64(),
+            acks as f64 / took.as_secs_f64()
+        );
+    }
+
+    // Idle connections: how many can be held, and what each costs the server.
+    if args.idle > 0 {
+        let before = args.server_pid.and_then(rss_kib);
+        let mut held = Vec::with_capacity(args.idle);
+        for i in 0..args.idle {
+            match connect(&args.url).await {
+                Ok(mut c) => {
+                    wait_for(&mut c.rx, "server:hello").await?;
+                    hello(&mut c, &args.branch, false).await?;
+                    held.push(c);
+                }
+                Err(e) => {
+                    println!("idle: stopped at {i} connections: {e:#}");
+                    break;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let after = args.server_pid.and_then(rss_kib);
+        println!("idle: holding {} registered connections", held.len());
+        if let (Some(b), Some(a)) = (before, after) {
+            let per = (a.saturating_sub(b) as f64 * 1024.0) / held.len().max(1) as f64;
+            println!("server RSS {} KiB → {} KiB: {:.1} KB per idle connection", b, a, per / 1000.0);
+        }
+    }
+    Ok(())
+}
