@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::FieldType;
@@ -15,7 +15,7 @@ pub const CREATED_AT_FIELD: &str = "createdAt";
 pub const UPDATED_AT_FIELD: &str = "updatedAt";
 
 /// A parsed schema: tables by name, plus what was odd about the source document.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Schema {
     /// Tables by their logical name.
     pub tables: BTreeMap<String, Table>,
@@ -24,7 +24,7 @@ pub struct Schema {
 }
 
 /// Something tolerated while parsing a schema, reported rather than fatal.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SchemaWarning {
     /// The table concerned.
     pub table: String,
@@ -35,7 +35,7 @@ pub struct SchemaWarning {
 }
 
 /// One table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// Logical name (what clients send as `table`).
     pub name: String,
@@ -51,7 +51,7 @@ pub struct Table {
 }
 
 /// One field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Field {
     /// Logical name as records carry it.
     pub name: String,
@@ -81,7 +81,7 @@ pub struct Field {
 }
 
 /// A default value.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DefaultValue {
     /// A literal JSON value.
@@ -91,7 +91,7 @@ pub enum DefaultValue {
 }
 
 /// A foreign-key reference.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reference {
     /// Referenced table.
     pub table: String,
@@ -100,7 +100,7 @@ pub struct Reference {
 }
 
 /// A secondary index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Index {
     /// Index name (generated when the source has none).
     pub name: String,

@@ -127,3 +127,13 @@ pub async fn module_tables(
         .await?;
     Ok(Json(json!({"branchId": branch, "moduleId": module, "tables": counts})))
 }
+
+/// `GET .../modules/{m}/schema`: the normalized schema the module runs on (including tables kept
+/// for seed data), as `mishkah-core` serializes it — what the browser store validates against.
+pub async fn module_schema(
+    State(state): State<AppState>,
+    Path((branch, module)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let handle = state.module(&branch, &module).await?;
+    Ok(Json(json!({"branchId": branch, "moduleId": module, "schema": handle.schema.as_ref()})))
+}

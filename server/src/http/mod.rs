@@ -31,6 +31,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/branches/{branch}/modules", get(catalog::branch_modules))
         .route(MODULE, get(catalog::module_snapshot))
         .route(&format!("{MODULE}/tables"), get(catalog::module_tables))
+        .route(&format!("{MODULE}/schema"), get(catalog::module_schema))
         .route(
             &format!("{MODULE}/tables/{{table}}"),
             get(tables::list).post(tables::insert).patch(tables::merge).put(tables::save).delete(tables::delete),

@@ -1,0 +1,287 @@
+//! The store's state, free of any browser API so it is tested natively: confirmed server state
+//! (a core [`Replica`]), the outbox of pending writes, and the view that reads see — confirmed
+//! rows with pending writes applied on top, through the same `mishkah_core::apply` the server runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use mishkah_core::mutation::{row_version, ApplyContext};
+use mishkah_core::sync::Replica;
+use mishkah_core::{apply, Mutation, MutationError, RecordKey, Row, Schema, Timestamp, VersionPolicy};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A write waiting for the server's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Pending {
+    /// Order of the write (also its IndexedDB key): earlier writes replay first.
+    pub seq: f64,
+    /// Unique id; the server applies a mutation id once, so replays are harmless.
+    pub mutation_id: String,
+    /// The write.
+    pub mutation: Mutation,
+    /// Sent on the current connection.
+    #[serde(default)]
+    pub sent: bool,
+}
+
+/// What an incoming frame changed.
+#[derive(Debug, Default, PartialEq)]
+pub struct Changed {
+    /// Tables whose visible rows may differ.
+    pub tables: BTreeSet<String>,
+    /// Confirmed rows to persist: `(table, key, row or None for a delete)`.
+    pub persist: Vec<(String, RecordKey, Option<Row>)>,
+    /// The whole confirmed state was replaced (persist everything).
+    pub replaced: bool,
+}
+
+/// Confirmed state + outbox for one module.
+#[derive(Debug, Default)]
+pub struct ClientState {
+    /// The module schema (from the server, or the cache).
+    pub schema: Option<Schema>,
+    /// Server state as last confirmed, with its cursor.
+    pub confirmed: Replica,
+    /// Pending writes in order.
+    pub outbox: Vec<Pending>,
+    policy: VersionPolicy,
+}
+
+impl ClientState {
+    /// A state with a schema and nothing else.
+    pub fn new(schema: Option<Schema>) -> ClientState {
+        ClientState { schema, ..ClientState::default() }
+    }
+
+    fn table(&self, name: &str) -> Result<&mishkah_core::Table, MutationError> {
+        self.schema.as_ref().and_then(|s| s.table(name)).ok_or_else(|| MutationError::UnknownTable(name.to_owned()))
+    }
+
+    /// Applies the outbox to `rows` of `table` (keyed), ignoring writes the view refuses (the
+    /// server will say why).
+    fn overlay(&self, table: &str, rows: &mut BTreeMap<RecordKey, Row>, now: Timestamp) {
+        let Ok(t) = self.table(table) else { return };
+        let ctx = ApplyContext::new(now, &self.policy);
+        for p in self.outbox.iter().filter(|p| p.mutation.table == table) {
+            let Ok(key) = RecordKey::of(t, &p.mutation.record) else { continue };
+            if let Ok(change) = apply(t, rows.get(&key), &p.mutation, &ctx) {
+                match change.row {
+                    Some(row) => rows.insert(key, row),
+                    None => rows.remove(&key),
+                };
+            }
+        }
+    }
+
+    /// Rows of a table as reads see them.
+    pub fn view_rows(&self, table: &str, now: Timestamp) -> Vec<Row> {
+        let mut rows = self.confirmed.tables.get(table).cloned().unwrap_or_default();
+        self.overlay(table, &mut rows, now);
+        rows.into_values().collect()
+    }
+
+    /// One row as reads see it.
+    pub fn view_row(&self, table: &str, key: &RecordKey, now: Timestamp) -> Option<Row> {
+        let mut rows: BTreeMap<RecordKey, Row> = BTreeMap::new();
+        if let Some(row) = self.confirmed.get(table, key) {
+            rows.insert(key.clone(), row.clone());
+        }
+        self.overlay(table, &mut rows, now);
+        rows.remove(key)
+    }
+
+    /// Checks a write against the current view (the optimistic apply) and queues it. A write the
+    /// core refuses here would be refused by the server too: it is not queued.
+    pub fn enqueue(&mut self, mutation: Mutation, mutation_id: String, seq: f64, now: Timestamp) -> Result<Pending, MutationError> {
+        let table = self.table(&mutation.table)?.clone();
+        let key = RecordKey::of(&table, &mutation.record)?;
+        let current = self.view_row(&table.name, &key, now);
+        apply(&table, current.as_ref(), &mutation, &ApplyContext::new(now, &self.policy))?;
+        let pending = Pending { seq, mutation_id, mutation: Mutation { mutation_id: None, ..mutation }, sent: false };
+        let mut pending = pending;
+        pending.mutation.mutation_id = Some(pending.mutation_id.clone());
+        self.outbox.push(pending.clone());
+        self.outbox.sort_by(|a, b| a.seq.total_cmp(&b.seq));
+        Ok(pending)
+    }
+
+    /// Removes a pending write (acknowledged or refused).
+    pub fn settle(&mut self, mutation_id: &str) -> Option<Pending> {
+        let i = self.outbox.iter().position(|p| p.mutation_id == mutation_id)?;
+        Some(self.outbox.remove(i))
+    }
+
+    /// A module snapshot (`server:snapshot` → `modules[m]`): replaces the confirmed state.
+    pub fn on_snapshot(&mut self, module: &Value) -> Changed {
+        let mut changed = Changed { replaced: true, ..Changed::default() };
+        let mut replica = Replica::new();
+        replica.cursor = module.get("version").and_then(Value::as_u64).unwrap_or(0);
+        let schema = self.schema.clone().unwrap_or_default();
+        if let Some(tables) = module.get("tables").and_then(Value::as_object) {
+            for (name, rows) in tables {
+                let rows: Vec<Row> = rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect();
+                let table = schema.table(name).cloned().unwrap_or_else(|| fallback_table(name));
+                let _ = replica.load_table(&table, &rows);
+                changed.tables.insert(name.clone());
+            }
+        }
+        changed.tables.extend(self.confirmed.tables.keys().cloned());
+        self.confirmed = replica;
+        changed
+    }
+
+    /// A delta (`server:delta`): rows changed and keys deleted since our cursor.
+    pub fn on_delta(&mut self, frame: &Value) -> Changed {
+        let mut changed = Changed::default();
+        for (name, rows) in frame.get("tables").and_then(Value::as_object).into_iter().flatten() {
+            for row in rows.as_array().into_iter().flatten().filter_map(Value::as_object) {
+                if let Some(key) = self.key_of(name, row) {
+                    self.confirmed.tables.entry(name.clone()).or_default().insert(key.clone(), row.clone());
+                    changed.persist.push((name.clone(), key, Some(row.clone())));
+                }
+            }
+            changed.tables.insert(name.clone());
+        }
+        for (name, keys) in frame.get("deleted").and_then(Value::as_object).into_iter().flatten() {
+            for key in keys.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                let key = RecordKey(key.to_owned());
+                if let Some(rows) = self.confirmed.tables.get_mut(name) {
+                    rows.remove(&key);
+                }
+                changed.persist.push((name.clone(), key, None));
+            }
+            changed.tables.insert(name.clone());
+        }
+        if let Some(to) = frame.get("to").and_then(Value::as_u64) {
+            self.confirmed.cursor = self.confirmed.cursor.max(to);
+        }
+        changed
+    }
+
+    /// A committed change (`server:event`, or the `entry` of our own `server:ack`). Row versions
+    /// only move forward, so an older event arriving after a newer ack changes nothing.
+    pub fn on_commit(&mut self, frame: &Value) -> Changed {
+        let mut changed = Changed::default();
+        let Some(table) = frame.get("table").and_then(Value::as_str) else { return changed };
+        let Some(key) = frame.pointer("/recordRef/key").and_then(Value::as_str) else { return changed };
+        let key = RecordKey(key.to_owned());
+        let deleted = frame.get("deleted").and_then(Value::as_bool).unwrap_or(false);
+        let new_version = frame.get("recordVersion").and_then(Value::as_i64).unwrap_or(i64::MAX);
+        let rows = self.confirmed.tables.entry(table.to_owned()).or_default();
+        if let Some(current) = rows.get(&key) {
+            if row_version(current) > new_version || (!deleted && row_version(current) == new_version) {
+                return changed;
+            }
+        }
+        if deleted {
+            rows.remove(&key);
+            changed.persist.push((table.to_owned(), key, None));
+        } else if let Some(row) = frame.pointer("/entry/record").and_then(Value::as_object) {
+            rows.insert(key.clone(), row.clone());
+            changed.persist.push((table.to_owned(), key, Some(row.clone())));
+        } else {
+            return changed;
+        }
+        changed.tables.insert(table.to_owned());
+        changed
+    }
+
+    /// Moves the cursor after an event (events come in sequence order on one connection).
+    pub fn advance(&mut self, sequence: u64) {
+        self.confirmed.cursor = self.confirmed.cursor.max(sequence);
+    }
+
+    fn key_of(&self, table: &str, row: &Row) -> Option<RecordKey> {
+        let t = self.schema.as_ref().and_then(|s| s.table(table)).cloned().unwrap_or_else(|| fallback_table(table));
+        RecordKey::of(&t, row).ok()
+    }
+}
+
+/// A table the schema does not know, keyed by `id`.
+fn fallback_table(name: &str) -> mishkah_core::Table {
+    let mut t = Schema::from_json(&serde_json::json!({"tables": {"t": {"fields": {"id": {"type": "text", "primaryKey": true}}}}}))
+        .expect("a literal schema parses")
+        .tables
+        .remove("t")
+        .expect("the literal has table t");
+    t.name = name.to_owned();
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mishkah_core::Action;
+    use serde_json::json;
+
+    fn schema() -> Schema {
+        Schema::from_json(&json!({"tables": {
+            "order_header": {"fields": {"id": {"type": "text", "primaryKey": true}, "total": {"type": "decimal"}}},
+            "note": {"fields": {"id": {"type": "text", "primaryKey": true}, "body": {"type": "text"}}}
+        }}))
+        .unwrap()
+    }
+
+    fn state_with(rows: Value) -> ClientState {
+        let mut s = ClientState::new(Some(schema()));
+        s.on_snapshot(&json!({"version": 10, "tables": rows}));
+        s
+    }
+
+    #[test]
+    fn reads_show_pending_writes_over_confirmed_rows_in_order() {
+        let mut s = state_with(json!({"note": [{"id": "n1", "body": "server", "version": 1}]}));
+        s.enqueue(Mutation::new("note", Action::Merge, json!({"id": "n1", "body": "mine"})), "m1".into(), 1.0, Timestamp(0)).unwrap();
+        s.enqueue(Mutation::new("note", Action::Insert, json!({"id": "n2", "body": "new"})), "m2".into(), 2.0, Timestamp(0)).unwrap();
+        s.enqueue(Mutation::new("note", Action::Merge, json!({"id": "n2", "body": "newer"})), "m3".into(), 3.0, Timestamp(0)).unwrap();
+        let rows = s.view_rows("note", Timestamp(0));
+        let bodies: Vec<_> = rows.iter().map(|r| r["body"].as_str().unwrap()).collect();
+        assert_eq!(bodies, ["mine", "newer"]);
+        assert_eq!(s.confirmed.get("note", &RecordKey("n1".into())).unwrap()["body"], "server", "confirmed state untouched");
+    }
+
+    #[test]
+    fn the_outbox_keeps_write_order_whatever_the_insertion_order() {
+        let mut s = state_with(json!({}));
+        for (seq, id) in [(3.0, "c"), (1.0, "a"), (2.0, "b")] {
+            s.enqueue(Mutation::new("note", Action::Insert, json!({"id": id})), id.into(), seq, Timestamp(0)).unwrap();
+        }
+        let order: Vec<_> = s.outbox.iter().map(|p| p.mutation_id.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn writes_the_core_refuses_are_not_queued() {
+        let mut s = state_with(json!({}));
+        let err = s.enqueue(Mutation::new("note", Action::Merge, json!({"id": "ghost"})), "m".into(), 1.0, Timestamp(0)).unwrap_err();
+        assert_eq!(err.code(), "not-found");
+        assert!(s.enqueue(Mutation::new("nope", Action::Insert, json!({"id": "x"})), "m".into(), 1.0, Timestamp(0)).is_err());
+        assert!(s.outbox.is_empty());
+    }
+
+    #[test]
+    fn settling_a_refused_write_rolls_the_view_back() {
+        let mut s = state_with(json!({"order_header": [{"id": "o1", "total": 5, "version": 2}]}));
+        s.enqueue(Mutation::new("order_header", Action::Merge, json!({"id": "o1", "total": 9})).expecting(2), "m1".into(), 1.0, Timestamp(0)).unwrap();
+        assert_eq!(s.view_row("order_header", &RecordKey("o1".into()), Timestamp(0)).unwrap()["total"], json!(9));
+        s.settle("m1");
+        assert_eq!(s.view_row("order_header", &RecordKey("o1".into()), Timestamp(0)).unwrap()["total"], json!(5));
+    }
+
+    #[test]
+    fn events_never_move_a_row_backwards_and_deltas_merge() {
+        let mut s = state_with(json!({"note": [{"id": "n1", "body": "v3", "version": 3}]}));
+        let old = json!({"type": "server:event", "table": "note", "recordRef": {"key": "n1"}, "recordVersion": 2, "deleted": false,
+                         "entry": {"record": {"id": "n1", "body": "v2", "version": 2}}});
+        assert!(s.on_commit(&old).tables.is_empty());
+        let newer = json!({"type": "server:event", "table": "note", "recordRef": {"key": "n1"}, "recordVersion": 4, "deleted": false,
+                           "entry": {"record": {"id": "n1", "body": "v4", "version": 4}}});
+        assert_eq!(s.on_commit(&newer).persist.len(), 1);
+        let changed = s.on_delta(&json!({"from": 10, "to": 15, "tables": {"note": [{"id": "n9", "version": 1}]}, "deleted": {"note": ["n1"]}}));
+        assert_eq!(changed.persist.len(), 2);
+        assert_eq!(s.confirmed.cursor, 15);
+        let ids: Vec<_> = s.view_rows("note", Timestamp(0)).iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(ids, ["n9"]);
+    }
+}

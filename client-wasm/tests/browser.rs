@@ -1,0 +1,273 @@
+//! The store in real headless Chromium: IndexedDB, the outbox, optimistic writes and, when the test
+//! script has started a server (`MISHKAH_TEST_WS` at build time), sync against it.
+
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect};
+use mishkah_client::persist::Persist;
+use mishkah_client::store::{create_store, Store};
+use mishkah_core::RecordKey;
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SERVER_WS: Option<&str> = option_env!("MISHKAH_TEST_WS");
+const SERVER_HTTP: Option<&str> = option_env!("MISHKAH_TEST_HTTP");
+/// A port nothing listens on: a store pointed at it is offline.
+const OFFLINE_WS: &str = "ws://127.0.0.1:9/ws";
+
+fn js(v: Value) -> JsValue {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap()
+}
+
+use serde::Serialize;
+
+fn rust(v: JsValue) -> Value {
+    serde_wasm_bindgen::from_value(v).unwrap_or(Value::Null)
+}
+
+async fn wait(p: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms).unwrap();
+    });
+    let _ = JsFuture::from(p).await;
+}
+
+/// Polls `check` every 20 ms for up to `ms`.
+async fn eventually(ms: i32, mut check: impl FnMut() -> bool) -> bool {
+    let mut waited = 0;
+    while waited < ms {
+        if check() {
+            return true;
+        }
+        sleep(20).await;
+        waited += 20;
+    }
+    check()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+fn store(ws: &str, db: &str) -> Store {
+    let http = SERVER_HTTP.unwrap_or("http://127.0.0.1:9");
+    create_store(js(json!({"branchId": "demo", "moduleId": "pos", "wsUrl": ws, "httpUrl": http, "dbName": db, "autoReconnect": true})))
+        .unwrap()
+}
+
+fn schema() -> Value {
+    json!({"tables": {
+        "dining_tables": {"name": "dining_tables", "sql_name": "dining_tables", "primary_key": ["id"], "indexes": [],
+            "fields": [{"name": "id", "column": "id", "type": "text", "source_type": "string", "nullable": false, "default": null,
+                        "max_length": null, "enum_values": null, "primary_key": true, "unique": false, "indexed": false, "references": null}]}
+    }, "warnings": []})
+}
+
+#[wasm_bindgen_test]
+async fn indexeddb_round_trip_and_outbox_survive_a_reload() {
+    let db = unique("idb");
+    {
+        let p = Persist::open(&db).await.unwrap();
+        p.save_schema(&schema()).await.unwrap();
+        let row = json!({"id": "T1", "name": "cached", "version": 1}).as_object().unwrap().clone();
+        p.write_rows(vec![("dining_tables".into(), RecordKey("T1".into()), Some(row))], 7, true).await.unwrap();
+        p.close();
+    }
+    let a = store(OFFLINE_WS, &db);
+    wait(a.connect()).await.unwrap();
+    let rows = rust(a.list_table("dining_tables".into()));
+    assert_eq!(rows[0]["name"], "cached", "cache-first: rows before any network");
+    assert_eq!(a.cursor(), 7.0);
+    // Offline writes: visible at once, queued durably, in order.
+    let _ = a.insert("dining_tables".into(), js(json!({"id": "T2", "name": "offline 1"})), JsValue::UNDEFINED);
+    let _ = a.merge("dining_tables".into(), js(json!({"id": "T1", "name": "offline 2"})), JsValue::UNDEFINED);
+    assert_eq!(a.pending(), 2);
+    assert_eq!(rust(a.get_record("dining_tables".into(), "T1".into()))["name"], "offline 2");
+    sleep(100).await;
+    a.close();
+
+    let b = store(OFFLINE_WS, &db);
+    wait(b.connect()).await.unwrap();
+    assert_eq!(b.pending(), 2, "the outbox survived the reload");
+    let names: Vec<Value> = rust(b.list_table("dining_tables".into())).as_array().unwrap().iter().map(|r| r["name"].clone()).collect();
+    assert_eq!(names, vec![json!("offline 2"), json!("offline 1")], "pending writes replay over the cache in order");
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_write_the_core_refuses_is_rejected_at_once_and_not_queued() {
+    let db = unique("refuse");
+    {
+        let p = Persist::open(&db).await.unwrap();
+        p.save_schema(&schema()).await.unwrap();
+        p.close();
+    }
+    let s = store(OFFLINE_WS, &db);
+    wait(s.connect()).await.unwrap();
+    let err = wait(s.merge("dining_tables".into(), js(json!({"id": "ghost"})), JsValue::UNDEFINED)).await.unwrap_err();
+    assert_eq!(Reflect::get(&err, &"code".into()).unwrap(), "not-found");
+    assert_eq!(s.pending(), 0);
+    s.close();
+}
+
+fn recorder() -> (Rc<RefCell<Vec<Value>>>, Function) {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let sink = seen.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |v: JsValue| sink.borrow_mut().push(rust(v)));
+    (seen, f.into_js_value().unchecked_into())
+}
+
+async fn http(method: &str, path: &str, body: Option<Value>) -> Value {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(b) = body {
+        init.set_body(&JsValue::from_str(&b.to_string()));
+        let headers = web_sys::Headers::new().unwrap();
+        headers.set("content-type", "application/json").unwrap();
+        init.set_headers(&headers);
+    }
+    let url = format!("{}{path}", SERVER_HTTP.unwrap());
+    let resp: web_sys::Response = JsFuture::from(web_sys::window().unwrap().fetch_with_str_and_init(&url, &init)).await.unwrap().unchecked_into();
+    rust(JsFuture::from(resp.json().unwrap()).await.unwrap())
+}
+
+fn server() -> Option<&'static str> {
+    if SERVER_WS.is_none() {
+        web_sys::console::log_1(&"skipped: no MISHKAH_TEST_WS (run scripts/test)".into());
+    }
+    SERVER_WS
+}
+
+#[wasm_bindgen_test]
+async fn two_stores_sync_inserts_and_updates_and_watch_fires_on_remote_events() {
+    let Some(ws) = server() else { return };
+    let a = store(ws, &unique("a"));
+    let b = store(ws, &unique("b"));
+    wait(a.connect()).await.unwrap();
+    wait(b.connect()).await.unwrap();
+    wait(a.ready()).await.unwrap();
+    wait(b.ready()).await.unwrap();
+    let id = unique("T");
+    let (seen, cb) = recorder();
+    let _unsubscribe = b.watch("dining_tables".into(), js(json!({"where": {"id": id}})), cb).unwrap();
+    let ack = wait(a.insert("dining_tables".into(), js(json!({"id": id, "name": "from A", "seats": 2})), JsValue::UNDEFINED)).await.unwrap();
+    assert_eq!(rust(ack)["type"], "server:ack");
+    assert!(eventually(3000, || seen.borrow().last().is_some_and(|rows| rows[0]["name"] == "from A")).await, "B's watch saw A's insert");
+    wait(b.update("dining_tables".into(), js(json!({"id": id, "name": "from B"})), JsValue::UNDEFINED)).await.unwrap();
+    assert!(eventually(3000, || rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)))["name"] == "from B").await);
+    assert_eq!(rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)))["version"], json!(2));
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_conflict_rolls_the_optimistic_write_back_and_reports_the_server_row() {
+    let Some(ws) = server() else { return };
+    let db = unique("conflict");
+    let a = store(ws, &db);
+    wait(a.connect()).await.unwrap();
+    wait(a.ready()).await.unwrap();
+    let id = unique("o");
+    wait(a.insert("order_header".into(), js(json!({"id": id})), JsValue::UNDEFINED)).await.unwrap();
+    sleep(100).await;
+    a.close();
+
+    // Offline, A edits the row it saw at version 1: visible at once.
+    let offline = store(OFFLINE_WS, &db);
+    wait(offline.connect()).await.unwrap();
+    let write = offline.merge("order_header".into(), js(json!({"id": id, "note": "mine"})), JsValue::UNDEFINED);
+    assert_eq!(rust(offline.get_record("order_header".into(), JsValue::from_str(&id)))["note"], "mine");
+    drop(write);
+    sleep(100).await;
+    offline.close();
+
+    // Meanwhile someone else moves the row to version 2.
+    let path = "/api/branches/demo/modules/pos/tables/order_header";
+    let r = http("PATCH", path, Some(json!({"record": {"id": id, "note": "theirs"}, "expectedVersion": 1}))).await;
+    assert_eq!(r["record"]["version"], json!(2), "{r}");
+
+    // Back online: the server refuses A's stale write; A's view rolls back and it is told why.
+    let back = store(ws, &db);
+    let (conflicts, cb) = recorder();
+    back.on("conflict".into(), cb);
+    wait(back.connect()).await.unwrap();
+    wait(back.ready()).await.unwrap();
+    assert!(eventually(5000, || !conflicts.borrow().is_empty()).await, "a conflict event");
+    let conflict = conflicts.borrow()[0].clone();
+    assert_eq!(conflict["code"], "version-conflict");
+    assert_eq!(conflict["details"]["currentVersion"], json!(2));
+    assert_eq!(conflict["current"]["note"], "theirs");
+    assert_eq!(back.pending(), 0);
+    assert_eq!(rust(back.get_record("order_header".into(), JsValue::from_str(&id)))["note"], "theirs");
+    back.close();
+}
+
+#[wasm_bindgen_test]
+async fn an_offline_store_replays_its_writes_exactly_once_and_a_reload_gets_a_delta() {
+    let Some(ws) = server() else { return };
+    let db = unique("offline");
+    // Learn the schema and the current state first, then go offline.
+    let online = store(ws, &db);
+    wait(online.connect()).await.unwrap();
+    wait(online.ready()).await.unwrap();
+    sleep(100).await;
+    online.close();
+
+    let offline = store(OFFLINE_WS, &db);
+    wait(offline.connect()).await.unwrap();
+    let ids: Vec<String> = (0..3).map(|_| unique("off")).collect();
+    for id in &ids {
+        let _ = offline.insert("dining_tables".into(), js(json!({"id": id, "name": "queued"})), JsValue::UNDEFINED);
+    }
+    assert_eq!(offline.pending(), 3);
+    sleep(100).await;
+    offline.close();
+    // A twin of that outbox (another tab, or a crash before the acks arrived) will replay it too.
+    let twin_db = unique("twin");
+    {
+        let from = Persist::open(&db).await.unwrap();
+        let loaded = from.load().await.unwrap();
+        from.close();
+        let to = Persist::open(&twin_db).await.unwrap();
+        to.save_schema(loaded.schema.as_ref().unwrap()).await.unwrap();
+        for p in &loaded.outbox {
+            to.put_pending(p).await.unwrap();
+        }
+        to.close();
+    }
+
+    // Meanwhile another client changes something: the reloaded store must get it as a delta.
+    let other = unique("other");
+    http("POST", "/api/branches/demo/modules/pos/tables/dining_tables", Some(json!({"record": {"id": other, "name": "remote"}}))).await;
+
+    let back = store(ws, &db);
+    let (snapshots, cb) = recorder();
+    back.on("snapshot".into(), cb);
+    wait(back.connect()).await.unwrap();
+    wait(back.ready()).await.unwrap();
+    assert!(eventually(5000, || back.pending() == 0).await, "the outbox drained");
+    assert!(snapshots.borrow().iter().any(|s| s["source"] == "delta"), "reconnected with its cursor: {:?}", snapshots.borrow());
+    assert_eq!(rust(back.get_record("dining_tables".into(), JsValue::from_str(&other)))["name"], "remote");
+    let twin = store(ws, &twin_db);
+    wait(twin.connect()).await.unwrap();
+    wait(twin.ready()).await.unwrap();
+    assert!(eventually(5000, || twin.pending() == 0).await, "the replayed outbox was acknowledged");
+    let rows = http("GET", "/api/branches/demo/modules/pos/tables/dining_tables?limit=10000", None).await;
+    for id in &ids {
+        let n = rows["rows"].as_array().unwrap().iter().filter(|r| r["id"] == id.as_str()).count();
+        assert_eq!(n, 1, "{id} stored exactly once");
+    }
+    back.close();
+    twin.close();
+}
