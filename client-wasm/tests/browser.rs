@@ -143,6 +143,9 @@ async fn http(method: &str, path: &str, body: Option<Value>) -> Value {
 }
 
 fn server() -> Option<&'static str> {
+    if SERVER_WS.is_none() && option_env!("CI") == Some("true") {
+        panic!("CI=true but MISHKAH_TEST_WS is not set: run the browser tests through scripts/test-wasm");
+    }
     if SERVER_WS.is_none() {
         web_sys::console::log_1(&"skipped: no MISHKAH_TEST_WS (run scripts/test)".into());
     }

@@ -73,6 +73,17 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     let Some(dir) = state.static_dir.clone() else {
         return ApiError::not_found("not-found", "no such route").into_response();
     };
+    // The demo is reachable at `/` and, as links from the original's apps expect, at `/static/`.
+    let mut req = req;
+    if let Some(rest) = req.uri().path().strip_prefix("/static/") {
+        let rewritten = match req.uri().query() {
+            Some(q) => format!("/{rest}?{q}"),
+            None => format!("/{rest}"),
+        };
+        if let Ok(uri) = rewritten.parse() {
+            *req.uri_mut() = uri;
+        }
+    }
     // ServeDir never escapes its directory (`..` is refused) and answers 404 for missing files.
     match ServeDir::new(dir.as_ref()).append_index_html_on_directories(true).oneshot(req).await {
         Ok(response) => response.into_response(),

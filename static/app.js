@@ -1,0 +1,75 @@
+// Shared by the demo pages: loads the wasm store, wires the header (language, status, pending
+// writes) and shows conflicts and errors instead of swallowing them.
+import init, { createStore } from './pkg/mishkah_client.js';
+
+const TEXT = {
+  ar: { ready: 'متصل', connecting: 'جارٍ الاتصال', open: 'جارٍ المزامنة', offline: 'غير متصل', closed: 'مغلق', idle: 'خامل',
+        pending: (n) => `${n} بانتظار المزامنة`, conflict: 'تعارض: عدّل شخص آخر هذا السجل؛ عُرضت النسخة الأحدث.', lang: 'English' },
+  en: { ready: 'Connected', connecting: 'Connecting', open: 'Syncing', offline: 'Offline', closed: 'Closed', idle: 'Idle',
+        pending: (n) => `${n} pending`, conflict: 'Conflict: someone else changed this record; showing the latest.', lang: 'العربية' },
+};
+
+export let lang = localStorage.getItem('mishkah.lang') || 'ar';
+export const t = (key, ...args) => { const v = TEXT[lang][key]; return typeof v === 'function' ? v(...args) : v; };
+export const label = (value) => (value && typeof value === 'object' ? value[lang] || value.en || value.ar : value ?? '');
+
+export function applyLang() {
+  document.documentElement.lang = lang;
+  document.documentElement.dir = lang === 'ar' ? 'rtl' : 'ltr';
+  document.querySelectorAll('[data-ar]').forEach((el) => { el.textContent = el.dataset[lang]; });
+  const btn = document.getElementById('lang');
+  if (btn) btn.textContent = t('lang');
+}
+
+export function toast(message) {
+  const el = document.createElement('div');
+  el.className = 'toast';
+  el.setAttribute('role', 'alert');
+  el.textContent = message;
+  document.body.append(el);
+  setTimeout(() => el.remove(), 6000);
+}
+
+export async function openStore(role, onLang) {
+  await init();
+  const params = new URLSearchParams(location.search);
+  const wsUrl = params.get('ws') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
+  const store = createStore({
+    branchId: params.get('branch') || 'demo', moduleId: 'pos', role, wsUrl,
+    httpUrl: location.origin, autoReconnect: true, useIndexedDB: true,
+    dbName: params.get('db') || `mishkah-demo-${role}`,
+  });
+  const status = document.getElementById('status');
+  const pending = document.getElementById('pending');
+  const showStatus = () => {
+    const s = store.status();
+    status.dataset.status = s;
+    status.textContent = t(s);
+    const n = store.pending();
+    pending.textContent = n ? t('pending', n) : '';
+    pending.dataset.count = n;
+  };
+  store.on('status', showStatus);
+  for (const e of ['ack', 'event', 'snapshot']) store.on(e, showStatus);
+  store.on('conflict', (c) => { toast(t('conflict')); console.warn('conflict', c); showStatus(); });
+  store.on('error', (e) => { toast(`${e.code}: ${e.message}`); showStatus(); });
+  document.getElementById('lang').addEventListener('click', () => {
+    lang = lang === 'ar' ? 'en' : 'ar';
+    localStorage.setItem('mishkah.lang', lang);
+    applyLang();
+    showStatus();
+    onLang?.();
+  });
+  applyLang();
+  showStatus();
+  window.mishkahStore = store; // for the browser tests and the curious
+  await store.connect();
+  showStatus();
+  // Local writes change the pending count too: refresh on every change of the order tables.
+  for (const table of ['order_header', 'order_line', 'order_payment']) store.watch(table, {}, showStatus);
+  setInterval(showStatus, 1000);
+  return store;
+}
+
+export const newId = (prefix) => `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+export const money = (n) => (Math.round(Number(n || 0) * 100) / 100).toFixed(2);

@@ -1,0 +1,126 @@
+// End-to-end test of the demo apps in Debian's headless Chromium (playwright-core, no downloaded
+// browser): POS → kitchen in real time, offline orders replayed exactly once, cache-first reload.
+// Starts its own server on a free port over a temp copy of data/, and a TCP proxy that lets the
+// test cut the POS page's network.
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const bin = process.env.MISHKAH_BIN || path.join(root, 'target/debug/mishkah');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+/** A TCP proxy the test can switch off (dropping every connection) and on again. */
+function proxy(listenPort, targetPort) {
+  let server = null;
+  const sockets = new Set();
+  const on = () => new Promise((resolve) => {
+    server = net.createServer((client) => {
+      const upstream = net.connect(targetPort, '127.0.0.1');
+      for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); }
+      client.pipe(upstream).pipe(client);
+    });
+    server.listen(listenPort, '127.0.0.1', resolve);
+  });
+  const off = () => new Promise((resolve) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => resolve());
+  });
+  return { on, off };
+}
+
+async function main() {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'mishkah-e2e-'));
+  cpSync(path.join(root, 'data'), path.join(tmp, 'data'), { recursive: true });
+  const port = await freePort();
+  const server = spawn(bin, ['serve', '--data', path.join(tmp, 'data'), '--host', '127.0.0.1', '--port', String(port),
+    '--static', path.join(root, 'static'), '--exit-on-stdin-close'], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const proxyPort = await freePort();
+  const posNet = proxy(proxyPort, port);
+  await posNet.on();
+  const deadPort = await freePort();
+
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const kitchen = await context.newPage();
+    const pos = await context.newPage();
+    for (const p of [kitchen, pos]) p.on('pageerror', (e) => console.error('page error:', e));
+    await kitchen.goto(`${base}/kitchen.html?db=e2e-kitchen`);
+    await pos.goto(`${base}/pos.html?db=e2e-pos&ws=ws://127.0.0.1:${proxyPort}/ws`);
+    for (const p of [kitchen, pos]) await p.waitForSelector('#status[data-status="ready"]', { timeout: 15000 });
+    console.log('both screens ready');
+
+    // 1. An order sent from the POS appears in the kitchen within a second.
+    async function order(item) {
+      await pos.click('#new-order');
+      await pos.click(`.item[data-item="${item}"]`);
+      const id = await pos.evaluate(() => window.pos.current());
+      await pos.click('#send');
+      return id;
+    }
+    await pos.click('.cats button');
+    const started = Date.now();
+    const first = await order('item-01');
+    await kitchen.waitForSelector(`[data-order="${first}"]`, { timeout: 1000 });
+    console.log(`online order reached the kitchen in ${Date.now() - started} ms`);
+
+    // 2. Offline: three orders on the POS, then reconnect: each appears in the kitchen exactly once.
+    await posNet.off();
+    await pos.waitForSelector('#status[data-status="offline"]', { timeout: 10000 });
+    const offline = [];
+    for (const item of ['item-02', 'item-03', 'item-04']) offline.push(await order(item));
+    assert.ok(await pos.evaluate(() => window.mishkahStore.pending()) > 0, 'writes are queued while offline');
+    assert.ok(Number(await pos.getAttribute('#pending', 'data-count')) > 0, 'and the screen says so');
+    for (const id of offline) assert.equal(await kitchen.locator(`[data-order="${id}"]`).count(), 0, 'nothing reaches the kitchen while offline');
+    await posNet.on();
+    for (const id of offline) await kitchen.waitForSelector(`[data-order="${id}"]`, { timeout: 30000 });
+    await pos.waitForFunction(() => window.mishkahStore.pending() === 0, null, { timeout: 30000 });
+    await kitchen.waitForTimeout(500);
+    for (const id of [first, ...offline]) assert.equal(await kitchen.locator(`[data-order="${id}"]`).count(), 1, `${id} shown exactly once`);
+    const rows = await (await fetch(`${base}/api/branches/demo/modules/pos/tables/order_header?limit=1000`)).json();
+    for (const id of offline) assert.equal(rows.rows.filter((r) => r.id === id).length, 1, `${id} stored exactly once`);
+    console.log('offline orders replayed exactly once');
+
+    // Screenshots for the README.
+    const docs = path.join(root, 'docs');
+    mkdirSync(docs, { recursive: true });
+    await pos.click(`[data-order]`).catch(() => {});
+    await pos.screenshot({ path: path.join(docs, 'pos.png') });
+    await kitchen.screenshot({ path: path.join(docs, 'kitchen.png') });
+
+    // 3. A reload of the kitchen shows its orders from IndexedDB before the network answers
+    //    (here the network never answers: the page is pointed at a dead port).
+    await kitchen.goto(`${base}/kitchen.html?db=e2e-kitchen&ws=ws://127.0.0.1:${deadPort}/ws`);
+    for (const id of [first, ...offline]) await kitchen.waitForSelector(`[data-order="${id}"]`, { timeout: 5000 });
+    const status = await kitchen.getAttribute('#status', 'data-status');
+    assert.notEqual(status, 'ready', 'the data came from the cache, not the server');
+    console.log(`kitchen reload showed ${1 + offline.length} cached orders while ${status}`);
+    console.log('e2e: ok');
+  } finally {
+    await browser.close();
+    await posNet.off().catch(() => {});
+    server.kill();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
