@@ -100,8 +100,8 @@ async function main() {
     for (const id of offline) assert.equal(rows.rows.filter((r) => r.id === id).length, 1, `${id} stored exactly once`);
     console.log('offline orders replayed exactly once');
 
-    // Screenshots for the README.
-    const docs = path.join(root, 'docs');
+    // Screenshots: into target/ by default, into docs/ (the README's) with UPDATE_SCREENSHOTS=1.
+    const docs = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(root, 'docs') : path.join(root, 'target/screenshots');
     mkdirSync(docs, { recursive: true });
     await pos.click(`[data-order]`).catch(() => {});
     await pos.screenshot({ path: path.join(docs, 'pos.png') });
