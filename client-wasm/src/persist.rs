@@ -89,7 +89,12 @@ impl Persist {
 
     /// Stores row changes and the new cursor in one transaction; `replace` clears the rows first
     /// (a full snapshot).
-    pub async fn write_rows(&self, changes: Vec<(String, RecordKey, Option<Row>)>, cursor: u64, replace: bool) -> Result<(), JsValue> {
+    pub async fn write_rows(
+        &self,
+        changes: Vec<(String, RecordKey, Option<Row>)>,
+        cursor: u64,
+        replace: bool,
+    ) -> Result<(), JsValue> {
         let tx = self.db.transaction(&[ROWS, META], TransactionMode::ReadWrite).map_err(js_err)?;
         let rows = tx.store(ROWS).map_err(js_err)?;
         if replace {
@@ -104,7 +109,11 @@ impl Persist {
                 None => rows.delete(row_key(&table, &key)).await.map_err(js_err)?,
             }
         }
-        tx.store(META).map_err(js_err)?.put(&JsValue::from_f64(cursor as f64), Some(&"cursor".into())).await.map_err(js_err)?;
+        tx.store(META)
+            .map_err(js_err)?
+            .put(&JsValue::from_f64(cursor as f64), Some(&"cursor".into()))
+            .await
+            .map_err(js_err)?;
         tx.done().await.map_err(js_err)?;
         Ok(())
     }

@@ -93,7 +93,13 @@ impl ClientState {
 
     /// Checks a write against the current view (the optimistic apply) and queues it. A write the
     /// core refuses here would be refused by the server too: it is not queued.
-    pub fn enqueue(&mut self, mutation: Mutation, mutation_id: String, seq: f64, now: Timestamp) -> Result<Pending, MutationError> {
+    pub fn enqueue(
+        &mut self,
+        mutation: Mutation,
+        mutation_id: String,
+        seq: f64,
+        now: Timestamp,
+    ) -> Result<Pending, MutationError> {
         let table = self.table(&mutation.table)?.clone();
         let key = RecordKey::of(&table, &mutation.record)?;
         let current = self.view_row(&table.name, &key, now);
@@ -120,7 +126,8 @@ impl ClientState {
         let schema = self.schema.clone().unwrap_or_default();
         if let Some(tables) = module.get("tables").and_then(Value::as_object) {
             for (name, rows) in tables {
-                let rows: Vec<Row> = rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect();
+                let rows: Vec<Row> =
+                    rows.as_array().into_iter().flatten().filter_map(|r| r.as_object().cloned()).collect();
                 let table = schema.table(name).cloned().unwrap_or_else(|| fallback_table(name));
                 let _ = replica.load_table(&table, &rows);
                 changed.tables.insert(name.clone());
@@ -200,11 +207,13 @@ impl ClientState {
 
 /// A table the schema does not know, keyed by `id`.
 fn fallback_table(name: &str) -> mishkah_core::Table {
-    let mut t = Schema::from_json(&serde_json::json!({"tables": {"t": {"fields": {"id": {"type": "text", "primaryKey": true}}}}}))
-        .expect("a literal schema parses")
-        .tables
-        .remove("t")
-        .expect("the literal has table t");
+    let mut t = Schema::from_json(
+        &serde_json::json!({"tables": {"t": {"fields": {"id": {"type": "text", "primaryKey": true}}}}}),
+    )
+    .expect("a literal schema parses")
+    .tables
+    .remove("t")
+    .expect("the literal has table t");
     t.name = name.to_owned();
     t
 }
@@ -232,13 +241,35 @@ mod tests {
     #[test]
     fn reads_show_pending_writes_over_confirmed_rows_in_order() {
         let mut s = state_with(json!({"note": [{"id": "n1", "body": "server", "version": 1}]}));
-        s.enqueue(Mutation::new("note", Action::Merge, json!({"id": "n1", "body": "mine"})), "m1".into(), 1.0, Timestamp(0)).unwrap();
-        s.enqueue(Mutation::new("note", Action::Insert, json!({"id": "n2", "body": "new"})), "m2".into(), 2.0, Timestamp(0)).unwrap();
-        s.enqueue(Mutation::new("note", Action::Merge, json!({"id": "n2", "body": "newer"})), "m3".into(), 3.0, Timestamp(0)).unwrap();
+        s.enqueue(
+            Mutation::new("note", Action::Merge, json!({"id": "n1", "body": "mine"})),
+            "m1".into(),
+            1.0,
+            Timestamp(0),
+        )
+        .unwrap();
+        s.enqueue(
+            Mutation::new("note", Action::Insert, json!({"id": "n2", "body": "new"})),
+            "m2".into(),
+            2.0,
+            Timestamp(0),
+        )
+        .unwrap();
+        s.enqueue(
+            Mutation::new("note", Action::Merge, json!({"id": "n2", "body": "newer"})),
+            "m3".into(),
+            3.0,
+            Timestamp(0),
+        )
+        .unwrap();
         let rows = s.view_rows("note", Timestamp(0));
         let bodies: Vec<_> = rows.iter().map(|r| r["body"].as_str().unwrap()).collect();
         assert_eq!(bodies, ["mine", "newer"]);
-        assert_eq!(s.confirmed.get("note", &RecordKey("n1".into())).unwrap()["body"], "server", "confirmed state untouched");
+        assert_eq!(
+            s.confirmed.get("note", &RecordKey("n1".into())).unwrap()["body"],
+            "server",
+            "confirmed state untouched"
+        );
     }
 
     #[test]
@@ -254,16 +285,26 @@ mod tests {
     #[test]
     fn writes_the_core_refuses_are_not_queued() {
         let mut s = state_with(json!({}));
-        let err = s.enqueue(Mutation::new("note", Action::Merge, json!({"id": "ghost"})), "m".into(), 1.0, Timestamp(0)).unwrap_err();
+        let err = s
+            .enqueue(Mutation::new("note", Action::Merge, json!({"id": "ghost"})), "m".into(), 1.0, Timestamp(0))
+            .unwrap_err();
         assert_eq!(err.code(), "not-found");
-        assert!(s.enqueue(Mutation::new("nope", Action::Insert, json!({"id": "x"})), "m".into(), 1.0, Timestamp(0)).is_err());
+        assert!(s
+            .enqueue(Mutation::new("nope", Action::Insert, json!({"id": "x"})), "m".into(), 1.0, Timestamp(0))
+            .is_err());
         assert!(s.outbox.is_empty());
     }
 
     #[test]
     fn settling_a_refused_write_rolls_the_view_back() {
         let mut s = state_with(json!({"order_header": [{"id": "o1", "total": 5, "version": 2}]}));
-        s.enqueue(Mutation::new("order_header", Action::Merge, json!({"id": "o1", "total": 9})).expecting(2), "m1".into(), 1.0, Timestamp(0)).unwrap();
+        s.enqueue(
+            Mutation::new("order_header", Action::Merge, json!({"id": "o1", "total": 9})).expecting(2),
+            "m1".into(),
+            1.0,
+            Timestamp(0),
+        )
+        .unwrap();
         assert_eq!(s.view_row("order_header", &RecordKey("o1".into()), Timestamp(0)).unwrap()["total"], json!(9));
         s.settle("m1");
         assert_eq!(s.view_row("order_header", &RecordKey("o1".into()), Timestamp(0)).unwrap()["total"], json!(5));
@@ -281,7 +322,8 @@ mod tests {
         let changed = s.on_delta(&json!({"from": 10, "to": 15, "tables": {"note": [{"id": "n9", "version": 1}]}, "deleted": {"note": ["n1"]}}));
         assert_eq!(changed.persist.len(), 2);
         assert_eq!(s.confirmed.cursor, 15);
-        let ids: Vec<_> = s.view_rows("note", Timestamp(0)).iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+        let ids: Vec<_> =
+            s.view_rows("note", Timestamp(0)).iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
         assert_eq!(ids, ["n9"]);
     }
 }

@@ -118,7 +118,10 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         (None, path) => format!("{}://{host}{}", if secure { "wss" } else { "ws" }, path.as_deref().unwrap_or("/ws")),
     };
     let http_base = opts.http_url.clone().unwrap_or_else(|| {
-        let rest = ws_url.strip_prefix("wss://").map(|r| ("https", r)).or_else(|| ws_url.strip_prefix("ws://").map(|r| ("http", r)));
+        let rest = ws_url
+            .strip_prefix("wss://")
+            .map(|r| ("https", r))
+            .or_else(|| ws_url.strip_prefix("ws://").map(|r| ("http", r)));
         match rest {
             Some((scheme, r)) => format!("{scheme}://{}", r.split('/').next().unwrap_or(r)),
             None => String::new(),
@@ -222,8 +225,14 @@ fn flush_outbox(shared: &Shared) {
     if inner.status != Status::Ready {
         return;
     }
-    let frames: Vec<(usize, Value)> =
-        inner.state.outbox.iter().enumerate().filter(|(_, p)| !p.sent).map(|(i, p)| (i, publish_frame(&inner, p))).collect();
+    let frames: Vec<(usize, Value)> = inner
+        .state
+        .outbox
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.sent)
+        .map(|(i, p)| (i, publish_frame(&inner, p)))
+        .collect();
     for (i, frame) in frames {
         if !send(&inner, &frame) {
             break;
@@ -296,13 +305,21 @@ fn on_message(shared: &Shared, text: &str) {
         "server:snapshot" => {
             let Some(m) = frame.pointer(&format!("/modules/{module}")) else { return };
             let changed = shared.borrow_mut().state.on_snapshot(m);
-            after_change(shared, changed, Some(("snapshot", to_js(&json!({"source": "server", "version": m["version"]})))));
+            after_change(
+                shared,
+                changed,
+                Some(("snapshot", to_js(&json!({"source": "server", "version": m["version"]})))),
+            );
             set_status(shared, Status::Ready);
             flush_outbox(shared);
         }
         "server:delta" if frame["moduleId"] == module.as_str() => {
             let changed = shared.borrow_mut().state.on_delta(&frame);
-            after_change(shared, changed, Some(("snapshot", to_js(&json!({"source": "delta", "from": frame["from"], "to": frame["to"]})))));
+            after_change(
+                shared,
+                changed,
+                Some(("snapshot", to_js(&json!({"source": "delta", "from": frame["from"], "to": frame["to"]})))),
+            );
             set_status(shared, Status::Ready);
             flush_outbox(shared);
         }
@@ -322,7 +339,9 @@ fn on_message(shared: &Shared, text: &str) {
             after_change(shared, changed, Some(("event", to_js(&frame))));
         }
         "server:ack" => {
-            let Some(id) = frame["mutationId"].as_str().or(frame["requestId"].as_str()).map(str::to_owned) else { return };
+            let Some(id) = frame["mutationId"].as_str().or(frame["requestId"].as_str()).map(str::to_owned) else {
+                return;
+            };
             let (changed, waiter, persist, seq) = {
                 let mut inner = shared.borrow_mut();
                 let settled = inner.state.settle(&id);
@@ -367,7 +386,9 @@ fn on_error(shared: &Shared, frame: &Value) {
     if let Some(p) = &settled {
         let inner = shared.borrow();
         let table = inner.state.schema.as_ref().and_then(|s| s.table(&p.mutation.table)).cloned();
-        let current = table.and_then(|t| RecordKey::of(&t, &p.mutation.record).ok()).and_then(|k| inner.state.confirmed.get(&p.mutation.table, &k).cloned());
+        let current = table
+            .and_then(|t| RecordKey::of(&t, &p.mutation.record).ok())
+            .and_then(|k| inner.state.confirmed.get(&p.mutation.table, &k).cloned());
         payload["table"] = json!(p.mutation.table);
         payload["record"] = json!(p.mutation.record);
         payload["current"] = json!(current);
@@ -470,7 +491,11 @@ fn schedule_reconnect(shared: &Shared) {
 
 async fn fetch_schema(http_base: &str, branch: &str, module: &str) -> Option<Value> {
     let window = web_sys::window()?;
-    let url = format!("{http_base}/api/branches/{}/modules/{}/schema", js_sys::encode_uri_component(branch), js_sys::encode_uri_component(module));
+    let url = format!(
+        "{http_base}/api/branches/{}/modules/{}/schema",
+        js_sys::encode_uri_component(branch),
+        js_sys::encode_uri_component(module)
+    );
     let response: web_sys::Response = JsFuture::from(window.fetch_with_str(&url)).await.ok()?.dyn_into().ok()?;
     if !response.ok() {
         return None;
@@ -493,7 +518,12 @@ impl Store {
             m.expected_version = options.get("expectedVersion").and_then(Value::as_i64);
             if m.expected_version.is_none() && action != Action::Insert && is_versioned(&table) {
                 // Our clients always say which version they saw: the current view's.
-                let key = inner.state.schema.as_ref().and_then(|s| s.table(&table)).and_then(|t| RecordKey::of(t, &m.record).ok());
+                let key = inner
+                    .state
+                    .schema
+                    .as_ref()
+                    .and_then(|s| s.table(&table))
+                    .and_then(|t| RecordKey::of(t, &m.record).ok());
                 if let Some(row) = key.and_then(|k| inner.state.view_row(&table, &k, now())) {
                     m.expected_version = Some(mishkah_core::mutation::row_version(&row));
                 }
@@ -544,7 +574,13 @@ impl Store {
         wasm_bindgen_futures::future_to_promise(async move {
             let (use_idb, db_name, http_base, branch, module) = {
                 let inner = shared.borrow();
-                (inner.opts.use_indexed_db.unwrap_or(true), inner.db_name.clone(), inner.http_base.clone(), inner.opts.branch_id.clone(), inner.opts.module_id.clone())
+                (
+                    inner.opts.use_indexed_db.unwrap_or(true),
+                    inner.db_name.clone(),
+                    inner.http_base.clone(),
+                    inner.opts.branch_id.clone(),
+                    inner.opts.module_id.clone(),
+                )
             };
             if use_idb && shared.borrow().persist.is_none() {
                 let persist = Rc::new(Persist::open(&db_name).await?);
@@ -555,23 +591,34 @@ impl Store {
                     inner.state.schema = loaded.schema.and_then(|s| serde_json::from_value::<Schema>(s).ok());
                     for (table, row) in loaded.rows {
                         let t = inner.state.schema.as_ref().and_then(|s| s.table(&table)).cloned();
-                        let key = t.and_then(|t| RecordKey::of(&t, &row).ok()).or_else(|| row.get("id").map(|v| RecordKey(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))));
+                        let key = t.and_then(|t| RecordKey::of(&t, &row).ok()).or_else(|| {
+                            row.get("id")
+                                .map(|v| RecordKey(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                        });
                         if let Some(key) = key {
                             inner.state.confirmed.tables.entry(table).or_default().insert(key, row);
                         }
                     }
                     inner.state.confirmed.cursor = loaded.cursor;
-                    inner.state.outbox = loaded.outbox.into_iter().map(|mut p| {
-                        p.sent = false;
-                        p
-                    }).collect();
+                    inner.state.outbox = loaded
+                        .outbox
+                        .into_iter()
+                        .map(|mut p| {
+                            p.sent = false;
+                            p
+                        })
+                        .collect();
                     let tables: BTreeSet<String> = inner.state.confirmed.tables.keys().cloned().collect();
                     Changed { tables, ..Changed::default() }
                 };
                 let calls = {
                     let inner = shared.borrow();
                     let mut calls = watcher_calls(&inner, &changed.tables, true);
-                    calls.extend(emit_calls(&inner, "snapshot", to_js(&json!({"source": "cache", "version": inner.state.confirmed.cursor}))));
+                    calls.extend(emit_calls(
+                        &inner,
+                        "snapshot",
+                        to_js(&json!({"source": "cache", "version": inner.state.confirmed.cursor})),
+                    ));
                     calls
                 };
                 call_all(calls);

@@ -100,7 +100,8 @@ async fn indexeddb_round_trip_and_outbox_survive_a_reload() {
     let b = store(OFFLINE_WS, &db);
     wait(b.connect()).await.unwrap();
     assert_eq!(b.pending(), 2, "the outbox survived the reload");
-    let names: Vec<Value> = rust(b.list_table("dining_tables".into())).as_array().unwrap().iter().map(|r| r["name"].clone()).collect();
+    let names: Vec<Value> =
+        rust(b.list_table("dining_tables".into())).as_array().unwrap().iter().map(|r| r["name"].clone()).collect();
     assert_eq!(names, vec![json!("offline 2"), json!("offline 1")], "pending writes replay over the cache in order");
     b.close();
 }
@@ -138,7 +139,8 @@ async fn http(method: &str, path: &str, body: Option<Value>) -> Value {
         init.set_headers(&headers);
     }
     let url = format!("{}{path}", SERVER_HTTP.unwrap());
-    let resp: web_sys::Response = JsFuture::from(web_sys::window().unwrap().fetch_with_str_and_init(&url, &init)).await.unwrap().unchecked_into();
+    let resp: web_sys::Response =
+        JsFuture::from(web_sys::window().unwrap().fetch_with_str_and_init(&url, &init)).await.unwrap().unchecked_into();
     rust(JsFuture::from(resp.json().unwrap()).await.unwrap())
 }
 
@@ -164,11 +166,20 @@ async fn two_stores_sync_inserts_and_updates_and_watch_fires_on_remote_events() 
     let id = unique("T");
     let (seen, cb) = recorder();
     let _unsubscribe = b.watch("dining_tables".into(), js(json!({"where": {"id": id}})), cb).unwrap();
-    let ack = wait(a.insert("dining_tables".into(), js(json!({"id": id, "name": "from A", "seats": 2})), JsValue::UNDEFINED)).await.unwrap();
+    let ack =
+        wait(a.insert("dining_tables".into(), js(json!({"id": id, "name": "from A", "seats": 2})), JsValue::UNDEFINED))
+            .await
+            .unwrap();
     assert_eq!(rust(ack)["type"], "server:ack");
-    assert!(eventually(3000, || seen.borrow().last().is_some_and(|rows| rows[0]["name"] == "from A")).await, "B's watch saw A's insert");
+    assert!(
+        eventually(3000, || seen.borrow().last().is_some_and(|rows| rows[0]["name"] == "from A")).await,
+        "B's watch saw A's insert"
+    );
     wait(b.update("dining_tables".into(), js(json!({"id": id, "name": "from B"})), JsValue::UNDEFINED)).await.unwrap();
-    assert!(eventually(3000, || rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)))["name"] == "from B").await);
+    assert!(
+        eventually(3000, || rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)))["name"] == "from B")
+            .await
+    );
     assert_eq!(rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)))["version"], json!(2));
     a.close();
     b.close();
@@ -252,7 +263,12 @@ async fn an_offline_store_replays_its_writes_exactly_once_and_a_reload_gets_a_de
 
     // Meanwhile another client changes something: the reloaded store must get it as a delta.
     let other = unique("other");
-    http("POST", "/api/branches/demo/modules/pos/tables/dining_tables", Some(json!({"record": {"id": other, "name": "remote"}}))).await;
+    http(
+        "POST",
+        "/api/branches/demo/modules/pos/tables/dining_tables",
+        Some(json!({"record": {"id": other, "name": "remote"}})),
+    )
+    .await;
 
     let back = store(ws, &db);
     let (snapshots, cb) = recorder();
@@ -260,7 +276,11 @@ async fn an_offline_store_replays_its_writes_exactly_once_and_a_reload_gets_a_de
     wait(back.connect()).await.unwrap();
     wait(back.ready()).await.unwrap();
     assert!(eventually(5000, || back.pending() == 0).await, "the outbox drained");
-    assert!(snapshots.borrow().iter().any(|s| s["source"] == "delta"), "reconnected with its cursor: {:?}", snapshots.borrow());
+    assert!(
+        snapshots.borrow().iter().any(|s| s["source"] == "delta"),
+        "reconnected with its cursor: {:?}",
+        snapshots.borrow()
+    );
     assert_eq!(rust(back.get_record("dining_tables".into(), JsValue::from_str(&other)))["name"], "remote");
     let twin = store(ws, &twin_db);
     wait(twin.connect()).await.unwrap();
