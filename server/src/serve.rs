@@ -12,6 +12,9 @@ use crate::engine::{Engine, EngineConfig};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 
+/// How long open connections get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Runs until `shutdown` resolves, then drains the writers.
 pub async fn serve(
     config: ServeConfig,
@@ -50,7 +53,23 @@ pub async fn serve(
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    // Graceful shutdown waits for open connections; WebSocket clients may never hang up, so after
+    // the signal they get a few seconds, then the server stops anyway (every acknowledged write is
+    // already committed; the writers drain below).
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let notify = signalled.clone();
+    let shutdown = async move {
+        shutdown.await;
+        notify.notify_one();
+    };
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    tokio::select! {
+        result = server => result?,
+        () = async {
+            signalled.notified().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => tracing::info!("closing connections that did not finish within the grace period"),
+    }
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -118,9 +118,10 @@ async function main() {
   } finally {
     await browser.close();
     await posNet.off().catch(() => {});
+    server.stdin.end();
     server.kill();
     rmSync(tmp, { recursive: true, force: true });
   }
 }
 
-main().catch((e) => { console.error(e); process.exit(1); });
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
