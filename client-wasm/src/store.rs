@@ -21,6 +21,32 @@ use crate::interop::{error, from_js, now, to_js};
 use crate::persist::Persist;
 use crate::state::{Changed, ClientState};
 
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** Options of `createStore`. */
+export interface StoreOptions {
+  branchId: string;
+  moduleId: string;
+  /** Full WebSocket URL; or `wsPath` on the page's host (default `/ws`). */
+  wsUrl?: string;
+  wsPath?: string;
+  /** Base URL of the REST API (schema); defaults to the WebSocket's host. */
+  httpUrl?: string;
+  role?: string;
+  autoReconnect?: boolean;
+  useIndexedDB?: boolean;
+  dbName?: string;
+}
+export type StoreStatus = "idle" | "connecting" | "open" | "ready" | "offline" | "closed";
+export type StoreEvent = "status" | "snapshot" | "event" | "ack" | "conflict" | "error";
+/** `{where: {field: value | {op: value}, and?: [...], or?: [...]}, orderBy?: ["field", "-field"], limit?, offset?, fields?}` */
+export interface Query { where?: Record<string, unknown>; orderBy?: string | string[]; limit?: number; offset?: number; fields?: string[] }
+/** Write options: the version the caller last saw (our clients' unambiguous form). */
+export interface WriteOptions { expectedVersion?: number }
+/** Rejections carry a stable `code` (`version-conflict`, `validation-failed`, `not-found`...) and `details`. */
+export interface StoreError extends Error { code: string; details: unknown }
+"#;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Options {

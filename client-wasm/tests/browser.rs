@@ -294,3 +294,34 @@ async fn an_offline_store_replays_its_writes_exactly_once_and_a_reload_gets_a_de
     back.close();
     twin.close();
 }
+
+#[wasm_bindgen_test]
+async fn opening_a_store_with_10000_cached_rows_is_fast_enough_to_measure() {
+    let db = unique("big");
+    {
+        let p = Persist::open(&db).await.unwrap();
+        p.save_schema(&schema()).await.unwrap();
+        let rows = (0..10_000)
+            .map(|i| {
+                let id = format!("T{i:05}");
+                let row = json!({"id": id, "name": {"ar": "طاولة", "en": "Table"}, "seats": 4, "version": 1})
+                    .as_object()
+                    .unwrap()
+                    .clone();
+                ("dining_tables".to_owned(), RecordKey(id), Some(row))
+            })
+            .collect();
+        p.write_rows(rows, 10_000, true).await.unwrap();
+        p.close();
+    }
+    let started = js_sys::Date::now();
+    let s = store(OFFLINE_WS, &db);
+    wait(s.connect()).await.unwrap();
+    let rows = s.query("dining_tables".into(), js(json!({"where": {"seats": 4}, "limit": 20}))).unwrap();
+    let took = js_sys::Date::now() - started;
+    assert_eq!(rust(rows).as_array().unwrap().len(), 20);
+    assert_eq!(rust(s.list_table("dining_tables".into())).as_array().unwrap().len(), 10_000);
+    // Reported, not asserted: timing belongs in benchmarks, not in pass/fail.
+    web_sys::console::log_1(&format!("opened a store with 10,000 cached rows and ran a query in {took:.0} ms").into());
+    s.close();
+}

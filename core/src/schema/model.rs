@@ -44,7 +44,7 @@ pub struct Table {
     /// Fields in declaration order.
     pub fields: Vec<Field>,
     /// Field names of the primary key, in order (single or composite). May be empty when the source
-    /// declares none; [`Table::finish`] then falls back to an `id` field when there is one.
+    /// declares none; parsing then falls back to an `id` field when there is one.
     pub primary_key: Vec<String>,
     /// Secondary indexes (field names).
     pub indexes: Vec<Index>,

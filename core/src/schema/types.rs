@@ -24,7 +24,7 @@ pub enum FieldType {
 
 impl FieldType {
     /// Maps a type name from any of the three formats. Parameters (`NVARCHAR(60)`) are ignored here;
-    /// see [`length_parameter`]. Returns `None` for a name we do not know: the caller falls back to
+    /// see `length_parameter`. Returns `None` for a name we do not know: the caller falls back to
     /// [`FieldType::Text`] and records a warning, since text holds any scalar without loss.
     pub fn from_type_name(name: &str) -> Option<FieldType> {
         let base = name.split('(').next().unwrap_or(name).trim().to_ascii_lowercase();

@@ -1,5 +1,5 @@
 //! The WebSocket gateway (spec §4): `/ws`, and upgrades on any other path as the original accepted.
-//! One task per connection ([`session`]) reads frames, hands writes to the engine, and sends
+//! One task per connection (`session`) reads frames, hands writes to the engine, and sends
 //! replies, acks (in request order) and the branch's events.
 
 mod frames;

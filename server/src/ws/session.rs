@@ -74,7 +74,8 @@ pub async fn run(socket: WebSocket, state: AppState) {
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
                     state.metrics.frames_in.inc();
-                    let frames = session.handle(t.as_str()).await;
+                    let span = tracing::debug_span!("frame", branch = session.branch.as_deref().unwrap_or("-"), len = t.len());
+                    let frames = tracing::Instrument::instrument(session.handle(t.as_str()), span).await;
                     open = send_all(&mut sink, &state, frames).await;
                 }
                 Some(Ok(Message::Binary(_))) => {
