@@ -57,7 +57,7 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
         "CREATE TABLE IF NOT EXISTS mishkah_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_events (
              seq INTEGER PRIMARY KEY,
-             event_id TEXT NOT NULL UNIQUE,
+             event_id TEXT NOT NULL,
              mutation_id TEXT UNIQUE,
              tbl TEXT NOT NULL,
              action TEXT NOT NULL,

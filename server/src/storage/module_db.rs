@@ -40,6 +40,7 @@ pub struct ModuleDb {
     path: PathBuf,
     head: u64,
     sql: SqlCache,
+    db_id: String,
 }
 
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StorageError> {
@@ -90,7 +91,10 @@ impl ModuleDb {
             report.adhoc_tables = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
         }
         let (_, head) = bounds(&conn)?;
-        Ok((ModuleDb { conn, path: path.to_path_buf(), head, sql: SqlCache::new() }, report))
+        let fresh_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        conn.execute("INSERT OR IGNORE INTO mishkah_meta (key, value) VALUES ('db_id', ?1)", params![fresh_id])?;
+        let db_id: String = conn.query_row("SELECT value FROM mishkah_meta WHERE key = 'db_id'", [], |r| r.get(0))?;
+        Ok((ModuleDb { conn, path: path.to_path_buf(), head, sql: SqlCache::new(), db_id }, report))
     }
 
     /// Marks the database as initialized (after seeding), so a restart does not seed again.
@@ -133,8 +137,8 @@ impl ModuleDb {
     /// [`Transaction::commit`] rolls everything back.
     pub fn begin(&mut self) -> Result<Transaction<'_>, StorageError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let ModuleDb { conn, head, sql, .. } = self;
-        let txn = SqliteTxn { conn, sql, head: *head, savepoint_head: *head };
+        let ModuleDb { conn, head, sql, db_id, .. } = self;
+        let txn = SqliteTxn { conn, sql, db_id, head: *head, savepoint_head: *head, last_doc: None };
         Ok(Transaction { txn, committed_head: head, done: false })
     }
 

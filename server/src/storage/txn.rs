@@ -115,8 +115,12 @@ fn sql_of<'a>(cache: &'a mut SqlCache, table: &Table) -> &'a TableSql {
 pub(super) struct SqliteTxn<'c> {
     pub(super) conn: &'c Connection,
     pub(super) sql: &'c mut SqlCache,
+    /// Random per database: event ids are `evt-<db_id>-<sequence>`, unique without an index.
+    pub(super) db_id: &'c str,
     pub(super) head: u64,
     pub(super) savepoint_head: u64,
+    /// The JSON of the row last stored, reused by the event that logs it (serialized once).
+    pub(super) last_doc: Option<(RecordKey, String)>,
 }
 
 impl WriteTxn for SqliteTxn<'_> {
@@ -133,13 +137,18 @@ impl WriteTxn for SqliteTxn<'_> {
             return Ok(());
         };
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
-        let mut values: Vec<rusqlite::types::Value> =
-            vec![change.key.0.clone().into(), change.version.into(), doc.into()];
-        for (column, field) in &sql.columns {
-            let v = row.get(field).or_else(|| row.get(column)).unwrap_or(&Value::Null);
-            values.push(sql_value(v));
-        }
-        let result = self.conn.prepare_cached(&sql.upsert)?.execute(rusqlite::params_from_iter(values));
+        let typed: Vec<rusqlite::types::Value> = sql
+            .columns
+            .iter()
+            .map(|(column, field)| sql_value(row.get(field).or_else(|| row.get(column)).unwrap_or(&Value::Null)))
+            .collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 + typed.len());
+        values.push(&change.key.0);
+        values.push(&change.version);
+        values.push(&doc);
+        values.extend(typed.iter().map(|v| v as &dyn rusqlite::ToSql));
+        let result = self.conn.prepare_cached(&sql.upsert)?.execute(values.as_slice());
+        self.last_doc = Some((change.key.clone(), doc));
         match result {
             Ok(_) => Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
@@ -151,14 +160,18 @@ impl WriteTxn for SqliteTxn<'_> {
 
     fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError> {
         let sequence = self.head + 1;
-        let event_id = format!("evt-{}", uuid::Uuid::new_v4());
+        let event_id = format!("evt-{}-{sequence}", self.db_id);
         let change = event.change;
         let action = match change.kind {
             ChangeKind::Insert => "insert",
             ChangeKind::Update => "update",
             ChangeKind::Delete => "delete",
         };
-        let row = change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
+        let row = match (self.last_doc.take(), &change.row) {
+            (Some((key, doc)), Some(_)) if key == change.key => Some(doc),
+            (_, Some(r)) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
+            (_, None) => None,
+        };
         let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
         self.conn
             .prepare_cached(
@@ -255,18 +268,20 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn savepoint(&mut self) -> Result<(), StorageError> {
-        self.conn.execute_batch("SAVEPOINT m")?;
+        self.conn.prepare_cached("SAVEPOINT m")?.execute([])?;
         self.savepoint_head = self.head;
         Ok(())
     }
 
     fn release(&mut self) -> Result<(), StorageError> {
-        self.conn.execute_batch("RELEASE m")?;
+        self.conn.prepare_cached("RELEASE m")?.execute([])?;
         Ok(())
     }
 
     fn rollback_to(&mut self) -> Result<(), StorageError> {
-        self.conn.execute_batch("ROLLBACK TO m; RELEASE m")?;
+        self.conn.prepare_cached("ROLLBACK TO m")?.execute([])?;
+        self.conn.prepare_cached("RELEASE m")?.execute([])?;
+        self.last_doc = None;
         self.head = self.savepoint_head;
         Ok(())
     }

@@ -17,9 +17,9 @@ pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 /// Upgrades and runs a session.
 pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     // Small socket buffers: most connections are idle most of the time (tungstenite's defaults
-    // of 128 KiB each would cost ~250 KB per connection); they grow for large frames.
+    // of 128 KiB each would cost ~250 KB per connection); reads of larger frames still work.
     ws.max_message_size(MAX_FRAME_BYTES)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| session::run(socket, state))
 }

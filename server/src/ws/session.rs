@@ -38,7 +38,8 @@ struct Session {
     state: AppState,
     branch: Option<String>,
     subscription: Option<Subscription>,
-    outcomes: mpsc::UnboundedSender<Outcome>,
+    // Boxed: the channel allocates its slots up front, and most connections are idle.
+    outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
 
 /// Runs a connection until it closes.
@@ -336,7 +337,14 @@ impl Session {
         let reply_meta = meta.clone();
         let reply = Box::new(move |outcome| {
             // The session may be gone; the write stands either way.
-            let _ = owed.send(Outcome { outcome, module, request_id, mutation_id, include_record, meta: reply_meta });
+            let _ = owed.send(Box::new(Outcome {
+                outcome,
+                module,
+                request_id,
+                mutation_id,
+                include_record,
+                meta: reply_meta,
+            }));
         });
         let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, reply });
         if let Err(e) = handle.submit(job).await {
@@ -345,7 +353,8 @@ impl Session {
         Vec::new()
     }
 
-    fn render_outcome(&self, o: Outcome) -> Vec<String> {
+    fn render_outcome(&self, o: Box<Outcome>) -> Vec<String> {
+        let o = *o;
         match o.outcome {
             Ok(c) => {
                 let site = CommitSite {
