@@ -186,7 +186,13 @@ async fn bad_input_gets_clear_errors_and_leaves_connection_and_data_intact() {
     assert!(validation["details"]["errors"].as_array().unwrap().len() >= 2, "all problems at once: {validation}");
 
     // A large (but allowed) frame is read in pieces by the small per-connection buffer.
-    c.send(publish("dining_tables", "module:insert", json!({"id": "T-big", "name": "big", "note": "x".repeat(300_000)}), "x-big")).await;
+    c.send(publish(
+        "dining_tables",
+        "module:insert",
+        json!({"id": "T-big", "name": "big", "note": "x".repeat(300_000)}),
+        "x-big",
+    ))
+    .await;
     assert_eq!(c.recv_where("big ack", |f| f["requestId"] == "x-big").await["type"], "server:ack");
 
     // The connection still works.

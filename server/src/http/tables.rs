@@ -102,6 +102,12 @@ async fn write(
     Ok((committed, ack, notice))
 }
 
+/// The original's response to a REST write: `{status, branchId, moduleId, table, record, ack, notice}`.
+fn written(status: &str, handle: &ModuleHandle, table: &str, (c, ack, notice): (Committed, Value, Value)) -> Value {
+    json!({"status": status, "branchId": handle.branch, "moduleId": handle.module, "table": table,
+           "record": c.event.change.row, "ack": ack, "notice": notice})
+}
+
 fn write_request(body: Value) -> Result<WriteRequest, ApiError> {
     WriteRequest::from_body(body).map_err(|m| ApiError::bad_request("invalid-body", m))
 }
@@ -114,9 +120,8 @@ pub async fn insert(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let (c, ack, notice) = write(&state, &handle, &table, Action::Insert, write_request(body)?, &headers).await?;
-    let body = json!({"status": "created", "branchId": branch, "moduleId": module, "table": table, "record": c.event.change.row, "ack": ack, "notice": notice});
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let done = write(&state, &handle, &table, Action::Insert, write_request(body)?, &headers).await?;
+    Ok((StatusCode::CREATED, Json(written("created", &handle, &table, done))).into_response())
 }
 
 /// `PATCH .../tables/{t}`: merge (409 on conflict).
@@ -127,10 +132,8 @@ pub async fn merge(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let (c, ack, notice) = write(&state, &handle, &table, Action::Merge, write_request(body)?, &headers).await?;
-    Ok(Json(
-        json!({"status": "updated", "branchId": branch, "moduleId": module, "table": table, "record": c.event.change.row, "ack": ack, "notice": notice}),
-    ))
+    let done = write(&state, &handle, &table, Action::Merge, write_request(body)?, &headers).await?;
+    Ok(Json(written("updated", &handle, &table, done)))
 }
 
 fn save_status(c: &Committed) -> &'static str {
@@ -149,10 +152,8 @@ pub async fn save(
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let (c, ack, notice) = write(&state, &handle, &table, Action::Save, write_request(body)?, &headers).await?;
-    Ok(Json(
-        json!({"status": save_status(&c), "branchId": branch, "moduleId": module, "table": table, "record": c.event.change.row, "ack": ack, "notice": notice}),
-    ))
+    let done = write(&state, &handle, &table, Action::Save, write_request(body)?, &headers).await?;
+    Ok(Json(written(save_status(&done.0), &handle, &table, done)))
 }
 
 /// `POST .../modules/{m}/save` `{table, record, concurrency?}`.
@@ -172,10 +173,8 @@ pub async fn save_body(
     });
     let request =
         WriteRequest { record: req.record, meta: req.meta, expected_version: expected, mutation_id: req.mutation_id };
-    let (c, ack, notice) = write(&state, &handle, &req.table, Action::Save, request, &headers).await?;
-    Ok(Json(
-        json!({"status": save_status(&c), "branchId": branch, "moduleId": module, "table": req.table, "record": c.event.change.row, "ack": ack, "notice": notice}),
-    ))
+    let done = write(&state, &handle, &req.table, Action::Save, request, &headers).await?;
+    Ok(Json(written(save_status(&done.0), &handle, &req.table, done)))
 }
 
 #[derive(Deserialize)]
