@@ -14,3 +14,5 @@ pub mod interop;
 pub mod persist;
 #[cfg(target_arch = "wasm32")]
 pub mod store;
+#[cfg(target_arch = "wasm32")]
+mod tabs;

@@ -23,6 +23,9 @@ pub struct Pending {
     /// Sent on the current connection.
     #[serde(default)]
     pub sent: bool,
+    /// The tab that owns (and alone sends) this write.
+    #[serde(default)]
+    pub tab: String,
 }
 
 /// What an incoming frame changed.
@@ -104,9 +107,8 @@ impl ClientState {
         let key = RecordKey::of(&table, &mutation.record)?;
         let current = self.view_row(&table.name, &key, now);
         apply(&table, current.as_ref(), &mutation, &ApplyContext::new(now, &self.policy))?;
-        let pending = Pending { seq, mutation_id, mutation: Mutation { mutation_id: None, ..mutation }, sent: false };
-        let mut pending = pending;
-        pending.mutation.mutation_id = Some(pending.mutation_id.clone());
+        let mutation = Mutation { mutation_id: Some(mutation_id.clone()), ..mutation };
+        let pending = Pending { seq, mutation_id, mutation, sent: false, tab: String::new() };
         self.outbox.push(pending.clone());
         self.outbox.sort_by(|a, b| a.seq.total_cmp(&b.seq));
         Ok(pending)

@@ -121,6 +121,8 @@ struct Inner {
     unsaved: Vec<(String, RecordKey, Option<Row>)>,
     replace_saved: bool,
     save_scheduled: bool,
+    /// Releases this tab's Web Lock (see `tabs`).
+    release_tab_lock: Option<Function>,
 }
 
 type Shared = Rc<RefCell<Inner>>;
@@ -176,6 +178,7 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         unsaved: Vec::new(),
         replace_saved: false,
         save_scheduled: false,
+        release_tab_lock: None,
     };
     Ok(Store { inner: Rc::new(RefCell::new(inner)) })
 }
@@ -515,6 +518,35 @@ fn schedule_reconnect(shared: &Shared) {
     }
 }
 
+/// Takes over the outbox entries of tabs that are gone (their Web Lock is no longer held) and
+/// leaves live tabs' entries to them: each pending write has exactly one sender.
+async fn adopt_orphans(shared: &Shared) -> Result<(), JsValue> {
+    let (persist, tab) = {
+        let inner = shared.borrow();
+        (inner.persist.clone(), inner.tab.clone())
+    };
+    let Some(persist) = persist else { return Ok(()) };
+    let live = crate::tabs::live_tabs().await;
+    let stored = persist.load().await?.outbox;
+    let mut adopted = Vec::new();
+    for mut p in stored {
+        let owner_alive = p.tab != tab && live.as_ref().is_some_and(|l| l.contains(&p.tab));
+        if owner_alive || shared.borrow().state.outbox.iter().any(|q| q.mutation_id == p.mutation_id) {
+            continue;
+        }
+        p.tab = tab.clone();
+        p.sent = false;
+        persist.put_pending(&p).await?;
+        adopted.push(p);
+    }
+    if !adopted.is_empty() {
+        let mut inner = shared.borrow_mut();
+        inner.state.outbox.extend(adopted);
+        inner.state.outbox.sort_by(|a, b| a.seq.total_cmp(&b.seq));
+    }
+    Ok(())
+}
+
 async fn fetch_schema(http_base: &str, branch: &str, module: &str) -> Option<Value> {
     let window = web_sys::window()?;
     let url = format!(
@@ -558,7 +590,14 @@ impl Store {
             let id = format!("{}-{}-{}", inner.tab, js_sys::Date::now() as u64, inner.counter);
             let seq = js_sys::Date::now() * 1000.0 + (inner.counter % 1000) as f64;
             match inner.state.enqueue(m, id, seq, now()) {
-                Ok(p) => (p, inner.persist.clone()),
+                Ok(mut p) => {
+                    let tab = inner.tab.clone();
+                    if let Some(queued) = inner.state.outbox.iter_mut().find(|q| q.mutation_id == p.mutation_id) {
+                        queued.tab = tab.clone();
+                    }
+                    p.tab = tab;
+                    (p, inner.persist.clone())
+                }
                 Err(e) => {
                     let details = json!({"table": table});
                     return Promise::reject(&error(e.code(), &e.to_string(), details));
@@ -608,6 +647,10 @@ impl Store {
                     inner.opts.module_id.clone(),
                 )
             };
+            if shared.borrow().release_tab_lock.is_none() {
+                let tab = shared.borrow().tab.clone();
+                shared.borrow_mut().release_tab_lock = crate::tabs::hold(&tab);
+            }
             if use_idb && shared.borrow().persist.is_none() {
                 let persist = Rc::new(Persist::open(&db_name).await?);
                 let loaded = persist.load().await?;
@@ -626,14 +669,6 @@ impl Store {
                         }
                     }
                     inner.state.confirmed.cursor = loaded.cursor;
-                    inner.state.outbox = loaded
-                        .outbox
-                        .into_iter()
-                        .map(|mut p| {
-                            p.sent = false;
-                            p
-                        })
-                        .collect();
                     let tables: BTreeSet<String> = inner.state.confirmed.tables.keys().cloned().collect();
                     Changed { tables, ..Changed::default() }
                 };
@@ -648,6 +683,9 @@ impl Store {
                     calls
                 };
                 call_all(calls);
+            }
+            if use_idb {
+                adopt_orphans(&shared).await?;
             }
             if let Some(schema) = fetch_schema(&http_base, &branch, &module).await {
                 if let Ok(parsed) = serde_json::from_value::<Schema>(schema.clone()) {
@@ -689,6 +727,9 @@ impl Store {
             let _ = ws.close();
         }
         inner.handlers = None;
+        if let Some(release) = inner.release_tab_lock.take() {
+            let _ = release.call0(&JsValue::NULL);
+        }
         if let Some(p) = inner.persist.take() {
             if let Ok(p) = Rc::try_unwrap(p) {
                 p.close();

@@ -325,3 +325,31 @@ async fn opening_a_store_with_10000_cached_rows_is_fast_enough_to_measure() {
     web_sys::console::log_1(&format!("opened a store with 10,000 cached rows and ran a query in {took:.0} ms").into());
     s.close();
 }
+
+#[wasm_bindgen_test]
+async fn tabs_sharing_a_database_never_both_send_a_write() {
+    let db = unique("tabs");
+    {
+        let p = Persist::open(&db).await.unwrap();
+        p.save_schema(&schema()).await.unwrap();
+        p.close();
+    }
+    let a = store(OFFLINE_WS, &db);
+    wait(a.connect()).await.unwrap();
+    for id in ["T-tab-1", "T-tab-2"] {
+        let _ = a.insert("dining_tables".into(), js(json!({"id": id, "name": "from tab A"})), JsValue::UNDEFINED);
+    }
+    sleep(100).await;
+    // Tab B opens the same database while A lives: A's writes stay A's to send.
+    let b = store(OFFLINE_WS, &db);
+    wait(b.connect()).await.unwrap();
+    assert_eq!((a.pending(), b.pending()), (2, 0));
+    // A goes away (its Web Lock is released): the next tab to connect adopts its writes.
+    a.close();
+    sleep(100).await;
+    let c = store(OFFLINE_WS, &db);
+    wait(c.connect()).await.unwrap();
+    assert_eq!(c.pending(), 2, "orphaned writes adopted, none lost");
+    b.close();
+    c.close();
+}
