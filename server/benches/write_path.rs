@@ -26,7 +26,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Arc<ModuleHandle>,
     let handle = rt.block_on(async {
         let hub = Hub::new("bench".into(), metrics.clone());
         let engine = Engine::start(
-            EngineConfig { data, durability: Durability::Full, policy: VersionPolicy::default() },
+            EngineConfig { data, durability: Durability::Full, policy: VersionPolicy::default(), max_db_pages: None },
             hub,
             metrics,
         );

@@ -44,6 +44,10 @@ pub struct ServeConfig {
     /// Tables whose updates require a version (comma-separated).
     #[arg(long, env = "MISHKAH_VERSIONED_TABLES", value_delimiter = ',', default_value = "order_header,order_line")]
     pub versioned_tables: Vec<String>,
+    /// Cap each module database at this many pages (4 KiB each); writes needing more are refused
+    /// as on a full disk. SQLite never caps below the current size, so 1 means "no growth".
+    #[arg(long, env = "MISHKAH_MAX_DB_PAGES")]
+    pub max_db_pages: Option<u64>,
     /// Log as JSON lines.
     #[arg(long, env = "MISHKAH_LOG_JSON")]
     pub log_json: bool,

@@ -27,7 +27,11 @@ pub async fn serve(
     let hub = Hub::new(server_id.clone(), metrics.clone());
     let policy =
         VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
-    let engine = Engine::start(EngineConfig { data, durability: config.durability, policy }, hub, metrics.clone());
+    let engine = Engine::start(
+        EngineConfig { data, durability: config.durability, policy, max_db_pages: config.max_db_pages },
+        hub,
+        metrics.clone(),
+    );
 
     for (branch, module, error) in engine.open_configured().await {
         if error.code() == "storage-error" || error.code() == "destructive-migration" {

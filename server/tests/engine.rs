@@ -19,7 +19,7 @@ async fn engine() -> (tempfile::TempDir, Arc<Engine>) {
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new("test".into(), metrics.clone());
     let engine = Engine::start(
-        EngineConfig { data, durability: Durability::Full, policy: VersionPolicy::default() },
+        EngineConfig { data, durability: Durability::Full, policy: VersionPolicy::default(), max_db_pages: None },
         hub,
         metrics,
     );

@@ -183,3 +183,48 @@ async fn reset_returns_the_module_to_its_seed() {
     let menu = get_json(&server.module_url(s.branch, "/tables/menu_items?limit=1000")).await;
     assert_eq!(menu["count"], json!(s.menu_items));
 }
+
+#[tokio::test]
+async fn a_full_disk_refuses_writes_clearly_and_keeps_everything_acknowledged() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let mut server = TestServer::start(data.path()).await;
+    server.kill();
+    // Freeze every database at its current size: the next write that needs a page finds the
+    // "disk" full.
+    let server = TestServer::start_with(data.path(), &["--max-db-pages", "1"]).await;
+    let http = reqwest::Client::new();
+    let tables = server.module_url(s.branch, "/tables/dining_tables");
+    let mut acknowledged = Vec::new();
+    let mut refusal = None;
+    for i in 0..200 {
+        let id = format!("T-full-{i}");
+        let r = http
+            .post(&tables)
+            .json(&json!({"record": {"id": id, "name": "x", "note": "y".repeat(20_000)}}))
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            201 => acknowledged.push(id),
+            status => {
+                refusal = Some((status, r.json::<Value>().await.unwrap()));
+                break;
+            }
+        }
+    }
+    let (status, body) = refusal.expect("the capped database filled up");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "storage-error");
+    assert!(body["message"].as_str().unwrap().contains("full"), "{body}");
+    // Still serving, nothing acknowledged lost, and small writes that fit still work or are refused
+    // the same clear way.
+    assert_eq!(get_json(&server.url("/healthz")).await["status"], "ok");
+    let rows = get_json(&format!("{tables}?limit=10000")).await;
+    let ids: Vec<&str> = rows["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    for id in &acknowledged {
+        assert!(ids.contains(&id.as_str()), "{id} was acknowledged and must be stored");
+    }
+    let menu = get_json(&server.module_url(s.branch, "/tables/menu_items?limit=1000")).await;
+    assert_eq!(menu["count"], json!(s.menu_items));
+}

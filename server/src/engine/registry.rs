@@ -25,6 +25,8 @@ pub struct EngineConfig {
     pub data: DataDir,
     /// Commit durability.
     pub durability: Durability,
+    /// Cap on each module database, in pages (see `ModuleDb::limit_pages`).
+    pub max_db_pages: Option<u64>,
     /// Which tables require versions.
     pub policy: VersionPolicy,
 }
@@ -278,10 +280,11 @@ impl Engine {
     async fn open(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, EngineError> {
         let data = self.config.data.clone();
         let (branch_s, module_s) = (branch.to_owned(), module.to_owned());
-        let durability = self.config.durability;
-        let opened = tokio::task::spawn_blocking(move || open_blocking(&data, &branch_s, &module_s, durability))
-            .await
-            .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
+        let (durability, max_pages) = (self.config.durability, self.config.max_db_pages);
+        let opened =
+            tokio::task::spawn_blocking(move || open_blocking(&data, &branch_s, &module_s, durability, max_pages))
+                .await
+                .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
         let OpenedModule { db, schema, seed_plan, path } = opened;
         let head = Arc::new(AtomicU64::new(db.head()));
         let (jobs, rx) = mpsc::channel(JOB_QUEUE);
@@ -382,6 +385,7 @@ fn open_blocking(
     branch: &str,
     module: &str,
     durability: Durability,
+    max_pages: Option<u64>,
 ) -> Result<OpenedModule, EngineError> {
     let (mut schema, schema_path) = data.schema_for(branch, module)?;
     for w in &schema.warnings {
@@ -390,6 +394,10 @@ fn open_blocking(
     let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
     let tables: Vec<_> = schema.tables.values().collect();
     let (mut db, report) = ModuleDb::open(&path, &tables, durability)?;
+    if let Some(pages) = max_pages {
+        let cap = db.limit_pages(pages)?;
+        tracing::info!(%branch, %module, pages = cap, "database size capped");
+    }
     if !report.migrations.is_empty() {
         tracing::info!(%branch, %module, count = report.migrations.len(), changes = %report.migrations.join("; "), "migrated");
     }

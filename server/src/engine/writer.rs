@@ -182,8 +182,16 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
         }
     };
     let mut done = Vec::with_capacity(batch.len());
+    let mut not_run = Vec::new();
+    let mut aborted: Option<String> = None;
     for job in batch {
         let txn = tx.ops();
+        if aborted.is_some() {
+            // SQLite rolled the whole transaction back (disk full, I/O error): running more
+            // statements now would commit them one by one behind our back.
+            not_run.push(job);
+            continue;
+        }
         match job {
             Job::Write(job) => {
                 let outcome = in_savepoint(txn, |txn| {
@@ -214,13 +222,27 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
             }
             Job::Maintenance(task) => maintenance.push(task),
         }
+        if !tx.ops().in_transaction() {
+            aborted = Some(last_storage_error(&done).unwrap_or_else(|| "the transaction was rolled back".into()));
+        }
     }
-    if let Err(e) = tx.commit() {
+    let committed = match &aborted {
+        Some(cause) => {
+            drop(tx);
+            Err(cause.clone())
+        }
+        None => tx.commit().map_err(|e| e.to_string()),
+    };
+    if let Err(message) = committed {
         // Nothing was stored, so nothing is acknowledged as written or published.
-        tracing::error!(branch = %ctx.branch, module = %ctx.module, error = %e, "commit failed");
-        let message = e.to_string();
+        tracing::error!(branch = %ctx.branch, module = %ctx.module, error = %message, "commit failed");
         for item in done {
             fail(item, &message);
+        }
+        for job in not_run {
+            if let Some(item) = job_into_done(job) {
+                fail(item, &message);
+            }
         }
         // Maintenance does not depend on the failed writes; it runs on its own.
         for task in maintenance {
@@ -257,6 +279,16 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
     for task in maintenance {
         task(db);
     }
+}
+
+/// The message of the last storage failure among the outcomes (the cause of an abort).
+fn last_storage_error(done: &[Done]) -> Option<String> {
+    done.iter().rev().find_map(|d| match d {
+        Done::Write(_, Err(e @ (WriteError::Storage(_) | WriteError::CommitFailed(_))), ..) => Some(e.to_string()),
+        Done::Atomic(_, Err(e), ..) => Some(e.to_string()),
+        Done::Unit(_, Err(e)) => Some(e.to_string()),
+        _ => None,
+    })
 }
 
 /// A job that did not run, as a failed outcome (maintenance is simply skipped).
@@ -313,7 +345,9 @@ fn in_savepoint<T>(
             Ok(v)
         }
         Err(e) => {
-            txn.rollback_to()?;
+            // If SQLite already rolled the whole transaction back (disk full), the savepoint is
+            // gone too; the original error is the one worth reporting, and the batch is aborted.
+            let _ = txn.rollback_to();
             Err(e)
         }
     }

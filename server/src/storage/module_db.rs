@@ -142,6 +142,16 @@ impl ModuleDb {
         Ok(Transaction { txn, committed_head: head, done: false })
     }
 
+    /// Caps the database at `pages` pages (SQLite never goes below the current size). Writes that
+    /// need more space are refused as if the disk were full: an operational limit, and how the
+    /// tests exercise a full disk.
+    pub fn limit_pages(&mut self, pages: u64) -> Result<u64, StorageError> {
+        let max: i64 =
+            self.conn
+                .query_row(&format!("PRAGMA max_page_count = {}", pages.min(i64::MAX as u64)), [], |r| r.get(0))?;
+        Ok(max as u64)
+    }
+
     /// Compacts the log through `through`.
     pub fn compact(&mut self, through: u64) -> Result<usize, StorageError> {
         compact(&self.conn, through)

@@ -55,6 +55,9 @@ pub trait WriteTxn {
         counters: &std::collections::BTreeMap<String, i64>,
         now: &str,
     ) -> Result<(), StorageError>;
+    /// Whether the transaction is still open (SQLite rolls it back by itself on some errors, such
+    /// as a full disk).
+    fn in_transaction(&self) -> bool;
     /// Starts a savepoint: one mutation.
     fn savepoint(&mut self) -> Result<(), StorageError>;
     /// Keeps the mutation.
@@ -267,6 +270,10 @@ impl WriteTxn for SqliteTxn<'_> {
         Ok(())
     }
 
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
     fn savepoint(&mut self) -> Result<(), StorageError> {
         self.conn.prepare_cached("SAVEPOINT m")?.execute([])?;
         self.savepoint_head = self.head;
@@ -279,7 +286,14 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn rollback_to(&mut self) -> Result<(), StorageError> {
-        self.conn.prepare_cached("ROLLBACK TO m")?.execute([])?;
+        self.last_doc = None;
+        if let Err(e) = self.conn.prepare_cached("ROLLBACK TO m").and_then(|mut st| st.execute([])) {
+            // A mutation that cannot be undone must not be committed with the others: end the
+            // whole transaction, so the writer fails the batch (`in_transaction` turns false).
+            let _ = self.conn.execute_batch("ROLLBACK");
+            self.head = self.savepoint_head;
+            return Err(e.into());
+        }
         self.conn.prepare_cached("RELEASE m")?.execute([])?;
         self.last_doc = None;
         self.head = self.savepoint_head;
