@@ -2,16 +2,21 @@
 //!
 //! The browser store. Everything that decides something runs `mishkah-core` (validation,
 //! optimistic apply, delta merge, queries) in [`state`], which has no browser dependency and is
-//! tested natively. The wasm side (`store`, with `persist` for IndexedDB) only moves data:
+//! tested natively. The wasm side (`store`: the JS API; `session`: socket, frames, callbacks; `persist`: IndexedDB;
+//! `tabs`: one sender per pending write across tabs) only moves data:
 //! WebSocket frames in and out, IndexedDB reads and writes, JS values across the boundary.
 
 pub mod backoff;
 pub mod state;
 
 #[cfg(target_arch = "wasm32")]
+mod inner;
+#[cfg(target_arch = "wasm32")]
 pub mod interop;
 #[cfg(target_arch = "wasm32")]
 pub mod persist;
+#[cfg(target_arch = "wasm32")]
+mod session;
 #[cfg(target_arch = "wasm32")]
 pub mod store;
 #[cfg(target_arch = "wasm32")]

@@ -1,0 +1,95 @@
+//! The store's shared state: options, status, watchers, listeners, the socket and the core state.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::Function;
+use mishkah_core::query::Query;
+use mishkah_core::{RecordKey, Row};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::persist::Persist;
+use crate::state::ClientState;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Options {
+    pub(crate) branch_id: String,
+    pub(crate) module_id: String,
+    #[serde(default)]
+    pub(crate) ws_url: Option<String>,
+    #[serde(default)]
+    pub(crate) ws_path: Option<String>,
+    #[serde(default)]
+    pub(crate) http_url: Option<String>,
+    #[serde(default)]
+    pub(crate) role: Option<String>,
+    #[serde(default)]
+    pub(crate) auto_reconnect: Option<bool>,
+    #[serde(default, alias = "useIndexedDb")]
+    pub(crate) use_indexed_db: Option<bool>,
+    #[serde(default)]
+    pub(crate) db_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Idle,
+    Connecting,
+    Open,
+    Ready,
+    Offline,
+    Closed,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Connecting => "connecting",
+            Status::Open => "open",
+            Status::Ready => "ready",
+            Status::Offline => "offline",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+pub(crate) struct Watcher {
+    pub(crate) id: u32,
+    pub(crate) table: String,
+    pub(crate) query: Query,
+    pub(crate) cb: Function,
+}
+
+pub(crate) type Handlers = (Closure<dyn FnMut(MessageEvent)>, Closure<dyn FnMut(CloseEvent)>, Closure<dyn FnMut()>);
+
+pub(crate) struct Inner {
+    pub(crate) opts: Options,
+    pub(crate) ws_url: String,
+    pub(crate) http_base: String,
+    pub(crate) db_name: String,
+    pub(crate) state: ClientState,
+    pub(crate) status: Status,
+    pub(crate) ws: Option<WebSocket>,
+    pub(crate) handlers: Option<Handlers>,
+    pub(crate) persist: Option<Rc<Persist>>,
+    pub(crate) listeners: HashMap<String, Vec<Function>>,
+    pub(crate) watchers: Vec<Watcher>,
+    pub(crate) next_watcher: u32,
+    pub(crate) waiters: HashMap<String, (Function, Function)>,
+    pub(crate) ready_waiters: Vec<Function>,
+    pub(crate) attempt: u32,
+    pub(crate) counter: u64,
+    pub(crate) tab: String,
+    pub(crate) unsaved: Vec<(String, RecordKey, Option<Row>)>,
+    pub(crate) replace_saved: bool,
+    pub(crate) save_scheduled: bool,
+    /// Releases this tab's Web Lock (see `tabs`).
+    pub(crate) release_tab_lock: Option<Function>,
+}
+
+pub(crate) type Shared = Rc<RefCell<Inner>>;

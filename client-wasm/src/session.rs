@@ -1,0 +1,397 @@
+//! The connection side of the store: the WebSocket and its reconnects, incoming frames, the outbox
+//! flush, IndexedDB batching, and calling JS back (never while the state is borrowed).
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use serde_json::{json, Value};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{CloseEvent, MessageEvent, WebSocket};
+
+use crate::backoff::backoff_ms;
+use crate::inner::{Inner, Shared, Status};
+use crate::interop::{error, from_js, now, to_js};
+use crate::state::Changed;
+use mishkah_core::RecordKey;
+
+/// Calls JS callbacks after every borrow of the state is released (a callback may call back into
+/// the store).
+pub(crate) fn call_all(calls: Vec<(Function, JsValue)>) {
+    for (f, arg) in calls {
+        if let Err(e) = f.call1(&JsValue::NULL, &arg) {
+            web_sys::console::error_2(&"mishkah: a callback threw".into(), &e);
+        }
+    }
+}
+
+pub(crate) fn emit_calls(inner: &Inner, event: &str, payload: JsValue) -> Vec<(Function, JsValue)> {
+    inner.listeners.get(event).into_iter().flatten().map(|f| (f.clone(), payload.clone())).collect()
+}
+
+pub(crate) fn watcher_calls(inner: &Inner, tables: &BTreeSet<String>, all: bool) -> Vec<(Function, JsValue)> {
+    let now = now();
+    inner
+        .watchers
+        .iter()
+        .filter(|w| all || tables.contains(&w.table))
+        .map(|w| {
+            let rows = inner.state.view_rows(&w.table, now);
+            (w.cb.clone(), to_js(&w.query.run(rows.iter())))
+        })
+        .collect()
+}
+
+pub(crate) fn set_status(shared: &Shared, status: Status) {
+    let calls = {
+        let mut inner = shared.borrow_mut();
+        if inner.status == status {
+            return;
+        }
+        inner.status = status;
+        let mut calls = emit_calls(&inner, "status", JsValue::from_str(status.as_str()));
+        if status == Status::Ready {
+            for f in inner.ready_waiters.drain(..) {
+                calls.push((f, JsValue::TRUE));
+            }
+        }
+        calls
+    };
+    call_all(calls);
+}
+
+pub(crate) fn send(inner: &Inner, frame: &Value) -> bool {
+    match &inner.ws {
+        Some(ws) if ws.ready_state() == WebSocket::OPEN => ws.send_with_str(&frame.to_string()).is_ok(),
+        _ => false,
+    }
+}
+
+pub(crate) fn publish_frame(inner: &Inner, p: &crate::state::Pending) -> Value {
+    let mut frame = json!({
+        "type": "client:publish", "moduleId": inner.opts.module_id, "table": p.mutation.table,
+        "action": p.mutation.action.wire_name(), "record": p.mutation.record,
+        "requestId": p.mutation_id, "mutationId": p.mutation_id, "includeRecord": true,
+        "meta": {"mutationId": p.mutation_id, "tab": inner.tab},
+    });
+    if let Some(v) = p.mutation.expected_version {
+        frame["expectedVersion"] = json!(v);
+    }
+    frame
+}
+
+/// Sends every pending write not yet sent on this connection, in order.
+pub(crate) fn flush_outbox(shared: &Shared) {
+    let mut inner = shared.borrow_mut();
+    if inner.status != Status::Ready {
+        return;
+    }
+    let frames: Vec<(usize, Value)> = inner
+        .state
+        .outbox
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p.sent)
+        .map(|(i, p)| (i, publish_frame(&inner, p)))
+        .collect();
+    for (i, frame) in frames {
+        if !send(&inner, &frame) {
+            break;
+        }
+        inner.state.outbox[i].sent = true;
+    }
+}
+
+/// Queues confirmed-row changes for IndexedDB; one transaction per task turn.
+pub(crate) fn save_later(shared: &Shared, changed: &Changed) {
+    let persist = {
+        let mut inner = shared.borrow_mut();
+        if changed.replaced {
+            inner.unsaved.clear();
+            inner.replace_saved = true;
+            let all: Vec<_> = inner
+                .state
+                .confirmed
+                .tables
+                .iter()
+                .flat_map(|(t, rows)| rows.iter().map(move |(k, r)| (t.clone(), k.clone(), Some(r.clone()))))
+                .collect();
+            inner.unsaved.extend(all);
+        } else {
+            inner.unsaved.extend(changed.persist.iter().cloned());
+        }
+        if inner.save_scheduled {
+            return;
+        }
+        let Some(p) = inner.persist.clone() else {
+            inner.unsaved.clear();
+            return;
+        };
+        inner.save_scheduled = true;
+        p
+    };
+    let shared = shared.clone();
+    spawn_local(async move {
+        // Let the current burst of frames finish first, so they share one transaction.
+        let _ = JsFuture::from(Promise::resolve(&JsValue::NULL)).await;
+        let (batch, cursor, replace) = {
+            let mut inner = shared.borrow_mut();
+            inner.save_scheduled = false;
+            let replace = std::mem::take(&mut inner.replace_saved);
+            (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace)
+        };
+        if let Err(e) = persist.write_rows(batch, cursor, replace).await {
+            web_sys::console::error_2(&"mishkah: could not persist rows".into(), &e);
+        }
+    });
+}
+
+pub(crate) fn after_change(shared: &Shared, changed: Changed, event: Option<(&str, JsValue)>) {
+    save_later(shared, &changed);
+    let calls = {
+        let inner = shared.borrow();
+        let mut calls = watcher_calls(&inner, &changed.tables, changed.replaced);
+        if let Some((name, payload)) = event {
+            calls.extend(emit_calls(&inner, name, payload));
+        }
+        calls
+    };
+    call_all(calls);
+}
+
+pub(crate) fn on_message(shared: &Shared, text: &str) {
+    let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
+    let module = shared.borrow().opts.module_id.clone();
+    match frame["type"].as_str().unwrap_or_default() {
+        "server:snapshot" => {
+            let Some(m) = frame.pointer(&format!("/modules/{module}")) else { return };
+            let changed = shared.borrow_mut().state.on_snapshot(m);
+            after_change(
+                shared,
+                changed,
+                Some(("snapshot", to_js(&json!({"source": "server", "version": m["version"]})))),
+            );
+            set_status(shared, Status::Ready);
+            flush_outbox(shared);
+        }
+        "server:delta" if frame["moduleId"] == module.as_str() => {
+            let changed = shared.borrow_mut().state.on_delta(&frame);
+            after_change(
+                shared,
+                changed,
+                Some(("snapshot", to_js(&json!({"source": "delta", "from": frame["from"], "to": frame["to"]})))),
+            );
+            set_status(shared, Status::Ready);
+            flush_outbox(shared);
+        }
+        "server:event" if frame["moduleId"] == module.as_str() => {
+            let sequence = frame["sequence"].as_u64().unwrap_or(0);
+            let changed = {
+                let mut inner = shared.borrow_mut();
+                if sequence <= inner.state.confirmed.cursor {
+                    return; // already in the snapshot or delta we applied
+                }
+                let changed = inner.state.on_commit(&frame);
+                inner.state.advance(sequence);
+                changed
+            };
+            let mut changed = changed;
+            changed.tables.insert(frame["table"].as_str().unwrap_or_default().to_owned());
+            after_change(shared, changed, Some(("event", to_js(&frame))));
+        }
+        "server:ack" => {
+            let Some(id) = frame["mutationId"].as_str().or(frame["requestId"].as_str()).map(str::to_owned) else {
+                return;
+            };
+            let (changed, waiter, persist, seq) = {
+                let mut inner = shared.borrow_mut();
+                let settled = inner.state.settle(&id);
+                let mut changed = inner.state.on_commit(&frame);
+                changed.tables.insert(frame["table"].as_str().unwrap_or_default().to_owned());
+                (changed, inner.waiters.remove(&id), inner.persist.clone(), settled.map(|p| p.seq))
+            };
+            if let (Some(p), Some(seq)) = (persist, seq) {
+                spawn_local(async move {
+                    let _ = p.delete_pending(seq).await;
+                });
+            }
+            let payload = to_js(&frame);
+            after_change(shared, changed, Some(("ack", payload.clone())));
+            if let Some((resolve, _)) = waiter {
+                call_all(vec![(resolve, payload)]);
+            }
+        }
+        "server:error" => on_error(shared, &frame),
+        _ => {}
+    }
+}
+
+pub(crate) fn on_error(shared: &Shared, frame: &Value) {
+    let code = frame["code"].as_str().unwrap_or("error").to_owned();
+    let message = frame["message"].as_str().unwrap_or("error").to_owned();
+    let id = frame["mutationId"].as_str().or(frame["requestId"].as_str()).map(str::to_owned);
+    let (settled, waiter, persist) = {
+        let mut inner = shared.borrow_mut();
+        match &id {
+            Some(id) => (inner.state.settle(id), inner.waiters.remove(id), inner.persist.clone()),
+            None => (None, None, None),
+        }
+    };
+    if let (Some(p), Some(pending)) = (persist, &settled) {
+        let seq = pending.seq;
+        spawn_local(async move {
+            let _ = p.delete_pending(seq).await;
+        });
+    }
+    let mut payload = json!({"code": code, "message": message, "details": frame["details"], "mutationId": id});
+    if let Some(p) = &settled {
+        let inner = shared.borrow();
+        let table = inner.state.schema.as_ref().and_then(|s| s.table(&p.mutation.table)).cloned();
+        let current = table
+            .and_then(|t| RecordKey::of(&t, &p.mutation.record).ok())
+            .and_then(|k| inner.state.confirmed.get(&p.mutation.table, &k).cloned());
+        payload["table"] = json!(p.mutation.table);
+        payload["record"] = json!(p.mutation.record);
+        payload["current"] = json!(current);
+    }
+    let event = if code == "version-conflict" { "conflict" } else { "error" };
+    let mut changed = Changed::default();
+    if let Some(p) = &settled {
+        changed.tables.insert(p.mutation.table.clone());
+    }
+    after_change(shared, changed, Some((event, to_js(&payload))));
+    if let Some((_, reject)) = waiter {
+        call_all(vec![(reject, error(&code, &message, payload))]);
+    }
+}
+
+pub(crate) fn open_socket(shared: &Shared) {
+    let url = shared.borrow().ws_url.clone();
+    set_status(shared, Status::Connecting);
+    let ws = match WebSocket::new(&url) {
+        Ok(ws) => ws,
+        Err(_) => {
+            schedule_reconnect(shared);
+            return;
+        }
+    };
+    let weak = Rc::downgrade(shared);
+    let on_msg = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        if let (Some(shared), Some(text)) = (weak.upgrade(), e.data().as_string()) {
+            on_message(&shared, &text);
+        }
+    });
+    let weak = Rc::downgrade(shared);
+    let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |_e: CloseEvent| {
+        if let Some(shared) = weak.upgrade() {
+            on_closed(&shared);
+        }
+    });
+    let weak = Rc::downgrade(shared);
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        if let Some(shared) = weak.upgrade() {
+            on_opened(&shared);
+        }
+    });
+    ws.set_onmessage(Some(on_msg.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    let mut inner = shared.borrow_mut();
+    inner.ws = Some(ws);
+    inner.handlers = Some((on_msg, on_close, on_open));
+}
+
+pub(crate) fn on_opened(shared: &Shared) {
+    set_status(shared, Status::Open);
+    let inner = &mut *shared.borrow_mut();
+    inner.attempt = 0;
+    let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true});
+    if inner.state.confirmed.cursor > 0 && inner.state.schema.is_some() {
+        hello["cursor"] = json!({ inner.opts.module_id.clone(): inner.state.confirmed.cursor });
+    }
+    send(inner, &hello);
+}
+
+pub(crate) fn on_closed(shared: &Shared) {
+    {
+        let mut inner = shared.borrow_mut();
+        inner.ws = None;
+        for p in &mut inner.state.outbox {
+            p.sent = false;
+        }
+        if inner.status == Status::Closed {
+            return;
+        }
+    }
+    set_status(shared, Status::Offline);
+    schedule_reconnect(shared);
+}
+
+pub(crate) fn schedule_reconnect(shared: &Shared) {
+    let (delay, enabled) = {
+        let mut inner = shared.borrow_mut();
+        let delay = backoff_ms(inner.attempt, js_sys::Math::random());
+        inner.attempt = inner.attempt.saturating_add(1);
+        (delay, inner.opts.auto_reconnect.unwrap_or(true) && inner.status != Status::Closed)
+    };
+    if !enabled {
+        return;
+    }
+    let weak = Rc::downgrade(shared);
+    let retry = Closure::once_into_js(move || {
+        if let Some(shared) = weak.upgrade() {
+            if shared.borrow().status != Status::Closed {
+                open_socket(&shared);
+            }
+        }
+    });
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(retry.unchecked_ref(), delay as i32);
+    }
+}
+
+/// Takes over the outbox entries of tabs that are gone (their Web Lock is no longer held) and
+/// leaves live tabs' entries to them: each pending write has exactly one sender.
+pub(crate) async fn adopt_orphans(shared: &Shared) -> Result<(), JsValue> {
+    let (persist, tab) = {
+        let inner = shared.borrow();
+        (inner.persist.clone(), inner.tab.clone())
+    };
+    let Some(persist) = persist else { return Ok(()) };
+    let live = crate::tabs::live_tabs().await;
+    let stored = persist.load().await?.outbox;
+    let mut adopted = Vec::new();
+    for mut p in stored {
+        let owner_alive = p.tab != tab && live.as_ref().is_some_and(|l| l.contains(&p.tab));
+        if owner_alive || shared.borrow().state.outbox.iter().any(|q| q.mutation_id == p.mutation_id) {
+            continue;
+        }
+        p.tab = tab.clone();
+        p.sent = false;
+        persist.put_pending(&p).await?;
+        adopted.push(p);
+    }
+    if !adopted.is_empty() {
+        let mut inner = shared.borrow_mut();
+        inner.state.outbox.extend(adopted);
+        inner.state.outbox.sort_by(|a, b| a.seq.total_cmp(&b.seq));
+    }
+    Ok(())
+}
+
+pub(crate) async fn fetch_schema(http_base: &str, branch: &str, module: &str) -> Option<Value> {
+    let window = web_sys::window()?;
+    let url = format!(
+        "{http_base}/api/branches/{}/modules/{}/schema",
+        js_sys::encode_uri_component(branch),
+        js_sys::encode_uri_component(module)
+    );
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(&url)).await.ok()?.dyn_into().ok()?;
+    if !response.ok() {
+        return None;
+    }
+    let body = JsFuture::from(response.json().ok()?).await.ok()?;
+    from_js(body).ok().map(|v| v["schema"].clone())
+}
