@@ -43,10 +43,11 @@ pub async fn delta_since(handle: &Arc<ModuleHandle>, cursor: u64) -> Result<Resu
                 // Too far behind (or a cursor from another database): a snapshot is the answer.
                 return Ok(Err(DeltaError::CursorExpired { cursor, oldest_retained: head.max(oldest) }));
             }
-            let events = match Delta::since(cursor, oldest, head, std::iter::empty()) {
-                Ok(_) => reader.events_after(cursor, MAX_DELTA_EVENTS as usize)?,
-                Err(e) => return Ok(Err(e)),
-            };
+            // Ask the core whether the log still covers the cursor before reading any event.
+            if let Err(expired) = Delta::since(cursor, oldest, head, std::iter::empty()) {
+                return Ok(Err(expired));
+            }
+            let events = reader.events_after(cursor, MAX_DELTA_EVENTS as usize)?;
             Ok(Delta::since(cursor, oldest, head, &events))
         })
         .await
