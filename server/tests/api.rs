@@ -245,8 +245,10 @@ async fn health_metrics_static_files_and_catalog_routes_answer() {
     assert_eq!(get_json(&server.url("/healthz")).await["status"], "ok");
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("mishkah_writes_total") && metrics.contains("mishkah_commit_seconds_bucket"), "{metrics}");
-    let wasm = reqwest::get(server.url("/pkg/app.wasm")).await.unwrap();
-    assert_eq!(wasm.headers()["content-type"], "application/wasm");
+    for path in ["/pkg/app.wasm", "/static/pkg/app.wasm"] {
+        let wasm = reqwest::get(server.url(path)).await.unwrap();
+        assert_eq!(wasm.headers()["content-type"], "application/wasm", "{path}");
+    }
     assert_eq!(reqwest::get(server.url("/")).await.unwrap().text().await.unwrap(), "<h1>hi</h1>");
     assert_eq!(reqwest::get(server.url("/missing.js")).await.unwrap().status().as_u16(), 404);
     assert_eq!(reqwest::get(server.url("/../Cargo.toml")).await.unwrap().status().as_u16(), 404);
