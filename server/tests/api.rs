@@ -267,3 +267,46 @@ async fn health_metrics_static_files_and_catalog_routes_answer() {
         .unwrap();
     assert_eq!(seq["value"], json!(s.first_order_id));
 }
+
+#[tokio::test]
+async fn a_whole_state_publish_on_a_sync_topic_goes_through_the_write_path_once() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let (mut watcher, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    let mut legacy = WsClient::connect(&server.ws_url()).await;
+    let topic = format!("sync:{}::pos", s.branch);
+    legacy.send(json!({"type": "subscribe", "topic": topic})).await;
+    assert_eq!(legacy.recv_type("ack").await["event"], "subscribe");
+    let state = legacy.recv_type("publish").await;
+    let mut rows = state["data"]["tables"]["dining_tables"].as_array().unwrap().clone();
+    assert!(rows.len() >= 2);
+    let (changed, removed) = (rows[0]["id"].clone(), rows[1]["id"].clone());
+    rows[0]["seats"] = json!(11);
+    rows.remove(1);
+    rows.push(dining_table("T-topic", "new"));
+    let publish =
+        json!({"type": "publish", "topic": topic, "data": {"trans_id": "trans-1", "tables": {"dining_tables": rows}}});
+    legacy.send(publish.clone()).await;
+    assert_eq!(legacy.recv_type("ack").await["event"], "publish");
+    let event = watcher.recv_where("event", |f| f["type"] == "server:event" && f["recordRef"]["id"] == "T-topic").await;
+    assert_eq!(event["meta"]["source"], "topic");
+
+    let tables = server.module_url(s.branch, "/tables/dining_tables?limit=1000");
+    let after = get_json(&tables).await;
+    let find = |id: &Value| after["rows"].as_array().unwrap().iter().find(|r| &r["id"] == id).cloned();
+    assert_eq!(find(&changed).unwrap()["seats"], json!(11));
+    assert!(find(&removed).is_none(), "rows missing from the published state are deleted");
+    assert!(find(&json!("T-topic")).is_some());
+
+    // The same trans_id again changes nothing.
+    let head = get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"].clone();
+    legacy.send(publish).await;
+    assert_eq!(legacy.recv_type("ack").await["event"], "publish");
+    assert_eq!(get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"], head);
+
+    legacy.send(json!({"type": "publish", "topic": topic, "data": {"tables": {}}})).await;
+    assert_eq!(legacy.recv_type("error").await["code"], "missing-trans-id");
+    legacy.send(json!({"type": "publish", "topic": "chat", "data": {"trans_id": "x"}})).await;
+    assert_eq!(legacy.recv_type("error").await["code"], "invalid-topic");
+}

@@ -18,7 +18,7 @@ use mishkah_core::sync::ChangeEvent;
 use serde_json::{Map, Value};
 
 pub use registry::{Engine, EngineConfig, EngineError, ModuleHandle};
-pub use writer::{Job, Reply, WriteJob};
+pub use writer::{key_values as key_record, Job, Reply, WriteJob};
 
 use crate::storage::StorageError;
 

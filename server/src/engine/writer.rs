@@ -444,7 +444,7 @@ fn fill_sequences(
 }
 
 /// `{keyField: value}` of a row.
-pub(crate) fn key_values(table: &Table, row: &mishkah_core::Row) -> Map<String, Value> {
+pub fn key_values(table: &Table, row: &mishkah_core::Row) -> Map<String, Value> {
     table
         .key_fields()
         .into_iter()

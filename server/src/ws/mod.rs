@@ -4,6 +4,7 @@
 
 mod frames;
 mod session;
+mod topics;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;

@@ -166,13 +166,7 @@ impl Session {
             ClientFrame::Unsubscribe { topic } => {
                 vec![text(&ServerFrame::TopicAck { event: "unsubscribe".into(), topic: Some(topic) })]
             }
-            ClientFrame::TopicPublish(p) => vec![text(&ServerFrame::TopicError {
-                code: "unsupported".into(),
-                message: format!(
-                    "whole-state publishes on `{}` are not supported: send client:publish mutations",
-                    p.topic
-                ),
-            })],
+            ClientFrame::TopicPublish(p) => self.publish_state(p).await,
         }
     }
 
@@ -428,16 +422,49 @@ impl Session {
         }
     }
 
+    /// Legacy whole-state `publish` on a sync topic: the derived row changes go through the write
+    /// path atomically (see `topics`); `{type: "ack", event: "publish"}` or `{type: "error"}`.
+    async fn publish_state(&mut self, p: mishkah_core::wire::TopicPublish) -> Vec<String> {
+        let topic_error =
+            |code: &str, message: String| vec![text(&ServerFrame::TopicError { code: code.into(), message })];
+        let Some((branch, module)) = super::topics::parse(&p.topic) else {
+            return topic_error("invalid-topic", format!("unknown topic `{}`", p.topic));
+        };
+        let Some(trans) = super::topics::trans_id(&p.data) else {
+            return topic_error("missing-trans-id", "a sync publish needs data.trans_id".into());
+        };
+        let handle = match self.state.engine.module(&branch, &module).await {
+            Ok(h) => h,
+            Err(e) => return topic_error("invalid-topic", e.to_string()),
+        };
+        let names: Vec<String> = super::topics::tables(&handle.schema, &p.data).into_iter().map(|(n, _)| n).collect();
+        let current = handle
+            .read(move |r, schema| {
+                let mut out = BTreeMap::new();
+                for name in names {
+                    if let Some(t) = schema.table(&name) {
+                        out.insert(name, r.rows(t)?);
+                    }
+                }
+                Ok(out)
+            })
+            .await;
+        let current = match current {
+            Ok(c) => c,
+            Err(e) => return topic_error(e.code(), e.to_string()),
+        };
+        let mutations = super::topics::plan(&handle.schema, &current, &p.data, &trans);
+        match handle.import_atomic(mutations, "topic").await {
+            Ok(_) => vec![text(&ServerFrame::TopicAck { event: "publish".into(), topic: Some(p.topic) })],
+            Err(e) => topic_error(e.code(), e.to_string()),
+        }
+    }
+
     /// Legacy pub/sub: `sync:<branch>::<module>` or `pos:sync:<branch>` → ack, then the module's
     /// current state as `publish`. Live changes reach the connection as `server:event` once it
     /// has said hello.
     async fn subscribe_topic(&mut self, topic: String) -> Vec<String> {
-        let parsed = topic
-            .strip_prefix("sync:")
-            .and_then(|rest| rest.split_once("::"))
-            .map(|(b, m)| (b.to_owned(), m.to_owned()))
-            .or_else(|| topic.strip_prefix("pos:sync:").map(|b| (b.to_owned(), "pos".to_owned())));
-        let Some((branch, module)) = parsed else {
+        let Some((branch, module)) = super::topics::parse(&topic) else {
             return vec![text(&ServerFrame::TopicError {
                 code: "invalid-topic".into(),
                 message: format!("unknown topic `{topic}`"),
