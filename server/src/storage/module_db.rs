@@ -293,6 +293,21 @@ impl ModuleReader {
         Ok(out)
     }
 
+    /// Whether any committed mutation id starts with `prefix` (a legacy publish's `trans_id:`).
+    pub fn has_mutation_prefix(&self, prefix: &str) -> Result<bool, StorageError> {
+        // A range on the unique index: ids starting with `prefix` sort in [prefix, prefix + U+10FFFF).
+        let upper = format!("{prefix}\u{10FFFF}");
+        let found: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM mishkah_events WHERE mutation_id >= ?1 AND mutation_id < ?2 LIMIT 1",
+                params![prefix, upper],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(found.is_some())
+    }
+
     /// The last event id, for the batch route's `lastAckId`.
     pub fn last_event_id(&self) -> Result<Option<String>, StorageError> {
         Ok(self

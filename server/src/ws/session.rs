@@ -437,6 +437,13 @@ impl Session {
             Ok(h) => h,
             Err(e) => return topic_error("invalid-topic", e.to_string()),
         };
+        let prefix = format!("{trans}:");
+        match handle.read(move |r, _| r.has_mutation_prefix(&prefix)).await {
+            // Already applied: acknowledge again, change nothing.
+            Ok(true) => return vec![text(&ServerFrame::TopicAck { event: "publish".into(), topic: Some(p.topic) })],
+            Ok(false) => {}
+            Err(e) => return topic_error(e.code(), e.to_string()),
+        }
         let names: Vec<String> = super::topics::tables(&handle.schema, &p.data).into_iter().map(|(n, _)| n).collect();
         let current = handle
             .read(move |r, schema| {
@@ -461,8 +468,8 @@ impl Session {
     }
 
     /// Legacy pub/sub: `sync:<branch>::<module>` or `pos:sync:<branch>` → ack, then the module's
-    /// current state as `publish`. Live changes reach the connection as `server:event` once it
-    /// has said hello.
+    /// current state as `publish`; from then on every committed write of the branch arrives as
+    /// `server:event`.
     async fn subscribe_topic(&mut self, topic: String) -> Vec<String> {
         let Some((branch, module)) = super::topics::parse(&topic) else {
             return vec![text(&ServerFrame::TopicError {
@@ -476,6 +483,11 @@ impl Session {
                 return vec![text(&ServerFrame::TopicError { code: "invalid-topic".into(), message: e.to_string() })]
             }
         };
+        // A topic subscriber hears every committed write of the branch like any other client (the
+        // original reached sync-topic subscribers only on some write paths).
+        if self.subscription.is_none() {
+            self.subscription = Some(self.state.engine.hub().subscribe(&branch));
+        }
         let mut out = vec![text(&ServerFrame::TopicAck { event: "subscribe".into(), topic: Some(topic.clone()) })];
         match views::module_snapshot(&handle).await {
             Ok(s) => out

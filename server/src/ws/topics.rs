@@ -1,7 +1,8 @@
 //! Legacy pub/sub sync topics (`sync:<branch>::<module>`, `pos:sync:<branch>`): a `publish` carries a
 //! module's whole state for some tables. It is turned into the row changes that make the stored
 //! tables equal to it, written atomically through the one write path (so every client sees them as
-//! normal events), and deduplicated by its `trans_id`: each derived mutation's id is built from it.
+//! normal events), and deduplicated by its `trans_id`: each derived mutation's id starts with it, and
+//! a publish whose `trans_id` already appears in the log is acknowledged without changing anything.
 
 use std::collections::{BTreeMap, HashMap};
 
