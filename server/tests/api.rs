@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{dining_table, get_json, order_header, DataCopy, TestServer, WsClient};
+use common::{dining_table, get_json, order_header, post_json, DataCopy, TestServer, WsClient};
 use serde_json::{json, Value};
 
 fn publish(table: &str, action: &str, record: Value, request_id: &str) -> Value {
@@ -132,8 +132,7 @@ async fn delta_from_a_cursor_returns_exactly_the_rows_changed_since_deletes_incl
     assert_eq!(del.status().as_u16(), 200);
     http.post(&tables).json(&json!({"record": dining_table("T-d4", "new")})).send().await.unwrap();
 
-    let delta: Value =
-        http.post(&delta_url).json(&json!({"version": cursor})).send().await.unwrap().json().await.unwrap();
+    let delta: Value = post_json(&delta_url, json!({"version": cursor})).await.1;
     assert_eq!(delta["requiresFullSync"], json!(false));
     let rows = delta["deltas"]["dining_tables"].as_array().unwrap();
     let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
@@ -144,8 +143,7 @@ async fn delta_from_a_cursor_returns_exactly_the_rows_changed_since_deletes_incl
     assert_eq!(delta["version"].as_u64().unwrap(), cursor + 3);
 
     // A cursor from the future (another database) is told to resync.
-    let stale: Value =
-        http.post(&delta_url).json(&json!({"version": cursor + 1000})).send().await.unwrap().json().await.unwrap();
+    let stale: Value = post_json(&delta_url, json!({"version": cursor + 1000})).await.1;
     assert_eq!(stale["requiresFullSync"], json!(true));
 
     // The same delta over WebSocket: hello with a cursor.

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{dining_table, get_json, DataCopy, TestServer, WsClient};
+use common::{dining_table, get_json, post_json, DataCopy, TestServer, WsClient};
 use serde_json::{json, Value};
 
 fn pos_schema_path(data: &std::path::Path) -> std::path::PathBuf {
@@ -94,21 +94,17 @@ async fn a_cursor_older_than_the_compacted_log_is_told_to_resync() {
         http.post(&tables).json(&json!({"record": dining_table(&format!("T-c{i}"), "x")})).send().await.unwrap();
     }
     let head = get_json(&server.module_url(s.branch, "/events?limit=1")).await["lastSequence"].as_u64().unwrap();
-    let compacted: Value = http
-        .post(server.url("/api/manage/compact"))
-        .json(&json!({"branchId": s.branch, "moduleId": "pos", "through": head - 2}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let compacted: Value = post_json(
+        &server.url("/api/manage/compact"),
+        json!({"branchId": s.branch, "moduleId": "pos", "through": head - 2}),
+    )
+    .await
+    .1;
     assert!(compacted["removed"].as_u64().unwrap() > 0, "{compacted}");
     let delta_url = server.url(&format!("/api/sync/{}/pos/delta", common::urlencode(s.branch)));
-    let old: Value = http.post(&delta_url).json(&json!({"version": 1})).send().await.unwrap().json().await.unwrap();
+    let old: Value = post_json(&delta_url, json!({"version": 1})).await.1;
     assert_eq!(old["requiresFullSync"], json!(true));
-    let recent: Value =
-        http.post(&delta_url).json(&json!({"version": head - 2})).send().await.unwrap().json().await.unwrap();
+    let recent: Value = post_json(&delta_url, json!({"version": head - 2})).await.1;
     assert_eq!(recent["requiresFullSync"], json!(false));
     assert_eq!(recent["deltas"]["dining_tables"].as_array().unwrap().len(), 2);
     // Over WebSocket, an expired cursor gets a full snapshot instead of a delta.
@@ -129,15 +125,12 @@ async fn purge_archives_rows_broadcasts_deletions_and_restore_brings_them_back()
     let before = get_json(&format!("{tables}?limit=1000")).await["count"].as_u64().unwrap();
     assert!(before > 0);
     let (mut watcher, _) = WsClient::hello(&server.ws_url(), s.branch).await;
-    let purge: Value = http
-        .post(server.url("/api/manage/purge"))
-        .json(&json!({"branchId": s.branch, "moduleId": "pos", "table": "dining_tables", "archive": "night-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let purge: Value = post_json(
+        &server.url("/api/manage/purge"),
+        json!({"branchId": s.branch, "moduleId": "pos", "table": "dining_tables", "archive": "night-1"}),
+    )
+    .await
+    .1;
     assert_eq!(purge["purged"].as_u64(), Some(before), "{purge}");
     let deletion =
         watcher.recv_where("deletion event", |f| f["type"] == "server:event" && f["deleted"] == json!(true)).await;
@@ -148,15 +141,12 @@ async fn purge_archives_rows_broadcasts_deletions_and_restore_brings_them_back()
             .await;
     assert_eq!(history["archives"][0]["archive"], "night-1");
     assert_eq!(history["archives"][0]["rows"].as_u64(), Some(before));
-    let restored: Value = http
-        .post(server.url("/api/manage/restore"))
-        .json(&json!({"branchId": s.branch, "moduleId": "pos", "archive": "night-1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let restored: Value = post_json(
+        &server.url("/api/manage/restore"),
+        json!({"branchId": s.branch, "moduleId": "pos", "archive": "night-1"}),
+    )
+    .await
+    .1;
     assert_eq!(restored["restored"].as_u64(), Some(before), "{restored}");
     assert_eq!(get_json(&format!("{tables}?limit=1000")).await["count"].as_u64(), Some(before));
     let missing = http

@@ -5,14 +5,8 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{dining_table, get_json, order_header, DataCopy, TestServer, WsClient};
+use common::{dining_table, get_json, order_header, post_json, DataCopy, TestServer, WsClient};
 use serde_json::{json, Value};
-
-async fn post(url: &str, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new().post(url).json(&body).send().await.expect("POST");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
 
 async fn patch(url: &str, body: Value) -> (u16, Value) {
     let r = reqwest::Client::new().patch(url).json(&body).send().await.expect("PATCH");
@@ -43,7 +37,7 @@ async fn acknowledged_writes_survive_a_restart_and_seeds_are_not_reapplied() {
     let data = DataCopy::new();
     let s = data.scenario.clone();
     let mut server = TestServer::start(data.path()).await;
-    let (status, body) = post(
+    let (status, body) = post_json(
         &server.module_url(s.branch, "/tables/dining_tables"),
         json!({"record": dining_table("T-restart", "Patio")}),
     )
@@ -66,7 +60,7 @@ async fn a_stale_version_is_refused_with_409_and_changes_nothing() {
     let s = data.scenario.clone();
     let server = TestServer::start(data.path()).await;
     let url = server.module_url(s.branch, "/tables/order_header");
-    let (status, created) = post(&url, json!({"record": order_header(Some("o-stale"))})).await;
+    let (status, created) = post_json(&url, json!({"record": order_header(Some("o-stale"))})).await;
     assert_eq!(status, 201, "{created}");
     let (status, body) = patch(&url, json!({"record": {"id": "o-stale", "total": 10}, "expectedVersion": 1})).await;
     assert_eq!(status, 200, "{body}");
@@ -92,7 +86,7 @@ async fn a_replayed_mutation_id_applies_once_and_returns_the_first_result() {
     let s = data.scenario.clone();
     let server = TestServer::start(data.path()).await;
     let url = server.module_url(s.branch, "/tables/order_header");
-    post(&url, json!({"record": order_header(Some("o-replay"))})).await;
+    post_json(&url, json!({"record": order_header(Some("o-replay"))})).await;
     let body = json!({"record": {"id": "o-replay", "total": 5}, "expectedVersion": 1, "mutationId": "m-replay-1"});
     let (s1, first) = patch(&url, body.clone()).await;
     let (s2, second) = patch(&url, body).await;
@@ -110,16 +104,17 @@ async fn sequences_continue_from_sequence_state_without_gaps_across_restarts() {
     let s = data.scenario.clone();
     let mut server = TestServer::start(data.path()).await;
     let url = server.module_url(s.branch, "/tables/order_header");
-    let (status, a) = post(&url, json!({"record": order_header(None)})).await;
+    let (status, a) = post_json(&url, json!({"record": order_header(None)})).await;
     assert_eq!(status, 201, "{a}");
     assert_eq!(a["record"]["id"], json!(s.first_order_id));
     // A refused insert must not burn a number.
-    let (status, _) = post(&url, json!({"record": {"total": "not a number"}})).await;
+    let (status, _) = post_json(&url, json!({"record": {"total": "not a number"}})).await;
     assert!(status == 422 || status == 400, "{status}");
     server.kill();
     let server = TestServer::start(data.path()).await;
     let (status, b) =
-        post(&url.replace(&data_port(&url), &server.port.to_string()), json!({"record": order_header(None)})).await;
+        post_json(&url.replace(&data_port(&url), &server.port.to_string()), json!({"record": order_header(None)}))
+            .await;
     assert_eq!(status, 201, "{b}");
     assert_eq!(b["record"]["id"], json!(s.second_order_id));
 }

@@ -256,3 +256,10 @@ pub fn dining_table(id: &str, name: &str) -> Value {
 pub async fn get_json(url: &str) -> Value {
     reqwest::get(url).await.expect("GET").json().await.expect("JSON")
 }
+
+/// POSTs JSON and returns the status and the JSON answer (`Null` when the body is not JSON).
+pub async fn post_json(url: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new().post(url).json(&body).send().await.expect("POST");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
