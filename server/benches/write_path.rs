@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use mishkah_core::{Action, Mutation, VersionPolicy};
+use mishkah_core::{Action, Mutation};
 use mishkah_server::datadir::DataDir;
 use mishkah_server::engine::{Engine, EngineConfig, ModuleHandle};
 use mishkah_server::hub::Hub;
 use mishkah_server::metrics::Metrics;
-use mishkah_server::storage::Durability;
 use serde_json::{json, Value};
 
 #[global_allocator]
@@ -25,11 +24,7 @@ fn setup(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, Arc<ModuleHandle>,
     let m = metrics.clone();
     let handle = rt.block_on(async {
         let hub = Hub::new("bench".into(), metrics.clone());
-        let engine = Engine::start(
-            EngineConfig { data, durability: Durability::Full, policy: VersionPolicy::default(), max_db_pages: None },
-            hub,
-            metrics,
-        );
+        let engine = Engine::start(EngineConfig::new(data), hub, metrics);
         engine.module("demo", "pos").await.unwrap()
     });
     (dir, handle, m)
@@ -109,12 +104,12 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
-    // Group-commit effectiveness, for the notes: jobs per transaction.
-    for line in metrics
-        .render()
-        .lines()
-        .filter(|l| l.starts_with("mishkah_commit_batch_size_sum") || l.starts_with("mishkah_commit_batch_size_count"))
-    {
+    // Group-commit effectiveness, for the notes: jobs per transaction and time per transaction.
+    for line in metrics.render().lines().filter(|l| {
+        ["mishkah_commit_batch_size_sum", "mishkah_commit_batch_size_count", "mishkah_commit_seconds_sum"]
+            .iter()
+            .any(|name| l.starts_with(name))
+    }) {
         println!("{line}");
     }
 }

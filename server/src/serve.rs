@@ -28,7 +28,12 @@ pub async fn serve(
     let policy =
         VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
     let engine = Engine::start(
-        EngineConfig { data, durability: config.durability, policy, max_db_pages: config.max_db_pages },
+        EngineConfig {
+            durability: config.durability,
+            policy,
+            max_db_pages: config.max_db_pages,
+            ..EngineConfig::new(data)
+        },
         hub,
         metrics.clone(),
     );

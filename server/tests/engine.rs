@@ -4,26 +4,28 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mishkah_core::{Action, Mutation, VersionPolicy};
+use mishkah_core::{Action, Mutation};
 use mishkah_server::datadir::DataDir;
 use mishkah_server::engine::{Engine, EngineConfig};
 use mishkah_server::hub::Hub;
 use mishkah_server::metrics::Metrics;
-use mishkah_server::storage::Durability;
 use serde_json::{json, Value};
 
 async fn engine() -> (tempfile::TempDir, Arc<Engine>) {
+    let (dir, engine, _) = engine_with(|_| {}).await;
+    (dir, engine)
+}
+
+async fn engine_with(tune: impl FnOnce(&mut EngineConfig)) -> (tempfile::TempDir, Arc<Engine>, Arc<Metrics>) {
     let dir = tempfile::tempdir().unwrap();
     mishkah_test_support::copy_dir(&mishkah_test_support::own_data_dir(), dir.path()).unwrap();
     let data = DataDir::load(dir.path()).unwrap();
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new("test".into(), metrics.clone());
-    let engine = Engine::start(
-        EngineConfig { data, durability: Durability::Full, policy: VersionPolicy::default(), max_db_pages: None },
-        hub,
-        metrics,
-    );
-    (dir, engine)
+    let mut config = EngineConfig::new(data);
+    tune(&mut config);
+    let engine = Engine::start(config, hub, metrics.clone());
+    (dir, engine, metrics)
 }
 
 #[tokio::test]
@@ -75,4 +77,47 @@ async fn an_atomic_batch_commits_all_or_nothing() {
     let table = handle.schema.table("dining_tables").unwrap().clone();
     let row = handle.read(move |r, _| r.row(&table, &mishkah_core::RecordKey("T-x".into()))).await.unwrap();
     assert!(row.is_none(), "the first write of the failed batch was rolled back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_ahead_log_starts_over_while_writes_never_pause() {
+    // Checkpoints every few milliseconds, so the load below spans many of them.
+    let (dir, engine, metrics) = engine_with(|c| c.checkpoint_interval = Duration::from_millis(5)).await;
+    let handle = engine.module("demo", "pos").await.unwrap();
+    const PRODUCERS: usize = 16;
+    const EACH: usize = 250;
+    // Producers that each wait for their ack keep the writer busy with small commits, so the
+    // checkpointer thread never finds the log still.
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|p| {
+            let handle = handle.clone();
+            tokio::spawn(async move {
+                for i in 0..EACH {
+                    let row = json!({"id": format!("T-{p}-{i}"), "name": "n", "seats": 2});
+                    handle
+                        .write(Mutation::new("dining_tables", Action::Insert, row), "test", Value::Null)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.unwrap();
+    }
+    let transactions = metrics
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix("mishkah_commit_batch_size_count "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap();
+    let wal = dir.path().join("branches/demo/modules/pos/live/mishkah.sqlite3-wal");
+    let size = std::fs::metadata(&wal).unwrap().len();
+    // Every commit appends at least one 4 KiB page; a log that never started over would hold
+    // them all.
+    let never_restarted = transactions as u64 * 4096;
+    assert!(
+        size < never_restarted / 4,
+        "WAL is {size} bytes after {transactions} commits ({never_restarted} bytes if it never started over)"
+    );
 }

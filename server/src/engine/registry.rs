@@ -29,6 +29,22 @@ pub struct EngineConfig {
     pub max_db_pages: Option<u64>,
     /// Which tables require versions.
     pub policy: VersionPolicy,
+    /// How often committed pages are moved from the write-ahead log into the database file.
+    pub checkpoint_interval: std::time::Duration,
+}
+
+impl EngineConfig {
+    /// The defaults for `data`: full durability, the default version policy, no size cap,
+    /// checkpoints every half second.
+    pub fn new(data: DataDir) -> EngineConfig {
+        EngineConfig {
+            data,
+            durability: Durability::Full,
+            max_db_pages: None,
+            policy: VersionPolicy::default(),
+            checkpoint_interval: std::time::Duration::from_millis(500),
+        }
+    }
 }
 
 /// Why a module cannot be used.
@@ -297,6 +313,7 @@ impl Engine {
             publish: self.publish.clone(),
             metrics: self.metrics.clone(),
             head: head.clone(),
+            checkpoint_interval: self.config.checkpoint_interval,
         };
         let thread = std::thread::Builder::new()
             .name(format!("writer-{branch}-{module}"))

@@ -82,6 +82,7 @@ pub(super) struct WriterContext {
     pub publish: mpsc::UnboundedSender<Published>,
     pub metrics: Arc<Metrics>,
     pub head: Arc<std::sync::atomic::AtomicU64>,
+    pub checkpoint_interval: std::time::Duration,
 }
 
 const MAX_BATCH: usize = 1024;
@@ -98,6 +99,13 @@ pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver
             }
         }
         run_batch(&mut db, &ctx, batch);
+        if checkpointer.behind.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            match db.finish_checkpoint() {
+                Ok(progress) => tracing::debug!(?progress, "writer finished a checkpoint"),
+                // Not fatal: the WAL keeps every committed write; the next round retries.
+                Err(e) => tracing::warn!(branch = %ctx.branch, module = %ctx.module, error = %e, "checkpoint failed"),
+            }
+        }
     }
     checkpointer.stop();
     tracing::info!(branch = %ctx.branch, module = %ctx.module, "writer stopped");
@@ -105,32 +113,37 @@ pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver
 
 /// Moves committed WAL pages into the database file from its own thread and connection, so no
 /// write waits for it (`PASSIVE` never blocks the writer or readers). The writer's connection has
-/// automatic checkpoints off.
+/// automatic checkpoints off. While writes keep coming this thread never quite catches up (the
+/// writer appends during its run), and the log can only start over from its beginning once a
+/// checkpoint has caught up; so after each run it raises `behind`, and the writer checkpoints the
+/// few frames left between two batches. Without that the log grows for as long as the load lasts.
 struct Checkpointer {
     stop: Arc<std::sync::atomic::AtomicBool>,
+    behind: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
-
-const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Checkpointer {
     fn spawn(path: std::path::PathBuf, head: Arc<std::sync::atomic::AtomicU64>, ctx: &WriterContext) -> Checkpointer {
         use std::sync::atomic::Ordering;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let (branch, module) = (ctx.branch.clone(), ctx.module.clone());
+        let behind = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, lagging) = (stop.clone(), behind.clone());
+        let (branch, module, interval) = (ctx.branch.clone(), ctx.module.clone(), ctx.checkpoint_interval);
         let thread = std::thread::Builder::new()
             .name(format!("checkpoint-{branch}-{module}"))
             .spawn(move || {
                 let mut done_through = head.load(Ordering::Acquire);
                 loop {
-                    std::thread::park_timeout(CHECKPOINT_INTERVAL);
+                    std::thread::park_timeout(interval);
                     let stopping = flag.load(Ordering::Acquire);
                     let now = head.load(Ordering::Acquire);
                     if now != done_through || stopping {
-                        if let Err(e) = crate::storage::checkpoint(&path) {
+                        match crate::storage::checkpoint(&path) {
+                            // Complete or not, the writer has appended since: only it can finish.
+                            Ok(progress) => lagging.store(progress.frames > 0, Ordering::Release),
                             // Not fatal: the WAL keeps every committed write; the next round retries.
-                            tracing::warn!(%branch, %module, error = %e, "checkpoint failed");
+                            Err(e) => tracing::warn!(%branch, %module, error = %e, "checkpoint failed"),
                         }
                         done_through = now;
                     }
@@ -140,7 +153,7 @@ impl Checkpointer {
                 }
             })
             .ok();
-        Checkpointer { stop, thread }
+        Checkpointer { stop, behind, thread }
     }
 
     fn stop(mut self) {

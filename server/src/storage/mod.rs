@@ -14,7 +14,7 @@ mod events;
 mod module_db;
 mod txn;
 
-pub use module_db::{checkpoint, Durability, ModuleDb, ModuleReader, OpenReport, PageQuery, Transaction};
+pub use module_db::{checkpoint, Durability, ModuleDb, ModuleReader, OpenReport, PageQuery, Transaction, WalProgress};
 pub use txn::{NewEvent, WriteTxn};
 
 /// A storage failure. Never swallowed: the write is refused, or the server refuses to start.

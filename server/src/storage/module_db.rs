@@ -57,8 +57,10 @@ fn configure(conn: &Connection, durability: Durability) -> Result<(), StorageErr
     conn.pragma_update(None, "cache_size", -16_384)?;
     // Savepoint (per-mutation) journals in memory rather than in temp files.
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    // Checkpoints are run by the writer when idle (see `ModuleDb::checkpoint`), not inside a commit.
+    // Checkpoints run on a thread of their own (see `checkpoint`), not inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // After a burst, the log shrinks back to this size when it starts over.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
     Ok(())
 }
 
@@ -131,6 +133,13 @@ impl ModuleDb {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Checkpoints, on the writer's own connection, the frames a checkpoint on another thread
+    /// could not reach because this writer kept appending. Once every frame is in the database
+    /// file, the next write starts the log over instead of extending the file.
+    pub fn finish_checkpoint(&mut self) -> Result<WalProgress, StorageError> {
+        passive_checkpoint(&self.conn)
     }
 
     /// Starts the write transaction (`BEGIN IMMEDIATE`). Dropping it without
@@ -355,10 +364,31 @@ impl Drop for Transaction<'_> {
     }
 }
 
+/// How far a checkpoint got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalProgress {
+    /// Frames in the write-ahead log.
+    pub frames: i64,
+    /// Of those, frames now copied into the database file.
+    pub checkpointed: i64,
+}
+
+impl WalProgress {
+    /// Every frame is in the database file: the next write starts the log over from its beginning.
+    pub fn complete(&self) -> bool {
+        self.checkpointed >= self.frames
+    }
+}
+
 /// Copies committed WAL pages into the database file (`PASSIVE`: never blocks the writer or
 /// readers), on a connection of its own.
-pub fn checkpoint(path: &Path) -> Result<(), StorageError> {
+pub fn checkpoint(path: &Path) -> Result<WalProgress, StorageError> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-    Ok(())
+    passive_checkpoint(&conn)
+}
+
+fn passive_checkpoint(conn: &Connection) -> Result<WalProgress, StorageError> {
+    let (frames, checkpointed) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
+    Ok(WalProgress { frames, checkpointed })
 }
