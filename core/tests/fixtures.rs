@@ -77,7 +77,7 @@ fn validate_seed(schema: &Schema, seed: &Value) -> Report {
             match apply(table, None, &m, &ctx) {
                 Ok(change) => {
                     report.accepted += 1;
-                    let fresh = validate(table, &m.record, Strictness::Import).unwrap();
+                    let fresh = validate(table, m.record.clone(), Strictness::Import).unwrap();
                     if !change.coerced.is_empty() {
                         report.coerced_rows += 1;
                     }

@@ -17,8 +17,17 @@ async fn engine() -> (tempfile::TempDir, Arc<Engine>) {
 }
 
 async fn engine_with(tune: impl FnOnce(&mut EngineConfig)) -> (tempfile::TempDir, Arc<Engine>, Arc<Metrics>) {
+    engine_in(|_| {}, tune).await
+}
+
+/// An engine on a copy of our data directory, changed by `prepare` before it is loaded.
+async fn engine_in(
+    prepare: impl FnOnce(&std::path::Path),
+    tune: impl FnOnce(&mut EngineConfig),
+) -> (tempfile::TempDir, Arc<Engine>, Arc<Metrics>) {
     let dir = tempfile::tempdir().unwrap();
     mishkah_test_support::copy_dir(&mishkah_test_support::own_data_dir(), dir.path()).unwrap();
+    prepare(dir.path());
     let data = DataDir::load(dir.path()).unwrap();
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new("test".into(), metrics.clone());
@@ -120,4 +129,65 @@ async fn the_write_ahead_log_starts_over_while_writes_never_pause() {
         size < never_restarted / 4,
         "WAL is {size} bytes after {transactions} commits ({never_restarted} bytes if it never started over)"
     );
+}
+
+/// Makes `order_header.invoiceSequence` unique in the demo schema.
+fn unique_invoice_sequence(dir: &std::path::Path) {
+    let path = dir.join("schemas/pos_schema.json");
+    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let tables = schema["schema"]["tables"].as_array_mut().unwrap();
+    let orders = tables.iter_mut().find(|t| t["name"] == "order_header").unwrap();
+    let fields = orders["fields"].as_array_mut().unwrap();
+    let field = fields.iter_mut().find(|f| f["name"] == "invoiceSequence").unwrap();
+    field["unique"] = json!(true);
+    std::fs::write(&path, schema.to_string()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_refused_by_a_unique_index_fails_alone_and_burns_no_number() {
+    let (_dir, engine, _) = engine_in(unique_invoice_sequence, |_| {}).await;
+    let handle = engine.module("demo", "pos").await.unwrap();
+    let order = |extra: Value| {
+        let mut record = json!({"orderType": "dine_in", "status": "open", "stage": "new"});
+        record.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        Mutation::new("order_header", Action::Insert, record)
+    };
+    let mut mine = engine.hub().subscribe("demo");
+    let first = handle.write(order(json!({})), "test", Value::Null).await.unwrap();
+    let taken = first.event.change.row.as_ref().unwrap()["invoiceSequence"].clone();
+
+    // Submitted together, so they usually share one transaction: the clash must fail alone there.
+    let writes = vec![
+        order(json!({"notes": "before"})),
+        order(json!({"invoiceSequence": taken})),
+        order(json!({"notes": "after"})),
+    ];
+    let pending: Vec<_> = writes
+        .into_iter()
+        .map(|m| {
+            let h = handle.clone();
+            tokio::spawn(async move { h.write(m, "test", Value::Null).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for p in pending {
+        outcomes.push(p.await.unwrap());
+    }
+    let refused = outcomes[1].as_ref().unwrap_err();
+    assert_eq!(refused.code(), "unique-violation", "{refused}");
+    let ids: Vec<String> =
+        [&outcomes[0], &outcomes[2]].iter().map(|o| o.as_ref().unwrap().event.change.key.0.clone()).collect();
+    let sequences: Vec<u64> = [&outcomes[0], &outcomes[2]].iter().map(|o| o.as_ref().unwrap().event.sequence).collect();
+    assert_eq!(sequences, vec![first.event.sequence + 1, first.event.sequence + 2], "no gap in the log");
+    assert_eq!(ids, vec!["DEMO-001002", "DEMO-001003"], "the refused insert burned no number");
+
+    let mut published = Vec::new();
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(300), mine.rx.recv()).await {
+        let v: Value = serde_json::from_str(frame.as_str()).unwrap();
+        published.push(v["recordRef"]["key"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(published, ["DEMO-001001", &ids[0], &ids[1]], "stored writes are published, the refused one is not");
+    let table = handle.schema.table("order_header").unwrap().clone();
+    let rows = handle.read(move |r, _| r.rows(&table)).await.unwrap();
+    assert_eq!(rows.len(), 3);
 }

@@ -183,7 +183,7 @@ fn insert(table: &Table, key: RecordKey, mutation: &Mutation, ctx: &ApplyContext
     row.insert(VERSION_FIELD.into(), 1.into());
     row.insert(CREATED_AT_FIELD.into(), created);
     row.insert(UPDATED_AT_FIELD.into(), now);
-    let Validated { row, coerced, unknown, .. } = validate(table, &row, ctx.strictness)?;
+    let Validated { row, coerced, unknown, .. } = validate(table, row, ctx.strictness)?;
     Ok(Change {
         table: table.name.clone(),
         key,
@@ -221,7 +221,7 @@ fn merge(
     row.insert(UPDATED_AT_FIELD.into(), ctx.now.to_iso().into());
     // Stored rows may predate a required field (imported seeds); only what this patch sets is held
     // to `required`.
-    let validated = validate(table, &row, Strictness::Import)?;
+    let validated = validate(table, row, Strictness::Import)?;
     let newly_missing: Vec<_> = validated
         .tolerated
         .into_iter()

@@ -58,22 +58,15 @@ pub struct Validated {
     pub tolerated: Vec<FieldError>,
 }
 
-/// Validates and coerces `row` against `table`.
-pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Validated, ValidationErrors> {
-    let mut out = row.clone();
+/// Validates and coerces `row` against `table`. Takes the row by value: coercion rewrites it in
+/// place instead of copying it (this runs once per write).
+pub fn validate(table: &Table, mut row: Row, strictness: Strictness) -> Result<Validated, ValidationErrors> {
     let mut errors = Vec::new();
     let mut coerced = Vec::new();
     let mut tolerated = Vec::new();
     for field in &table.fields {
-        let key = if row.contains_key(&field.name) {
-            Some(&field.name)
-        } else if row.contains_key(&field.column) {
-            Some(&field.column)
-        } else {
-            None
-        };
-        let value = key.and_then(|k| row.get(k)).filter(|v| !v.is_null());
-        let Some(value) = value else {
+        let key = [&field.name, &field.column].into_iter().find(|k| row.contains_key(k.as_str()));
+        let Some(key) = key.filter(|k| row.get(k.as_str()).is_some_and(|v| !v.is_null())) else {
             if !field.nullable && field.default.is_none() && !field.is_system() {
                 let error = FieldError {
                     field: field.name.clone(),
@@ -87,20 +80,18 @@ pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Vali
             }
             continue;
         };
-        match coerce(field, value) {
-            Ok(Coerced::Same) => {}
-            Ok(Coerced::Changed(new)) => {
+        match row.get(key.as_str()).map(|value| coerce(field, value)) {
+            Some(Ok(Coerced::Changed(new))) => {
                 coerced.push(field.name.clone());
-                if let Some(k) = key {
-                    out.insert(k.clone(), new);
-                }
+                row.insert(key.clone(), new);
             }
-            Err(message) => {
+            Some(Err(message)) => {
                 errors.push(FieldError { field: field.name.clone(), rule: "type".into(), message });
                 continue;
             }
+            Some(Ok(Coerced::Same)) | None => {}
         }
-        let value = key.and_then(|k| out.get(k)).unwrap_or(value);
+        let Some(value) = row.get(key.as_str()) else { continue };
         if let (Some(max), Some(text)) = (field.max_length, value.as_str()) {
             let len = text.chars().count();
             if len > max as usize {
@@ -125,7 +116,7 @@ pub fn validate(table: &Table, row: &Row, strictness: Strictness) -> Result<Vali
         return Err(ValidationErrors { table: table.name.clone(), errors });
     }
     let unknown = row.keys().filter(|k| table.field(k).is_none() && !is_system_name(k)).cloned().collect();
-    Ok(Validated { row: out, coerced, unknown, tolerated })
+    Ok(Validated { row, coerced, unknown, tolerated })
 }
 
 fn is_system_name(name: &str) -> bool {
@@ -260,7 +251,7 @@ mod tests {
     fn coerces_like_the_original() {
         let v = validate(
             &table(),
-            &row(json!({"id": "i1", "qty": "12", "price": "3.5", "active": "true",
+            row(json!({"id": "i1", "qty": "12", "price": "3.5", "active": "true",
                         "at": "2024-02-18T21:00:00+02:00", "day": "2024-02-18T10:00:00Z", "meta": "{\"a\":1}"})),
             Strictness::Strict,
         )
@@ -278,7 +269,7 @@ mod tests {
     fn reports_every_problem_at_once() {
         let err = validate(
             &table(),
-            &row(json!({"id": "i1", "qty": "many", "name": "too long", "kind": "c", "active": 7})),
+            row(json!({"id": "i1", "qty": "many", "name": "too long", "kind": "c", "active": 7})),
             Strictness::Strict,
         )
         .unwrap_err();
@@ -289,22 +280,22 @@ mod tests {
     #[test]
     fn required_is_tolerated_only_on_import() {
         let r = row(json!({"id": "i1"}));
-        let err = validate(&table(), &r, Strictness::Strict).unwrap_err();
+        let err = validate(&table(), r.clone(), Strictness::Strict).unwrap_err();
         assert_eq!(err.errors[0].rule, "required");
-        let ok = validate(&table(), &r, Strictness::Import).unwrap();
+        let ok = validate(&table(), r, Strictness::Import).unwrap();
         assert_eq!(ok.tolerated.len(), 1);
     }
 
     #[test]
     fn unknown_properties_are_kept_and_reported() {
-        let v = validate(&table(), &row(json!({"id": "i1", "qty": 1, "status": "open"})), Strictness::Strict).unwrap();
+        let v = validate(&table(), row(json!({"id": "i1", "qty": 1, "status": "open"})), Strictness::Strict).unwrap();
         assert_eq!(v.row["status"], json!("open"));
         assert_eq!(v.unknown, vec!["status".to_string()]);
     }
 
     #[test]
     fn a_plain_string_in_a_json_field_is_kept() {
-        let v = validate(&table(), &row(json!({"id": "i1", "qty": 1, "meta": "note"})), Strictness::Strict).unwrap();
+        let v = validate(&table(), row(json!({"id": "i1", "qty": 1, "meta": "note"})), Strictness::Strict).unwrap();
         assert_eq!(v.row["meta"], json!("note"));
     }
 }

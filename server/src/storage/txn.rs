@@ -12,10 +12,10 @@ use super::events::row_to_event;
 use super::StorageError;
 
 /// A change about to be logged.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct NewEvent<'a> {
-    /// The change.
-    pub change: &'a Change,
+    /// The change (moved into the event: it is not copied per write).
+    pub change: Change,
     /// The mutation id, for exactly-once replays.
     pub mutation_id: Option<&'a str>,
     /// `ws`, `rest`, `seed`, `restore`...
@@ -36,8 +36,16 @@ pub trait WriteTxn {
     fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError>;
     /// The committed event of a mutation id, if it was already applied.
     fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError>;
+    /// The value a sequence counter would advance to, without advancing it.
+    fn peek_counter(&mut self, counter_key: &str, rule: &SequenceRule) -> Result<i64, StorageError>;
+    /// Sets a sequence counter's last value.
+    fn set_counter(&mut self, counter_key: &str, last: i64, now: &str) -> Result<(), StorageError>;
     /// Advances a sequence counter and returns its new value.
-    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError>;
+    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError> {
+        let next = self.peek_counter(counter_key, rule)?;
+        self.set_counter(counter_key, next, now)?;
+        Ok(next)
+    }
     /// Every row of a table with its key.
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError>;
     /// Copies a row into a named history archive.
@@ -58,6 +66,9 @@ pub trait WriteTxn {
     /// Whether the transaction is still open (SQLite rolls it back by itself on some errors, such
     /// as a full disk).
     fn in_transaction(&self) -> bool;
+    /// Rolls the whole transaction back: a write failed halfway, and nothing of the batch may be
+    /// committed (the writer then fails every write of the batch).
+    fn abandon(&mut self);
     /// Starts a savepoint: one mutation.
     fn savepoint(&mut self) -> Result<(), StorageError>;
     /// Keeps the mutation.
@@ -151,9 +162,11 @@ impl WriteTxn for SqliteTxn<'_> {
         values.push(&doc);
         values.extend(typed.iter().map(|v| v as &dyn rusqlite::ToSql));
         let result = self.conn.prepare_cached(&sql.upsert)?.execute(values.as_slice());
-        self.last_doc = Some((change.key.clone(), doc));
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.last_doc = Some((change.key.clone(), doc));
+                Ok(())
+            }
             Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 Err(StorageError::Unique { table: table.name.clone(), message: msg.unwrap_or_default() })
             }
@@ -164,7 +177,7 @@ impl WriteTxn for SqliteTxn<'_> {
     fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError> {
         let sequence = self.head + 1;
         let event_id = format!("evt-{}-{sequence}", self.db_id);
-        let change = event.change;
+        let change = &event.change;
         let action = match change.kind {
             ChangeKind::Insert => "insert",
             ChangeKind::Update => "update",
@@ -200,7 +213,7 @@ impl WriteTxn for SqliteTxn<'_> {
             event_id,
             mutation_id: event.mutation_id.map(str::to_owned),
             created_at: event.created_at.to_owned(),
-            change: change.clone(),
+            change: event.change,
         })
     }
 
@@ -210,20 +223,23 @@ impl WriteTxn for SqliteTxn<'_> {
         found.transpose()
     }
 
-    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError> {
+    fn peek_counter(&mut self, counter_key: &str, rule: &SequenceRule) -> Result<i64, StorageError> {
         let last: Option<i64> = self
             .conn
             .prepare_cached("SELECT last FROM mishkah_counters WHERE counter_key = ?1")?
             .query_row(params![counter_key], |r| r.get(0))
             .optional()?;
-        let (next, _) = rule.next(last);
+        Ok(rule.next(last).0)
+    }
+
+    fn set_counter(&mut self, counter_key: &str, last: i64, now: &str) -> Result<(), StorageError> {
         self.conn
             .prepare_cached(
                 "INSERT INTO mishkah_counters (counter_key, last, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(counter_key) DO UPDATE SET last = excluded.last, updated_at = excluded.updated_at",
             )?
-            .execute(params![counter_key, next, now])?;
-        Ok(next)
+            .execute(params![counter_key, last, now])?;
+        Ok(())
     }
 
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
@@ -272,6 +288,13 @@ impl WriteTxn for SqliteTxn<'_> {
 
     fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
+    }
+
+    fn abandon(&mut self) {
+        // The transaction's head is dropped with it: only a commit publishes a head.
+        self.last_doc = None;
+        // Fails only when SQLite already rolled back by itself; either way nothing is pending.
+        let _ = self.conn.execute_batch("ROLLBACK");
     }
 
     fn savepoint(&mut self) -> Result<(), StorageError> {
