@@ -7,6 +7,7 @@
 //! snapshot time and, given `--server-pid`, server memory per idle connection.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -15,7 +16,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -62,6 +63,55 @@ async fn connect(url: &str) -> anyhow::Result<Conn> {
     let (ws, _) = tokio_tungstenite::connect_async(url).await.with_context(|| format!("connect {url}"))?;
     let (tx, rx) = ws.split();
     Ok(Conn { tx, rx })
+}
+
+/// When each subscriber saw the event of the write in flight.
+#[derive(Default)]
+struct Arrivals {
+    state: Mutex<Arrived>,
+    /// Woken once every subscriber has the event.
+    all: Notify,
+}
+
+#[derive(Default)]
+struct Arrived {
+    write: usize,
+    got: usize,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Arrivals {
+    fn expect(&self, write: usize) {
+        if let Ok(mut s) = self.state.lock() {
+            *s = Arrived { write, ..Arrived::default() };
+        }
+    }
+
+    fn arrived(&self, write: usize, at: Instant, subs: usize) {
+        let Ok(mut s) = self.state.lock() else { return };
+        if s.write != write {
+            return;
+        }
+        s.got += 1;
+        s.first = Some(s.first.map_or(at, |f| f.min(at)));
+        s.last = Some(s.last.map_or(at, |l| l.max(at)));
+        if s.got == subs {
+            self.all.notify_one();
+        }
+    }
+}
+
+async fn next_frame(rx: &mut SplitStream<Ws>) -> anyhow::Result<String> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.as_str().to_owned()),
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(e))) => return Err(e.into()),
+            Ok(None) => bail!("connection closed"),
+            Err(_) => bail!("timed out waiting for a frame"),
+        }
+    }
 }
 
 async fn next_json(rx: &mut SplitStream<Ws>) -> anyhow::Result<Value> {
@@ -129,7 +179,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let run = format!("{:x}", Instant::now().elapsed().as_nanos() ^ std::process::id() as u128 ^ 0x5eed);
+    // Ids unique across runs against the same database: wall-clock time and process id.
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let run = format!("{:x}{:x}", since_epoch.as_micros(), std::process::id());
     println!(
         "mishkah-bench: {} branch={} subs={} writes={} pipelined={}",
         args.url, args.branch, args.subs, args.writes, args.pipelined
@@ -142,43 +194,61 @@ async fn main() -> anyhow::Result<()> {
     hello(&mut publisher, &args.branch, true).await?;
     println!("snapshot (hello → server:snapshot): {}", ms(t.elapsed()));
 
-    // Subscribers: each reports when it sees an event for one of our ids.
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel::<(String, Instant)>();
+    // The protocol's own round trip, without the write path: the floor under every latency below.
+    let mut rtt = Vec::with_capacity(args.writes);
+    for _ in 0..args.writes {
+        let sent = Instant::now();
+        publisher.tx.send(Message::Text(json!({"type": "ping"}).to_string().into())).await?;
+        wait_for(&mut publisher.rx, "pong").await?;
+        rtt.push(sent.elapsed());
+    }
+    rtt.sort();
+    println!("ping → pong:             p50 {}  p99 {}", ms(percentile(&rtt, 0.5)), ms(percentile(&rtt, 0.99)));
+
+    // Subscribers: each notes when it sees the event of the write in flight; the last one to see
+    // it wakes the writer loop. Cheap on purpose: the load generator shares the machine with the
+    // server, so every wakeup it saves is CPU the server gets.
+    let arrivals = Arc::new(Arrivals::default());
     for _ in 0..args.subs {
         let mut c = connect(&args.url).await?;
         wait_for(&mut c.rx, "server:hello").await?;
         hello(&mut c, &args.branch, false).await?;
-        let seen = seen_tx.clone();
+        let arrivals = arrivals.clone();
         let needle = format!("\"key\":\"lat-{run}-");
+        let subs = args.subs;
         tokio::spawn(async move {
             while let Some(Ok(msg)) = c.rx.next().await {
                 let Message::Text(t) = msg else { continue };
                 let at = Instant::now();
-                // Find our id without parsing the whole frame: the load generator shares the
-                // machine with the server and must not be the bottleneck it measures.
+                // Find our id without parsing the whole frame.
                 let text = t.as_str();
                 if !text.starts_with("{\"type\":\"server:event\"") {
                     continue;
                 }
                 let Some(start) = text.find(&needle) else { continue };
-                let rest = &text[start + 7..];
-                if let Some(end) = rest.find('"') {
-                    let _ = seen.send((rest[..end].to_owned(), at));
-                }
+                let rest = &text[start + needle.len()..];
+                let Some(n) = rest.split('"').next().and_then(|n| n.parse::<usize>().ok()) else { continue };
+                arrivals.arrived(n, at, subs);
             }
         });
     }
-    drop(seen_tx);
 
-    // Sequential writes: ack latency and time until the last subscriber has the event.
+    // Sequential writes: ack latency and time until the first and the last subscriber have the event.
     let mut ack_lat = Vec::with_capacity(args.writes);
     let mut fanout_lat = Vec::with_capacity(args.writes);
+    let mut first_lat = Vec::with_capacity(args.writes);
     for i in 0..args.writes {
         let id = format!("lat-{run}-{i}");
+        arrivals.expect(i);
         let sent = Instant::now();
         publisher.tx.send(publish(&args, &id)).await?;
         loop {
-            let f = next_json(&mut publisher.rx).await?;
+            let f = next_frame(&mut publisher.rx).await?;
+            // Other clients' events are not what we wait for: skip them unparsed.
+            if f.starts_with("{\"type\":\"server:event\"") {
+                continue;
+            }
+            let f: Value = serde_json::from_str(&f)?;
             if f["type"] == "server:ack" && f["requestId"] == id.as_str() {
                 ack_lat.push(sent.elapsed());
                 break;
@@ -188,27 +258,25 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         if args.subs > 0 {
-            let mut got = 0;
-            let mut last = sent;
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while got < args.subs {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(left, seen_rx.recv()).await {
-                    Ok(Some((seen_id, at))) if seen_id == id => {
-                        got += 1;
-                        last = last.max(at);
-                    }
-                    Ok(Some(_)) => {}
-                    _ => bail!("only {got} of {} subscribers received write {i}", args.subs),
-                }
+            if tokio::time::timeout(Duration::from_secs(30), arrivals.all.notified()).await.is_err() {
+                let got = arrivals.state.lock().map(|s| s.got).unwrap_or(0);
+                bail!("only {got} of {} subscribers received write {i}", args.subs);
             }
-            fanout_lat.push(last - sent);
+            let (first, last) = arrivals.state.lock().map(|s| (s.first, s.last)).map_err(|_| anyhow!("poisoned"))?;
+            first_lat.push(first.unwrap_or(sent) - sent);
+            fanout_lat.push(last.unwrap_or(sent) - sent);
         }
     }
     ack_lat.sort();
     fanout_lat.sort();
+    first_lat.sort();
     println!("write → ack:             p50 {}  p99 {}", ms(percentile(&ack_lat, 0.5)), ms(percentile(&ack_lat, 0.99)));
     if args.subs > 0 {
+        println!(
+            "write → first subscriber: p50 {}  p99 {}",
+            ms(percentile(&first_lat, 0.5)),
+            ms(percentile(&first_lat, 0.99))
+        );
         println!(
             "write → last of {:>4} subs: p50 {}  p99 {}",
             args.subs,
