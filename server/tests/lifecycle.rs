@@ -83,6 +83,70 @@ async fn a_corrupt_database_stops_the_server_with_a_clear_error() {
     assert!(output.contains("not a database"), "{output}");
 }
 
+/// A file this process cannot write: `chattr +i` when running as root (root ignores file modes),
+/// read-only mode otherwise. Undone on drop, so the temporary directory can be removed.
+struct Unwritable {
+    path: std::path::PathBuf,
+    root: bool,
+}
+
+impl Unwritable {
+    fn new(path: std::path::PathBuf) -> Unwritable {
+        let uid = Command::new("id").arg("-u").output().expect("id -u");
+        let root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        if root {
+            let status = Command::new("chattr").arg("+i").arg(&path).status();
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "chattr +i failed on {}: this test needs a file system with the immutable attribute (ext4)",
+                path.display()
+            );
+        } else {
+            let mut mode = std::fs::metadata(&path).unwrap().permissions();
+            mode.set_readonly(true);
+            std::fs::set_permissions(&path, mode).unwrap();
+        }
+        Unwritable { path, root }
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        if self.root {
+            let _ = Command::new("chattr").arg("-i").arg(&self.path).status();
+        } else if let Ok(meta) = std::fs::metadata(&self.path) {
+            let mut mode = meta.permissions();
+            #[allow(clippy::permissions_set_readonly_false)]
+            mode.set_readonly(false);
+            let _ = std::fs::set_permissions(&self.path, mode);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_database_stops_the_server_with_a_clear_error_and_loses_nothing() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let mut server = TestServer::start(data.path()).await;
+    let (status, _) =
+        post_json(&server.module_url(s.branch, "/tables/dining_tables"), dining_table("T-ro", "before")).await;
+    assert_eq!(status, 201);
+    server.kill();
+    let db = data.path().join(format!("branches/{}/modules/pos/live/mishkah.sqlite3", s.branch));
+    let before = std::fs::read(&db).unwrap();
+    {
+        let _locked = Unwritable::new(db.clone());
+        let output = refused_start(data.path());
+        assert!(output.contains("readonly"), "{output}");
+        assert_eq!(std::fs::read(&db).unwrap(), before, "the refused start changed nothing");
+    }
+    // Writable again: everything acknowledged before is still there.
+    let server = TestServer::start(data.path()).await;
+    let row = get_json(&server.module_url(s.branch, "/tables/dining_tables?limit=1000")).await;
+    let ids: Vec<&str> = row["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
+    assert!(ids.contains(&"T-ro"), "{ids:?}");
+}
+
 #[tokio::test]
 async fn a_cursor_older_than_the_compacted_log_is_told_to_resync() {
     let data = DataCopy::new();
