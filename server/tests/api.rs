@@ -318,3 +318,47 @@ async fn a_whole_state_publish_on_a_sync_topic_goes_through_the_write_path_once(
     legacy.send(json!({"type": "publish", "topic": "chat", "data": {"trans_id": "x"}})).await;
     assert_eq!(legacy.recv_type("error").await["code"], "invalid-topic");
 }
+
+#[tokio::test]
+async fn pipelined_publishes_each_get_their_ack_before_their_event_and_every_event_once() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let (mut publisher, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    let (mut watcher, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    const WRITES: usize = 300;
+    // Sent without waiting, so events queue up and leave in batches.
+    for i in 0..WRITES {
+        let id = format!("T-pipe-{i}");
+        publisher.send(publish("dining_tables", "module:insert", dining_table(&id, "n"), &id)).await;
+    }
+    let mut acked = std::collections::HashMap::new();
+    let mut events = Vec::new();
+    while events.len() < WRITES {
+        let f = publisher.next(std::time::Duration::from_secs(10)).await.expect("every ack and event arrives");
+        match f["type"].as_str() {
+            Some("server:ack") => {
+                acked.insert(f["sequence"].as_u64().unwrap(), f["requestId"].as_str().unwrap().to_owned());
+            }
+            Some("server:event") if f["recordRef"]["key"].as_str().is_some_and(|k| k.starts_with("T-pipe-")) => {
+                let seq = f["sequence"].as_u64().unwrap();
+                assert!(acked.contains_key(&seq), "the event of sequence {seq} came before its ack");
+                events.push(seq);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(acked.len(), WRITES);
+    let mut seen = events.clone();
+    seen.dedup();
+    assert_eq!(seen.len(), WRITES, "every event once");
+    assert!(events.windows(2).all(|w| w[0] < w[1]), "events in commit order");
+    let mut watched = Vec::new();
+    while watched.len() < WRITES {
+        let f = watcher.next(std::time::Duration::from_secs(10)).await.expect("the watcher gets every event");
+        if f["type"] == "server:event" && f["recordRef"]["key"].as_str().is_some_and(|k| k.starts_with("T-pipe-")) {
+            watched.push(f["sequence"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(watched, events, "another client gets the same events in the same order");
+}
