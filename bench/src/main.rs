@@ -121,15 +121,7 @@ async fn next_frame(rx: &mut SplitStream<Ws>) -> anyhow::Result<String> {
 }
 
 async fn next_json(rx: &mut SplitStream<Ws>) -> anyhow::Result<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return Ok(serde_json::from_str(t.as_str())?),
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(e))) => return Err(e.into()),
-            Ok(None) => bail!("connection closed"),
-            Err(_) => bail!("timed out waiting for a frame"),
-        }
-    }
+    Ok(serde_json::from_str(&next_frame(rx).await?)?)
 }
 
 async fn wait_for(rx: &mut SplitStream<Ws>, ty: &str) -> anyhow::Result<Value> {

@@ -373,13 +373,6 @@ pub struct WalProgress {
     pub checkpointed: i64,
 }
 
-impl WalProgress {
-    /// Every frame is in the database file: the next write starts the log over from its beginning.
-    pub fn complete(&self) -> bool {
-        self.checkpointed >= self.frames
-    }
-}
-
 /// Copies committed WAL pages into the database file (`PASSIVE`: never blocks the writer or
 /// readers), on a connection of its own.
 pub fn checkpoint(path: &Path) -> Result<WalProgress, StorageError> {
