@@ -153,23 +153,14 @@ async fn a_write_refused_by_a_unique_index_fails_alone_and_burns_no_number() {
     let first = handle.write(order(json!({})), "test", Value::Null).await.unwrap();
     let taken = first.event.change.row.as_ref().unwrap()["invoiceSequence"].clone();
 
-    // Submitted together, so they usually share one transaction: the clash must fail alone there.
-    let writes = vec![
-        order(json!({"notes": "before"})),
-        order(json!({"invoiceSequence": taken})),
-        order(json!({"notes": "after"})),
-    ];
-    let pending: Vec<_> = writes
-        .into_iter()
-        .map(|m| {
-            let h = handle.clone();
-            tokio::spawn(async move { h.write(m, "test", Value::Null).await })
-        })
-        .collect();
-    let mut outcomes = Vec::new();
-    for p in pending {
-        outcomes.push(p.await.unwrap());
-    }
+    // Queued together and in this order (`join!` polls them in turn), so they usually share one
+    // transaction: the clash must fail alone there.
+    let (before, clash, after) = tokio::join!(
+        handle.write(order(json!({"notes": "before"})), "test", Value::Null),
+        handle.write(order(json!({"invoiceSequence": taken})), "test", Value::Null),
+        handle.write(order(json!({"notes": "after"})), "test", Value::Null),
+    );
+    let outcomes = [before, clash, after];
     let refused = outcomes[1].as_ref().unwrap_err();
     assert_eq!(refused.code(), "unique-violation", "{refused}");
     let ids: Vec<String> =
