@@ -5,8 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use mishkah_core::mutation::{row_version, ApplyContext};
+use mishkah_core::record::fill_key;
 use mishkah_core::sync::Replica;
-use mishkah_core::{apply, Mutation, MutationError, RecordKey, Row, Schema, Timestamp, VersionPolicy};
+use mishkah_core::{apply, Action, Mutation, MutationError, RecordKey, Row, Schema, Timestamp, VersionPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -48,6 +49,8 @@ pub struct ClientState {
     pub confirmed: Replica,
     /// Pending writes in order.
     pub outbox: Vec<Pending>,
+    /// The store's branch: filled into a missing `branchId` as the server fills it.
+    pub branch: Option<String>,
     policy: VersionPolicy,
 }
 
@@ -65,7 +68,7 @@ impl ClientState {
     /// server will say why).
     fn overlay(&self, table: &str, rows: &mut BTreeMap<RecordKey, Row>, now: Timestamp) {
         let Ok(t) = self.table(table) else { return };
-        let ctx = ApplyContext::new(now, &self.policy);
+        let ctx = self.apply_context(now);
         for p in self.outbox.iter().filter(|p| p.mutation.table == table) {
             let Ok(key) = RecordKey::of(t, &p.mutation.record) else { continue };
             if let Ok(change) = apply(t, rows.get(&key), &p.mutation, &ctx) {
@@ -74,6 +77,15 @@ impl ClientState {
                     None => rows.remove(&key),
                 };
             }
+        }
+    }
+
+    /// The context the server's writer uses too: fill missing fields, this branch.
+    fn apply_context(&self, now: Timestamp) -> ApplyContext<'_> {
+        let ctx = ApplyContext::new(now, &self.policy);
+        match &self.branch {
+            Some(branch) => ctx.on_branch(branch),
+            None => ctx,
         }
     }
 
@@ -96,17 +108,24 @@ impl ClientState {
 
     /// Checks a write against the current view (the optimistic apply) and queues it. A write the
     /// core refuses here would be refused by the server too: it is not queued.
+    ///
+    /// An insert without a key gets one here, as the server would give it one: the write's own
+    /// id, unique and the same on every replay, so the optimistic row and the stored row match.
     pub fn enqueue(
         &mut self,
-        mutation: Mutation,
+        mut mutation: Mutation,
         mutation_id: String,
         seq: f64,
         now: Timestamp,
     ) -> Result<Pending, MutationError> {
         let table = self.table(&mutation.table)?.clone();
+        if matches!(mutation.action, Action::Insert | Action::Save) && RecordKey::of(&table, &mutation.record).is_err()
+        {
+            fill_key(&table, &mut mutation.record, &mutation_id);
+        }
         let key = RecordKey::of(&table, &mutation.record)?;
         let current = self.view_row(&table.name, &key, now);
-        apply(&table, current.as_ref(), &mutation, &ApplyContext::new(now, &self.policy))?;
+        apply(&table, current.as_ref(), &mutation, &self.apply_context(now))?;
         let mutation = Mutation { mutation_id: Some(mutation_id.clone()), ..mutation };
         let pending = Pending { seq, mutation_id, mutation, sent: false, tab: String::new() };
         self.outbox.push(pending.clone());

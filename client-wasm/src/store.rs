@@ -79,12 +79,13 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
     });
     let db_name = opts.db_name.clone().unwrap_or_else(|| format!("mishkah:{}:{}", opts.branch_id, opts.module_id));
     let tab = format!("{:x}", (js_sys::Math::random() * 1e12) as u64);
+    let state = ClientState { branch: Some(opts.branch_id.clone()), ..ClientState::default() };
     let inner = Inner {
         opts,
         ws_url,
         http_base,
         db_name,
-        state: ClientState::default(),
+        state,
         status: Status::Idle,
         ws: None,
         handlers: None,

@@ -14,6 +14,7 @@
 //! - [`mutation`]: the five write actions and [`mutation::apply`], the optimistic-concurrency rules.
 //! - [`sync`]: committed changes, cursors, deltas and a local [`sync::Replica`].
 //! - [`query`]: filter / sort / page / project over rows in memory.
+//! - [`render`]: what a client may see of a row (hidden fields, locked tables, translations).
 //! - [`sequence`]: the original system's sequence rules (`DAR-001020`).
 //! - [`wire`]: serde types for every WebSocket frame and REST body of the protocol.
 //! - [`time`]: ISO-8601 timestamps in the original's format (UTC, milliseconds).
@@ -24,6 +25,7 @@
 pub mod mutation;
 pub mod query;
 pub mod record;
+pub mod render;
 pub mod schema;
 pub mod sequence;
 pub mod sync;

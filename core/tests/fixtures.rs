@@ -61,7 +61,7 @@ struct Report {
 fn validate_seed(schema: &Schema, seed: &Value) -> Report {
     let mut report = Report::default();
     let policy = VersionPolicy::default();
-    let ctx = ApplyContext { now: Timestamp(0), policy: &policy, strictness: Strictness::Import };
+    let ctx = ApplyContext { strictness: Strictness::Import, ..ApplyContext::new(Timestamp(0), &policy) };
     for (name, rows) in seed["tables"].as_object().unwrap() {
         let Some(rows) = rows.as_array() else {
             report.unmapped_tables.push(format!("{name} (not a row list)"));

@@ -1,7 +1,4 @@
-//! Shared state of the HTTP and WebSocket handlers, and the router.
-
-use std::path::PathBuf;
-use std::sync::Arc;
+//! The router: API routes, WebSocket upgrades, static files.
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, Request, State};
@@ -15,32 +12,11 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::engine::{Engine, ModuleHandle};
 use crate::http::error::ApiError;
-use crate::metrics::Metrics;
+use crate::state::AppState;
 
 /// Largest accepted request body (the original accepted 64 MiB; we refuse with 413).
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    /// The engine (write path and reads).
-    pub engine: Arc<Engine>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// This server's id.
-    pub server_id: String,
-    /// Static files served at `/`.
-    pub static_dir: Option<Arc<PathBuf>>,
-}
-
-impl AppState {
-    /// A module of a branch, opened when needed.
-    pub async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, ApiError> {
-        Ok(self.engine.module(branch, module).await?)
-    }
-}
 
 /// The whole application: API routes, WebSocket upgrades on any other path, static files.
 pub fn router(state: AppState) -> Router {

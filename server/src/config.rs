@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use mishkah_core::record::MissingFields;
+
 use crate::storage::Durability;
 
 /// Mishkah: a real-time, offline-first data sync server.
@@ -48,10 +50,21 @@ pub struct ServeConfig {
     /// as on a full disk. SQLite never caps below the current size, so 1 means "no growth".
     #[arg(long, env = "MISHKAH_MAX_DB_PAGES")]
     pub max_db_pages: Option<u64>,
+    /// An insert that lacks required fields: `fill` them as the original did (default), or
+    /// `refuse` it with `validation-failed`. A module's `missingFields` in `modules.json` wins.
+    #[arg(long, env = "MISHKAH_MISSING_FIELDS", value_parser = parse_missing_fields, default_value = "fill")]
+    pub missing_fields: MissingFields,
+    /// The most rows one page of `GET .../tables/{t}` holds; a capped page says `meta.hasMore`.
+    #[arg(long, env = "MISHKAH_MAX_PAGE", default_value_t = crate::http::MAX_PAGE, value_parser = clap::value_parser!(usize))]
+    pub max_page: usize,
     /// Log as JSON lines.
     #[arg(long, env = "MISHKAH_LOG_JSON")]
     pub log_json: bool,
     /// Exit when standard input closes (lets a parent process, such as a test, own the server).
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,
+}
+
+fn parse_missing_fields(text: &str) -> Result<MissingFields, String> {
+    MissingFields::parse(text).ok_or_else(|| format!("`{text}` is neither `fill` nor `refuse`"))
 }

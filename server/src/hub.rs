@@ -32,6 +32,8 @@ pub struct Published {
     pub source: &'static str,
     /// The writer's meta.
     pub client_meta: Value,
+    /// The module's schema: what clients may see of the event ([`crate::render`]).
+    pub schema: Arc<mishkah_core::Schema>,
 }
 
 /// A serialized frame: reference-counted, so one serialization is shared by every recipient.
@@ -123,14 +125,15 @@ impl Hub {
         });
     }
 
-    /// The `server:event` frame of a committed change, serialized once.
-    pub fn event_frame(&self, p: &Published) -> Frame {
+    /// The `server:event` frame of a committed change as clients see it, serialized once; `None`
+    /// for a change no client may see (a locked table).
+    pub fn event_frame(&self, p: &Published) -> Option<Frame> {
         let site = CommitSite { branch_id: &p.branch, module_id: &p.module, server_id: &self.server_id };
-        let body =
-            CommitFrame::from_event(&p.event, site, p.source, p.client_meta.clone(), p.primary_key.clone(), true)
-                .into_event();
+        let seen = crate::render::event(&p.schema, &p.event)?;
+        let body = CommitFrame::from_event(&seen, site, p.source, p.client_meta.clone(), p.primary_key.clone(), true)
+            .into_event();
         let text = serde_json::to_string(&ServerFrame::Event(body)).expect("frames serialize");
-        Frame::from(text)
+        Some(Frame::from(text))
     }
 
     /// Publishes committed events in commit order until every writer is gone.
@@ -139,8 +142,9 @@ impl Hub {
             if self.subscriber_count(&p.branch) == 0 {
                 continue;
             }
-            let frame = self.event_frame(&p);
-            self.broadcast(&p.branch, frame);
+            if let Some(frame) = self.event_frame(&p) {
+                self.broadcast(&p.branch, frame);
+            }
         }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`storage`]: one SQLite database per branch+module: typed tables, event log, counters.
 //! - [`engine`]: the one write path — a writer thread per module with group commit.
 //! - [`hub`]: fan-out of committed changes to every subscriber of a branch.
+//! - [`render`]: the one way rows leave the server (hidden fields, locked tables, translations).
+//! - [`state`]: what every handler can reach; [`app`]: the router.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod app;
@@ -18,7 +20,9 @@ pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod render;
 pub mod serve;
+pub mod state;
 pub mod storage;
 pub mod views;
 pub mod ws;

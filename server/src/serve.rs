@@ -5,12 +5,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use mishkah_core::VersionPolicy;
 
-use crate::app::{router, AppState};
+use crate::app::router;
 use crate::config::ServeConfig;
 use crate::datadir::DataDir;
 use crate::engine::{Engine, EngineConfig};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
@@ -32,6 +33,7 @@ pub async fn serve(
             durability: config.durability,
             policy,
             max_db_pages: config.max_db_pages,
+            missing_fields: config.missing_fields,
             ..EngineConfig::new(data)
         },
         hub,
@@ -52,6 +54,7 @@ pub async fn serve(
         metrics,
         server_id: server_id.clone(),
         static_dir: static_dir.map(Arc::new),
+        max_page: config.max_page.max(1),
     };
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;

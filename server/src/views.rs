@@ -1,4 +1,5 @@
-//! Read models shared by REST and WebSocket: module snapshots and deltas.
+//! Read models shared by REST and WebSocket: module snapshots and deltas, rendered for clients
+//! ([`crate::render`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,9 +14,11 @@ use crate::storage::StorageError;
 /// Beyond this many events behind, a client gets a snapshot instead of a delta (cheaper to send).
 pub const MAX_DELTA_EVENTS: u64 = 50_000;
 
-/// All tables of a module at one commit; `version` is that commit's sequence.
-pub async fn module_snapshot(handle: &Arc<ModuleHandle>) -> Result<ModuleSnapshot, StorageError> {
+/// All tables of a module at one commit; `version` is that commit's sequence. With `lang`, rows
+/// carry their `<t>_lang` translation's fields.
+pub async fn module_snapshot(handle: &Arc<ModuleHandle>, lang: Option<&str>) -> Result<ModuleSnapshot, StorageError> {
     let (branch, module) = (handle.branch.clone(), handle.module.clone());
+    let lang = lang.map(str::to_owned);
     handle
         .read(move |reader, schema| {
             let (_, head) = reader.bounds()?;
@@ -27,7 +30,7 @@ pub async fn module_snapshot(handle: &Arc<ModuleHandle>) -> Result<ModuleSnapsho
                 module_id: module,
                 branch_id: branch,
                 version: head,
-                tables,
+                tables: crate::render::snapshot(schema, tables, lang.as_deref()),
                 meta: json!({"sequence": head, "lastUpdatedAt": crate::clock::now_iso()}),
             })
         })
@@ -37,7 +40,7 @@ pub async fn module_snapshot(handle: &Arc<ModuleHandle>) -> Result<ModuleSnapsho
 /// The changes after `cursor`, coalesced; `Err(DeltaError)` when the client must resync in full.
 pub async fn delta_since(handle: &Arc<ModuleHandle>, cursor: u64) -> Result<Result<Delta, DeltaError>, StorageError> {
     handle
-        .read(move |reader, _| {
+        .read(move |reader, schema| {
             let (oldest, head) = reader.bounds()?;
             if head.saturating_sub(cursor) > MAX_DELTA_EVENTS || cursor > head {
                 // Too far behind (or a cursor from another database): a snapshot is the answer.
@@ -48,7 +51,7 @@ pub async fn delta_since(handle: &Arc<ModuleHandle>, cursor: u64) -> Result<Resu
                 return Ok(Err(expired));
             }
             let events = reader.events_after(cursor, MAX_DELTA_EVENTS as usize)?;
-            Ok(Delta::since(cursor, oldest, head, &events))
+            Ok(Delta::since(cursor, oldest, head, &events).map(|d| crate::render::delta(schema, d)))
         })
         .await
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Action, MutationError, VersionClaim, VersionPolicy};
-use crate::record::{validate, RecordKey, Row, Strictness, Validated};
+use crate::record::{fill_missing, validate, MissingFields, RecordKey, Row, Strictness, Validated};
 use crate::schema::model::{CREATED_AT_FIELD, UPDATED_AT_FIELD, VERSION_FIELD};
 use crate::schema::{DefaultValue, Schema, Table};
 use crate::time::Timestamp;
@@ -78,12 +78,23 @@ pub struct ApplyContext<'p> {
     pub policy: &'p VersionPolicy,
     /// Client write or import.
     pub strictness: Strictness,
+    /// Whether a client insert that lacks required fields is filled or refused (imports are
+    /// stored as they are either way).
+    pub missing: MissingFields,
+    /// The writer's branch, filled into a missing `branchId`.
+    pub branch_id: Option<&'p str>,
 }
 
 impl<'p> ApplyContext<'p> {
-    /// A strict context for client writes.
+    /// A context for client writes that fills missing fields, with no branch.
     pub fn new(now: Timestamp, policy: &'p VersionPolicy) -> Self {
-        ApplyContext { now, policy, strictness: Strictness::Strict }
+        ApplyContext { now, policy, strictness: Strictness::Strict, missing: MissingFields::Fill, branch_id: None }
+    }
+
+    /// The same, for a writer on `branch`.
+    pub fn on_branch(mut self, branch: &'p str) -> Self {
+        self.branch_id = Some(branch);
+        self
     }
 }
 
@@ -122,6 +133,10 @@ pub struct Change {
 }
 
 /// Applies `mutation` to `current` (the stored row with the mutation's key, if any).
+///
+/// An insert whose key is missing is refused (`missing-record-key`): the caller fills it first
+/// with [`crate::record::fill_key`], because it needs the key to look the stored row up. Other
+/// missing fields are filled here when `ctx.missing` says so.
 pub fn apply(
     table: &Table,
     current: Option<&Row>,
@@ -162,6 +177,9 @@ pub fn apply(
 
 fn insert(table: &Table, key: RecordKey, mutation: &Mutation, ctx: &ApplyContext<'_>) -> Result<Change, MutationError> {
     let mut row = mutation.record.clone();
+    if ctx.strictness == Strictness::Strict && ctx.missing == MissingFields::Fill {
+        fill_missing(table, &mut row, ctx.now, ctx.branch_id);
+    }
     for field in &table.fields {
         let present = row.get(&field.name).or_else(|| row.get(&field.column)).is_some_and(|v| !v.is_null());
         if present || field.is_system() {
@@ -179,7 +197,11 @@ fn insert(table: &Table, key: RecordKey, mutation: &Mutation, ctx: &ApplyContext
     }
     let now = Value::from(ctx.now.to_iso());
     // A provided creation time is kept (imports carry history); the version is always ours.
-    let created = row.get(CREATED_AT_FIELD).filter(|v| v.is_string()).cloned().unwrap_or_else(|| now.clone());
+    let created = row
+        .get(CREATED_AT_FIELD)
+        .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+        .cloned()
+        .unwrap_or_else(|| now.clone());
     row.insert(VERSION_FIELD.into(), 1.into());
     row.insert(CREATED_AT_FIELD.into(), created);
     row.insert(UPDATED_AT_FIELD.into(), now);
@@ -377,6 +399,22 @@ mod tests {
             run("order_header", None, Mutation::new("order_header", Action::Save, json!({"id": "o2", "total": 1})))
                 .unwrap();
         assert_eq!(inserted.kind, ChangeKind::Insert);
+    }
+
+    #[test]
+    fn a_partial_insert_is_filled_or_refused_as_the_operator_chose() {
+        let schema = schema();
+        let policy = VersionPolicy::default();
+        let table = schema.table("order_header").unwrap();
+        let partial = Mutation::new("order_header", Action::Insert, json!({"id": "o9"}));
+        let fill = ApplyContext::new(Timestamp(1_000), &policy);
+        let row = apply(table, None, &partial, &fill).unwrap().row.unwrap();
+        assert_eq!((row["total"].clone(), row["status"].clone()), (json!(0), json!("open")));
+        let refuse = ApplyContext { missing: MissingFields::Refuse, ..fill };
+        let err = apply(table, None, &partial, &refuse).unwrap_err();
+        assert_eq!(err.code(), "validation-failed");
+        let typed = Mutation::new("order_header", Action::Insert, json!({"id": "o9", "total": "lots"}));
+        assert_eq!(apply(table, None, &typed, &fill).unwrap_err().code(), "validation-failed", "types still count");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! name (`categoryId`) or its column name (`category_id`), and properties the schema lacks are kept
 //! as they are (the original silently dropped them; we never do).
 
+mod fill;
 mod key;
 mod validate;
 
+pub use fill::{fill_key, fill_missing, is_missing, type_default, MissingFields};
 pub use key::{KeyError, RecordKey};
 pub use validate::{validate, FieldError, Strictness, Validated, ValidationErrors};
 

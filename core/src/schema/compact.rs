@@ -20,6 +20,8 @@ pub fn parse(tables: &Map<String, Value>) -> Result<Schema, SchemaError> {
             fields: Vec::new(),
             primary_key: Vec::new(),
             indexes: parse_indexes(name, t.get("indexes")),
+            hidden: Vec::new(),
+            locked: false,
         };
         let fields: Vec<(String, &Value)> = match t.get("fields") {
             Some(Value::Object(map)) => map.iter().map(|(k, v)| (k.clone(), v)).collect(),

@@ -25,6 +25,8 @@ pub fn parse(doc: &Value) -> Result<Schema, SchemaError> {
             fields: Vec::new(),
             primary_key: Vec::new(),
             indexes: Vec::new(),
+            hidden: Vec::new(),
+            locked: false,
         };
         for (j, f) in t.get("fields").and_then(Value::as_array).into_iter().flatten().enumerate() {
             let fname = f

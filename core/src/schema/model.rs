@@ -48,6 +48,13 @@ pub struct Table {
     pub primary_key: Vec<String>,
     /// Secondary indexes (field names).
     pub indexes: Vec<Index>,
+    /// Fields whose values never leave the server (password hashes, phone numbers): stored and
+    /// writable, stripped from every row rendered for a client ([`crate::render`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<String>,
+    /// No row of this table ever leaves the server; writes are still accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
 }
 
 /// One field.
@@ -258,7 +265,15 @@ mod tests {
     use super::*;
 
     fn table(name: &str) -> Table {
-        Table { name: name.into(), sql_name: name.into(), fields: vec![], primary_key: vec![], indexes: vec![] }
+        Table {
+            name: name.into(),
+            sql_name: name.into(),
+            fields: vec![],
+            primary_key: vec![],
+            indexes: vec![],
+            hidden: vec![],
+            locked: false,
+        }
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub fn parse(tables: &[Value]) -> Result<Schema, SchemaError> {
             fields: Vec::new(),
             primary_key: Vec::new(),
             indexes: parse_indexes(name, t.get("indexes")),
+            hidden: Vec::new(),
+            locked: false,
         };
         for (j, c) in t.get("columns").and_then(Value::as_array).into_iter().flatten().enumerate() {
             let cname = c

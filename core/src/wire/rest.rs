@@ -110,9 +110,12 @@ pub struct TableQueryParams {
     /// `asc` / `desc`.
     #[serde(default)]
     pub order: Option<String>,
-    /// Language, informational.
+    /// Language of the `i18n.lang.<lang>` join (default `ar`) when the table has `<t>_lang`.
     #[serde(default)]
     pub lang: Option<String>,
+    /// Language whose translation fills what `lang`'s lacks (default `ar`).
+    #[serde(default, alias = "fallbackLang")]
+    pub fallback: Option<String>,
 }
 
 /// `POST /api/sync/{b}/{m}/delta` body.

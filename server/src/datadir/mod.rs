@@ -15,6 +15,7 @@ mod modules;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use mishkah_core::render::secrets::SecretFields;
 use mishkah_core::sequence::SequenceRules;
 use mishkah_core::Schema;
 use serde_json::Value;
@@ -59,6 +60,11 @@ pub enum DataDirError {
     InvalidBranch(String),
 }
 
+/// Where a module's own schema is when `modules.json` names no `schemaPath` (as the original).
+const DEFAULT_SCHEMA_PATH: &str = "schema/definition.json";
+/// Where a module's own seed is when `modules.json` names no `seedPath`.
+const DEFAULT_SEED_PATH: &str = "seeds/initial.json";
+
 /// The loaded configuration of a data directory.
 #[derive(Debug, Clone)]
 pub struct DataDir {
@@ -69,6 +75,8 @@ pub struct DataDir {
     pub branches: BranchConfig,
     /// Sequence rules.
     pub sequence_rules: SequenceRules,
+    /// `security/secret_fields.json`: fields and tables never sent to clients.
+    pub secrets: SecretFields,
 }
 
 impl DataDir {
@@ -89,7 +97,15 @@ impl DataDir {
         } else {
             SequenceRules::default()
         };
-        Ok(DataDir { root, modules, branches, sequence_rules })
+        // A file that is there but unreadable stops the server: serving without it would leak.
+        let secrets_path = root.join("security").join("secret_fields.json");
+        let secrets = if secrets_path.exists() {
+            SecretFields::from_json(&read_json(&secrets_path)?)
+                .map_err(|e| DataDirError::Invalid { path: secrets_path.clone(), message: e.to_string() })?
+        } else {
+            SecretFields::default()
+        };
+        Ok(DataDir { root, modules, branches, sequence_rules, secrets })
     }
 
     /// The directory.
@@ -115,13 +131,12 @@ impl DataDir {
         self.modules.get(module).ok_or_else(|| DataDirError::UnknownModule(module.to_owned()))
     }
 
-    /// The schema of a branch's module: the branch's own definition, else the fallback.
+    /// The schema of a branch's module: the branch's own definition (`schemaPath`, by default
+    /// `schema/definition.json`), else the fallback.
     pub fn schema_for(&self, branch: &str, module: &str) -> Result<(Schema, PathBuf), DataDirError> {
         let def = self.module(module)?;
-        let mut candidates = Vec::new();
-        if let Some(p) = &def.schema_path {
-            candidates.push(self.module_dir(branch, module).join(p));
-        }
+        let own = def.schema_path.as_deref().unwrap_or(DEFAULT_SCHEMA_PATH);
+        let mut candidates = vec![self.module_dir(branch, module).join(own)];
         if let Some(p) = &def.schema_fallback_path {
             candidates.push(self.resolve_fallback(p));
         }
@@ -139,13 +154,13 @@ impl DataDir {
         })
     }
 
-    /// The seed of a branch's module (`{tables: {...}}`), if it has one.
+    /// The seed of a branch's module (`{tables: {...}}`), if it has one: its own (`seedPath`, by
+    /// default `seeds/initial.json`), else the fallback. Most real `modules.json` entries name
+    /// only fallbacks and rely on the default.
     pub fn seed_for(&self, branch: &str, module: &str) -> Result<Option<(Value, PathBuf)>, DataDirError> {
         let def = self.module(module)?;
-        let mut candidates = Vec::new();
-        if let Some(p) = &def.seed_path {
-            candidates.push(self.module_dir(branch, module).join(p));
-        }
+        let own = def.seed_path.as_deref().unwrap_or(DEFAULT_SEED_PATH);
+        let mut candidates = vec![self.module_dir(branch, module).join(own)];
         if let Some(p) = &def.seed_fallback_path {
             candidates.push(self.resolve_fallback(p));
         }

@@ -33,6 +33,10 @@ pub struct ModuleDef {
     /// Description.
     #[serde(default)]
     pub description: Option<String>,
+    /// **(ext)** `fill` or `refuse`: this module's answer to inserts lacking required fields,
+    /// over `--missing-fields`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_fields: Option<mishkah_core::record::MissingFields>,
 }
 
 pub(super) fn parse(doc: &Value, path: &Path) -> Result<BTreeMap<String, ModuleDef>, DataDirError> {

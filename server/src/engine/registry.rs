@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mishkah_core::record::Strictness;
+use mishkah_core::record::{MissingFields, Strictness};
 use mishkah_core::sequence::SequenceRules;
 use mishkah_core::{Mutation, Schema, VersionPolicy};
 use serde_json::Value;
@@ -31,6 +31,8 @@ pub struct EngineConfig {
     pub policy: VersionPolicy,
     /// How often committed pages are moved from the write-ahead log into the database file.
     pub checkpoint_interval: std::time::Duration,
+    /// Inserts lacking required fields: filled or refused (a module's own setting wins).
+    pub missing_fields: MissingFields,
 }
 
 impl EngineConfig {
@@ -43,6 +45,7 @@ impl EngineConfig {
             max_db_pages: None,
             policy: VersionPolicy::default(),
             checkpoint_interval: std::time::Duration::from_millis(500),
+            missing_fields: MissingFields::Fill,
         }
     }
 }
@@ -314,6 +317,13 @@ impl Engine {
             metrics: self.metrics.clone(),
             head: head.clone(),
             checkpoint_interval: self.config.checkpoint_interval,
+            missing_fields: self
+                .config
+                .data
+                .modules
+                .get(module)
+                .and_then(|m| m.missing_fields)
+                .unwrap_or(self.config.missing_fields),
         };
         let thread = std::thread::Builder::new()
             .name(format!("writer-{branch}-{module}"))
@@ -329,20 +339,23 @@ impl Engine {
             reader: Mutex::new(reader),
             head,
         });
-        if let Some(plan) = seed_plan {
-            self.seed(&handle, plan).await;
+        match seed_plan {
+            Some(plan) => self.seed(&handle, plan).await,
+            None => {
+                tracing::info!(%branch, %module, seeded = 0, merged = 0, relaxed = 0, "module ready (seeded before)")
+            }
         }
         Ok(handle)
     }
 
-    async fn seed(&self, handle: &Arc<ModuleHandle>, plan: seed::SeedPlan) {
+    async fn seed(&self, handle: &Arc<ModuleHandle>, mut plan: seed::SeedPlan) {
         let (branch, module) = (&handle.branch, &handle.module);
         for note in &plan.notes {
             tracing::info!(%branch, %module, "seed: {note}");
         }
         let total = plan.mutations.len();
         let mut waits = Vec::with_capacity(total);
-        for mutation in plan.mutations {
+        for mutation in std::mem::take(&mut plan.mutations) {
             let (tx, rx) = oneshot::channel();
             let reply = Box::new(move |o| {
                 let _ = tx.send(o);
@@ -374,7 +387,11 @@ impl Engine {
                 tracing::error!(%branch, %module, error = %e, "could not mark the module seeded");
             }
         }
-        tracing::info!(%branch, %module, seeded = total - refused, refused, "seeded");
+        // The module's summary line: what the seed gave, what was merged away, what was relaxed.
+        tracing::info!(
+            %branch, %module, seeded = total - refused, refused, merged = plan.merged, relaxed = plan.relaxed.len(),
+            "module ready (seeded)"
+        );
     }
 
     /// Stops accepting writes and waits for the writers to finish what is queued.
@@ -408,6 +425,16 @@ fn open_blocking(
     for w in &schema.warnings {
         tracing::warn!(%branch, %module, schema = %schema_path.display(), table = %w.table, "schema: {}", w.message);
     }
+    // The seed is planned before the tables exist: a unique index its own rows violate is created
+    // as a plain one (the same on every start, as long as the seed is the same).
+    let seed = data.seed_for(branch, module)?;
+    let mut plan = seed.as_ref().map(|(doc, _)| seed::plan(&schema, doc));
+    if let Some(plan) = &mut plan {
+        plan.relaxed = seed::relax_unique(&mut schema, plan);
+        for index in &plan.relaxed {
+            tracing::warn!(%branch, %module, %index, "the seed violates this unique index: created as a plain index");
+        }
+    }
     let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
     let tables: Vec<_> = schema.tables.values().collect();
     let (mut db, report) = ModuleDb::open(&path, &tables, durability)?;
@@ -430,17 +457,26 @@ fn open_blocking(
         if imported > 0 {
             tracing::info!(%branch, %module, imported, "imported sequence-state.json counters");
         }
-        if let Some((seed_doc, seed_path)) = data.seed_for(branch, module)? {
-            let plan = seed::plan(&schema, &seed_doc);
-            for table in &plan.adhoc_tables {
-                db.add_adhoc_table(table)?;
-                schema.tables.insert(table.name.clone(), table.clone());
+        match (plan, seed) {
+            (Some(plan), Some((_, seed_path))) => {
+                for table in &plan.adhoc_tables {
+                    db.add_adhoc_table(table)?;
+                    schema.tables.insert(table.name.clone(), table.clone());
+                }
+                tracing::info!(%branch, %module, seed = %seed_path.display(), rows = plan.mutations.len(), "seeding");
+                seed_plan = Some(plan);
             }
-            tracing::info!(%branch, %module, seed = %seed_path.display(), rows = plan.mutations.len(), "seeding");
-            seed_plan = Some(plan);
-        } else {
-            db.mark_initialized(&now)?;
+            _ => db.mark_initialized(&now)?,
         }
+    }
+    let unknown = data.secrets.apply_to(&mut schema);
+    if !unknown.is_empty() {
+        tracing::warn!(%branch, %module, tables = %unknown.join(", "), "secret_fields.json names tables this module lacks");
+    }
+    let hidden: usize = schema.tables.values().map(|t| t.hidden.len()).sum();
+    let locked: Vec<&str> = schema.tables.values().filter(|t| t.locked).map(|t| t.name.as_str()).collect();
+    if hidden > 0 || !locked.is_empty() {
+        tracing::info!(%branch, %module, hidden, locked = %locked.join(", "), "secret fields and locked tables: never sent to clients");
     }
     Ok(OpenedModule { db, schema: Arc::new(schema), seed_plan, path })
 }

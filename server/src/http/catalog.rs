@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::views;
 
 #[derive(Deserialize)]
@@ -82,12 +82,21 @@ pub async fn branches(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"branches": list, "defaults": data.branches.defaults}))
 }
 
-/// `GET /api/branches/{b}`: every module's snapshot.
-pub async fn branch(State(state): State<AppState>, Path(branch): Path<String>) -> Result<Json<Value>, ApiError> {
+#[derive(Deserialize)]
+pub struct LangParams {
+    lang: Option<String>,
+}
+
+/// `GET /api/branches/{b}?lang=`: every module's snapshot.
+pub async fn branch(
+    State(state): State<AppState>,
+    Path(branch): Path<String>,
+    Query(p): Query<LangParams>,
+) -> Result<Json<Value>, ApiError> {
     let mut modules = BTreeMap::new();
     for module in state.engine.modules_of(&branch)? {
         let handle = state.module(&branch, &module).await?;
-        modules.insert(module, views::module_snapshot(&handle).await?);
+        modules.insert(module, views::module_snapshot(&handle, p.lang.as_deref()).await?);
     }
     Ok(Json(json!({"branchId": branch, "modules": modules})))
 }
@@ -100,13 +109,14 @@ pub async fn branch_modules(
     Ok(Json(json!({"branchId": branch, "modules": state.engine.modules_of(&branch)?})))
 }
 
-/// `GET /api/branches/{b}/modules/{m}` (and `/api/sync/{b}/{m}`): the module snapshot.
+/// `GET /api/branches/{b}/modules/{m}?lang=` (and `/api/sync/{b}/{m}`): the module snapshot.
 pub async fn module_snapshot(
     State(state): State<AppState>,
     Path((branch, module)): Path<(String, String)>,
+    Query(p): Query<LangParams>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let snapshot = views::module_snapshot(&handle).await?;
+    let snapshot = views::module_snapshot(&handle, p.lang.as_deref()).await?;
     Ok(Json(serde_json::to_value(snapshot).unwrap_or(Value::Null)))
 }
 

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::app::AppState;
+use crate::state::AppState;
 
 #[derive(Deserialize)]
 pub struct ListParams {
@@ -31,6 +31,7 @@ pub async fn list(
     let limit = p.limit.unwrap_or(500).min(5_000);
     let (events, bounds, last_id) =
         handle.read(move |r, _| Ok((r.events_after(after, limit)?, r.bounds()?, r.last_event_id()?))).await?;
+    let events = crate::render::events(&handle.schema, events);
     Ok(Json(json!({
         "branchId": branch, "moduleId": module, "events": events,
         "oldestRetained": bounds.0, "lastSequence": bounds.1, "lastEventId": last_id,

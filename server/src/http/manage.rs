@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::clock::now_iso;
 use crate::engine::seed;
+use crate::state::AppState;
 
 /// `POST|GET .../modules/{m}/reset`: archives the current rows, resets counters, re-seeds.
 pub async fn reset(

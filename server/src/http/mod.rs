@@ -13,7 +13,9 @@ mod tables;
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::app::AppState;
+use crate::state::AppState;
+
+pub use tables::MAX_PAGE;
 
 /// Every REST route.
 pub fn routes() -> Router<AppState> {

@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::clock::now_iso;
+use crate::state::AppState;
 use crate::views;
 
 /// Cursor in (`version`, or `sequence`), rows changed and keys deleted out; `requiresFullSync`

@@ -6,8 +6,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::app::AppState;
 use crate::clock::now_iso;
+use crate::state::AppState;
 
 /// `GET /healthz`.
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {

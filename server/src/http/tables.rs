@@ -6,21 +6,23 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mishkah_core::wire::{CommitFrame, CommitSite, SaveRequest, SequenceRequest, TableQueryParams, WriteRequest};
+use mishkah_core::render::translate;
+use mishkah_core::wire::{CommitSite, SaveRequest, SequenceRequest, TableQueryParams, WriteRequest};
 use mishkah_core::{Action, Mutation, RecordKey};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::engine::{Committed, ModuleHandle};
+use crate::render;
+use crate::state::AppState;
 use crate::storage::PageQuery;
 
 type TablePath = Path<(String, String, String)>;
 
-const DEFAULT_PAGE: usize = 500;
-const MAX_PAGE: usize = 10_000;
+/// Default of `--max-page`: the most rows one page of the table route holds.
+pub const MAX_PAGE: usize = 10_000;
 
 fn table_of<'h>(handle: &'h ModuleHandle, table: &str) -> Result<&'h mishkah_core::Table, ApiError> {
     handle.schema.table(table).ok_or_else(|| {
@@ -28,21 +30,36 @@ fn table_of<'h>(handle: &'h ModuleHandle, table: &str) -> Result<&'h mishkah_cor
     })
 }
 
-/// `GET .../tables/{t}`.
+/// A table whose rows never leave the server (`lockedTables`).
+fn readable<'t>(handle: &ModuleHandle, table: &'t mishkah_core::Table) -> Result<&'t mishkah_core::Table, ApiError> {
+    if table.locked {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "table-locked",
+            format!("rows of `{}` in module `{}` are not served", table.name, handle.module),
+        ));
+    }
+    Ok(table)
+}
+
+/// `GET .../tables/{t}`: a page of rows. Without `limit` the original returned every row; we
+/// return at most `--max-page`, and `meta.hasMore` with `meta.next.afterId` say how to go on.
+/// With a `<t>_lang` table, each row gets `i18n.lang.<lang>` (`?lang=`, `?fallback=`, both `ar`).
 pub async fn list(
     State(state): State<AppState>,
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let t = table_of(&handle, &table)?.clone();
+    let t = readable(&handle, table_of(&handle, &table)?)?.clone();
+    let max_page = state.max_page;
     let limit = match p.limit.as_deref() {
-        None | Some("") => DEFAULT_PAGE,
+        None | Some("") => max_page,
         Some(l) => l
             .parse::<usize>()
             .map_err(|_| ApiError::bad_request("invalid-limit", "`limit` must be a non-negative integer"))?,
     }
-    .min(MAX_PAGE);
+    .min(max_page);
     let descending = match p.order.as_deref() {
         None | Some("asc") | Some("ASC") => false,
         Some("desc") | Some("DESC") => true,
@@ -53,25 +70,47 @@ pub async fn list(
         created_after: p.after_created_at.clone(),
         updated_after: p.updated_after.clone(),
         descending,
-        limit,
+        // One more than asked: whether it exists is `hasMore`.
+        limit: limit.saturating_add(1),
     };
     let key_table = t.clone();
-    let rows = handle.read(move |r, _| r.page(&t, &query)).await?;
+    let lang_table = handle.schema.table(&translate::lang_table_name(&t.name)).cloned();
+    let (mut rows, translations) = handle
+        .read(move |r, _| {
+            let rows = r.page(&t, &query)?;
+            let translations = match &lang_table {
+                Some(lt) => Some((lt.clone(), r.rows(lt)?)),
+                None => None,
+            };
+            Ok((rows, translations))
+        })
+        .await?;
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
     let last = rows.last();
     let last_id = last.and_then(|row| RecordKey::of(&key_table, row).ok()).map(|k| k.0);
     let last_created = last.and_then(|row| row.get("createdAt").cloned());
+    let mut rows = render::rows(&key_table, rows);
+    if let Some((lang_table, translations)) = translations {
+        let lang = p.lang.as_deref().filter(|l| !l.is_empty()).unwrap_or("ar");
+        let fallback = p.fallback.as_deref().filter(|l| !l.is_empty()).unwrap_or("ar");
+        render::attach_translations(&lang_table, &key_table.name, &mut rows, translations, lang, fallback);
+    }
+    let next = if has_more { json!({"afterId": last_id}) } else { Value::Null };
     Ok(Json(json!({
         "branchId": branch, "moduleId": module, "table": table, "count": rows.len(),
         "cursor": {"lastId": last_id, "lastCreatedAt": last_created},
         "rows": rows,
-        "meta": {"limit": limit, "order": if descending { "desc" } else { "asc" }, "updatedAfter": p.updated_after},
+        "meta": {"limit": limit, "order": if descending { "desc" } else { "asc" }, "updatedAfter": p.updated_after,
+                 "hasMore": has_more, "next": next},
     })))
 }
 
-/// The ack and notice of a committed REST write, as the original returned them.
+/// The ack and notice of a committed REST write, as the original returned them (the record as
+/// clients may see it).
 fn commit_body(state: &AppState, handle: &ModuleHandle, c: &Committed, meta: Value) -> (Value, Value) {
     let site = CommitSite { branch_id: &handle.branch, module_id: &handle.module, server_id: &state.server_id };
-    let ack = CommitFrame::from_event(&c.event, site, "rest", meta, c.primary_key.clone(), true);
+    let ack = render::commit_frame(&handle.schema, &c.event, site, "rest", meta, c.primary_key.clone(), true);
     let notice = ack.clone().into_event().notice;
     (serde_json::to_value(ack).unwrap_or(Value::Null), serde_json::to_value(notice).unwrap_or(Value::Null))
 }
@@ -104,8 +143,9 @@ async fn write(
 
 /// The original's response to a REST write: `{status, branchId, moduleId, table, record, ack, notice}`.
 fn written(status: &str, handle: &ModuleHandle, table: &str, (c, ack, notice): (Committed, Value, Value)) -> Value {
+    let record = render::event(&handle.schema, &c.event).and_then(|e| e.change.row.clone());
     json!({"status": status, "branchId": handle.branch, "moduleId": handle.module, "table": table,
-           "record": c.event.change.row, "ack": ack, "notice": notice})
+           "record": record, "ack": ack, "notice": notice})
 }
 
 fn write_request(body: Value) -> Result<WriteRequest, ApiError> {

@@ -10,7 +10,7 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
 use axum::response::Response;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Largest accepted WebSocket message.
 pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;

@@ -9,19 +9,19 @@ use futures_util::{SinkExt, StreamExt};
 use mishkah_core::query::Query;
 use mishkah_core::record::Strictness;
 use mishkah_core::wire::{
-    ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitFrame, CommitSite, DeltaFrame, ServerDirective,
-    ServerFrame, ServerHello, ServerSnapshot, SnapshotMeta,
+    ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitSite, DeltaFrame, ServerDirective, ServerFrame,
+    ServerHello, ServerSnapshot, SnapshotMeta,
 };
 use mishkah_core::RecordKey;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::frames::{error_pair, log, text};
-use crate::app::AppState;
 use crate::clock::now_iso;
 use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
 use crate::http::error::mutation_details;
 use crate::hub::{Frame, Subscription};
+use crate::state::AppState;
 use crate::views;
 
 /// An ack owed to this connection, delivered by the writer in commit order.
@@ -37,6 +37,8 @@ struct Outcome {
 struct Session {
     state: AppState,
     branch: Option<String>,
+    /// `client:hello {lang}`: snapshots merge this language's translations.
+    lang: Option<String>,
     subscription: Option<Subscription>,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
@@ -47,7 +49,7 @@ pub async fn run(socket: WebSocket, state: AppState) {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
-    let mut session = Session { state: state.clone(), branch: None, subscription: None, outcomes };
+    let mut session = Session { state: state.clone(), branch: None, lang: None, subscription: None, outcomes };
     let hello = ServerHello {
         server_id: state.server_id.clone(),
         now: now_iso(),
@@ -226,6 +228,7 @@ impl Session {
         // is harmless: its sequence is not above the snapshot's version).
         self.subscription = Some(self.state.engine.hub().subscribe(&hello.branch_id));
         self.branch = Some(hello.branch_id.clone());
+        self.lang = hello.lang.clone().filter(|l| !l.is_empty());
         let mut out = vec![log(
             self.server_id(),
             "info",
@@ -299,7 +302,7 @@ impl Session {
                     }
                 }
             }
-            match views::module_snapshot(&handle).await {
+            match views::module_snapshot(&handle, self.lang.as_deref()).await {
                 Ok(s) => {
                     snapshots.insert(module, s);
                 }
@@ -391,7 +394,15 @@ impl Session {
                     module_id: &o.module.module,
                     server_id: self.server_id(),
                 };
-                let mut ack = CommitFrame::from_event(&c.event, site, "ws", o.meta, c.primary_key, o.include_record);
+                let mut ack = crate::render::commit_frame(
+                    &o.module.schema,
+                    &c.event,
+                    site,
+                    "ws",
+                    o.meta,
+                    c.primary_key,
+                    o.include_record,
+                );
                 ack.request_id = o.request_id;
                 ack.mutation_id = o.mutation_id.or(ack.mutation_id);
                 vec![text(&ServerFrame::Ack(ack))]
@@ -436,9 +447,12 @@ impl Session {
                         Some(other) => other.to_string(),
                         None => return Ok(Value::Null),
                     };
-                    return Ok(r.row(&table, &RecordKey(key))?.map(Value::Object).unwrap_or(Value::Null));
+                    let row = r.row(&table, &RecordKey(key))?;
+                    let seen = row.as_ref().and_then(|row| crate::render::row(&table, row)).map(|r| r.into_owned());
+                    return Ok(seen.map(Value::Object).unwrap_or(Value::Null));
                 }
-                let rows = r.rows(&table)?;
+                // Filtered on what the client may see: a hidden field cannot be probed by filtering on it.
+                let rows = crate::render::rows(&table, r.rows(&table)?);
                 Ok(Value::Array(filter.run(rows.iter()).into_iter().map(Value::Object).collect()))
             })
             .await;
@@ -524,7 +538,7 @@ impl Session {
             self.subscription = Some(self.state.engine.hub().subscribe(&branch));
         }
         let mut out = vec![text(&ServerFrame::TopicAck { event: "subscribe".into(), topic: Some(topic.clone()) })];
-        match views::module_snapshot(&handle).await {
+        match views::module_snapshot(&handle, self.lang.as_deref()).await {
             Ok(s) => out
                 .push(text(&ServerFrame::TopicPublish { topic, data: serde_json::to_value(s).unwrap_or(Value::Null) })),
             Err(e) => out.extend(self.error(e.code(), &e.to_string(), Value::Null, None, None)),

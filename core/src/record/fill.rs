@@ -1,0 +1,217 @@
+//! Missing fields on insert, filled the way the original filled them, so that its clients, which
+//! insert an `order_header` with three or four fields, keep working.
+//!
+//! For each schema field the record lacks (absent, `null` or `""`), in this order: a generated id
+//! for a missing primary key ([`fill_key`], done by the caller, who needs the key to find the
+//! stored row); the connection's branch for `branchId`; the current time for a timestamp named
+//! `createdAt`, `updatedAt`, `serverAt` or ending in `At`; the field's `defaultValue`; otherwise the
+//! type's default ([`type_default`]).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Row;
+use crate::schema::{DefaultValue, Field, FieldType, Table};
+use crate::time::Timestamp;
+
+/// What an insert that lacks required fields gets: the operator's choice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MissingFields {
+    /// Fill them as the original did (the default: existing clients depend on it).
+    #[default]
+    Fill,
+    /// Refuse the insert with `validation-failed` (rule `required`).
+    Refuse,
+}
+
+impl MissingFields {
+    /// `fill` or `refuse`.
+    pub fn parse(text: &str) -> Option<MissingFields> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "fill" => Some(MissingFields::Fill),
+            "refuse" => Some(MissingFields::Refuse),
+            _ => None,
+        }
+    }
+}
+
+/// Whether a value counts as missing: absent, `null` or the empty string.
+pub fn is_missing(value: Option<&Value>) -> bool {
+    match value {
+        None | Some(Value::Null) => true,
+        Some(Value::String(s)) => s.is_empty(),
+        Some(_) => false,
+    }
+}
+
+/// The property under which `row` carries `field` (its name or its column), if any.
+fn property<'f>(field: &'f Field, row: &Row) -> Option<&'f str> {
+    [field.name.as_str(), field.column.as_str()].into_iter().find(|k| row.contains_key(*k))
+}
+
+fn set(row: &mut Row, field: &Field, value: Value) {
+    let name = property(field, row).unwrap_or(&field.name).to_owned();
+    row.insert(name, value);
+}
+
+fn is_missing_in(field: &Field, row: &Row) -> bool {
+    is_missing(property(field, row).and_then(|k| row.get(k)))
+}
+
+/// Fills missing primary-key fields from `fresh_id` (text keys get it as is; numeric keys get
+/// the 52-bit number its first 13 hex digits spell, so one fresh id serves either). Returns
+/// whether anything was filled. The caller draws `fresh_id` (core draws no random numbers); the
+/// browser store does it before queuing the write, so its optimistic row and the server's stored
+/// row carry the same key.
+pub fn fill_key(table: &Table, row: &mut Row, fresh_id: &str) -> bool {
+    let mut filled = false;
+    for name in table.key_fields() {
+        let field = table.field(name).cloned().unwrap_or_else(|| Field::new(name, FieldType::Text));
+        if !is_missing_in(&field, row) {
+            continue;
+        }
+        let value = match field.ty {
+            FieldType::Integer | FieldType::Decimal => Value::from(numeric_id(fresh_id)),
+            _ => Value::String(fresh_id.to_owned()),
+        };
+        set(row, &field, value);
+        filled = true;
+    }
+    filled
+}
+
+fn numeric_id(fresh_id: &str) -> i64 {
+    let hex: String = fresh_id.chars().filter(char::is_ascii_hexdigit).take(13).collect();
+    match i64::from_str_radix(&hex, 16) {
+        Ok(n) if n > 0 => n,
+        // Not hex (a caller's own id scheme): a stable hash of it, still within 52 bits.
+        _ => {
+            fresh_id.bytes().fold(1469598103934665603u64, |h, b| (h ^ b as u64).wrapping_mul(1099511628211)) as i64
+                & 0x000F_FFFF_FFFF_FFFF
+        }
+    }
+}
+
+/// Names of the timestamp fields the original stamps with the time of the insert.
+fn is_time_stamped(field: &Field) -> bool {
+    field.ty == FieldType::Timestamp
+        && (matches!(field.name.as_str(), "createdAt" | "updatedAt" | "serverAt") || field.name.ends_with("At"))
+}
+
+fn is_branch_field(field: &Field) -> bool {
+    field.name == "branchId" || field.name.eq_ignore_ascii_case("branch_id")
+}
+
+/// The value a missing field of type `field.ty` gets when nothing more specific applies: text
+/// `""`, numbers `0`, booleans `false` (each `null` when the field is nullable), JSON `{}`,
+/// timestamps `now`, dates today. A field restricted to an enum that excludes that value gets
+/// the enum's first value instead: filling must never produce a row its own schema refuses.
+pub fn type_default(field: &Field, now: Timestamp) -> Value {
+    let value = match field.ty {
+        FieldType::Text if field.nullable => Value::Null,
+        FieldType::Text => Value::String(String::new()),
+        FieldType::Integer | FieldType::Decimal if field.nullable => Value::Null,
+        FieldType::Integer | FieldType::Decimal => Value::from(0),
+        FieldType::Boolean if field.nullable => Value::Null,
+        FieldType::Boolean => Value::Bool(false),
+        FieldType::Json => Value::Object(Row::new()),
+        FieldType::Timestamp => Value::String(now.to_iso()),
+        FieldType::Date => Value::String(now.to_iso()[..10].to_owned()),
+    };
+    match &field.enum_values {
+        Some(allowed) if !value.is_null() && !allowed.contains(&value) => allowed.first().cloned().unwrap_or(value),
+        _ => value,
+    }
+}
+
+/// Fills every missing non-key field of `row` (see the module doc). Returns the names filled.
+pub fn fill_missing(table: &Table, row: &mut Row, now: Timestamp, branch_id: Option<&str>) -> Vec<String> {
+    let mut filled = Vec::new();
+    for field in &table.fields {
+        if field.primary_key || !is_missing_in(field, row) {
+            continue;
+        }
+        let value = match (&field.default, branch_id) {
+            (_, Some(branch)) if is_branch_field(field) => Value::String(branch.to_owned()),
+            _ if is_time_stamped(field) => Value::String(now.to_iso()),
+            (Some(DefaultValue::Value(v)), _) => v.clone(),
+            (Some(DefaultValue::Now), _) => Value::String(now.to_iso()),
+            (None, _) => type_default(field, now),
+        };
+        set(row, field, value);
+        filled.push(field.name.clone());
+    }
+    filled
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Schema;
+    use serde_json::json;
+
+    fn order_header() -> Table {
+        let schema = Schema::from_json(&json!({"tables": {"order_header": {"fields": {
+            "id": {"type": "text", "primaryKey": true},
+            "branchId": {"type": "text", "nullable": false},
+            "statusId": {"type": "text", "nullable": false, "defaultValue": "open"},
+            "subtotal": {"type": "decimal", "nullable": false},
+            "guests": {"type": "integer"},
+            "isPaid": {"type": "boolean", "nullable": false},
+            "notes": {"type": "text"},
+            "meta": {"type": "json"},
+            "openedAt": {"type": "timestamp", "defaultValue": "2000-01-01T00:00:00.000Z"},
+            "businessDay": {"type": "date", "nullable": false},
+            "kind": {"type": "text", "nullable": false, "enum": ["dine-in", "takeaway"]}
+        }}}}))
+        .unwrap();
+        schema.table("order_header").unwrap().clone()
+    }
+
+    #[test]
+    fn fills_in_the_originals_order() {
+        let table = order_header();
+        let mut row = json!({"notes": "", "guests": null}).as_object().unwrap().clone();
+        assert!(fill_key(&table, &mut row, "0f3a9c"));
+        let filled = fill_missing(&table, &mut row, Timestamp(1_765_030_940_349), Some("dar"));
+        assert_eq!(
+            Value::Object(row),
+            json!({"id": "0f3a9c", "branchId": "dar", "statusId": "open", "subtotal": 0, "guests": null,
+                   "isPaid": false, "notes": null, "meta": {}, "openedAt": "2025-12-06T14:22:20.349Z",
+                   "businessDay": "2025-12-06", "kind": "dine-in"})
+        );
+        assert_eq!(filled.len(), 10);
+    }
+
+    #[test]
+    fn present_values_and_column_spellings_are_kept() {
+        let table = order_header();
+        let mut row = json!({"id": "o1", "statusId": "paid", "subtotal": "12.5"}).as_object().unwrap().clone();
+        assert!(!fill_key(&table, &mut row, "x"));
+        fill_missing(&table, &mut row, Timestamp(0), None);
+        assert_eq!(row["statusId"], json!("paid"));
+        assert_eq!(row["subtotal"], json!("12.5"), "coercion is validation's job");
+        assert_eq!(row["branchId"], json!(""), "no branch known: the type's default");
+    }
+
+    #[test]
+    fn numeric_keys_get_a_number_from_the_fresh_id() {
+        let schema =
+            Schema::from_json(&json!({"tables": {"t": {"fields": {"n": {"type": "integer", "primaryKey": true}}}}}))
+                .unwrap();
+        let mut row = Row::new();
+        fill_key(schema.table("t").unwrap(), &mut row, "00000000000ff-rest");
+        assert_eq!(row["n"], json!(255));
+        let mut other = Row::new();
+        fill_key(schema.table("t").unwrap(), &mut other, "not-hex-at-all");
+        assert!(other["n"].as_i64().is_some_and(|n| n > 0 && n < 1 << 52));
+    }
+
+    #[test]
+    fn the_mode_parses() {
+        assert_eq!(MissingFields::parse("Refuse"), Some(MissingFields::Refuse));
+        assert_eq!(MissingFields::parse("fill"), Some(MissingFields::Fill));
+        assert_eq!(MissingFields::parse("strict"), None);
+    }
+}

@@ -1,0 +1,105 @@
+//! The one way rows leave the server. Every REST body, WebSocket frame and topic publish that
+//! carries stored data gets it from here, so hidden fields, locked tables and translations (and,
+//! next, the security rules) are applied in one place. The decisions themselves are
+//! `mishkah_core::render`'s; this module applies them to the server's read models.
+//!
+//! Cost on the hot path: a table with nothing hidden is passed through without a copy; an event
+//! is rendered once per commit, not once per subscriber (the hub serializes the rendered frame
+//! once and shares it).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use mishkah_core::render::{client_event, client_row, client_rows, translate};
+use mishkah_core::sync::{ChangeEvent, Delta};
+use mishkah_core::wire::{CommitFrame, CommitSite};
+use mishkah_core::{Row, Schema, Table};
+
+/// Rows of one table, as clients see them.
+pub fn rows(table: &Table, rows: Vec<Row>) -> Vec<Row> {
+    client_rows(table, rows)
+}
+
+/// One row, as clients see it; `None` when it must not be seen at all.
+pub fn row<'r>(table: &Table, row: &'r Row) -> Option<Cow<'r, Row>> {
+    client_row(table, row)
+}
+
+/// A committed change, as clients see it; `None` for a change nobody may see (locked table).
+pub fn event<'e>(schema: &Schema, event: &'e ChangeEvent) -> Option<Cow<'e, ChangeEvent>> {
+    client_event(schema.table(&event.change.table), event)
+}
+
+/// Events of the log, as clients see them (changes of locked tables left out).
+pub fn events(schema: &Schema, events: Vec<ChangeEvent>) -> Vec<ChangeEvent> {
+    events.into_iter().filter_map(|e| event(schema, &e).map(Cow::into_owned)).collect()
+}
+
+/// A delta, as clients see it: locked tables left out, hidden fields stripped.
+pub fn delta(schema: &Schema, mut delta: Delta) -> Delta {
+    delta.tables.retain(|name, _| !schema.table(name).is_some_and(|t| t.locked));
+    for (name, changes) in &mut delta.tables {
+        if let Some(t) = schema.table(name).filter(|t| !t.hidden.is_empty()) {
+            for row in changes.rows.values_mut() {
+                row.retain(|k, _| !t.hides(k));
+            }
+        }
+    }
+    delta
+}
+
+/// Every table of a module snapshot, as clients see it: locked tables empty, hidden fields
+/// stripped, and with `lang` the translated fields of `<t>_lang` merged at top level.
+pub fn snapshot(schema: &Schema, tables: BTreeMap<String, Vec<Row>>, lang: Option<&str>) -> BTreeMap<String, Vec<Row>> {
+    let mut out: BTreeMap<String, Vec<Row>> = tables
+        .into_iter()
+        .map(|(name, list)| {
+            let list = match schema.table(&name) {
+                Some(t) => rows(t, list),
+                None => list,
+            };
+            (name, list)
+        })
+        .collect();
+    if let Some(lang) = lang {
+        let names: Vec<String> = out.keys().cloned().collect();
+        for name in names {
+            let Some(translations) = out.get(&translate::lang_table_name(&name)).cloned() else { continue };
+            if let Some(list) = out.get_mut(&name) {
+                translate::merge_translations(&name, list, &translations, lang);
+            }
+        }
+    }
+    out
+}
+
+/// The table route's translation join (`?lang=&fallback=`), over rows already rendered.
+/// `translations` are the rows of `<t>_lang`, raw: they are rendered here first.
+pub fn attach_translations(
+    lang_table: &Table,
+    base: &str,
+    list: &mut [Row],
+    translations: Vec<Row>,
+    lang: &str,
+    fallback: &str,
+) {
+    let translations = rows(lang_table, translations);
+    translate::attach_i18n(base, list, &translations, lang, fallback);
+}
+
+/// The ack or event frame of a committed change; its `entry.record` (with `include_record`) is
+/// the row as clients see it, and absent for a locked table.
+pub fn commit_frame(
+    schema: &Schema,
+    committed: &ChangeEvent,
+    site: CommitSite<'_>,
+    source: &str,
+    client_meta: serde_json::Value,
+    primary_key: serde_json::Map<String, serde_json::Value>,
+    include_record: bool,
+) -> CommitFrame {
+    match event(schema, committed) {
+        Some(seen) => CommitFrame::from_event(&seen, site, source, client_meta, primary_key, include_record),
+        None => CommitFrame::from_event(committed, site, source, client_meta, primary_key, false),
+    }
+}

@@ -1,0 +1,31 @@
+//! What every HTTP and WebSocket handler can reach. Apart from the router (`app`), so handlers
+//! and the router do not import each other.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::engine::{Engine, ModuleHandle};
+use crate::http::error::ApiError;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine (write path and reads).
+    pub engine: Arc<Engine>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// This server's id.
+    pub server_id: String,
+    /// Static files served at `/`.
+    pub static_dir: Option<Arc<PathBuf>>,
+    /// The most rows one page of the table route holds (`--max-page`).
+    pub max_page: usize,
+}
+
+impl AppState {
+    /// A module of a branch, opened when needed.
+    pub async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, ApiError> {
+        Ok(self.engine.module(branch, module).await?)
+    }
+}
