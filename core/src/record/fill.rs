@@ -73,7 +73,11 @@ pub fn fill_key(table: &Table, row: &mut Row, fresh_id: &str) -> bool {
         }
         let value = match field.ty {
             FieldType::Integer | FieldType::Decimal => Value::from(numeric_id(fresh_id)),
-            _ => Value::String(fresh_id.to_owned()),
+            // A generated key must fit the key's own limit (real schemas cap ids at 32).
+            _ => Value::String(match field.max_length {
+                Some(max) => fresh_id.chars().take(max.max(1) as usize).collect(),
+                None => fresh_id.to_owned(),
+            }),
         };
         set(row, &field, value);
         filled = true;
@@ -193,6 +197,17 @@ mod tests {
         assert_eq!(row["statusId"], json!("paid"));
         assert_eq!(row["subtotal"], json!("12.5"), "coercion is validation's job");
         assert_eq!(row["branchId"], json!(""), "no branch known: the type's default");
+    }
+
+    #[test]
+    fn a_generated_key_fits_the_keys_max_length() {
+        let schema = Schema::from_json(
+            &json!({"tables": {"t": {"fields": {"id": {"type": "text", "primaryKey": true, "maxLength": 8}}}}}),
+        )
+        .unwrap();
+        let mut row = Row::new();
+        fill_key(schema.table("t").unwrap(), &mut row, "0f3a9c2e71b44c1d9a55d0c3b0e1f2a4");
+        assert_eq!(row["id"], json!("0f3a9c2e"));
     }
 
     #[test]

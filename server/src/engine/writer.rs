@@ -408,7 +408,7 @@ fn write_one(
             if RecordKey::of(table, &mutation.record).is_err()
                 && (strictness == Strictness::Import || ctx.missing_fields == MissingFields::Fill)
             {
-                let fresh = uuid::Uuid::new_v4().to_string();
+                let fresh = uuid::Uuid::new_v4().simple().to_string();
                 fill_key(table, &mut mutation.to_mut().record, &fresh);
             }
             let key = RecordKey::of(table, &mutation.record).map_err(MutationError::from)?;

@@ -263,3 +263,28 @@ pub async fn post_json(url: &str, body: Value) -> (u16, Value) {
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
+
+/// Sends `body` with `method` and returns the status and the JSON answer (`Null` when not JSON).
+pub async fn send_json(method: reqwest::Method, url: &str, body: Value) -> (u16, Value) {
+    let r = reqwest::Client::new().request(method, url).json(&body).send().await.expect("request");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs and returns the status and the JSON answer.
+pub async fn get_status(url: &str) -> (u16, Value) {
+    let r = reqwest::get(url).await.expect("GET");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Reads a JSON file of a data directory.
+pub fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("read")).expect("JSON")
+}
+
+/// Writes a JSON file, creating its directory.
+pub fn write_json(path: &Path, value: &Value) {
+    std::fs::create_dir_all(path.parent().expect("a parent")).expect("mkdir");
+    std::fs::write(path, serde_json::to_string_pretty(value).expect("JSON")).expect("write");
+}
