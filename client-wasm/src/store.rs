@@ -79,7 +79,8 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
     });
     let db_name = opts.db_name.clone().unwrap_or_else(|| format!("mishkah:{}:{}", opts.branch_id, opts.module_id));
     let tab = format!("{:x}", (js_sys::Math::random() * 1e12) as u64);
-    let state = ClientState { branch: Some(opts.branch_id.clone()), ..ClientState::default() };
+    let mut state = ClientState::default();
+    state.branch = Some(opts.branch_id.clone());
     let inner = Inner {
         opts,
         ws_url,

@@ -28,6 +28,10 @@ fn main() -> std::process::ExitCode {
     };
     let watch_stdin = config.exit_on_stdin_close;
     let result = runtime.block_on(mishkah_server::serve::serve(config, shutdown_signal(watch_stdin)));
+    // `serve` has drained the writers; what may still run is the blocking read of standard input
+    // (`--exit-on-stdin-close`), which would keep a dropped runtime waiting for as long as the
+    // parent keeps the pipe open. Nothing is left to finish, so do not wait for it.
+    runtime.shutdown_background();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
