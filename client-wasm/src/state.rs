@@ -332,6 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_insert_gets_its_key_from_the_write_and_fills_what_the_server_fills() {
+        let schema = Schema::from_json(&json!({"tables": {"order_header": {"fields": {
+            "id": {"type": "text", "primaryKey": true}, "branchId": {"type": "text", "nullable": false},
+            "subtotal": {"type": "decimal", "nullable": false}, "statusId": {"type": "text", "defaultValue": "open"}}}}}))
+        .unwrap();
+        let mut s = ClientState::new(Some(schema));
+        s.branch = Some("dar".into());
+        let p = s
+            .enqueue(
+                Mutation::new("order_header", Action::Insert, json!({"tableId": "T1"})),
+                "m-1".into(),
+                1.0,
+                Timestamp(0),
+            )
+            .unwrap();
+        assert_eq!(
+            p.mutation.record["id"],
+            json!("m-1"),
+            "the key travels with the write, so the server stores the same"
+        );
+        let row = s.view_row("order_header", &RecordKey("m-1".into()), Timestamp(0)).unwrap();
+        assert_eq!(
+            (&row["branchId"], &row["subtotal"], &row["statusId"], &row["tableId"]),
+            (&json!("dar"), &json!(0), &json!("open"), &json!("T1"))
+        );
+    }
+
+    #[test]
     fn events_never_move_a_row_backwards_and_deltas_merge() {
         let mut s = state_with(json!({"note": [{"id": "n1", "body": "v3", "version": 3}]}));
         let old = json!({"type": "server:event", "table": "note", "recordRef": {"key": "n1"}, "recordVersion": 2, "deleted": false,

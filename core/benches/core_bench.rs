@@ -59,6 +59,76 @@ fn bench_apply(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the renderer adds per event: nothing to hide (the common case, borrowed) and two hidden
+/// fields of a 10-field row (one copy per commit; the hub shares the frame across subscribers).
+fn bench_render(c: &mut Criterion) {
+    let mut schema = Schema::from_json(&json!({"tables": {"employees": {"fields": {
+        "id": {"type": "text", "primaryKey": true}, "fullName": {"type": "text"}, "role": {"type": "text"},
+        "pinCode": {"type": "text"}, "phone": {"type": "text"}}}}}))
+    .unwrap();
+    let row = json!({"id": "emp-1", "fullName": "أحمد محمود", "role": "cashier", "pinCode": "1122", "phone": "+20 100",
+                     "email": "a@example.com", "allowedDiscountRate": 0.1, "status": "active", "version": 3,
+                     "updatedAt": "2025-12-06T14:22:20.349Z"});
+    let event = ChangeEvent {
+        sequence: 7,
+        event_id: "evt-7".into(),
+        mutation_id: Some("m-7".into()),
+        created_at: "2025-12-06T14:22:20.349Z".into(),
+        change: mishkah_core::Change {
+            table: "employees".into(),
+            key: RecordKey("emp-1".into()),
+            kind: mishkah_core::ChangeKind::Update,
+            row: Some(row.as_object().unwrap().clone()),
+            version: 3,
+            coerced: vec![],
+            unknown_fields: vec![],
+        },
+    };
+    let mut group = c.benchmark_group("render");
+    let open = schema.table("employees").unwrap().clone();
+    group.bench_function("event_nothing_hidden", |b| {
+        b.iter(|| black_box(mishkah_core::render::client_event(Some(&open), black_box(&event)).is_some()))
+    });
+    let t = schema.tables.get_mut("employees").unwrap();
+    t.hidden = vec!["pinCode".into(), "pin_code".into(), "phone".into()];
+    let hidden = t.clone();
+    group.bench_function("event_two_hidden_fields", |b| {
+        b.iter(|| black_box(mishkah_core::render::client_event(Some(&hidden), black_box(&event)).is_some()))
+    });
+    group.finish();
+}
+
+/// Filling a partial insert: an `order_header` of the real POS schema's shape from 3 fields.
+fn bench_fill(c: &mut Criterion) {
+    let schema = Schema::from_json(&json!({"tables": {"order_header": {"fields": {
+        "id": {"type": "text", "primaryKey": true}, "shiftId": {"type": "text", "nullable": false},
+        "posId": {"type": "text", "nullable": false}, "posNumber": {"type": "integer", "nullable": false},
+        "orderTypeId": {"type": "text", "nullable": false}, "statusId": {"type": "text", "nullable": false},
+        "tableId": {"type": "text"}, "openedBy": {"type": "text", "nullable": false},
+        "openedAt": {"type": "timestamp", "nullable": false}, "guests": {"type": "integer", "defaultValue": 1},
+        "notes": {"type": "json", "defaultValue": []}, "subtotal": {"type": "decimal", "defaultValue": 0},
+        "totalDue": {"type": "decimal", "defaultValue": 0}, "metadata": {"type": "json", "defaultValue": {}}}}}}))
+    .unwrap();
+    let table = schema.table("order_header").unwrap();
+    let policy = VersionPolicy::default();
+    let partial =
+        Mutation::new("order_header", Action::Insert, json!({"id": "o1", "statusId": "open", "tableId": "T1"}));
+    let full = Mutation::new(
+        "order_header",
+        Action::Insert,
+        json!({"id": "o1", "shiftId": "s", "posId": "p",
+        "posNumber": 1, "orderTypeId": "dine_in", "statusId": "open", "tableId": "T1", "openedBy": "u",
+        "openedAt": "2025-12-06T14:22:20.349Z", "guests": 2, "notes": [], "subtotal": 0, "totalDue": 0, "metadata": {}}),
+    );
+    let mut group = c.benchmark_group("insert");
+    let ctx = ApplyContext::new(Timestamp(1_765_030_940_349), &policy).on_branch("dar");
+    group.bench_function("complete_row", |b| b.iter(|| black_box(apply(table, None, black_box(&full), &ctx).is_ok())));
+    group.bench_function("three_fields_filled", |b| {
+        b.iter(|| black_box(apply(table, None, black_box(&partial), &ctx).is_ok()))
+    });
+    group.finish();
+}
+
 fn bench_delta(c: &mut Criterion) {
     let log: Vec<ChangeEvent> = (1..=1_000_000u64)
         .map(|s| ChangeEvent {
@@ -96,5 +166,5 @@ fn bench_delta(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_apply, bench_delta);
+criterion_group!(benches, bench_apply, bench_delta, bench_render, bench_fill);
 criterion_main!(benches);

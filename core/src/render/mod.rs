@@ -23,6 +23,7 @@ pub mod translate;
 
 use std::borrow::Cow;
 
+use crate::mutation::Change;
 use crate::record::Row;
 use crate::schema::Table;
 use crate::sync::ChangeEvent;
@@ -67,18 +68,29 @@ pub fn client_event<'e>(table: Option<&Table>, event: &'e ChangeEvent) -> Option
         None if table.locked => None,
         None | Some(Some(Cow::Borrowed(_))) => Some(Cow::Borrowed(event)),
         Some(None) => None,
-        Some(Some(Cow::Owned(row))) => {
-            let mut event = event.clone();
-            event.change.row = Some(row);
-            Some(Cow::Owned(event))
-        }
+        // Built field by field: cloning the event would copy the row only to drop it.
+        Some(Some(Cow::Owned(row))) => Some(Cow::Owned(ChangeEvent {
+            sequence: event.sequence,
+            event_id: event.event_id.clone(),
+            mutation_id: event.mutation_id.clone(),
+            created_at: event.created_at.clone(),
+            change: Change {
+                table: event.change.table.clone(),
+                key: event.change.key.clone(),
+                kind: event.change.kind,
+                row: Some(row),
+                version: event.change.version,
+                coerced: event.change.coerced.clone(),
+                unknown_fields: event.change.unknown_fields.clone(),
+            },
+        })),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mutation::{Change, ChangeKind};
+    use crate::mutation::ChangeKind;
     use crate::record::RecordKey;
     use serde_json::json;
 

@@ -52,10 +52,14 @@ fn same_content(a: &Row, b: &Row) -> bool {
 
 /// The mutations that make each published table equal to the published rows: saves for new or
 /// changed rows, deletes for rows no longer there, each guarded by the version it was planned on.
+///
+/// Publishers only ever saw what the renderer showed them, so rows are compared on that: a
+/// hidden field absent from a published row is not a change (a save would keep it anyway), and
+/// a locked table, whose rows no client has seen, is never touched by a publish.
 pub fn plan(schema: &Schema, current: &BTreeMap<String, Vec<Row>>, data: &Value, trans: &str) -> Vec<Mutation> {
     let mut out = Vec::new();
     for (name, rows) in tables(schema, data) {
-        let Some(table) = schema.table(&name) else { continue };
+        let Some(table) = schema.table(&name).filter(|t| !t.locked) else { continue };
         let mut existing: HashMap<RecordKey, &Row> = HashMap::new();
         for row in current.get(&name).into_iter().flatten() {
             if let Ok(key) = RecordKey::of(table, row) {
@@ -68,7 +72,7 @@ pub fn plan(schema: &Schema, current: &BTreeMap<String, Vec<Row>>, data: &Value,
             seen.insert(key.clone());
             let id = format!("{trans}:{name}:{key}");
             match existing.get(&key) {
-                Some(stored) if same_content(stored, row) => {}
+                Some(stored) if crate::render::row(table, stored).is_some_and(|seen| same_content(&seen, row)) => {}
                 Some(stored) => {
                     let m =
                         Mutation::new(&name, Action::Save, Value::Object(row.clone())).expecting(row_version(stored));
@@ -126,5 +130,22 @@ mod tests {
             ]
         );
         assert!(plan.iter().all(|m| m.mutation_id.as_deref().is_some_and(|id| id.starts_with("x:t:"))));
+    }
+
+    #[test]
+    fn hidden_fields_are_no_change_and_locked_tables_are_never_touched() {
+        let mut schema = Schema::from_json(&json!({"tables": {
+            "t": {"fields": {"id": {"type": "text", "primaryKey": true}, "pin": {"type": "text"}}},
+            "s": {"fields": {"id": {"type": "text", "primaryKey": true}}}}}))
+        .unwrap();
+        schema.tables.get_mut("t").unwrap().hidden.push("pin".into());
+        schema.tables.get_mut("s").unwrap().locked = true;
+        let stored = |v: Value| vec![v.as_object().unwrap().clone()];
+        let current = BTreeMap::from([
+            ("t".to_owned(), stored(json!({"id": "a", "pin": "1234", "version": 2}))),
+            ("s".to_owned(), stored(json!({"id": "session", "version": 1}))),
+        ]);
+        let data = json!({"trans_id": "y", "tables": {"t": [{"id": "a"}], "s": []}});
+        assert_eq!(plan(&schema, &current, &data, "y"), vec![], "what the publisher saw is unchanged");
     }
 }
