@@ -427,7 +427,16 @@ fn open_blocking(
     }
     // The seed is planned before the tables exist: a unique index its own rows violate is created
     // as a plain one (the same on every start, as long as the seed is the same).
-    let seed = data.seed_for(branch, module)?;
+    let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
+    let seed = match data.seed_for(branch, module) {
+        Ok(seed) => seed,
+        // Seeded on an earlier start: a seed file broken since then changes nothing.
+        Err(e) if path.is_file() => {
+            tracing::warn!(%branch, %module, error = %e, "seed file unreadable; the module was seeded before");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut plan = seed.as_ref().map(|(doc, _)| seed::plan(&schema, doc));
     if let Some(plan) = &mut plan {
         plan.relaxed = seed::relax_unique(&mut schema, plan);
@@ -435,7 +444,6 @@ fn open_blocking(
             tracing::warn!(%branch, %module, %index, "the seed violates this unique index: created as a plain index");
         }
     }
-    let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
     let tables: Vec<_> = schema.tables.values().collect();
     let (mut db, report) = ModuleDb::open(&path, &tables, durability)?;
     if let Some(pages) = max_pages {
