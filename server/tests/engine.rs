@@ -172,7 +172,10 @@ async fn a_write_refused_by_a_unique_index_fails_alone_and_burns_no_number() {
     let mut published = Vec::new();
     while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_millis(300), mine.rx.recv()).await {
         let v: Value = serde_json::from_str(frame.as_str()).unwrap();
-        published.push(v["recordRef"]["key"].as_str().unwrap().to_owned());
+        // The seed's events may still be on their way to the hub when the module is handed out.
+        if v["table"] == "order_header" {
+            published.push(v["recordRef"]["key"].as_str().unwrap().to_owned());
+        }
     }
     assert_eq!(published, ["DEMO-001001", &ids[0], &ids[1]], "stored writes are published, the refused one is not");
     let table = handle.schema.table("order_header").unwrap().clone();

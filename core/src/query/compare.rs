@@ -37,8 +37,3 @@ pub fn compare_values(a: &Value, b: &Value) -> Ordering {
         _ => rank(a).cmp(&rank(b)),
     }
 }
-
-/// Whether two values are of a kind that can be range-compared.
-pub(crate) fn comparable(a: &Value, b: &Value) -> bool {
-    rank(a) == rank(b) && rank(a) != 0
-}

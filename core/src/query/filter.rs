@@ -1,17 +1,30 @@
-//! Filters: comparisons combined with `and` / `or`.
+//! The filter language's syntax tree and its one evaluator over rows in memory (the browser
+//! store, fan-out, rules). Both written forms — the string form ([`Filter::parse`], in
+//! `parse.rs`; printed by `Display`, in `print.rs`) and the JSON form ([`Filter::from_json`],
+//! in `json_form.rs`) — produce this tree, so anything one can say, the other can.
+//!
+//! Semantics, which the SQL compiler must reproduce:
+//! - A missing field, a missing path step and an unbound variable are `null`.
+//! - `=` / `!=`: numbers by value (`1 = 1.0`), everything else by JSON equality; `x = null` holds
+//!   for a missing `x`.
+//! - `<` `<=` `>` `>=`: only between two numbers, two strings (by code point) or two booleans;
+//!   otherwise (nulls included) false.
+//! - `in [..]`: equal (as `=`) to one element.
+//! - `~`: a string containing the other, case-insensitively (Unicode lowercase); an array
+//!   holding an element equal to it. `!~` is its negation (true for a missing field).
 
 use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
-use super::compare::{comparable, compare_values};
-use super::QueryError;
+use super::compare::compare_values;
 use crate::record::Row;
+use crate::time::Timestamp;
 
 /// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// `==`
+    /// `=`
     Eq,
     /// `!=`
     Ne,
@@ -23,120 +36,230 @@ pub enum Op {
     Gt,
     /// `>=`
     Ge,
-    /// `in` (value is an array)
+    /// `in [..]`
     In,
-    /// `not-in`
-    NotIn,
-    /// `contains`: substring of a string, or element of an array.
+    /// `~`: contains, case-insensitive (an element, for arrays).
     Contains,
+    /// `!~`
+    NotContains,
 }
 
 impl Op {
-    /// Parses `==`/`eq`, `!=`/`ne`, `<`/`lt`, `<=`/`lte`, `>`/`gt`, `>=`/`gte`, `in`, `not-in`/`nin`,
-    /// `contains`.
-    pub fn parse(name: &str) -> Option<Op> {
-        Some(match name {
-            "==" | "=" | "eq" => Op::Eq,
-            "!=" | "<>" | "ne" | "neq" => Op::Ne,
-            "<" | "lt" => Op::Lt,
-            "<=" | "lte" | "le" => Op::Le,
-            ">" | "gt" => Op::Gt,
-            ">=" | "gte" | "ge" => Op::Ge,
-            "in" => Op::In,
-            "not-in" | "notIn" | "nin" | "not_in" => Op::NotIn,
-            "contains" => Op::Contains,
-            _ => return None,
-        })
+    /// The string form's symbol.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Eq => "=",
+            Op::Ne => "!=",
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::In => "in",
+            Op::Contains => "~",
+            Op::NotContains => "!~",
+        }
     }
 }
 
-/// A filter tree.
+/// A side of a comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operand {
+    /// A path into the row (`statusId`, `name.en`).
+    Field(Vec<String>),
+    /// A path into the bindings (`@auth.role`, `@request.branch`, `@now`, `@new.statusId`).
+    Var(Vec<String>),
+    /// A JSON value.
+    Value(Value),
+}
+
+/// Roots a variable may start with; the security rules bind `auth`, `request`, `new` and `row`.
+pub const VARIABLE_ROOTS: [&str; 5] = ["now", "auth", "request", "new", "row"];
+
+/// A filter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
-    /// All must hold.
+    /// All must hold (`&&`; none: `true`).
     And(Vec<Filter>),
-    /// At least one must hold.
+    /// At least one must hold (`||`; none: `false`).
     Or(Vec<Filter>),
-    /// `field op value`.
+    /// `!(..)`
+    Not(Box<Filter>),
+    /// `left op right`.
     Compare {
-        /// Property name.
-        field: String,
+        /// Left side.
+        left: Operand,
         /// Operator.
         op: Op,
-        /// Operand.
-        value: Value,
+        /// Right side.
+        right: Operand,
     },
 }
 
-impl Filter {
-    /// Parses `{field: value, field: {op: value}, and: [..], or: [..]}`; the keys of one object are
-    /// and-ed.
-    pub fn from_json(value: &Value) -> Result<Filter, QueryError> {
-        let obj = value.as_object().ok_or_else(|| QueryError("`where` must be an object".into()))?;
-        let mut parts = Vec::new();
-        for (key, v) in obj {
-            match key.as_str() {
-                "and" | "$and" => parts.push(Filter::And(list(v)?)),
-                "or" | "$or" => parts.push(Filter::Or(list(v)?)),
-                field => parts.extend(field_conditions(field, v)?),
-            }
-        }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Filter::And(parts) })
+/// Values of the variables a filter may name, by root: `now` → `"2025-…Z"`, `auth` → claims.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Bindings(Map<String, Value>);
+
+impl Bindings {
+    /// Bindings with `@now` set to `now` (ISO-8601, as timestamps are stored).
+    pub fn at(now: Timestamp) -> Bindings {
+        let mut map = Map::new();
+        map.insert("now".into(), Value::String(now.to_iso()));
+        Bindings(map)
     }
 
-    /// Whether `row` passes.
-    pub fn matches(&self, row: &Row) -> bool {
+    /// Binds a root (`auth`, `request`, `new`, `row`).
+    pub fn with(mut self, root: &str, value: Value) -> Bindings {
+        self.0.insert(root.to_owned(), value);
+        self
+    }
+
+    fn get(&self, path: &[String]) -> Option<&Value> {
+        let (root, rest) = path.split_first()?;
+        walk(self.0.get(root)?, rest)
+    }
+}
+
+fn walk<'v>(mut value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    for step in path {
+        value = match value {
+            Value::Object(map) => map.get(step)?,
+            Value::Array(items) => items.get(step.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(value)
+}
+
+const NULL: Value = Value::Null;
+
+impl Operand {
+    /// A field operand from a dotted path (`"name.en"`).
+    pub fn field(path: &str) -> Operand {
+        Operand::Field(path.split('.').map(str::to_owned).collect())
+    }
+
+    fn resolve<'a>(&'a self, row: &'a Row, bindings: &'a Bindings) -> &'a Value {
         match self {
-            Filter::And(all) => all.iter().all(|f| f.matches(row)),
-            Filter::Or(any) => any.iter().any(|f| f.matches(row)),
-            Filter::Compare { field, op, value } => {
-                let actual = row.get(field).unwrap_or(&Value::Null);
-                compare(actual, *op, value)
+            Operand::Value(v) => v,
+            Operand::Field(path) => {
+                path.split_first().and_then(|(first, rest)| row.get(first).and_then(|v| walk(v, rest))).unwrap_or(&NULL)
             }
+            Operand::Var(path) => bindings.get(path).unwrap_or(&NULL),
         }
     }
 }
 
-fn list(value: &Value) -> Result<Vec<Filter>, QueryError> {
-    value
-        .as_array()
-        .ok_or_else(|| QueryError("`and` / `or` take an array of filters".into()))?
-        .iter()
-        .map(Filter::from_json)
-        .collect()
-}
+impl Filter {
+    /// `left op right`.
+    pub fn compare(left: Operand, op: Op, right: Operand) -> Filter {
+        Filter::Compare { left, op, right }
+    }
 
-fn field_conditions(field: &str, value: &Value) -> Result<Vec<Filter>, QueryError> {
-    let cond = |op, value: &Value| Filter::Compare { field: field.to_owned(), op, value: value.clone() };
-    match value {
-        Value::Object(ops) if is_operator_object(ops) => ops
-            .iter()
-            .map(|(name, operand)| {
-                let op = Op::parse(name.trim_start_matches('$'))
-                    .ok_or_else(|| QueryError(format!("unknown operator `{name}` on `{field}`")))?;
-                if matches!(op, Op::In | Op::NotIn) && !operand.is_array() {
-                    return Err(QueryError(format!("`{name}` on `{field}` needs an array")));
+    /// Whether `row` passes, with no variables bound.
+    pub fn matches(&self, row: &Row) -> bool {
+        self.eval(row, &Bindings::default())
+    }
+
+    /// Whether `row` passes, variables taken from `bindings`.
+    pub fn eval(&self, row: &Row, bindings: &Bindings) -> bool {
+        match self {
+            Filter::And(all) => all.iter().all(|f| f.eval(row, bindings)),
+            Filter::Or(any) => any.iter().any(|f| f.eval(row, bindings)),
+            Filter::Not(inner) => !inner.eval(row, bindings),
+            Filter::Compare { left, op, right } => {
+                compare(left.resolve(row, bindings), *op, right.resolve(row, bindings))
+            }
+        }
+    }
+
+    /// The canonical shape both parsers produce: groups of one are their member, nested groups of
+    /// the same kind are merged, `!!x` is `x`. Printing and re-parsing a canonical filter gives it
+    /// back unchanged.
+    pub fn normalize(self) -> Filter {
+        match self {
+            Filter::And(parts) => group(parts, true),
+            Filter::Or(parts) => group(parts, false),
+            Filter::Not(inner) => match inner.normalize() {
+                Filter::Not(x) => *x,
+                other => Filter::Not(Box::new(other)),
+            },
+            c @ Filter::Compare { .. } => c,
+        }
+    }
+
+    /// Every variable the filter names (for validating rules against what is bound).
+    pub fn variables(&self) -> Vec<&[String]> {
+        let mut out = Vec::new();
+        self.visit(&mut |f| {
+            if let Filter::Compare { left, right, .. } = f {
+                for side in [left, right] {
+                    if let Operand::Var(path) = side {
+                        out.push(path.as_slice());
+                    }
                 }
-                Ok(cond(op, operand))
-            })
-            .collect(),
-        other => Ok(vec![cond(Op::Eq, other)]),
+            }
+        });
+        out
+    }
+
+    /// Every field path the filter reads (for validating it against a schema).
+    pub fn fields(&self) -> Vec<&[String]> {
+        let mut out = Vec::new();
+        self.visit(&mut |f| {
+            if let Filter::Compare { left, right, .. } = f {
+                for side in [left, right] {
+                    if let Operand::Field(path) = side {
+                        out.push(path.as_slice());
+                    }
+                }
+            }
+        });
+        out
+    }
+
+    fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Filter)) {
+        f(self);
+        match self {
+            Filter::And(parts) | Filter::Or(parts) => parts.iter().for_each(|p| p.visit(f)),
+            Filter::Not(inner) => inner.visit(f),
+            Filter::Compare { .. } => {}
+        }
     }
 }
 
-fn is_operator_object(obj: &Map<String, Value>) -> bool {
-    !obj.is_empty() && obj.keys().all(|k| Op::parse(k.trim_start_matches('$')).is_some())
+fn group(parts: Vec<Filter>, and: bool) -> Filter {
+    let mut flat = Vec::with_capacity(parts.len());
+    for part in parts.into_iter().map(Filter::normalize) {
+        match (part, and) {
+            (Filter::And(inner), true) | (Filter::Or(inner), false) => flat.extend(inner),
+            (other, _) => flat.push(other),
+        }
+    }
+    if flat.len() == 1 {
+        return flat.remove(0);
+    }
+    if and {
+        Filter::And(flat)
+    } else {
+        Filter::Or(flat)
+    }
 }
 
-fn compare(actual: &Value, op: Op, operand: &Value) -> bool {
+fn compare(left: &Value, op: Op, right: &Value) -> bool {
     match op {
-        Op::Eq => loosely_equal(actual, operand),
-        Op::Ne => !loosely_equal(actual, operand),
+        Op::Eq => equal(left, right),
+        Op::Ne => !equal(left, right),
         Op::Lt | Op::Le | Op::Gt | Op::Ge => {
-            if !comparable(actual, operand) {
+            let same_kind = matches!(
+                (left, right),
+                (Value::Number(_), Value::Number(_))
+                    | (Value::String(_), Value::String(_))
+                    | (Value::Bool(_), Value::Bool(_))
+            );
+            if !same_kind {
                 return false;
             }
-            let ord = compare_values(actual, operand);
+            let ord = compare_values(left, right);
             match op {
                 Op::Lt => ord == Ordering::Less,
                 Op::Le => ord != Ordering::Greater,
@@ -144,18 +267,22 @@ fn compare(actual: &Value, op: Op, operand: &Value) -> bool {
                 _ => ord != Ordering::Less,
             }
         }
-        Op::In => operand.as_array().is_some_and(|a| a.iter().any(|v| loosely_equal(actual, v))),
-        Op::NotIn => operand.as_array().is_some_and(|a| !a.iter().any(|v| loosely_equal(actual, v))),
-        Op::Contains => match (actual, operand) {
-            (Value::String(s), Value::String(needle)) => s.contains(needle.as_str()),
-            (Value::Array(items), needle) => items.iter().any(|v| loosely_equal(v, needle)),
-            _ => false,
-        },
+        Op::In => right.as_array().is_some_and(|items| items.iter().any(|v| equal(left, v))),
+        Op::Contains => contains(left, right),
+        Op::NotContains => !contains(left, right),
+    }
+}
+
+fn contains(haystack: &Value, needle: &Value) -> bool {
+    match (haystack, needle) {
+        (Value::String(s), Value::String(n)) => s.to_lowercase().contains(&n.to_lowercase()),
+        (Value::Array(items), needle) => items.iter().any(|v| equal(v, needle)),
+        _ => false,
     }
 }
 
 /// Equality where `1` equals `1.0` (numbers compare by value).
-fn loosely_equal(a: &Value, b: &Value) -> bool {
+fn equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(_), Value::Number(_)) => compare_values(a, b) == Ordering::Equal,
         _ => a == b,
@@ -196,9 +323,33 @@ mod tests {
         assert_eq!(ids(json!({"where": {"status": {"in": ["paid", "void"]}}})), ["b", "d"]);
         assert_eq!(ids(json!({"where": {"status": {"not-in": ["paid", "void"]}}})), ["a", "c"]);
         assert_eq!(ids(json!({"where": {"name": {"contains": "o"}}})), ["b"]);
+        assert_eq!(ids(json!({"where": {"name": {"~": "KOSH"}}})), ["b"], "case-insensitive");
         assert_eq!(ids(json!({"where": {"tags": {"contains": "hot"}}})), ["a"]);
         assert_eq!(ids(json!({"where": {"or": [{"id": "a"}, {"status": "void"}]}})), ["a", "d"]);
         assert_eq!(ids(json!({"where": {"and": [{"status": "open"}, {"total": 12.5}]}})), ["c"]);
+        assert_eq!(ids(json!({"where": {"not": {"status": "open"}}})), ["b", "d"]);
+    }
+
+    #[test]
+    fn nulls_missing_fields_and_mixed_types_follow_the_documented_rules() {
+        let r = |v: Value| v.as_object().unwrap().clone();
+        let f = |s: &str| Filter::parse(s).unwrap();
+        let row = r(json!({"n": 3, "s": "3", "z": null, "name": {"en": "Koshary", "ar": "كُشَري"}}));
+        assert!(f("missing = null && z = null && !(n = null)").matches(&row));
+        assert!(!f("missing > 1").matches(&row) && !f("missing <= 1").matches(&row));
+        assert!(!f("n = \"3\"").matches(&row) && !f("s > 2").matches(&row), "no cross-type comparison");
+        assert!(f("n = 3.0 && name.en ~ \"kosh\" && missing !~ \"x\"").matches(&row));
+        assert!(f("name.ar ~ \"كُشَري\" && !(name.fr ~ \"\")").matches(&row));
+    }
+
+    #[test]
+    fn variables_come_from_the_bindings_and_are_null_when_unbound() {
+        let row = json!({"statusId": "cooking", "at": "2020-01-01T00:00:00.000Z"}).as_object().unwrap().clone();
+        let f = Filter::parse("@auth.role = \"kitchen\" && statusId in [\"cooking\", \"ready\"] && at < @now").unwrap();
+        let bound = Bindings::at(Timestamp(1_765_030_940_349)).with("auth", json!({"role": "kitchen"}));
+        assert!(f.eval(&row, &bound));
+        assert!(!f.matches(&row), "unbound: @auth.role is null");
+        assert_eq!(f.variables(), vec![&["auth".to_string(), "role".to_string()][..], &["now".to_string()][..]]);
     }
 
     #[test]
@@ -217,6 +368,7 @@ mod tests {
         for bad in [
             json!({"where": {"x": {"in": 3}}}),
             json!({"where": 3}),
+            json!({"where": "status = "}),
             json!({"limit": -1}),
             json!({"orderBy": [3]}),
             json!([]),

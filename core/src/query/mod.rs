@@ -1,6 +1,10 @@
 //! Local queries over rows in memory: filter, sort on several fields, limit/offset, projection.
 //! Used by the browser store's live queries and by the server's query routes.
 //!
+//! Filters are one language ([`Filter`]) with two written forms that make the same tree: a string
+//! (`statusId = "open" && name.en ~ "kosh"`, [`Filter::parse`]) and the JSON form below
+//! ([`Filter::from_json`]); `where` takes either.
+//!
 //! The JSON form, as apps write it:
 //! ```
 //! use mishkah_core::query::Query;
@@ -15,9 +19,13 @@
 
 mod compare;
 mod filter;
+mod json_form;
+mod parse;
+mod print;
 
 pub use compare::compare_values;
-pub use filter::{Filter, Op};
+pub use filter::{Bindings, Filter, Op, Operand, VARIABLE_ROOTS};
+pub use parse::FilterError;
 
 use std::cmp::Ordering;
 
@@ -71,7 +79,10 @@ impl Query {
         };
         let mut query = Query::default();
         if let Some(w) = obj.get("where").or_else(|| obj.get("filter")).filter(|w| !w.is_null()) {
-            query.filter = Some(Filter::from_json(w)?);
+            query.filter = Some(match w {
+                Value::String(text) => Filter::parse(text).map_err(|e| QueryError(e.to_string()))?,
+                other => Filter::from_json(other)?,
+            });
         }
         if let Some(order) = obj.get("orderBy").or_else(|| obj.get("order_by")).or_else(|| obj.get("sort")) {
             query.order_by = parse_order(order)?;
