@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::compare::compare_values;
 use crate::record::Row;
+use crate::schema::Table;
 use crate::time::Timestamp;
 
 /// A comparison operator.
@@ -138,15 +139,25 @@ impl Operand {
         Operand::Field(path.split('.').map(str::to_owned).collect())
     }
 
-    fn resolve<'a>(&'a self, row: &'a Row, bindings: &'a Bindings) -> &'a Value {
+    fn resolve<'a>(&'a self, table: Option<&Table>, row: &'a Row, bindings: &'a Bindings) -> &'a Value {
         match self {
             Operand::Value(v) => v,
-            Operand::Field(path) => {
-                path.split_first().and_then(|(first, rest)| row.get(first).and_then(|v| walk(v, rest))).unwrap_or(&NULL)
-            }
+            Operand::Field(path) => field_value(table, row, path),
             Operand::Var(path) => bindings.get(path).unwrap_or(&NULL),
         }
     }
+}
+
+/// The value at `path` in `row`. With the row's table, the first step may name a schema field by
+/// its name or its column, and the row may carry it under either (its name first), as storage
+/// reads it for the typed column.
+pub fn field_value<'r>(table: Option<&Table>, row: &'r Row, path: &[String]) -> &'r Value {
+    let Some((first, rest)) = path.split_first() else { return &NULL };
+    let top = match table.and_then(|t| t.field(first)) {
+        Some(field) => row.get(&field.name).or_else(|| row.get(&field.column)),
+        None => row.get(first),
+    };
+    top.and_then(|v| walk(v, rest)).unwrap_or(&NULL)
 }
 
 impl Filter {
@@ -162,13 +173,34 @@ impl Filter {
 
     /// Whether `row` passes, variables taken from `bindings`.
     pub fn eval(&self, row: &Row, bindings: &Bindings) -> bool {
+        self.eval_in(None, row, bindings)
+    }
+
+    /// Whether `row` of `table` passes: fields are found under their name or column
+    /// ([`field_value`]), as the SQL compiler finds them.
+    pub fn eval_in(&self, table: Option<&Table>, row: &Row, bindings: &Bindings) -> bool {
         match self {
-            Filter::And(all) => all.iter().all(|f| f.eval(row, bindings)),
-            Filter::Or(any) => any.iter().any(|f| f.eval(row, bindings)),
-            Filter::Not(inner) => !inner.eval(row, bindings),
+            Filter::And(all) => all.iter().all(|f| f.eval_in(table, row, bindings)),
+            Filter::Or(any) => any.iter().any(|f| f.eval_in(table, row, bindings)),
+            Filter::Not(inner) => !inner.eval_in(table, row, bindings),
             Filter::Compare { left, op, right } => {
-                compare(left.resolve(row, bindings), *op, right.resolve(row, bindings))
+                holds(left.resolve(table, row, bindings), *op, right.resolve(table, row, bindings))
             }
+        }
+    }
+
+    /// The filter with every variable replaced by its value in `bindings` (`null` when unbound),
+    /// so it can be compiled to SQL with values as parameters.
+    pub fn bind(&self, bindings: &Bindings) -> Filter {
+        let value = |o: &Operand| match o {
+            Operand::Var(path) => Operand::Value(bindings.get(path).cloned().unwrap_or(Value::Null)),
+            other => other.clone(),
+        };
+        match self {
+            Filter::And(parts) => Filter::And(parts.iter().map(|p| p.bind(bindings)).collect()),
+            Filter::Or(parts) => Filter::Or(parts.iter().map(|p| p.bind(bindings)).collect()),
+            Filter::Not(inner) => Filter::Not(Box::new(inner.bind(bindings))),
+            Filter::Compare { left, op, right } => Filter::Compare { left: value(left), op: *op, right: value(right) },
         }
     }
 
@@ -245,7 +277,8 @@ fn group(parts: Vec<Filter>, and: bool) -> Filter {
     }
 }
 
-fn compare(left: &Value, op: Op, right: &Value) -> bool {
+/// Whether `left op right` holds for two resolved values: the one definition of each operator.
+pub fn holds(left: &Value, op: Op, right: &Value) -> bool {
     match op {
         Op::Eq => equal(left, right),
         Op::Ne => !equal(left, right),

@@ -24,7 +24,7 @@ mod parse;
 mod print;
 
 pub use compare::compare_values;
-pub use filter::{Bindings, Filter, Op, Operand, VARIABLE_ROOTS};
+pub use filter::{field_value, holds, Bindings, Filter, Op, Operand, VARIABLE_ROOTS};
 pub use parse::FilterError;
 
 use std::cmp::Ordering;

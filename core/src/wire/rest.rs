@@ -113,6 +113,9 @@ pub struct TableQueryParams {
     /// Language of the `i18n.lang.<lang>` join (default `ar`) when the table has `<t>_lang`.
     #[serde(default)]
     pub lang: Option<String>,
+    /// **(ext)** A filter in the string form (`statusId = "open" && total > 10`).
+    #[serde(default)]
+    pub filter: Option<String>,
     /// Language whose translation fills what `lang`'s lacks (default `ar`).
     #[serde(default, alias = "fallbackLang")]
     pub fallback: Option<String>,

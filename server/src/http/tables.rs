@@ -6,6 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mishkah_core::query::{Bindings, Filter};
 use mishkah_core::render::translate;
 use mishkah_core::wire::{CommitSite, SaveRequest, SequenceRequest, TableQueryParams, WriteRequest};
 use mishkah_core::{Action, Mutation, RecordKey};
@@ -72,6 +73,7 @@ pub async fn list(
         descending,
         // One more than asked: whether it exists is `hasMore`.
         limit: limit.saturating_add(1),
+        filter: p.filter.as_deref().map(|text| row_filter(&handle, &t, text)).transpose()?,
     };
     let key_table = t.clone();
     let lang_table = handle.schema.table(&translate::lang_table_name(&t.name)).cloned();
@@ -104,6 +106,42 @@ pub async fn list(
         "meta": {"limit": limit, "order": if descending { "desc" } else { "asc" }, "updatedAfter": p.updated_after,
                  "hasMore": has_more, "next": next},
     })))
+}
+
+/// A `?filter=` of the table route: parsed, checked against the table's fields (a hidden field is
+/// as unknown as a missing one: filtering on it would reveal it), variables bound.
+fn row_filter(handle: &ModuleHandle, table: &mishkah_core::Table, text: &str) -> Result<Filter, ApiError> {
+    let filter = Filter::parse(text).map_err(|e| {
+        ApiError::bad_request(e.code(), e.to_string()).with_details(serde_json::to_value(&e).unwrap_or(Value::Null))
+    })?;
+    for path in filter.fields() {
+        let name = &path[0];
+        let known = table.field(name).is_some() || matches!(name.as_str(), "version" | "createdAt" | "updatedAt");
+        if !known || table.hides(name) || table.field(name).is_some_and(|f| table.hides(&f.name)) {
+            return Err(ApiError::bad_request("unknown-field", format!("`{}` has no field `{name}`", table.name))
+                .with_details(json!({"table": table.name, "field": name})));
+        }
+    }
+    let bindings = Bindings::at(crate::clock::now())
+        .with("request", json!({"branch": handle.branch, "module": handle.module, "source": "rest"}));
+    Ok(filter.bind(&bindings))
+}
+
+/// `GET .../tables/{t}/count?filter=`: `{count}` of the rows the filter lets through (all rows
+/// without one).
+pub async fn count(
+    State(state): State<AppState>,
+    Path((branch, module, table)): TablePath,
+    Query(p): Query<TableQueryParams>,
+) -> Result<Json<Value>, ApiError> {
+    let handle = state.module(&branch, &module).await?;
+    let t = readable(&handle, table_of(&handle, &table)?)?.clone();
+    let filter = match p.filter.as_deref() {
+        Some(text) => row_filter(&handle, &t, text)?,
+        None => Filter::And(Vec::new()),
+    };
+    let count = handle.read(move |r, _| r.count_where(&t, &filter)).await?;
+    Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "count": count})))
 }
 
 /// The ack and notice of a committed REST write, as the original returned them (the record as

@@ -11,6 +11,7 @@
 
 mod ddl;
 mod events;
+pub mod filter_sql;
 mod module_db;
 mod txn;
 

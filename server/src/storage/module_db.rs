@@ -180,6 +180,8 @@ pub struct PageQuery {
     pub descending: bool,
     /// At most this many.
     pub limit: usize,
+    /// Only rows this filter (variables bound) lets through.
+    pub filter: Option<mishkah_core::query::Filter>,
 }
 
 /// A read connection to a module database (WAL: reads never block the writer).
@@ -193,6 +195,7 @@ impl ModuleReader {
         let conn =
             Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        super::filter_sql::register(&conn)?;
         Ok(ModuleReader { conn })
     }
 
@@ -238,6 +241,12 @@ impl ModuleReader {
             sql.push_str(" AND json_extract(mishkah_doc, '$.updatedAt') > ?");
             args.push(at.clone().into());
         }
+        if let Some(filter) = &q.filter {
+            // Numbered after the parameters so far; the bare `?` below takes the next number.
+            let compiled = super::filter_sql::compile(&super::filter_sql::Sqlite, table, filter, args.len() + 1);
+            sql.push_str(&format!(" AND {}", compiled.sql));
+            args.extend(compiled.params);
+        }
         sql.push_str(&format!(" ORDER BY rowid {order} LIMIT ?"));
         args.push((q.limit.min(i64::MAX as usize) as i64).into());
         let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -247,6 +256,14 @@ impl ModuleReader {
             out.push(parse_doc(&doc?)?);
         }
         Ok(out)
+    }
+
+    /// Number of rows of a table that `filter` (variables bound) lets through.
+    pub fn count_where(&self, table: &Table, filter: &mishkah_core::query::Filter) -> Result<u64, StorageError> {
+        let compiled = super::filter_sql::compile(&super::filter_sql::Sqlite, table, filter, 1);
+        let sql = format!("SELECT COUNT(*) FROM \"{}\" WHERE {}", sql_table(table), compiled.sql);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        Ok(stmt.query_row(rusqlite::params_from_iter(compiled.params), |r| r.get::<_, i64>(0))? as u64)
     }
 
     /// Number of rows of a table.
