@@ -66,3 +66,44 @@ async fn a_filter_selects_rows_counts_them_and_bad_ones_are_400_with_the_positio
         "a hidden field cannot be probed: {hidden}"
     );
 }
+
+#[tokio::test]
+async fn sorted_pages_continue_by_an_opaque_cursor_and_bad_sorts_are_400() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let url = server.module_url(s.branch, "/tables/dining_tables");
+    let seats = [4, 2, 6, 2, 8, 4, 2];
+    for (i, n) in seats.iter().enumerate() {
+        let (status, body) = post_json(&url, json!({"record": {"id": format!("s{i}"), "name": "x", "seats": n}})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mine = encode(r#"id ~ "s" && id !~ "seat""#);
+    let mut walked = Vec::new();
+    let mut next = format!("{url}?filter={mine}&sort=-seats,id&limit=3&fields=id,seats");
+    loop {
+        let page = get_json(&next).await;
+        let rows = page["rows"].as_array().unwrap().clone();
+        assert!(rows.iter().all(|r| r.as_object().unwrap().len() == 2), "fields=id,seats: {rows:?}");
+        walked.extend(rows.iter().map(|r| (r["seats"].as_i64().unwrap(), r["id"].as_str().unwrap().to_owned())));
+        let Some(after) = page["meta"]["next"]["after"].as_str() else { break };
+        assert!(after.starts_with("mk1."), "{after}");
+        assert!(page["meta"]["next"].get("afterId").is_none(), "a sorted page continues by cursor only");
+        next = format!("{url}?filter={mine}&sort=-seats,id&limit=3&fields=id,seats&after={after}");
+    }
+    let mut expected: Vec<(i64, String)> =
+        seats.iter().enumerate().map(|(i, n)| (*n as i64, format!("s{i}"))).collect();
+    expected.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let walked_mine: Vec<_> = walked.into_iter().filter(|(_, id)| id.len() == 2).collect();
+    assert_eq!(walked_mine, expected);
+
+    let first = get_json(&format!("{url}?filter={mine}&sort=seats&limit=1")).await;
+    let cursor = first["meta"]["next"]["after"].as_str().unwrap().to_owned();
+    let (status, wrong) = get_status(&format!("{url}?sort=-seats&after={cursor}")).await;
+    assert_eq!((status, wrong["error"].clone()), (400, json!("invalid-cursor")), "a cursor belongs to its sort");
+    let (status, bad) = get_status(&format!("{url}?sort=nothing")).await;
+    assert_eq!((status, bad["error"].clone()), (400, json!("invalid-sort")));
+    // The original's `after` (an id) still works.
+    let (status, legacy) = get_status(&format!("{url}?after=s5&limit=1")).await;
+    assert_eq!((status, legacy["rows"][0]["id"].clone()), (200, json!("s6")));
+}

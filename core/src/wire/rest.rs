@@ -116,6 +116,12 @@ pub struct TableQueryParams {
     /// **(ext)** A filter in the string form (`statusId = "open" && total > 10`).
     #[serde(default)]
     pub filter: Option<String>,
+    /// **(ext)** Sort keys, `-` for descending: `-createdAt,id`.
+    #[serde(default)]
+    pub sort: Option<String>,
+    /// **(ext)** Only these fields of each row: `id,subtotal`.
+    #[serde(default)]
+    pub fields: Option<String>,
     /// Language whose translation fills what `lang`'s lacks (default `ar`).
     #[serde(default, alias = "fallbackLang")]
     pub fallback: Option<String>,

@@ -228,6 +228,65 @@ impl Compiler<'_> {
     }
 }
 
+/// The SQL expression a page may be sorted by for `name`: the typed column of a scalar field
+/// (the order of its values is the core's order: nulls first, then by value), or the row's
+/// `createdAt` / `updatedAt`. `None` for anything else (JSON fields, unknown names): sorting on a
+/// JSON blob has no order worth promising.
+pub fn sort_expr(table: &Table, name: &str) -> Option<String> {
+    if let Some(field) = table.field(name) {
+        if kind_of_field(field.ty).is_some() {
+            if let Some((column, _, _)) = typed_columns(table).into_iter().find(|(_, f, _)| *f == field.name) {
+                return Some(format!("\"{column}\""));
+            }
+        }
+    }
+    matches!(name, "createdAt" | "updatedAt").then(|| format!("json_extract(mishkah_doc, '$.{name}')"))
+}
+
+/// `ORDER BY` for sort expressions, the row key breaking ties (so the order is total and a
+/// cursor lands between two rows, never on a tie).
+pub fn order_by(sorts: &[(String, bool)]) -> String {
+    let mut keys: Vec<String> =
+        sorts.iter().map(|(expr, desc)| format!("{expr} {}", if *desc { "DESC" } else { "ASC" })).collect();
+    keys.push("mishkah_key ASC".into());
+    keys.join(", ")
+}
+
+/// Rows after the cursor `(values, key)` in the order [`order_by`] gives, NULLs included (first
+/// ascending, last descending, as SQLite sorts them).
+pub fn after_cursor(
+    dialect: &dyn Dialect,
+    sorts: &[(String, bool)],
+    values: &[Value],
+    key: &str,
+    first_param: usize,
+) -> SqlFilter {
+    let mut params = Vec::new();
+    let mut param = |v: SqlValue| {
+        params.push(v);
+        dialect.placeholder(first_param + params.len() - 1)
+    };
+    let mut clauses = Vec::new();
+    let mut equal_so_far: Vec<String> = Vec::new();
+    for ((expr, desc), value) in sorts.iter().zip(values) {
+        let beyond = match (value.is_null(), desc) {
+            (true, false) => format!("{expr} IS NOT NULL"),
+            (true, true) => "0".into(),
+            (false, false) => format!("COALESCE({expr} > {}, 0)", param(sql_scalar(value))),
+            (false, true) => format!("({expr} < {} OR {expr} IS NULL)", param(sql_scalar(value))),
+        };
+        clauses.push(if equal_so_far.is_empty() {
+            beyond
+        } else {
+            format!("({} AND {beyond})", equal_so_far.join(" AND "))
+        });
+        equal_so_far.push(format!("{expr} IS {}", param(sql_scalar(value))));
+    }
+    let last = format!("mishkah_key > {}", param(SqlValue::Text(key.to_owned())));
+    clauses.push(if equal_so_far.is_empty() { last } else { format!("({} AND {last})", equal_so_far.join(" AND ")) });
+    SqlFilter { sql: format!("({})", clauses.join(" OR ")), params }
+}
+
 /// `mishkah_cmp(doc, spec)`: the core's comparison over a stored document. Registered on read
 /// connections by [`register`].
 fn core_compare(doc: &str, spec: &str) -> bool {

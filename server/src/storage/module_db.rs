@@ -182,6 +182,11 @@ pub struct PageQuery {
     pub limit: usize,
     /// Only rows this filter (variables bound) lets through.
     pub filter: Option<mishkah_core::query::Filter>,
+    /// Sort keys `(field, descending)`, each one [`super::filter_sql::sort_expr`] accepts
+    /// (others are ignored); none: insertion order.
+    pub sort: Vec<(String, bool)>,
+    /// Continue after this row of the sorted order: its sort values and key.
+    pub after: Option<(Vec<serde_json::Value>, String)>,
 }
 
 /// A read connection to a module database (WAL: reads never block the writer).
@@ -247,7 +252,22 @@ impl ModuleReader {
             sql.push_str(&format!(" AND {}", compiled.sql));
             args.extend(compiled.params);
         }
-        sql.push_str(&format!(" ORDER BY rowid {order} LIMIT ?"));
+        let sorts: Vec<(String, bool)> = q
+            .sort
+            .iter()
+            .filter_map(|(field, desc)| super::filter_sql::sort_expr(table, field).map(|e| (e, *desc)))
+            .collect();
+        if let Some((values, key)) = &q.after {
+            let compiled =
+                super::filter_sql::after_cursor(&super::filter_sql::Sqlite, &sorts, values, key, args.len() + 1);
+            sql.push_str(&format!(" AND {}", compiled.sql));
+            args.extend(compiled.params);
+        }
+        if sorts.is_empty() {
+            sql.push_str(&format!(" ORDER BY rowid {order} LIMIT ?"));
+        } else {
+            sql.push_str(&format!(" ORDER BY {} LIMIT ?", super::filter_sql::order_by(&sorts)));
+        }
         args.push((q.limit.min(i64::MAX as usize) as i64).into());
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let docs = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
