@@ -107,3 +107,34 @@ async fn sorted_pages_continue_by_an_opaque_cursor_and_bad_sorts_are_400() {
     let (status, legacy) = get_status(&format!("{url}?after=s5&limit=1")).await;
     assert_eq!((status, legacy["rows"][0]["id"].clone()), (200, json!("s6")));
 }
+
+#[tokio::test]
+async fn client_query_takes_the_same_filter_sort_and_cursor_over_websocket() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let url = server.module_url(s.branch, "/tables/dining_tables");
+    for (id, seats) in [("w1", 3), ("w2", 9), ("w3", 5)] {
+        post_json(&url, json!({"record": {"id": id, "name": "x", "seats": seats}})).await;
+    }
+    let (mut ws, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    let query = |request: &str, after: Option<&str>| {
+        json!({"type": "client:query", "moduleId": "pos", "table": "dining_tables", "queryType": "list",
+               "filter": r#"id in ["w1", "w2", "w3"] && seats > 3"#, "sort": "-seats", "limit": 1,
+               "fields": ["id"], "after": after, "requestId": request})
+    };
+    ws.send(query("p1", None)).await;
+    let first = ws.recv_where("page 1", |f| f["requestId"] == "p1").await;
+    assert_eq!(first["result"], json!([{"id": "w2"}]), "{first}");
+    let after = first["meta"]["next"]["after"].as_str().unwrap().to_owned();
+    ws.send(query("p2", Some(&after))).await;
+    let second = ws.recv_where("page 2", |f| f["requestId"] == "p2").await;
+    assert_eq!((second["result"].clone(), second["meta"]["hasMore"].clone()), (json!([{"id": "w3"}]), json!(false)));
+    // The original's `{field: value}` still works, and a broken string names the position.
+    ws.send(json!({"type": "client:query", "moduleId": "pos", "table": "dining_tables", "filter": {"id": "w1"}, "requestId": "legacy"})).await;
+    let legacy = ws.recv_where("legacy", |f| f["requestId"] == "legacy").await;
+    assert_eq!(legacy["result"][0]["seats"], json!(3));
+    ws.send(json!({"type": "client:query", "moduleId": "pos", "table": "dining_tables", "filter": "seats >", "requestId": "bad"})).await;
+    let bad = ws.recv_where("the error", |f| f["requestId"] == "bad" && f["type"] == "server:error").await;
+    assert_eq!((bad["code"].clone(), bad["details"]["position"].clone()), (json!("invalid-filter"), json!(7)), "{bad}");
+}

@@ -206,9 +206,22 @@ pub struct ClientQuery {
     /// Key for `get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<Value>,
-    /// `{field: value}` equality filter (or the richer `where` syntax of [`crate::query`]).
+    /// `{field: value}` equality filter (or the richer `where` syntax of [`crate::query`]), or
+    /// **(ext)** the string form (`statusId = "open" && total > 10`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Value>,
+    /// **(ext)** Sort keys, `-` for descending: `"-createdAt,id"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// **(ext)** Only these fields of each row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+    /// **(ext)** At most this many rows (capped by the server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// **(ext)** Continue after this cursor (`meta.next.after` of the previous result).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
     /// Echoed back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Value>,

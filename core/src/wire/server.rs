@@ -447,4 +447,7 @@ pub struct QueryResult {
     pub result: Value,
     /// Time.
     pub timestamp: String,
+    /// **(ext)** For a list: `{hasMore, next}`, `next.after` continuing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
 }

@@ -115,3 +115,15 @@ impl From<StorageError> for ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
     }
 }
+
+impl From<crate::views::page::PageError> for ApiError {
+    fn from(e: crate::views::page::PageError) -> ApiError {
+        use crate::views::page::PageError;
+        let status = match e {
+            PageError::Storage(storage) => return storage.into(),
+            PageError::TableLocked(_) => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, e.code(), e.to_string()).with_details(e.details())
+    }
+}

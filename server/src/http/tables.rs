@@ -6,10 +6,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mishkah_core::query::{field_value, Bindings, Filter};
-use mishkah_core::render::translate;
+use mishkah_core::query::Filter;
 use mishkah_core::wire::{CommitSite, SaveRequest, SequenceRequest, TableQueryParams, WriteRequest};
-use mishkah_core::{Action, Mutation, RecordKey};
+use mishkah_core::{Action, Mutation};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,7 +17,7 @@ use super::error::ApiError;
 use crate::engine::{Committed, ModuleHandle};
 use crate::render;
 use crate::state::AppState;
-use crate::storage::PageQuery;
+use crate::views::page::{table_page, PageError, PageRequest};
 
 type TablePath = Path<(String, String, String)>;
 
@@ -31,28 +30,17 @@ fn table_of<'h>(handle: &'h ModuleHandle, table: &str) -> Result<&'h mishkah_cor
     })
 }
 
-/// A table whose rows never leave the server (`lockedTables`).
-fn readable<'t>(handle: &ModuleHandle, table: &'t mishkah_core::Table) -> Result<&'t mishkah_core::Table, ApiError> {
-    if table.locked {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "table-locked",
-            format!("rows of `{}` in module `{}` are not served", table.name, handle.module),
-        ));
-    }
-    Ok(table)
-}
-
 /// `GET .../tables/{t}`: a page of rows. Without `limit` the original returned every row; we
-/// return at most `--max-page`, and `meta.hasMore` with `meta.next.afterId` say how to go on.
-/// With a `<t>_lang` table, each row gets `i18n.lang.<lang>` (`?lang=`, `?fallback=`, both `ar`).
+/// return at most `--max-page`, and `meta.hasMore` with `meta.next` say how to go on. Our
+/// extensions: `filter=`, `sort=`, `fields=`, `after=<cursor>`. With a `<t>_lang` table, each row
+/// gets `i18n.lang.<lang>` (`?lang=`, `?fallback=`, both `ar`).
 pub async fn list(
     State(state): State<AppState>,
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let t = readable(&handle, table_of(&handle, &table)?)?.clone();
+    let t = table_of(&handle, &table)?.clone();
     let max_page = state.max_page;
     let limit = match p.limit.as_deref() {
         None | Some("") => max_page,
@@ -66,141 +54,33 @@ pub async fn list(
         Some("desc") | Some("DESC") => true,
         Some(_) => return Err(ApiError::bad_request("invalid-order", "`order` is asc or desc")),
     };
-    let sort = parse_sort(&t, p.sort.as_deref())?;
-    let sort_spec = p.sort.clone().unwrap_or_default();
-    let (mut after_key, mut after) = (p.after_id.clone().or(p.after_key.clone()), None);
-    if let Some(cursor) = after_key.as_deref().and_then(|c| c.strip_prefix(CURSOR_PREFIX)) {
-        let (values, key) = decode_cursor(cursor, &sort_spec)?;
-        // Unsorted pages run in insertion order: the key's own position is the cursor.
-        if sort.is_empty() {
-            after_key = Some(key);
-        } else {
-            after = Some((values, key));
-            after_key = None;
-        }
-    }
-    let query = PageQuery {
-        after_key,
+    let lang = p.lang.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "ar".into());
+    let fallback = p.fallback.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "ar".into());
+    let request = PageRequest {
+        filter: p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?,
+        known_fields_only: true,
+        sort: p.sort.clone(),
+        fields: p
+            .fields
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(|f| f.split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()),
+        limit,
+        after: p.after_id.clone().or(p.after_key.clone()),
         created_after: p.after_created_at.clone(),
         updated_after: p.updated_after.clone(),
         descending,
-        // One more than asked: whether it exists is `hasMore`.
-        limit: limit.saturating_add(1),
-        filter: p.filter.as_deref().map(|text| row_filter(&handle, &t, text)).transpose()?,
-        sort: sort.clone(),
-        after,
+        lang: (lang, fallback),
+        source: "rest",
     };
-    let key_table = t.clone();
-    let lang_table = handle.schema.table(&translate::lang_table_name(&t.name)).cloned();
-    let (mut rows, translations) = handle
-        .read(move |r, _| {
-            let rows = r.page(&t, &query)?;
-            let translations = match &lang_table {
-                Some(lt) => Some((lt.clone(), r.rows(lt)?)),
-                None => None,
-            };
-            Ok((rows, translations))
-        })
-        .await?;
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    let last = rows.last();
-    let last_id = last.and_then(|row| RecordKey::of(&key_table, row).ok()).map(|k| k.0);
-    let last_created = last.and_then(|row| row.get("createdAt").cloned());
-    let cursor = last.zip(last_id.as_ref()).map(|(row, key)| {
-        let values: Vec<Value> =
-            sort.iter().map(|(f, _)| field_value(Some(&key_table), row, std::slice::from_ref(f)).clone()).collect();
-        encode_cursor(&values, key, &sort_spec)
-    });
-    let mut rows = render::rows(&key_table, rows);
-    if let Some((lang_table, translations)) = translations {
-        let lang = p.lang.as_deref().filter(|l| !l.is_empty()).unwrap_or("ar");
-        let fallback = p.fallback.as_deref().filter(|l| !l.is_empty()).unwrap_or("ar");
-        render::attach_translations(&lang_table, &key_table.name, &mut rows, translations, lang, fallback);
-    }
-    if let Some(fields) = p.fields.as_deref().filter(|f| !f.is_empty()) {
-        let keep: Vec<&str> = fields.split(',').map(str::trim).filter(|f| !f.is_empty()).collect();
-        for row in &mut rows {
-            row.retain(|k, _| keep.contains(&k.as_str()));
-        }
-    }
-    let next = match (has_more, sort.is_empty()) {
-        (false, _) => Value::Null,
-        (true, true) => json!({"afterId": last_id, "after": cursor}),
-        (true, false) => json!({"after": cursor}),
-    };
+    let page = table_page(&handle, &t, request).await?;
     Ok(Json(json!({
-        "branchId": branch, "moduleId": module, "table": table, "count": rows.len(),
-        "cursor": {"lastId": last_id, "lastCreatedAt": last_created},
-        "rows": rows,
+        "branchId": branch, "moduleId": module, "table": table, "count": page.rows.len(),
+        "cursor": {"lastId": page.last_id, "lastCreatedAt": page.last_created},
+        "rows": page.rows,
         "meta": {"limit": limit, "order": if descending { "desc" } else { "asc" }, "updatedAfter": p.updated_after,
-                 "hasMore": has_more, "next": next},
+                 "hasMore": page.has_more, "next": page.next},
     })))
-}
-
-/// A `?filter=` of the table route: parsed, checked against the table's fields (a hidden field is
-/// as unknown as a missing one: filtering on it would reveal it), variables bound.
-fn row_filter(handle: &ModuleHandle, table: &mishkah_core::Table, text: &str) -> Result<Filter, ApiError> {
-    let filter = Filter::parse(text).map_err(|e| {
-        ApiError::bad_request(e.code(), e.to_string()).with_details(serde_json::to_value(&e).unwrap_or(Value::Null))
-    })?;
-    for path in filter.fields() {
-        let name = &path[0];
-        let known = table.field(name).is_some() || matches!(name.as_str(), "version" | "createdAt" | "updatedAt");
-        if !known || table.hides(name) || table.field(name).is_some_and(|f| table.hides(&f.name)) {
-            return Err(ApiError::bad_request("unknown-field", format!("`{}` has no field `{name}`", table.name))
-                .with_details(json!({"table": table.name, "field": name})));
-        }
-    }
-    let bindings = Bindings::at(crate::clock::now())
-        .with("request", json!({"branch": handle.branch, "module": handle.module, "source": "rest"}));
-    Ok(filter.bind(&bindings))
-}
-
-/// Our cursors start so; any other `after` is the original's `afterId`.
-const CURSOR_PREFIX: &str = "mk1.";
-
-/// `sort=-createdAt,id` → `(field, descending)`; a field that cannot be sorted on is a 400.
-fn parse_sort(table: &mishkah_core::Table, spec: Option<&str>) -> Result<Vec<(String, bool)>, ApiError> {
-    let mut out = Vec::new();
-    for part in spec.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (field, desc) = match part.strip_prefix('-') {
-            Some(f) => (f, true),
-            None => (part.strip_prefix('+').unwrap_or(part), false),
-        };
-        if crate::storage::filter_sql::sort_expr(table, field).is_none() || table.hides(field) {
-            return Err(ApiError::bad_request(
-                "invalid-sort",
-                format!(
-                    "`{}` cannot be sorted on `{field}`: sort on a text, number, boolean or time field",
-                    table.name
-                ),
-            )
-            .with_details(json!({"table": table.name, "field": field})));
-        }
-        out.push((field.to_owned(), desc));
-    }
-    Ok(out)
-}
-
-/// An opaque, stable keyset cursor: the last row's sort values and key, and the sort it is for.
-fn encode_cursor(values: &[Value], key: &str, sort: &str) -> String {
-    use base64::Engine;
-    let body = json!({"v": values, "k": key, "s": sort}).to_string();
-    format!("{CURSOR_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body))
-}
-
-fn decode_cursor(text: &str, sort: &str) -> Result<(Vec<Value>, String), ApiError> {
-    use base64::Engine;
-    let invalid = || ApiError::bad_request("invalid-cursor", "`after` is not a cursor this route gave for this sort");
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if body["s"].as_str() != Some(sort) {
-        return Err(invalid());
-    }
-    let values = body["v"].as_array().cloned().ok_or_else(invalid)?;
-    let key = body["k"].as_str().ok_or_else(invalid)?.to_owned();
-    Ok((values, key))
 }
 
 /// `GET .../tables/{t}/count?filter=`: `{count}` of the rows the filter lets through (all rows
@@ -211,12 +91,9 @@ pub async fn count(
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let t = readable(&handle, table_of(&handle, &table)?)?.clone();
-    let filter = match p.filter.as_deref() {
-        Some(text) => row_filter(&handle, &t, text)?,
-        None => Filter::And(Vec::new()),
-    };
-    let count = handle.read(move |r, _| r.count_where(&t, &filter)).await?;
+    let t = table_of(&handle, &table)?.clone();
+    let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
+    let count = crate::views::page::count(&handle, &t, filter.as_ref(), "rest").await?;
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "count": count})))
 }
 

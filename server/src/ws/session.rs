@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use mishkah_core::query::Query;
+use mishkah_core::query::Filter;
 use mishkah_core::record::Strictness;
 use mishkah_core::wire::{
     ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitSite, DeltaFrame, ServerDirective, ServerFrame,
@@ -23,6 +23,7 @@ use crate::http::error::mutation_details;
 use crate::hub::{Frame, Subscription};
 use crate::state::AppState;
 use crate::views;
+use crate::views::page::{table_page, PageError, PageRequest};
 
 /// An ack owed to this connection, delivered by the writer in commit order.
 struct Outcome {
@@ -417,6 +418,8 @@ impl Session {
         }
     }
 
+    /// `client:query`: `get` one row, or `list` a page with the table route's read (filter in
+    /// either form, sort, fields, limit, cursor), so both answer the same.
     async fn query(&self, q: ClientQuery) -> Vec<String> {
         let handle = match self.target(q.module_id.as_deref()).await {
             Ok(h) => h,
@@ -431,44 +434,66 @@ impl Session {
                 None,
             );
         };
-        let filter = match &q.filter {
-            None | Some(Value::Null) => Query::default(),
-            Some(f) => match Query::from_json(&json!({"where": f})) {
-                Ok(query) => query,
-                Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
-            },
-        };
-        let (query_type, id) = (q.query_type.clone(), q.id.clone());
-        let result = handle
-            .read(move |r, _| {
-                if query_type == "get" {
-                    let key = match id {
-                        Some(Value::String(s)) => s,
-                        Some(other) => other.to_string(),
-                        None => return Ok(Value::Null),
-                    };
-                    let row = r.row(&table, &RecordKey(key))?;
+        let (result, meta) = if q.query_type == "get" {
+            let key = match q.id.clone() {
+                Some(Value::String(s)) => s,
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            let t = table.clone();
+            let row = handle.read(move |r, _| r.row(&t, &RecordKey(key))).await;
+            match row {
+                Ok(row) => {
                     let seen = row.as_ref().and_then(|row| crate::render::row(&table, row)).map(|r| r.into_owned());
-                    return Ok(seen.map(Value::Object).unwrap_or(Value::Null));
+                    (seen.map(Value::Object).unwrap_or(Value::Null), None)
                 }
-                // Filtered on what the client may see: a hidden field cannot be probed by filtering on it.
-                let rows = crate::render::rows(&table, r.rows(&table)?);
-                Ok(Value::Array(filter.run(rows.iter()).into_iter().map(Value::Object).collect()))
-            })
-            .await;
-        match result {
-            Ok(result) => {
-                let frame = mishkah_core::wire::QueryResult {
-                    request_id: q.request_id,
-                    table: q.table,
-                    query_type: q.query_type,
-                    result,
-                    timestamp: now_iso(),
-                };
-                vec![text(&ServerFrame::QueryResult(frame))]
+                Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
             }
-            Err(e) => self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
-        }
+        } else {
+            // The string form is ours and checked strictly; the JSON form is also old clients'
+            // `{field: value}`, which may name properties the schema lacks.
+            let (filter, known_fields_only) = match &q.filter {
+                None | Some(Value::Null) => (None, false),
+                Some(Value::String(text)) => match Filter::parse(text) {
+                    Ok(f) => (Some(f), true),
+                    Err(e) => {
+                        let e = PageError::from(e);
+                        return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None);
+                    }
+                },
+                Some(json_form) => match Filter::from_json(json_form) {
+                    Ok(f) => (Some(f), false),
+                    Err(e) => return self.error("invalid-filter", &e.to_string(), Value::Null, q.request_id, None),
+                },
+            };
+            let request = PageRequest {
+                filter,
+                known_fields_only,
+                sort: q.sort.clone(),
+                fields: q.fields.clone(),
+                limit: q.limit.unwrap_or(self.state.max_page).min(self.state.max_page),
+                after: q.after.clone(),
+                lang: (self.lang.clone().unwrap_or_else(|| "ar".into()), "ar".into()),
+                source: "ws",
+                ..PageRequest::default()
+            };
+            match table_page(&handle, &table, request).await {
+                Ok(page) => (
+                    Value::Array(page.rows.into_iter().map(Value::Object).collect()),
+                    Some(json!({"hasMore": page.has_more, "next": page.next})),
+                ),
+                Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
+            }
+        };
+        let frame = mishkah_core::wire::QueryResult {
+            request_id: q.request_id,
+            table: q.table,
+            query_type: q.query_type,
+            result,
+            timestamp: now_iso(),
+            meta,
+        };
+        vec![text(&ServerFrame::QueryResult(frame))]
     }
 
     /// Legacy whole-state `publish` on a sync topic: the derived row changes go through the write

@@ -1,6 +1,8 @@
 //! Read models shared by REST and WebSocket: module snapshots and deltas, rendered for clients
 //! ([`crate::render`]).
 
+pub mod page;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -1,0 +1,245 @@
+//! A page of one table's rows for a client, the read shared by `GET .../tables/{t}` and
+//! WebSocket `client:query`: filter (compiled to SQL), sort, keyset cursor, the original's
+//! `afterId`/`updatedAfter`, rendering (hidden fields, translations), projection.
+
+use std::sync::Arc;
+
+use mishkah_core::query::{field_value, Bindings, Filter, FilterError};
+use mishkah_core::render::translate;
+use mishkah_core::{RecordKey, Row, Table};
+use serde_json::{json, Value};
+
+use crate::engine::ModuleHandle;
+use crate::render;
+use crate::storage::{filter_sql, PageQuery, StorageError};
+
+/// Why a page cannot be read; each has a stable code.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error(transparent)]
+    InvalidFilter(#[from] FilterError),
+    #[error("invalid filter: {0}")]
+    InvalidFilterForm(String),
+    #[error("`{table}` has no field `{field}`")]
+    UnknownField { table: String, field: String },
+    #[error("`{table}` cannot be sorted on `{field}`: sort on a text, number, boolean or time field")]
+    InvalidSort { table: String, field: String },
+    #[error("`after` is not a cursor this route gave for this sort")]
+    InvalidCursor,
+    #[error("rows of `{0}` are not served")]
+    TableLocked(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl PageError {
+    /// `invalid-filter`, `unknown-field`, `invalid-sort`, `invalid-cursor`, `table-locked`...
+    pub fn code(&self) -> &'static str {
+        match self {
+            PageError::InvalidFilter(_) | PageError::InvalidFilterForm(_) => "invalid-filter",
+            PageError::UnknownField { .. } => "unknown-field",
+            PageError::InvalidSort { .. } => "invalid-sort",
+            PageError::InvalidCursor => "invalid-cursor",
+            PageError::TableLocked(_) => "table-locked",
+            PageError::Storage(e) => e.code(),
+        }
+    }
+
+    /// What the error frame or body carries besides the message.
+    pub fn details(&self) -> Value {
+        match self {
+            PageError::InvalidFilter(e) => serde_json::to_value(e).unwrap_or(Value::Null),
+            PageError::UnknownField { table, field } | PageError::InvalidSort { table, field } => {
+                json!({"table": table, "field": field})
+            }
+            PageError::TableLocked(table) => json!({"table": table}),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// What a client asked for.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub filter: Option<Filter>,
+    /// Refuse fields outside the schema (the string form is ours; old clients' `{field: value}`
+    /// filters may name properties the schema lacks).
+    pub known_fields_only: bool,
+    /// `-createdAt,id`.
+    pub sort: Option<String>,
+    pub fields: Option<Vec<String>>,
+    /// Capped by the server's `--max-page`.
+    pub limit: usize,
+    /// Our cursor (`mk1.…`) or the original's `afterId`.
+    pub after: Option<String>,
+    pub created_after: Option<String>,
+    pub updated_after: Option<String>,
+    pub descending: bool,
+    /// `(lang, fallback)` of the `i18n.lang` join.
+    pub lang: (String, String),
+    /// `rest` or `ws`, for `@request.source`.
+    pub source: &'static str,
+}
+
+/// A page as clients see it.
+#[derive(Debug)]
+pub struct Page {
+    pub rows: Vec<Row>,
+    pub has_more: bool,
+    /// `{after}` (and `afterId` when unsorted), or null at the end.
+    pub next: Value,
+    pub last_id: Option<String>,
+    pub last_created: Option<Value>,
+}
+
+/// Our cursors start so; any other `after` is the original's `afterId`.
+const CURSOR_PREFIX: &str = "mk1.";
+
+/// Checks a filter against the table and binds its variables for this request. A hidden field
+/// is as unknown as a missing one: filtering on it would reveal it.
+pub fn prepare_filter(
+    handle: &ModuleHandle,
+    table: &Table,
+    filter: &Filter,
+    known_fields_only: bool,
+    source: &'static str,
+) -> Result<Filter, PageError> {
+    for path in filter.fields() {
+        let name = &path[0];
+        let field = table.field(name);
+        let known = field.is_some() || matches!(name.as_str(), "version" | "createdAt" | "updatedAt");
+        let hidden = table.hides(name) || field.is_some_and(|f| table.hides(&f.name));
+        if hidden || (known_fields_only && !known) {
+            return Err(PageError::UnknownField { table: table.name.clone(), field: name.clone() });
+        }
+    }
+    let bindings = Bindings::at(crate::clock::now())
+        .with("request", json!({"branch": handle.branch, "module": handle.module, "source": source}));
+    Ok(filter.bind(&bindings))
+}
+
+fn parse_sort(table: &Table, spec: Option<&str>) -> Result<Vec<(String, bool)>, PageError> {
+    let mut out = Vec::new();
+    for part in spec.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (field, desc) = match part.strip_prefix('-') {
+            Some(f) => (f, true),
+            None => (part.strip_prefix('+').unwrap_or(part), false),
+        };
+        if filter_sql::sort_expr(table, field).is_none() || table.hides(field) {
+            return Err(PageError::InvalidSort { table: table.name.clone(), field: field.to_owned() });
+        }
+        out.push((field.to_owned(), desc));
+    }
+    Ok(out)
+}
+
+/// An opaque, stable keyset cursor: the last row's sort values and key, and the sort it is for.
+fn encode_cursor(values: &[Value], key: &str, sort: &str) -> String {
+    use base64::Engine;
+    let body = json!({"v": values, "k": key, "s": sort}).to_string();
+    format!("{CURSOR_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body))
+}
+
+fn decode_cursor(text: &str, sort: &str) -> Result<(Vec<Value>, String), PageError> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).map_err(|_| PageError::InvalidCursor)?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|_| PageError::InvalidCursor)?;
+    if body["s"].as_str() != Some(sort) {
+        return Err(PageError::InvalidCursor);
+    }
+    let values = body["v"].as_array().cloned().ok_or(PageError::InvalidCursor)?;
+    let key = body["k"].as_str().ok_or(PageError::InvalidCursor)?.to_owned();
+    Ok((values, key))
+}
+
+/// Reads one page of `table` as `req` asks.
+pub async fn table_page(handle: &Arc<ModuleHandle>, table: &Table, req: PageRequest) -> Result<Page, PageError> {
+    if table.locked {
+        return Err(PageError::TableLocked(table.name.clone()));
+    }
+    let sort = parse_sort(table, req.sort.as_deref())?;
+    let sort_spec = req.sort.clone().unwrap_or_default();
+    let (mut after_key, mut after) = (req.after.clone(), None);
+    if let Some(cursor) = after_key.as_deref().and_then(|c| c.strip_prefix(CURSOR_PREFIX)) {
+        let (values, key) = decode_cursor(cursor, &sort_spec)?;
+        // Unsorted pages run in insertion order: the key's own position is the cursor.
+        if sort.is_empty() {
+            after_key = Some(key);
+        } else {
+            after = Some((values, key));
+            after_key = None;
+        }
+    }
+    let filter = match &req.filter {
+        Some(f) => Some(prepare_filter(handle, table, f, req.known_fields_only, req.source)?),
+        None => None,
+    };
+    let limit = req.limit;
+    let query = PageQuery {
+        after_key,
+        created_after: req.created_after.clone(),
+        updated_after: req.updated_after.clone(),
+        descending: req.descending,
+        // One more than asked: whether it exists is `hasMore`.
+        limit: limit.saturating_add(1),
+        filter,
+        sort: sort.clone(),
+        after,
+    };
+    let t = table.clone();
+    let lang_table = handle.schema.table(&translate::lang_table_name(&table.name)).cloned();
+    let (mut rows, translations) = handle
+        .read(move |r, _| {
+            let rows = r.page(&t, &query)?;
+            let translations = match &lang_table {
+                Some(lt) => Some((lt.clone(), r.rows(lt)?)),
+                None => None,
+            };
+            Ok((rows, translations))
+        })
+        .await?;
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    let last = rows.last();
+    let last_id = last.and_then(|row| RecordKey::of(table, row).ok()).map(|k| k.0);
+    let last_created = last.and_then(|row| row.get("createdAt").cloned());
+    let cursor = last.zip(last_id.as_ref()).map(|(row, key)| {
+        let values: Vec<Value> =
+            sort.iter().map(|(f, _)| field_value(Some(table), row, std::slice::from_ref(f)).clone()).collect();
+        encode_cursor(&values, key, &sort_spec)
+    });
+    let mut rows = render::rows(table, rows);
+    if let Some((lang_table, translations)) = translations {
+        let (lang, fallback) = &req.lang;
+        render::attach_translations(&lang_table, &table.name, &mut rows, translations, lang, fallback);
+    }
+    if let Some(keep) = &req.fields {
+        for row in &mut rows {
+            row.retain(|k, _| keep.iter().any(|f| f == k));
+        }
+    }
+    let next = match (has_more, sort.is_empty()) {
+        (false, _) => Value::Null,
+        (true, true) => json!({"afterId": last_id, "after": cursor}),
+        (true, false) => json!({"after": cursor}),
+    };
+    Ok(Page { rows, has_more, next, last_id, last_created })
+}
+
+/// How many rows of `table` the filter lets through.
+pub async fn count(
+    handle: &Arc<ModuleHandle>,
+    table: &Table,
+    filter: Option<&Filter>,
+    source: &'static str,
+) -> Result<u64, PageError> {
+    if table.locked {
+        return Err(PageError::TableLocked(table.name.clone()));
+    }
+    let filter = match filter {
+        Some(f) => prepare_filter(handle, table, f, true, source)?,
+        None => Filter::And(Vec::new()),
+    };
+    let t = table.clone();
+    Ok(handle.read(move |r, _| r.count_where(&t, &filter)).await?)
+}
