@@ -138,3 +138,31 @@ async fn client_query_takes_the_same_filter_sort_and_cursor_over_websocket() {
     let bad = ws.recv_where("the error", |f| f["requestId"] == "bad" && f["type"] == "server:error").await;
     assert_eq!((bad["code"].clone(), bad["details"]["position"].clone()), (json!("invalid-filter"), json!(7)), "{bad}");
 }
+
+#[tokio::test]
+async fn aggregates_group_count_and_measure_the_filtered_rows() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let url = server.module_url(s.branch, "/tables/dining_tables");
+    for (id, seats) in [("a1", 2), ("a2", 4), ("a3", 4), ("a4", 6)] {
+        post_json(&url, json!({"record": {"id": id, "name": "x", "seats": seats}})).await;
+    }
+    let mine = encode(r#"id in ["a1", "a2", "a3", "a4"]"#);
+    let by_seats = get_json(&format!("{url}/aggregate?filter={mine}&groupBy=seats&sum=seats&min=id&max=id")).await;
+    assert_eq!(
+        by_seats["groups"],
+        json!([
+            {"key": {"seats": 2}, "count": 1, "sum": {"seats": 2}, "min": {"id": "a1"}, "max": {"id": "a1"}},
+            {"key": {"seats": 4}, "count": 2, "sum": {"seats": 8}, "min": {"id": "a2"}, "max": {"id": "a3"}},
+            {"key": {"seats": 6}, "count": 1, "sum": {"seats": 6}, "min": {"id": "a4"}, "max": {"id": "a4"}}
+        ]),
+        "{by_seats}"
+    );
+    let all = get_json(&format!("{url}/aggregate?filter={mine}&avg=seats")).await;
+    assert_eq!(all["groups"], json!([{"key": {}, "count": 4, "avg": {"seats": 4.0}}]));
+    let none = get_json(&format!("{url}/aggregate?filter={}&sum=seats", encode("id = \"nobody\""))).await;
+    assert_eq!(none["groups"], json!([{"key": {}, "count": 0, "sum": {"seats": null}}]), "no rows: a count of 0");
+    let (status, bad) = get_status(&format!("{url}/aggregate?avg=id")).await;
+    assert_eq!((status, bad["error"].clone()), (400, json!("invalid-aggregate")), "{bad}");
+}

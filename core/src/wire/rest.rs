@@ -122,6 +122,21 @@ pub struct TableQueryParams {
     /// **(ext)** Only these fields of each row: `id,subtotal`.
     #[serde(default)]
     pub fields: Option<String>,
+    /// **(ext)** Aggregate route: group by these fields (`statusId,kitchenSectionId`).
+    #[serde(default, rename = "groupBy")]
+    pub group_by: Option<String>,
+    /// **(ext)** Aggregate route: fields to sum.
+    #[serde(default)]
+    pub sum: Option<String>,
+    /// **(ext)** Aggregate route: fields to average.
+    #[serde(default)]
+    pub avg: Option<String>,
+    /// **(ext)** Aggregate route: fields whose least value to give.
+    #[serde(default)]
+    pub min: Option<String>,
+    /// **(ext)** Aggregate route: fields whose greatest value to give.
+    #[serde(default)]
+    pub max: Option<String>,
     /// Language whose translation fills what `lang`'s lacks (default `ar`).
     #[serde(default, alias = "fallbackLang")]
     pub fallback: Option<String>,

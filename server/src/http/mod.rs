@@ -39,6 +39,7 @@ pub fn routes() -> Router<AppState> {
             get(tables::list).post(tables::insert).patch(tables::merge).put(tables::save).delete(tables::delete),
         )
         .route(&format!("{MODULE}/tables/{{table}}/count"), get(tables::count))
+        .route(&format!("{MODULE}/tables/{{table}}/aggregate"), get(tables::aggregate))
         .route(&format!("{MODULE}/save"), post(tables::save_body))
         .route(&format!("{MODULE}/sequences"), post(tables::allocate_sequence))
         .route(&format!("{MODULE}/events"), get(events::list))

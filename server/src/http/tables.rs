@@ -17,6 +17,7 @@ use super::error::ApiError;
 use crate::engine::{Committed, ModuleHandle};
 use crate::render;
 use crate::state::AppState;
+use crate::storage::Measure;
 use crate::views::page::{table_page, PageError, PageRequest};
 
 type TablePath = Path<(String, String, String)>;
@@ -95,6 +96,42 @@ pub async fn count(
     let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
     let count = crate::views::page::count(&handle, &t, filter.as_ref(), "rest").await?;
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "count": count})))
+}
+
+fn names(list: Option<&str>) -> Vec<String> {
+    list.unwrap_or_default().split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
+}
+
+/// `GET .../tables/{t}/aggregate?filter=&groupBy=statusId&sum=subtotal&avg=subtotal&min=createdAt&max=createdAt`
+/// → `{groups: [{key: {statusId}, count, sum: {subtotal}, avg: {..}, min: {..}, max: {..}}]}`;
+/// without `groupBy`, one group. `count` is always given.
+pub async fn aggregate(
+    State(state): State<AppState>,
+    Path((branch, module, table)): TablePath,
+    Query(p): Query<TableQueryParams>,
+) -> Result<Json<Value>, ApiError> {
+    let handle = state.module(&branch, &module).await?;
+    let t = table_of(&handle, &table)?.clone();
+    let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
+    let mut measures = Vec::new();
+    for (measure, list) in
+        [(Measure::Sum, &p.sum), (Measure::Avg, &p.avg), (Measure::Min, &p.min), (Measure::Max, &p.max)]
+    {
+        measures.extend(names(list.as_deref()).into_iter().map(|f| (measure, f)));
+    }
+    let groups =
+        crate::views::page::aggregate(&handle, &t, filter.as_ref(), names(p.group_by.as_deref()), measures).await?;
+    let groups: Vec<Value> = groups
+        .into_iter()
+        .map(|g| {
+            let mut out = json!({"key": g.key, "count": g.count});
+            for (measure, values) in g.measures {
+                out[measure.name()] = Value::Object(values);
+            }
+            out
+        })
+        .collect();
+    Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "groups": groups})))
 }
 
 /// The ack and notice of a committed REST write, as the original returned them (the record as

@@ -9,12 +9,14 @@
 //! unknown properties included) plus one typed column per schema field for indexes, unique
 //! constraints and queries.
 
+mod aggregate;
 mod ddl;
 mod events;
 pub mod filter_sql;
 mod module_db;
 mod txn;
 
+pub use aggregate::{Group, Measure};
 pub use module_db::{checkpoint, Durability, ModuleDb, ModuleReader, OpenReport, PageQuery, Transaction, WalProgress};
 pub use txn::{NewEvent, WriteTxn};
 

@@ -191,7 +191,7 @@ pub struct PageQuery {
 
 /// A read connection to a module database (WAL: reads never block the writer).
 pub struct ModuleReader {
-    conn: Connection,
+    pub(super) conn: Connection,
 }
 
 impl ModuleReader {

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::engine::ModuleHandle;
 use crate::render;
-use crate::storage::{filter_sql, PageQuery, StorageError};
+use crate::storage::{filter_sql, Group, Measure, PageQuery, StorageError};
 
 /// Why a page cannot be read; each has a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,10 @@ pub enum PageError {
     InvalidSort { table: String, field: String },
     #[error("`after` is not a cursor this route gave for this sort")]
     InvalidCursor,
+    #[error(
+        "cannot {what} `{field}` of `{table}`: group by a text, number, boolean or time field; sum and average numbers"
+    )]
+    InvalidAggregate { table: String, field: String, what: &'static str },
     #[error("rows of `{0}` are not served")]
     TableLocked(String),
     #[error(transparent)]
@@ -40,6 +44,7 @@ impl PageError {
             PageError::UnknownField { .. } => "unknown-field",
             PageError::InvalidSort { .. } => "invalid-sort",
             PageError::InvalidCursor => "invalid-cursor",
+            PageError::InvalidAggregate { .. } => "invalid-aggregate",
             PageError::TableLocked(_) => "table-locked",
             PageError::Storage(e) => e.code(),
         }
@@ -53,6 +58,9 @@ impl PageError {
                 json!({"table": table, "field": field})
             }
             PageError::TableLocked(table) => json!({"table": table}),
+            PageError::InvalidAggregate { table, field, what } => {
+                json!({"table": table, "field": field, "measure": what})
+            }
             _ => Value::Null,
         }
     }
@@ -242,4 +250,41 @@ pub async fn count(
     };
     let t = table.clone();
     Ok(handle.read(move |r, _| r.count_where(&t, &filter)).await?)
+}
+
+/// Groups of the rows `filter` lets through: `count`, and the `measures` of fields, per distinct
+/// value of the `group_by` fields (one group without them).
+pub async fn aggregate(
+    handle: &Arc<ModuleHandle>,
+    table: &Table,
+    filter: Option<&Filter>,
+    group_by: Vec<String>,
+    measures: Vec<(Measure, String)>,
+) -> Result<Vec<Group>, PageError> {
+    if table.locked {
+        return Err(PageError::TableLocked(table.name.clone()));
+    }
+    let invalid = |field: &str, what: &'static str| PageError::InvalidAggregate {
+        table: table.name.clone(),
+        field: field.to_owned(),
+        what,
+    };
+    for field in &group_by {
+        if filter_sql::sort_expr(table, field).is_none() || table.hides(field) {
+            return Err(invalid(field, "group by"));
+        }
+    }
+    for (measure, field) in &measures {
+        let fits = table.field(field).is_some_and(|f| measure.applies_to(f.ty))
+            && filter_sql::sort_expr(table, field).is_some();
+        if !fits || table.hides(field) {
+            return Err(invalid(field, measure.name()));
+        }
+    }
+    let filter = match filter {
+        Some(f) => prepare_filter(handle, table, f, true, "rest")?,
+        None => Filter::And(Vec::new()),
+    };
+    let t = table.clone();
+    Ok(handle.read(move |r, _| r.aggregate(&t, &filter, &group_by, &measures)).await?)
 }
