@@ -166,3 +166,50 @@ async fn aggregates_group_count_and_measure_the_filtered_rows() {
     let (status, bad) = get_status(&format!("{url}/aggregate?avg=id")).await;
     assert_eq!((status, bad["error"].clone()), (400, json!("invalid-aggregate")), "{bad}");
 }
+
+#[tokio::test]
+async fn search_finds_arabic_across_its_spellings_latin_across_case_and_accents_and_follows_writes() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    write_json(&data.path().join("security/secret_fields.json"), &json!({"secretFields": {"dining_tables": ["note"]}}));
+    let server = TestServer::start(data.path()).await;
+    let url = server.module_url(s.branch, "/tables/dining_tables");
+    for (id, name) in [("x1", "مطعم الكُشَري المصري"), ("x2", "Café Koshary"), ("x3", "فول وطعمية")]
+    {
+        let (status, body) =
+            post_json(&url, json!({"record": {"id": id, "name": name, "seats": 4, "note": "SECRETWORD"}})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let found = |q: &'static str| {
+        let target = format!("{url}/search?q={}", encode(q));
+        async move {
+            let body = get_json(&target).await;
+            body["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["row"]["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("كشرى").await, ["x1"], "alef maqsura for ya, no tashkeel");
+    assert_eq!(found("الكشري المصرى").await, ["x1"]);
+    assert_eq!(found("مطع").await, ["x1"], "the last term is a prefix");
+    assert_eq!(found("طعميه").await, ["x3"], "ta marbuta as ha");
+    assert_eq!(found("KOSHARY").await, ["x2"]);
+    assert_eq!(found("cafe kosh").await, ["x2"], "accents and case folded; prefix");
+    assert!(found("secretword").await.is_empty(), "hidden fields are not searchable");
+    let hit = get_json(&format!("{url}/search?q={}", encode("koshary"))).await;
+    assert!(hit["hits"][0]["score"].as_f64().unwrap() > 0.0);
+    assert!(hit["hits"][0]["row"].get("note").is_none(), "hits are rendered");
+    let filtered = get_json(&format!("{url}/search?q={}&filter={}", encode("koshary"), encode("seats > 100"))).await;
+    assert_eq!(filtered["count"], json!(0));
+
+    // The index follows every write, in its transaction.
+    let (status, _) = send_json(reqwest::Method::PATCH, &url, json!({"record": {"id": "x3", "name": "حمص"}})).await;
+    assert_eq!(status, 200);
+    assert!(found("طعمية").await.is_empty());
+    assert_eq!(found("حمص").await, ["x3"]);
+    send_json(reqwest::Method::DELETE, &format!("{url}?id=x3"), Value::Null).await;
+    assert!(found("حمص").await.is_empty());
+}

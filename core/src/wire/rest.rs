@@ -122,6 +122,9 @@ pub struct TableQueryParams {
     /// **(ext)** Only these fields of each row: `id,subtotal`.
     #[serde(default)]
     pub fields: Option<String>,
+    /// **(ext)** Search route: what to find (`كشرى`, `kosh`).
+    #[serde(default)]
+    pub q: Option<String>,
     /// **(ext)** Aggregate route: group by these fields (`statusId,kitchenSectionId`).
     #[serde(default, rename = "groupBy")]
     pub group_by: Option<String>,

@@ -425,6 +425,9 @@ fn open_blocking(
     for w in &schema.warnings {
         tracing::warn!(%branch, %module, schema = %schema_path.display(), table = %w.table, "schema: {}", w.message);
     }
+    // Secrets first: the search index must never hold a hidden field (applied again below, for
+    // the tables a seed adds).
+    data.secrets.apply_to(&mut schema);
     // The seed is planned before the tables exist: a unique index its own rows violate is created
     // as a plain one (the same on every start, as long as the seed is the same).
     let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");

@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(&format!("{MODULE}/tables/{{table}}/count"), get(tables::count))
         .route(&format!("{MODULE}/tables/{{table}}/aggregate"), get(tables::aggregate))
+        .route(&format!("{MODULE}/tables/{{table}}/search"), get(tables::search))
         .route(&format!("{MODULE}/save"), post(tables::save_body))
         .route(&format!("{MODULE}/sequences"), post(tables::allocate_sequence))
         .route(&format!("{MODULE}/events"), get(events::list))

@@ -98,6 +98,35 @@ pub async fn count(
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "count": count})))
 }
 
+/// Most hits one search returns.
+const MAX_HITS: usize = 200;
+
+/// `GET .../tables/{t}/search?q=&filter=&limit=20` → `{hits: [{score, row}]}`, best match first:
+/// Arabic-aware full-text search over the table's text and bilingual fields, the last term a
+/// prefix.
+pub async fn search(
+    State(state): State<AppState>,
+    Path((branch, module, table)): TablePath,
+    Query(p): Query<TableQueryParams>,
+) -> Result<Json<Value>, ApiError> {
+    let handle = state.module(&branch, &module).await?;
+    let t = table_of(&handle, &table)?.clone();
+    let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
+    let limit = match p.limit.as_deref() {
+        None | Some("") => 20,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("invalid-limit", "`limit` must be a non-negative integer"))?,
+    }
+    .min(MAX_HITS);
+    let query = p.q.clone().unwrap_or_default();
+    let hits = crate::views::page::search(&handle, &t, query.clone(), filter.as_ref(), limit).await?;
+    let hits: Vec<Value> = hits.into_iter().map(|(row, score)| json!({"score": score, "row": row})).collect();
+    Ok(Json(
+        json!({"branchId": branch, "moduleId": module, "table": table, "q": query, "count": hits.len(), "hits": hits}),
+    ))
+}
+
 fn names(list: Option<&str>) -> Vec<String> {
     list.unwrap_or_default().split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
 }

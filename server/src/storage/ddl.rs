@@ -149,6 +149,9 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         )?;
     }
 
+    if let Some(action) = super::search::ensure_index(conn, table)? {
+        actions.push(action);
+    }
     if previous.as_ref().map(|(_, old)| old) != Some(&fingerprint) {
         conn.execute(
             "INSERT INTO mishkah_tables (name, sql_name, columns, adhoc) VALUES (?1, ?2, ?3, ?4)

@@ -14,6 +14,7 @@ mod ddl;
 mod events;
 pub mod filter_sql;
 mod module_db;
+mod search;
 mod txn;
 
 pub use aggregate::{Group, Measure};

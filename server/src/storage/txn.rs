@@ -83,6 +83,9 @@ pub(super) struct TableSql {
     upsert: String,
     delete: String,
     all_rows: String,
+    /// Whether the table has a search index to keep in step (then `upsert` and `delete` return
+    /// the row's rowid, which keys the index).
+    searchable: bool,
     /// `(column, field)` of the typed columns, in the upsert's parameter order.
     columns: Vec<(String, String)>,
 }
@@ -105,11 +108,18 @@ impl TableSql {
         for (c, _) in &columns {
             upsert.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
         }
+        let searchable = super::search::fts_table(table).is_some();
+        let mut delete = format!("DELETE FROM \"{t}\" WHERE mishkah_key = ?1");
+        if searchable {
+            upsert.push_str(" RETURNING rowid");
+            delete.push_str(" RETURNING rowid");
+        }
         TableSql {
             select_doc: format!("SELECT mishkah_doc FROM \"{t}\" WHERE mishkah_key = ?1"),
-            delete: format!("DELETE FROM \"{t}\" WHERE mishkah_key = ?1"),
+            delete,
             all_rows: format!("SELECT mishkah_key, mishkah_doc FROM \"{t}\" ORDER BY rowid"),
             upsert,
+            searchable,
             columns,
         }
     }
@@ -147,7 +157,15 @@ impl WriteTxn for SqliteTxn<'_> {
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
         let sql = sql_of(self.sql, table);
         let Some(row) = &change.row else {
-            self.conn.prepare_cached(&sql.delete)?.execute(params![change.key.0])?;
+            if sql.searchable {
+                let rowid: Option<i64> =
+                    self.conn.prepare_cached(&sql.delete)?.query_row(params![change.key.0], |r| r.get(0)).optional()?;
+                if let Some(rowid) = rowid {
+                    super::search::reindex(self.conn, table, rowid, None)?;
+                }
+            } else {
+                self.conn.prepare_cached(&sql.delete)?.execute(params![change.key.0])?;
+            }
             return Ok(());
         };
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
@@ -161,9 +179,16 @@ impl WriteTxn for SqliteTxn<'_> {
         values.push(&change.version);
         values.push(&doc);
         values.extend(typed.iter().map(|v| v as &dyn rusqlite::ToSql));
-        let result = self.conn.prepare_cached(&sql.upsert)?.execute(values.as_slice());
+        let searchable = sql.searchable;
+        let result = match searchable {
+            true => self.conn.prepare_cached(&sql.upsert)?.query_row(values.as_slice(), |r| r.get::<_, i64>(0)),
+            false => self.conn.prepare_cached(&sql.upsert)?.execute(values.as_slice()).map(|_| 0),
+        };
         match result {
-            Ok(_) => {
+            Ok(rowid) => {
+                if searchable {
+                    super::search::reindex(self.conn, table, rowid, Some(row))?;
+                }
                 self.last_doc = Some((change.key.clone(), doc));
                 Ok(())
             }

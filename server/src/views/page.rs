@@ -288,3 +288,27 @@ pub async fn aggregate(
     let t = table.clone();
     Ok(handle.read(move |r, _| r.aggregate(&t, &filter, &group_by, &measures)).await?)
 }
+
+/// Rows of `table` matching the text `query` (and `filter`), best match first, with their scores,
+/// as clients see them.
+pub async fn search(
+    handle: &Arc<ModuleHandle>,
+    table: &Table,
+    query: String,
+    filter: Option<&Filter>,
+    limit: usize,
+) -> Result<Vec<(Row, f64)>, PageError> {
+    if table.locked {
+        return Err(PageError::TableLocked(table.name.clone()));
+    }
+    let filter = match filter {
+        Some(f) => prepare_filter(handle, table, f, true, "rest")?,
+        None => Filter::And(Vec::new()),
+    };
+    let t = table.clone();
+    let hits = handle.read(move |r, _| r.search(&t, &query, &filter, limit)).await?;
+    Ok(hits
+        .into_iter()
+        .filter_map(|(row, score)| render::row(table, &row).map(|seen| (seen.into_owned(), score)))
+        .collect())
+}

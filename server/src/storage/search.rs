@@ -1,0 +1,134 @@
+//! Full-text search: one SQLite FTS5 index per table with searchable fields (text and bilingual
+//! JSON fields, never hidden ones), written in the same transaction as the row, so it is never
+//! stale and never ahead. The index holds `mishkah_core::search` folded text (Arabic folded
+//! across tashkeel, tatweel, hamza forms, ta marbuta, alef maqsura), keyed by the row's rowid;
+//! FTS5's `unicode61 remove_diacritics 2` tokenizer folds Latin case and accents. Queries are
+//! folded the same way; the last term matches as a prefix (search as you type).
+
+use mishkah_core::search::{query_terms, search_fields, search_text};
+use mishkah_core::{Row, Table};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::ddl::sql_table;
+use super::filter_sql::{compile, Sqlite};
+use super::txn::parse_doc;
+use super::{ModuleReader, StorageError};
+
+/// The index of `table`, or `None` when it has nothing to search.
+pub(super) fn fts_table(table: &Table) -> Option<String> {
+    (!search_fields(table).is_empty()).then(|| format!("mishkah_fts_{}", sql_table(table)))
+}
+
+/// Creates the index, and (re)builds it when it is new or the searchable fields changed (a field
+/// made secret must leave the index).
+pub(super) fn ensure_index(conn: &Connection, table: &Table) -> Result<Option<String>, StorageError> {
+    let Some(fts) = fts_table(table) else { return Ok(None) };
+    let fields = search_fields(table).join(",");
+    let meta_key = format!("fts:{}", table.name);
+    let indexed: Option<String> =
+        conn.query_row("SELECT value FROM mishkah_meta WHERE key = ?1", params![meta_key], |r| r.get(0)).optional()?;
+    conn.execute(
+        &format!(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS \"{fts}\" USING fts5(body, tokenize = 'unicode61 remove_diacritics 2')"
+        ),
+        [],
+    )?;
+    if indexed.as_deref() == Some(fields.as_str()) {
+        return Ok(None);
+    }
+    conn.execute(&format!("DELETE FROM \"{fts}\""), [])?;
+    let rows: Vec<(i64, String)> = {
+        let mut stmt = conn.prepare(&format!("SELECT rowid, mishkah_doc FROM \"{}\"", sql_table(table)))?;
+        let mapped = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        mapped.collect::<Result<_, _>>()?
+    };
+    for (rowid, doc) in &rows {
+        let body = search_text(table, &parse_doc(doc)?);
+        conn.execute(&format!("INSERT INTO \"{fts}\" (rowid, body) VALUES (?1, ?2)"), params![rowid, body])?;
+    }
+    conn.execute(
+        "INSERT INTO mishkah_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![meta_key, fields],
+    )?;
+    Ok(Some(format!("indexed {} rows of {} for search ({fields})", rows.len(), table.name)))
+}
+
+/// Keeps the index of `table` equal to its row `key` after a write (`row: None` after a delete,
+/// with the rowid the row had).
+pub(super) fn reindex(conn: &Connection, table: &Table, rowid: i64, row: Option<&Row>) -> Result<(), StorageError> {
+    let Some(fts) = fts_table(table) else { return Ok(()) };
+    conn.prepare_cached(&format!("DELETE FROM \"{fts}\" WHERE rowid = ?1"))?.execute(params![rowid])?;
+    if let Some(row) = row {
+        let body = search_text(table, row);
+        conn.prepare_cached(&format!("INSERT INTO \"{fts}\" (rowid, body) VALUES (?1, ?2)"))?
+            .execute(params![rowid, body])?;
+    }
+    Ok(())
+}
+
+/// The FTS5 query for what a person typed: every term must match, the last as a prefix; `None`
+/// when nothing searchable is left.
+fn match_expression(query: &str) -> Option<String> {
+    let terms = query_terms(query);
+    let last = terms.len().checked_sub(1)?;
+    let quoted: Vec<String> = terms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let q = format!("\"{}\"", t.replace('"', "\"\""));
+            if i == last {
+                format!("{q}*")
+            } else {
+                q
+            }
+        })
+        .collect();
+    Some(quoted.join(" "))
+}
+
+impl ModuleReader {
+    /// Rows of `table` matching `query` (and `filter`, variables bound), best match first, each
+    /// with its score (higher is better).
+    pub fn search(
+        &self,
+        table: &Table,
+        query: &str,
+        filter: &mishkah_core::query::Filter,
+        limit: usize,
+    ) -> Result<Vec<(Row, f64)>, StorageError> {
+        let (Some(fts), Some(expression)) = (fts_table(table), match_expression(query)) else {
+            return Ok(Vec::new());
+        };
+        let compiled = compile(&Sqlite, table, filter, 3);
+        let sql = format!(
+            "SELECT t.mishkah_doc, -bm25(\"{fts}\") FROM \"{fts}\" JOIN \"{t}\" AS t ON t.rowid = \"{fts}\".rowid \
+             WHERE \"{fts}\" MATCH ?1 AND {} ORDER BY bm25(\"{fts}\"), t.mishkah_key LIMIT ?2",
+            compiled.sql,
+            t = sql_table(table),
+        );
+        let mut args: Vec<rusqlite::types::Value> =
+            vec![expression.into(), (limit.min(i64::MAX as usize) as i64).into()];
+        args.extend(compiled.params);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let found =
+            stmt.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+        let mut out = Vec::new();
+        for hit in found {
+            let (doc, score) = hit?;
+            out.push((parse_doc(&doc)?, score));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_term_is_a_prefix_and_quotes_cannot_escape() {
+        assert_eq!(match_expression("كُشَرى  large").as_deref(), Some("\"كشري\" \"large\"*"));
+        assert_eq!(match_expression("a\"b OR").as_deref(), Some("\"a\"\"b\" \"or\"*"));
+        assert_eq!(match_expression("   "), None);
+    }
+}
