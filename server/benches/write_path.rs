@@ -1,6 +1,7 @@
 //! Throughput of the write path alone (no network): engine → writer thread → SQLite with
 //! `synchronous=FULL` → ack. One producer pipelining its writes; 32 concurrent producers each
-//! waiting for every ack before the next write; 32 producers each keeping 16 writes in flight.
+//! waiting for every ack before the next write; 32 producers each keeping 16 writes in flight; and
+//! the single producer again once the table has a full-text index to keep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +67,25 @@ async fn producers(handle: &Arc<ModuleHandle>, base: u64, count: u64, each: u64,
     started.elapsed()
 }
 
+/// One producer writing `count` rows without waiting (spawned in order: the job queue keeps
+/// submission order), until every ack is in.
+async fn pipelined(handle: &Arc<ModuleHandle>, next: &mut u64, count: u64) -> Duration {
+    let start_at = *next;
+    *next += count;
+    let started = Instant::now();
+    let mut acks = Vec::with_capacity(count as usize);
+    for n in start_at..start_at + count {
+        let h = handle.clone();
+        acks.push(tokio::spawn(async move {
+            h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null).await
+        }));
+    }
+    for a in acks {
+        a.await.unwrap().unwrap();
+    }
+    started.elapsed()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (_dir, handle, metrics) = setup(&rt);
@@ -76,30 +96,7 @@ fn bench(c: &mut Criterion) {
     const PIPELINED: u64 = 20_000;
     group.throughput(Throughput::Elements(PIPELINED));
     group.bench_function("single_producer_pipelined", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let start_at = next;
-                next += PIPELINED;
-                let h = handle.clone();
-                total += rt.block_on(async move {
-                    let started = Instant::now();
-                    let mut acks = Vec::with_capacity(PIPELINED as usize);
-                    for n in start_at..start_at + PIPELINED {
-                        let h = h.clone();
-                        // Spawned in order: the job queue keeps submission order.
-                        acks.push(tokio::spawn(async move {
-                            h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null).await
-                        }));
-                    }
-                    for a in acks {
-                        a.await.unwrap().unwrap();
-                    }
-                    started.elapsed()
-                });
-            }
-            total
-        })
+        b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(pipelined(&handle, &mut next, PIPELINED))).sum())
     });
 
     // 32 producers: each waiting for every ack before its next write (window 1: the worst case
@@ -121,6 +118,13 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // Last: once searched, the table keeps its full-text index in every write from then on.
+    let table = handle.schema.table("dining_tables").unwrap().clone();
+    rt.block_on(handle.ensure_search(&table)).unwrap();
+    group.throughput(Throughput::Elements(PIPELINED));
+    group.bench_function("single_producer_pipelined_searched_table", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(pipelined(&handle, &mut next, PIPELINED))).sum())
+    });
     group.finish();
     // Group-commit effectiveness, for the notes: jobs per transaction and time per transaction.
     for line in metrics.render().lines().filter(|l| {

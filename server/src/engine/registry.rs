@@ -95,6 +95,8 @@ pub struct ModuleHandle {
     jobs: mpsc::Sender<Job>,
     reader: Mutex<ModuleReader>,
     head: Arc<AtomicU64>,
+    /// Tables known to have a search index (built on their first search).
+    searchable: Mutex<std::collections::HashSet<String>>,
 }
 
 /// Jobs queued per module before producers wait (backpressure instead of unbounded memory).
@@ -186,6 +188,23 @@ impl ModuleHandle {
         });
         self.submit(Job::Maintenance(task)).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Makes sure `table` has its search index, building it through the writer on the first
+    /// search (so it is consistent with every committed write, and kept by every later one).
+    pub async fn ensure_search(&self, table: &mishkah_core::Table) -> Result<(), WriteError> {
+        if self.searchable.lock().unwrap_or_else(|p| p.into_inner()).contains(&table.name) {
+            return Ok(());
+        }
+        let (tx, rx) = oneshot::channel();
+        let t = table.clone();
+        let task = Box::new(move |db: &mut ModuleDb| {
+            let _ = tx.send(db.enable_search(&t).map_err(WriteError::from));
+        });
+        self.submit(Job::Maintenance(task)).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)??;
+        self.searchable.lock().unwrap_or_else(|p| p.into_inner()).insert(table.name.clone());
+        Ok(())
     }
 
     /// Compacts the event log through `through`.
@@ -338,6 +357,7 @@ impl Engine {
             jobs,
             reader: Mutex::new(reader),
             head,
+            searchable: Mutex::new(std::collections::HashSet::new()),
         });
         match seed_plan {
             Some(plan) => self.seed(&handle, plan).await,

@@ -121,6 +121,7 @@ impl From<crate::views::page::PageError> for ApiError {
         use crate::views::page::PageError;
         let status = match e {
             PageError::Storage(storage) => return storage.into(),
+            PageError::Write(write) => return write.into(),
             PageError::TableLocked(_) => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_REQUEST,
         };

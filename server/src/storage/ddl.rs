@@ -149,7 +149,7 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         )?;
     }
 
-    if let Some(action) = super::search::ensure_index(conn, table)? {
+    if let Some(action) = super::search::refresh_index(conn, table)? {
         actions.push(action);
     }
     if previous.as_ref().map(|(_, old)| old) != Some(&fingerprint) {

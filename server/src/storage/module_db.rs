@@ -105,6 +105,24 @@ impl ModuleDb {
         Ok(())
     }
 
+    /// Builds `table`'s search index if it has none yet (then every write keeps it).
+    pub fn enable_search(&mut self, table: &Table) -> Result<(), StorageError> {
+        let tx = self.conn.unchecked_transaction()?;
+        let built = super::search::build_index(&tx, table)?;
+        tx.commit()?;
+        if let Some(what) = built {
+            tracing::info!(table = %table.name, "{what}");
+        }
+        // The table's write statements change: they now return the rowid the index is keyed by.
+        self.sql.remove(&table.name);
+        Ok(())
+    }
+
+    /// Whether `table` has a search index.
+    pub fn is_searchable(&self, table: &Table) -> Result<bool, StorageError> {
+        super::search::is_indexed(&self.conn, table)
+    }
+
     /// Creates a table for data the schema does not know (seed tables such as `add_ons`).
     pub fn add_adhoc_table(&mut self, table: &Table) -> Result<(), StorageError> {
         migrate_table(&self.conn, table, true)?;

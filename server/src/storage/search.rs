@@ -1,6 +1,8 @@
 //! Full-text search: one SQLite FTS5 index per table with searchable fields (text and bilingual
 //! JSON fields, never hidden ones), written in the same transaction as the row, so it is never
-//! stale and never ahead. The index holds `mishkah_core::search` folded text (Arabic folded
+//! stale and never ahead. A table's index is built the first time the table is searched (by the
+//! writer, between two batches) and kept from then on: keeping one costs a write 10–35 µs
+//! (`docs/BENCHMARKS.md`), which tables nobody searches should not pay. The index holds `mishkah_core::search` folded text (Arabic folded
 //! across tashkeel, tatweel, hamza forms, ta marbuta, alef maqsura), keyed by the row's rowid;
 //! FTS5's `unicode61 remove_diacritics 2` tokenizer folds Latin case and accents. Queries are
 //! folded the same way; the last term matches as a prefix (search as you type).
@@ -19,24 +21,51 @@ pub(super) fn fts_table(table: &Table) -> Option<String> {
     (!search_fields(table).is_empty()).then(|| format!("mishkah_fts_{}", sql_table(table)))
 }
 
-/// Creates the index, and (re)builds it when it is new or the searchable fields changed (a field
-/// made secret must leave the index).
-pub(super) fn ensure_index(conn: &Connection, table: &Table) -> Result<Option<String>, StorageError> {
+fn meta_key(table: &Table) -> String {
+    format!("fts:{}", table.name)
+}
+
+/// Whether `table` has a search index (it was searched once).
+pub(super) fn is_indexed(conn: &Connection, table: &Table) -> Result<bool, StorageError> {
+    if fts_table(table).is_none() {
+        return Ok(false);
+    }
+    let found: Option<String> = conn
+        .query_row("SELECT value FROM mishkah_meta WHERE key = ?1", params![meta_key(table)], |r| r.get(0))
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// On open: an index that exists is rebuilt when the searchable fields changed (a field made
+/// secret must leave it).
+pub(super) fn refresh_index(conn: &Connection, table: &Table) -> Result<Option<String>, StorageError> {
+    if !is_indexed(conn, table)? {
+        return Ok(None);
+    }
+    build_index(conn, table)
+}
+
+/// Creates the index of `table` and fills it from the stored rows, unless it is there and
+/// current. Runs inside the caller's transaction.
+pub(super) fn build_index(conn: &Connection, table: &Table) -> Result<Option<String>, StorageError> {
     let Some(fts) = fts_table(table) else { return Ok(None) };
     let fields = search_fields(table).join(",");
-    let meta_key = format!("fts:{}", table.name);
+    let meta_key = meta_key(table);
     let indexed: Option<String> =
         conn.query_row("SELECT value FROM mishkah_meta WHERE key = ?1", params![meta_key], |r| r.get(0)).optional()?;
     conn.execute(
         &format!(
-            "CREATE VIRTUAL TABLE IF NOT EXISTS \"{fts}\" USING fts5(body, tokenize = 'unicode61 remove_diacritics 2')"
+            // Contentless: the rows hold the text already. (Positions stay: without them BM25
+            // cannot rank prefix matches.)
+            "CREATE VIRTUAL TABLE IF NOT EXISTS \"{fts}\" USING fts5(body, content = '', contentless_delete = 1, \
+             tokenize = 'unicode61 remove_diacritics 2')"
         ),
         [],
     )?;
     if indexed.as_deref() == Some(fields.as_str()) {
         return Ok(None);
     }
-    conn.execute(&format!("DELETE FROM \"{fts}\""), [])?;
+    conn.execute(&format!("INSERT INTO \"{fts}\" (\"{fts}\") VALUES ('delete-all')"), [])?;
     let rows: Vec<(i64, String)> = {
         let mut stmt = conn.prepare(&format!("SELECT rowid, mishkah_doc FROM \"{}\"", sql_table(table)))?;
         let mapped = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -53,11 +82,19 @@ pub(super) fn ensure_index(conn: &Connection, table: &Table) -> Result<Option<St
     Ok(Some(format!("indexed {} rows of {} for search ({fields})", rows.len(), table.name)))
 }
 
-/// Keeps the index of `table` equal to its row `key` after a write (`row: None` after a delete,
-/// with the rowid the row had).
-pub(super) fn reindex(conn: &Connection, table: &Table, rowid: i64, row: Option<&Row>) -> Result<(), StorageError> {
+/// Keeps the index of `table` equal to the row at `rowid` after a write: `fresh` for a row that
+/// was not there before (nothing to remove first), `row: None` after a delete.
+pub(super) fn reindex(
+    conn: &Connection,
+    table: &Table,
+    rowid: i64,
+    row: Option<&Row>,
+    fresh: bool,
+) -> Result<(), StorageError> {
     let Some(fts) = fts_table(table) else { return Ok(()) };
-    conn.prepare_cached(&format!("DELETE FROM \"{fts}\" WHERE rowid = ?1"))?.execute(params![rowid])?;
+    if !fresh {
+        conn.prepare_cached(&format!("DELETE FROM \"{fts}\" WHERE rowid = ?1"))?.execute(params![rowid])?;
+    }
     if let Some(row) = row {
         let body = search_text(table, row);
         conn.prepare_cached(&format!("INSERT INTO \"{fts}\" (rowid, body) VALUES (?1, ?2)"))?
@@ -124,6 +161,36 @@ impl ModuleReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_index_is_rebuilt_without_a_field_made_secret() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::ddl::create_internal(&conn).unwrap();
+        let mut schema = mishkah_core::Schema::from_json(&serde_json::json!({"tables": {"t": {"fields": {
+            "id": {"type": "text", "primaryKey": true}, "name": {"type": "text"}, "pin": {"type": "text"}}}}}))
+        .unwrap();
+        let table = schema.table("t").unwrap().clone();
+        super::super::ddl::migrate_table(&conn, &table, false).unwrap();
+        let t = sql_table(&table);
+        conn.execute(
+            &format!("INSERT INTO \"{t}\" (mishkah_key, mishkah_version, mishkah_doc) VALUES ('a', 1, ?1)"),
+            params![r#"{"id": "a", "name": "Koshary", "pin": "7731"}"#],
+        )
+        .unwrap();
+        build_index(&conn, &table).unwrap();
+        let fts = fts_table(&table).unwrap();
+        let hits = |q: &str| -> i64 {
+            conn.query_row(&format!("SELECT COUNT(*) FROM \"{fts}\" WHERE \"{fts}\" MATCH ?1"), params![q], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        assert_eq!((hits("koshary"), hits("7731")), (1, 1));
+        schema.tables.get_mut("t").unwrap().hidden.push("pin".into());
+        let secret = schema.table("t").unwrap().clone();
+        assert!(refresh_index(&conn, &secret).unwrap().is_some(), "the fields changed: rebuilt");
+        assert_eq!((hits("koshary"), hits("7731")), (1, 0));
+    }
 
     #[test]
     fn the_last_term_is_a_prefix_and_quotes_cannot_escape() {

@@ -91,7 +91,7 @@ pub(super) struct TableSql {
 }
 
 impl TableSql {
-    fn new(table: &Table) -> TableSql {
+    fn new(table: &Table, searchable: bool) -> TableSql {
         let t = sql_table(table);
         let columns: Vec<(String, String)> = typed_columns(table).into_iter().map(|(c, f, _)| (c, f)).collect();
         let mut upsert = format!("INSERT INTO \"{t}\" (mishkah_key, mishkah_version, mishkah_doc");
@@ -108,7 +108,6 @@ impl TableSql {
         for (c, _) in &columns {
             upsert.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
         }
-        let searchable = super::search::fts_table(table).is_some();
         let mut delete = format!("DELETE FROM \"{t}\" WHERE mishkah_key = ?1");
         if searchable {
             upsert.push_str(" RETURNING rowid");
@@ -128,11 +127,12 @@ impl TableSql {
 /// Per-table SQL, by table name.
 pub(super) type SqlCache = std::collections::HashMap<String, TableSql>;
 
-fn sql_of<'a>(cache: &'a mut SqlCache, table: &Table) -> &'a TableSql {
+fn sql_of<'a>(cache: &'a mut SqlCache, conn: &Connection, table: &Table) -> Result<&'a TableSql, StorageError> {
     if !cache.contains_key(&table.name) {
-        cache.insert(table.name.clone(), TableSql::new(table));
+        let searchable = super::search::is_indexed(conn, table)?;
+        cache.insert(table.name.clone(), TableSql::new(table, searchable));
     }
-    cache.get(&table.name).expect("just inserted")
+    Ok(cache.get(&table.name).expect("just inserted"))
 }
 
 /// [`WriteTxn`] on a SQLite connection inside `BEGIN IMMEDIATE`.
@@ -149,19 +149,19 @@ pub(super) struct SqliteTxn<'c> {
 
 impl WriteTxn for SqliteTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
-        let sql = &sql_of(self.sql, table).select_doc;
+        let sql = &sql_of(self.sql, self.conn, table)?.select_doc;
         let doc: Option<String> = self.conn.prepare_cached(sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
         doc.map(|d| parse_doc(&d)).transpose()
     }
 
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
-        let sql = sql_of(self.sql, table);
+        let sql = sql_of(self.sql, self.conn, table)?;
         let Some(row) = &change.row else {
             if sql.searchable {
                 let rowid: Option<i64> =
                     self.conn.prepare_cached(&sql.delete)?.query_row(params![change.key.0], |r| r.get(0)).optional()?;
                 if let Some(rowid) = rowid {
-                    super::search::reindex(self.conn, table, rowid, None)?;
+                    super::search::reindex(self.conn, table, rowid, None, false)?;
                 }
             } else {
                 self.conn.prepare_cached(&sql.delete)?.execute(params![change.key.0])?;
@@ -187,7 +187,7 @@ impl WriteTxn for SqliteTxn<'_> {
         match result {
             Ok(rowid) => {
                 if searchable {
-                    super::search::reindex(self.conn, table, rowid, Some(row))?;
+                    super::search::reindex(self.conn, table, rowid, Some(row), change.kind == ChangeKind::Insert)?;
                 }
                 self.last_doc = Some((change.key.clone(), doc));
                 Ok(())
@@ -268,7 +268,7 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(&sql_of(self.sql, table).all_rows)?;
+        let mut stmt = self.conn.prepare_cached(&sql_of(self.sql, self.conn, table)?.all_rows)?;
         let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
         let mut out = Vec::new();
         for row in rows {

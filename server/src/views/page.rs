@@ -34,6 +34,8 @@ pub enum PageError {
     TableLocked(String),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Write(#[from] crate::engine::WriteError),
 }
 
 impl PageError {
@@ -47,6 +49,7 @@ impl PageError {
             PageError::InvalidAggregate { .. } => "invalid-aggregate",
             PageError::TableLocked(_) => "table-locked",
             PageError::Storage(e) => e.code(),
+            PageError::Write(e) => e.code(),
         }
     }
 
@@ -305,6 +308,7 @@ pub async fn search(
         Some(f) => prepare_filter(handle, table, f, true, "rest")?,
         None => Filter::And(Vec::new()),
     };
+    handle.ensure_search(table).await?;
     let t = table.clone();
     let hits = handle.read(move |r, _| r.search(&t, &query, &filter, limit)).await?;
     Ok(hits
