@@ -243,19 +243,21 @@ pub fn sort_expr(table: &Table, name: &str) -> Option<String> {
     matches!(name, "createdAt" | "updatedAt").then(|| format!("json_extract(mishkah_doc, '$.{name}')"))
 }
 
-/// `ORDER BY` for sort expressions, the row key breaking ties (so the order is total and a
-/// cursor lands between two rows, never on a tie).
+/// `ORDER BY` for sort expressions, insertion order (the rowid, in the last key's direction)
+/// breaking ties: the order is total, a cursor lands between two rows, and an index on the last
+/// key serves the whole order (its entries end with the rowid).
 pub fn order_by(sorts: &[(String, bool)]) -> String {
-    let mut keys: Vec<String> =
-        sorts.iter().map(|(expr, desc)| format!("{expr} {}", if *desc { "DESC" } else { "ASC" })).collect();
-    keys.push("mishkah_key ASC".into());
+    let dir = |desc: bool| if desc { "DESC" } else { "ASC" };
+    let mut keys: Vec<String> = sorts.iter().map(|(expr, desc)| format!("{expr} {}", dir(*desc))).collect();
+    keys.push(format!("rowid {}", dir(sorts.last().is_some_and(|(_, desc)| *desc))));
     keys.join(", ")
 }
 
-/// Rows after the cursor `(values, key)` in the order [`order_by`] gives, NULLs included (first
-/// ascending, last descending, as SQLite sorts them).
+/// Rows of table `sql_table` after the cursor `(values, key)` in the order [`order_by`] gives,
+/// NULLs included (first ascending, last descending, as SQLite sorts them).
 pub fn after_cursor(
     dialect: &dyn Dialect,
+    sql_table: &str,
     sorts: &[(String, bool)],
     values: &[Value],
     key: &str,
@@ -282,7 +284,11 @@ pub fn after_cursor(
         });
         equal_so_far.push(format!("{expr} IS {}", param(sql_scalar(value))));
     }
-    let last = format!("mishkah_key > {}", param(SqlValue::Text(key.to_owned())));
+    let past = if sorts.last().is_some_and(|(_, desc)| *desc) { "<" } else { ">" };
+    let last = format!(
+        "rowid {past} (SELECT rowid FROM \"{sql_table}\" WHERE mishkah_key = {})",
+        param(SqlValue::Text(key.to_owned()))
+    );
     clauses.push(if equal_so_far.is_empty() { last } else { format!("({} AND {last})", equal_so_far.join(" AND ")) });
     SqlFilter { sql: format!("({})", clauses.join(" OR ")), params }
 }

@@ -245,48 +245,7 @@ impl ModuleReader {
 
     /// A page of rows in insertion order (or reverse), after a key and/or a time.
     pub fn page(&self, table: &Table, q: &PageQuery) -> Result<Vec<Row>, StorageError> {
-        let t = sql_table(table);
-        let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
-        let mut sql = format!("SELECT mishkah_doc FROM \"{t}\" WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(key) = &q.after_key {
-            let missing = if q.descending { i64::MAX } else { -1 };
-            sql.push_str(&format!(
-                " AND rowid {cmp} COALESCE((SELECT rowid FROM \"{t}\" WHERE mishkah_key = ?), {missing})"
-            ));
-            args.push(key.clone().into());
-        }
-        if let Some(at) = &q.created_after {
-            sql.push_str(" AND json_extract(mishkah_doc, '$.createdAt') > ?");
-            args.push(at.clone().into());
-        }
-        if let Some(at) = &q.updated_after {
-            sql.push_str(" AND json_extract(mishkah_doc, '$.updatedAt') > ?");
-            args.push(at.clone().into());
-        }
-        if let Some(filter) = &q.filter {
-            // Numbered after the parameters so far; the bare `?` below takes the next number.
-            let compiled = super::filter_sql::compile(&super::filter_sql::Sqlite, table, filter, args.len() + 1);
-            sql.push_str(&format!(" AND {}", compiled.sql));
-            args.extend(compiled.params);
-        }
-        let sorts: Vec<(String, bool)> = q
-            .sort
-            .iter()
-            .filter_map(|(field, desc)| super::filter_sql::sort_expr(table, field).map(|e| (e, *desc)))
-            .collect();
-        if let Some((values, key)) = &q.after {
-            let compiled =
-                super::filter_sql::after_cursor(&super::filter_sql::Sqlite, &sorts, values, key, args.len() + 1);
-            sql.push_str(&format!(" AND {}", compiled.sql));
-            args.extend(compiled.params);
-        }
-        if sorts.is_empty() {
-            sql.push_str(&format!(" ORDER BY rowid {order} LIMIT ?"));
-        } else {
-            sql.push_str(&format!(" ORDER BY {} LIMIT ?", super::filter_sql::order_by(&sorts)));
-        }
-        args.push((q.limit.min(i64::MAX as usize) as i64).into());
+        let (sql, args) = page_sql(table, q);
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let docs = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?;
         let mut out = Vec::new();
@@ -296,6 +255,14 @@ impl ModuleReader {
         Ok(out)
     }
 
+    /// How SQLite would run [`ModuleReader::page`] (`EXPLAIN QUERY PLAN`, one line per step):
+    /// what tests check index use with.
+    pub fn page_plan(&self, table: &Table, q: &PageQuery) -> Result<Vec<String>, StorageError> {
+        let (sql, args) = page_sql(table, q);
+        let mut stmt = self.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+        let steps = stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+        Ok(steps.collect::<Result<_, _>>()?)
+    }
     /// Number of rows of a table that `filter` (variables bound) lets through.
     pub fn count_where(&self, table: &Table, filter: &mishkah_core::query::Filter) -> Result<u64, StorageError> {
         let compiled = super::filter_sql::compile(&super::filter_sql::Sqlite, table, filter, 1);
@@ -439,4 +406,51 @@ fn passive_checkpoint(conn: &Connection) -> Result<WalProgress, StorageError> {
     let (frames, checkpointed) =
         conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))?;
     Ok(WalProgress { frames, checkpointed })
+}
+
+/// The SQL of a page and its parameters.
+fn page_sql(table: &Table, q: &PageQuery) -> (String, Vec<rusqlite::types::Value>) {
+    let t = sql_table(table);
+    let (cmp, order) = if q.descending { ("<", "DESC") } else { (">", "ASC") };
+    let mut sql = format!("SELECT mishkah_doc FROM \"{t}\" WHERE 1 = 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    if let Some(key) = &q.after_key {
+        let missing = if q.descending { i64::MAX } else { -1 };
+        sql.push_str(&format!(
+            " AND rowid {cmp} COALESCE((SELECT rowid FROM \"{t}\" WHERE mishkah_key = ?), {missing})"
+        ));
+        args.push(key.clone().into());
+    }
+    if let Some(at) = &q.created_after {
+        sql.push_str(" AND json_extract(mishkah_doc, '$.createdAt') > ?");
+        args.push(at.clone().into());
+    }
+    if let Some(at) = &q.updated_after {
+        sql.push_str(" AND json_extract(mishkah_doc, '$.updatedAt') > ?");
+        args.push(at.clone().into());
+    }
+    if let Some(filter) = &q.filter {
+        // Numbered after the parameters so far; the bare `?` below takes the next number.
+        let compiled = super::filter_sql::compile(&super::filter_sql::Sqlite, table, filter, args.len() + 1);
+        sql.push_str(&format!(" AND {}", compiled.sql));
+        args.extend(compiled.params);
+    }
+    let sorts: Vec<(String, bool)> = q
+        .sort
+        .iter()
+        .filter_map(|(field, desc)| super::filter_sql::sort_expr(table, field).map(|e| (e, *desc)))
+        .collect();
+    if let Some((values, key)) = &q.after {
+        let compiled =
+            super::filter_sql::after_cursor(&super::filter_sql::Sqlite, &t, &sorts, values, key, args.len() + 1);
+        sql.push_str(&format!(" AND {}", compiled.sql));
+        args.extend(compiled.params);
+    }
+    if sorts.is_empty() {
+        sql.push_str(&format!(" ORDER BY rowid {order} LIMIT ?"));
+    } else {
+        sql.push_str(&format!(" ORDER BY {} LIMIT ?", super::filter_sql::order_by(&sorts)));
+    }
+    args.push((q.limit.min(i64::MAX as usize) as i64).into());
+    (sql, args)
 }
