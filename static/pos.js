@@ -27,7 +27,12 @@ function renderMenu() {
     b.onclick = () => { category = c.id; renderMenu(); };
     return b;
   }));
-  const items = store.query('menu_items', { where: { categoryId: category, isActive: true }, orderBy: ['id'] });
+  // Typing searches the whole menu, in Arabic or English, however it is spelled (كشرى finds
+  // كُشَري), offline too: the store searches with the same folding as the server.
+  const q = $('search').value.trim();
+  const items = q
+    ? store.search('menu_items', q).filter((i) => i.isActive !== false)
+    : store.query('menu_items', { where: { categoryId: category, isActive: true }, orderBy: ['id'] });
   $('menu').replaceChildren(...items.map((item) => {
     const b = document.createElement('button');
     b.type = 'button';
@@ -129,6 +134,7 @@ const render = () => { renderMenu(); renderTicket(); };
 store = await openStore('pos', render);
 for (const table of ['menu_items', 'menu_categories']) store.watch(table, {}, renderMenu);
 for (const table of ['order_header', 'order_line']) store.watch(table, {}, renderTicket);
+$('search').addEventListener('input', renderMenu);
 $('new-order').onclick = newOrder;
 $('send').onclick = send;
 $('pay').onclick = pay;

@@ -314,6 +314,21 @@ impl Store {
         Ok(to_js(&q.run(rows.iter())))
     }
 
+    /// Rows of `table` matching the text `q` as the server's search matches it (Arabic folded
+    /// across tashkeel, hamza forms, ta marbuta and alef maqsura; the last word a prefix), from
+    /// the rows held here: it works offline.
+    pub fn search(&self, table: String, q: String) -> JsValue {
+        let inner = self.inner.borrow();
+        let Some(t) = inner.state.schema.as_ref().and_then(|s| s.table(&table)) else {
+            return to_js(&Vec::<Value>::new());
+        };
+        let terms = mishkah_core::search::query_terms(&q);
+        let rows = inner.state.view_rows(&table, now());
+        let hits: Vec<&mishkah_core::Row> =
+            rows.iter().filter(|r| mishkah_core::search::matches_terms(t, r, &terms)).collect();
+        to_js(&hits)
+    }
+
     /// Calls `cb(rows)` now and whenever the query's result may have changed. Returns an
     /// unsubscribe function.
     pub fn watch(&self, table: String, query: JsValue, cb: Function) -> Result<Function, JsValue> {

@@ -82,6 +82,16 @@ pub fn query_terms(query: &str) -> Vec<String> {
     fold(query).split_whitespace().map(str::to_owned).collect()
 }
 
+/// Whether `row` matches `terms` ([`query_terms`]) the way the server's index matches them:
+/// every term is a word of the row's [`search_text`], the last one as a prefix. For searching
+/// rows held in memory (the browser store, offline).
+pub fn matches_terms(table: &Table, row: &Row, terms: &[String]) -> bool {
+    let Some((last, whole)) = terms.split_last() else { return false };
+    let text = search_text(table, row);
+    let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    whole.iter().all(|t| words.contains(&t.as_str())) && words.iter().any(|w| w.starts_with(last.as_str()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +132,11 @@ mod tests {
         let with_and = json!({"id": "i3", "note": "فول وطعمية"});
         assert!(search_text(schema.table("items").unwrap(), with_and.as_object().unwrap()).ends_with(" طعميه"));
         assert_eq!(query_terms("  كُشَرى   KOSH "), vec!["كشري", "kosh"]);
+        let table = schema.table("items").unwrap();
+        let row = row.as_object().unwrap();
+        assert!(matches_terms(table, row, &query_terms("كشرى")));
+        assert!(matches_terms(table, row, &query_terms("koshary ho")));
+        assert!(!matches_terms(table, row, &query_terms("kosh hot")), "only the last term is a prefix");
+        assert!(!matches_terms(table, row, &query_terms("pin")), "hidden fields are not searched");
     }
 }

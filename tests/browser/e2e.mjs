@@ -100,6 +100,16 @@ async function main() {
     for (const id of offline) assert.equal(rows.rows.filter((r) => r.id === id).length, 1, `${id} stored exactly once`);
     console.log('offline orders replayed exactly once');
 
+    // 3. The menu search finds كُشَري from كشرى (alef maqsura, no tashkeel) and from "KOSH".
+    for (const typed of ['كشرى', 'KOSH']) {
+      await pos.fill('#search', typed);
+      await pos.waitForFunction(() => [...document.querySelectorAll('#menu .item')].map((b) => b.dataset.item).join() === 'item-01',
+        null, { timeout: 5000 });
+    }
+    await pos.fill('#search', '');
+    await pos.waitForFunction(() => document.querySelectorAll('#menu .item').length > 1, null, { timeout: 5000 });
+    console.log('menu search found koshary from كشرى and KOSH');
+
     // Screenshots: into target/ by default, into docs/ (the README's) with UPDATE_SCREENSHOTS=1.
     const docs = process.env.UPDATE_SCREENSHOTS === '1' ? path.join(root, 'docs') : path.join(root, 'target/screenshots');
     mkdirSync(docs, { recursive: true });
@@ -107,7 +117,7 @@ async function main() {
     await pos.screenshot({ path: path.join(docs, 'pos.png') });
     await kitchen.screenshot({ path: path.join(docs, 'kitchen.png') });
 
-    // 3. A reload of the kitchen shows its orders from IndexedDB before the network answers
+    // 4. A reload of the kitchen shows its orders from IndexedDB before the network answers
     //    (here the network never answers: the page is pointed at a dead port).
     await kitchen.goto(`${base}/kitchen.html?db=e2e-kitchen&ws=ws://127.0.0.1:${deadPort}/ws`);
     for (const id of [first, ...offline]) await kitchen.waitForSelector(`[data-order="${id}"]`, { timeout: 5000 });
