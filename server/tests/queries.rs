@@ -130,6 +130,11 @@ async fn client_query_takes_the_same_filter_sort_and_cursor_over_websocket() {
     ws.send(query("p2", Some(&after))).await;
     let second = ws.recv_where("page 2", |f| f["requestId"] == "p2").await;
     assert_eq!((second["result"].clone(), second["meta"]["hasMore"].clone()), (json!([{"id": "w3"}]), json!(false)));
+    ws.send(json!({"type": "client:query", "moduleId": "pos", "table": "dining_tables",
+                   "filter": r#"id in ["w1", "w2", "w3"]"#, "aggregate": {"sum": ["seats"], "max": ["seats"]}, "requestId": "agg"}))
+        .await;
+    let agg = ws.recv_where("the aggregate", |f| f["requestId"] == "agg").await;
+    assert_eq!(agg["result"], json!([{"key": {}, "count": 3, "sum": {"seats": 17}, "max": {"seats": 9}}]), "{agg}");
     // The original's `{field: value}` still works, and a broken string names the position.
     ws.send(json!({"type": "client:query", "moduleId": "pos", "table": "dining_tables", "filter": {"id": "w1"}, "requestId": "legacy"})).await;
     let legacy = ws.recv_where("legacy", |f| f["requestId"] == "legacy").await;

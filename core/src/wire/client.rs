@@ -222,9 +222,33 @@ pub struct ClientQuery {
     /// **(ext)** Continue after this cursor (`meta.next.after` of the previous result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// **(ext)** Groups and measures instead of rows: `result` is `[{key, count, sum, ...}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregate: Option<QueryAggregate>,
     /// Echoed back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Value>,
+}
+
+/// **(ext)** The aggregate of a `client:query`, as the REST aggregate route takes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueryAggregate {
+    /// Fields to group by.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Fields to sum.
+    #[serde(default)]
+    pub sum: Vec<String>,
+    /// Fields to average.
+    #[serde(default)]
+    pub avg: Vec<String>,
+    /// Fields whose least value to give.
+    #[serde(default)]
+    pub min: Vec<String>,
+    /// Fields whose greatest value to give.
+    #[serde(default)]
+    pub max: Vec<String>,
 }
 
 fn list() -> String {

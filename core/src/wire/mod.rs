@@ -11,7 +11,8 @@ mod rest;
 mod server;
 
 pub use client::{
-    ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, RequestSnapshot, TopicPublish,
+    ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, QueryAggregate, RequestSnapshot,
+    TopicPublish,
 };
 pub use rest::{
     DeltaRequest, DeltaResponse, DeltaTableCursor, DeltaTableStats, ErrorBody, EventsBatchRequest, SaveRequest,

@@ -150,16 +150,7 @@ pub async fn aggregate(
     }
     let groups =
         crate::views::page::aggregate(&handle, &t, filter.as_ref(), names(p.group_by.as_deref()), measures).await?;
-    let groups: Vec<Value> = groups
-        .into_iter()
-        .map(|g| {
-            let mut out = json!({"key": g.key, "count": g.count});
-            for (measure, values) in g.measures {
-                out[measure.name()] = Value::Object(values);
-            }
-            out
-        })
-        .collect();
+    let groups = crate::views::page::groups_json(groups);
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "groups": groups})))
 }
 

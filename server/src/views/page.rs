@@ -292,6 +292,22 @@ pub async fn aggregate(
     Ok(handle.read(move |r, _| r.aggregate(&t, &filter, &group_by, &measures)).await?)
 }
 
+/// The answer shape of an aggregate: `[{key, count, sum: {..}, avg: {..}, min: {..}, max: {..}}]`.
+pub fn groups_json(groups: Vec<Group>) -> Value {
+    Value::Array(
+        groups
+            .into_iter()
+            .map(|g| {
+                let mut out = json!({"key": g.key, "count": g.count});
+                for (measure, values) in g.measures {
+                    out[measure.name()] = Value::Object(values);
+                }
+                out
+            })
+            .collect(),
+    )
+}
+
 /// Rows of `table` matching the text `query` (and `filter`), best match first, with their scores,
 /// as clients see them.
 pub async fn search(

@@ -22,6 +22,7 @@ use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
 use crate::http::error::mutation_details;
 use crate::hub::{Frame, Subscription};
 use crate::state::AppState;
+use crate::storage::Measure;
 use crate::views;
 use crate::views::page::{table_page, PageError, PageRequest};
 
@@ -466,23 +467,41 @@ impl Session {
                     Err(e) => return self.error("invalid-filter", &e.to_string(), Value::Null, q.request_id, None),
                 },
             };
-            let request = PageRequest {
-                filter,
-                known_fields_only,
-                sort: q.sort.clone(),
-                fields: q.fields.clone(),
-                limit: q.limit.unwrap_or(self.state.max_page).min(self.state.max_page),
-                after: q.after.clone(),
-                lang: (self.lang.clone().unwrap_or_else(|| "ar".into()), "ar".into()),
-                source: "ws",
-                ..PageRequest::default()
-            };
-            match table_page(&handle, &table, request).await {
-                Ok(page) => (
-                    Value::Array(page.rows.into_iter().map(Value::Object).collect()),
-                    Some(json!({"hasMore": page.has_more, "next": page.next})),
-                ),
-                Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
+            if let Some(agg) = &q.aggregate {
+                let mut measures = Vec::new();
+                for (measure, fields) in [
+                    (Measure::Sum, &agg.sum),
+                    (Measure::Avg, &agg.avg),
+                    (Measure::Min, &agg.min),
+                    (Measure::Max, &agg.max),
+                ] {
+                    measures.extend(fields.iter().map(|f| (measure, f.clone())));
+                }
+                match crate::views::page::aggregate(&handle, &table, filter.as_ref(), agg.group_by.clone(), measures)
+                    .await
+                {
+                    Ok(groups) => (crate::views::page::groups_json(groups), None),
+                    Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
+                }
+            } else {
+                let request = PageRequest {
+                    filter,
+                    known_fields_only,
+                    sort: q.sort.clone(),
+                    fields: q.fields.clone(),
+                    limit: q.limit.unwrap_or(self.state.max_page).min(self.state.max_page),
+                    after: q.after.clone(),
+                    lang: (self.lang.clone().unwrap_or_else(|| "ar".into()), "ar".into()),
+                    source: "ws",
+                    ..PageRequest::default()
+                };
+                match table_page(&handle, &table, request).await {
+                    Ok(page) => (
+                        Value::Array(page.rows.into_iter().map(Value::Object).collect()),
+                        Some(json!({"hasMore": page.has_more, "next": page.next})),
+                    ),
+                    Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
+                }
             }
         };
         let frame = mishkah_core::wire::QueryResult {
