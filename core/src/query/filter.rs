@@ -221,32 +221,26 @@ impl Filter {
 
     /// Every variable the filter names (for validating rules against what is bound).
     pub fn variables(&self) -> Vec<&[String]> {
-        let mut out = Vec::new();
-        self.visit(&mut |f| {
-            if let Filter::Compare { left, right, .. } = f {
-                for side in [left, right] {
-                    if let Operand::Var(path) = side {
-                        out.push(path.as_slice());
-                    }
-                }
-            }
-        });
-        out
+        self.operands().filter_map(|o| if let Operand::Var(path) = o { Some(path.as_slice()) } else { None }).collect()
     }
 
     /// Every field path the filter reads (for validating it against a schema).
     pub fn fields(&self) -> Vec<&[String]> {
+        self.operands()
+            .filter_map(|o| if let Operand::Field(path) = o { Some(path.as_slice()) } else { None })
+            .collect()
+    }
+
+    /// Both sides of every comparison, in order.
+    fn operands(&self) -> impl Iterator<Item = &Operand> {
         let mut out = Vec::new();
         self.visit(&mut |f| {
             if let Filter::Compare { left, right, .. } = f {
-                for side in [left, right] {
-                    if let Operand::Field(path) = side {
-                        out.push(path.as_slice());
-                    }
-                }
+                out.push(left);
+                out.push(right);
             }
         });
-        out
+        out.into_iter()
     }
 
     fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Filter)) {

@@ -31,6 +31,31 @@ fn table_of<'h>(handle: &'h ModuleHandle, table: &str) -> Result<&'h mishkah_cor
     })
 }
 
+/// The module handle, the table and the parsed `?filter=` a read route starts from.
+async fn filtered_table(
+    state: &AppState,
+    branch: &str,
+    module: &str,
+    table: &str,
+    p: &TableQueryParams,
+) -> Result<(Arc<ModuleHandle>, mishkah_core::Table, Option<Filter>), ApiError> {
+    let handle = state.module(branch, module).await?;
+    let t = table_of(&handle, table)?.clone();
+    let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
+    Ok((handle, t, filter))
+}
+
+/// `?limit=`: `default` when absent, at most `cap`.
+fn parse_limit(text: Option<&str>, default: usize, cap: usize) -> Result<usize, ApiError> {
+    let limit = match text {
+        None | Some("") => default,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiError::bad_request("invalid-limit", "`limit` must be a non-negative integer"))?,
+    };
+    Ok(limit.min(cap))
+}
+
 /// `GET .../tables/{t}`: a page of rows. Without `limit` the original returned every row; we
 /// return at most `--max-page`, and `meta.hasMore` with `meta.next` say how to go on. Our
 /// extensions: `filter=`, `sort=`, `fields=`, `after=<cursor>`. With a `<t>_lang` table, each row
@@ -40,16 +65,9 @@ pub async fn list(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
-    let t = table_of(&handle, &table)?.clone();
+    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
     let max_page = state.max_page;
-    let limit = match p.limit.as_deref() {
-        None | Some("") => max_page,
-        Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_request("invalid-limit", "`limit` must be a non-negative integer"))?,
-    }
-    .min(max_page);
+    let limit = parse_limit(p.limit.as_deref(), max_page, max_page)?;
     let descending = match p.order.as_deref() {
         None | Some("asc") | Some("ASC") => false,
         Some("desc") | Some("DESC") => true,
@@ -58,7 +76,7 @@ pub async fn list(
     let lang = p.lang.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "ar".into());
     let fallback = p.fallback.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "ar".into());
     let request = PageRequest {
-        filter: p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?,
+        filter,
         known_fields_only: true,
         sort: p.sort.clone(),
         fields: p
@@ -91,9 +109,7 @@ pub async fn count(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
-    let t = table_of(&handle, &table)?.clone();
-    let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
+    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
     let count = crate::views::page::count(&handle, &t, filter.as_ref(), "rest").await?;
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "count": count})))
 }
@@ -109,16 +125,8 @@ pub async fn search(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
-    let t = table_of(&handle, &table)?.clone();
-    let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
-    let limit = match p.limit.as_deref() {
-        None | Some("") => 20,
-        Some(l) => l
-            .parse::<usize>()
-            .map_err(|_| ApiError::bad_request("invalid-limit", "`limit` must be a non-negative integer"))?,
-    }
-    .min(MAX_HITS);
+    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
+    let limit = parse_limit(p.limit.as_deref(), 20, MAX_HITS)?;
     let query = p.q.clone().unwrap_or_default();
     let hits = crate::views::page::search(&handle, &t, query.clone(), filter.as_ref(), limit).await?;
     let hits: Vec<Value> = hits.into_iter().map(|(row, score)| json!({"score": score, "row": row})).collect();
@@ -139,9 +147,7 @@ pub async fn aggregate(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
-    let t = table_of(&handle, &table)?.clone();
-    let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
+    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
     let mut measures = Vec::new();
     for (measure, list) in
         [(Measure::Sum, &p.sum), (Measure::Avg, &p.avg), (Measure::Min, &p.min), (Measure::Max, &p.max)]
