@@ -88,7 +88,7 @@ fn run(filter: &str, window: Option<Window>, writes: Vec<Write>, subscribe_at: u
         rows.truncate(limit);
         (rows.into_iter().map(|(_, r)| r).collect::<Vec<_>>(), more)
     };
-    let mut handle =
+    let handle =
         |effects: Vec<Effect<u8>>, client: &mut BTreeSet<String>, live: &mut LiveIndex<u8>, model: &Model, seq: u64| {
             let mut queue = effects;
             while !queue.is_empty() {

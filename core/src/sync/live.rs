@@ -157,6 +157,12 @@ impl Lookup {
 #[derive(Debug, Clone)]
 struct Member {
     sort: Vec<Value>,
+    /// The row's `version` when it had one: a reload re-sends only rows that changed.
+    version: Option<Value>,
+}
+
+fn version_of(row: &Row) -> Option<Value> {
+    row.get("version").cloned()
 }
 
 #[derive(Debug)]
@@ -365,14 +371,20 @@ impl<Id: Copy + Eq + Hash + Ord> LiveIndex<Id> {
         for row in rows {
             let Ok(key) = RecordKey::of(table, &row) else { continue };
             seen.insert(key.0.clone());
-            let member = Member { sort: sub.sort_values(table, &row) };
-            if sub.members.insert(key.0.clone(), member).is_none() {
-                t.hold(&key.0, id);
-                if sub.loaded {
-                    out.push(Effect::Deliver { id, op: LiveOp::Add, key, row: Some(Arc::new(row)), sequence: at });
+            let member = Member { sort: sub.sort_values(table, &row), version: version_of(&row) };
+            let unchanged = |old: &Member| old.version.is_some() && old.version == member.version;
+            match sub.members.insert(key.0.clone(), member.clone()) {
+                None => {
+                    t.hold(&key.0, id);
+                    if sub.loaded {
+                        out.push(Effect::Deliver { id, op: LiveOp::Add, key, row: Some(Arc::new(row)), sequence: at });
+                    }
                 }
-            } else if sub.loaded {
-                out.push(Effect::Deliver { id, op: LiveOp::Update, key, row: Some(Arc::new(row)), sequence: at });
+                Some(old) if unchanged(&old) => {}
+                Some(_) if sub.loaded => {
+                    out.push(Effect::Deliver { id, op: LiveOp::Update, key, row: Some(Arc::new(row)), sequence: at });
+                }
+                Some(_) => {}
             }
         }
         let gone: Vec<String> = sub.members.keys().filter(|k| !seen.contains(*k)).cloned().collect();
@@ -438,7 +450,7 @@ fn step<Id: Copy + Eq + Hash + Ord>(
         (Some(new), Some(old)) => {
             let sort = sub.sort_values(table, new);
             let moved_later = sub.order(&sort, &old.sort).is_gt();
-            sub.members.insert(key.0.clone(), Member { sort });
+            sub.members.insert(key.0.clone(), Member { sort, version: version_of(new) });
             let now_last = sub.last().is_some_and(|(k, _)| k == &key.0);
             if sub.more && moved_later && now_last {
                 // Rows beyond the window may now come before it: read the window again.
@@ -453,19 +465,20 @@ fn step<Id: Copy + Eq + Hash + Ord>(
         (Some(new), None) => {
             let sort = sub.sort_values(table, new);
             let full = sub.query.window.as_ref().is_some_and(|w| sub.members.len() >= w.limit);
+            let member = Member { sort, version: version_of(new) };
             if !full {
-                sub.members.insert(key.0.clone(), Member { sort });
+                sub.members.insert(key.0.clone(), member);
                 t.hold(&key.0, id);
                 out.push(deliver(LiveOp::Add, Some(row())));
                 return;
             }
             sub.more = true;
             let Some((last_key, last)) = sub.last().map(|(k, m)| (k.clone(), m.clone())) else { return };
-            if sub.order(&sort, &last.sort).is_lt() {
+            if sub.order(&member.sort, &last.sort).is_lt() {
                 sub.members.remove(&last_key);
                 t.release(&last_key, id);
                 out.push(Effect::Deliver { id, op: LiveOp::Remove, key: RecordKey(last_key), row: None, sequence });
-                sub.members.insert(key.0.clone(), Member { sort });
+                sub.members.insert(key.0.clone(), member);
                 t.hold(&key.0, id);
                 out.push(deliver(LiveOp::Add, Some(row())));
             }

@@ -36,6 +36,10 @@ pub enum ClientFrame {
     },
     /// `publish {topic, data}` (legacy POS sync topics).
     TopicPublish(TopicPublish),
+    /// **(ext)** `client:subscribe`: start a live query.
+    LiveSubscribe(LiveSubscribe),
+    /// **(ext)** `client:unsubscribe`: end one.
+    LiveUnsubscribe(LiveUnsubscribe),
 }
 
 /// Why a client frame was refused.
@@ -101,6 +105,17 @@ pub struct ClientHello {
     /// **(ext)** the last sequence seen, per module (or one number for a one-module branch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<HelloCursor>,
+    /// **(ext)** `"subscriptions"`: no snapshot and no branch-wide events, only what live queries
+    /// (`client:subscribe`) select. Absent or `"module"`: the whole branch, as the original.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<String>,
+}
+
+impl ClientHello {
+    /// Whether the client asked for live queries only.
+    pub fn subscriptions_only(&self) -> bool {
+        self.sync.as_deref() == Some("subscriptions")
+    }
 }
 
 /// The cursor of a `client:hello`.
@@ -251,6 +266,51 @@ pub struct QueryAggregate {
     pub max: Vec<String>,
 }
 
+/// **(ext)** `client:subscribe`: the rows of `table` that `filter` selects, then every change to
+/// that result (`server:live`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveSubscribe {
+    /// The client's name for this subscription, echoed in every frame about it.
+    pub sub_id: String,
+    /// Module (the branch's only one when absent).
+    #[serde(default, alias = "module", skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// Table.
+    #[serde(alias = "tableName")]
+    pub table: String,
+    /// Either form of the filter language; none: every row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
+    /// With `limit`: the window's order (`-createdAt,id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    /// Only the first rows in `sort` order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// Only these fields of each row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+    /// The `cursor` of the last frame received for this subscription: resume with the changes
+    /// since, when the log still holds them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<u64>,
+    /// Echoed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+}
+
+/// **(ext)** `client:unsubscribe`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveUnsubscribe {
+    /// The subscription.
+    pub sub_id: String,
+    /// Echoed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+}
+
 fn list() -> String {
     "list".into()
 }
@@ -297,6 +357,8 @@ impl ClientFrame {
             "subscribe" => ClientFrame::Subscribe { topic: body::<Topic>(&kind, value)?.topic },
             "unsubscribe" => ClientFrame::Unsubscribe { topic: body::<Topic>(&kind, value)?.topic },
             "publish" => ClientFrame::TopicPublish(body(&kind, value)?),
+            "client:subscribe" => ClientFrame::LiveSubscribe(body(&kind, value)?),
+            "client:unsubscribe" => ClientFrame::LiveUnsubscribe(body(&kind, value)?),
             _ => return Err(FrameError::UnknownType(kind)),
         })
     }

@@ -11,14 +11,14 @@ mod rest;
 mod server;
 
 pub use client::{
-    ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, QueryAggregate, RequestSnapshot,
-    TopicPublish,
+    ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, LiveSubscribe, LiveUnsubscribe,
+    QueryAggregate, RequestSnapshot, TopicPublish,
 };
 pub use rest::{
     DeltaRequest, DeltaResponse, DeltaTableCursor, DeltaTableStats, ErrorBody, EventsBatchRequest, SaveRequest,
     SequenceRequest, TableQueryParams, WriteRequest,
 };
 pub use server::{
-    AckMeta, CommitFrame, CommitSite, DeltaFrame, Entry, ModuleSnapshot, Notice, QueryResult, RecordRef,
-    ServerDirective, ServerError, ServerFrame, ServerHello, ServerLog, ServerSnapshot, SnapshotMeta,
+    AckMeta, CommitFrame, CommitSite, DeltaFrame, Entry, LiveChange, LiveResult, ModuleSnapshot, Notice, QueryResult,
+    RecordRef, ServerDirective, ServerError, ServerFrame, ServerHello, ServerLog, ServerSnapshot, SnapshotMeta,
 };

@@ -40,6 +40,19 @@ pub enum ServerFrame {
     /// Answer to `client:query`.
     #[serde(rename = "server:query:result")]
     QueryResult(QueryResult),
+    /// **(ext)** The first answer to `client:subscribe`.
+    #[serde(rename = "server:subscribed")]
+    Subscribed(LiveResult),
+    /// **(ext)** Answer to `client:unsubscribe`.
+    #[serde(rename = "server:unsubscribed")]
+    Unsubscribed {
+        /// The subscription.
+        #[serde(rename = "subId")]
+        sub_id: String,
+        /// The request it answers.
+        #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<Value>,
+    },
     /// Answer to `ping`.
     #[serde(rename = "pong")]
     Pong {
@@ -450,4 +463,50 @@ pub struct QueryResult {
     /// **(ext)** For a list: `{hasMore, next}`, `next.after` continuing it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Value>,
+}
+
+/// **(ext)** `server:subscribed`: a live query's result when it starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveResult {
+    /// The subscription.
+    pub sub_id: String,
+    /// Module.
+    pub module_id: String,
+    /// Table.
+    pub table: String,
+    /// `rows`: `rows` is the whole result (replace what you hold). `changes`: resuming from the
+    /// client's cursor, `rows` are the rows that changed and still belong, `removed` the keys that
+    /// left; everything else the client holds is unchanged.
+    pub mode: String,
+    /// Rows, as clients see them.
+    pub rows: Vec<Row>,
+    /// Keys that left the result (mode `changes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// A window: rows beyond it match too.
+    pub has_more: bool,
+    /// Where this result stands in the module's log: give it back to resume.
+    pub cursor: u64,
+    /// The request it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+}
+
+/// **(ext)** `server:live`: one move of a live query's result. Borrows the row so the server
+/// serializes it without copying.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "server:live", rename_all = "camelCase")]
+pub struct LiveChange<'r> {
+    /// The subscription.
+    pub sub_id: std::borrow::Cow<'r, str>,
+    /// `add`, `update` or `remove`.
+    pub op: crate::sync::live::LiveOp,
+    /// The row's key.
+    pub key: std::borrow::Cow<'r, str>,
+    /// The row, as clients see it (add and update).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<std::borrow::Cow<'r, Row>>,
+    /// The sequence of the change: the subscription's cursor from now on.
+    pub cursor: u64,
 }

@@ -1,6 +1,7 @@
 //! Read models shared by REST and WebSocket: module snapshots and deltas, rendered for clients
 //! ([`crate::render`]).
 
+pub mod live;
 pub mod page;
 
 use std::collections::BTreeMap;

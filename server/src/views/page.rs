@@ -106,6 +106,26 @@ pub struct Page {
 /// Our cursors start so; any other `after` is the original's `afterId`.
 const CURSOR_PREFIX: &str = "mk1.";
 
+/// A filter as a WebSocket frame carries it, and whether it may name only the schema's fields:
+/// the string form is ours and checked strictly; the JSON form is also old clients'
+/// `{field: value}`, which may name properties the schema lacks.
+pub fn filter_of(value: Option<&Value>) -> Result<(Option<Filter>, bool), PageError> {
+    match value {
+        None | Some(Value::Null) => Ok((None, false)),
+        Some(Value::String(text)) => Ok((Some(Filter::parse(text)?), true)),
+        Some(json_form) => {
+            // The browser store's query object `{where: {...}}`, or its `where` alone.
+            let json_form = match json_form.as_object().and_then(|o| o.get("where").filter(|_| o.len() == 1)) {
+                Some(inner) if inner.is_object() => inner,
+                _ => json_form,
+            };
+            Filter::from_json(json_form)
+                .map(|f| (Some(f), false))
+                .map_err(|e| PageError::InvalidFilterForm(e.to_string()))
+        }
+    }
+}
+
 /// Checks a filter against the table and binds its variables for this request. A hidden field
 /// is as unknown as a missing one: filtering on it would reveal it.
 pub fn prepare_filter(
@@ -129,7 +149,7 @@ pub fn prepare_filter(
     Ok(filter.bind(&bindings))
 }
 
-fn parse_sort(table: &Table, spec: Option<&str>) -> Result<Vec<(String, bool)>, PageError> {
+pub(crate) fn parse_sort(table: &Table, spec: Option<&str>) -> Result<Vec<(String, bool)>, PageError> {
     let mut out = Vec::new();
     for part in spec.unwrap_or_default().split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (field, desc) = match part.strip_prefix('-') {

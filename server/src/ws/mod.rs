@@ -1,8 +1,9 @@
 //! The WebSocket gateway (spec §4): `/ws`, and upgrades on any other path as the original accepted.
 //! One task per connection (`session`) reads frames, hands writes to the engine, and sends
-//! replies, acks (in request order) and the branch's events.
+//! replies, acks (in request order), the branch's events and its live queries' changes (`live`).
 
 mod frames;
+mod live;
 mod session;
 mod topics;
 

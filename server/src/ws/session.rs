@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use mishkah_core::query::Filter;
 use mishkah_core::record::Strictness;
 use mishkah_core::wire::{
     ClientFrame, ClientHello, ClientPublish, ClientQuery, CommitSite, DeltaFrame, ServerDirective, ServerFrame,
@@ -20,11 +19,12 @@ use super::frames::{error_pair, log, text};
 use crate::clock::now_iso;
 use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
 use crate::http::error::mutation_details;
+use crate::hub::live::{LiveFeed, LiveOut};
 use crate::hub::{Frame, Subscription};
 use crate::state::AppState;
 use crate::storage::Measure;
 use crate::views;
-use crate::views::page::{table_page, PageError, PageRequest};
+use crate::views::page::{table_page, PageRequest};
 
 /// An ack owed to this connection, delivered by the writer in commit order.
 struct Outcome {
@@ -36,12 +36,13 @@ struct Outcome {
     meta: Value,
 }
 
-struct Session {
-    state: AppState,
-    branch: Option<String>,
+pub(super) struct Session {
+    pub(super) state: AppState,
+    pub(super) branch: Option<String>,
     /// `client:hello {lang}`: snapshots merge this language's translations.
     lang: Option<String>,
     subscription: Option<Subscription>,
+    pub(super) live: super::live::LiveSubs,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
@@ -51,7 +52,14 @@ pub async fn run(socket: WebSocket, state: AppState) {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
-    let mut session = Session { state: state.clone(), branch: None, lang: None, subscription: None, outcomes };
+    let mut session = Session {
+        state: state.clone(),
+        branch: None,
+        lang: None,
+        subscription: None,
+        live: Default::default(),
+        outcomes,
+    };
     let hello = ServerHello {
         server_id: state.server_id.clone(),
         now: now_iso(),
@@ -75,6 +83,18 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     open = send_all(&mut sink, &state, frames).await;
                 }
             },
+            out = next_live(&mut session.live.feed) => {
+                let frames = match out {
+                    Some(LiveOut::Frame(frame)) => {
+                        state.metrics.frames_out.inc();
+                        open = sink.send(Message::Text(frame)).await.is_ok();
+                        continue;
+                    }
+                    Some(LiveOut::Reload(id)) => session.live_reload(id).await,
+                    None => session.live_lost(),
+                };
+                open = send_all(&mut sink, &state, frames).await;
+            }
             msg = stream.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
                     state.metrics.frames_in.inc();
@@ -144,6 +164,13 @@ async fn send_events(
     sink.flush().await.is_ok()
 }
 
+async fn next_live(feed: &mut Option<LiveFeed>) -> Option<LiveOut> {
+    match feed {
+        Some(f) => f.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_event(sub: &mut Option<Subscription>) -> Option<Frame> {
     match sub {
         Some(s) => s.rx.recv().await,
@@ -156,7 +183,7 @@ impl Session {
         &self.state.server_id
     }
 
-    fn error(
+    pub(super) fn error(
         &self,
         code: &str,
         message: &str,
@@ -206,10 +233,12 @@ impl Session {
                 vec![text(&ServerFrame::TopicAck { event: "unsubscribe".into(), topic: Some(topic) })]
             }
             ClientFrame::TopicPublish(p) => self.publish_state(p).await,
+            ClientFrame::LiveSubscribe(s) => self.live_subscribe(s).await,
+            ClientFrame::LiveUnsubscribe(u) => self.live_unsubscribe(u),
         }
     }
 
-    fn not_registered(&self, request_id: Option<Value>) -> Vec<String> {
+    pub(super) fn not_registered(&self, request_id: Option<Value>) -> Vec<String> {
         self.error("not-registered", "send client:hello with a branchId first", Value::Null, request_id, None)
     }
 
@@ -226,11 +255,17 @@ impl Session {
                 )
             }
         };
+        self.branch = Some(hello.branch_id.clone());
+        self.lang = hello.lang.clone().filter(|l| !l.is_empty());
+        if hello.subscriptions_only() {
+            // Only what its live queries select: no snapshot, no branch-wide events.
+            self.subscription = None;
+            let context = json!({"branchId": hello.branch_id, "role": hello.role, "sync": "subscriptions"});
+            return vec![log(self.server_id(), "info", "Client registered", context)];
+        }
         // Subscribe before reading, so nothing committed in between is missed (a duplicate event
         // is harmless: its sequence is not above the snapshot's version).
         self.subscription = Some(self.state.engine.hub().subscribe(&hello.branch_id));
-        self.branch = Some(hello.branch_id.clone());
-        self.lang = hello.lang.clone().filter(|l| !l.is_empty());
         let mut out = vec![log(
             self.server_id(),
             "info",
@@ -328,7 +363,7 @@ impl Session {
     }
 
     /// The module a frame targets: the one it names, else the branch's only module.
-    async fn target(&self, named: Option<&str>) -> Result<Arc<ModuleHandle>, (String, String)> {
+    pub(super) async fn target(&self, named: Option<&str>) -> Result<Arc<ModuleHandle>, (String, String)> {
         let branch =
             self.branch.as_deref().ok_or(("not-registered".to_owned(), "send client:hello first".to_owned()))?;
         let module = match named {
@@ -451,21 +486,9 @@ impl Session {
                 Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
             }
         } else {
-            // The string form is ours and checked strictly; the JSON form is also old clients'
-            // `{field: value}`, which may name properties the schema lacks.
-            let (filter, known_fields_only) = match &q.filter {
-                None | Some(Value::Null) => (None, false),
-                Some(Value::String(text)) => match Filter::parse(text) {
-                    Ok(f) => (Some(f), true),
-                    Err(e) => {
-                        let e = PageError::from(e);
-                        return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None);
-                    }
-                },
-                Some(json_form) => match Filter::from_json(json_form) {
-                    Ok(f) => (Some(f), false),
-                    Err(e) => return self.error("invalid-filter", &e.to_string(), Value::Null, q.request_id, None),
-                },
+            let (filter, known_fields_only) = match views::page::filter_of(q.filter.as_ref()) {
+                Ok(f) => f,
+                Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
             };
             if let Some(agg) = &q.aggregate {
                 let mut measures = Vec::new();

@@ -5,6 +5,10 @@
 //! subscriber. Each subscriber has a bounded queue; one that cannot keep up is dropped from live
 //! fan-out and flagged `lagged`, so its session tells the client to resync instead of letting
 //! server memory grow.
+//!
+//! Live queries ([`live`]) read the same stream, after the branch-wide fan-out of each change.
+
+pub mod live;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,6 +57,7 @@ pub struct Hub {
     branches: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
+    live: Arc<live::LiveHub>,
 }
 
 /// A live subscription; dropping it unsubscribes.
@@ -75,7 +80,13 @@ impl Drop for Subscription {
 impl Hub {
     /// A hub for this server.
     pub fn new(server_id: String, metrics: Arc<Metrics>) -> Arc<Hub> {
-        Arc::new(Hub { server_id, branches: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), metrics })
+        let live = live::LiveHub::new(metrics.clone());
+        Arc::new(Hub { server_id, branches: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), metrics, live })
+    }
+
+    /// The live queries.
+    pub fn live(&self) -> &Arc<live::LiveHub> {
+        &self.live
     }
 
     /// This server's id.
@@ -139,12 +150,12 @@ impl Hub {
     /// Publishes committed events in commit order until every writer is gone.
     pub async fn run_publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Published>) {
         while let Some(p) = rx.recv().await {
-            if self.subscriber_count(&p.branch) == 0 {
-                continue;
+            if self.subscriber_count(&p.branch) > 0 {
+                if let Some(frame) = self.event_frame(&p) {
+                    self.broadcast(&p.branch, frame);
+                }
             }
-            if let Some(frame) = self.event_frame(&p) {
-                self.broadcast(&p.branch, frame);
-            }
+            self.live.publish(&p);
         }
     }
 }

@@ -1,0 +1,114 @@
+//! The reads of a live query: its window at one commit, and on resume which rows changed since the
+//! client's cursor. The matching itself is `mishkah_core::sync::live`'s; the fan-out is
+//! [`crate::hub::live`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use mishkah_core::query::Filter;
+use mishkah_core::sync::live::{LiveQuery, Window};
+use mishkah_core::sync::Delta;
+use mishkah_core::wire::LiveSubscribe;
+use mishkah_core::{RecordKey, Row, Table};
+
+use super::page::{filter_of, parse_sort, prepare_filter, PageError};
+use super::MAX_DELTA_EVENTS;
+use crate::engine::ModuleHandle;
+use crate::storage::PageQuery;
+
+/// A checked subscription.
+#[derive(Debug, Clone)]
+pub struct LiveSpec {
+    pub table: Table,
+    pub query: LiveQuery,
+    pub fields: Option<Vec<String>>,
+}
+
+impl LiveSpec {
+    /// Checks a `client:subscribe` against the table as the table route checks a page: a hidden
+    /// or (in the string form) unknown field is `unknown-field`, variables are bound now. Every
+    /// live query is a window of at most `max_rows` (the server's page cap).
+    pub fn prepare(
+        handle: &ModuleHandle,
+        table: &Table,
+        req: &LiveSubscribe,
+        max_rows: usize,
+    ) -> Result<Self, PageError> {
+        if table.locked {
+            return Err(PageError::TableLocked(table.name.clone()));
+        }
+        let (filter, known_fields_only) = filter_of(req.filter.as_ref())?;
+        let filter = match filter {
+            Some(f) => prepare_filter(handle, table, &f, known_fields_only, "ws")?,
+            None => Filter::And(Vec::new()),
+        };
+        let sort = parse_sort(table, req.sort.as_deref())?;
+        let limit = req.limit.unwrap_or(max_rows).clamp(1, max_rows.max(1));
+        let query = LiveQuery { table: table.name.clone(), filter, window: Some(Window { sort, limit }) };
+        Ok(LiveSpec { table: table.clone(), query, fields: req.fields.clone() })
+    }
+
+    fn window(&self) -> &Window {
+        self.query.window.as_ref().expect("every live query has a window")
+    }
+}
+
+/// A live query's rows at one commit.
+#[derive(Debug)]
+pub struct WindowRead {
+    /// Stored form: the index needs every field; render before sending.
+    pub rows: Vec<Row>,
+    /// Rows beyond the window match too.
+    pub more: bool,
+    /// The sequence read at.
+    pub at: u64,
+    /// With a resume cursor the log still covers: the keys changed since it.
+    pub changed: Option<HashSet<String>>,
+}
+
+/// Reads the window (and, given `since`, the keys of the table changed after it), all at one
+/// commit.
+pub async fn read_window(
+    handle: &Arc<ModuleHandle>,
+    spec: &LiveSpec,
+    since: Option<u64>,
+) -> Result<WindowRead, PageError> {
+    let window = spec.window().clone();
+    let query = PageQuery {
+        limit: window.limit.saturating_add(1),
+        filter: Some(spec.query.filter.clone()),
+        sort: window.sort.clone(),
+        ..PageQuery::default()
+    };
+    let table = spec.table.clone();
+    let read = handle
+        .read(move |r, _| {
+            let (oldest, head) = r.bounds()?;
+            let mut rows = r.page(&table, &query)?;
+            let more = rows.len() > window.limit;
+            rows.truncate(window.limit);
+            let covered = since.filter(|&cursor| {
+                cursor <= head
+                    && head - cursor <= MAX_DELTA_EVENTS
+                    && Delta::since(cursor, oldest, head, std::iter::empty()).is_ok()
+            });
+            let changed = match covered {
+                Some(cursor) => Some(
+                    r.events_after(cursor, MAX_DELTA_EVENTS as usize)?
+                        .into_iter()
+                        .filter(|e| e.change.table == table.name)
+                        .map(|e| e.change.key.0)
+                        .collect(),
+                ),
+                None => None,
+            };
+            Ok(WindowRead { rows, more, at: head, changed })
+        })
+        .await?;
+    Ok(read)
+}
+
+/// The key of a stored row.
+pub fn key_of(table: &Table, row: &Row) -> Option<String> {
+    RecordKey::of(table, row).ok().map(|k| k.0)
+}
