@@ -33,6 +33,15 @@ pub(crate) struct Options {
     pub(crate) use_indexed_db: Option<bool>,
     #[serde(default)]
     pub(crate) db_name: Option<String>,
+    /// `"subscriptions"`: hold only what live queries select; default: the whole module.
+    #[serde(default)]
+    pub(crate) sync: Option<String>,
+}
+
+impl Options {
+    pub(crate) fn subscriptions_only(&self) -> bool {
+        self.sync.as_deref() == Some("subscriptions")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) watchers: Vec<Watcher>,
     pub(crate) next_watcher: u32,
     pub(crate) waiters: HashMap<String, (Function, Function)>,
+    /// `subscribe(...).ready` promises by subscription, settled by `server:subscribed` or an error.
+    pub(crate) sub_waiters: HashMap<String, Vec<(Function, Function)>>,
     pub(crate) ready_waiters: Vec<Function>,
     pub(crate) attempt: u32,
     pub(crate) counter: u64,

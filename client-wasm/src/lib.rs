@@ -1,12 +1,14 @@
 //! # mishkah-client
 //!
 //! The browser store. Everything that decides something runs `mishkah-core` (validation,
-//! optimistic apply, delta merge, queries) in [`state`], which has no browser dependency and is
+//! optimistic apply, delta merge, queries) in [`state`] (and, for `{sync: "subscriptions"}`, which live
+//! query holds which row in [`membership`]), which has no browser dependency and is
 //! tested natively. The wasm side (`store`: the JS API; `session`: socket, frames, callbacks; `persist`: IndexedDB;
 //! `tabs`: one sender per pending write across tabs) only moves data:
 //! WebSocket frames in and out, IndexedDB reads and writes, JS values across the boundary.
 
 pub mod backoff;
+pub mod membership;
 pub mod state;
 
 #[cfg(target_arch = "wasm32")]

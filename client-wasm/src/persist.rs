@@ -30,6 +30,8 @@ pub struct Loaded {
     pub rows: Vec<(String, Row)>,
     /// Pending writes.
     pub outbox: Vec<Pending>,
+    /// `{sync: "subscriptions"}`: which live query holds which row.
+    pub subs: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -69,6 +71,9 @@ impl Persist {
         if let Some(schema) = meta.get("schema".into()).await.map_err(js_err)? {
             loaded.schema = Some(from_js(schema)?);
         }
+        if let Some(subs) = meta.get("subs".into()).await.map_err(js_err)? {
+            loaded.subs = from_js(subs).ok();
+        }
         if let Some(cursor) = meta.get("cursor".into()).await.map_err(js_err)? {
             loaded.cursor = cursor.as_f64().unwrap_or(0.0) as u64;
         }
@@ -87,13 +92,15 @@ impl Persist {
         Ok(loaded)
     }
 
-    /// Stores row changes and the new cursor in one transaction; `replace` clears the rows first
+    /// Stores row changes, the new cursor and (subscriptions mode) the membership in one
+    /// transaction, so rows and who holds them never disagree; `replace` clears the rows first
     /// (a full snapshot).
     pub async fn write_rows(
         &self,
         changes: Vec<(String, RecordKey, Option<Row>)>,
         cursor: u64,
         replace: bool,
+        subs: Option<Value>,
     ) -> Result<(), JsValue> {
         let tx = self.db.transaction(&[ROWS, META], TransactionMode::ReadWrite).map_err(js_err)?;
         let rows = tx.store(ROWS).map_err(js_err)?;
@@ -109,11 +116,11 @@ impl Persist {
                 None => rows.delete(row_key(&table, &key)).await.map_err(js_err)?,
             }
         }
-        tx.store(META)
-            .map_err(js_err)?
-            .put(&JsValue::from_f64(cursor as f64), Some(&"cursor".into()))
-            .await
-            .map_err(js_err)?;
+        let meta = tx.store(META).map_err(js_err)?;
+        meta.put(&JsValue::from_f64(cursor as f64), Some(&"cursor".into())).await.map_err(js_err)?;
+        if let Some(subs) = subs {
+            meta.put(&to_js(&subs), Some(&"subs".into())).await.map_err(js_err)?;
+        }
         tx.done().await.map_err(js_err)?;
         Ok(())
     }

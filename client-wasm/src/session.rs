@@ -136,13 +136,14 @@ pub(crate) fn save_later(shared: &Shared, changed: &Changed) {
     spawn_local(async move {
         // Let the current burst of frames finish first, so they share one transaction.
         let _ = JsFuture::from(Promise::resolve(&JsValue::NULL)).await;
-        let (batch, cursor, replace) = {
+        let (batch, cursor, replace, subs) = {
             let mut inner = shared.borrow_mut();
             inner.save_scheduled = false;
             let replace = std::mem::take(&mut inner.replace_saved);
-            (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace)
+            let subs = inner.state.live.as_ref().and_then(|m| serde_json::to_value(m).ok());
+            (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace, subs)
         };
-        if let Err(e) = persist.write_rows(batch, cursor, replace).await {
+        if let Err(e) = persist.write_rows(batch, cursor, replace, subs).await {
             web_sys::console::error_2(&"mishkah: could not persist rows".into(), &e);
         }
     });
@@ -223,8 +224,58 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
                 call_all(vec![(resolve, payload)]);
             }
         }
-        "server:error" => on_error(shared, &frame),
+        "server:subscribed" if frame["moduleId"] == module.as_str() => {
+            let changed = shared.borrow_mut().state.on_subscribed(&frame);
+            let sub = frame["subId"].as_str().unwrap_or_default().to_owned();
+            after_change(shared, changed, Some(("subscribed", to_js(&frame))));
+            let waiters = shared.borrow_mut().sub_waiters.remove(&sub).unwrap_or_default();
+            call_all(waiters.into_iter().map(|(resolve, _)| (resolve, JsValue::TRUE)).collect());
+        }
+        "server:live" => {
+            let changed = shared.borrow_mut().state.on_live(&frame);
+            after_change(shared, changed, Some(("live", to_js(&frame))));
+        }
+        "server:directive" if frame["directive"] == "resubscribe" => resubscribe(shared),
+        "server:error" => match frame["requestId"].as_str().and_then(|r| r.strip_prefix(SUBSCRIBE_REQUEST)) {
+            Some(sub) => {
+                let waiters = shared.borrow_mut().sub_waiters.remove(sub).unwrap_or_default();
+                let code = frame["code"].as_str().unwrap_or("error");
+                let message = frame["message"].as_str().unwrap_or("error");
+                let reason = error(code, message, frame["details"].clone());
+                call_all(waiters.into_iter().map(|(_, reject)| (reject, reason.clone())).collect());
+            }
+            None => on_error(shared, &frame),
+        },
         _ => {}
+    }
+}
+
+/// The `requestId` of a `client:subscribe` is this and the subscription's id.
+pub(crate) const SUBSCRIBE_REQUEST: &str = "subscribe:";
+
+/// The `client:subscribe` frame of a subscription the store holds, resuming from its cursor.
+pub(crate) fn subscribe_frame(inner: &Inner, sub_id: &str) -> Option<Value> {
+    let sub = inner.state.live.as_ref()?.subs.get(sub_id)?;
+    let mut frame = sub.request.clone();
+    frame["type"] = json!("client:subscribe");
+    frame["subId"] = json!(sub_id);
+    frame["moduleId"] = json!(inner.opts.module_id);
+    frame["table"] = json!(sub.table);
+    frame["requestId"] = json!(format!("{SUBSCRIBE_REQUEST}{sub_id}"));
+    if let Some(c) = sub.cursor {
+        frame["cursor"] = json!(c);
+    }
+    Some(frame)
+}
+
+/// Sends every subscription again (after a reconnect, or when the server dropped them).
+pub(crate) fn resubscribe(shared: &Shared) {
+    let inner = shared.borrow();
+    let ids: Vec<String> = inner.state.live.iter().flat_map(|m| m.subs.keys().cloned()).collect();
+    for id in ids {
+        if let Some(frame) = subscribe_frame(&inner, &id) {
+            send(&inner, &frame);
+        }
     }
 }
 
@@ -305,8 +356,24 @@ pub(crate) fn open_socket(shared: &Shared) {
 
 pub(crate) fn on_opened(shared: &Shared) {
     set_status(shared, Status::Open);
+    let subscriptions_only = {
+        let inner = &mut *shared.borrow_mut();
+        inner.attempt = 0;
+        if inner.opts.subscriptions_only() {
+            let role = inner.opts.role.clone().unwrap_or_else(|| "client".into());
+            let hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": role, "sync": "subscriptions"});
+            send(inner, &hello);
+        }
+        inner.opts.subscriptions_only()
+    };
+    if subscriptions_only {
+        // Nothing to wait for: the live queries bring their rows.
+        resubscribe(shared);
+        set_status(shared, Status::Ready);
+        flush_outbox(shared);
+        return;
+    }
     let inner = &mut *shared.borrow_mut();
-    inner.attempt = 0;
     let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true});
     if inner.state.confirmed.cursor > 0 && inner.state.schema.is_some() {
         hello["cursor"] = json!({ inner.opts.module_id.clone(): inner.state.confirmed.cursor });

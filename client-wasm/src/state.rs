@@ -11,6 +11,8 @@ use mishkah_core::{apply, Action, Mutation, MutationError, RecordKey, Row, Schem
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::membership::Membership;
+
 /// A write waiting for the server's acknowledgement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,6 +53,8 @@ pub struct ClientState {
     pub outbox: Vec<Pending>,
     /// The store's branch: filled into a missing `branchId` as the server fills it.
     pub branch: Option<String>,
+    /// `{sync: "subscriptions"}`: the rows held are exactly what live queries hold.
+    pub live: Option<Membership>,
     policy: VersionPolicy,
 }
 
@@ -196,6 +200,10 @@ impl ClientState {
         let key = RecordKey(key.to_owned());
         let deleted = frame.get("deleted").and_then(Value::as_bool).unwrap_or(false);
         let new_version = frame.get("recordVersion").and_then(Value::as_i64).unwrap_or(i64::MAX);
+        if self.live.as_ref().is_some_and(|m| !m.holds(table, &key.0)) {
+            // Our own write of a row no live query holds: it does not stay on the device.
+            return changed;
+        }
         let rows = self.confirmed.tables.entry(table.to_owned()).or_default();
         if let Some(current) = rows.get(&key) {
             if row_version(current) > new_version || (!deleted && row_version(current) == new_version) {
@@ -212,6 +220,85 @@ impl ClientState {
             return changed;
         }
         changed.tables.insert(table.to_owned());
+        changed
+    }
+
+    /// `server:subscribed`: a live query's rows (all of them, or on resume what changed).
+    pub fn on_subscribed(&mut self, frame: &Value) -> Changed {
+        let mut changed = Changed::default();
+        let (Some(sub), Some(table)) = (frame["subId"].as_str(), frame["table"].as_str()) else { return changed };
+        let rows: Vec<(RecordKey, Row)> = frame["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_object)
+            .filter_map(|r| self.key_of(table, r).map(|k| (k, r.clone())))
+            .collect();
+        let removed = frame["removed"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned);
+        let full = frame["mode"] != "changes";
+        let cursor = frame["cursor"].as_u64().unwrap_or(0);
+        let Some(m) = self.live.as_mut() else { return changed };
+        let keys = rows.iter().map(|(k, _)| k.0.clone()).collect();
+        let left = m.on_result(sub, full, keys, removed.collect(), cursor);
+        let held = self.confirmed.tables.entry(table.to_owned()).or_default();
+        for (key, row) in rows {
+            held.insert(key.clone(), row.clone());
+            changed.persist.push((table.to_owned(), key, Some(row)));
+        }
+        for key in left {
+            let key = RecordKey(key);
+            held.remove(&key);
+            changed.persist.push((table.to_owned(), key, None));
+        }
+        changed.tables.insert(table.to_owned());
+        changed
+    }
+
+    /// `server:live`: one move of a live query's result.
+    pub fn on_live(&mut self, frame: &Value) -> Changed {
+        let mut changed = Changed::default();
+        let (Some(sub), Some(key)) = (frame["subId"].as_str(), frame["key"].as_str()) else { return changed };
+        let Some(m) = self.live.as_mut() else { return changed };
+        let Some(table) = m.table_of(sub).map(str::to_owned) else { return changed };
+        let remove = frame["op"] == "remove";
+        let leaves = m.on_live(sub, remove, key, frame["cursor"].as_u64().unwrap_or(0));
+        let key = RecordKey(key.to_owned());
+        let held = self.confirmed.tables.entry(table.clone()).or_default();
+        if let Some(row) = frame["row"].as_object().filter(|_| !remove) {
+            held.insert(key.clone(), row.clone());
+            changed.persist.push((table.clone(), key, Some(row.clone())));
+        } else if leaves {
+            held.remove(&key);
+            changed.persist.push((table.clone(), key, None));
+        }
+        changed.tables.insert(table);
+        changed
+    }
+
+    /// Ends a live query at `now` (ms): the rows only it held leave (or linger for its TTL).
+    pub fn unsubscribe(&mut self, sub_id: &str, now: f64) -> Changed {
+        let Some(m) = self.live.as_mut() else { return Changed::default() };
+        let table = m.table_of(sub_id).map(str::to_owned).unwrap_or_default();
+        let gone = m.remove(sub_id, now).into_iter().map(|k| (table.clone(), k)).collect();
+        self.forget(gone)
+    }
+
+    /// Drops the lingering rows whose TTL ran out by `now` (ms).
+    pub fn expire(&mut self, now: f64) -> Changed {
+        let gone = self.live.as_mut().map(|m| m.expire(now)).unwrap_or_default();
+        self.forget(gone)
+    }
+
+    fn forget(&mut self, gone: Vec<(String, String)>) -> Changed {
+        let mut changed = Changed::default();
+        for (table, key) in gone {
+            let key = RecordKey(key);
+            if let Some(rows) = self.confirmed.tables.get_mut(&table) {
+                rows.remove(&key);
+            }
+            changed.persist.push((table.clone(), key, None));
+            changed.tables.insert(table);
+        }
         changed
     }
 

@@ -38,11 +38,17 @@ export interface StoreOptions {
   autoReconnect?: boolean;
   useIndexedDB?: boolean;
   dbName?: string;
+  /** `"subscriptions"`: hold only the rows live queries (`subscribe`) select; default: the whole module. */
+  sync?: "module" | "subscriptions";
 }
+/** A live query: `ready` resolves when its rows are held (at once when cached); `unsubscribe()` ends it. */
+export interface Subscription { id: string; ready: Promise<boolean>; unsubscribe(): void }
+/** `subscribe` options: keep released rows `ttlMs` after unsubscribing. */
+export interface SubscribeOptions { ttlMs?: number }
 export type StoreStatus = "idle" | "connecting" | "open" | "ready" | "offline" | "closed";
-export type StoreEvent = "status" | "snapshot" | "event" | "ack" | "conflict" | "error";
-/** `{where: {field: value | {op: value}, and?: [...], or?: [...]}, orderBy?: ["field", "-field"], limit?, offset?, fields?}` */
-export interface Query { where?: Record<string, unknown>; orderBy?: string | string[]; limit?: number; offset?: number; fields?: string[] }
+export type StoreEvent = "status" | "snapshot" | "event" | "ack" | "conflict" | "error" | "subscribed" | "live";
+/** `{where: {field: value | {op: value}, and?: [...], or?: [...]} | "statusId = \"open\" && total > 10", orderBy?: ["field", "-field"], limit?, offset?, fields?}`, or the filter string alone. */
+export type Query = string | { where?: Record<string, unknown> | string; orderBy?: string | string[]; limit?: number; offset?: number; fields?: string[] }
 /** Write options: the version the caller last saw (our clients' unambiguous form). */
 export interface WriteOptions { expectedVersion?: number }
 /** Rejections carry a stable `code` (`version-conflict`, `validation-failed`, `not-found`...) and `details`. */
@@ -81,6 +87,9 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
     let tab = format!("{:x}", (js_sys::Math::random() * 1e12) as u64);
     let mut state = ClientState::default();
     state.branch = Some(opts.branch_id.clone());
+    if opts.subscriptions_only() {
+        state.live = Some(crate::membership::Membership::default());
+    }
     let inner = Inner {
         opts,
         ws_url,
@@ -95,6 +104,7 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         watchers: Vec::new(),
         next_watcher: 1,
         waiters: HashMap::new(),
+        sub_waiters: HashMap::new(),
         ready_waiters: Vec::new(),
         attempt: 0,
         counter: 0,
@@ -171,6 +181,81 @@ impl Store {
     }
 }
 
+/// A query in either form: a filter string, or `{where, orderBy, limit, offset, fields}` whose
+/// `where` is either form.
+fn parse_query(query: JsValue) -> Result<Query, JsValue> {
+    let value = match from_js(query)? {
+        Value::String(filter) => json!({ "where": filter }),
+        other => other,
+    };
+    Query::from_json(&value).map_err(|e| error(e.code(), &e.to_string(), Value::Null))
+}
+
+/// The `client:subscribe` fields of a `subscribe` query, checked here first so a bad filter fails
+/// at once (offline too).
+fn live_request(query: &Value) -> Result<Value, JsValue> {
+    let invalid = |e: &dyn std::fmt::Display| error("invalid-filter", &e.to_string(), Value::Null);
+    let mut request = serde_json::Map::new();
+    let filter = match query {
+        Value::String(_) => Some(query.clone()),
+        Value::Object(o) => o.get("where").or_else(|| o.get("filter")).cloned(),
+        Value::Null => None,
+        _ => return Err(error("invalid-argument", "a query is a filter string or an object", Value::Null)),
+    };
+    match &filter {
+        Some(Value::String(text)) => {
+            mishkah_core::query::Filter::parse(text).map_err(|e| invalid(&e))?;
+        }
+        Some(Value::Null) | None => {}
+        Some(other) => {
+            mishkah_core::query::Filter::from_json(other).map_err(|e| invalid(&e))?;
+        }
+    }
+    if let Some(f) = filter.filter(|f| !f.is_null()) {
+        request.insert("filter".into(), f);
+    }
+    if let Value::Object(o) = query {
+        let sort = match o.get("sort").or_else(|| o.get("orderBy")) {
+            Some(Value::Array(keys)) => Some(keys.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
+            Some(Value::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(sort) = sort {
+            request.insert("sort".into(), json!(sort));
+        }
+        for name in ["limit", "fields"] {
+            if let Some(v) = o.get(name) {
+                request.insert(name.into(), v.clone());
+            }
+        }
+    }
+    Ok(Value::Object(request))
+}
+
+fn subscription_object(id: &str, ready: Promise, unsubscribe: Closure<dyn FnMut()>) -> JsValue {
+    let obj = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&obj, &"id".into(), &JsValue::from_str(id));
+    let _ = js_sys::Reflect::set(&obj, &"ready".into(), &ready);
+    let _ = js_sys::Reflect::set(&obj, &"unsubscribe".into(), &unsubscribe.into_js_value());
+    obj.into()
+}
+
+/// Drops lingering rows when their TTL runs out.
+fn schedule_expiry(shared: &Shared) {
+    let Some(due) = shared.borrow().state.live.as_ref().and_then(|m| m.next_expiry()) else { return };
+    let weak = Rc::downgrade(shared);
+    let expire = Closure::once_into_js(move || {
+        let Some(shared) = weak.upgrade() else { return };
+        let changed = shared.borrow_mut().state.expire(js_sys::Date::now());
+        after_change(&shared, changed, None);
+        schedule_expiry(&shared);
+    });
+    let delay = (due - js_sys::Date::now()).max(0.0) + 1.0;
+    if let Some(w) = web_sys::window() {
+        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(expire.unchecked_ref(), delay as i32);
+    }
+}
+
 fn is_versioned(table: &str) -> bool {
     mishkah_core::VersionPolicy::default().requires_version(table)
 }
@@ -214,6 +299,10 @@ impl Store {
                         }
                     }
                     inner.state.confirmed.cursor = loaded.cursor;
+                    if inner.opts.subscriptions_only() {
+                        let cached = loaded.subs.and_then(|m| serde_json::from_value(m).ok());
+                        inner.state.live = Some(cached.unwrap_or_default());
+                    }
                     let tables: BTreeSet<String> = inner.state.confirmed.tables.keys().cloned().collect();
                     Changed { tables, ..Changed::default() }
                 };
@@ -307,9 +396,10 @@ impl Store {
         to_js(&self.inner.borrow().state.view_row(&table, &RecordKey(key), now()))
     }
 
-    /// `{where, orderBy, limit, offset, fields}` over the table's rows.
+    /// `{where, orderBy, limit, offset, fields}` (`where` in either form of the filter language),
+    /// or a filter string alone, over the table's rows.
     pub fn query(&self, table: String, query: JsValue) -> Result<JsValue, JsValue> {
-        let q = Query::from_json(&from_js(query)?).map_err(|e| error(e.code(), &e.to_string(), Value::Null))?;
+        let q = parse_query(query)?;
         let rows = self.inner.borrow().state.view_rows(&table, now());
         Ok(to_js(&q.run(rows.iter())))
     }
@@ -332,7 +422,7 @@ impl Store {
     /// Calls `cb(rows)` now and whenever the query's result may have changed. Returns an
     /// unsubscribe function.
     pub fn watch(&self, table: String, query: JsValue, cb: Function) -> Result<Function, JsValue> {
-        let q = Query::from_json(&from_js(query)?).map_err(|e| error(e.code(), &e.to_string(), Value::Null))?;
+        let q = parse_query(query)?;
         let (id, first) = {
             let mut inner = self.inner.borrow_mut();
             let id = inner.next_watcher;
@@ -350,6 +440,59 @@ impl Store {
             }
         });
         Ok(unsubscribe.into_js_value().unchecked_into())
+    }
+
+    /// A live query: the server sends the rows of `table` that `query` selects (a filter string,
+    /// or `{where, orderBy, limit, fields}`), then every change to that result. In a store opened
+    /// with `{sync: "subscriptions"}` those are the only rows it holds (IndexedDB included): a row
+    /// leaves when no subscription holds it any more (after `ttlMs`, when given). In a
+    /// whole-module store every row is held already, and `ready` resolves at once.
+    pub fn subscribe(&self, table: String, query: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
+        let request = live_request(&from_js(query)?)?;
+        let ttl_ms = from_js(options).ok().and_then(|o| o.get("ttlMs").and_then(Value::as_f64));
+        let sub_id = format!("{table}:{request}");
+        let ready = {
+            let mut inner = self.inner.borrow_mut();
+            let cached = inner
+                .state
+                .live
+                .as_ref()
+                .and_then(|m| m.subs.get(&sub_id))
+                .is_some_and(|s| s.cursor.is_some() && s.request == request);
+            let Some(live) = inner.state.live.as_mut() else {
+                let ready = Promise::resolve(&JsValue::TRUE);
+                return Ok(subscription_object(&sub_id, ready, Closure::<dyn FnMut()>::new(|| {})));
+            };
+            live.add(&sub_id, &table, request, ttl_ms);
+            let mut settle = None;
+            let ready = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+            if let Some((resolve, reject)) = settle {
+                if cached {
+                    let _ = resolve.call1(&JsValue::NULL, &JsValue::TRUE);
+                } else {
+                    inner.sub_waiters.entry(sub_id.clone()).or_default().push((resolve, reject));
+                }
+            }
+            if inner.status == Status::Ready {
+                if let Some(frame) = crate::session::subscribe_frame(&inner, &sub_id) {
+                    crate::session::send(&inner, &frame);
+                }
+            }
+            ready
+        };
+        let weak = Rc::downgrade(&self.inner);
+        let id = sub_id.clone();
+        let unsubscribe = Closure::<dyn FnMut()>::new(move || {
+            let Some(shared) = weak.upgrade() else { return };
+            let changed = {
+                let mut inner = shared.borrow_mut();
+                crate::session::send(&inner, &json!({"type": "client:unsubscribe", "subId": id}));
+                inner.state.unsubscribe(&id, js_sys::Date::now())
+            };
+            after_change(&shared, changed, None);
+            schedule_expiry(&shared);
+        });
+        Ok(subscription_object(&sub_id, ready, unsubscribe))
     }
 
     /// Inserts; resolves with the server's ack.

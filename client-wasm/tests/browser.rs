@@ -81,7 +81,7 @@ async fn indexeddb_round_trip_and_outbox_survive_a_reload() {
         let p = Persist::open(&db).await.unwrap();
         p.save_schema(&schema()).await.unwrap();
         let row = json!({"id": "T1", "name": "cached", "version": 1}).as_object().unwrap().clone();
-        p.write_rows(vec![("dining_tables".into(), RecordKey("T1".into()), Some(row))], 7, true).await.unwrap();
+        p.write_rows(vec![("dining_tables".into(), RecordKey("T1".into()), Some(row))], 7, true, None).await.unwrap();
         p.close();
     }
     let a = store(OFFLINE_WS, &db);
@@ -311,7 +311,7 @@ async fn opening_a_store_with_10000_cached_rows_is_fast_enough_to_measure() {
                 ("dining_tables".to_owned(), RecordKey(id), Some(row))
             })
             .collect();
-        p.write_rows(rows, 10_000, true).await.unwrap();
+        p.write_rows(rows, 10_000, true, None).await.unwrap();
         p.close();
     }
     let started = js_sys::Date::now();
@@ -459,4 +459,95 @@ async fn partial_inserts_fill_the_same_row_in_the_browser_and_on_the_server() {
         }
     }
     s.close();
+}
+
+fn subscriptions_store(ws: &str, db: &str) -> Store {
+    let http = SERVER_HTTP.unwrap_or("http://127.0.0.1:9");
+    let options = json!({"branchId": "demo", "moduleId": "pos", "wsUrl": ws, "httpUrl": http, "dbName": db,
+                         "autoReconnect": true, "sync": "subscriptions"});
+    create_store(js(options)).unwrap()
+}
+
+fn subscribe(store: &Store, table: &str, query: Value) -> (Promise, Function) {
+    let sub = store.subscribe(table.into(), js(query), JsValue::UNDEFINED).unwrap();
+    let ready: Promise = Reflect::get(&sub, &"ready".into()).unwrap().unchecked_into();
+    let unsubscribe: Function = Reflect::get(&sub, &"unsubscribe".into()).unwrap().unchecked_into();
+    (ready, unsubscribe)
+}
+
+fn held_ids(store: &Store) -> Vec<String> {
+    let mut ids: Vec<String> = rust(store.list_table("dining_tables".into()))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn cached_ids(db: &str) -> Vec<String> {
+    let p = Persist::open(db).await.unwrap();
+    let loaded = p.load().await.unwrap();
+    p.close();
+    let mut ids: Vec<String> =
+        loaded.rows.iter().map(|(_, r)| r["id"].as_str().unwrap_or_default().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+#[wasm_bindgen_test]
+async fn a_subscriptions_store_holds_only_subscribed_rows_on_the_device_and_watches_them_offline() {
+    let Some(ws) = server() else { return };
+    let tag = unique("live");
+    let path = "/api/branches/demo/modules/pos/tables/dining_tables";
+    let (big, small, other) = (format!("{tag}-big"), format!("{tag}-small"), format!("{tag}-other"));
+    for (id, name, seats) in [(&big, tag.as_str(), 6), (&small, tag.as_str(), 2), (&other, "someone else", 6)] {
+        http("POST", path, Some(json!({"record": {"id": id, "name": name, "seats": seats}}))).await;
+    }
+    let db = unique("subs");
+    let store = subscriptions_store(ws, &db);
+    wait(store.connect()).await.unwrap();
+    wait(store.ready()).await.unwrap();
+    assert!(held_ids(&store).is_empty(), "nothing is held before a subscription");
+
+    // Both forms of the filter language; the two hold `big` together.
+    let (ready_big, unsubscribe_big) =
+        subscribe(&store, "dining_tables", json!(format!("name = \"{tag}\" && seats >= 4")));
+    let (ready_all, unsubscribe_all) = subscribe(&store, "dining_tables", json!({"where": {"name": tag}}));
+    wait(ready_big).await.unwrap();
+    wait(ready_all).await.unwrap();
+    assert_eq!(held_ids(&store), [big.clone(), small.clone()], "only the subscribed rows");
+    sleep(100).await;
+    assert_eq!(cached_ids(&db).await, [big.clone(), small.clone()], "only the subscribed rows reach IndexedDB");
+    let query = store.query("dining_tables".into(), js(json!("seats >= 4"))).unwrap();
+    assert_eq!(rust(query).as_array().unwrap().len(), 1, "query takes the string form too");
+
+    // A row that stops matching every subscription leaves the device.
+    http("PATCH", path, Some(json!({"record": {"id": small, "name": "renamed"}}))).await;
+    assert!(eventually(3000, || held_ids(&store) == [big.clone()]).await, "{:?}", held_ids(&store));
+    sleep(100).await;
+    assert_eq!(cached_ids(&db).await, std::slice::from_ref(&big));
+    // A row entering arrives live.
+    let late = format!("{tag}-late");
+    http("POST", path, Some(json!({"record": {"id": late, "name": tag, "seats": 1}}))).await;
+    assert!(eventually(3000, || held_ids(&store) == [big.clone(), late.clone()]).await);
+
+    // One subscription ends: what the other still holds stays.
+    unsubscribe_all.call0(&JsValue::NULL).unwrap();
+    assert_eq!(held_ids(&store), std::slice::from_ref(&big), "`late` was held only by the ended subscription");
+    sleep(150).await;
+    store.close();
+
+    // Offline: the cache and the remaining subscription's rows are there, and watch works.
+    let offline = subscriptions_store(OFFLINE_WS, &db);
+    wait(offline.connect()).await.unwrap();
+    let (seen, cb) = recorder();
+    let _stop = offline.watch("dining_tables".into(), js(json!({"where": {"seats": {"gte": 4}}})), cb).unwrap();
+    assert_eq!(seen.borrow().last().unwrap().as_array().unwrap().len(), 1, "watch over the held rows, offline");
+    let (ready, _) = subscribe(&offline, "dining_tables", json!(format!("name = \"{tag}\" && seats >= 4")));
+    wait(ready).await.expect("a cached subscription is ready at once, offline");
+    let _ = unsubscribe_big;
+    offline.close();
+    let _ = other;
 }
