@@ -30,14 +30,16 @@ export function toast(message) {
   setTimeout(() => el.remove(), 6000);
 }
 
-export async function openStore(role, onLang) {
+/** `options.sync: 'subscriptions'` holds only what the page subscribes to; `options.db` names its cache. */
+export async function openStore(role, onLang, options = {}) {
   await init();
   const params = new URLSearchParams(location.search);
   const wsUrl = params.get('ws') || `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
   const store = createStore({
     branchId: params.get('branch') || 'demo', moduleId: 'pos', role, wsUrl,
     httpUrl: location.origin, autoReconnect: true, useIndexedDB: true,
-    dbName: params.get('db') || `mishkah-demo-${role}`,
+    dbName: params.get('db') || options.db || `mishkah-demo-${role}`,
+    sync: options.sync,
   });
   const status = document.getElementById('status');
   const pending = document.getElementById('pending');

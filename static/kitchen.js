@@ -1,5 +1,12 @@
-// The kitchen display: orders sent from any POS appear live; start / ready / served buttons; timers.
+// The kitchen display of one section (`?section=hot|cold|bar`, default hot): the orders sent from
+// any POS with lines for this section appear live; start / ready / served buttons; timers.
+// It holds only what it shows: the store syncs by subscriptions (live queries), so this device
+// receives and keeps its section's open lines and the open order headers, nothing else.
 import { openStore, label, lang } from './app.js';
+
+const section = new URLSearchParams(location.search).get('section') || 'hot';
+const OPEN_LINES = `kitchenSectionId = ${JSON.stringify(section)} && status in ["queued", "preparing", "ready"]`;
+const OPEN_ORDERS = 'stage in ["sent", "preparing", "ready"]';
 
 let store;
 const NEXT = { sent: 'preparing', preparing: 'ready', ready: 'served' };
@@ -15,7 +22,11 @@ function elapsed(since) {
 }
 
 function render() {
-  const orders = store.query('order_header', { where: { stage: { in: ['sent', 'preparing', 'ready'] } }, orderBy: ['sentAt', 'id'] });
+  const title = store.query('kitchen_sections', `id = ${JSON.stringify(section)}`)[0];
+  document.getElementById('section').textContent = title ? label(title.name) : section;
+  const lines = store.query('order_line', { where: OPEN_LINES, orderBy: ['createdAt', 'id'] });
+  const mine = new Set(lines.map((l) => l.orderId));
+  const orders = store.query('order_header', { where: OPEN_ORDERS, orderBy: ['sentAt', 'id'] }).filter((o) => mine.has(o.id));
   const root = document.getElementById('tickets');
   if (!orders.length) {
     const empty = document.createElement('p');
@@ -38,7 +49,7 @@ function render() {
     timer.textContent = elapsed(timer.dataset.since);
     h.append(title, timer);
     const list = document.createElement('ul');
-    for (const l of store.query('order_line', { where: { orderId: o.id }, orderBy: ['createdAt', 'id'] })) {
+    for (const l of lines.filter((l) => l.orderId === o.id)) {
       const li = document.createElement('li');
       li.textContent = `${l.quantity} × ${label(l.name)}`;
       list.append(li);
@@ -46,14 +57,21 @@ function render() {
     const button = document.createElement('button');
     button.type = 'button';
     button.textContent = BUTTON[lang][o.stage];
-    button.onclick = () => quiet(store.update('order_header', { id: o.id, stage: NEXT[o.stage] }));
+    button.onclick = () => {
+      const next = NEXT[o.stage];
+      quiet(store.update('order_header', { id: o.id, stage: next }));
+      // This section's lines follow; served ones leave the section's live query, and the device.
+      for (const l of lines.filter((l) => l.orderId === o.id)) quiet(store.update('order_line', { id: l.id, status: next }));
+    };
     card.append(h, list, button);
     return card;
   }));
 }
 
-store = await openStore('kds', render);
-store.watch('order_header', {}, render);
-store.watch('order_line', {}, render);
+store = await openStore('kds', render, { sync: 'subscriptions', db: `mishkah-demo-kds-${section}` });
+store.subscribe('order_line', OPEN_LINES);
+store.subscribe('order_header', OPEN_ORDERS);
+store.subscribe('kitchen_sections', `id = ${JSON.stringify(section)}`);
+for (const table of ['order_header', 'order_line', 'kitchen_sections']) store.watch(table, {}, render);
 setInterval(() => document.querySelectorAll('.timer').forEach((t) => { t.textContent = elapsed(t.dataset.since); }), 1000);
 render();

@@ -83,6 +83,22 @@ async function main() {
     await kitchen.waitForSelector(`[data-order="${first}"]`, { timeout: 1000 });
     console.log(`online order reached the kitchen in ${Date.now() - started} ms`);
 
+    // The kitchen (hot section) subscribes to its own section's open orders: a cold order never
+    // reaches it, and the device holds nothing it did not subscribe to.
+    await pos.fill('#search', 'Hummus');
+    const cold = await order('item-07');
+    await pos.fill('#search', '');
+    await pos.waitForFunction(() => window.mishkahStore.pending() === 0, null, { timeout: 10000 });
+    await kitchen.waitForTimeout(500);
+    assert.equal(await kitchen.locator(`[data-order="${cold}"]`).count(), 0, 'a cold order is not on the hot kitchen');
+    const held = await kitchen.evaluate(() => ({
+      lines: window.mishkahStore.listTable('order_line'),
+      menu: window.mishkahStore.listTable('menu_items').length,
+    }));
+    assert.ok(held.lines.length > 0 && held.lines.every((l) => l.kitchenSectionId === 'hot'), JSON.stringify(held.lines));
+    assert.equal(held.menu, 0, 'the kitchen holds only what it subscribed to');
+    console.log(`the hot kitchen holds ${held.lines.length} hot lines and nothing else`);
+
     // 2. Offline: three orders on the POS, then reconnect: each appears in the kitchen exactly once.
     await posNet.off();
     await pos.waitForSelector('#status[data-status="offline"]', { timeout: 10000 });
