@@ -41,7 +41,7 @@ pub async fn serve(
     );
 
     for (branch, module, error) in engine.open_configured().await {
-        if error.code() == "storage-error" || error.code() == "destructive-migration" {
+        if matches!(error.code(), "storage-error" | "destructive-migration" | "invalid-index") {
             anyhow::bail!("branch `{branch}` module `{module}`: {error}");
         }
         tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");

@@ -282,3 +282,45 @@ async fn a_full_disk_refuses_writes_clearly_and_keeps_everything_acknowledged() 
     let menu = get_json(&server.module_url(s.branch, "/tables/menu_items?limit=1000")).await;
     assert_eq!(menu["count"], json!(s.menu_items));
 }
+
+fn declare_indexes(data: &std::path::Path, indexes: serde_json::Value) {
+    let path = data.join("modules.json");
+    let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    doc["modules"]["pos"]["indexes"] = indexes;
+    std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+#[tokio::test]
+async fn an_index_modules_json_declares_is_created_and_used_and_a_bad_one_refuses_to_start() {
+    use mishkah_core::query::Filter;
+    use mishkah_server::storage::{ModuleReader, PageQuery};
+
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    declare_indexes(data.path(), json!({"dining_tables": [["seats", "name"]]}));
+    let mut server = TestServer::start(data.path()).await;
+    let url = server.module_url(s.branch, "/tables/dining_tables");
+    let (status, body) = post_json(&url, json!({"record": {"id": "ix1", "name": "x", "seats": 4}})).await;
+    assert_eq!(status, 201, "{body}");
+    server.kill();
+
+    let dir = mishkah_server::datadir::DataDir::load(data.path()).unwrap();
+    let (schema, _) = dir.schema_for(s.branch, "pos").unwrap();
+    let table = schema.table("dining_tables").unwrap();
+    let db = data.path().join(format!("branches/{}/modules/pos/live/mishkah.sqlite3", s.branch));
+    let reader = ModuleReader::open(&db).unwrap();
+    let query = PageQuery {
+        filter: Some(Filter::parse("seats = 4").unwrap()),
+        sort: vec![("name".into(), false)],
+        limit: 51,
+        ..PageQuery::default()
+    };
+    let plan = reader.page_plan(table, &query).unwrap().join(" | ");
+    assert!(plan.contains("m_seats_name") && !plan.contains("TEMP B-TREE"), "filtered and sorted by the index: {plan}");
+
+    declare_indexes(data.path(), json!({"dining_tables": [["seats", "nope"]]}));
+    let out = refused_start(data.path());
+    assert!(out.contains("no field `nope`"), "{out}");
+    declare_indexes(data.path(), json!({"no_such_table": [["id"]]}));
+    assert!(refused_start(data.path()).contains("no table `no_such_table`"));
+}

@@ -34,6 +34,14 @@ pub enum DataDirError {
         /// Why.
         source: std::io::Error,
     },
+    /// `modules.json` declares an index its schema cannot have.
+    #[error("modules.json, module `{module}`: {message}")]
+    InvalidIndex {
+        /// The module.
+        module: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A file is not the JSON we expect.
     #[error("{path} is not valid: {message}")]
     Invalid {
@@ -142,8 +150,10 @@ impl DataDir {
         }
         for path in &candidates {
             if path.is_file() {
-                let schema = Schema::from_json(&read_json(path)?)
+                let mut schema = Schema::from_json(&read_json(path)?)
                     .map_err(|e| DataDirError::Invalid { path: path.clone(), message: e.to_string() })?;
+                def.add_indexes(&mut schema)
+                    .map_err(|message| DataDirError::InvalidIndex { module: module.to_owned(), message })?;
                 return Ok((schema, path.clone()));
             }
         }

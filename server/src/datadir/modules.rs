@@ -37,6 +37,61 @@ pub struct ModuleDef {
     /// over `--missing-fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_fields: Option<mishkah_core::record::MissingFields>,
+    /// **(ext)** Indexes beyond the schema's, per table, for the filters and sorts the module's
+    /// clients use: `{"order_header": [["statusId", "createdAt"], {"fields": ["posId"], "unique": false}]}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub indexes: BTreeMap<String, Vec<ExtraIndex>>,
+}
+
+/// An index `modules.json` declares: its fields in order, or `{fields, unique}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ExtraIndex {
+    /// Field names.
+    Fields(Vec<String>),
+    /// Field names, and whether unique.
+    Spec {
+        /// Field names.
+        fields: Vec<String>,
+        /// Unique index.
+        #[serde(default)]
+        unique: bool,
+    },
+}
+
+impl ModuleDef {
+    /// Adds the declared indexes to the module's schema; a table or field the schema lacks, or a
+    /// field without a typed column (a JSON blob), is an error naming it.
+    pub fn add_indexes(&self, schema: &mut mishkah_core::Schema) -> Result<(), String> {
+        for (table_name, indexes) in &self.indexes {
+            let table = schema.tables.get_mut(table_name).ok_or_else(|| format!("indexes: no table `{table_name}`"))?;
+            for index in indexes {
+                let (fields, unique) = match index {
+                    ExtraIndex::Fields(f) => (f, false),
+                    ExtraIndex::Spec { fields, unique } => (fields, *unique),
+                };
+                if fields.is_empty() {
+                    return Err(format!("indexes of `{table_name}`: an index needs at least one field"));
+                }
+                let mut names = Vec::new();
+                for f in fields {
+                    let field = table.field(f).ok_or_else(|| format!("indexes of `{table_name}`: no field `{f}`"))?;
+                    if matches!(field.ty, mishkah_core::FieldType::Json) {
+                        return Err(format!("indexes of `{table_name}`: `{f}` is JSON, which has no column to index"));
+                    }
+                    names.push(field.name.clone());
+                }
+                let name = format!("m_{}", names.join("_"))
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if !table.indexes.iter().any(|i| i.fields == names) {
+                    table.indexes.push(mishkah_core::schema::Index { name, fields: names, unique });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn parse(doc: &Value, path: &Path) -> Result<BTreeMap<String, ModuleDef>, DataDirError> {

@@ -78,6 +78,7 @@ impl EngineError {
                 "module-not-found"
             }
             EngineError::Config(DataDirError::NoSchema { .. }) => "schema-missing",
+            EngineError::Config(DataDirError::InvalidIndex { .. }) => "invalid-index",
             EngineError::Config(_) => "config-error",
             EngineError::Storage(e) => e.code(),
         }
