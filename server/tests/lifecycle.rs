@@ -297,7 +297,7 @@ async fn an_index_modules_json_declares_is_created_and_used_and_a_bad_one_refuse
 
     let data = DataCopy::new();
     let s = data.scenario.clone();
-    declare_indexes(data.path(), json!({"dining_tables": [["seats", "name"]]}));
+    declare_indexes(data.path(), json!({"dining_tables": [["seats", "id"]]}));
     let mut server = TestServer::start(data.path()).await;
     let url = server.module_url(s.branch, "/tables/dining_tables");
     let (status, body) = post_json(&url, json!({"record": {"id": "ix1", "name": "x", "seats": 4}})).await;
@@ -311,12 +311,12 @@ async fn an_index_modules_json_declares_is_created_and_used_and_a_bad_one_refuse
     let reader = ModuleReader::open(&db).unwrap();
     let query = PageQuery {
         filter: Some(Filter::parse("seats = 4").unwrap()),
-        sort: vec![("name".into(), false)],
+        sort: vec![("id".into(), true)],
         limit: 51,
         ..PageQuery::default()
     };
     let plan = reader.page_plan(table, &query).unwrap().join(" | ");
-    assert!(plan.contains("m_seats_name") && !plan.contains("TEMP B-TREE"), "filtered and sorted by the index: {plan}");
+    assert!(plan.contains("m_seats_id") && !plan.contains("TEMP B-TREE"), "filtered and sorted by the index: {plan}");
 
     declare_indexes(data.path(), json!({"dining_tables": [["seats", "nope"]]}));
     let out = refused_start(data.path());
