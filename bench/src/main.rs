@@ -4,7 +4,9 @@
 //! cargo run --release -p mishkah-bench -- --url ws://127.0.0.1:3200/ws --subs 100
 //! ```
 //! Reports write→ack latency, write→last-subscriber latency (p50/p99), pipelined writes/s,
-//! snapshot time and, given `--server-pid`, server memory per idle connection.
+//! snapshot time and, given `--server-pid`, server memory per idle connection. `--live-subs N`
+//! measures live queries (`client:subscribe`): write → matching subscriber latency and the server
+//! CPU they add per write.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,10 +52,27 @@ struct Args {
     /// Idle connections to open and hold at the end (memory per connection).
     #[arg(long, default_value_t = 0)]
     idle: usize,
-    /// Server process id, to read its memory (Linux /proc).
+    /// Server process id, to read its memory and CPU time (Linux /proc).
     #[arg(long)]
     server_pid: Option<u32>,
+    /// Live queries: this many subscriptions with distinct equality filters (0: skip).
+    #[arg(long, default_value_t = 0)]
+    live_subs: usize,
+    /// ...spread over this many connections.
+    #[arg(long, default_value_t = 100)]
+    live_conns: usize,
+    /// Paced writes, each matching one subscription, with and without the subscriptions.
+    #[arg(long, default_value_t = 5000)]
+    live_writes: usize,
+    /// The text field of `--table` the live queries filter on (`zone = "..."`).
+    #[arg(long, default_value = "zone")]
+    live_field: String,
+    /// Writes per second of the paced stream.
+    #[arg(long, default_value_t = 1000.0)]
+    live_rate: f64,
 }
+
+mod live;
 
 struct Conn {
     tx: SplitSink<Ws, Message>,
@@ -191,6 +210,9 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     hello(&mut publisher, &args.branch, true).await?;
     println!("snapshot (hello → server:snapshot): {}", ms(t.elapsed()));
+    if args.live_subs > 0 {
+        live::run(&args, &run).await?;
+    }
 
     // The protocol's own round trip, without the write path: the floor under every latency below.
     let mut rtt = Vec::with_capacity(args.writes);

@@ -228,3 +228,28 @@ async fn search_finds_arabic_across_its_spellings_latin_across_case_and_accents_
     assert_eq!(body["hits"][0]["row"]["id"], json!("x4"), "{body}");
     assert!(!server.log().contains("indexed"), "no rebuild after the restart: {}", server.log());
 }
+
+#[tokio::test]
+async fn rows_passed_through_unparsed_equal_the_rendered_ones() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let url = server.module_url(s.branch, "/tables/dining_tables");
+    for (id, seats) in [("pt1", 2), ("pt2", 4)] {
+        let (status, body) = post_json(&url, json!({"record": {"id": id, "name": "طاولة", "seats": seats}})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let filter = r#"id in ["pt1", "pt2"]"#;
+    // REST sends stored documents as they are (nothing to hide or translate); the WebSocket
+    // query renders them: the same rows either way.
+    let rest = get_json(&format!("{url}?filter={}&sort=-seats", encode(filter))).await;
+    let (mut ws, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    ws.send(json!({"type": "client:query", "moduleId": "pos", "table": "dining_tables", "filter": filter,
+                   "sort": "-seats", "requestId": "q"}))
+        .await;
+    let answer = ws.recv_where("the query", |f| f["requestId"] == "q").await;
+    assert_eq!(rest["rows"], answer["result"], "{rest}");
+    assert_eq!(rest["rows"].as_array().unwrap().len(), 2);
+    assert_eq!(rest["count"], json!(2));
+    assert_eq!(rest["rows"][0]["id"], json!("pt2"));
+}

@@ -7,6 +7,7 @@
 //! mutation so a bad mutation fails alone. Jobs are handled in queue order, so the order of one
 //! connection's writes is preserved.
 
+mod readers;
 mod registry;
 pub mod seed;
 mod writer;

@@ -94,7 +94,7 @@ pub struct ModuleHandle {
     /// Its schema (with tables added for seed data the schema lacks).
     pub schema: Arc<Schema>,
     jobs: mpsc::Sender<Job>,
-    reader: Mutex<ModuleReader>,
+    readers: super::readers::Readers,
     head: Arc<AtomicU64>,
     /// Tables known to have a search index (built on their first search).
     searchable: Mutex<std::collections::HashSet<String>>,
@@ -219,18 +219,16 @@ impl ModuleHandle {
     }
 
     /// Runs a read on the module's read connection, off the async runtime.
-    pub async fn read<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&ModuleReader, &Schema) -> Result<T, StorageError> + Send + 'static,
-    ) -> Result<T, StorageError> {
+    pub async fn read<T: Send + 'static, F>(self: &Arc<Self>, f: F) -> Result<T, StorageError>
+    where
+        F: FnOnce(&ModuleReader, &Schema) -> Result<T, StorageError> + Send + 'static,
+    {
+        // One read transaction: every table and the log are read at the same commit.
+        let run = |this: &ModuleHandle, f: F| this.readers.with(|reader| reader.consistent(|r| f(r, &this.schema)));
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let reader = this.reader.lock().unwrap_or_else(|p| p.into_inner());
-            // One read transaction: every table and the log are read at the same commit.
-            reader.consistent(|r| f(r, &this.schema))
-        })
-        .await
-        .map_err(|e| StorageError::Corrupt(format!("read task failed: {e}")))?
+        tokio::task::spawn_blocking(move || run(&this, f))
+            .await
+            .map_err(|e| StorageError::Corrupt(format!("read task failed: {e}")))?
     }
 
     /// The last committed sequence (the module version).
@@ -350,13 +348,13 @@ impl Engine {
             .spawn(move || writer::run(db, ctx, rx))
             .map_err(StorageError::Io)?;
         self.writers.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
-        let reader = ModuleReader::open(&path)?;
+        let readers = super::readers::Readers::open(&path)?;
         let handle = Arc::new(ModuleHandle {
             branch: branch.to_owned(),
             module: module.to_owned(),
             schema,
             jobs,
-            reader: Mutex::new(reader),
+            readers,
             head,
             searchable: Mutex::new(std::collections::HashSet::new()),
         });

@@ -18,7 +18,9 @@ mod search;
 mod txn;
 
 pub use aggregate::{Group, Measure};
-pub use module_db::{checkpoint, Durability, ModuleDb, ModuleReader, OpenReport, PageQuery, Transaction, WalProgress};
+pub use module_db::{
+    checkpoint, Durability, ModuleDb, ModuleReader, OpenReport, PageQuery, StoredPage, Transaction, WalProgress,
+};
 pub use txn::{NewEvent, WriteTxn};
 
 /// A storage failure. Never swallowed: the write is refused, or the server refuses to start.

@@ -136,16 +136,29 @@ impl ModuleReader {
         let (Some(fts), Some(expression)) = (fts_table(table), match_expression(query)) else {
             return Ok(Vec::new());
         };
+        let unfiltered = matches!(filter, mishkah_core::query::Filter::And(parts) if parts.is_empty());
         let compiled = compile(&Sqlite, table, filter, 3);
-        let sql = format!(
-            "SELECT t.mishkah_doc, -bm25(\"{fts}\") FROM \"{fts}\" JOIN \"{t}\" AS t ON t.rowid = \"{fts}\".rowid \
-             WHERE \"{fts}\" MATCH ?1 AND {} ORDER BY bm25(\"{fts}\"), t.mishkah_key LIMIT ?2",
-            compiled.sql,
-            t = sql_table(table),
-        );
+        let t = sql_table(table);
+        // Unfiltered, the index alone ranks and cuts to `limit` before any row is read: a common
+        // word matching thousands of rows costs their scores, not their documents.
+        let sql = if unfiltered {
+            format!(
+                "SELECT t.mishkah_doc, s.score FROM (SELECT rowid AS r, -bm25(\"{fts}\") AS score FROM \"{fts}\" \
+                 WHERE \"{fts}\" MATCH ?1 ORDER BY bm25(\"{fts}\"), rowid LIMIT ?2) AS s \
+                 JOIN \"{t}\" AS t ON t.rowid = s.r ORDER BY s.score DESC, t.rowid"
+            )
+        } else {
+            format!(
+                "SELECT t.mishkah_doc, -bm25(\"{fts}\") FROM \"{fts}\" JOIN \"{t}\" AS t ON t.rowid = \"{fts}\".rowid \
+                 WHERE \"{fts}\" MATCH ?1 AND {} ORDER BY bm25(\"{fts}\"), t.rowid LIMIT ?2",
+                compiled.sql,
+            )
+        };
         let mut args: Vec<rusqlite::types::Value> =
             vec![expression.into(), (limit.min(i64::MAX as usize) as i64).into()];
-        args.extend(compiled.params);
+        if !unfiltered {
+            args.extend(compiled.params);
+        }
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let found =
             stmt.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;

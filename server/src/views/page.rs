@@ -90,12 +90,56 @@ pub struct PageRequest {
     pub lang: (String, String),
     /// `rest` or `ws`, for `@request.source`.
     pub source: &'static str,
+    /// The caller can send stored documents as they are ([`PageRows::Stored`]) when rendering
+    /// would not change them.
+    pub stored_ok: bool,
+}
+
+/// The rows of a page: rendered, or (when rendering would change nothing: no hidden field, no
+/// projection, no translation) the stored documents themselves, never parsed.
+#[derive(Debug)]
+pub enum PageRows {
+    Rendered(Vec<Row>),
+    /// Documents as storage wrote them (serde_json's output, so valid JSON), as one array.
+    Stored {
+        array: String,
+        count: usize,
+    },
+}
+
+impl PageRows {
+    pub fn len(&self) -> usize {
+        match self {
+            PageRows::Rendered(rows) => rows.len(),
+            PageRows::Stored { count, .. } => *count,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows as values (parsing stored documents).
+    pub fn into_rows(self) -> Vec<Row> {
+        match self {
+            PageRows::Rendered(rows) => rows,
+            PageRows::Stored { array, .. } => serde_json::from_str(&array).unwrap_or_default(),
+        }
+    }
+
+    /// Appends the rows as a JSON array.
+    pub fn write_json(&self, out: &mut String) {
+        match self {
+            PageRows::Rendered(rows) => out.push_str(&serde_json::to_string(rows).expect("rows serialize")),
+            PageRows::Stored { array, .. } => out.push_str(array),
+        }
+    }
 }
 
 /// A page as clients see it.
 #[derive(Debug)]
 pub struct Page {
-    pub rows: Vec<Row>,
+    pub rows: PageRows,
     pub has_more: bool,
     /// `{after}` (and `afterId` when unsorted), or null at the end.
     pub next: Value,
@@ -217,21 +261,45 @@ pub async fn table_page(handle: &Arc<ModuleHandle>, table: &Table, req: PageRequ
         sort: sort.clone(),
         after,
     };
-    let t = table.clone();
-    let lang_table = handle.schema.table(&translate::lang_table_name(&table.name)).cloned();
-    let (mut rows, translations) = handle
-        .read(move |r, _| {
-            let rows = r.page(&t, &query)?;
-            let translations = match &lang_table {
+    let lang_name = translate::lang_table_name(&table.name);
+    let has_translations = handle.schema.table(&lang_name).is_some();
+    let untouched = req.stored_ok && table.hidden.is_empty() && req.fields.is_none() && !has_translations;
+    // The module's own schema inside the read (no copy of the table per request); a table the
+    // caller built itself (seed-only tables) is copied.
+    let name = table.name.clone();
+    let own = handle.schema.table(&name).is_some_and(|t| t == table);
+    let copy = (!own).then(|| table.clone());
+    let (mut docs, translations) = handle
+        .read(move |r, schema| {
+            let Some(t) = copy.as_ref().or_else(|| schema.table(&name)) else {
+                return Err(StorageError::Corrupt(format!("table `{name}` left the schema")));
+            };
+            if untouched {
+                return Ok((Err(r.page_array(t, &query, limit)?), None));
+            }
+            let rows = r.page(t, &query)?;
+            let translations = match schema.table(&lang_name) {
                 Some(lt) => Some((lt.clone(), r.rows(lt)?)),
                 None => None,
             };
-            Ok((rows, translations))
+            Ok((Ok(rows), translations))
         })
         .await?;
-    let has_more = rows.len() > limit;
-    rows.truncate(limit);
-    let last = rows.last();
+    let has_more = match &mut docs {
+        Ok(rows) => truncated(rows, limit),
+        Err(stored) => stored.more,
+    };
+    // Only the last row is needed parsed, for the cursor.
+    let last = match &docs {
+        Ok(rows) => rows.last().cloned(),
+        Err(stored) => stored
+            .last
+            .as_deref()
+            .map(serde_json::from_str::<Row>)
+            .transpose()
+            .map_err(|e| PageError::Storage(StorageError::Corrupt(format!("stored row: {e}"))))?,
+    };
+    let last = last.as_ref();
     let last_id = last.and_then(|row| RecordKey::of(table, row).ok()).map(|k| k.0);
     let last_created = last.and_then(|row| row.get("createdAt").cloned());
     let cursor = last.zip(last_id.as_ref()).map(|(row, key)| {
@@ -239,22 +307,35 @@ pub async fn table_page(handle: &Arc<ModuleHandle>, table: &Table, req: PageRequ
             sort.iter().map(|(f, _)| field_value(Some(table), row, std::slice::from_ref(f)).clone()).collect();
         encode_cursor(&values, key, &sort_spec)
     });
-    let mut rows = render::rows(table, rows);
-    if let Some((lang_table, translations)) = translations {
-        let (lang, fallback) = &req.lang;
-        render::attach_translations(&lang_table, &table.name, &mut rows, translations, lang, fallback);
-    }
-    if let Some(keep) = &req.fields {
-        for row in &mut rows {
-            row.retain(|k, _| keep.iter().any(|f| f == k));
+    let rows = match docs {
+        Err(stored) => PageRows::Stored { array: stored.array, count: stored.count },
+        Ok(rows) => {
+            let mut rows = render::rows(table, rows);
+            if let Some((lang_table, translations)) = translations {
+                let (lang, fallback) = &req.lang;
+                render::attach_translations(&lang_table, &table.name, &mut rows, translations, lang, fallback);
+            }
+            if let Some(keep) = &req.fields {
+                for row in &mut rows {
+                    row.retain(|k, _| keep.iter().any(|f| f == k));
+                }
+            }
+            PageRows::Rendered(rows)
         }
-    }
+    };
     let next = match (has_more, sort.is_empty()) {
         (false, _) => Value::Null,
         (true, true) => json!({"afterId": last_id, "after": cursor}),
         (true, false) => json!({"after": cursor}),
     };
     Ok(Page { rows, has_more, next, last_id, last_created })
+}
+
+/// Cuts to `limit`; whether there was more.
+fn truncated<T>(items: &mut Vec<T>, limit: usize) -> bool {
+    let more = items.len() > limit;
+    items.truncate(limit);
+    more
 }
 
 /// How many rows of `table` the filter lets through.

@@ -520,7 +520,7 @@ impl Session {
                 };
                 match table_page(&handle, &table, request).await {
                     Ok(page) => (
-                        Value::Array(page.rows.into_iter().map(Value::Object).collect()),
+                        Value::Array(page.rows.into_rows().into_iter().map(Value::Object).collect()),
                         Some(json!({"hasMore": page.has_more, "next": page.next})),
                     ),
                     Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
