@@ -166,5 +166,47 @@ fn bench_delta(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_apply, bench_delta, bench_render, bench_fill);
+/// A committed change against 10,000 live queries with distinct equality filters: what matching
+/// costs a write (the hub does this once per commit, under its lock).
+fn bench_live(c: &mut Criterion) {
+    use mishkah_core::query::Filter;
+    use mishkah_core::sync::live::{LiveIndex, LiveQuery, Window};
+    let schema = Schema::from_json(&json!({"tables": [{"name": "orders", "fields": [
+        {"name": "id", "type": "string", "primaryKey": true}, {"name": "zone", "type": "string"}]}]}))
+    .unwrap();
+    let table = schema.table("orders").unwrap().clone();
+    let mut live = LiveIndex::default();
+    for k in 0..10_000u64 {
+        let filter = Filter::parse(&format!("zone = \"z{k}\"")).unwrap();
+        live.watch(k, LiveQuery { table: "orders".into(), filter, window: Some(Window { sort: vec![], limit: 10_000 }) });
+        live.load(&table, k, vec![], false, 0);
+    }
+    let mut seq = 0;
+    let mut group = c.benchmark_group("live");
+    group.bench_function("change_against_10k_subscriptions_one_matches", |b| {
+        b.iter(|| {
+            seq += 1;
+            let row = json!({"id": format!("o{seq}"), "zone": format!("z{}", seq % 10_000)}).as_object().unwrap().clone();
+            let event = ChangeEvent {
+                sequence: seq,
+                event_id: String::new(),
+                mutation_id: None,
+                created_at: String::new(),
+                change: mishkah_core::Change {
+                    table: "orders".into(),
+                    key: RecordKey(format!("o{seq}")),
+                    kind: mishkah_core::ChangeKind::Insert,
+                    row: Some(row),
+                    version: 1,
+                    coerced: vec![],
+                    unknown_fields: vec![],
+                },
+            };
+            black_box(live.apply(&table, &event).len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_apply, bench_delta, bench_render, bench_fill, bench_live);
 criterion_main!(benches);
