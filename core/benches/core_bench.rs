@@ -178,7 +178,10 @@ fn bench_live(c: &mut Criterion) {
     let mut live = LiveIndex::default();
     for k in 0..10_000u64 {
         let filter = Filter::parse(&format!("zone = \"z{k}\"")).unwrap();
-        live.watch(k, LiveQuery { table: "orders".into(), filter, window: Some(Window { sort: vec![], limit: 10_000 }) });
+        live.watch(
+            k,
+            LiveQuery { table: "orders".into(), filter, window: Some(Window { sort: vec![], limit: 10_000 }) },
+        );
         live.load(&table, k, vec![], false, 0);
     }
     let mut seq = 0;
@@ -186,7 +189,8 @@ fn bench_live(c: &mut Criterion) {
     group.bench_function("change_against_10k_subscriptions_one_matches", |b| {
         b.iter(|| {
             seq += 1;
-            let row = json!({"id": format!("o{seq}"), "zone": format!("z{}", seq % 10_000)}).as_object().unwrap().clone();
+            let row =
+                json!({"id": format!("o{seq}"), "zone": format!("z{}", seq % 10_000)}).as_object().unwrap().clone();
             let event = ChangeEvent {
                 sequence: seq,
                 event_id: String::new(),
