@@ -25,7 +25,7 @@ pub const FEED_QUEUE: usize = 4096;
 pub enum LiveOut {
     /// A `server:live` frame to send.
     Frame(Frame),
-    /// Read this subscription's window again and hand it to [`LiveHub::load`].
+    /// Read this subscription's window again and hand it to [`LiveFeed::load`].
     Reload(u64),
 }
 
@@ -76,7 +76,7 @@ impl Drop for LiveFeed {
 }
 
 impl LiveFeed {
-    /// Starts a subscription (loading: read its rows, then [`LiveHub::load`] them) and returns
+    /// Starts a subscription (loading: read its rows, then [`LiveFeed::load`] them) and returns
     /// its id. `fields` projects every row it delivers.
     pub fn watch(
         &self,
