@@ -36,6 +36,9 @@ pub(crate) struct Options {
     /// `"subscriptions"`: hold only what live queries select; default: the whole module.
     #[serde(default)]
     pub(crate) sync: Option<String>,
+    /// A bearer token, sent in `client:hello` (a server with `--auth required` needs one).
+    #[serde(default)]
+    pub(crate) token: Option<String>,
 }
 
 impl Options {

@@ -361,7 +361,10 @@ pub(crate) fn on_opened(shared: &Shared) {
         inner.attempt = 0;
         if inner.opts.subscriptions_only() {
             let role = inner.opts.role.clone().unwrap_or_else(|| "client".into());
-            let hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": role, "sync": "subscriptions"});
+            let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": role, "sync": "subscriptions"});
+            if let Some(t) = &inner.opts.token {
+                hello["token"] = json!(t);
+            }
             send(inner, &hello);
         }
         inner.opts.subscriptions_only()
@@ -375,6 +378,9 @@ pub(crate) fn on_opened(shared: &Shared) {
     }
     let inner = &mut *shared.borrow_mut();
     let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true});
+    if let Some(t) = &inner.opts.token {
+        hello["token"] = json!(t);
+    }
     if inner.state.confirmed.cursor > 0 && inner.state.schema.is_some() {
         hello["cursor"] = json!({ inner.opts.module_id.clone(): inner.state.confirmed.cursor });
     }
@@ -448,14 +454,22 @@ pub(crate) async fn adopt_orphans(shared: &Shared) -> Result<(), JsValue> {
     Ok(())
 }
 
-pub(crate) async fn fetch_schema(http_base: &str, branch: &str, module: &str) -> Option<Value> {
+pub(crate) async fn fetch_schema(http_base: &str, branch: &str, module: &str, token: Option<&str>) -> Option<Value> {
     let window = web_sys::window()?;
     let url = format!(
         "{http_base}/api/branches/{}/modules/{}/schema",
         js_sys::encode_uri_component(branch),
         js_sys::encode_uri_component(module)
     );
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_str(&url)).await.ok()?.dyn_into().ok()?;
+    let init = web_sys::RequestInit::new();
+    if let Some(t) = token {
+        let headers = web_sys::Headers::new().ok()?;
+        headers.set("Authorization", &format!("Bearer {t}")).ok()?;
+        init.set_headers(&headers);
+    }
+    let request = web_sys::Request::new_with_str_and_init(&url, &init).ok()?;
+    let response: web_sys::Response =
+        JsFuture::from(window.fetch_with_request(&request)).await.ok()?.dyn_into().ok()?;
     if !response.ok() {
         return None;
     }

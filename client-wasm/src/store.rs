@@ -40,6 +40,8 @@ export interface StoreOptions {
   dbName?: string;
   /** `"subscriptions"`: hold only the rows live queries (`subscribe`) select; default: the whole module. */
   sync?: "module" | "subscriptions";
+  /** A bearer token, sent in `client:hello` (servers started with `--auth required`). */
+  token?: string;
 }
 /** A live query: `ready` resolves when its rows are held (at once when cached); `unsubscribe()` ends it. */
 export interface Subscription { id: string; ready: Promise<boolean>; unsubscribe(): void }
@@ -267,7 +269,7 @@ impl Store {
     pub fn connect(&self) -> Promise {
         let shared = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            let (use_idb, db_name, http_base, branch, module) = {
+            let (use_idb, db_name, http_base, branch, module, token) = {
                 let inner = shared.borrow();
                 (
                     inner.opts.use_indexed_db.unwrap_or(true),
@@ -275,6 +277,7 @@ impl Store {
                     inner.http_base.clone(),
                     inner.opts.branch_id.clone(),
                     inner.opts.module_id.clone(),
+                    inner.opts.token.clone(),
                 )
             };
             if shared.borrow().release_tab_lock.is_none() {
@@ -321,7 +324,7 @@ impl Store {
             if use_idb {
                 adopt_orphans(&shared).await?;
             }
-            if let Some(schema) = fetch_schema(&http_base, &branch, &module).await {
+            if let Some(schema) = fetch_schema(&http_base, &branch, &module, token.as_deref()).await {
                 if let Ok(parsed) = serde_json::from_value::<Schema>(schema.clone()) {
                     let persist = {
                         let mut inner = shared.borrow_mut();

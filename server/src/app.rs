@@ -20,7 +20,9 @@ pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 
 /// The whole application: API routes, WebSocket upgrades on any other path, static files.
 pub fn router(state: AppState) -> Router {
-    let api = crate::http::routes().layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let api = crate::http::routes()
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), require_identity));
     Router::new()
         .merge(api)
         .route("/ws", axum::routing::get(crate::ws::upgrade))
@@ -32,6 +34,28 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// With `--auth required`, an API request without a valid token is answered 401 before any route
+/// runs (`/healthz` stays open for load balancers).
+async fn require_identity(State(state): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
+    if !state.auth.required() || req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let verdict = state.auth.from_headers(req.headers()).unwrap_or(Err(crate::auth::AuthError::Missing));
+    match verdict {
+        Ok(identity) => {
+            let mut req = req;
+            req.extensions_mut().insert(identity);
+            next.run(req).await
+        }
+        Err(e) => {
+            let mut response =
+                ApiError::new(axum::http::StatusCode::UNAUTHORIZED, e.code(), e.to_string()).into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}
+
 /// Any other path: a WebSocket upgrade (the original accepted them anywhere), else a static file.
 async fn fallback(State(state): State<AppState>, req: Request) -> Response {
     let is_upgrade = req
@@ -41,8 +65,10 @@ async fn fallback(State(state): State<AppState>, req: Request) -> Response {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_upgrade {
         let (mut parts, _) = req.into_parts();
+        let headers = parts.headers.clone();
+        let query = axum::extract::RawQuery(parts.uri.query().map(str::to_owned));
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-            Ok(ws) => crate::ws::upgrade(ws, State(state)).await,
+            Ok(ws) => crate::ws::upgrade(ws, State(state), headers, query).await,
             Err(rejection) => rejection.into_response(),
         };
     }

@@ -22,6 +22,28 @@ pub struct Cli {
 pub enum Command {
     /// Serve a data directory over REST and WebSocket.
     Serve(ServeConfig),
+    /// Print a token signed with the server's `--jwt-secret` (development and tests).
+    Token(TokenArgs),
+}
+
+/// `mishkah token`.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The secret the server verifies with.
+    #[arg(long, env = "MISHKAH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: String,
+    /// `sub`: who the token is for.
+    #[arg(long)]
+    pub sub: String,
+    /// `role`.
+    #[arg(long)]
+    pub role: String,
+    /// Valid for (`1h`, `30m`, `2d`, seconds).
+    #[arg(long, default_value = "1h", value_parser = crate::auth::parse_ttl)]
+    pub ttl: u64,
+    /// More claims, `key=value` (a value that is JSON is taken as JSON: `branches=["demo"]`).
+    #[arg(long = "claim")]
+    pub claims: Vec<String>,
 }
 
 /// `mishkah serve`.
@@ -57,6 +79,20 @@ pub struct ServeConfig {
     /// The most rows one page of `GET .../tables/{t}` holds; a capped page says `meta.hasMore`.
     #[arg(long, env = "MISHKAH_MAX_PAGE", default_value_t = crate::http::MAX_PAGE, value_parser = clap::value_parser!(usize))]
     pub max_page: usize,
+    /// `off`: anyone who reaches the port reads and writes (the original's behaviour, logged as a
+    /// warning). `required`: every route but `/healthz` and the static files, and every WebSocket
+    /// session, needs a token.
+    #[arg(long, env = "MISHKAH_AUTH", value_enum, default_value_t = crate::auth::AuthMode::Off)]
+    pub auth: crate::auth::AuthMode,
+    /// HS256 secret that tokens are signed with.
+    #[arg(long, env = "MISHKAH_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Required `iss` of tokens.
+    #[arg(long, env = "MISHKAH_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of tokens.
+    #[arg(long, env = "MISHKAH_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "MISHKAH_LOG_JSON")]
     pub log_json: bool,

@@ -13,6 +13,7 @@
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod app;
+pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod datadir;

@@ -10,7 +10,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Command::Serve(config) = cli.command;
+    let config = match cli.command {
+        Command::Serve(config) => config,
+        Command::Token(args) => return token(args),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
         tracing_subscriber::fmt().with_env_filter(filter).json().init();
@@ -39,6 +42,20 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+fn token(args: mishkah_server::config::TokenArgs) -> std::process::ExitCode {
+    let mut extra = serde_json::Map::new();
+    for claim in &args.claims {
+        let Some((key, value)) = claim.split_once('=') else {
+            eprintln!("--claim `{claim}`: write it as key=value");
+            return std::process::ExitCode::FAILURE;
+        };
+        let value = serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::from(value));
+        extra.insert(key.to_owned(), value);
+    }
+    println!("{}", mishkah_server::auth::mint(&args.jwt_secret, &args.sub, &args.role, args.ttl, extra));
+    std::process::ExitCode::SUCCESS
 }
 
 async fn shutdown_signal(watch_stdin: bool) {

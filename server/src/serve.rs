@@ -6,6 +6,7 @@ use anyhow::Context;
 use mishkah_core::VersionPolicy;
 
 use crate::app::router;
+use crate::auth::{AuthMode, Authenticator};
 use crate::config::ServeConfig;
 use crate::datadir::DataDir;
 use crate::engine::{Engine, EngineConfig};
@@ -47,6 +48,22 @@ pub async fn serve(
         tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");
     }
 
+    let auth = Authenticator::new(
+        config.auth,
+        config.jwt_secret.as_deref(),
+        config.jwt_issuer.as_deref(),
+        config.jwt_audience.as_deref(),
+    );
+    match config.auth {
+        AuthMode::Off => tracing::warn!(
+            "AUTH IS OFF: anyone who can reach this port can read and write every branch (as the original). \
+             Use --auth required with --jwt-secret on any network you do not fully trust."
+        ),
+        AuthMode::Required if config.jwt_secret.as_deref().is_none_or(str::is_empty) => {
+            anyhow::bail!("--auth required needs --jwt-secret (MISHKAH_JWT_SECRET) to verify tokens with")
+        }
+        AuthMode::Required => tracing::info!("auth required: every request and session needs a token"),
+    }
     let static_dir =
         config.static_dir.clone().or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));
     let state = AppState {
@@ -55,6 +72,7 @@ pub async fn serve(
         server_id: server_id.clone(),
         static_dir: static_dir.map(Arc::new),
         max_page: config.max_page.max(1),
+        auth: Arc::new(auth),
     };
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -21,6 +21,8 @@ pub struct AppState {
     pub static_dir: Option<Arc<PathBuf>>,
     /// The most rows one page of the table route holds (`--max-page`).
     pub max_page: usize,
+    /// Who requests are (`--auth`).
+    pub auth: Arc<crate::auth::Authenticator>,
 }
 
 impl AppState {

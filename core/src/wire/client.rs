@@ -109,6 +109,9 @@ pub struct ClientHello {
     /// (`client:subscribe`) select. Absent or `"module"`: the whole branch, as the original.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<String>,
+    /// **(ext)** A bearer token, for browsers (they cannot set headers on a WebSocket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 impl ClientHello {

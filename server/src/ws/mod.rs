@@ -8,20 +8,45 @@ mod session;
 mod topics;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::State;
-use axum::response::Response;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
 
 /// Largest accepted WebSocket message.
 pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 
-/// Upgrades and runs a session.
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+/// Upgrades and runs a session. A credential on the upgrade (`Authorization: Bearer`, or
+/// `?token=`) must be valid; without one, a server with `--auth required` waits a few seconds for
+/// `client:hello {token}`.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let from_query = query.as_deref().and_then(|q| url_token(q).map(|t| state.auth.verify(&t)));
+    let identity = match state.auth.from_headers(&headers).or(from_query) {
+        Some(Ok(identity)) => Some(identity),
+        Some(Err(e)) if state.auth.required() => {
+            let error = crate::http::error::ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+            return error.into_response();
+        }
+        _ => None,
+    };
     // Small socket buffers: most connections are idle most of the time (tungstenite's defaults
     // of 128 KiB each would cost ~250 KB per connection); reads of larger frames still work.
     ws.max_message_size(MAX_FRAME_BYTES)
         .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session::run(socket, state))
+        .on_upgrade(move |socket| session::run(socket, state, identity))
+}
+
+/// The `token` parameter of a query string.
+fn url_token(query: &str) -> Option<String> {
+    query.split('&').find_map(|pair| pair.strip_prefix("token=")).map(|t| {
+        // Tokens are base64url and dots: nothing to percent-decode but a stray `%2E`.
+        t.replace("%2E", ".").replace("%2e", ".")
+    })
 }

@@ -43,12 +43,17 @@ pub(super) struct Session {
     lang: Option<String>,
     subscription: Option<Subscription>,
     pub(super) live: super::live::LiveSubs,
+    /// Who this session is; `None` until authenticated (always `None` with `--auth off`).
+    identity: Option<crate::auth::Identity>,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
 
 /// Runs a connection until it closes.
-pub async fn run(socket: WebSocket, state: AppState) {
+/// How long a session may stay without an identity when auth is required.
+const AUTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::auth::Identity>) {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
@@ -58,8 +63,10 @@ pub async fn run(socket: WebSocket, state: AppState) {
         lang: None,
         subscription: None,
         live: Default::default(),
+        identity,
         outcomes,
     };
+    let deadline = tokio::time::Instant::now() + AUTH_DEADLINE;
     let hello = ServerHello {
         server_id: state.server_id.clone(),
         now: now_iso(),
@@ -83,6 +90,12 @@ pub async fn run(socket: WebSocket, state: AppState) {
                     open = send_all(&mut sink, &state, frames).await;
                 }
             },
+            () = tokio::time::sleep_until(deadline), if state.auth.required() && session.identity.is_none() => {
+                let frames = session.error("unauthenticated", "no identity within 5 s: send client:hello {token}", Value::Null, None, None);
+                let _ = send_all(&mut sink, &state, frames).await;
+                let _ = sink.send(Message::Close(None)).await;
+                open = false;
+            }
             out = next_live(&mut session.live.feed) => {
                 let frames = match out {
                     Some(LiveOut::Frame(frame)) => {
@@ -215,6 +228,31 @@ impl Session {
             Ok(f) => f,
             Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, ClientFrame::request_id_of(raw), None),
         };
+        if self.state.auth.required() && self.identity.is_none() {
+            match &frame {
+                ClientFrame::Hello(h) => match h.token.as_deref().map(|t| self.state.auth.verify(t)) {
+                    Some(Ok(identity)) => self.identity = Some(identity),
+                    Some(Err(e)) => {
+                        return self.error(e.code(), &e.to_string(), Value::Null, h.request_id.clone(), None)
+                    }
+                    None => {
+                        let e = crate::auth::AuthError::Missing;
+                        return self.error(
+                            e.code(),
+                            "send client:hello {token}",
+                            Value::Null,
+                            h.request_id.clone(),
+                            None,
+                        );
+                    }
+                },
+                ClientFrame::Ping => {}
+                _ => {
+                    let e = crate::auth::AuthError::Missing;
+                    return self.error(e.code(), &e.to_string(), Value::Null, ClientFrame::request_id_of(raw), None);
+                }
+            }
+        }
         match frame {
             ClientFrame::Hello(hello) => self.hello(hello).await,
             ClientFrame::Publish(p) => self.publish(p).await,
