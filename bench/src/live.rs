@@ -26,16 +26,20 @@ fn cpu(pid: u32) -> Option<Duration> {
 
 type Sent = Arc<Mutex<HashMap<String, Instant>>>;
 
+/// A connection registered for live queries only (no snapshot, no branch-wide events).
+async fn subscriptions_only(args: &Args) -> anyhow::Result<crate::Conn> {
+    let mut c = connect(&args.url).await?;
+    wait_for(&mut c.rx, "server:hello").await?;
+    let hello = json!({"type": "client:hello", "branchId": args.branch, "sync": "subscriptions"});
+    c.tx.send(Message::Text(hello.to_string().into())).await?;
+    wait_for(&mut c.rx, "server:log").await?;
+    Ok(c)
+}
+
 /// Sends `count` inserts at `rate` per second, each named for subscription `k` (a different one
 /// each time), and waits for their acks.
 async fn paced_writes(args: &Args, run: &str, phase: &str, count: usize, sent: &Sent) -> anyhow::Result<Duration> {
-    let mut c = connect(&args.url).await?;
-    wait_for(&mut c.rx, "server:hello").await?;
-    c.tx.send(Message::Text(
-        json!({"type": "client:hello", "branchId": args.branch, "sync": "subscriptions"}).to_string().into(),
-    ))
-    .await?;
-    wait_for(&mut c.rx, "server:log").await?;
+    let mut c = subscriptions_only(args).await?;
     let acks = tokio::spawn(async move {
         let mut n = 0;
         while n < count {
@@ -88,13 +92,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut readers = Vec::new();
     for c_i in 0..conns {
-        let mut c = connect(&args.url).await?;
-        wait_for(&mut c.rx, "server:hello").await?;
-        c.tx.send(Message::Text(
-            json!({"type": "client:hello", "branchId": args.branch, "sync": "subscriptions"}).to_string().into(),
-        ))
-        .await?;
-        wait_for(&mut c.rx, "server:log").await?;
+        let mut c = subscriptions_only(args).await?;
         let mine: Vec<usize> = (c_i..subs).step_by(conns).collect();
         for &k in &mine {
             let frame = json!({"type": "client:subscribe", "subId": format!("s{k}"), "moduleId": args.module,
