@@ -264,11 +264,10 @@ pub async fn table_page(handle: &Arc<ModuleHandle>, table: &Table, req: PageRequ
     let lang_name = translate::lang_table_name(&table.name);
     let has_translations = handle.schema.table(&lang_name).is_some();
     let untouched = req.stored_ok && table.hidden.is_empty() && req.fields.is_none() && !has_translations;
-    // The module's own schema inside the read (no copy of the table per request); a table the
-    // caller built itself (seed-only tables) is copied.
+    // The table as the module's schema has it, looked up inside the read (no copy per request);
+    // only a table the schema lacks is copied in.
     let name = table.name.clone();
-    let own = handle.schema.table(&name).is_some_and(|t| t == table);
-    let copy = (!own).then(|| table.clone());
+    let copy = handle.schema.table(&name).is_none().then(|| table.clone());
     let (mut docs, translations) = handle
         .read(move |r, schema| {
             let Some(t) = copy.as_ref().or_else(|| schema.table(&name)) else {
