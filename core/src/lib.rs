@@ -15,6 +15,7 @@
 //! - [`sync`]: committed changes, cursors, deltas and a local [`sync::Replica`].
 //! - [`query`]: filter / sort / page / project over rows in memory.
 //! - [`render`]: what a client may see of a row (hidden fields, locked tables, translations).
+//! - [`rules`]: the security rules (who may list, view, create, update, delete which rows).
 //! - [`search`]: text folded for full-text search (Arabic-aware).
 //! - [`sequence`]: the original system's sequence rules (`DAR-001020`).
 //! - [`wire`]: serde types for every WebSocket frame and REST body of the protocol.
@@ -27,6 +28,7 @@ pub mod mutation;
 pub mod query;
 pub mod record;
 pub mod render;
+pub mod rules;
 pub mod schema;
 pub mod search;
 pub mod sequence;

@@ -1,7 +1,9 @@
 //! Properties of the filter language: the string form and the JSON form say the same things
-//! (printing then parsing either gives the tree back), and no input makes the parser panic.
+//! (printing then parsing either gives the tree back), no input makes the parser panic, and
+//! binding variables early then deciding constant comparisons (what a read rule goes through)
+//! changes no verdict.
 
-use mishkah_core::query::{Filter, Op, Operand};
+use mishkah_core::query::{Bindings, Filter, Op, Operand};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -109,5 +111,22 @@ proptest! {
         if let Err(e) = Filter::parse(&text) {
             prop_assert!(e.position <= text.chars().count(), "{}: {}", text, e);
         }
+    }
+
+    #[test]
+    fn substituting_then_simplifying_keeps_every_verdict(
+        f in filter(),
+        auth in literal(),
+        request in literal(),
+        now in literal(),
+        row in prop::collection::btree_map(segment(), literal(), 0..4),
+    ) {
+        let row: mishkah_core::Row = row.into_iter().collect();
+        let all = Bindings::default().with("auth", auth.clone()).with("request", request.clone()).with("now", now.clone());
+        let early = Bindings::default().with("auth", auth).with("request", request);
+        let late = Bindings::default().with("now", now);
+        let reduced = f.substitute(&early).simplify();
+        prop_assert_eq!(reduced.eval(&row, &late), f.eval(&row, &all), "{} → {}", f, reduced);
+        prop_assert!(reduced.variables().iter().all(|v| v[0] != "auth" && v[0] != "request"));
     }
 }

@@ -16,6 +16,10 @@ use mishkah_server::hub::Hub;
 use mishkah_server::metrics::Metrics;
 use serde_json::{json, Value};
 
+fn anyone() -> Arc<mishkah_core::rules::Principal> {
+    Arc::new(mishkah_core::rules::Principal::anonymous())
+}
+
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -52,7 +56,8 @@ async fn producers(handle: &Arc<ModuleHandle>, base: u64, count: u64, each: u64,
                     let h = h.clone();
                     let n = base + p * each + i;
                     in_flight.push_back(Box::pin(async move {
-                        h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null).await
+                        h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null, anyone())
+                            .await
                     }));
                 }
                 while let Some(ack) = in_flight.next().await {
@@ -77,7 +82,7 @@ async fn pipelined(handle: &Arc<ModuleHandle>, next: &mut u64, count: u64) -> Du
     for n in start_at..start_at + count {
         let h = handle.clone();
         acks.push(tokio::spawn(async move {
-            h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null).await
+            h.write(Mutation::new("dining_tables", Action::Insert, row(n)), "bench", Value::Null, anyone()).await
         }));
     }
     for a in acks {

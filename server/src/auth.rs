@@ -28,6 +28,13 @@ pub struct Identity {
     pub claims: Map<String, Value>,
 }
 
+impl Identity {
+    /// The identity as the security rules see it: its claims are `@auth`, role `admin` an admin.
+    pub fn principal(&self) -> mishkah_core::rules::Principal {
+        mishkah_core::rules::Principal::from_claims(Value::Object(self.claims.clone()))
+    }
+}
+
 /// Why a credential was refused; each has a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {

@@ -9,9 +9,11 @@
 //! - [`engine`]: the one write path — a writer thread per module with group commit.
 //! - [`hub`]: fan-out of committed changes to every subscriber of a branch.
 //! - [`render`]: the one way rows leave the server (hidden fields, locked tables, translations).
+//! - [`auth`]: who a request is (JWTs); [`access`]: what the security rules let them read.
 //! - [`state`]: what every handler can reach; [`app`]: the router.
 //! - [`metrics`]: Prometheus metrics.
 
+pub mod access;
 pub mod app;
 pub mod auth;
 pub mod clock;

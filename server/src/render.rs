@@ -1,7 +1,8 @@
 //! The one way rows leave the server. Every REST body, WebSocket frame and topic publish that
-//! carries stored data gets it from here, so hidden fields, locked tables and translations (and,
-//! next, the security rules) are applied in one place. The decisions themselves are
-//! `mishkah_core::render`'s; this module applies them to the server's read models.
+//! carries stored data gets it from here, so hidden fields, locked tables, translations and the
+//! security rules' `list` scope (a [`View`]) are applied in one place. The decisions themselves
+//! are `mishkah_core::render`'s and `mishkah_core::rules`'; this module applies them to the
+//! server's read models.
 //!
 //! Cost on the hot path: a table with nothing hidden is passed through without a copy; an event
 //! is rendered once per commit, not once per subscriber (the hub serializes the rendered frame
@@ -14,6 +15,8 @@ use mishkah_core::render::{client_event, client_row, client_rows, translate};
 use mishkah_core::sync::{ChangeEvent, Delta};
 use mishkah_core::wire::{CommitFrame, CommitSite};
 use mishkah_core::{Row, Schema, Table};
+
+use crate::access::View;
 
 /// Rows of one table, as clients see them.
 pub fn rows(table: &Table, rows: Vec<Row>) -> Vec<Row> {
@@ -30,16 +33,34 @@ pub fn event<'e>(schema: &Schema, event: &'e ChangeEvent) -> Option<Cow<'e, Chan
     client_event(schema.table(&event.change.table), event)
 }
 
-/// Events of the log, as clients see them (changes of locked tables left out).
-pub fn events(schema: &Schema, events: Vec<ChangeEvent>) -> Vec<ChangeEvent> {
-    events.into_iter().filter_map(|e| event(schema, &e).map(Cow::into_owned)).collect()
+/// Events of the log, as `view` sees them: changes of locked tables left out, and changes whose
+/// row the view does not admit (a delete, which carries only its key, stays).
+pub fn events(schema: &Schema, events: Vec<ChangeEvent>, view: &View) -> Vec<ChangeEvent> {
+    events
+        .into_iter()
+        .filter(|e| match (schema.table(&e.change.table), &e.change.row) {
+            (Some(t), Some(row)) => view.admits(t, row),
+            _ => true,
+        })
+        .filter_map(|e| event(schema, &e).map(Cow::into_owned))
+        .collect()
 }
 
-/// A delta, as clients see it: locked tables left out, hidden fields stripped.
-pub fn delta(schema: &Schema, mut delta: Delta) -> Delta {
+/// A delta, as `view` sees it: locked tables left out, hidden fields stripped, and a row the view
+/// does not admit (any more) sent as a tombstone, since the client may hold it from before.
+pub fn delta(schema: &Schema, mut delta: Delta, view: &View) -> Delta {
     delta.tables.retain(|name, _| !schema.table(name).is_some_and(|t| t.locked));
     for (name, changes) in &mut delta.tables {
-        if let Some(t) = schema.table(name).filter(|t| !t.hidden.is_empty()) {
+        let Some(t) = schema.table(name) else { continue };
+        if !view.sees_everything() {
+            let unseen: Vec<_> =
+                changes.rows.iter().filter(|(_, row)| !view.admits(t, row)).map(|(k, _)| k.clone()).collect();
+            for key in unseen {
+                changes.rows.remove(&key);
+                changes.deleted.insert(key);
+            }
+        }
+        if !t.hidden.is_empty() {
             for row in changes.rows.values_mut() {
                 row.retain(|k, _| !t.hides(k));
             }
@@ -48,14 +69,25 @@ pub fn delta(schema: &Schema, mut delta: Delta) -> Delta {
     delta
 }
 
-/// Every table of a module snapshot, as clients see it: locked tables empty, hidden fields
-/// stripped, and with `lang` the translated fields of `<t>_lang` merged at top level.
-pub fn snapshot(schema: &Schema, tables: BTreeMap<String, Vec<Row>>, lang: Option<&str>) -> BTreeMap<String, Vec<Row>> {
+/// Every table of a module snapshot, as `view` sees it: locked tables empty, rows the view does
+/// not admit left out, hidden fields stripped, and with `lang` the translated fields of
+/// `<t>_lang` merged at top level.
+pub fn snapshot(
+    schema: &Schema,
+    tables: BTreeMap<String, Vec<Row>>,
+    lang: Option<&str>,
+    view: &View,
+) -> BTreeMap<String, Vec<Row>> {
     let mut out: BTreeMap<String, Vec<Row>> = tables
         .into_iter()
-        .map(|(name, list)| {
+        .map(|(name, mut list)| {
             let list = match schema.table(&name) {
-                Some(t) => rows(t, list),
+                Some(t) => {
+                    if !view.sees_everything() {
+                        list.retain(|row| view.admits(t, row));
+                    }
+                    rows(t, list)
+                }
                 None => list,
             };
             (name, list)

@@ -42,7 +42,7 @@ pub async fn serve(
     );
 
     for (branch, module, error) in engine.open_configured().await {
-        if matches!(error.code(), "storage-error" | "destructive-migration" | "invalid-index") {
+        if matches!(error.code(), "storage-error" | "destructive-migration" | "invalid-index" | "invalid-rules") {
             anyhow::bail!("branch `{branch}` module `{module}`: {error}");
         }
         tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");

@@ -11,6 +11,10 @@ use mishkah_server::hub::Hub;
 use mishkah_server::metrics::Metrics;
 use serde_json::{json, Value};
 
+fn anyone() -> Arc<mishkah_core::rules::Principal> {
+    Arc::new(mishkah_core::rules::Principal::anonymous())
+}
+
 async fn engine() -> (tempfile::TempDir, Arc<Engine>) {
     let (dir, engine, _) = engine_with(|_| {}).await;
     (dir, engine)
@@ -41,15 +45,15 @@ async fn engine_in(
 async fn every_committed_write_is_published_once_after_commit_and_failures_never() {
     let (_dir, engine) = engine().await;
     let handle = engine.module("demo", "pos").await.unwrap();
-    let mut sub = engine.hub().subscribe("demo");
-    let mut other = engine.hub().subscribe("elsewhere");
+    let mut sub = engine.hub().subscribe("demo", anyone());
+    let mut other = engine.hub().subscribe("elsewhere", anyone());
 
     let ok = |id: &str| Mutation::new("dining_tables", Action::Insert, json!({"id": id, "name": "n", "seats": 2}));
-    let c1 = handle.write(ok("T-a"), "test", Value::Null).await.unwrap();
-    let dup = handle.write(ok("T-a"), "test", Value::Null).await;
+    let c1 = handle.write(ok("T-a"), "test", Value::Null, anyone()).await.unwrap();
+    let dup = handle.write(ok("T-a"), "test", Value::Null, anyone()).await;
     assert_eq!(dup.unwrap_err().code(), "duplicate-key");
-    let c2 = handle.write(ok("T-b").with_id("m-b"), "test", Value::Null).await.unwrap();
-    let replay = handle.write(ok("T-b").with_id("m-b"), "test", Value::Null).await.unwrap();
+    let c2 = handle.write(ok("T-b").with_id("m-b"), "test", Value::Null, anyone()).await.unwrap();
+    let replay = handle.write(ok("T-b").with_id("m-b"), "test", Value::Null, anyone()).await.unwrap();
     assert!(replay.replayed);
     assert_eq!(replay.event.sequence, c2.event.sequence);
 
@@ -80,7 +84,7 @@ async fn an_atomic_batch_commits_all_or_nothing() {
         Mutation::new("dining_tables", Action::Insert, json!({"id": "T-x", "name": "n"})),
         Mutation::new("dining_tables", Action::Merge, json!({"id": "T-missing", "name": "n"})),
     ];
-    let err = handle.write_atomic(batch, "test", Value::Null).await.unwrap_err();
+    let err = handle.write_atomic(batch, "test", Value::Null, anyone()).await.unwrap_err();
     assert_eq!(err.code(), "batch-aborted");
     assert_eq!(handle.head(), head, "nothing was logged");
     let table = handle.schema.table("dining_tables").unwrap().clone();
@@ -104,7 +108,7 @@ async fn the_write_ahead_log_starts_over_while_writes_never_pause() {
                 for i in 0..EACH {
                     let row = json!({"id": format!("T-{p}-{i}"), "name": "n", "seats": 2});
                     handle
-                        .write(Mutation::new("dining_tables", Action::Insert, row), "test", Value::Null)
+                        .write(Mutation::new("dining_tables", Action::Insert, row), "test", Value::Null, anyone())
                         .await
                         .unwrap();
                 }
@@ -149,16 +153,16 @@ async fn a_write_refused_by_a_unique_index_fails_alone_and_burns_no_number() {
         record.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         Mutation::new("order_header", Action::Insert, record)
     };
-    let mut mine = engine.hub().subscribe("demo");
-    let first = handle.write(order(json!({})), "test", Value::Null).await.unwrap();
+    let mut mine = engine.hub().subscribe("demo", anyone());
+    let first = handle.write(order(json!({})), "test", Value::Null, anyone()).await.unwrap();
     let taken = first.event.change.row.as_ref().unwrap()["invoiceSequence"].clone();
 
     // Queued together and in this order (`join!` polls them in turn), so they usually share one
     // transaction: the clash must fail alone there.
     let (before, clash, after) = tokio::join!(
-        handle.write(order(json!({"notes": "before"})), "test", Value::Null),
-        handle.write(order(json!({"invoiceSequence": taken})), "test", Value::Null),
-        handle.write(order(json!({"notes": "after"})), "test", Value::Null),
+        handle.write(order(json!({"notes": "before"})), "test", Value::Null, anyone()),
+        handle.write(order(json!({"invoiceSequence": taken})), "test", Value::Null, anyone()),
+        handle.write(order(json!({"notes": "after"})), "test", Value::Null, anyone()),
     );
     let outcomes = [before, clash, after];
     let refused = outcomes[1].as_ref().unwrap_err();

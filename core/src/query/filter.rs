@@ -114,6 +114,11 @@ impl Bindings {
         self
     }
 
+    /// Binds `@now` to `now` (ISO-8601).
+    pub fn with_now(self, now: Timestamp) -> Bindings {
+        self.with("now", Value::String(now.to_iso()))
+    }
+
     fn get(&self, path: &[String]) -> Option<&Value> {
         let (root, rest) = path.split_first()?;
         walk(self.0.get(root)?, rest)
@@ -192,15 +197,75 @@ impl Filter {
     /// The filter with every variable replaced by its value in `bindings` (`null` when unbound),
     /// so it can be compiled to SQL with values as parameters.
     pub fn bind(&self, bindings: &Bindings) -> Filter {
-        let value = |o: &Operand| match o {
+        self.map_operands(&mut |o| match o {
             Operand::Var(path) => Operand::Value(bindings.get(path).cloned().unwrap_or(Value::Null)),
             other => other.clone(),
-        };
+        })
+    }
+
+    /// The filter with the variables whose root `bindings` binds replaced by their values (`null`
+    /// when the path inside is missing); the others are kept, to be bound later (`@now` of a
+    /// rule bound per subscriber and evaluated per change).
+    pub fn substitute(&self, bindings: &Bindings) -> Filter {
+        self.map_operands(&mut |o| match o {
+            Operand::Var(path) if path.first().is_some_and(|root| bindings.0.contains_key(root)) => {
+                Operand::Value(bindings.get(path).cloned().unwrap_or(Value::Null))
+            }
+            other => other.clone(),
+        })
+    }
+
+    /// The filter with every comparison of two values decided: `true` is `And([])`, `false` is
+    /// `Or([])`, and groups lose their decided members (a rule whose variables are bound often
+    /// reduces to one of them, or to its row conditions alone).
+    pub fn simplify(self) -> Filter {
+        let (yes, no) = (Filter::And(Vec::new()), Filter::Or(Vec::new()));
         match self {
-            Filter::And(parts) => Filter::And(parts.iter().map(|p| p.bind(bindings)).collect()),
-            Filter::Or(parts) => Filter::Or(parts.iter().map(|p| p.bind(bindings)).collect()),
-            Filter::Not(inner) => Filter::Not(Box::new(inner.bind(bindings))),
-            Filter::Compare { left, op, right } => Filter::Compare { left: value(left), op: *op, right: value(right) },
+            Filter::Compare { left: Operand::Value(l), op, right: Operand::Value(r) } => {
+                if holds(&l, op, &r) {
+                    yes
+                } else {
+                    no
+                }
+            }
+            c @ Filter::Compare { .. } => c,
+            Filter::Not(inner) => match inner.simplify() {
+                Filter::And(p) if p.is_empty() => no,
+                Filter::Or(p) if p.is_empty() => yes,
+                other => Filter::Not(Box::new(other)),
+            },
+            Filter::And(parts) => {
+                let mut kept = Vec::with_capacity(parts.len());
+                for part in parts.into_iter().map(Filter::simplify) {
+                    match part {
+                        Filter::And(p) if p.is_empty() => {}
+                        Filter::Or(p) if p.is_empty() => return no,
+                        other => kept.push(other),
+                    }
+                }
+                group(kept, true)
+            }
+            Filter::Or(parts) => {
+                let mut kept = Vec::with_capacity(parts.len());
+                for part in parts.into_iter().map(Filter::simplify) {
+                    match part {
+                        Filter::Or(p) if p.is_empty() => {}
+                        Filter::And(p) if p.is_empty() => return yes,
+                        other => kept.push(other),
+                    }
+                }
+                group(kept, false)
+            }
+        }
+    }
+
+    /// The filter with each operand replaced by `f(operand)`.
+    pub fn map_operands(&self, f: &mut impl FnMut(&Operand) -> Operand) -> Filter {
+        match self {
+            Filter::And(parts) => Filter::And(parts.iter().map(|p| p.map_operands(f)).collect()),
+            Filter::Or(parts) => Filter::Or(parts.iter().map(|p| p.map_operands(f)).collect()),
+            Filter::Not(inner) => Filter::Not(Box::new(inner.map_operands(f))),
+            Filter::Compare { left, op, right } => Filter::Compare { left: f(left), op: *op, right: f(right) },
         }
     }
 

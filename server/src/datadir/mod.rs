@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use mishkah_core::render::secrets::SecretFields;
+use mishkah_core::rules::{RuleSet, RulesError};
 use mishkah_core::sequence::SequenceRules;
 use mishkah_core::Schema;
 use serde_json::Value;
@@ -49,6 +50,14 @@ pub enum DataDirError {
         path: PathBuf,
         /// Why.
         message: String,
+    },
+    /// `security/rules.json` cannot be used; every problem is listed with where it is.
+    #[error("{path}: {}", errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidRules {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        errors: Vec<RulesError>,
     },
     /// A module named by a branch is not in `modules.json`.
     #[error("unknown module `{0}`")]
@@ -85,6 +94,8 @@ pub struct DataDir {
     pub sequence_rules: SequenceRules,
     /// `security/secret_fields.json`: fields and tables never sent to clients.
     pub secrets: SecretFields,
+    /// `security/rules.json`, or [`RuleSet::open`] without one.
+    pub rules: std::sync::Arc<RuleSet>,
 }
 
 impl DataDir {
@@ -113,7 +124,13 @@ impl DataDir {
         } else {
             SecretFields::default()
         };
-        Ok(DataDir { root, modules, branches, sequence_rules, secrets })
+        let rules = std::sync::Arc::new(load_rules(&root, &modules)?);
+        Ok(DataDir { root, modules, branches, sequence_rules, secrets, rules })
+    }
+
+    /// `security/rules.json`.
+    pub fn rules_path(&self) -> PathBuf {
+        rules_path(&self.root)
     }
 
     /// The directory.
@@ -194,6 +211,30 @@ impl DataDir {
             .ok_or_else(|| DataDirError::Invalid { path: path.clone(), message: "expected an object".into() })?;
         Ok(map.iter().filter_map(|(k, v)| Some((k.clone(), v.get("last")?.as_i64()?))).collect())
     }
+}
+
+fn rules_path(root: &Path) -> PathBuf {
+    root.join("security").join("rules.json")
+}
+
+/// The rules file, checked as far as it can be without schemas: it parses, and every module it
+/// names exists. (Tables and fields are checked against each module's schema when it opens.)
+fn load_rules(root: &Path, modules: &BTreeMap<String, ModuleDef>) -> Result<RuleSet, DataDirError> {
+    let path = rules_path(root);
+    if !path.exists() {
+        return Ok(RuleSet::open());
+    }
+    let rules = RuleSet::from_json(&read_json(&path)?)
+        .map_err(|errors| DataDirError::InvalidRules { path: path.clone(), errors })?;
+    let unknown: Vec<RulesError> = rules
+        .modules()
+        .filter(|m| !modules.contains_key(*m))
+        .map(|m| RulesError { path: format!("modules.{m}"), message: format!("modules.json has no module `{m}`") })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(DataDirError::InvalidRules { path, errors: unknown });
+    }
+    Ok(rules)
 }
 
 /// Reads and parses a JSON file.

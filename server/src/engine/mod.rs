@@ -46,6 +46,9 @@ pub enum WriteError {
     /// The module's writer has stopped (shutdown, or a fatal storage error).
     #[error("the module is not accepting writes")]
     Unavailable,
+    /// The security rules refuse it (`forbidden`, `read-only-field`).
+    #[error(transparent)]
+    Denied(#[from] mishkah_core::rules::Denied),
 }
 
 impl WriteError {
@@ -57,6 +60,7 @@ impl WriteError {
             WriteError::BatchAborted { .. } => "batch-aborted",
             WriteError::CommitFailed(_) => "storage-error",
             WriteError::Unavailable => "unavailable",
+            WriteError::Denied(e) => e.code(),
         }
     }
 }
@@ -70,6 +74,9 @@ pub struct Committed {
     pub primary_key: Map<String, Value>,
     /// This mutation id had already been committed; nothing was changed now.
     pub replayed: bool,
+    /// The row before the write (none for an insert or a replay): fan-out needs it to tell a
+    /// subscriber whose rules admitted the row before, and not after, that it left.
+    pub previous: Option<Arc<mishkah_core::Row>>,
 }
 
 /// The outcome of one write.

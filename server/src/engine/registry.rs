@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mishkah_core::record::{MissingFields, Strictness};
+use mishkah_core::rules::{Action, Principal, ReadScope, RuleSet};
 use mishkah_core::sequence::SequenceRules;
 use mishkah_core::{Mutation, Schema, VersionPolicy};
 use serde_json::Value;
@@ -79,6 +80,7 @@ impl EngineError {
             }
             EngineError::Config(DataDirError::NoSchema { .. }) => "schema-missing",
             EngineError::Config(DataDirError::InvalidIndex { .. }) => "invalid-index",
+            EngineError::Config(DataDirError::InvalidRules { .. }) => "invalid-rules",
             EngineError::Config(_) => "config-error",
             EngineError::Storage(e) => e.code(),
         }
@@ -93,6 +95,8 @@ pub struct ModuleHandle {
     pub module: String,
     /// Its schema (with tables added for seed data the schema lacks).
     pub schema: Arc<Schema>,
+    /// The deployment's security rules.
+    pub access: Arc<RuleSet>,
     jobs: mpsc::Sender<Job>,
     readers: super::readers::Readers,
     head: Arc<AtomicU64>,
@@ -110,12 +114,19 @@ impl ModuleHandle {
     }
 
     /// Writes one mutation and waits for its outcome (committed, published).
-    pub async fn write(&self, mutation: Mutation, source: &'static str, meta: Value) -> WriteOutcome {
+    pub async fn write(
+        &self,
+        mutation: Mutation,
+        source: &'static str,
+        meta: Value,
+        who: Arc<Principal>,
+    ) -> WriteOutcome {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Write(WriteJob { mutation, source, meta, strictness: Strictness::Strict, reply })).await?;
+        let strictness = Strictness::Strict;
+        self.submit(Job::Write(WriteJob { mutation, source, meta, strictness, who, reply })).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -125,27 +136,30 @@ impl ModuleHandle {
         mutations: Vec<Mutation>,
         source: &'static str,
         meta: Value,
+        who: Arc<Principal>,
     ) -> Result<Vec<Committed>, WriteError> {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, reply }).await?;
+        self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, who, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
-    /// Writes imported rows (restore, reset) atomically: missing required fields are tolerated.
+    /// Writes imported rows (restore, reset, a legacy topic's state) atomically: missing
+    /// required fields are tolerated; the rules are `who`'s.
     pub async fn import_atomic(
         &self,
         mutations: Vec<Mutation>,
         source: &'static str,
+        who: Arc<Principal>,
     ) -> Result<Vec<Committed>, WriteError> {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Atomic { mutations, source, meta: Value::Null, strictness: Strictness::Import, reply })
-            .await?;
+        let (meta, strictness) = (Value::Null, Strictness::Import);
+        self.submit(Job::Atomic { mutations, source, meta, strictness, who, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -234,6 +248,15 @@ impl ModuleHandle {
     /// The last committed sequence (the module version).
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
+    }
+
+    /// The rows of `table` that `who` may read by `action`, with `@request.source` = `source`.
+    pub fn scope(&self, table: &str, action: Action, who: &Principal, source: &str) -> ReadScope {
+        if self.access.is_open() {
+            return ReadScope::All;
+        }
+        let bindings = who.bindings(&self.branch, &self.module, source);
+        self.access.table(&self.module, table).read_scope(action, who, &bindings)
     }
 }
 
@@ -330,6 +353,7 @@ impl Engine {
             module: module.to_owned(),
             schema: schema.clone(),
             rules: self.rules.clone(),
+            access: self.config.data.rules.clone(),
             policy: self.policy.clone(),
             publish: self.publish.clone(),
             metrics: self.metrics.clone(),
@@ -353,6 +377,7 @@ impl Engine {
             branch: branch.to_owned(),
             module: module.to_owned(),
             schema,
+            access: self.config.data.rules.clone(),
             jobs,
             readers,
             head,
@@ -373,13 +398,21 @@ impl Engine {
             tracing::info!(%branch, %module, "seed: {note}");
         }
         let total = plan.mutations.len();
+        let system = Arc::new(Principal::system());
         let mut waits = Vec::with_capacity(total);
         for mutation in std::mem::take(&mut plan.mutations) {
             let (tx, rx) = oneshot::channel();
             let reply = Box::new(move |o| {
                 let _ = tx.send(o);
             });
-            let job = WriteJob { mutation, source: "seed", meta: Value::Null, strictness: Strictness::Import, reply };
+            let job = WriteJob {
+                mutation,
+                source: "seed",
+                meta: Value::Null,
+                strictness: Strictness::Import,
+                who: system.clone(),
+                reply,
+            };
             if handle.submit(Job::Write(job)).await.is_err() {
                 break;
             }
@@ -499,6 +532,11 @@ fn open_blocking(
             _ => db.mark_initialized(&now)?,
         }
     }
+    let errors = data.rules.check_against(module, &schema);
+    if !errors.is_empty() {
+        return Err(DataDirError::InvalidRules { path: data.rules_path(), errors }.into());
+    }
+    data.rules.hide_in(module, &mut schema);
     let unknown = data.secrets.apply_to(&mut schema);
     if !unknown.is_empty() {
         tracing::warn!(%branch, %module, tables = %unknown.join(", "), "secret_fields.json names tables this module lacks");

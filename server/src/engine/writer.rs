@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use mishkah_core::mutation::{ApplyContext, MutationError};
 use mishkah_core::record::{fill_key, MissingFields, Strictness};
+use mishkah_core::rules::{Principal, RuleSet};
 use mishkah_core::schema::Table;
 use mishkah_core::sequence::{counter_key, SequenceRules};
 use mishkah_core::{apply, Action, Mutation, RecordKey, Schema, Timestamp, VersionPolicy};
@@ -30,6 +31,8 @@ pub struct WriteJob {
     pub meta: Value,
     /// Client write or import.
     pub strictness: Strictness,
+    /// Who writes: the rules are checked against the stored row, inside the transaction.
+    pub who: Arc<Principal>,
     /// Where the outcome goes.
     pub reply: Reply,
 }
@@ -48,6 +51,8 @@ pub enum Job {
         meta: Value,
         /// Client writes or an import (seed, restore).
         strictness: Strictness,
+        /// Who writes.
+        who: Arc<Principal>,
         /// Outcome per mutation, or the first failure.
         reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
     },
@@ -78,6 +83,7 @@ pub(super) struct WriterContext {
     pub module: String,
     pub schema: Arc<Schema>,
     pub rules: Arc<SequenceRules>,
+    pub access: Arc<RuleSet>,
     pub policy: Arc<VersionPolicy>,
     pub publish: mpsc::UnboundedSender<Published>,
     pub metrics: Arc<Metrics>,
@@ -209,14 +215,16 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
         match job {
             Job::Write(job) => {
                 // No savepoint: `write_one` refuses before its first change or not at all (see there).
-                let outcome = write_one(txn, ctx, &job.mutation, job.source, &job.meta, job.strictness, now);
+                let how = How { source: job.source, meta: &job.meta, strictness: job.strictness, who: &job.who };
+                let outcome = write_one(txn, ctx, &job.mutation, &how, now);
                 done.push(Done::Write(job.reply, outcome, job.source, job.meta));
             }
-            Job::Atomic { mutations, source, meta, strictness, reply } => {
+            Job::Atomic { mutations, source, meta, strictness, who, reply } => {
+                let how = How { source, meta: &meta, strictness, who: &who };
                 let outcome = in_savepoint(txn, |txn| {
                     let mut out = Vec::with_capacity(mutations.len());
                     for (index, m) in mutations.iter().enumerate() {
-                        match write_one(txn, ctx, m, source, &meta, strictness, now) {
+                        match write_one(txn, ctx, m, &how, now) {
                             Ok(c) => out.push(c),
                             Err(e) => return Err(WriteError::BatchAborted { index, message: e.to_string() }),
                         }
@@ -343,6 +351,8 @@ fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Valu
         source,
         client_meta: meta.clone(),
         schema: ctx.schema.clone(),
+        access: ctx.access.clone(),
+        previous: c.previous.clone(),
     };
     // The receiver lives as long as the hub; if it is gone the server is shutting down.
     let _ = ctx.publish.send(note);
@@ -367,7 +377,15 @@ fn in_savepoint<T>(
     }
 }
 
-/// The one write: dedup, sequences, core apply against the stored row, store, log.
+/// How a mutation is written: where it came from and who sent it.
+struct How<'a> {
+    source: &'static str,
+    meta: &'a Value,
+    strictness: Strictness,
+    who: &'a Principal,
+}
+
+/// The one write: dedup, sequences, core apply against the stored row, the rules, store, log.
 ///
 /// Every reason to refuse a write (unknown table, validation, version conflict, duplicate or
 /// unique key) is found before its first change to the database, or by the row's own statement,
@@ -379,16 +397,16 @@ fn write_one(
     txn: &mut dyn WriteTxn,
     ctx: &WriterContext,
     mutation: &Mutation,
-    source: &'static str,
-    meta: &Value,
-    strictness: Strictness,
+    how: &How<'_>,
     now: Timestamp,
 ) -> Result<Committed, WriteError> {
+    let How { source, meta, strictness, who } = *how;
+    let sent = &mutation.record;
     let table = ctx.schema.table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
     if let Some(id) = &mutation.mutation_id {
         if let Some(event) = txn.committed_event(id)? {
             let primary_key = key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
-            return Ok(Committed { event: Arc::new(event), primary_key, replayed: true });
+            return Ok(Committed { event: Arc::new(event), primary_key, replayed: true, previous: None });
         }
     }
     let now_iso = now.to_iso();
@@ -419,6 +437,17 @@ fn write_one(
     let apply_ctx =
         ApplyContext { now, policy, strictness, missing: ctx.missing_fields, branch_id: Some(ctx.branch.as_str()) };
     let change = apply(table, current.as_ref(), &mutation, &apply_ctx)?;
+    if !ctx.access.is_open() {
+        let bindings = who.bindings(&ctx.branch, &ctx.module, source).with_now(now);
+        ctx.access.table(&ctx.module, &table.name).check_write(
+            who,
+            &bindings,
+            table,
+            current.as_ref(),
+            change.row.as_ref(),
+            sent,
+        )?;
+    }
     txn.store_change(table, &change)?;
     let primary_key = key_values(table, change.row.as_ref().or(current.as_ref()).unwrap_or(&mutation.record));
     let logged = (|| {
@@ -434,7 +463,9 @@ fn write_one(
         })
     })();
     match logged {
-        Ok(event) => Ok(Committed { event: Arc::new(event), primary_key, replayed: false }),
+        Ok(event) => {
+            Ok(Committed { event: Arc::new(event), primary_key, replayed: false, previous: current.map(Arc::new) })
+        }
         Err(e) => {
             txn.abandon();
             Err(e.into())
@@ -450,13 +481,15 @@ fn purge(
     now: Timestamp,
 ) -> Result<Vec<Committed>, WriteError> {
     let now_iso = now.to_iso();
+    let system = Principal::system();
     let mut out = Vec::new();
     for name in tables {
         let table = ctx.schema.table(name).ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
         for (key, row) in txn.all_rows(table)? {
             txn.archive_row(archive, table, &key, &row, &now_iso)?;
             let delete = Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
-            out.push(write_one(txn, ctx, &delete, "purge", &Value::Null, Strictness::Import, now)?);
+            let how = How { source: "purge", meta: &Value::Null, strictness: Strictness::Import, who: &system };
+            out.push(write_one(txn, ctx, &delete, &how, now)?);
         }
     }
     Ok(out)

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
+use crate::access::Caller;
 use crate::state::AppState;
 use crate::views;
 
@@ -90,13 +91,14 @@ pub struct LangParams {
 /// `GET /api/branches/{b}?lang=`: every module's snapshot.
 pub async fn branch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(branch): Path<String>,
     Query(p): Query<LangParams>,
 ) -> Result<Json<Value>, ApiError> {
     let mut modules = BTreeMap::new();
     for module in state.engine.modules_of(&branch)? {
         let handle = state.module(&branch, &module).await?;
-        modules.insert(module, views::module_snapshot(&handle, p.lang.as_deref()).await?);
+        modules.insert(module, views::module_snapshot(&handle, p.lang.as_deref(), &caller).await?);
     }
     Ok(Json(json!({"branchId": branch, "modules": modules})))
 }
@@ -112,25 +114,36 @@ pub async fn branch_modules(
 /// `GET /api/branches/{b}/modules/{m}?lang=` (and `/api/sync/{b}/{m}`): the module snapshot.
 pub async fn module_snapshot(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
     Query(p): Query<LangParams>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let snapshot = views::module_snapshot(&handle, p.lang.as_deref()).await?;
+    let snapshot = views::module_snapshot(&handle, p.lang.as_deref(), &caller).await?;
     Ok(Json(serde_json::to_value(snapshot).unwrap_or(Value::Null)))
 }
 
-/// `GET .../modules/{m}/tables`: the module's tables and row counts.
+/// `GET .../modules/{m}/tables`: the module's tables and how many of their rows the caller sees.
 pub async fn module_tables(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
+    let mut scopes = BTreeMap::new();
+    for t in handle.schema.tables.values() {
+        scopes.insert(t.name.clone(), crate::views::page::prepare_filter(&handle, t, None, false, &caller)?);
+    }
     let counts = handle
-        .read(|reader, schema| {
+        .read(move |reader, schema| {
             let mut out = BTreeMap::new();
             for t in schema.tables.values() {
-                out.insert(t.name.clone(), reader.count(t)?);
+                let n = match scopes.get(&t.name) {
+                    Some(Some(scope)) => reader.count_where(t, scope)?,
+                    Some(None) => reader.count(t)?,
+                    None => 0,
+                };
+                out.insert(t.name.clone(), n);
             }
             Ok(out)
         })
@@ -145,5 +158,8 @@ pub async fn module_schema(
     Path((branch, module)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    Ok(Json(json!({"branchId": branch, "moduleId": module, "schema": handle.schema.as_ref()})))
+    // The write rules too (they hold no secrets), so the browser store refuses what the server
+    // would refuse, offline too. Absent without a rules file.
+    let rules = (!handle.access.is_open()).then(|| handle.access.client_form(&module, &handle.schema));
+    Ok(Json(json!({"branchId": branch, "moduleId": module, "schema": handle.schema.as_ref(), "rules": rules})))
 }

@@ -67,6 +67,15 @@ pub fn mutation_details(e: &MutationError) -> Value {
     }
 }
 
+/// Details of a write the rules refused, shared with the WebSocket error frame.
+pub fn denied_details(d: &mishkah_core::rules::Denied) -> Value {
+    use mishkah_core::rules::Denied;
+    match d {
+        Denied::Forbidden { table, action } => json!({"table": table, "action": action}),
+        Denied::ReadOnlyField { table, field } => json!({"table": table, "field": field}),
+    }
+}
+
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> ApiError {
         let message = e.to_string();
@@ -94,6 +103,9 @@ impl From<WriteError> for ApiError {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", message)
             }
             WriteError::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
+            WriteError::Denied(d) => {
+                ApiError::new(StatusCode::FORBIDDEN, d.code(), message).with_details(denied_details(d))
+            }
         }
     }
 }

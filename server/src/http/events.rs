@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::error::ApiError;
+use crate::access::{Caller, View};
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -23,6 +24,7 @@ pub struct ListParams {
 /// `GET .../events?after=&limit=`.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
@@ -31,7 +33,7 @@ pub async fn list(
     let limit = p.limit.unwrap_or(500).min(5_000);
     let (events, bounds, last_id) =
         handle.read(move |r, _| Ok((r.events_after(after, limit)?, r.bounds()?, r.last_event_id()?))).await?;
-    let events = crate::render::events(&handle.schema, events);
+    let events = crate::render::events(&handle.schema, events, &View::of(&handle, &caller));
     Ok(Json(json!({
         "branchId": branch, "moduleId": module, "events": events,
         "oldestRetained": bounds.0, "lastSequence": bounds.1, "lastEventId": last_id,
@@ -42,6 +44,7 @@ pub async fn list(
 /// original applied a prefix on failure); 409 `last-ack-mismatch` when `lastAckId` is stale.
 pub async fn batch(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
@@ -78,7 +81,7 @@ pub async fn batch(
         m.mutation_id = e.get("mutationId").or_else(|| e.get("id")).and_then(Value::as_str).map(str::to_owned);
         mutations.push(m);
     }
-    let committed = handle.write_atomic(mutations, "rest", Value::Null).await?;
+    let committed = handle.write_atomic(mutations, "rest", Value::Null, caller.who.clone()).await?;
     let sequences: Vec<Value> = committed
         .iter()
         .map(|c| json!({"id": c.event.event_id, "sequence": c.event.sequence, "table": c.event.change.table, "createdAt": c.event.created_at}))

@@ -10,7 +10,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
+use super::caller::require_manager;
 use super::error::ApiError;
+use crate::access::Caller;
 use crate::clock::now_iso;
 use crate::engine::seed;
 use crate::state::AppState;
@@ -18,8 +20,10 @@ use crate::state::AppState;
 /// `POST|GET .../modules/{m}/reset`: archives the current rows, resets counters, re-seeds.
 pub async fn reset(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    require_manager(&state, &caller, "reset")?;
     let handle = state.module(&branch, &module).await?;
     let archive = format!("reset-{}", now_iso());
     let tables: Vec<String> = handle.schema.tables.keys().cloned().collect();
@@ -38,7 +42,7 @@ pub async fn reset(
         let plan = seed::plan(&handle.schema, &doc);
         let mutations: Vec<_> =
             plan.mutations.into_iter().filter(|m| handle.schema.table(&m.table).is_some()).collect();
-        seeded = handle.import_atomic(mutations, "seed").await?.len();
+        seeded = handle.import_atomic(mutations, "seed", caller.who.clone()).await?.len();
     }
     Ok(Json(
         json!({"status": "reset", "branchId": branch, "moduleId": module, "archive": archive, "purged": purged.len(), "seeded": seeded}),
@@ -61,7 +65,12 @@ pub struct PurgeRequest {
 }
 
 /// `POST /api/manage/purge {branchId, moduleId, tables?|table?, archive?}`.
-pub async fn purge(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+pub async fn purge(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    require_manager(&state, &caller, "purge")?;
     let req: PurgeRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
@@ -93,7 +102,12 @@ pub struct RestoreRequest {
 
 /// `POST /api/manage/restore {branchId, moduleId, archive}`: puts archived rows whose key is free
 /// back (atomically); rows whose key is taken again are reported, not overwritten.
-pub async fn restore(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+pub async fn restore(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    require_manager(&state, &caller, "restore")?;
     let req: RestoreRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
@@ -130,7 +144,7 @@ pub async fn restore(State(state): State<AppState>, JsonBody(body): JsonBody) ->
             _ => mutations.push(Mutation::new(&table, Action::Insert, Value::Object(row))),
         }
     }
-    let restored = handle.import_atomic(mutations, "restore").await?;
+    let restored = handle.import_atomic(mutations, "restore", caller.who.clone()).await?;
     Ok(Json(
         json!({"status": "restored", "branchId": req.branch_id, "moduleId": req.module_id, "archive": req.archive, "restored": restored.len(), "skipped": skipped}),
     ))
@@ -146,7 +160,12 @@ pub struct HistoryParams {
 }
 
 /// `GET /api/manage/history?branchId=&moduleId=`: the archives.
-pub async fn history(State(state): State<AppState>, Query(p): Query<HistoryParams>) -> Result<Json<Value>, ApiError> {
+pub async fn history(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(p): Query<HistoryParams>,
+) -> Result<Json<Value>, ApiError> {
+    require_manager(&state, &caller, "history")?;
     let handle = state.module(&p.branch_id, &p.module_id).await?;
     let archives = handle.read(|r, _| r.archives()).await?;
     let list: Vec<Value> = archives
@@ -170,7 +189,12 @@ pub struct CompactRequest {
 
 /// `POST /api/manage/compact {branchId, moduleId, through?}`: log retention. Cursors older than the
 /// checkpoint are told to resync in full afterwards.
-pub async fn compact(State(state): State<AppState>, JsonBody(body): JsonBody) -> Result<Json<Value>, ApiError> {
+pub async fn compact(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(body): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    require_manager(&state, &caller, "compact")?;
     let req: CompactRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;

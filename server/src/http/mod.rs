@@ -2,6 +2,7 @@
 //! engine, map the result; every error goes through [`error::ApiError`].
 
 pub mod body;
+mod caller;
 mod catalog;
 pub mod error;
 mod events;

@@ -17,6 +17,7 @@ use crate::views;
 /// when the cursor is older than the retained log.
 pub async fn delta(
     State(state): State<AppState>,
+    caller: crate::access::Caller,
     Path((branch, module)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<DeltaResponse>, ApiError> {
@@ -41,7 +42,7 @@ pub async fn delta(
         deletions: BTreeMap::new(),
         stats: BTreeMap::new(),
     };
-    match views::delta_since(&handle, cursor).await? {
+    match views::delta_since(&handle, cursor, &caller).await? {
         Err(_) => {
             response.requires_full_sync = true;
             response.cursor_misses = req.tables.keys().cloned().collect();

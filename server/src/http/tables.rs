@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::error::ApiError;
+use crate::access::Caller;
 use crate::engine::{Committed, ModuleHandle};
 use crate::render;
 use crate::state::AppState;
@@ -62,6 +63,7 @@ fn parse_limit(text: Option<&str>, default: usize, cap: usize) -> Result<usize, 
 /// gets `i18n.lang.<lang>` (`?lang=`, `?fallback=`, both `ar`).
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Response, ApiError> {
@@ -90,7 +92,7 @@ pub async fn list(
         updated_after: p.updated_after.clone(),
         descending,
         lang: (lang, fallback),
-        source: "rest",
+        caller,
         stored_ok: true,
     };
     let page = table_page(&handle, &t, request).await?;
@@ -114,11 +116,12 @@ pub async fn list(
 /// without one).
 pub async fn count(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
     let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
-    let count = crate::views::page::count(&handle, &t, filter.as_ref(), "rest").await?;
+    let count = crate::views::page::count(&handle, &t, filter.as_ref(), &caller).await?;
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "count": count})))
 }
 
@@ -130,13 +133,14 @@ const MAX_HITS: usize = 200;
 /// prefix.
 pub async fn search(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
     let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
     let limit = parse_limit(p.limit.as_deref(), 20, MAX_HITS)?;
     let query = p.q.clone().unwrap_or_default();
-    let hits = crate::views::page::search(&handle, &t, query.clone(), filter.as_ref(), limit).await?;
+    let hits = crate::views::page::search(&handle, &t, query.clone(), filter.as_ref(), limit, &caller).await?;
     let hits: Vec<Value> = hits.into_iter().map(|(row, score)| json!({"score": score, "row": row})).collect();
     Ok(Json(
         json!({"branchId": branch, "moduleId": module, "table": table, "q": query, "count": hits.len(), "hits": hits}),
@@ -152,6 +156,7 @@ fn names(list: Option<&str>) -> Vec<String> {
 /// without `groupBy`, one group. `count` is always given.
 pub async fn aggregate(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
@@ -163,16 +168,26 @@ pub async fn aggregate(
         measures.extend(names(list.as_deref()).into_iter().map(|f| (measure, f)));
     }
     let groups =
-        crate::views::page::aggregate(&handle, &t, filter.as_ref(), names(p.group_by.as_deref()), measures).await?;
+        crate::views::page::aggregate(&handle, &t, filter.as_ref(), names(p.group_by.as_deref()), measures, &caller)
+            .await?;
     let groups = crate::views::page::groups_json(groups);
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "groups": groups})))
 }
 
+/// Whether the writer may see the row it wrote (its `list` rule): acks echo nothing else.
+fn writer_sees(handle: &ModuleHandle, caller: &Caller, c: &Committed) -> bool {
+    match (handle.schema.table(&c.event.change.table), &c.event.change.row) {
+        (Some(t), Some(row)) => caller.admits(handle, t, row),
+        _ => true,
+    }
+}
+
 /// The ack and notice of a committed REST write, as the original returned them (the record as
-/// clients may see it).
-fn commit_body(state: &AppState, handle: &ModuleHandle, c: &Committed, meta: Value) -> (Value, Value) {
+/// the writer may see it).
+fn commit_body(state: &AppState, handle: &ModuleHandle, caller: &Caller, c: &Committed, meta: Value) -> (Value, Value) {
     let site = CommitSite { branch_id: &handle.branch, module_id: &handle.module, server_id: &state.server_id };
-    let ack = render::commit_frame(&handle.schema, &c.event, site, "rest", meta, c.primary_key.clone(), true);
+    let seen = writer_sees(handle, caller, c);
+    let ack = render::commit_frame(&handle.schema, &c.event, site, "rest", meta, c.primary_key.clone(), seen);
     let notice = ack.clone().into_event().notice;
     (serde_json::to_value(ack).unwrap_or(Value::Null), serde_json::to_value(notice).unwrap_or(Value::Null))
 }
@@ -183,6 +198,7 @@ fn mutation_id(headers: &HeaderMap, body_id: Option<String>) -> Option<String> {
 
 async fn write(
     state: &AppState,
+    caller: &Caller,
     handle: &Arc<ModuleHandle>,
     table: &str,
     action: Action,
@@ -198,14 +214,22 @@ async fn write(
         mutation_id: mutation_id(headers, request.mutation_id),
     };
     let meta = request.meta.unwrap_or(Value::Null);
-    let committed = handle.write(mutation, "rest", meta.clone()).await?;
-    let (ack, notice) = commit_body(state, handle, &committed, meta);
+    let committed = handle.write(mutation, "rest", meta.clone(), caller.who.clone()).await?;
+    let (ack, notice) = commit_body(state, handle, caller, &committed, meta);
     Ok((committed, ack, notice))
 }
 
 /// The original's response to a REST write: `{status, branchId, moduleId, table, record, ack, notice}`.
-fn written(status: &str, handle: &ModuleHandle, table: &str, (c, ack, notice): (Committed, Value, Value)) -> Value {
-    let record = render::event(&handle.schema, &c.event).and_then(|e| e.change.row.clone());
+fn written(
+    status: &str,
+    handle: &ModuleHandle,
+    caller: &Caller,
+    table: &str,
+    (c, ack, notice): (Committed, Value, Value),
+) -> Value {
+    let record = render::event(&handle.schema, &c.event)
+        .filter(|_| writer_sees(handle, caller, &c))
+        .and_then(|e| e.change.row.clone());
     json!({"status": status, "branchId": handle.branch, "moduleId": handle.module, "table": table,
            "record": record, "ack": ack, "notice": notice})
 }
@@ -217,25 +241,27 @@ fn write_request(body: Value) -> Result<WriteRequest, ApiError> {
 /// `POST .../tables/{t}`: insert → 201.
 pub async fn insert(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let done = write(&state, &handle, &table, Action::Insert, write_request(body)?, &headers).await?;
-    Ok((StatusCode::CREATED, Json(written("created", &handle, &table, done))).into_response())
+    let done = write(&state, &caller, &handle, &table, Action::Insert, write_request(body)?, &headers).await?;
+    Ok((StatusCode::CREATED, Json(written("created", &handle, &caller, &table, done))).into_response())
 }
 
 /// `PATCH .../tables/{t}`: merge (409 on conflict).
 pub async fn merge(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let done = write(&state, &handle, &table, Action::Merge, write_request(body)?, &headers).await?;
-    Ok(Json(written("updated", &handle, &table, done)))
+    let done = write(&state, &caller, &handle, &table, Action::Merge, write_request(body)?, &headers).await?;
+    Ok(Json(written("updated", &handle, &caller, &table, done)))
 }
 
 fn save_status(c: &Committed) -> &'static str {
@@ -249,18 +275,20 @@ fn save_status(c: &Committed) -> &'static str {
 /// `PUT .../tables/{t}`: upsert.
 pub async fn save(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
-    let done = write(&state, &handle, &table, Action::Save, write_request(body)?, &headers).await?;
-    Ok(Json(written(save_status(&done.0), &handle, &table, done)))
+    let done = write(&state, &caller, &handle, &table, Action::Save, write_request(body)?, &headers).await?;
+    Ok(Json(written(save_status(&done.0), &handle, &caller, &table, done)))
 }
 
 /// `POST .../modules/{m}/save` `{table, record, concurrency?}`.
 pub async fn save_body(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
@@ -275,8 +303,8 @@ pub async fn save_body(
     });
     let request =
         WriteRequest { record: req.record, meta: req.meta, expected_version: expected, mutation_id: req.mutation_id };
-    let done = write(&state, &handle, &req.table, Action::Save, request, &headers).await?;
-    Ok(Json(written(save_status(&done.0), &handle, &req.table, done)))
+    let done = write(&state, &caller, &handle, &req.table, Action::Save, request, &headers).await?;
+    Ok(Json(written(save_status(&done.0), &handle, &caller, &req.table, done)))
 }
 
 #[derive(Deserialize)]
@@ -287,6 +315,7 @@ pub struct DeleteParams {
 /// `DELETE .../tables/{t}?id=` (or the key in a body record).
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module, table)): TablePath,
     Query(p): Query<DeleteParams>,
     headers: HeaderMap,
@@ -312,7 +341,7 @@ pub async fn delete(
         }
         (None, body) => write_request(body)?,
     };
-    let (_, ack, notice) = write(&state, &handle, &table, Action::Delete, request, &headers).await?;
+    let (_, ack, notice) = write(&state, &caller, &handle, &table, Action::Delete, request, &headers).await?;
     let record_ref = ack.get("recordRef").cloned();
     Ok(Json(
         json!({"status": "deleted", "branchId": branch, "moduleId": module, "table": table, "recordRef": record_ref, "notice": notice, "ack": ack}),
@@ -322,12 +351,19 @@ pub async fn delete(
 /// `POST .../modules/{m}/sequences` `{table, field}`: allocates the next value.
 pub async fn allocate_sequence(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
     let req: SequenceRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&branch, &module).await?;
+    // A number is taken for a row to be created: whoever may never create one gets none.
+    let rules = handle.access.table(&module, &req.table);
+    if !caller.who.admin && *rules.rule(mishkah_core::rules::Action::Create) == mishkah_core::rules::Rule::AdminOnly {
+        let denied = mishkah_core::rules::Denied::Forbidden { table: req.table.clone(), action: "create" };
+        return Err(crate::engine::WriteError::from(denied).into());
+    }
     let rule = state
         .engine
         .data()

@@ -1,4 +1,5 @@
-//! Fan-out: every committed change reaches every subscriber of its branch exactly once.
+//! Fan-out: every committed change reaches every subscriber of its branch that may see it,
+//! exactly once.
 //!
 //! Writers hand committed events to one publisher task ([`Hub::run_publisher`]) right after
 //! commit. It serializes each `server:event` frame once and shares the same [`Frame`] with every
@@ -6,9 +7,16 @@
 //! fan-out and flagged `lagged`, so its session tells the client to resync instead of letting
 //! server memory grow.
 //!
+//! With security rules, each subscriber reads through its table's `list` rule ([`scopes`]): a
+//! change reaches it if the rule admits the row after the write; if the rule admitted the row
+//! before and not after, it gets a removal (the event's delete frame) instead. A rule is bound to
+//! each subscriber once per table and interned, so subscribers whose rules bind alike share one
+//! verdict per change, and at most two frames (the event, the removal) are serialized per change.
+//!
 //! Live queries ([`live`]) read the same stream, after the branch-wide fan-out of each change.
 
 pub mod live;
+mod scopes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +28,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+use mishkah_core::rules::Principal;
 
 /// A committed change on its way to subscribers.
 #[derive(Debug, Clone)]
@@ -38,6 +47,10 @@ pub struct Published {
     pub client_meta: Value,
     /// The module's schema: what clients may see of the event ([`crate::render`]).
     pub schema: Arc<mishkah_core::Schema>,
+    /// The security rules: which subscribers may see the row.
+    pub access: Arc<mishkah_core::rules::RuleSet>,
+    /// The row before the write (none for an insert).
+    pub previous: Option<Arc<mishkah_core::Row>>,
 }
 
 /// A serialized frame: reference-counted, so one serialization is shared by every recipient.
@@ -49,12 +62,15 @@ pub const SUBSCRIBER_QUEUE: usize = 4096;
 struct Subscriber {
     tx: mpsc::Sender<Frame>,
     lagged: Arc<AtomicBool>,
+    /// `None`: sees every row (an admin, or a session from before the rules).
+    reader: Option<scopes::Reader>,
 }
 
 /// Subscribers per branch.
 pub struct Hub {
     server_id: String,
     branches: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
+    scopes: Mutex<scopes::Interned>,
     next_id: AtomicU64,
     metrics: Arc<Metrics>,
     live: Arc<live::LiveHub>,
@@ -81,7 +97,14 @@ impl Hub {
     /// A hub for this server.
     pub fn new(server_id: String, metrics: Arc<Metrics>) -> Arc<Hub> {
         let live = live::LiveHub::new(metrics.clone());
-        Arc::new(Hub { server_id, branches: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1), metrics, live })
+        Arc::new(Hub {
+            server_id,
+            branches: Mutex::new(HashMap::new()),
+            scopes: Mutex::new(scopes::Interned::default()),
+            next_id: AtomicU64::new(1),
+            metrics,
+            live,
+        })
     }
 
     /// The live queries.
@@ -94,13 +117,15 @@ impl Hub {
         &self.server_id
     }
 
-    /// Subscribes to every event of `branch`.
-    pub fn subscribe(self: &Arc<Self>, branch: &str) -> Subscription {
+    /// Subscribes to every event of `branch` that `who` may see (`who`'s `list` rules; an admin
+    /// sees everything).
+    pub fn subscribe(self: &Arc<Self>, branch: &str, who: Arc<Principal>) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lagged = Arc::new(AtomicBool::new(false));
+        let reader = (!who.admin).then(|| scopes::Reader::new(who, branch));
         let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        branches.entry(branch.to_owned()).or_default().insert(id, Subscriber { tx, lagged: lagged.clone() });
+        branches.entry(branch.to_owned()).or_default().insert(id, Subscriber { tx, lagged: lagged.clone(), reader });
         Subscription { rx, lagged, id, branch: branch.to_owned(), hub: self.clone() }
     }
 
@@ -125,7 +150,12 @@ impl Hub {
         let Some(subs) = branches.get_mut(branch) else {
             return;
         };
-        subs.retain(|_, sub| match sub.tx.try_send(frame.clone()) {
+        subs.retain(|_, sub| self.offer(sub, frame.clone()));
+    }
+
+    /// Queues `frame` for `sub`; `false` when it must be dropped (lagging or gone).
+    fn offer(&self, sub: &Subscriber, frame: Frame) -> bool {
+        match sub.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 sub.lagged.store(true, Ordering::Release);
@@ -133,7 +163,51 @@ impl Hub {
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Fans a committed change out to the subscribers of its branch, each as its rules let it
+    /// see the change: the event, a removal, or nothing.
+    fn fan_out(&self, p: &Published) {
+        let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(subs) = branches.get_mut(&p.branch) else {
+            return;
+        };
+        let table = p.schema.table(&p.event.change.table);
+        let rules = (!p.access.is_open()).then(|| p.access.table(&p.module, &p.event.change.table));
+        let (mut event, mut removal) = (None, None);
+        let mut verdicts = scopes::Verdicts::new(p, table);
+        let mut interned = None;
+        subs.retain(|_, sub| {
+            let seen = match (rules, sub.reader.as_mut()) {
+                (None, _) | (_, None) => scopes::Seen::Event,
+                (Some(rules), Some(reader)) => {
+                    let interned =
+                        interned.get_or_insert_with(|| self.scopes.lock().unwrap_or_else(|p| p.into_inner()));
+                    let scope = reader.scope(&p.module, &p.event.change.table, rules, interned);
+                    verdicts.of(&scope)
+                }
+            };
+            let frame = match seen {
+                scopes::Seen::Nothing => return true,
+                scopes::Seen::Event => event.get_or_insert_with(|| self.event_frame(p)).clone(),
+                scopes::Seen::Removal => removal.get_or_insert_with(|| self.removal_frame(p)).clone(),
+            };
+            match frame {
+                Some(frame) => self.offer(sub, frame),
+                None => true,
+            }
         });
+    }
+
+    /// The `server:event` frame that tells a client a row it held is no longer one it may see:
+    /// the change's delete frame.
+    fn removal_frame(&self, p: &Published) -> Option<Frame> {
+        let mut gone = (*p.event).clone();
+        gone.change.kind = mishkah_core::ChangeKind::Delete;
+        gone.change.row = None;
+        let removed = Published { event: Arc::new(gone), ..p.clone() };
+        self.event_frame(&removed)
     }
 
     /// The `server:event` frame of a committed change as clients see it, serialized once; `None`
@@ -150,11 +224,7 @@ impl Hub {
     /// Publishes committed events in commit order until every writer is gone.
     pub async fn run_publisher(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<Published>) {
         while let Some(p) = rx.recv().await {
-            if self.subscriber_count(&p.branch) > 0 {
-                if let Some(frame) = self.event_frame(&p) {
-                    self.broadcast(&p.branch, frame);
-                }
-            }
+            self.fan_out(&p);
             self.live.publish(&p);
         }
     }
@@ -167,8 +237,8 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_cannot_keep_up_is_dropped_and_flagged() {
         let hub = Hub::new("t".into(), Arc::new(Metrics::default()));
-        let mut slow = hub.subscribe("b");
-        let mut fast = hub.subscribe("b");
+        let mut slow = hub.subscribe("b", Arc::new(Principal::anonymous()));
+        let mut fast = hub.subscribe("b", Arc::new(Principal::anonymous()));
         let frame = Frame::from("{}");
         for _ in 0..SUBSCRIBER_QUEUE {
             hub.broadcast("b", frame.clone());

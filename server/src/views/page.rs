@@ -4,11 +4,13 @@
 
 use std::sync::Arc;
 
-use mishkah_core::query::{field_value, Bindings, Filter, FilterError};
+use mishkah_core::query::{field_value, Filter, FilterError};
 use mishkah_core::render::translate;
+use mishkah_core::rules::Action;
 use mishkah_core::{RecordKey, Row, Table};
 use serde_json::{json, Value};
 
+use crate::access::Caller;
 use crate::engine::ModuleHandle;
 use crate::render;
 use crate::storage::{filter_sql, Group, Measure, PageQuery, StorageError};
@@ -70,7 +72,7 @@ impl PageError {
 }
 
 /// What a client asked for.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PageRequest {
     pub filter: Option<Filter>,
     /// Refuse fields outside the schema (the string form is ours; old clients' `{field: value}`
@@ -88,8 +90,8 @@ pub struct PageRequest {
     pub descending: bool,
     /// `(lang, fallback)` of the `i18n.lang` join.
     pub lang: (String, String),
-    /// `rest` or `ws`, for `@request.source`.
-    pub source: &'static str,
+    /// Who asks: the rows are the ones their `list` rule admits.
+    pub caller: Caller,
     /// The caller can send stored documents as they are ([`PageRows::Stored`]) when rendering
     /// would not change them.
     pub stored_ok: bool,
@@ -170,16 +172,18 @@ pub fn filter_of(value: Option<&Value>) -> Result<(Option<Filter>, bool), PageEr
     }
 }
 
-/// Checks a filter against the table and binds its variables for this request. A hidden field
-/// is as unknown as a missing one: filtering on it would reveal it.
+/// Checks a request's filter against the table, restricts it to the rows the caller's `list`
+/// rule admits, and binds every variable for this request (`@auth` is the caller's claims). A
+/// hidden field is as unknown as a missing one: filtering on it would reveal it (the rule itself
+/// may read hidden fields: it never leaves the server). `None`: every row.
 pub fn prepare_filter(
     handle: &ModuleHandle,
     table: &Table,
-    filter: &Filter,
+    filter: Option<&Filter>,
     known_fields_only: bool,
-    source: &'static str,
-) -> Result<Filter, PageError> {
-    for path in filter.fields() {
+    caller: &Caller,
+) -> Result<Option<Filter>, PageError> {
+    for path in filter.map(Filter::fields).unwrap_or_default() {
         let name = &path[0];
         let field = table.field(name);
         let known = field.is_some() || matches!(name.as_str(), "version" | "createdAt" | "updatedAt");
@@ -188,9 +192,10 @@ pub fn prepare_filter(
             return Err(PageError::UnknownField { table: table.name.clone(), field: name.clone() });
         }
     }
-    let bindings = Bindings::at(crate::clock::now())
-        .with("request", json!({"branch": handle.branch, "module": handle.module, "source": source}));
-    Ok(filter.bind(&bindings))
+    let scope = caller.scope(handle, &table.name, Action::List);
+    let Some(filter) = scope.and(filter.cloned()) else { return Ok(None) };
+    let bindings = caller.who.bindings(&handle.branch, &handle.module, caller.source).with_now(crate::clock::now());
+    Ok(Some(filter.bind(&bindings)))
 }
 
 pub(crate) fn parse_sort(table: &Table, spec: Option<&str>) -> Result<Vec<(String, bool)>, PageError> {
@@ -245,10 +250,7 @@ pub async fn table_page(handle: &Arc<ModuleHandle>, table: &Table, req: PageRequ
             after_key = None;
         }
     }
-    let filter = match &req.filter {
-        Some(f) => Some(prepare_filter(handle, table, f, req.known_fields_only, req.source)?),
-        None => None,
-    };
+    let filter = prepare_filter(handle, table, req.filter.as_ref(), req.known_fields_only, &req.caller)?;
     let limit = req.limit;
     let query = PageQuery {
         after_key,
@@ -342,15 +344,12 @@ pub async fn count(
     handle: &Arc<ModuleHandle>,
     table: &Table,
     filter: Option<&Filter>,
-    source: &'static str,
+    caller: &Caller,
 ) -> Result<u64, PageError> {
     if table.locked {
         return Err(PageError::TableLocked(table.name.clone()));
     }
-    let filter = match filter {
-        Some(f) => prepare_filter(handle, table, f, true, source)?,
-        None => Filter::And(Vec::new()),
-    };
+    let filter = prepare_filter(handle, table, filter, true, caller)?.unwrap_or(Filter::And(Vec::new()));
     let t = table.clone();
     Ok(handle.read(move |r, _| r.count_where(&t, &filter)).await?)
 }
@@ -363,6 +362,7 @@ pub async fn aggregate(
     filter: Option<&Filter>,
     group_by: Vec<String>,
     measures: Vec<(Measure, String)>,
+    caller: &Caller,
 ) -> Result<Vec<Group>, PageError> {
     if table.locked {
         return Err(PageError::TableLocked(table.name.clone()));
@@ -384,10 +384,7 @@ pub async fn aggregate(
             return Err(invalid(field, measure.name()));
         }
     }
-    let filter = match filter {
-        Some(f) => prepare_filter(handle, table, f, true, "rest")?,
-        None => Filter::And(Vec::new()),
-    };
+    let filter = prepare_filter(handle, table, filter, true, caller)?.unwrap_or(Filter::And(Vec::new()));
     let t = table.clone();
     Ok(handle.read(move |r, _| r.aggregate(&t, &filter, &group_by, &measures)).await?)
 }
@@ -416,14 +413,12 @@ pub async fn search(
     query: String,
     filter: Option<&Filter>,
     limit: usize,
+    caller: &Caller,
 ) -> Result<Vec<(Row, f64)>, PageError> {
     if table.locked {
         return Err(PageError::TableLocked(table.name.clone()));
     }
-    let filter = match filter {
-        Some(f) => prepare_filter(handle, table, f, true, "rest")?,
-        None => Filter::And(Vec::new()),
-    };
+    let filter = prepare_filter(handle, table, filter, true, caller)?.unwrap_or(Filter::And(Vec::new()));
     handle.ensure_search(table).await?;
     let t = table.clone();
     let hits = handle.read(move |r, _| r.search(&t, &query, &filter, limit)).await?;

@@ -55,7 +55,7 @@ impl Session {
             let message = format!("unknown table `{}`", req.table);
             return self.error("unknown-table", &message, json!({"table": req.table, "subId": req.sub_id}), rid, None);
         };
-        let spec = match LiveSpec::prepare(&handle, &table, &req, self.state.max_page) {
+        let spec = match LiveSpec::prepare(&handle, &table, &req, self.state.max_page, &self.caller) {
             Ok(s) => s,
             Err(e) => return self.error(e.code(), &e.to_string(), with_sub(e.details(), &req.sub_id), rid, None),
         };

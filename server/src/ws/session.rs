@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::frames::{error_pair, log, text};
+use crate::access::Caller;
 use crate::clock::now_iso;
 use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
 use crate::http::error::mutation_details;
@@ -45,6 +46,8 @@ pub(super) struct Session {
     pub(super) live: super::live::LiveSubs,
     /// Who this session is; `None` until authenticated (always `None` with `--auth off`).
     identity: Option<crate::auth::Identity>,
+    /// The identity as the rules see it (anonymous without one).
+    pub(super) caller: Caller,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
@@ -63,6 +66,7 @@ pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::aut
         lang: None,
         subscription: None,
         live: Default::default(),
+        caller: caller_of(identity.as_ref()),
         identity,
         outcomes,
     };
@@ -125,6 +129,11 @@ pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::aut
         }
     }
     state.metrics.connections.dec();
+}
+
+fn caller_of(identity: Option<&crate::auth::Identity>) -> Caller {
+    let who = identity.map_or_else(mishkah_core::rules::Principal::anonymous, crate::auth::Identity::principal);
+    Caller::new(Arc::new(who), "ws")
 }
 
 async fn send_all(
@@ -231,7 +240,10 @@ impl Session {
         if self.state.auth.required() && self.identity.is_none() {
             match &frame {
                 ClientFrame::Hello(h) => match h.token.as_deref().map(|t| self.state.auth.verify(t)) {
-                    Some(Ok(identity)) => self.identity = Some(identity),
+                    Some(Ok(identity)) => {
+                        self.caller = caller_of(Some(&identity));
+                        self.identity = Some(identity);
+                    }
                     Some(Err(e)) => {
                         return self.error(e.code(), &e.to_string(), Value::Null, h.request_id.clone(), None)
                     }
@@ -303,7 +315,7 @@ impl Session {
         }
         // Subscribe before reading, so nothing committed in between is missed (a duplicate event
         // is harmless: its sequence is not above the snapshot's version).
-        self.subscription = Some(self.state.engine.hub().subscribe(&hello.branch_id));
+        self.subscription = Some(self.state.engine.hub().subscribe(&hello.branch_id, self.caller.who.clone()));
         let mut out = vec![log(
             self.server_id(),
             "info",
@@ -348,7 +360,7 @@ impl Session {
                 }
             };
             if let Some(c) = cursor.and_then(|c| c.for_module(&module)) {
-                match views::delta_since(&handle, c).await {
+                match views::delta_since(&handle, c, &self.caller).await {
                     Ok(Ok(delta)) => {
                         let mut tables = BTreeMap::new();
                         let mut deleted = BTreeMap::new();
@@ -377,7 +389,7 @@ impl Session {
                     }
                 }
             }
-            match views::module_snapshot(&handle, self.lang.as_deref()).await {
+            match views::module_snapshot(&handle, self.lang.as_deref(), &self.caller).await {
                 Ok(s) => {
                     snapshots.insert(module, s);
                 }
@@ -453,7 +465,8 @@ impl Session {
                 meta: reply_meta,
             }));
         });
-        let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, reply });
+        let who = self.caller.who.clone();
+        let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, who, reply });
         if let Err(e) = handle.submit(job).await {
             return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id);
         }
@@ -464,6 +477,11 @@ impl Session {
         let o = *o;
         match o.outcome {
             Ok(c) => {
+                // Acks echo only what the writer may see.
+                let seen = match (o.module.schema.table(&c.event.change.table), &c.event.change.row) {
+                    (Some(t), Some(row)) => self.caller.admits(&o.module, t, row),
+                    _ => true,
+                };
                 let site = CommitSite {
                     branch_id: &o.module.branch,
                     module_id: &o.module.module,
@@ -476,7 +494,7 @@ impl Session {
                     "ws",
                     o.meta,
                     c.primary_key,
-                    o.include_record,
+                    o.include_record && seen,
                 );
                 ack.request_id = o.request_id;
                 ack.mutation_id = o.mutation_id.or(ack.mutation_id);
@@ -485,6 +503,7 @@ impl Session {
             Err(e) => {
                 let details = match &e {
                     crate::engine::WriteError::Mutation(m) => mutation_details(m),
+                    crate::engine::WriteError::Denied(d) => crate::http::error::denied_details(d),
                     _ => Value::Null,
                 };
                 self.error(e.code(), &e.to_string(), details, o.request_id, o.mutation_id)
@@ -518,7 +537,14 @@ impl Session {
             let row = handle.read(move |r, _| r.row(&t, &RecordKey(key))).await;
             match row {
                 Ok(row) => {
-                    let seen = row.as_ref().and_then(|row| crate::render::row(&table, row)).map(|r| r.into_owned());
+                    let view = self.caller.scope(&handle, &table.name, mishkah_core::rules::Action::View);
+                    let now = mishkah_core::query::Bindings::at(crate::clock::now());
+                    // A row the `view` rule does not admit is as absent as a missing one.
+                    let seen = row
+                        .as_ref()
+                        .filter(|row| view.admits(Some(&table), row, &now))
+                        .and_then(|row| crate::render::row(&table, row))
+                        .map(|r| r.into_owned());
                     (seen.map(Value::Object).unwrap_or(Value::Null), None)
                 }
                 Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
@@ -538,7 +564,8 @@ impl Session {
                 ] {
                     measures.extend(fields.iter().map(|f| (measure, f.clone())));
                 }
-                match crate::views::page::aggregate(&handle, &table, filter.as_ref(), agg.group_by.clone(), measures)
+                let group_by = agg.group_by.clone();
+                match crate::views::page::aggregate(&handle, &table, filter.as_ref(), group_by, measures, &self.caller)
                     .await
                 {
                     Ok(groups) => (crate::views::page::groups_json(groups), None),
@@ -553,8 +580,11 @@ impl Session {
                     limit: q.limit.unwrap_or(self.state.max_page).min(self.state.max_page),
                     after: q.after.clone(),
                     lang: (self.lang.clone().unwrap_or_else(|| "ar".into()), "ar".into()),
-                    source: "ws",
-                    ..PageRequest::default()
+                    caller: self.caller.clone(),
+                    created_after: None,
+                    updated_after: None,
+                    descending: false,
+                    stored_ok: false,
                 };
                 match table_page(&handle, &table, request).await {
                     Ok(page) => (
@@ -615,7 +645,7 @@ impl Session {
             Err(e) => return topic_error(e.code(), e.to_string()),
         };
         let mutations = super::topics::plan(&handle.schema, &current, &p.data, &trans);
-        match handle.import_atomic(mutations, "topic").await {
+        match handle.import_atomic(mutations, "topic", self.caller.who.clone()).await {
             Ok(_) => vec![text(&ServerFrame::TopicAck { event: "publish".into(), topic: Some(p.topic) })],
             Err(e) => topic_error(e.code(), e.to_string()),
         }
@@ -640,10 +670,10 @@ impl Session {
         // A topic subscriber hears every committed write of the branch like any other client (the
         // original reached sync-topic subscribers only on some write paths).
         if self.subscription.is_none() {
-            self.subscription = Some(self.state.engine.hub().subscribe(&branch));
+            self.subscription = Some(self.state.engine.hub().subscribe(&branch, self.caller.who.clone()));
         }
         let mut out = vec![text(&ServerFrame::TopicAck { event: "subscribe".into(), topic: Some(topic.clone()) })];
-        match views::module_snapshot(&handle, self.lang.as_deref()).await {
+        match views::module_snapshot(&handle, self.lang.as_deref(), &self.caller).await {
             Ok(s) => out
                 .push(text(&ServerFrame::TopicPublish { topic, data: serde_json::to_value(s).unwrap_or(Value::Null) })),
             Err(e) => out.extend(self.error(e.code(), &e.to_string(), Value::Null, None, None)),

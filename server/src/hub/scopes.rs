@@ -1,0 +1,121 @@
+//! What each subscriber of the branch-wide fan-out may see: its `list` rule per table, bound to
+//! its identity once (the first change of that table it hears of) and interned, so subscribers
+//! whose rules bind alike (every kitchen of one section, every cashier) share one [`ReadScope`]
+//! and the rule is evaluated once per change for all of them ([`Verdicts`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
+use mishkah_core::query::Bindings;
+use mishkah_core::rules::{Action, Principal, ReadScope, TableRules};
+use mishkah_core::Table;
+
+use super::Published;
+
+/// What one subscriber gets of one change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Seen {
+    /// The event.
+    Event,
+    /// A removal: the rule admitted the row before the change and does not after.
+    Removal,
+    /// Nothing: the rule admits the row neither before nor after.
+    Nothing,
+}
+
+/// A subscriber's identity and its bound rules, by module and table.
+pub(super) struct Reader {
+    who: Arc<Principal>,
+    branch: String,
+    scopes: HashMap<String, HashMap<String, Arc<ReadScope>>>,
+}
+
+impl Reader {
+    pub(super) fn new(who: Arc<Principal>, branch: &str) -> Reader {
+        Reader { who, branch: branch.to_owned(), scopes: HashMap::new() }
+    }
+
+    /// The subscriber's scope of `table`, bound on first use.
+    pub(super) fn scope(
+        &mut self,
+        module: &str,
+        table: &str,
+        rules: &TableRules,
+        interned: &mut Interned,
+    ) -> Arc<ReadScope> {
+        if let Some(scope) = self.scopes.get(module).and_then(|t| t.get(table)) {
+            return scope.clone();
+        }
+        let bindings = self.who.bindings(&self.branch, module, "ws");
+        let scope = interned.intern(rules.read_scope(Action::List, &self.who, &bindings));
+        self.scopes.entry(module.to_owned()).or_default().insert(table.to_owned(), scope.clone());
+        scope
+    }
+}
+
+/// Every bound scope in use, by its printed form, so equal ones are one allocation.
+#[derive(Default)]
+pub(super) struct Interned {
+    by_text: HashMap<String, Weak<ReadScope>>,
+    live_at_last_sweep: usize,
+}
+
+impl Interned {
+    fn intern(&mut self, scope: ReadScope) -> Arc<ReadScope> {
+        let text = match &scope {
+            ReadScope::All => String::new(),
+            ReadScope::Nothing => "\0".to_owned(),
+            ReadScope::Where(f) => f.to_string(),
+        };
+        if let Some(shared) = self.by_text.get(&text).and_then(Weak::upgrade) {
+            return shared;
+        }
+        let shared = Arc::new(scope);
+        self.by_text.insert(text, Arc::downgrade(&shared));
+        // Scopes of gone subscribers are dropped once the map has doubled since the last sweep.
+        if self.by_text.len() > 2 * self.live_at_last_sweep.max(64) {
+            self.by_text.retain(|_, w| w.strong_count() > 0);
+            self.live_at_last_sweep = self.by_text.len();
+        }
+        shared
+    }
+}
+
+/// The verdicts of one change, one per distinct scope.
+pub(super) struct Verdicts<'p> {
+    p: &'p Published,
+    table: Option<&'p Table>,
+    now: Option<Bindings>,
+    known: Vec<(Arc<ReadScope>, Seen)>,
+}
+
+impl<'p> Verdicts<'p> {
+    pub(super) fn new(p: &'p Published, table: Option<&'p Table>) -> Verdicts<'p> {
+        Verdicts { p, table, now: None, known: Vec::new() }
+    }
+
+    /// What a subscriber reading through `scope` gets of this change.
+    pub(super) fn of(&mut self, scope: &Arc<ReadScope>) -> Seen {
+        match scope.as_ref() {
+            ReadScope::All => return Seen::Event,
+            ReadScope::Nothing => return Seen::Nothing,
+            ReadScope::Where(_) => {}
+        }
+        if let Some((_, seen)) = self.known.iter().find(|(s, _)| Arc::ptr_eq(s, scope)) {
+            return *seen;
+        }
+        let now = self.now.get_or_insert_with(|| Bindings::at(crate::clock::now()));
+        let admits = |row: Option<&mishkah_core::Row>| row.is_some_and(|r| scope.admits(self.table, r, now));
+        let before = admits(self.p.previous.as_deref());
+        let after = admits(self.p.event.change.row.as_ref());
+        let seen = match (before, after) {
+            (_, true) => Seen::Event,
+            // A delete's own frame is the removal.
+            (true, false) if self.p.event.change.row.is_none() => Seen::Event,
+            (true, false) => Seen::Removal,
+            (false, false) => Seen::Nothing,
+        };
+        self.known.push((scope.clone(), seen));
+        seen
+    }
+}
