@@ -30,6 +30,8 @@ pub struct Scenario {
     pub first_order_id: &'static str,
     /// The formatted id after that.
     pub second_order_id: &'static str,
+    /// The status field of `order_line` (the schemas name it differently).
+    pub line_status: &'static str,
 }
 
 /// A copy of the data directory in a temp dir (servers write their databases into it).
@@ -50,6 +52,7 @@ impl DataCopy {
                 menu_items: 94,
                 first_order_id: "DAR-001020",
                 second_order_id: "DAR-001021",
+                line_status: "statusId",
             }
         } else {
             Scenario {
@@ -58,6 +61,7 @@ impl DataCopy {
                 menu_items: 20,
                 first_order_id: "DEMO-001001",
                 second_order_id: "DEMO-001002",
+                line_status: "status",
             }
         };
         DataCopy { dir, scenario }
