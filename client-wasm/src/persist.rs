@@ -32,6 +32,8 @@ pub struct Loaded {
     pub outbox: Vec<Pending>,
     /// `{sync: "subscriptions"}`: which live query holds which row.
     pub subs: Option<Value>,
+    /// The schema route's `{rules, identity}`, for checking writes offline.
+    pub access: Option<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +75,9 @@ impl Persist {
         }
         if let Some(subs) = meta.get("subs".into()).await.map_err(js_err)? {
             loaded.subs = from_js(subs).ok();
+        }
+        if let Some(access) = meta.get("access".into()).await.map_err(js_err)? {
+            loaded.access = from_js(access).ok();
         }
         if let Some(cursor) = meta.get("cursor".into()).await.map_err(js_err)? {
             loaded.cursor = cursor.as_f64().unwrap_or(0.0) as u64;
@@ -127,8 +132,17 @@ impl Persist {
 
     /// Caches the schema.
     pub async fn save_schema(&self, schema: &Value) -> Result<(), JsValue> {
+        self.put_meta("schema", schema).await
+    }
+
+    /// Caches the write rules and the identity they were given for (`{rules, identity}`).
+    pub async fn save_access(&self, access: &Value) -> Result<(), JsValue> {
+        self.put_meta("access", access).await
+    }
+
+    async fn put_meta(&self, key: &str, value: &Value) -> Result<(), JsValue> {
         let tx = self.db.transaction(&[META], TransactionMode::ReadWrite).map_err(js_err)?;
-        tx.store(META).map_err(js_err)?.put(&to_js(schema), Some(&"schema".into())).await.map_err(js_err)?;
+        tx.store(META).map_err(js_err)?.put(&to_js(value), Some(&key.into())).await.map_err(js_err)?;
         tx.done().await.map_err(js_err)?;
         Ok(())
     }

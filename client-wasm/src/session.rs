@@ -474,5 +474,5 @@ pub(crate) async fn fetch_schema(http_base: &str, branch: &str, module: &str, to
         return None;
     }
     let body = JsFuture::from(response.json().ok()?).await.ok()?;
-    from_js(body).ok().map(|v| v["schema"].clone())
+    from_js(body).ok()
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use mishkah_core::mutation::{row_version, ApplyContext};
 use mishkah_core::record::fill_key;
+use mishkah_core::rules::{Denied, Principal, RuleSet};
 use mishkah_core::sync::Replica;
 use mishkah_core::{apply, Action, Mutation, MutationError, RecordKey, Row, Schema, Timestamp, VersionPolicy};
 use serde::{Deserialize, Serialize};
@@ -42,6 +43,49 @@ pub struct Changed {
     pub replaced: bool,
 }
 
+/// The server's write rules for this store's module and who the store is, as the schema route
+/// gave them (`{rules, identity}`): the store refuses what the server would, before a write
+/// enters the outbox — offline too.
+#[derive(Debug, Clone)]
+pub struct Access {
+    rules: RuleSet,
+    who: Principal,
+    module: String,
+}
+
+impl Access {
+    /// From the schema route's answer; `None` when the server has no rules (or the answer none).
+    pub fn from_answer(module: &str, answer: &Value) -> Option<Access> {
+        let rules = RuleSet::from_client_form(module, answer.get("rules").filter(|r| r.is_object())?).ok()?;
+        let who = match answer.get("identity") {
+            Some(claims) if claims.is_object() => Principal::from_claims(claims.clone()),
+            _ => Principal::anonymous(),
+        };
+        Some(Access { rules, who, module: module.to_owned() })
+    }
+}
+
+/// Why a write was refused before it was queued.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Refused {
+    /// The core refuses it (validation, conflict, not found...).
+    #[error(transparent)]
+    Mutation(#[from] MutationError),
+    /// The security rules refuse it.
+    #[error(transparent)]
+    Denied(#[from] Denied),
+}
+
+impl Refused {
+    /// The core's code, or `forbidden` / `read-only-field`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Refused::Mutation(e) => e.code(),
+            Refused::Denied(e) => e.code(),
+        }
+    }
+}
+
 /// Confirmed state + outbox for one module.
 #[derive(Debug, Default)]
 pub struct ClientState {
@@ -55,6 +99,8 @@ pub struct ClientState {
     pub branch: Option<String>,
     /// `{sync: "subscriptions"}`: the rows held are exactly what live queries hold.
     pub live: Option<Membership>,
+    /// The write rules, when the server has some.
+    pub access: Option<Access>,
     policy: VersionPolicy,
 }
 
@@ -121,15 +167,28 @@ impl ClientState {
         mutation_id: String,
         seq: f64,
         now: Timestamp,
-    ) -> Result<Pending, MutationError> {
+    ) -> Result<Pending, Refused> {
         let table = self.table(&mutation.table)?.clone();
+        let sent = mutation.record.clone();
         if matches!(mutation.action, Action::Insert | Action::Save) && RecordKey::of(&table, &mutation.record).is_err()
         {
             fill_key(&table, &mut mutation.record, &mutation_id);
         }
-        let key = RecordKey::of(&table, &mutation.record)?;
+        let key = RecordKey::of(&table, &mutation.record).map_err(MutationError::from)?;
         let current = self.view_row(&table.name, &key, now);
-        apply(&table, current.as_ref(), &mutation, &self.apply_context(now))?;
+        let change = apply(&table, current.as_ref(), &mutation, &self.apply_context(now))?;
+        if let Some(access) = &self.access {
+            let branch = self.branch.as_deref().unwrap_or_default();
+            let bindings = access.who.bindings(branch, &access.module, "ws").with_now(now);
+            access.rules.table(&access.module, &table.name).check_write(
+                &access.who,
+                &bindings,
+                &table,
+                current.as_ref(),
+                change.row.as_ref(),
+                &sent,
+            )?;
+        }
         let mutation = Mutation { mutation_id: Some(mutation_id.clone()), ..mutation };
         let pending = Pending { seq, mutation_id, mutation, sent: false, tab: String::new() };
         self.outbox.push(pending.clone());
@@ -344,6 +403,29 @@ mod tests {
         let mut s = ClientState::new(Some(schema()));
         s.on_snapshot(&json!({"version": 10, "tables": rows}));
         s
+    }
+
+    #[test]
+    fn the_servers_write_rules_refuse_a_write_before_it_is_queued() {
+        let mut s = state_with(json!({"note": [{"id": "n1", "body": "server", "version": 1}]}));
+        let answer = json!({
+            "rules": {"note": {"create": "@auth.role = \"cashier\"", "update": "body != \"\"", "delete": null,
+                               "readOnly": ["body"]}},
+            "identity": {"sub": "k1", "role": "kitchen"}});
+        s.access = Access::from_answer("pos", &answer);
+        let insert = Mutation::new("note", Action::Insert, json!({"id": "n2"}));
+        let refused = s.enqueue(insert, "m1".into(), 1.0, Timestamp(0)).unwrap_err();
+        assert_eq!(refused.code(), "forbidden");
+        let delete = Mutation::new("note", Action::Delete, json!({"id": "n1"}));
+        assert_eq!(s.enqueue(delete, "m2".into(), 2.0, Timestamp(0)).unwrap_err().code(), "forbidden");
+        let rewrite = Mutation::new("note", Action::Merge, json!({"id": "n1", "body": "mine"}));
+        assert_eq!(s.enqueue(rewrite, "m3".into(), 3.0, Timestamp(0)).unwrap_err().code(), "read-only-field");
+        assert!(s.outbox.is_empty(), "nothing refused reaches the outbox");
+        let touch = Mutation::new("note", Action::Merge, json!({"id": "n1", "body": "server"}));
+        s.enqueue(touch, "m4".into(), 4.0, Timestamp(0)).unwrap();
+        assert_eq!(s.outbox.len(), 1, "an allowed write is queued");
+        s.access = Access::from_answer("pos", &json!({"rules": null}));
+        assert!(s.access.is_none(), "no rules: nothing to check");
     }
 
     #[test]

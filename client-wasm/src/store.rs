@@ -21,7 +21,7 @@ use crate::session::{
     adopt_orphans, after_change, call_all, emit_calls, fetch_schema, flush_outbox, open_socket, set_status,
     watcher_calls,
 };
-use crate::state::{Changed, ClientState};
+use crate::state::{Access, Changed, ClientState};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &'static str = r#"
@@ -291,6 +291,7 @@ impl Store {
                     let mut inner = shared.borrow_mut();
                     inner.persist = Some(persist);
                     inner.state.schema = loaded.schema.and_then(|s| serde_json::from_value::<Schema>(s).ok());
+                    inner.state.access = loaded.access.as_ref().and_then(|a| Access::from_answer(&module, a));
                     for (table, row) in loaded.rows {
                         let t = inner.state.schema.as_ref().and_then(|s| s.table(&table)).cloned();
                         let key = t.and_then(|t| RecordKey::of(&t, &row).ok()).or_else(|| {
@@ -324,15 +325,19 @@ impl Store {
             if use_idb {
                 adopt_orphans(&shared).await?;
             }
-            if let Some(schema) = fetch_schema(&http_base, &branch, &module, token.as_deref()).await {
+            if let Some(answer) = fetch_schema(&http_base, &branch, &module, token.as_deref()).await {
+                let schema = answer["schema"].clone();
                 if let Ok(parsed) = serde_json::from_value::<Schema>(schema.clone()) {
+                    let access = json!({"rules": answer["rules"], "identity": answer["identity"]});
                     let persist = {
                         let mut inner = shared.borrow_mut();
                         inner.state.schema = Some(parsed);
+                        inner.state.access = Access::from_answer(&module, &access);
                         inner.persist.clone()
                     };
                     if let Some(p) = persist {
                         let _ = p.save_schema(&schema).await;
+                        let _ = p.save_access(&access).await;
                     }
                 }
             }

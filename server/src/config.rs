@@ -24,6 +24,23 @@ pub enum Command {
     Serve(ServeConfig),
     /// Print a token signed with the server's `--jwt-secret` (development and tests).
     Token(TokenArgs),
+    /// The security rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+/// `mishkah rules ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum RulesCommand {
+    /// Check a rules file against every module of every branch, as `serve` would at startup.
+    Check {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// The rules file (default: `<data>/security/rules.json`).
+        #[arg(long, env = "MISHKAH_RULES")]
+        rules: Option<PathBuf>,
+    },
 }
 
 /// `mishkah token`.
@@ -84,6 +101,10 @@ pub struct ServeConfig {
     /// session, needs a token.
     #[arg(long, env = "MISHKAH_AUTH", value_enum, default_value_t = crate::auth::AuthMode::Off)]
     pub auth: crate::auth::AuthMode,
+    /// Security rules file (default: `<data>/security/rules.json` when it exists; without one,
+    /// every identity may read and write everything).
+    #[arg(long, env = "MISHKAH_RULES")]
+    pub rules: Option<PathBuf>,
     /// HS256 secret that tokens are signed with.
     #[arg(long, env = "MISHKAH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,

@@ -1,7 +1,7 @@
 //! The `mishkah` binary.
 
 use clap::Parser;
-use mishkah_server::config::{Cli, Command};
+use mishkah_server::config::{Cli, Command, RulesCommand};
 use tracing_subscriber::EnvFilter;
 
 // The write path allocates small JSON values on several threads; glibc's arenas contend on them.
@@ -13,6 +13,7 @@ fn main() -> std::process::ExitCode {
     let config = match cli.command {
         Command::Serve(config) => config,
         Command::Token(args) => return token(args),
+        Command::Rules(RulesCommand::Check { data, rules }) => return check_rules(&data, rules.as_deref()),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
@@ -56,6 +57,37 @@ fn token(args: mishkah_server::config::TokenArgs) -> std::process::ExitCode {
     }
     println!("{}", mishkah_server::auth::mint(&args.jwt_secret, &args.sub, &args.role, args.ttl, extra));
     std::process::ExitCode::SUCCESS
+}
+
+/// `mishkah rules check`: what `serve` would refuse to start on, found offline.
+fn check_rules(data: &std::path::Path, rules: Option<&std::path::Path>) -> std::process::ExitCode {
+    let loaded = mishkah_server::datadir::DataDir::load(data).and_then(|mut dir| {
+        if let Some(path) = rules {
+            dir.use_rules(path)?;
+        }
+        Ok(dir)
+    });
+    let dir = match loaded {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if dir.rules.is_open() {
+        println!("no rules file at {}: every identity may read and write everything", dir.rules_path().display());
+        return std::process::ExitCode::SUCCESS;
+    }
+    let problems = dir.check_rules();
+    for p in &problems {
+        eprintln!("{}: {p}", dir.rules_path().display());
+    }
+    if problems.is_empty() {
+        println!("{}: ok", dir.rules_path().display());
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
 }
 
 async fn shutdown_signal(watch_stdin: bool) {

@@ -22,8 +22,20 @@ pub async fn serve(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let data =
+    let mut data =
         DataDir::load(&config.data).with_context(|| format!("cannot use data directory {}", config.data.display()))?;
+    if let Some(path) = &config.rules {
+        data.use_rules(path).with_context(|| format!("cannot use the rules file {}", path.display()))?;
+    }
+    if data.rules.is_open() {
+        if config.auth == AuthMode::Required {
+            tracing::warn!(
+                "no security rules (security/rules.json or --rules): every identity may read and write everything"
+            );
+        }
+    } else {
+        tracing::info!(rules = %data.rules_path().display(), "security rules loaded");
+    }
     let server_id = format!("mishkah-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let metrics = Arc::new(Metrics::default());
     let hub = Hub::new(server_id.clone(), metrics.clone());

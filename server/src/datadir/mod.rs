@@ -94,8 +94,9 @@ pub struct DataDir {
     pub sequence_rules: SequenceRules,
     /// `security/secret_fields.json`: fields and tables never sent to clients.
     pub secrets: SecretFields,
-    /// `security/rules.json`, or [`RuleSet::open`] without one.
+    /// `security/rules.json` (or `--rules`), or [`RuleSet::open`] without one.
     pub rules: std::sync::Arc<RuleSet>,
+    rules_path: PathBuf,
 }
 
 impl DataDir {
@@ -124,13 +125,40 @@ impl DataDir {
         } else {
             SecretFields::default()
         };
-        let rules = std::sync::Arc::new(load_rules(&root, &modules)?);
-        Ok(DataDir { root, modules, branches, sequence_rules, secrets, rules })
+        let rules_path = root.join("security").join("rules.json");
+        let rules = if rules_path.exists() { load_rules(&rules_path, &modules)? } else { RuleSet::open() };
+        Ok(DataDir { root, modules, branches, sequence_rules, secrets, rules: std::sync::Arc::new(rules), rules_path })
     }
 
-    /// `security/rules.json`.
-    pub fn rules_path(&self) -> PathBuf {
-        rules_path(&self.root)
+    /// Uses the rules of `path` instead of `security/rules.json` (`--rules`); the file must exist.
+    pub fn use_rules(&mut self, path: &Path) -> Result<(), DataDirError> {
+        self.rules = std::sync::Arc::new(load_rules(path, &self.modules)?);
+        self.rules_path = path.to_path_buf();
+        Ok(())
+    }
+
+    /// Where the rules come from.
+    pub fn rules_path(&self) -> &Path {
+        &self.rules_path
+    }
+
+    /// Every problem of the rules against the schema of every module of every named branch.
+    pub fn check_rules(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (branch, def) in &self.branches.branches {
+            for module in &def.modules {
+                match self.schema_for(branch, module) {
+                    Ok((schema, _)) => problems.extend(
+                        self.rules
+                            .check_against(module, &schema)
+                            .into_iter()
+                            .map(|e| format!("branch `{branch}`: {e}")),
+                    ),
+                    Err(e) => problems.push(format!("branch `{branch}` module `{module}`: {e}")),
+                }
+            }
+        }
+        problems
     }
 
     /// The directory.
@@ -213,17 +241,10 @@ impl DataDir {
     }
 }
 
-fn rules_path(root: &Path) -> PathBuf {
-    root.join("security").join("rules.json")
-}
-
-/// The rules file, checked as far as it can be without schemas: it parses, and every module it
+/// A rules file, checked as far as it can be without schemas: it parses, and every module it
 /// names exists. (Tables and fields are checked against each module's schema when it opens.)
-fn load_rules(root: &Path, modules: &BTreeMap<String, ModuleDef>) -> Result<RuleSet, DataDirError> {
-    let path = rules_path(root);
-    if !path.exists() {
-        return Ok(RuleSet::open());
-    }
+fn load_rules(path: &Path, modules: &BTreeMap<String, ModuleDef>) -> Result<RuleSet, DataDirError> {
+    let path = path.to_path_buf();
     let rules = RuleSet::from_json(&read_json(&path)?)
         .map_err(|errors| DataDirError::InvalidRules { path: path.clone(), errors })?;
     let unknown: Vec<RulesError> = rules

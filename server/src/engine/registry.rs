@@ -534,7 +534,7 @@ fn open_blocking(
     }
     let errors = data.rules.check_against(module, &schema);
     if !errors.is_empty() {
-        return Err(DataDirError::InvalidRules { path: data.rules_path(), errors }.into());
+        return Err(DataDirError::InvalidRules { path: data.rules_path().to_path_buf(), errors }.into());
     }
     data.rules.hide_in(module, &mut schema);
     let unknown = data.secrets.apply_to(&mut schema);

@@ -152,14 +152,19 @@ pub async fn module_tables(
 }
 
 /// `GET .../modules/{m}/schema`: the normalized schema the module runs on (including tables kept
-/// for seed data), as `mishkah-core` serializes it — what the browser store validates against.
+/// for seed data), as `mishkah-core` serializes it — what the browser store validates against —
+/// with the write rules and the caller's claims, which the store checks writes with.
 pub async fn module_schema(
     State(state): State<AppState>,
+    caller: Caller,
     Path((branch, module)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
     // The write rules too (they hold no secrets), so the browser store refuses what the server
     // would refuse, offline too. Absent without a rules file.
     let rules = (!handle.access.is_open()).then(|| handle.access.client_form(&module, &handle.schema));
-    Ok(Json(json!({"branchId": branch, "moduleId": module, "schema": handle.schema.as_ref(), "rules": rules})))
+    // And whom they were given for: the store evaluates them with the caller's own claims.
+    let identity = &caller.who.auth;
+    Ok(Json(json!({"branchId": branch, "moduleId": module, "schema": handle.schema.as_ref(), "rules": rules,
+                   "identity": identity})))
 }
