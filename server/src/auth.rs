@@ -1,7 +1,8 @@
 //! Identities: who a request or a WebSocket session is. A bearer credential is a JWT, verified
-//! with the configured secret (HS256, through `jsonwebtoken`: `alg: none` and every algorithm
-//! but the configured one are refused); its claims become the identity the security rules will
-//! read as `@auth.<claim>`. With `--auth off` (the default, as the original) nobody needs one.
+//! through `jsonwebtoken` with the configured secret (HS256) or public key (RS256, ES256 or EdDSA
+//! PEM) — `alg: none` and every algorithm without a configured key are refused — or an API key
+//! ([`crate::keys`]). Its claims become the identity the security rules read as `@auth.<claim>`.
+//! With `--auth off` (the default, as the original) nobody needs one.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,8 +45,12 @@ pub enum AuthError {
     Expired,
     #[error("the token is not valid: {0}")]
     Invalid(String),
-    #[error("auth is required but the server has no --jwt-secret to verify tokens with")]
+    #[error("auth is required but the server has no --jwt-secret or --jwt-public-key to verify tokens with")]
     NotConfigured,
+    #[error("this API key has been revoked")]
+    Revoked,
+    #[error("this identity may not use branch `{0}`")]
+    BranchForbidden(String),
 }
 
 impl AuthError {
@@ -56,21 +61,32 @@ impl AuthError {
             AuthError::Expired => "token-expired",
             AuthError::Invalid(_) => "invalid-token",
             AuthError::NotConfigured => "auth-not-configured",
+            AuthError::Revoked => "key-revoked",
+            AuthError::BranchForbidden(_) => "branch-forbidden",
         }
     }
 }
 
 /// Verifies credentials.
-#[derive(Clone)]
 pub struct Authenticator {
     pub mode: AuthMode,
-    decoding: Option<DecodingKey>,
+    /// One key per accepted algorithm.
+    decoders: Vec<(Algorithm, DecodingKey)>,
     validation: Validation,
+    keys: Option<crate::keys::KeyStore>,
 }
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator").field("mode", &self.mode).field("has_key", &self.decoding.is_some()).finish()
+        let algorithms: Vec<Algorithm> = self.decoders.iter().map(|(a, _)| *a).collect();
+        f.debug_struct("Authenticator").field("mode", &self.mode).field("algorithms", &algorithms).finish()
+    }
+}
+
+impl Identity {
+    /// The `exp` claim (seconds since the epoch), if the credential expires.
+    pub fn expires_at(&self) -> Option<u64> {
+        self.claims.get("exp").and_then(Value::as_u64)
     }
 }
 
@@ -90,8 +106,35 @@ impl Authenticator {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let decoding = secret.map(|s| DecodingKey::from_secret(s.as_bytes()));
-        Authenticator { mode, decoding, validation }
+        let decoders = secret
+            .filter(|s| !s.is_empty())
+            .map(|s| (Algorithm::HS256, DecodingKey::from_secret(s.as_bytes())))
+            .into_iter()
+            .collect();
+        Authenticator { mode, decoders, validation, keys: None }
+    }
+
+    /// Also accepts tokens signed by the private half of `pem` (an RSA, EC P-256 or Ed25519
+    /// public key: RS256, ES256 or EdDSA).
+    pub fn with_public_key(mut self, pem: &[u8]) -> Result<Authenticator, String> {
+        let decoder = DecodingKey::from_rsa_pem(pem)
+            .map(|k| (Algorithm::RS256, k))
+            .or_else(|_| DecodingKey::from_ec_pem(pem).map(|k| (Algorithm::ES256, k)))
+            .or_else(|_| DecodingKey::from_ed_pem(pem).map(|k| (Algorithm::EdDSA, k)))
+            .map_err(|_| "not an RSA, EC or Ed25519 public key in PEM".to_owned())?;
+        self.decoders.push(decoder);
+        Ok(self)
+    }
+
+    /// Also accepts the API keys of `store`.
+    pub fn with_keys(mut self, store: crate::keys::KeyStore) -> Authenticator {
+        self.keys = Some(store);
+        self
+    }
+
+    /// Whether any credential can be verified at all.
+    pub fn can_verify(&self) -> bool {
+        !self.decoders.is_empty() || self.keys.is_some()
     }
 
     /// Nobody needs an identity.
@@ -104,10 +147,22 @@ impl Authenticator {
         self.mode == AuthMode::Required
     }
 
-    /// The identity a bearer token stands for.
+    /// The identity a bearer credential (a JWT or an API key) stands for.
     pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let key = self.decoding.as_ref().ok_or(AuthError::NotConfigured)?;
-        let data = decode::<Map<String, Value>>(token.trim(), key, &self.validation).map_err(|e| match e.kind() {
+        let token = token.trim();
+        if token.starts_with(crate::keys::KEY_PREFIX) {
+            return self.keys.as_ref().ok_or(AuthError::NotConfigured)?.verify(token);
+        }
+        if self.decoders.is_empty() {
+            return Err(AuthError::NotConfigured);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed".into()))?;
+        let Some((algorithm, key)) = self.decoders.iter().find(|(a, _)| *a == header.alg) else {
+            return Err(AuthError::Invalid("algorithm not accepted".into()));
+        };
+        let mut validation = self.validation.clone();
+        validation.algorithms = vec![*algorithm];
+        let data = decode::<Map<String, Value>>(token, key, &validation).map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
             ErrorKind::InvalidSignature => AuthError::Invalid("wrong signature".into()),
             ErrorKind::InvalidAlgorithm => AuthError::Invalid("algorithm not accepted".into()),
@@ -125,8 +180,12 @@ impl Authenticator {
         Ok(Identity { sub, claims })
     }
 
-    /// The identity of a request's headers (`Authorization: Bearer ...`), if it carries one.
+    /// The identity of a request's headers (`Authorization: Bearer ...` or `X-API-Key`), if it
+    /// carries one.
     pub fn from_headers(&self, headers: &axum::http::HeaderMap) -> Option<Result<Identity, AuthError>> {
+        if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+            return Some(self.verify(key));
+        }
         let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
         let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).unwrap_or(value);
         Some(self.verify(token))

@@ -27,6 +27,44 @@ pub enum Command {
     /// The security rules.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// API keys for services (only their hashes are stored, in `<data>/security/keys.json`).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+/// `mishkah keys ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// A name for the key (its actor in the event log is `key:<name>`).
+        #[arg(long)]
+        name: String,
+        /// `@auth.role`; `admin` bypasses the rules.
+        #[arg(long)]
+        role: String,
+        /// The branches it may use (all when absent).
+        #[arg(long, value_delimiter = ',')]
+        branches: Option<Vec<String>>,
+    },
+    /// List the keys (names, roles, branches, when created or revoked; never the keys).
+    List {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+    },
+    /// Revoke a key: a running server refuses it from its next use.
+    Revoke {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// The key's name.
+        #[arg(long)]
+        name: String,
+    },
 }
 
 /// `mishkah rules ...`.
@@ -108,6 +146,9 @@ pub struct ServeConfig {
     /// HS256 secret that tokens are signed with.
     #[arg(long, env = "MISHKAH_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// PEM public key that tokens are signed for (RSA: RS256, EC P-256: ES256, Ed25519: EdDSA).
+    #[arg(long, env = "MISHKAH_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
     /// Required `iss` of tokens.
     #[arg(long, env = "MISHKAH_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,

@@ -22,6 +22,7 @@ pub mod datadir;
 pub mod engine;
 pub mod http;
 pub mod hub;
+pub mod keys;
 pub mod metrics;
 pub mod render;
 pub mod serve;

@@ -1,7 +1,7 @@
 //! The `mishkah` binary.
 
 use clap::Parser;
-use mishkah_server::config::{Cli, Command, RulesCommand};
+use mishkah_server::config::{Cli, Command, KeysCommand, RulesCommand};
 use tracing_subscriber::EnvFilter;
 
 // The write path allocates small JSON values on several threads; glibc's arenas contend on them.
@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(config) => config,
         Command::Token(args) => return token(args),
         Command::Rules(RulesCommand::Check { data, rules }) => return check_rules(&data, rules.as_deref()),
+        Command::Keys(command) => return keys(command),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
@@ -57,6 +58,32 @@ fn token(args: mishkah_server::config::TokenArgs) -> std::process::ExitCode {
     }
     println!("{}", mishkah_server::auth::mint(&args.jwt_secret, &args.sub, &args.role, args.ttl, extra));
     std::process::ExitCode::SUCCESS
+}
+
+/// `mishkah keys create|list|revoke`.
+fn keys(command: KeysCommand) -> std::process::ExitCode {
+    use mishkah_server::keys;
+    let done = match command {
+        KeysCommand::Create { data, name, role, branches } => keys::create(&data, &name, &role, branches).map(|key| {
+            println!("{key}");
+            eprintln!("key `{name}` created; it is not shown again: store it now");
+        }),
+        KeysCommand::List { data } => keys::list(&data).map(|list| {
+            for k in list {
+                let branches = k.branches.map(|b| b.join(",")).unwrap_or_else(|| "*".into());
+                let state = k.revoked_at.map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into());
+                println!("{}\t{}\t{}\tcreated {}\t{}", k.name, k.role, branches, k.created_at, state);
+            }
+        }),
+        KeysCommand::Revoke { data, name } => keys::revoke(&data, &name).map(|()| eprintln!("key `{name}` revoked")),
+    };
+    match done {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 /// `mishkah rules check`: what `serve` would refuse to start on, found offline.

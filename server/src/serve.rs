@@ -60,21 +60,30 @@ pub async fn serve(
         tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");
     }
 
-    let auth = Authenticator::new(
+    let mut auth = Authenticator::new(
         config.auth,
         config.jwt_secret.as_deref(),
         config.jwt_issuer.as_deref(),
         config.jwt_audience.as_deref(),
     );
+    if let Some(path) = &config.jwt_public_key {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read --jwt-public-key {}", path.display()))?;
+        auth = auth.with_public_key(&pem).map_err(|e| anyhow::anyhow!("--jwt-public-key {}: {e}", path.display()))?;
+    }
+    let has_keys = crate::keys::keys_path(&config.data).exists();
+    let auth = auth.with_keys(crate::keys::KeyStore::open(&config.data));
+    let can_verify_tokens =
+        config.jwt_secret.as_deref().is_some_and(|s| !s.is_empty()) || config.jwt_public_key.is_some();
     match config.auth {
         AuthMode::Off => tracing::warn!(
             "AUTH IS OFF: anyone who can reach this port can read and write every branch (as the original). \
              Use --auth required with --jwt-secret on any network you do not fully trust."
         ),
-        AuthMode::Required if config.jwt_secret.as_deref().is_none_or(str::is_empty) => {
-            anyhow::bail!("--auth required needs --jwt-secret (MISHKAH_JWT_SECRET) to verify tokens with")
-        }
-        AuthMode::Required => tracing::info!("auth required: every request and session needs a token"),
+        AuthMode::Required if !can_verify_tokens && !has_keys => anyhow::bail!(
+            "--auth required needs --jwt-secret (MISHKAH_JWT_SECRET), --jwt-public-key or API keys \
+             (mishkah keys create) to verify credentials with"
+        ),
+        AuthMode::Required => tracing::info!("auth required: every request and session needs a token or an API key"),
     }
     let static_dir =
         config.static_dir.clone().or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));

@@ -36,6 +36,17 @@ impl Principal {
         Principal { admin, auth: claims }
     }
 
+    /// Whether this principal may use `branch`: its `branches` claim lists it (or `"*"`), or it
+    /// has no such claim.
+    pub fn may_use_branch(&self, branch: &str) -> bool {
+        match self.auth.get("branches") {
+            None | Some(Value::Null) => true,
+            Some(Value::Array(list)) => list.iter().any(|b| b.as_str() == Some(branch) || b.as_str() == Some("*")),
+            Some(Value::String(one)) => one == branch || one == "*",
+            Some(_) => false,
+        }
+    }
+
     /// `sub` (or an API key's name), for the events' actor.
     pub fn id(&self) -> Option<&str> {
         self.auth.get("sub").and_then(Value::as_str)

@@ -40,6 +40,20 @@ pub enum ClientFrame {
     LiveSubscribe(LiveSubscribe),
     /// **(ext)** `client:unsubscribe`: end one.
     LiveUnsubscribe(LiveUnsubscribe),
+    /// **(ext)** `client:auth {token}`: a new token for this session (before the old one expires,
+    /// or after `server:directive {directive: "token-expired"}`).
+    Authenticate(ClientAuth),
+}
+
+/// **(ext)** `client:auth`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientAuth {
+    /// A JWT or an API key.
+    pub token: String,
+    /// Echoed back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
 }
 
 /// Why a client frame was refused.
@@ -362,6 +376,7 @@ impl ClientFrame {
             "publish" => ClientFrame::TopicPublish(body(&kind, value)?),
             "client:subscribe" => ClientFrame::LiveSubscribe(body(&kind, value)?),
             "client:unsubscribe" => ClientFrame::LiveUnsubscribe(body(&kind, value)?),
+            "client:auth" => ClientFrame::Authenticate(body(&kind, value)?),
             _ => return Err(FrameError::UnknownType(kind)),
         })
     }

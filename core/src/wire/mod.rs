@@ -11,8 +11,8 @@ mod rest;
 mod server;
 
 pub use client::{
-    ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, LiveSubscribe, LiveUnsubscribe,
-    QueryAggregate, RequestSnapshot, TopicPublish,
+    ClientAuth, ClientFrame, ClientHello, ClientPublish, ClientQuery, FrameError, HelloCursor, LiveSubscribe,
+    LiveUnsubscribe, QueryAggregate, RequestSnapshot, TopicPublish,
 };
 pub use rest::{
     DeltaRequest, DeltaResponse, DeltaTableCursor, DeltaTableStats, ErrorBody, EventsBatchRequest, SaveRequest,

@@ -53,6 +53,18 @@ pub enum ServerFrame {
         #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
         request_id: Option<Value>,
     },
+    /// **(ext)** Answer to `client:auth`: the session's identity, and when its credential expires.
+    #[serde(rename = "server:auth")]
+    Authenticated {
+        /// Who the session is now.
+        sub: String,
+        /// `exp` of the credential (seconds since the epoch), if it expires.
+        #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<u64>,
+        /// The request it answers.
+        #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<Value>,
+    },
     /// Answer to `ping`.
     #[serde(rename = "pong")]
     Pong {

@@ -106,6 +106,8 @@ pub async fn branch(
 /// `GET /api/branches/{b}/modules`.
 pub async fn branch_modules(
     State(state): State<AppState>,
+    // Taken for its check: an identity limited to other branches learns nothing of this one.
+    _caller: Caller,
     Path(branch): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"branchId": branch, "modules": state.engine.modules_of(&branch)?})))

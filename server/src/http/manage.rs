@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::body::JsonBody;
-use super::caller::require_manager;
+use super::caller::{require_branch, require_manager};
 use super::error::ApiError;
 use crate::access::Caller;
 use crate::clock::now_iso;
@@ -73,6 +73,7 @@ pub async fn purge(
     require_manager(&state, &caller, "purge")?;
     let req: PurgeRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    require_branch(&caller, &req.branch_id)?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
     let tables = match (req.tables, req.table) {
         (Some(list), _) => list,
@@ -110,6 +111,7 @@ pub async fn restore(
     require_manager(&state, &caller, "restore")?;
     let req: RestoreRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    require_branch(&caller, &req.branch_id)?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
     let archive = req.archive.clone();
     let (rows, taken) = handle
@@ -166,6 +168,7 @@ pub async fn history(
     Query(p): Query<HistoryParams>,
 ) -> Result<Json<Value>, ApiError> {
     require_manager(&state, &caller, "history")?;
+    require_branch(&caller, &p.branch_id)?;
     let handle = state.module(&p.branch_id, &p.module_id).await?;
     let archives = handle.read(|r, _| r.archives()).await?;
     let list: Vec<Value> = archives
@@ -197,6 +200,7 @@ pub async fn compact(
     require_manager(&state, &caller, "compact")?;
     let req: CompactRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    require_branch(&caller, &req.branch_id)?;
     let handle = state.module(&req.branch_id, &req.module_id).await?;
     let through = req.through.unwrap_or_else(|| handle.head().saturating_sub(1_000));
     let removed = handle.compact(through).await?;

@@ -48,6 +48,9 @@ pub(super) struct Session {
     identity: Option<crate::auth::Identity>,
     /// The identity as the rules see it (anonymous without one).
     pub(super) caller: Caller,
+    /// When the session's credential expires; after that it delivers nothing until `client:auth`.
+    expires: Option<tokio::time::Instant>,
+    expired: bool,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
@@ -67,6 +70,8 @@ pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::aut
         subscription: None,
         live: Default::default(),
         caller: caller_of(identity.as_ref()),
+        expires: expiry_of(identity.as_ref()),
+        expired: false,
         identity,
         outcomes,
     };
@@ -85,7 +90,7 @@ pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::aut
                 let frames = session.render_outcome(o);
                 open = send_all(&mut sink, &state, frames).await;
             }
-            frame = next_event(&mut session.subscription) => match frame {
+            frame = next_event(&mut session.subscription), if !session.expired => match frame {
                 Some(frame) => {
                     open = send_events(&mut sink, &mut session, frame, &mut outcome_rx).await;
                 }
@@ -100,7 +105,12 @@ pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::aut
                 let _ = sink.send(Message::Close(None)).await;
                 open = false;
             }
-            out = next_live(&mut session.live.feed) => {
+            () = sleep_until_some(session.expires), if !session.expired && session.expires.is_some() => {
+                session.expired = true;
+                let frames = session.token_expired();
+                open = send_all(&mut sink, &state, frames).await;
+            }
+            out = next_live(&mut session.live.feed), if !session.expired => {
                 let frames = match out {
                     Some(LiveOut::Frame(frame)) => {
                         state.metrics.frames_out.inc();
@@ -129,6 +139,20 @@ pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::aut
         }
     }
     state.metrics.connections.dec();
+}
+
+/// When `identity`'s credential expires, as an instant of the runtime's clock.
+fn expiry_of(identity: Option<&crate::auth::Identity>) -> Option<tokio::time::Instant> {
+    let exp = identity?.expires_at()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now)))
+}
+
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn caller_of(identity: Option<&crate::auth::Identity>) -> Caller {
@@ -240,10 +264,7 @@ impl Session {
         if self.state.auth.required() && self.identity.is_none() {
             match &frame {
                 ClientFrame::Hello(h) => match h.token.as_deref().map(|t| self.state.auth.verify(t)) {
-                    Some(Ok(identity)) => {
-                        self.caller = caller_of(Some(&identity));
-                        self.identity = Some(identity);
-                    }
+                    Some(Ok(identity)) => self.authenticated(identity),
                     Some(Err(e)) => {
                         return self.error(e.code(), &e.to_string(), Value::Null, h.request_id.clone(), None)
                     }
@@ -258,14 +279,20 @@ impl Session {
                         );
                     }
                 },
-                ClientFrame::Ping => {}
+                ClientFrame::Ping | ClientFrame::Authenticate(_) => {}
                 _ => {
                     let e = crate::auth::AuthError::Missing;
                     return self.error(e.code(), &e.to_string(), Value::Null, ClientFrame::request_id_of(raw), None);
                 }
             }
         }
+        if self.expired && !matches!(frame, ClientFrame::Authenticate(_) | ClientFrame::Ping) {
+            let e = crate::auth::AuthError::Expired;
+            let message = "the session's token expired: send client:auth {token}";
+            return self.error(e.code(), message, Value::Null, ClientFrame::request_id_of(raw), None);
+        }
         match frame {
+            ClientFrame::Authenticate(auth) => self.renew(auth),
             ClientFrame::Hello(hello) => self.hello(hello).await,
             ClientFrame::Publish(p) => self.publish(p).await,
             ClientFrame::RequestSnapshot(r) => match &self.branch {
@@ -288,11 +315,52 @@ impl Session {
         }
     }
 
+    /// The session is `identity` from now on.
+    fn authenticated(&mut self, identity: crate::auth::Identity) {
+        self.caller = caller_of(Some(&identity));
+        self.expires = expiry_of(Some(&identity));
+        self.expired = false;
+        self.identity = Some(identity);
+    }
+
+    /// The credential expired: say so, and deliver nothing more until `client:auth`.
+    fn token_expired(&self) -> Vec<String> {
+        let directive = ServerDirective {
+            directive: "token-expired".into(),
+            branch_id: self.branch.clone().unwrap_or_default(),
+            module_id: None,
+            enabled: true,
+            reason: "token-expired".into(),
+        };
+        vec![text(&ServerFrame::Directive(directive))]
+    }
+
+    /// `client:auth {token}`: a new credential for the same identity resumes delivery where it
+    /// paused (what queued meanwhile follows; a queue that overflowed is a resync). Another
+    /// identity needs a new connection: its rules were bound to what it subscribed.
+    fn renew(&mut self, auth: mishkah_core::wire::ClientAuth) -> Vec<String> {
+        let identity = match self.state.auth.verify(&auth.token) {
+            Ok(identity) => identity,
+            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, auth.request_id, None),
+        };
+        if self.identity.as_ref().is_some_and(|current| current.sub != identity.sub) {
+            let message = "a session keeps its identity: connect again as another";
+            return self.error("identity-changed", message, json!({"sub": identity.sub}), auth.request_id, None);
+        }
+        let (sub, expires_at) = (identity.sub.clone(), identity.expires_at());
+        self.authenticated(identity);
+        vec![text(&ServerFrame::Authenticated { sub, expires_at, request_id: auth.request_id })]
+    }
+
     pub(super) fn not_registered(&self, request_id: Option<Value>) -> Vec<String> {
         self.error("not-registered", "send client:hello with a branchId first", Value::Null, request_id, None)
     }
 
     async fn hello(&mut self, hello: ClientHello) -> Vec<String> {
+        if !self.caller.who.may_use_branch(&hello.branch_id) {
+            let e = crate::auth::AuthError::BranchForbidden(hello.branch_id.clone());
+            return self.error(e.code(), &e.to_string(), json!({"branchId": hello.branch_id}), hello.request_id, None);
+        }
         let modules = match self.state.engine.modules_of(&hello.branch_id) {
             Ok(m) => m,
             Err(e) => {
@@ -614,6 +682,9 @@ impl Session {
         let Some((branch, module)) = super::topics::parse(&p.topic) else {
             return topic_error("invalid-topic", format!("unknown topic `{}`", p.topic));
         };
+        if !self.caller.who.may_use_branch(&branch) {
+            return topic_error("branch-forbidden", format!("this identity may not use branch `{branch}`"));
+        }
         let Some(trans) = super::topics::trans_id(&p.data) else {
             return topic_error("missing-trans-id", "a sync publish needs data.trans_id".into());
         };
@@ -661,6 +732,10 @@ impl Session {
                 message: format!("unknown topic `{topic}`"),
             })];
         };
+        if !self.caller.who.may_use_branch(&branch) {
+            let message = format!("this identity may not use branch `{branch}`");
+            return vec![text(&ServerFrame::TopicError { code: "branch-forbidden".into(), message })];
+        }
         let handle = match self.state.engine.module(&branch, &module).await {
             Ok(h) => h,
             Err(e) => {
