@@ -155,6 +155,18 @@ pub struct ServeConfig {
     /// Required `aud` of tokens.
     #[arg(long, env = "MISHKAH_JWT_AUDIENCE")]
     pub jwt_audience: Option<String>,
+    /// Requests and WebSocket messages per second per identity (per IP address when anonymous),
+    /// with bursts of as many; over it: 429 with `Retry-After`, or a `rate-limited` error frame.
+    /// `0`: no limit.
+    #[arg(long, env = "MISHKAH_RATE_LIMIT", default_value_t = 0)]
+    pub rate_limit: u32,
+    /// Open WebSocket connections per IP address (`0`: no cap).
+    #[arg(long, env = "MISHKAH_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: usize,
+    /// Origins browsers may call the API from (comma-separated); `*` allows any (the default,
+    /// as the original).
+    #[arg(long, env = "MISHKAH_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]
+    pub cors_origins: Vec<String>,
     /// Log as JSON lines.
     #[arg(long, env = "MISHKAH_LOG_JSON")]
     pub log_json: bool,

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod keys;
+pub mod limits;
 pub mod metrics;
 pub mod render;
 pub mod serve;

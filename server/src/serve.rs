@@ -14,6 +14,15 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
+/// `--cors-origins`: none for `*` (any origin), else each as a header value.
+fn cors_origins(list: &[String]) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
+    let list: Vec<&str> = list.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).collect();
+    if list.is_empty() || list.contains(&"*") {
+        return Ok(Vec::new());
+    }
+    list.iter().map(|o| o.parse().with_context(|| format!("--cors-origins: `{o}` is not an origin"))).collect()
+}
+
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -94,7 +103,17 @@ pub async fn serve(
         static_dir: static_dir.map(Arc::new),
         max_page: config.max_page.max(1),
         auth: Arc::new(auth),
+        limits: Arc::new(crate::limits::Limits::new(config.rate_limit, config.max_connections_per_ip)),
+        cors_origins: Arc::new(cors_origins(&config.cors_origins)?),
     };
+    let limits = state.limits.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            limits.forget_idle();
+        }
+    });
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, %server_id, data = %config.data.display(), "mishkah listening");
@@ -113,7 +132,8 @@ pub async fn serve(
         shutdown.await;
         notify.notify_one();
     };
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown);
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     tokio::select! {
         result = server => result?,
         () = async {

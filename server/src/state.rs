@@ -23,6 +23,10 @@ pub struct AppState {
     pub max_page: usize,
     /// Who requests are (`--auth`).
     pub auth: Arc<crate::auth::Authenticator>,
+    /// Rate limits and connection caps.
+    pub limits: Arc<crate::limits::Limits>,
+    /// `--cors-origins`; empty: any origin.
+    pub cors_origins: Arc<Vec<axum::http::HeaderValue>>,
 }
 
 impl AppState {

@@ -7,11 +7,13 @@ mod live;
 mod session;
 mod topics;
 
+use std::net::IpAddr;
+
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::http::error::ApiError;
 use crate::state::AppState;
 
 /// Largest accepted WebSocket message.
@@ -20,17 +22,26 @@ pub const MAX_FRAME_BYTES: usize = 2 * 1024 * 1024;
 /// Upgrades and runs a session. A credential on the upgrade (`Authorization: Bearer`, or
 /// `?token=`) must be valid; without one, a server with `--auth required` waits a few seconds for
 /// `client:hello {token}`.
-pub async fn upgrade(
+pub fn upgrade(
     ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
+    state: AppState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    ip: IpAddr,
 ) -> Response {
-    let from_query = query.as_deref().and_then(|q| url_token(q).map(|t| state.auth.verify(&t)));
-    let identity = match state.auth.from_headers(&headers).or(from_query) {
+    let Some(slot) = state.limits.open_connection(ip) else {
+        let error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-connections",
+            "this address has its cap of connections open",
+        );
+        return error.into_response();
+    };
+    let from_query = query.and_then(|q| url_token(q).map(|t| state.auth.verify(&t)));
+    let identity = match state.auth.from_headers(headers).or(from_query) {
         Some(Ok(identity)) => Some(identity),
         Some(Err(e)) if state.auth.required() => {
-            let error = crate::http::error::ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
+            let error = ApiError::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string());
             return error.into_response();
         }
         _ => None,
@@ -40,7 +51,7 @@ pub async fn upgrade(
     ws.max_message_size(MAX_FRAME_BYTES)
         .read_buffer_size(2 * 1024)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| session::run(socket, state, identity))
+        .on_upgrade(move |socket| session::run(socket, state, identity, ip, slot))
 }
 
 /// The `token` parameter of a query string.

@@ -51,6 +51,7 @@ pub(super) struct Session {
     /// When the session's credential expires; after that it delivers nothing until `client:auth`.
     expires: Option<tokio::time::Instant>,
     expired: bool,
+    ip: std::net::IpAddr,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
@@ -59,7 +60,15 @@ pub(super) struct Session {
 /// How long a session may stay without an identity when auth is required.
 const AUTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::auth::Identity>) {
+/// `ip` is the peer's address (its rate-limit bucket while anonymous); `_slot` holds its place
+/// among the address's open connections until the session ends.
+pub async fn run(
+    socket: WebSocket,
+    state: AppState,
+    identity: Option<crate::auth::Identity>,
+    ip: std::net::IpAddr,
+    _slot: crate::limits::ConnectionSlot,
+) {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
     let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
@@ -72,6 +81,7 @@ pub async fn run(socket: WebSocket, state: AppState, identity: Option<crate::aut
         caller: caller_of(identity.as_ref()),
         expires: expiry_of(identity.as_ref()),
         expired: false,
+        ip,
         identity,
         outcomes,
     };
@@ -257,6 +267,17 @@ impl Session {
     }
 
     async fn handle(&mut self, raw: &str) -> Vec<String> {
+        if let Err(wait) = self.rate_limit() {
+            let ms = wait.as_millis().max(1) as u64;
+            let details = json!({"retryAfterMs": ms});
+            return self.error(
+                "rate-limited",
+                "too many messages: this one was not run",
+                details,
+                ClientFrame::request_id_of(raw),
+                None,
+            );
+        }
         let frame = match ClientFrame::parse(raw) {
             Ok(f) => f,
             Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, ClientFrame::request_id_of(raw), None),
@@ -313,6 +334,18 @@ impl Session {
             ClientFrame::LiveSubscribe(s) => self.live_subscribe(s).await,
             ClientFrame::LiveUnsubscribe(u) => self.live_unsubscribe(u),
         }
+    }
+
+    /// Takes a token of this session's bucket (its identity's, else its address's).
+    fn rate_limit(&self) -> Result<(), std::time::Duration> {
+        if !self.state.limits.rate_limited() {
+            return Ok(());
+        }
+        let client = match &self.identity {
+            Some(identity) => crate::limits::Client::Identity(identity.sub.as_str().into()),
+            None => crate::limits::Client::Address(self.ip),
+        };
+        self.state.limits.check(&client)
     }
 
     /// The session is `identity` from now on.
