@@ -319,6 +319,16 @@ async fn every_write_path_allows_and_refuses_as_the_rules_say_and_a_refusal_stor
     assert_eq!(stored, set(&["L-1", "L-7", "L-8"]), "{page}");
     let row = page["rows"].as_array().unwrap().iter().find(|r| r["id"] == "L-1").unwrap();
     assert_eq!((row[status_field].as_str(), row["quantity"].as_i64()), (Some("cooking"), Some(2)), "{row}");
+    // Every event records who wrote it, and admins see it in the log.
+    let events_url = server.module_url(s.branch, "/events");
+    let (_, log) = call(Method::GET, &events_url, &roles.admin, Value::Null).await;
+    let actor_of = |log: &Value, key: &str| {
+        log["events"].as_array().unwrap().iter().find(|e| e["change"]["key"] == key).map(|e| e.get("actor").cloned())
+    };
+    assert_eq!(actor_of(&log, "L-1"), Some(Some(json!("c1"))), "the cashier created L-1");
+    assert_eq!(actor_of(&log, "L-7"), Some(Some(json!("a1"))), "the admin created L-7");
+    let (_, theirs) = call(Method::GET, &events_url, &roles.cashier, Value::Null).await;
+    assert_eq!(actor_of(&theirs, "L-1"), Some(None), "actors are for admins: {theirs}");
     let (_, tables) = call(Method::GET, &sections, &roles.admin, Value::Null).await;
     let names: Vec<&str> = tables["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
     assert!(names.contains(&"T-a") && !names.contains(&"T-c") && !names.contains(&"T-x"), "{names:?}");

@@ -460,6 +460,7 @@ fn write_one(
             source,
             meta,
             created_at: &now_iso,
+            actor: who.id(),
         })
     })();
     match logged {

@@ -66,13 +66,22 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
              row TEXT,
              created_at TEXT NOT NULL,
              source TEXT NOT NULL,
-             meta TEXT);
+             meta TEXT,
+             actor TEXT);
          CREATE TABLE IF NOT EXISTS mishkah_counters (counter_key TEXT PRIMARY KEY, last INTEGER NOT NULL, updated_at TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_tables (name TEXT PRIMARY KEY, sql_name TEXT NOT NULL, columns TEXT NOT NULL, adhoc INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_archive (
              archive TEXT NOT NULL, tbl TEXT NOT NULL, record_key TEXT NOT NULL, doc TEXT NOT NULL, archived_at TEXT NOT NULL,
              PRIMARY KEY (archive, tbl, record_key));",
     )?;
+    // Logs from before events recorded who wrote them gain the column (empty for old events).
+    let has_actor: bool =
+        conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('mishkah_events') WHERE name = 'actor'", [], |r| {
+            r.get(0)
+        })?;
+    if !has_actor {
+        conn.execute("ALTER TABLE mishkah_events ADD COLUMN actor TEXT", [])?;
+    }
     Ok(())
 }
 
@@ -196,6 +205,22 @@ fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), Stor
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_log_from_before_actors_gains_the_column_and_keeps_its_events() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE mishkah_events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, mutation_id TEXT UNIQUE,
+                 tbl TEXT NOT NULL, action TEXT NOT NULL, record_key TEXT NOT NULL, version INTEGER NOT NULL, row TEXT,
+                 created_at TEXT NOT NULL, source TEXT NOT NULL, meta TEXT);
+             INSERT INTO mishkah_events VALUES (1, 'evt-1', NULL, 't', 'insert', 'k', 1, '{}', 'now', 'ws', NULL);",
+        )
+        .unwrap();
+        create_internal(&conn).unwrap();
+        create_internal(&conn).unwrap();
+        let actor: Option<String> = conn.query_row("SELECT actor FROM mishkah_events", [], |r| r.get(0)).unwrap();
+        assert_eq!(actor, None);
+    }
 
     #[test]
     fn identifiers_are_checked() {

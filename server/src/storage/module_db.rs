@@ -336,6 +336,16 @@ impl ModuleReader {
         events_after(&self.conn, after, limit)
     }
 
+    /// Who wrote each event after `after` (at most `limit`), by sequence.
+    pub fn event_actors(&self, after: u64, limit: usize) -> Result<Vec<(u64, Option<String>)>, StorageError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT seq, actor FROM mishkah_events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
+        let rows = stmt.query_map(rusqlite::params![after as i64, limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// A sequence counter's last value.
     pub fn counter(&self, key: &str) -> Result<Option<i64>, StorageError> {
         Ok(self

@@ -24,6 +24,8 @@ pub struct NewEvent<'a> {
     pub meta: &'a Value,
     /// Commit time, ISO-8601.
     pub created_at: &'a str,
+    /// Who wrote it (`sub`, `key:<name>`, `system`); none when anonymous.
+    pub actor: Option<&'a str>,
 }
 
 /// Operations of one write inside the write transaction.
@@ -216,8 +218,8 @@ impl WriteTxn for SqliteTxn<'_> {
         let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
         self.conn
             .prepare_cached(
-                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )?
             .execute(params![
                 sequence as i64,
@@ -230,7 +232,8 @@ impl WriteTxn for SqliteTxn<'_> {
                 row,
                 event.created_at,
                 event.source,
-                meta
+                meta,
+                event.actor
             ])?;
         self.head = sequence;
         Ok(ChangeEvent {
