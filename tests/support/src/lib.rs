@@ -6,6 +6,8 @@
 //! schema formats; under `CI=true` a missing fixture directory is a failure, so CI can never pass by
 //! silently testing less.
 
+pub mod fuzz;
+
 use std::path::{Path, PathBuf};
 
 /// A data directory to test against.
