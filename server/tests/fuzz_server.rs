@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::cell::RefCell;
 use std::time::Duration;
 
 use common::*;
@@ -37,7 +36,7 @@ fn fuzzed_frames_and_requests_never_crash_the_server_or_close_the_session() {
         ws.recv_type("server:log").await;
         ws
     });
-    let ws = RefCell::new(ws);
+    let ws = tokio::sync::Mutex::new(ws);
 
     fuzz("frames on a live session", near_valid_frame(), |mut frame| {
         // Keep the session on its branch: a fuzzed hello would move it elsewhere.
@@ -45,7 +44,7 @@ fn fuzzed_frames_and_requests_never_crash_the_server_or_close_the_session() {
             frame["branchId"] = json!(s.branch);
         }
         runtime.block_on(async {
-            let mut ws = ws.borrow_mut();
+            let mut ws = ws.lock().await;
             ws.send(frame.clone()).await;
             // Whatever comes back, the socket must still be open (next() panics on a broken one).
             let _ = ws.drain(Duration::from_millis(2)).await;
@@ -81,7 +80,7 @@ fn fuzzed_frames_and_requests_never_crash_the_server_or_close_the_session() {
     });
 
     runtime.block_on(async {
-        let mut ws = ws.borrow_mut();
+        let mut ws = ws.lock().await;
         ws.send(json!({"type": "ping"})).await;
         ws.recv_type("pong").await;
         assert_eq!(reqwest::get(server.url("/healthz")).await.unwrap().status(), 200);
