@@ -12,6 +12,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::identity::Identities;
 use crate::{connect, ms, next_frame, percentile, wait_for, Args};
 
 /// Server CPU time (user + system) so far, from /proc.
@@ -27,10 +28,13 @@ fn cpu(pid: u32) -> Option<Duration> {
 type Sent = Arc<Mutex<HashMap<String, Instant>>>;
 
 /// A connection registered for live queries only (no snapshot, no branch-wide events).
-async fn subscriptions_only(args: &Args) -> anyhow::Result<crate::Conn> {
+async fn subscriptions_only(args: &Args, token: Option<String>) -> anyhow::Result<crate::Conn> {
     let mut c = connect(&args.url).await?;
     wait_for(&mut c.rx, "server:hello").await?;
-    let hello = json!({"type": "client:hello", "branchId": args.branch, "sync": "subscriptions"});
+    let mut hello = json!({"type": "client:hello", "branchId": args.branch, "sync": "subscriptions"});
+    if let Some(token) = token {
+        hello["token"] = Value::String(token);
+    }
     c.tx.send(Message::Text(hello.to_string().into())).await?;
     wait_for(&mut c.rx, "server:log").await?;
     Ok(c)
@@ -38,8 +42,15 @@ async fn subscriptions_only(args: &Args) -> anyhow::Result<crate::Conn> {
 
 /// Sends `count` inserts at `rate` per second, each named for subscription `k` (a different one
 /// each time), and waits for their acks.
-async fn paced_writes(args: &Args, run: &str, phase: &str, count: usize, sent: &Sent) -> anyhow::Result<Duration> {
-    let mut c = subscriptions_only(args).await?;
+async fn paced_writes(
+    args: &Args,
+    run: &str,
+    phase: &str,
+    count: usize,
+    sent: &Sent,
+    ids: &Identities,
+) -> anyhow::Result<Duration> {
+    let mut c = subscriptions_only(args, ids.token(0)).await?;
     let acks = tokio::spawn(async move {
         let mut n = 0;
         while n < count {
@@ -73,7 +84,7 @@ async fn paced_writes(args: &Args, run: &str, phase: &str, count: usize, sent: &
     Ok(started.elapsed())
 }
 
-pub async fn run(args: &Args, run: &str) -> anyhow::Result<()> {
+pub async fn run(args: &Args, run: &str, ids: &Identities) -> anyhow::Result<()> {
     let (subs, conns) = (args.live_subs, args.live_conns.max(1));
     let writes = args.live_writes;
     println!(
@@ -84,7 +95,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<()> {
 
     // Baseline: the same paced stream before any subscription exists.
     let cpu0 = args.server_pid.and_then(cpu);
-    let took = paced_writes(args, run, "base", writes, &sent).await?;
+    let took = paced_writes(args, run, "base", writes, &sent, ids).await?;
     let cpu1 = args.server_pid.and_then(cpu);
     sent.lock().unwrap_or_else(|p| p.into_inner()).clear();
 
@@ -92,7 +103,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<()> {
     let t = Instant::now();
     let mut readers = Vec::new();
     for c_i in 0..conns {
-        let mut c = subscriptions_only(args).await?;
+        let mut c = subscriptions_only(args, ids.token(c_i + 1)).await?;
         let mine: Vec<usize> = (c_i..subs).step_by(conns).collect();
         for &k in &mine {
             let frame = json!({"type": "client:subscribe", "subId": format!("s{k}"), "moduleId": args.module,
@@ -130,7 +141,7 @@ pub async fn run(args: &Args, run: &str) -> anyhow::Result<()> {
     println!("live: {subs} subscriptions answered in {}", ms(t.elapsed()));
 
     let cpu2 = args.server_pid.and_then(cpu);
-    let took_live = paced_writes(args, run, "live", writes, &sent).await?;
+    let took_live = paced_writes(args, run, "live", writes, &sent, ids).await?;
     let deadline = Instant::now() + Duration::from_secs(10);
     while latencies.lock().unwrap_or_else(|p| p.into_inner()).len() < writes && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -70,8 +70,19 @@ struct Args {
     /// Writes per second of the paced stream.
     #[arg(long, default_value_t = 1000.0)]
     live_rate: f64,
+    /// A server with `--auth required`: its HS256 secret; every connection then sends a token of
+    /// its own in its hello (`sub` = `bench-<n>`).
+    #[arg(long)]
+    jwt_secret: Option<String>,
+    /// The tokens' `role`.
+    #[arg(long, default_value = "bench")]
+    role: String,
+    /// More claims, `key=value` (JSON values allowed; `{n}` is the connection's number).
+    #[arg(long = "claim")]
+    claims: Vec<String>,
 }
 
+mod identity;
 mod live;
 
 struct Conn {
@@ -155,13 +166,12 @@ async fn wait_for(rx: &mut SplitStream<Ws>, ty: &str) -> anyhow::Result<Value> {
     }
 }
 
-async fn hello(c: &mut Conn, branch: &str, snapshot: bool) -> anyhow::Result<()> {
-    c.tx.send(Message::Text(
-        json!({"type": "client:hello", "branchId": branch, "role": "bench", "requestSnapshot": snapshot})
-            .to_string()
-            .into(),
-    ))
-    .await?;
+async fn hello(c: &mut Conn, branch: &str, snapshot: bool, token: Option<String>) -> anyhow::Result<()> {
+    let mut frame = json!({"type": "client:hello", "branchId": branch, "role": "bench", "requestSnapshot": snapshot});
+    if let Some(token) = token {
+        frame["token"] = Value::String(token);
+    }
+    c.tx.send(Message::Text(frame.to_string().into())).await?;
     if snapshot {
         wait_for(&mut c.rx, "server:snapshot").await?;
     } else {
@@ -204,14 +214,15 @@ async fn main() -> anyhow::Result<()> {
         args.url, args.branch, args.subs, args.writes, args.pipelined
     );
 
+    let identities = identity::Identities::new(args.jwt_secret.as_deref(), &args.role, &args.claims)?;
     // Snapshot time.
     let mut publisher = connect(&args.url).await?;
     wait_for(&mut publisher.rx, "server:hello").await?;
     let t = Instant::now();
-    hello(&mut publisher, &args.branch, true).await?;
+    hello(&mut publisher, &args.branch, true, identities.token(0)).await?;
     println!("snapshot (hello → server:snapshot): {}", ms(t.elapsed()));
     if args.live_subs > 0 {
-        live::run(&args, &run).await?;
+        live::run(&args, &run, &identities).await?;
     }
 
     // The protocol's own round trip, without the write path: the floor under every latency below.
@@ -229,10 +240,10 @@ async fn main() -> anyhow::Result<()> {
     // it wakes the writer loop. Cheap on purpose: the load generator shares the machine with the
     // server, so every wakeup it saves is CPU the server gets.
     let arrivals = Arc::new(Arrivals::default());
-    for _ in 0..args.subs {
+    for n in 0..args.subs {
         let mut c = connect(&args.url).await?;
         wait_for(&mut c.rx, "server:hello").await?;
-        hello(&mut c, &args.branch, false).await?;
+        hello(&mut c, &args.branch, false, identities.token(n + 1)).await?;
         let arrivals = arrivals.clone();
         let needle = format!("\"key\":\"lat-{run}-");
         let subs = args.subs;
@@ -353,7 +364,7 @@ async fn main() -> anyhow::Result<()> {
             match connect(&args.url).await {
                 Ok(mut c) => {
                     wait_for(&mut c.rx, "server:hello").await?;
-                    hello(&mut c, &args.branch, false).await?;
+                    hello(&mut c, &args.branch, false, identities.token(100_000 + i)).await?;
                     held.push(c);
                 }
                 Err(e) => {
