@@ -13,17 +13,7 @@ use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::identity::Identities;
-use crate::{connect, ms, next_frame, percentile, wait_for, Args};
-
-/// Server CPU time (user + system) so far, from /proc.
-fn cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // USER_HZ is 100 on Linux.
-    Some(Duration::from_millis(ticks * 10))
-}
+use crate::{connect, cpu, ms, next_frame, percentile, wait_for, Args};
 
 type Sent = Arc<Mutex<HashMap<String, Instant>>>;
 

@@ -198,6 +198,16 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Server CPU time (user + system) so far, from /proc.
+fn cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on Linux.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -320,6 +330,7 @@ async fn main() -> anyhow::Result<()> {
 
     // Pipelined throughput: send everything, then count acks.
     if args.pipelined > 0 {
+        let cpu_before = args.server_pid.and_then(cpu);
         let started = Instant::now();
         let n = args.pipelined;
         let ids: Vec<String> = (0..n).map(|i| format!("pipe-{run}-{i}")).collect();
@@ -354,6 +365,16 @@ async fn main() -> anyhow::Result<()> {
             took.as_secs_f64(),
             acks as f64 / took.as_secs_f64()
         );
+        if let (Some(before), Some(after)) = (cpu_before, args.server_pid.and_then(cpu)) {
+            let used = after.saturating_sub(before);
+            let deliveries = (acks * args.subs.max(1)) as f64;
+            println!(
+                "server CPU: {:.2} s = {:.1} µs per write, {:.2} µs per delivery",
+                used.as_secs_f64(),
+                used.as_secs_f64() * 1e6 / acks.max(1) as f64,
+                used.as_secs_f64() * 1e6 / deliveries
+            );
+        }
     }
 
     // Idle connections: how many can be held, and what each costs the server.

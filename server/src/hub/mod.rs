@@ -168,7 +168,7 @@ impl Hub {
 
     /// Fans a committed change out to the subscribers of its branch, each as its rules let it
     /// see the change: the event, a removal, or nothing.
-    fn fan_out(&self, p: &Published) {
+    pub fn fan_out(&self, p: &Published) {
         let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
         let Some(subs) = branches.get_mut(&p.branch) else {
             return;
@@ -177,16 +177,14 @@ impl Hub {
         let rules = (!p.access.is_open()).then(|| p.access.table(&p.module, &p.event.change.table));
         let (mut event, mut removal) = (None, None);
         let mut verdicts = scopes::Verdicts::new(p, table);
-        let mut interned = None;
+        let mut interned = rules.map(|_| self.scopes.lock().unwrap_or_else(|p| p.into_inner()));
+        let slot = interned.as_mut().map_or(0, |i| i.slot(&p.module, &p.event.change.table));
         subs.retain(|_, sub| {
-            let seen = match (rules, sub.reader.as_mut()) {
-                (None, _) | (_, None) => scopes::Seen::Event,
-                (Some(rules), Some(reader)) => {
-                    let interned =
-                        interned.get_or_insert_with(|| self.scopes.lock().unwrap_or_else(|p| p.into_inner()));
-                    let scope = reader.scope(&p.module, &p.event.change.table, rules, interned);
-                    verdicts.of(&scope)
+            let seen = match (rules, sub.reader.as_mut(), interned.as_mut()) {
+                (Some(rules), Some(reader), Some(interned)) => {
+                    verdicts.of(reader.scope(slot, &p.module, rules, interned))
                 }
+                _ => scopes::Seen::Event,
             };
             let frame = match seen {
                 scopes::Seen::Nothing => return true,

@@ -23,44 +23,59 @@ pub(super) enum Seen {
     Nothing,
 }
 
-/// A subscriber's identity and its bound rules, by module and table.
+/// A subscriber's identity and its bound rules, by table slot ([`Interned::slot`]).
 pub(super) struct Reader {
     who: Arc<Principal>,
     branch: String,
-    scopes: HashMap<String, HashMap<String, Arc<ReadScope>>>,
+    scopes: Vec<Option<Arc<ReadScope>>>,
 }
 
 impl Reader {
     pub(super) fn new(who: Arc<Principal>, branch: &str) -> Reader {
-        Reader { who, branch: branch.to_owned(), scopes: HashMap::new() }
+        Reader { who, branch: branch.to_owned(), scopes: Vec::new() }
     }
 
-    /// The subscriber's scope of `table`, bound on first use.
+    /// The subscriber's scope of `table` (in slot `slot`), bound on first use.
     pub(super) fn scope(
         &mut self,
+        slot: usize,
         module: &str,
-        table: &str,
         rules: &TableRules,
         interned: &mut Interned,
-    ) -> Arc<ReadScope> {
-        if let Some(scope) = self.scopes.get(module).and_then(|t| t.get(table)) {
-            return scope.clone();
+    ) -> &Arc<ReadScope> {
+        if self.scopes.len() <= slot {
+            self.scopes.resize(slot + 1, None);
         }
-        let bindings = self.who.bindings(&self.branch, module, "ws");
-        let scope = interned.intern(rules.read_scope(Action::List, &self.who, &bindings));
-        self.scopes.entry(module.to_owned()).or_default().insert(table.to_owned(), scope.clone());
-        scope
+        let (who, branch) = (&self.who, &self.branch);
+        self.scopes[slot].get_or_insert_with(|| {
+            let bindings = who.bindings(branch, module, "ws");
+            interned.intern(rules.read_scope(Action::List, who, &bindings))
+        })
     }
 }
 
-/// Every bound scope in use, by its printed form, so equal ones are one allocation.
+/// Every bound scope in use, by its printed form, so equal ones are one allocation; and a small
+/// number for each table seen, so a subscriber finds its scope of a table without hashing names.
 #[derive(Default)]
 pub(super) struct Interned {
     by_text: HashMap<String, Weak<ReadScope>>,
     live_at_last_sweep: usize,
+    slots: HashMap<String, HashMap<String, usize>>,
+    next_slot: usize,
 }
 
 impl Interned {
+    /// The slot of `module`'s `table`.
+    pub(super) fn slot(&mut self, module: &str, table: &str) -> usize {
+        if let Some(slot) = self.slots.get(module).and_then(|t| t.get(table)) {
+            return *slot;
+        }
+        let slot = self.next_slot;
+        self.next_slot += 1;
+        self.slots.entry(module.to_owned()).or_default().insert(table.to_owned(), slot);
+        slot
+    }
+
     fn intern(&mut self, scope: ReadScope) -> Arc<ReadScope> {
         let text = match &scope {
             ReadScope::All => String::new(),
@@ -86,12 +101,18 @@ pub(super) struct Verdicts<'p> {
     p: &'p Published,
     table: Option<&'p Table>,
     now: Option<Bindings>,
-    known: Vec<(Arc<ReadScope>, Seen)>,
+    /// By the scope's address (interned scopes are equal exactly when they are the same one):
+    /// the first few in a list, the rest in a map.
+    few: Vec<(usize, Seen)>,
+    many: HashMap<usize, Seen>,
 }
+
+/// Distinct scopes per change looked up by a scan before a map is worth its hashing.
+const FEW: usize = 8;
 
 impl<'p> Verdicts<'p> {
     pub(super) fn new(p: &'p Published, table: Option<&'p Table>) -> Verdicts<'p> {
-        Verdicts { p, table, now: None, known: Vec::new() }
+        Verdicts { p, table, now: None, few: Vec::new(), many: HashMap::new() }
     }
 
     /// What a subscriber reading through `scope` gets of this change.
@@ -101,7 +122,11 @@ impl<'p> Verdicts<'p> {
             ReadScope::Nothing => return Seen::Nothing,
             ReadScope::Where(_) => {}
         }
-        if let Some((_, seen)) = self.known.iter().find(|(s, _)| Arc::ptr_eq(s, scope)) {
+        let id = Arc::as_ptr(scope) as usize;
+        if let Some((_, seen)) = self.few.iter().find(|(s, _)| *s == id) {
+            return *seen;
+        }
+        if let Some(seen) = self.many.get(&id) {
             return *seen;
         }
         let now = self.now.get_or_insert_with(|| Bindings::at(crate::clock::now()));
@@ -115,7 +140,12 @@ impl<'p> Verdicts<'p> {
             (true, false) => Seen::Removal,
             (false, false) => Seen::Nothing,
         };
-        self.known.push((scope.clone(), seen));
+        // The subscriber holding `scope` outlives this change's fan-out, so its address stays its.
+        if self.few.len() < FEW {
+            self.few.push((id, seen));
+        } else {
+            self.many.insert(id, seen);
+        }
         seen
     }
 }
