@@ -420,3 +420,68 @@ async fn a_rules_file_that_does_not_fit_the_schema_stops_the_server_and_says_whe
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("modules.pos.tables.order_line.list") && stderr.contains("sectoin"), "{stderr}");
 }
+
+#[tokio::test]
+async fn legacy_topics_and_websocket_deltas_follow_the_rules_too() {
+    let (data, server, roles) = start().await;
+    let s = data.scenario.clone();
+    let lines = server.module_url(s.branch, "/tables/order_line");
+    for (id, section) in [("L-h1", "hot"), ("L-c1", "cold")] {
+        let (status, body) = call(Method::POST, &lines, &roles.admin, json!({"record": line(&s, id, section)})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+
+    // A delta over WebSocket: the hot kitchen's changes only (the cold line, never seen, at most
+    // as a tombstone key).
+    let mut hot = ws_as(&server, &roles.hot).await;
+    hot.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": 1})).await;
+    let delta = hot.recv_type("server:delta").await;
+    assert_eq!(ids_of(delta["tables"]["order_line"].as_array().unwrap()), set(&["L-h1"]), "{delta}");
+    no_hidden("a WS delta", &delta);
+
+    // The legacy topic's state is what the rules admit.
+    let topic = format!("sync:{}::pos", s.branch);
+    hot.send(json!({"type": "subscribe", "topic": topic})).await;
+    let state = hot.recv_type("publish").await;
+    let held = state["data"]["tables"]["order_line"].as_array().unwrap().clone();
+    assert_eq!(ids_of(&held), set(&["L-h1"]), "{state}");
+    no_hidden("a topic state", &state);
+
+    // Publishing that state back with the line moved on: allowed, and the cold line it never saw
+    // is not deleted for being absent.
+    let mut rows: Vec<Value> =
+        held.into_iter().filter(|r| r["id"].as_str().is_some_and(|i| i.starts_with("L-"))).collect();
+    rows[0][s.line_status] = json!("cooking");
+    hot.send(json!({"type": "publish", "topic": topic, "data": {"trans_id": "t-hot", "tables": {"order_line": rows}}}))
+        .await;
+    let ack = hot.recv_where("the publish's answer", |f| f["type"] == "ack" && f["event"] == "publish").await;
+    assert_eq!(ack["topic"], json!(topic));
+    let (_, page) = call(Method::GET, &format!("{lines}?filter=id%20~%20%22L-%22"), &roles.admin, Value::Null).await;
+    let stored = page["rows"].as_array().unwrap();
+    assert_eq!(ids_of(stored), set(&["L-h1", "L-c1"]), "the unseen line stays: {page}");
+    let h1 = stored.iter().find(|r| r["id"] == "L-h1").unwrap();
+    assert_eq!(h1[s.line_status], "cooking");
+
+    // The cold kitchen publishing a change to the hot line it cannot see: refused, all of it.
+    let mut cold = ws_as(&server, &roles.cold).await;
+    cold.send(json!({"type": "client:hello", "branchId": s.branch, "requestSnapshot": false})).await;
+    cold.recv_type("server:log").await;
+    let mut forged = line(&s, "L-h1", "hot");
+    forged[s.line_status] = json!("ready");
+    forged.as_object_mut().unwrap().remove("notes");
+    cold.send(
+        json!({"type": "publish", "topic": topic, "data": {"trans_id": "t-cold", "tables": {"order_line": [forged]}}}),
+    )
+    .await;
+    let refused = cold.recv_where("the refusal", |f| f["type"] == "error").await;
+    // Refused as the rules refuse it: not as a version conflict, which would reveal the row.
+    assert_eq!(refused["code"], "batch-aborted", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("not allowed to update rows of `order_line`") && !message.contains("version"),
+        "{message}"
+    );
+    let (_, page) =
+        call(Method::GET, &format!("{lines}?filter=id%20%3D%20%22L-h1%22"), &roles.admin, Value::Null).await;
+    assert_eq!(page["rows"][0][s.line_status], "cooking", "nothing of the refused publish was stored");
+}

@@ -436,9 +436,15 @@ fn write_one(
     let policy = ctx.policy.as_ref();
     let apply_ctx =
         ApplyContext { now, policy, strictness, missing: ctx.missing_fields, branch_id: Some(ctx.branch.as_str()) };
-    let change = apply(table, current.as_ref(), &mutation, &apply_ctx)?;
+    let bindings = || who.bindings(&ctx.branch, &ctx.module, source).with_now(now);
+    let change = match apply(table, current.as_ref(), &mutation, &apply_ctx) {
+        Ok(change) => change,
+        // A version conflict or a duplicate about a row the writer may not see would tell it the
+        // row exists (and its version): it is refused as the rules refuse it instead.
+        Err(e) => return Err(unseen_as_forbidden(ctx, who, &bindings(), table, current.as_ref(), &mutation, e)),
+    };
     if !ctx.access.is_open() {
-        let bindings = who.bindings(&ctx.branch, &ctx.module, source).with_now(now);
+        let bindings = bindings();
         ctx.access.table(&ctx.module, &table.name).check_write(
             who,
             &bindings,
@@ -472,6 +478,29 @@ fn write_one(
             Err(e.into())
         }
     }
+}
+
+/// `error`, or `forbidden` when the writer's `list` rule does not admit the stored row it is about.
+fn unseen_as_forbidden(
+    ctx: &WriterContext,
+    who: &Principal,
+    bindings: &mishkah_core::query::Bindings,
+    table: &Table,
+    current: Option<&mishkah_core::Row>,
+    mutation: &Mutation,
+    error: MutationError,
+) -> WriteError {
+    let Some(stored) = current.filter(|_| !ctx.access.is_open() && !who.admin) else { return error.into() };
+    let scope = ctx.access.table(&ctx.module, &table.name).read_scope(mishkah_core::rules::Action::List, who, bindings);
+    if scope.admits(Some(table), stored, bindings) {
+        return error.into();
+    }
+    let action = match mutation.action {
+        Action::Delete => "delete",
+        Action::Insert => "create",
+        _ => "update",
+    };
+    mishkah_core::rules::Denied::Forbidden { table: table.name.clone(), action }.into()
 }
 
 fn purge(

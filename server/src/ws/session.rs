@@ -733,12 +733,19 @@ impl Session {
             Err(e) => return topic_error(e.code(), e.to_string()),
         }
         let names: Vec<String> = super::topics::tables(&handle.schema, &p.data).into_iter().map(|(n, _)| n).collect();
+        // A publisher's state covers only the rows it may see: rows its rules hide from it are
+        // neither compared nor deleted for being absent.
+        let view = crate::access::View::of(&handle, &self.caller);
         let current = handle
             .read(move |r, schema| {
                 let mut out = BTreeMap::new();
                 for name in names {
                     if let Some(t) = schema.table(&name) {
-                        out.insert(name, r.rows(t)?);
+                        let mut rows = r.rows(t)?;
+                        if !view.sees_everything() {
+                            rows.retain(|row| view.admits(t, row));
+                        }
+                        out.insert(name, rows);
                     }
                 }
                 Ok(out)
