@@ -236,6 +236,11 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             after_change(shared, changed, Some(("live", to_js(&frame))));
         }
         "server:directive" if frame["directive"] == "resubscribe" => resubscribe(shared),
+        // The session's token expired: the server delivers nothing until `setToken` renews it.
+        "server:directive" if frame["directive"] == "token-expired" => {
+            let calls = emit_calls(&shared.borrow(), "token-expired", to_js(&frame));
+            call_all(calls);
+        }
         "server:error" => match frame["requestId"].as_str().and_then(|r| r.strip_prefix(SUBSCRIBE_REQUEST)) {
             Some(sub) => {
                 let waiters = shared.borrow_mut().sub_waiters.remove(sub).unwrap_or_default();

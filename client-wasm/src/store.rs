@@ -528,6 +528,15 @@ impl Store {
         self.write(Action::Delete, table, record, options)
     }
 
+    /// A new token for this store (before the old one expires, or on its `token-expired`
+    /// event): sent at once as `client:auth` when connected, and used by every later hello.
+    #[wasm_bindgen(js_name = setToken)]
+    pub fn set_token(&self, token: String) {
+        let mut inner = self.inner.borrow_mut();
+        inner.opts.token = Some(token.clone());
+        crate::session::send(&inner, &json!({"type": "client:auth", "token": token}));
+    }
+
     /// `idle | connecting | open | ready | offline | closed`.
     pub fn status(&self) -> String {
         self.inner.borrow().status.as_str().to_owned()
