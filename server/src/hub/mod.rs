@@ -7,7 +7,7 @@
 //! fan-out and flagged `lagged`, so its session tells the client to resync instead of letting
 //! server memory grow.
 //!
-//! With security rules, each subscriber reads through its table's `list` rule ([`scopes`]): a
+//! With security rules, each subscriber reads through its table's `list` rule (`scopes.rs`): a
 //! change reaches it if the rule admits the row after the write; if the rule admitted the row
 //! before and not after, it gets a removal (the event's delete frame) instead. A rule is bound to
 //! each subscriber once per table and interned, so subscribers whose rules bind alike share one

@@ -4,8 +4,7 @@ use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, ChangeKind, RecordKey};
 use rusqlite::{params, Connection};
 
-use super::txn::parse_doc;
-use super::StorageError;
+use super::{parse_doc, StorageError};
 
 const EVENT_COLUMNS: &str = "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at";
 pub(super) const SELECT_EVENT_BY_MUTATION: &str =

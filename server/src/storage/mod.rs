@@ -23,6 +23,12 @@ pub use module_db::{
 };
 pub use txn::{NewEvent, WriteTxn};
 
+/// Parses a stored `mishkah_doc` (shared by the write transaction, the readers and the event
+/// log, which otherwise do not know each other).
+fn parse_doc(doc: &str) -> Result<mishkah_core::Row, StorageError> {
+    serde_json::from_str(doc).map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))
+}
+
 /// A storage failure. Never swallowed: the write is refused, or the server refuses to start.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

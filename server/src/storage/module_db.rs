@@ -10,7 +10,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::ddl::{create_internal, migrate_table, sql_table};
 use super::events::{bounds, compact, events_after};
-use super::txn::{parse_doc, SqlCache, SqliteTxn};
+use super::parse_doc;
+use super::txn::{SqlCache, SqliteTxn};
 use super::{StorageError, WriteTxn};
 
 /// How hard a commit waits for the disk.

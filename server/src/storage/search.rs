@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ddl::sql_table;
 use super::filter_sql::{compile, Sqlite};
-use super::txn::parse_doc;
+use super::parse_doc;
 use super::{ModuleReader, StorageError};
 
 /// The index of `table`, or `None` when it has nothing to search.

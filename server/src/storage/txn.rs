@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::ddl::{sql_table, typed_columns};
 use super::events::row_to_event;
-use super::StorageError;
+use super::{parse_doc, StorageError};
 
 /// A change about to be logged.
 #[derive(Debug, Clone)]
@@ -350,11 +350,6 @@ impl WriteTxn for SqliteTxn<'_> {
         self.head = self.savepoint_head;
         Ok(())
     }
-}
-
-/// Parses a stored `mishkah_doc`.
-pub(super) fn parse_doc(doc: &str) -> Result<Row, StorageError> {
-    serde_json::from_str(doc).map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))
 }
 
 fn sql_value(v: &Value) -> rusqlite::types::Value {
