@@ -15,7 +15,6 @@ use crate::engine::ModuleHandle;
 /// A request's or a session's identity, as the rules and the event log see it.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// Who.
     pub who: Arc<Principal>,
     /// `rest` or `ws`: `@request.source`.
     pub source: &'static str,

@@ -107,7 +107,6 @@ pub enum Denied {
     /// The action's rule does not allow it.
     #[error("not allowed to {action} rows of `{table}`")]
     Forbidden {
-        /// Table.
         table: String,
         /// `create`, `update`, `delete`...
         action: &'static str,
@@ -115,9 +114,7 @@ pub enum Denied {
     /// A non-admin set a field only admins may set.
     #[error("`{field}` of `{table}` is read-only")]
     ReadOnlyField {
-        /// Table.
         table: String,
-        /// The field.
         field: String,
     },
 }
