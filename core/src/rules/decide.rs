@@ -113,10 +113,7 @@ pub enum Denied {
     },
     /// A non-admin set a field only admins may set.
     #[error("`{field}` of `{table}` is read-only")]
-    ReadOnlyField {
-        table: String,
-        field: String,
-    },
+    ReadOnlyField { table: String, field: String },
 }
 
 impl Denied {
