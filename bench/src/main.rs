@@ -80,10 +80,15 @@ struct Args {
     /// More claims, `key=value` (JSON values allowed; `{n}` is the connection's number).
     #[arg(long = "claim")]
     claims: Vec<String>,
+    /// Subscribers on plain TCP with the WebSocket framing read in place (no allocation per
+    /// frame), so the generator is never the bottleneck of a fan-out measurement.
+    #[arg(long)]
+    raw_subscribers: bool,
 }
 
 mod identity;
 mod live;
+mod raw;
 
 struct Conn {
     tx: SplitSink<Ws, Message>,
@@ -166,12 +171,31 @@ async fn wait_for(rx: &mut SplitStream<Ws>, ty: &str) -> anyhow::Result<Value> {
     }
 }
 
-async fn hello(c: &mut Conn, branch: &str, snapshot: bool, token: Option<String>) -> anyhow::Result<()> {
+fn hello_frame(branch: &str, snapshot: bool, token: Option<String>) -> Value {
     let mut frame = json!({"type": "client:hello", "branchId": branch, "role": "bench", "requestSnapshot": snapshot});
     if let Some(token) = token {
         frame["token"] = Value::String(token);
     }
-    c.tx.send(Message::Text(frame.to_string().into())).await?;
+    frame
+}
+
+fn contains(text: &[u8], what: &[u8]) -> bool {
+    memchr::memmem::find(text, what).is_some()
+}
+
+/// The write number at the start of `rest` (the digits after `lat-<run>-`).
+fn write_number(rest: &[u8]) -> Option<usize> {
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
+}
+
+/// The frame's type, from its first bytes (both servers write `type` first).
+fn is_type(frame: &str, ty: &str) -> bool {
+    contains(&frame.as_bytes()[..frame.len().min(48)], ty.as_bytes())
+}
+
+async fn hello(c: &mut Conn, branch: &str, snapshot: bool, token: Option<String>) -> anyhow::Result<()> {
+    c.tx.send(Message::Text(hello_frame(branch, snapshot, token).to_string().into())).await?;
     if snapshot {
         wait_for(&mut c.rx, "server:snapshot").await?;
     } else {
@@ -180,9 +204,11 @@ async fn hello(c: &mut Conn, branch: &str, snapshot: bool, token: Option<String>
     Ok(())
 }
 
+/// An insert of a row whose id names the write; the id is also the `requestId` and in the meta,
+/// which the original echoes as `meta.clientMeta`.
 fn publish(args: &Args, id: &str) -> Message {
     let frame = json!({"type": "client:publish", "moduleId": args.module, "table": args.table, "action": "module:insert",
-        "record": {"id": id, "name": "bench", "seats": 2}, "requestId": id});
+        "record": {"id": id, "name": "bench", "seats": 2}, "requestId": id, "meta": {"requestId": id}});
     Message::Text(frame.to_string().into())
 }
 
@@ -250,28 +276,39 @@ async fn main() -> anyhow::Result<()> {
     // it wakes the writer loop. Cheap on purpose: the load generator shares the machine with the
     // server, so every wakeup it saves is CPU the server gets.
     let arrivals = Arc::new(Arrivals::default());
+    let needle: Arc<[u8]> = format!("lat-{run}-").into_bytes().into();
     for n in 0..args.subs {
+        let (arrivals, needle, subs) = (arrivals.clone(), needle.clone(), args.subs);
+        // Events are found by the written record's id, wherever the frame carries it (ours and the
+        // original's shapes alike), without parsing the frame: the first occurrence is early.
+        let seen = move |text: &[u8], at: Instant| {
+            let finder = memchr::memmem::find(text, &needle);
+            if let Some(n) = finder.and_then(|i| write_number(&text[i + needle.len()..])) {
+                arrivals.arrived(n, at, subs);
+            }
+        };
+        if args.raw_subscribers {
+            let mut c = raw::RawConn::connect(&args.url).await?;
+            c.read_texts(|t| !contains(t, b"server:hello")).await?;
+            c.send_text(&hello_frame(&args.branch, false, identities.token(n + 1)).to_string()).await?;
+            c.read_texts(|t| !contains(t, b"server:log") && !contains(t, b"server:snapshot")).await?;
+            tokio::spawn(async move {
+                let _ = c
+                    .read_texts(|t| {
+                        seen(t, Instant::now());
+                        true
+                    })
+                    .await;
+            });
+            continue;
+        }
         let mut c = connect(&args.url).await?;
         wait_for(&mut c.rx, "server:hello").await?;
         hello(&mut c, &args.branch, false, identities.token(n + 1)).await?;
-        let arrivals = arrivals.clone();
-        let needle = format!("\"key\":\"lat-{run}-");
-        let subs = args.subs;
         tokio::spawn(async move {
             while let Some(Ok(msg)) = c.rx.next().await {
                 let Message::Text(t) = msg else { continue };
-                let at = Instant::now();
-                // Find our id without parsing the whole frame.
-                let text = t.as_str();
-                if !text.starts_with("{\"type\":\"server:event\"") {
-                    continue;
-                }
-                // The first key of an event is its record's (`recordRef.key`): look no further, so
-                // the millions of pipelined events cost a short scan each, not a whole one.
-                let Some(start) = text.find("\"key\":\"") else { continue };
-                let Some(rest) = text[start + 6..].strip_prefix(&needle[6..]) else { continue };
-                let Some(n) = rest.split('"').next().and_then(|n| n.parse::<usize>().ok()) else { continue };
-                arrivals.arrived(n, at, subs);
+                seen(t.as_bytes(), Instant::now());
             }
         });
     }
@@ -288,15 +325,18 @@ async fn main() -> anyhow::Result<()> {
         loop {
             let f = next_frame(&mut publisher.rx).await?;
             // Other clients' events are not what we wait for: skip them unparsed.
-            if f.starts_with("{\"type\":\"server:event\"") {
+            if is_type(&f, "\"server:event\"") {
                 continue;
             }
             let f: Value = serde_json::from_str(&f)?;
-            if f["type"] == "server:ack" && f["requestId"] == id.as_str() {
+            // Ours echoes `requestId`; the original, the record's id and `meta.clientMeta`.
+            let ours = f["requestId"] == id.as_str() || f["recordRef"]["id"] == id.as_str();
+            if f["type"] == "server:ack" && ours {
                 ack_lat.push(sent.elapsed());
                 break;
             }
-            if f["type"] == "server:error" {
+            let failed = f["type"] == "server:error" || (f["type"] == "server:log" && f["level"] == "error");
+            if failed {
                 return Err(anyhow!("write refused: {f}"));
             }
         }
@@ -351,11 +391,12 @@ async fn main() -> anyhow::Result<()> {
         while acks + errors.values().sum::<usize>() < n {
             // Classified by their first bytes; only errors are parsed.
             let f = next_frame(&mut rx).await?;
-            if f.starts_with("{\"type\":\"server:ack\"") {
+            if is_type(&f, "\"server:ack\"") {
                 acks += 1;
-            } else if f.starts_with("{\"type\":\"server:error\"") {
+            } else if is_type(&f, "\"server:error\"") || (is_type(&f, "\"server:log\"") && f.contains("\"error\"")) {
                 let f: Value = serde_json::from_str(&f)?;
-                *errors.entry(f["code"].as_str().unwrap_or("?").to_owned()).or_default() += 1;
+                let code = f["code"].as_str().or(f["message"].as_str()).unwrap_or("?");
+                *errors.entry(code.to_owned()).or_default() += 1;
             }
         }
         let took = started.elapsed();
