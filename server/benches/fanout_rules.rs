@@ -42,6 +42,7 @@ fn published(access: &Arc<RuleSet>, schema: &Arc<Schema>, seats: i64, before_sea
         schema: schema.clone(),
         access: access.clone(),
         previous: before_seats.map(|s| Arc::new(row(s))),
+        txn_end: true,
     }
 }
 
@@ -53,7 +54,8 @@ fn setup(rule: Option<&str>, claims: impl Fn(usize) -> Value) -> (Arc<Hub>, Vec<
         }
     });
     let hub = Hub::new("bench".into(), Arc::new(Metrics::default()));
-    let subs = (0..SUBSCRIBERS).map(|n| hub.subscribe("b", Arc::new(Principal::from_claims(claims(n))))).collect();
+    let subs =
+        (0..SUBSCRIBERS).map(|n| hub.subscribe("b", Arc::new(Principal::from_claims(claims(n))), false)).collect();
     (hub, subs, access)
 }
 

@@ -121,7 +121,7 @@ proptest! {
             let publisher = tokio::spawn(hub.clone().run_publisher(rx));
             let mut subs: Vec<_> = identities
                 .iter()
-                .map(|claims| hub.subscribe("b", Arc::new(Principal::from_claims(claims.clone()))))
+                .map(|claims| hub.subscribe("b", Arc::new(Principal::from_claims(claims.clone())), false))
                 .collect();
 
             let mut rows: BTreeMap<String, Row> = BTreeMap::new();
@@ -183,6 +183,7 @@ proptest! {
                     schema: schema.clone(),
                     access: rules.clone(),
                     previous: before.map(Arc::new),
+                    txn_end: true,
                 })
                 .unwrap();
             }

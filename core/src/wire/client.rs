@@ -126,12 +126,21 @@ pub struct ClientHello {
     /// **(ext)** A bearer token, for browsers (they cannot set headers on a WebSocket).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// **(ext)** `"compact"`: the branch's changes as `server:events {events: [...]}` of
+    /// [`super::CompactChange`]s instead of the original's `server:event` frames.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<String>,
 }
 
 impl ClientHello {
     /// Whether the client asked for live queries only.
     pub fn subscriptions_only(&self) -> bool {
         self.sync.as_deref() == Some("subscriptions")
+    }
+
+    /// Whether the client asked for compact event frames.
+    pub fn compact_frames(&self) -> bool {
+        self.frames.as_deref() == Some("compact")
     }
 }
 

@@ -19,6 +19,7 @@ pub use rest::{
     SequenceRequest, TableQueryParams, WriteRequest,
 };
 pub use server::{
-    AckMeta, CommitFrame, CommitSite, DeltaFrame, Entry, LiveChange, LiveResult, ModuleSnapshot, Notice, QueryResult,
-    RecordRef, ServerDirective, ServerError, ServerFrame, ServerHello, ServerLog, ServerSnapshot, SnapshotMeta,
+    AckMeta, CommitFrame, CommitSite, CompactChange, DeltaFrame, Entry, LiveChange, LiveResult, ModuleSnapshot, Notice,
+    QueryResult, RecordRef, ServerDirective, ServerError, ServerFrame, ServerHello, ServerLog, ServerSnapshot,
+    SnapshotMeta,
 };

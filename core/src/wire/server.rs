@@ -1,5 +1,6 @@
 //! Server → client frames.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -521,4 +522,53 @@ pub struct LiveChange<'r> {
     pub row: Option<std::borrow::Cow<'r, Row>>,
     /// The sequence of the change: the subscription's cursor from now on.
     pub cursor: u64,
+}
+
+/// **(ext)** One committed change as `client:hello {frames: "compact"}` clients get it: what a
+/// client applies, once (the original's `server:event` repeats the commit's meta three times in
+/// about 2 KB). Several go out in one `server:events {events: [...]}` frame when they are queued
+/// together; a change that is alone goes out alone, at once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactChange<'a> {
+    /// The module sequence of the change (the client's new cursor).
+    pub seq: u64,
+    /// Module.
+    pub module: Cow<'a, str>,
+    /// Table.
+    pub table: Cow<'a, str>,
+    /// `insert`, `update` or `delete`.
+    pub op: &'a str,
+    /// The row's key.
+    pub key: Cow<'a, str>,
+    /// The row after the change, as the client may see it (none for a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<Cow<'a, Row>>,
+    /// The row's version after the change.
+    pub version: i64,
+    /// The writer's `requestId`, so a client knows its own write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<&'a Value>,
+}
+
+impl<'a> CompactChange<'a> {
+    /// The compact form of `event` (already rendered for clients) of `module`; `client_meta` is
+    /// the writer's meta (its `requestId`).
+    pub fn of(event: &'a ChangeEvent, module: &'a str, client_meta: &'a Value) -> CompactChange<'a> {
+        let op = match event.change.kind {
+            ChangeKind::Insert => "insert",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+        };
+        CompactChange {
+            seq: event.sequence,
+            module: Cow::Borrowed(module),
+            table: Cow::Borrowed(&event.change.table),
+            op,
+            key: Cow::Borrowed(&event.change.key.0),
+            row: event.change.row.as_ref().map(Cow::Borrowed),
+            version: event.change.version,
+            request_id: client_meta.get("requestId"),
+        }
+    }
 }

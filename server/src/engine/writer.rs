@@ -282,7 +282,7 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
                 let publishing = outcome.as_ref().ok().filter(|c| !c.replayed).cloned();
                 reply(outcome);
                 if let Some(c) = publishing {
-                    publish(ctx, &c, source, &meta);
+                    publish(ctx, &c, source, &meta, true);
                 }
             }
             Done::Atomic(reply, outcome, source, meta) => {
@@ -290,8 +290,8 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
                 let publishing: Vec<Committed> =
                     outcome.as_ref().map(|l| l.iter().filter(|c| !c.replayed).cloned().collect()).unwrap_or_default();
                 reply(outcome);
-                for c in &publishing {
-                    publish(ctx, c, source, &meta);
+                for (i, c) in publishing.iter().enumerate() {
+                    publish(ctx, c, source, &meta, i + 1 == publishing.len());
                 }
             }
             Done::Unit(reply, outcome) => reply(outcome),
@@ -342,7 +342,8 @@ fn count(ctx: &WriterContext, error: Option<&WriteError>) {
     };
 }
 
-fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Value) {
+/// Hands a committed change to the hub; `txn_end`: the last of its job's changes.
+fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Value, txn_end: bool) {
     let note = Published {
         branch: ctx.branch.clone(),
         module: ctx.module.clone(),
@@ -353,6 +354,7 @@ fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Valu
         schema: ctx.schema.clone(),
         access: ctx.access.clone(),
         previous: c.previous.clone(),
+        txn_end,
     };
     // The receiver lives as long as the hub; if it is gone the server is shutting down.
     let _ = ctx.publish.send(note);

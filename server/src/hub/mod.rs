@@ -51,6 +51,24 @@ pub struct Published {
     pub access: Arc<mishkah_core::rules::RuleSet>,
     /// The row before the write (none for an insert).
     pub previous: Option<Arc<mishkah_core::Row>>,
+    /// The last change of its transaction (a batch's changes are delivered without a frame
+    /// boundary between them).
+    pub txn_end: bool,
+}
+
+/// What a subscriber's queue holds: a serialized frame (for a compact subscriber, one
+/// [`mishkah_core::wire::CompactChange`]) and whether it ends its transaction.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub frame: Frame,
+    pub txn_end: bool,
+}
+
+impl Delivery {
+    /// The frame's text.
+    pub fn as_str(&self) -> &str {
+        self.frame.as_str()
+    }
 }
 
 /// A serialized frame: reference-counted, so one serialization is shared by every recipient.
@@ -60,8 +78,10 @@ pub type Frame = axum::extract::ws::Utf8Bytes;
 pub const SUBSCRIBER_QUEUE: usize = 4096;
 
 struct Subscriber {
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Delivery>,
     lagged: Arc<AtomicBool>,
+    /// Gets [`mishkah_core::wire::CompactChange`]s instead of `server:event` frames.
+    compact: bool,
     /// `None`: sees every row (an admin, or a session from before the rules).
     reader: Option<scopes::Reader>,
 }
@@ -79,7 +99,7 @@ pub struct Hub {
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
     /// Frames for this subscriber.
-    pub rx: mpsc::Receiver<Frame>,
+    pub rx: mpsc::Receiver<Delivery>,
     /// Set when the hub dropped this subscriber for lagging.
     pub lagged: Arc<AtomicBool>,
     id: u64,
@@ -119,13 +139,15 @@ impl Hub {
 
     /// Subscribes to every event of `branch` that `who` may see (`who`'s `list` rules; an admin
     /// sees everything).
-    pub fn subscribe(self: &Arc<Self>, branch: &str, who: Arc<Principal>) -> Subscription {
+    /// `compact`: as [`mishkah_core::wire::CompactChange`]s (`client:hello {frames: "compact"}`).
+    pub fn subscribe(self: &Arc<Self>, branch: &str, who: Arc<Principal>, compact: bool) -> Subscription {
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let lagged = Arc::new(AtomicBool::new(false));
         let reader = (!who.admin).then(|| scopes::Reader::new(who, branch));
+        let subscriber = Subscriber { tx, lagged: lagged.clone(), compact, reader };
         let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        branches.entry(branch.to_owned()).or_default().insert(id, Subscriber { tx, lagged: lagged.clone(), reader });
+        branches.entry(branch.to_owned()).or_default().insert(id, subscriber);
         Subscription { rx, lagged, id, branch: branch.to_owned(), hub: self.clone() }
     }
 
@@ -150,12 +172,12 @@ impl Hub {
         let Some(subs) = branches.get_mut(branch) else {
             return;
         };
-        subs.retain(|_, sub| self.offer(sub, frame.clone()));
+        subs.retain(|_, sub| self.offer(sub, Delivery { frame: frame.clone(), txn_end: true }));
     }
 
-    /// Queues `frame` for `sub`; `false` when it must be dropped (lagging or gone).
-    fn offer(&self, sub: &Subscriber, frame: Frame) -> bool {
-        match sub.tx.try_send(frame) {
+    /// Queues `delivery` for `sub`; `false` when it must be dropped (lagging or gone).
+    fn offer(&self, sub: &Subscriber, delivery: Delivery) -> bool {
+        match sub.tx.try_send(delivery) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 sub.lagged.store(true, Ordering::Release);
@@ -175,7 +197,8 @@ impl Hub {
         };
         let table = p.schema.table(&p.event.change.table);
         let rules = (!p.access.is_open()).then(|| p.access.table(&p.module, &p.event.change.table));
-        let (mut event, mut removal) = (None, None);
+        // Each serialized at most once per change, when a subscriber first needs it.
+        let (mut event, mut removal, mut compact, mut compact_removal) = (None, None, None, None);
         let mut verdicts = scopes::Verdicts::new(p, table);
         let mut interned = rules.map(|_| self.scopes.lock().unwrap_or_else(|p| p.into_inner()));
         let slot = interned.as_mut().map_or(0, |i| i.slot(&p.module, &p.event.change.table));
@@ -186,13 +209,15 @@ impl Hub {
                 }
                 _ => scopes::Seen::Event,
             };
-            let frame = match seen {
-                scopes::Seen::Nothing => return true,
-                scopes::Seen::Event => event.get_or_insert_with(|| self.event_frame(p)).clone(),
-                scopes::Seen::Removal => removal.get_or_insert_with(|| self.removal_frame(p)).clone(),
+            let frame = match (seen, sub.compact) {
+                (scopes::Seen::Nothing, _) => return true,
+                (scopes::Seen::Event, false) => event.get_or_insert_with(|| self.event_frame(p)).clone(),
+                (scopes::Seen::Removal, false) => removal.get_or_insert_with(|| self.removal_frame(p)).clone(),
+                (scopes::Seen::Event, true) => compact.get_or_insert_with(|| compact_frame(p, false)).clone(),
+                (scopes::Seen::Removal, true) => compact_removal.get_or_insert_with(|| compact_frame(p, true)).clone(),
             };
             match frame {
-                Some(frame) => self.offer(sub, frame),
+                Some(frame) => self.offer(sub, Delivery { frame, txn_end: p.txn_end }),
                 None => true,
             }
         });
@@ -228,6 +253,18 @@ impl Hub {
     }
 }
 
+/// A committed change as a [`mishkah_core::wire::CompactChange`], serialized once (`removal`:
+/// as a delete of the row); `None` for a change no client may see (a locked table).
+fn compact_frame(p: &Published, removal: bool) -> Option<Frame> {
+    let seen = crate::render::event(&p.schema, &p.event)?;
+    let mut change = mishkah_core::wire::CompactChange::of(&seen, &p.module, &p.client_meta);
+    if removal {
+        change.op = "delete";
+        change.row = None;
+    }
+    Some(Frame::from(serde_json::to_string(&change).expect("changes serialize")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,8 +272,8 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_cannot_keep_up_is_dropped_and_flagged() {
         let hub = Hub::new("t".into(), Arc::new(Metrics::default()));
-        let mut slow = hub.subscribe("b", Arc::new(Principal::anonymous()));
-        let mut fast = hub.subscribe("b", Arc::new(Principal::anonymous()));
+        let mut slow = hub.subscribe("b", Arc::new(Principal::anonymous()), false);
+        let mut fast = hub.subscribe("b", Arc::new(Principal::anonymous()), false);
         let frame = Frame::from("{}");
         for _ in 0..SUBSCRIBER_QUEUE {
             hub.broadcast("b", frame.clone());

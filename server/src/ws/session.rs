@@ -21,7 +21,7 @@ use crate::clock::now_iso;
 use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
 use crate::http::error::mutation_details;
 use crate::hub::live::{LiveFeed, LiveOut};
-use crate::hub::{Frame, Subscription};
+use crate::hub::{Delivery, Subscription};
 use crate::state::AppState;
 use crate::storage::Measure;
 use crate::views;
@@ -52,6 +52,8 @@ pub(super) struct Session {
     expires: Option<tokio::time::Instant>,
     expired: bool,
     ip: std::net::IpAddr,
+    /// `client:hello {frames: "compact"}`: changes as `server:events`.
+    compact: bool,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
@@ -82,6 +84,7 @@ pub async fn run(
         expires: expiry_of(identity.as_ref()),
         expired: false,
         ip,
+        compact: false,
         identity,
         outcomes,
     };
@@ -192,23 +195,21 @@ const EVENTS_PER_WRITE: usize = 64;
 async fn send_events(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     session: &mut Session,
-    first: Frame,
+    first: Delivery,
     acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
 ) -> bool {
+    if session.compact {
+        return send_compact(sink, session, first, acks).await;
+    }
     let mut next = Some(first);
     let mut sent: u64 = 0;
     while let Some(event) = next.take() {
         // Acks first: the writer acknowledges a write before it publishes it, so an ack waiting
         // now may be for this very event, and a publisher must see its ack before its event.
-        while let Ok(outcome) = acks.try_recv() {
-            for text in session.render_outcome(outcome) {
-                session.state.metrics.frames_out.inc();
-                if sink.feed(Message::Text(Utf8Bytes::from(text))).await.is_err() {
-                    return false;
-                }
-            }
+        if !feed_acks(sink, session, acks).await {
+            return false;
         }
-        if sink.feed(Message::Text(event)).await.is_err() {
+        if sink.feed(Message::Text(event.frame)).await.is_err() {
             return false;
         }
         sent += 1;
@@ -220,6 +221,62 @@ async fn send_events(
     sink.flush().await.is_ok()
 }
 
+/// Feeds every ack waiting for this connection (not yet flushed).
+async fn feed_acks(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    session: &Session,
+    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
+) -> bool {
+    while let Ok(outcome) = acks.try_recv() {
+        for text in session.render_outcome(outcome) {
+            session.state.metrics.frames_out.inc();
+            if sink.feed(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A compact client's changes: `first` and whatever else is queued, as one `server:events`
+/// frame — never cut inside a transaction, so at most [`EVENTS_PER_WRITE`] changes unless a
+/// transaction is longer. A lone change goes out alone, at once.
+async fn send_compact(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    session: &mut Session,
+    first: Delivery,
+    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
+) -> bool {
+    let mut text = String::with_capacity(first.frame.len() + 32);
+    text.push_str(r#"{"type":"server:events","events":["#);
+    text.push_str(first.as_str());
+    let (mut count, mut in_txn) = (1, !first.txn_end);
+    while count < EVENTS_PER_WRITE || in_txn {
+        let Some(sub) = session.subscription.as_mut() else { break };
+        let next = match sub.rx.try_recv() {
+            Ok(next) => next,
+            // The rest of a transaction is published right behind its first change: wait for it
+            // rather than cut the transaction (it ends the wait unless the hub dropped us).
+            Err(_) if in_txn => match sub.rx.recv().await {
+                Some(next) => next,
+                None => break,
+            },
+            Err(_) => break,
+        };
+        text.push(',');
+        text.push_str(next.as_str());
+        count += 1;
+        in_txn = !next.txn_end;
+    }
+    text.push_str("]}");
+    // Every ack of a change in this frame was queued before the change was published.
+    if !feed_acks(sink, session, acks).await {
+        return false;
+    }
+    session.state.metrics.frames_out.inc();
+    sink.send(Message::Text(Utf8Bytes::from(text))).await.is_ok()
+}
+
 async fn next_live(feed: &mut Option<LiveFeed>) -> Option<LiveOut> {
     match feed {
         Some(f) => f.rx.recv().await,
@@ -227,7 +284,7 @@ async fn next_live(feed: &mut Option<LiveFeed>) -> Option<LiveOut> {
     }
 }
 
-async fn next_event(sub: &mut Option<Subscription>) -> Option<Frame> {
+async fn next_event(sub: &mut Option<Subscription>) -> Option<Delivery> {
     match sub {
         Some(s) => s.rx.recv().await,
         None => std::future::pending().await,
@@ -408,6 +465,7 @@ impl Session {
         };
         self.branch = Some(hello.branch_id.clone());
         self.lang = hello.lang.clone().filter(|l| !l.is_empty());
+        self.compact = hello.compact_frames();
         if hello.subscriptions_only() {
             // Only what its live queries select: no snapshot, no branch-wide events.
             self.subscription = None;
@@ -416,7 +474,8 @@ impl Session {
         }
         // Subscribe before reading, so nothing committed in between is missed (a duplicate event
         // is harmless: its sequence is not above the snapshot's version).
-        self.subscription = Some(self.state.engine.hub().subscribe(&hello.branch_id, self.caller.who.clone()));
+        self.subscription =
+            Some(self.state.engine.hub().subscribe(&hello.branch_id, self.caller.who.clone(), self.compact));
         let mut out = vec![log(
             self.server_id(),
             "info",
@@ -785,7 +844,7 @@ impl Session {
         // A topic subscriber hears every committed write of the branch like any other client (the
         // original reached sync-topic subscribers only on some write paths).
         if self.subscription.is_none() {
-            self.subscription = Some(self.state.engine.hub().subscribe(&branch, self.caller.who.clone()));
+            self.subscription = Some(self.state.engine.hub().subscribe(&branch, self.caller.who.clone(), self.compact));
         }
         let mut out = vec![text(&ServerFrame::TopicAck { event: "subscribe".into(), topic: Some(topic.clone()) })];
         match views::module_snapshot(&handle, self.lang.as_deref(), &self.caller).await {
