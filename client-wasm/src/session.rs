@@ -202,6 +202,28 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             changed.tables.insert(frame["table"].as_str().unwrap_or_default().to_owned());
             after_change(shared, changed, Some(("event", to_js(&frame))));
         }
+        "server:events" => {
+            let mut all = Changed::default();
+            let mut applied = Vec::new();
+            {
+                let mut inner = shared.borrow_mut();
+                for change in frame["events"].as_array().into_iter().flatten() {
+                    let sequence = change["seq"].as_u64().unwrap_or(0);
+                    if change["module"] != module.as_str() || sequence <= inner.state.confirmed.cursor {
+                        continue; // another module's, or already in the snapshot or delta we applied
+                    }
+                    let changed = inner.state.on_change(change);
+                    inner.state.advance(sequence);
+                    all.tables.extend(changed.tables);
+                    all.persist.extend(changed.persist);
+                    all.tables.insert(change["table"].as_str().unwrap_or_default().to_owned());
+                    applied.push(change.clone());
+                }
+            }
+            if !applied.is_empty() {
+                after_change(shared, all, Some(("event", to_js(&json!({"events": applied})))));
+            }
+        }
         "server:ack" => {
             let Some(id) = frame["mutationId"].as_str().or(frame["requestId"].as_str()).map(str::to_owned) else {
                 return;
@@ -382,7 +404,8 @@ pub(crate) fn on_opened(shared: &Shared) {
         return;
     }
     let inner = &mut *shared.borrow_mut();
-    let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true});
+    // Compact frames: each change once, several per frame under load.
+    let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true, "frames": "compact"});
     if let Some(t) = &inner.opts.token {
         hello["token"] = json!(t);
     }

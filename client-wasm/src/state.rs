@@ -253,12 +253,29 @@ impl ClientState {
     /// A committed change (`server:event`, or the `entry` of our own `server:ack`). Row versions
     /// only move forward, so an older event arriving after a newer ack changes nothing.
     pub fn on_commit(&mut self, frame: &Value) -> Changed {
-        let mut changed = Changed::default();
-        let Some(table) = frame.get("table").and_then(Value::as_str) else { return changed };
-        let Some(key) = frame.pointer("/recordRef/key").and_then(Value::as_str) else { return changed };
-        let key = RecordKey(key.to_owned());
+        let (Some(table), Some(key)) =
+            (frame.get("table").and_then(Value::as_str), frame.pointer("/recordRef/key").and_then(Value::as_str))
+        else {
+            return Changed::default();
+        };
         let deleted = frame.get("deleted").and_then(Value::as_bool).unwrap_or(false);
-        let new_version = frame.get("recordVersion").and_then(Value::as_i64).unwrap_or(i64::MAX);
+        let version = frame.get("recordVersion").and_then(Value::as_i64).unwrap_or(i64::MAX);
+        self.confirm(table, key, deleted, version, frame.pointer("/entry/record").and_then(Value::as_object))
+    }
+
+    /// One change of a `server:events` frame (`client:hello {frames: "compact"}`).
+    pub fn on_change(&mut self, change: &Value) -> Changed {
+        let (Some(table), Some(key)) = (change["table"].as_str(), change["key"].as_str()) else {
+            return Changed::default();
+        };
+        let version = change["version"].as_i64().unwrap_or(i64::MAX);
+        self.confirm(table, key, change["op"] == "delete", version, change["row"].as_object())
+    }
+
+    /// A committed change of `key`: the row at `version`, or deleted.
+    fn confirm(&mut self, table: &str, key: &str, deleted: bool, new_version: i64, row: Option<&Row>) -> Changed {
+        let mut changed = Changed::default();
+        let key = RecordKey(key.to_owned());
         if self.live.as_ref().is_some_and(|m| !m.holds(table, &key.0)) {
             // Our own write of a row no live query holds: it does not stay on the device.
             return changed;
@@ -272,7 +289,7 @@ impl ClientState {
         if deleted {
             rows.remove(&key);
             changed.persist.push((table.to_owned(), key, None));
-        } else if let Some(row) = frame.pointer("/entry/record").and_then(Value::as_object) {
+        } else if let Some(row) = row {
             rows.insert(key.clone(), row.clone());
             changed.persist.push((table.to_owned(), key, Some(row.clone())));
         } else {
