@@ -84,6 +84,9 @@ struct Args {
     /// frame), so the generator is never the bottleneck of a fan-out measurement.
     #[arg(long)]
     raw_subscribers: bool,
+    /// Every connection asks for compact frames (`client:hello {frames: "compact"}`).
+    #[arg(long)]
+    compact: bool,
 }
 
 mod identity;
@@ -171,8 +174,11 @@ async fn wait_for(rx: &mut SplitStream<Ws>, ty: &str) -> anyhow::Result<Value> {
     }
 }
 
-fn hello_frame(branch: &str, snapshot: bool, token: Option<String>) -> Value {
+fn hello_frame(branch: &str, snapshot: bool, token: Option<String>, compact: bool) -> Value {
     let mut frame = json!({"type": "client:hello", "branchId": branch, "role": "bench", "requestSnapshot": snapshot});
+    if compact {
+        frame["frames"] = json!("compact");
+    }
     if let Some(token) = token {
         frame["token"] = Value::String(token);
     }
@@ -194,8 +200,8 @@ fn is_type(frame: &str, ty: &str) -> bool {
     contains(&frame.as_bytes()[..frame.len().min(48)], ty.as_bytes())
 }
 
-async fn hello(c: &mut Conn, branch: &str, snapshot: bool, token: Option<String>) -> anyhow::Result<()> {
-    c.tx.send(Message::Text(hello_frame(branch, snapshot, token).to_string().into())).await?;
+async fn hello(c: &mut Conn, branch: &str, snapshot: bool, token: Option<String>, compact: bool) -> anyhow::Result<()> {
+    c.tx.send(Message::Text(hello_frame(branch, snapshot, token, compact).to_string().into())).await?;
     if snapshot {
         wait_for(&mut c.rx, "server:snapshot").await?;
     } else {
@@ -255,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
     let mut publisher = connect(&args.url).await?;
     wait_for(&mut publisher.rx, "server:hello").await?;
     let t = Instant::now();
-    hello(&mut publisher, &args.branch, true, identities.token(0)).await?;
+    hello(&mut publisher, &args.branch, true, identities.token(0), args.compact).await?;
     println!("snapshot (hello → server:snapshot): {}", ms(t.elapsed()));
     if args.live_subs > 0 {
         live::run(&args, &run, &identities).await?;
@@ -277,11 +283,17 @@ async fn main() -> anyhow::Result<()> {
     // server, so every wakeup it saves is CPU the server gets.
     let arrivals = Arc::new(Arrivals::default());
     let needle: Arc<[u8]> = format!("lat-{run}-").into_bytes().into();
+    // Subscribers the server dropped for falling behind (told to resync): a run where any was is
+    // not a measurement of all of them.
+    let dropped = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for n in 0..args.subs {
-        let (arrivals, needle, subs) = (arrivals.clone(), needle.clone(), args.subs);
+        let (arrivals, needle, subs, dropped) = (arrivals.clone(), needle.clone(), args.subs, dropped.clone());
         // Events are found by the written record's id, wherever the frame carries it (ours and the
         // original's shapes alike), without parsing the frame: the first occurrence is early.
         let seen = move |text: &[u8], at: Instant| {
+            if text.len() < 400 && contains(text, b"\"resync\"") {
+                dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             let finder = memchr::memmem::find(text, &needle);
             if let Some(n) = finder.and_then(|i| write_number(&text[i + needle.len()..])) {
                 arrivals.arrived(n, at, subs);
@@ -290,7 +302,7 @@ async fn main() -> anyhow::Result<()> {
         if args.raw_subscribers {
             let mut c = raw::RawConn::connect(&args.url).await?;
             c.read_texts(|t| !contains(t, b"server:hello")).await?;
-            c.send_text(&hello_frame(&args.branch, false, identities.token(n + 1)).to_string()).await?;
+            c.send_text(&hello_frame(&args.branch, false, identities.token(n + 1), args.compact).to_string()).await?;
             c.read_texts(|t| !contains(t, b"server:log") && !contains(t, b"server:snapshot")).await?;
             tokio::spawn(async move {
                 let _ = c
@@ -304,7 +316,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let mut c = connect(&args.url).await?;
         wait_for(&mut c.rx, "server:hello").await?;
-        hello(&mut c, &args.branch, false, identities.token(n + 1)).await?;
+        hello(&mut c, &args.branch, false, identities.token(n + 1), args.compact).await?;
         tokio::spawn(async move {
             while let Some(Ok(msg)) = c.rx.next().await {
                 let Message::Text(t) = msg else { continue };
@@ -325,7 +337,7 @@ async fn main() -> anyhow::Result<()> {
         loop {
             let f = next_frame(&mut publisher.rx).await?;
             // Other clients' events are not what we wait for: skip them unparsed.
-            if is_type(&f, "\"server:event\"") {
+            if is_type(&f, "\"server:event\"") || is_type(&f, "\"server:events\"") {
                 continue;
             }
             let f: Value = serde_json::from_str(&f)?;
@@ -406,6 +418,10 @@ async fn main() -> anyhow::Result<()> {
             took.as_secs_f64(),
             acks as f64 / took.as_secs_f64()
         );
+        // Let the subscribers drain what is on its way before counting who fell behind.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let behind = dropped.load(std::sync::atomic::Ordering::Relaxed);
+        println!("subscribers dropped for falling behind: {behind} of {}", args.subs);
         if let (Some(before), Some(after)) = (cpu_before, args.server_pid.and_then(cpu)) {
             let used = after.saturating_sub(before);
             let deliveries = (acks * args.subs.max(1)) as f64;
@@ -426,7 +442,7 @@ async fn main() -> anyhow::Result<()> {
             match connect(&args.url).await {
                 Ok(mut c) => {
                     wait_for(&mut c.rx, "server:hello").await?;
-                    hello(&mut c, &args.branch, false, identities.token(100_000 + i)).await?;
+                    hello(&mut c, &args.branch, false, identities.token(100_000 + i), args.compact).await?;
                     held.push(c);
                 }
                 Err(e) => {
