@@ -46,6 +46,10 @@ struct Args {
     /// Sequential writes for the latency measurements.
     #[arg(long, default_value_t = 500)]
     writes: usize,
+    /// Send the latency writes at this rate (writes/s) instead of one after the other: each
+    /// write's time to its last subscriber under a steady stream (0: sequential).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
     /// Writes sent without waiting, for throughput.
     #[arg(long, default_value_t = 20_000)]
     pipelined: usize,
@@ -109,12 +113,21 @@ async fn connect(url: &str) -> anyhow::Result<Conn> {
     Ok(Conn { tx, rx })
 }
 
-/// When each subscriber saw the event of the write in flight.
+/// When each subscriber saw the event of the write in flight (or, paced, of every write).
 #[derive(Default)]
 struct Arrivals {
     state: Mutex<Arrived>,
     /// Woken once every subscriber has the event.
     all: Notify,
+    /// `--rate`: per write, how many subscribers have it and when the last one got it.
+    paced: Vec<Slot>,
+    origin: Option<Instant>,
+}
+
+#[derive(Default)]
+struct Slot {
+    got: std::sync::atomic::AtomicUsize,
+    last_ns: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -133,6 +146,12 @@ impl Arrivals {
     }
 
     fn arrived(&self, write: usize, at: Instant, subs: usize) {
+        if let (Some(slot), Some(origin)) = (self.paced.get(write), self.origin) {
+            use std::sync::atomic::Ordering::Relaxed;
+            slot.last_ns.fetch_max(at.duration_since(origin).as_nanos() as u64, Relaxed);
+            slot.got.fetch_add(1, Relaxed);
+            return;
+        }
         let Ok(mut s) = self.state.lock() else { return };
         if s.write != write {
             return;
@@ -230,6 +249,74 @@ fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
+/// `--rate`: the latency writes at a steady rate, then each one's time to its last subscriber.
+async fn paced_writes(
+    args: &Args,
+    run: &str,
+    mut tx: SplitSink<Ws, Message>,
+    mut rx: SplitStream<Ws>,
+    arrivals: &Arrivals,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let n = args.writes;
+    let acks = tokio::spawn(async move {
+        let mut got = 0;
+        while got < n {
+            match next_frame(&mut rx).await {
+                Ok(f) if is_type(&f, "\"server:ack\"") => got += 1,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    let origin = arrivals.origin.unwrap_or_else(Instant::now);
+    let cpu_before = args.server_pid.and_then(cpu);
+    let gap = Duration::from_secs_f64(1.0 / args.rate);
+    let started = Instant::now();
+    let mut sent = Vec::with_capacity(n);
+    for i in 0..n {
+        tokio::time::sleep_until((started + gap * i as u32).into()).await;
+        sent.push(Instant::now().duration_since(origin).as_nanos() as u64);
+        tx.send(publish(args, &format!("lat-{run}-{i}"))).await?;
+    }
+    let acked = acks.await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrivals.paced.iter().any(|s| s.got.load(Relaxed) < args.subs) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    if let (Some(before), Some(after)) = (cpu_before, args.server_pid.and_then(cpu)) {
+        let used = after.saturating_sub(before).as_secs_f64();
+        let deliveries = (n * args.subs.max(1)) as f64;
+        println!(
+            "server CPU: {:.2} s over {:.1} s ({:.0}% of one core), {:.2} µs per delivery",
+            used,
+            took.as_secs_f64(),
+            100.0 * used / took.as_secs_f64(),
+            used * 1e6 / deliveries
+        );
+    }
+    let complete = arrivals.paced.iter().filter(|s| s.got.load(Relaxed) >= args.subs).count();
+    let mut lat: Vec<Duration> = arrivals
+        .paced
+        .iter()
+        .zip(&sent)
+        .filter(|(s, _)| s.got.load(Relaxed) >= args.subs)
+        .map(|(s, t)| Duration::from_nanos(s.last_ns.load(Relaxed).saturating_sub(*t)))
+        .collect();
+    lat.sort();
+    println!(
+        "paced {} writes/s ({acked} acked): write → last of {} subs p50 {}  p99 {}  max {} ({complete} of {n} writes reached every subscriber)",
+        args.rate,
+        args.subs,
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.99)),
+        ms(lat.last().copied().unwrap_or_default())
+    );
+    Ok(())
+}
+
 /// Server CPU time (user + system) so far, from /proc.
 fn cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -281,7 +368,12 @@ async fn main() -> anyhow::Result<()> {
     // Subscribers: each notes when it sees the event of the write in flight; the last one to see
     // it wakes the writer loop. Cheap on purpose: the load generator shares the machine with the
     // server, so every wakeup it saves is CPU the server gets.
-    let arrivals = Arc::new(Arrivals::default());
+    let paced = args.rate > 0.0;
+    let arrivals = Arc::new(Arrivals {
+        paced: if paced { (0..args.writes).map(|_| Slot::default()).collect() } else { Vec::new() },
+        origin: Some(Instant::now()),
+        ..Arrivals::default()
+    });
     let needle: Arc<[u8]> = format!("lat-{run}-").into_bytes().into();
     // Subscribers the server dropped for falling behind (told to resync): a run where any was is
     // not a measurement of all of them.
@@ -294,9 +386,13 @@ async fn main() -> anyhow::Result<()> {
             if text.len() < 400 && contains(text, b"\"resync\"") {
                 dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let finder = memchr::memmem::find(text, &needle);
-            if let Some(n) = finder.and_then(|i| write_number(&text[i + needle.len()..])) {
-                arrivals.arrived(n, at, subs);
+            // A compact frame may carry several writes; an original frame names its one several times.
+            let mut writes: Vec<usize> = Vec::new();
+            for i in memchr::memmem::find_iter(text, &needle[..]) {
+                if let Some(n) = write_number(&text[i + needle.len()..]).filter(|n| !writes.contains(n)) {
+                    writes.push(n);
+                    arrivals.arrived(n, at, subs);
+                }
             }
         };
         if args.raw_subscribers {
@@ -325,6 +421,11 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    if paced {
+        let Conn { tx, rx } = publisher;
+        paced_writes(&args, &run, tx, rx, &arrivals).await?;
+        return Ok(());
+    }
     // Sequential writes: ack latency and time until the first and the last subscriber have the event.
     let mut ack_lat = Vec::with_capacity(args.writes);
     let mut fanout_lat = Vec::with_capacity(args.writes);
