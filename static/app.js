@@ -4,9 +4,11 @@ import init, { createStore } from './pkg/mishkah_client.js';
 
 const TEXT = {
   ar: { ready: 'متصل', connecting: 'جارٍ الاتصال', open: 'جارٍ المزامنة', offline: 'غير متصل', closed: 'مغلق', idle: 'خامل',
-        pending: (n) => `${n} بانتظار المزامنة`, conflict: 'تعارض: عدّل شخص آخر هذا السجل؛ عُرضت النسخة الأحدث.', lang: 'English' },
+        pending: (n) => `${n} بانتظار المزامنة`, conflict: 'تعارض: عدّل شخص آخر هذا السجل؛ عُرضت النسخة الأحدث.', lang: 'English',
+        'token-expired': 'انتهت صلاحية الجلسة: سجّل الدخول من جديد.' },
   en: { ready: 'Connected', connecting: 'Connecting', open: 'Syncing', offline: 'Offline', closed: 'Closed', idle: 'Idle',
-        pending: (n) => `${n} pending`, conflict: 'Conflict: someone else changed this record; showing the latest.', lang: 'العربية' },
+        pending: (n) => `${n} pending`, conflict: 'Conflict: someone else changed this record; showing the latest.', lang: 'العربية',
+        'token-expired': 'Your session expired: sign in again.' },
 };
 
 export let lang = localStorage.getItem('mishkah.lang') || 'ar';
@@ -40,7 +42,10 @@ export async function openStore(role, onLang, options = {}) {
     httpUrl: location.origin, autoReconnect: true, useIndexedDB: true,
     dbName: params.get('db') || options.db || `mishkah-demo-${role}`,
     sync: options.sync,
+    // A server with `--auth required`: `pos.html?token=<jwt>` (see README, "Going to production").
+    token: params.get('token') || undefined,
   });
+  store.on('token-expired', () => toast(t('token-expired')));
   const status = document.getElementById('status');
   const pending = document.getElementById('pending');
   const showStatus = () => {
