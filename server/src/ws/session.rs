@@ -130,7 +130,9 @@ pub async fn run(
                         open = sink.send(Message::Text(frame)).await.is_ok();
                         continue;
                     }
-                    Some(LiveOut::Reload(id)) => session.live_reload(id).await,
+                    // Boxed, as the handling of a frame below: a large future that runs rarely
+                    // would otherwise make every idle connection's task as large.
+                    Some(LiveOut::Reload(id)) => Box::pin(session.live_reload(id)).await,
                     None => session.live_lost(),
                 };
                 open = send_all(&mut sink, &state, frames).await;
@@ -139,7 +141,7 @@ pub async fn run(
                 Some(Ok(Message::Text(t))) => {
                     state.metrics.frames_in.inc();
                     let span = tracing::debug_span!("frame", branch = session.branch.as_deref().unwrap_or("-"), len = t.len());
-                    let frames = tracing::Instrument::instrument(session.handle(t.as_str()), span).await;
+                    let frames = tracing::Instrument::instrument(Box::pin(session.handle(t.as_str())), span).await;
                     open = send_all(&mut sink, &state, frames).await;
                 }
                 Some(Ok(Message::Binary(_))) => {
