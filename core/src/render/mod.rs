@@ -34,6 +34,20 @@ impl Table {
     pub fn hides(&self, name: &str) -> bool {
         self.hidden.iter().any(|h| h.eq_ignore_ascii_case(name))
     }
+
+    /// Hides the property `name`, and the schema's name and column of that field: a writer may
+    /// send it under either.
+    pub fn hide(&mut self, name: &str) {
+        let spellings = match self.field(name) {
+            Some(f) => vec![name.to_owned(), f.name.clone(), f.column.clone()],
+            None => vec![name.to_owned()],
+        };
+        for s in spellings {
+            if !self.hides(&s) {
+                self.hidden.push(s);
+            }
+        }
+    }
 }
 
 /// `row` as a client may see it; `None` for a row of a locked table.

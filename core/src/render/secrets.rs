@@ -37,15 +37,7 @@ impl SecretFields {
                 continue;
             };
             for name in fields {
-                let spellings = match table.field(name) {
-                    Some(f) => vec![name.clone(), f.name.clone(), f.column.clone()],
-                    None => vec![name.clone()],
-                };
-                for s in spellings {
-                    if !table.hides(&s) {
-                        table.hidden.push(s);
-                    }
-                }
+                table.hide(name);
             }
         }
         for name in &self.locked_tables {

@@ -243,15 +243,7 @@ impl RuleSet {
         for table in schema.tables.values_mut() {
             let rules = self.table(module, &table.name);
             for name in &rules.hidden {
-                let spellings = match table.field(name) {
-                    Some(f) => vec![name.clone(), f.name.clone(), f.column.clone()],
-                    None => vec![name.clone()],
-                };
-                for s in spellings {
-                    if !table.hides(&s) {
-                        table.hidden.push(s);
-                    }
-                }
+                table.hide(name);
             }
         }
     }
