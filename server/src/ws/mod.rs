@@ -4,6 +4,7 @@
 
 mod frames;
 mod live;
+mod outbound;
 mod session;
 mod topics;
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use mishkah_core::record::Strictness;
 use mishkah_core::wire::{
@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::frames::{error_pair, log, text};
+use super::outbound::{send_all, send_events};
 use crate::access::Caller;
 use crate::clock::now_iso;
 use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
@@ -28,7 +29,7 @@ use crate::views;
 use crate::views::page::{table_page, PageRequest};
 
 /// An ack owed to this connection, delivered by the writer in commit order.
-struct Outcome {
+pub(super) struct Outcome {
     outcome: WriteOutcome,
     module: Arc<ModuleHandle>,
     request_id: Option<Value>,
@@ -42,7 +43,7 @@ pub(super) struct Session {
     pub(super) branch: Option<String>,
     /// `client:hello {lang}`: snapshots merge this language's translations.
     lang: Option<String>,
-    subscription: Option<Subscription>,
+    pub(super) subscription: Option<Subscription>,
     pub(super) live: super::live::LiveSubs,
     /// Who this session is; `None` until authenticated (always `None` with `--auth off`).
     identity: Option<crate::auth::Identity>,
@@ -53,7 +54,7 @@ pub(super) struct Session {
     expired: bool,
     ip: std::net::IpAddr,
     /// `client:hello {frames: "compact"}`: changes as `server:events`.
-    compact: bool,
+    pub(super) compact: bool,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
     outcomes: mpsc::UnboundedSender<Box<Outcome>>,
 }
@@ -173,110 +174,6 @@ async fn sleep_until_some(at: Option<tokio::time::Instant>) {
 fn caller_of(identity: Option<&crate::auth::Identity>) -> Caller {
     let who = identity.map_or_else(mishkah_core::rules::Principal::anonymous, crate::auth::Identity::principal);
     Caller::new(Arc::new(who), "ws")
-}
-
-async fn send_all(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    state: &AppState,
-    frames: Vec<String>,
-) -> bool {
-    for f in frames {
-        state.metrics.frames_out.inc();
-        if sink.send(Message::Text(Utf8Bytes::from(f))).await.is_err() {
-            return false;
-        }
-    }
-    true
-}
-
-/// Most events a connection writes with one system call when it has fallen behind.
-const EVENTS_PER_WRITE: usize = 64;
-
-/// Sends `first` and whatever else is already queued for this client, with one flush: under load
-/// a client gets many events per system call instead of one each.
-async fn send_events(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    session: &mut Session,
-    first: Delivery,
-    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
-) -> bool {
-    if session.compact {
-        return send_compact(sink, session, first, acks).await;
-    }
-    let mut next = Some(first);
-    let mut sent: u64 = 0;
-    while let Some(event) = next.take() {
-        // Acks first: the writer acknowledges a write before it publishes it, so an ack waiting
-        // now may be for this very event, and a publisher must see its ack before its event.
-        if !feed_acks(sink, session, acks).await {
-            return false;
-        }
-        if sink.feed(Message::Text(event.frame)).await.is_err() {
-            return false;
-        }
-        sent += 1;
-        if sent < EVENTS_PER_WRITE as u64 {
-            next = session.subscription.as_mut().and_then(|s| s.rx.try_recv().ok());
-        }
-    }
-    session.state.metrics.frames_out.inc_by(sent);
-    sink.flush().await.is_ok()
-}
-
-/// Feeds every ack waiting for this connection (not yet flushed).
-async fn feed_acks(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    session: &Session,
-    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
-) -> bool {
-    while let Ok(outcome) = acks.try_recv() {
-        for text in session.render_outcome(outcome) {
-            session.state.metrics.frames_out.inc();
-            if sink.feed(Message::Text(Utf8Bytes::from(text))).await.is_err() {
-                return false;
-            }
-        }
-    }
-    true
-}
-
-/// A compact client's changes: `first` and whatever else is queued, as one `server:events`
-/// frame — never cut inside a transaction, so at most [`EVENTS_PER_WRITE`] changes unless a
-/// transaction is longer. A lone change goes out alone, at once.
-async fn send_compact(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    session: &mut Session,
-    first: Delivery,
-    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
-) -> bool {
-    let mut text = String::with_capacity(first.frame.len() + 32);
-    text.push_str(r#"{"type":"server:events","events":["#);
-    text.push_str(first.as_str());
-    let (mut count, mut in_txn) = (1, !first.txn_end);
-    while count < EVENTS_PER_WRITE || in_txn {
-        let Some(sub) = session.subscription.as_mut() else { break };
-        let next = match sub.rx.try_recv() {
-            Ok(next) => next,
-            // The rest of a transaction is published right behind its first change: wait for it
-            // rather than cut the transaction (it ends the wait unless the hub dropped us).
-            Err(_) if in_txn => match sub.rx.recv().await {
-                Some(next) => next,
-                None => break,
-            },
-            Err(_) => break,
-        };
-        text.push(',');
-        text.push_str(next.as_str());
-        count += 1;
-        in_txn = !next.txn_end;
-    }
-    text.push_str("]}");
-    // Every ack of a change in this frame was queued before the change was published.
-    if !feed_acks(sink, session, acks).await {
-        return false;
-    }
-    session.state.metrics.frames_out.inc();
-    sink.send(Message::Text(Utf8Bytes::from(text))).await.is_ok()
 }
 
 async fn next_live(feed: &mut Option<LiveFeed>) -> Option<LiveOut> {
@@ -635,7 +532,7 @@ impl Session {
         Vec::new()
     }
 
-    fn render_outcome(&self, o: Box<Outcome>) -> Vec<String> {
+    pub(super) fn render_outcome(&self, o: Box<Outcome>) -> Vec<String> {
         let o = *o;
         match o.outcome {
             Ok(c) => {

@@ -1,0 +1,115 @@
+//! What a session writes to its socket: frames in order, the branch's queued events with one
+//! flush (acks first), and a compact client's changes as `server:events` frames that never end
+//! inside a transaction.
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use tokio::sync::mpsc;
+
+use super::session::{Outcome, Session};
+use crate::hub::Delivery;
+use crate::state::AppState;
+
+pub(super) async fn send_all(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    state: &AppState,
+    frames: Vec<String>,
+) -> bool {
+    for f in frames {
+        state.metrics.frames_out.inc();
+        if sink.send(Message::Text(Utf8Bytes::from(f))).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Most events a connection writes with one system call when it has fallen behind.
+const EVENTS_PER_WRITE: usize = 64;
+
+/// Sends `first` and whatever else is already queued for this client, with one flush: under load
+/// a client gets many events per system call instead of one each.
+pub(super) async fn send_events(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    session: &mut Session,
+    first: Delivery,
+    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
+) -> bool {
+    if session.compact {
+        return send_compact(sink, session, first, acks).await;
+    }
+    let mut next = Some(first);
+    let mut sent: u64 = 0;
+    while let Some(event) = next.take() {
+        // Acks first: the writer acknowledges a write before it publishes it, so an ack waiting
+        // now may be for this very event, and a publisher must see its ack before its event.
+        if !feed_acks(sink, session, acks).await {
+            return false;
+        }
+        if sink.feed(Message::Text(event.frame)).await.is_err() {
+            return false;
+        }
+        sent += 1;
+        if sent < EVENTS_PER_WRITE as u64 {
+            next = session.subscription.as_mut().and_then(|s| s.rx.try_recv().ok());
+        }
+    }
+    session.state.metrics.frames_out.inc_by(sent);
+    sink.flush().await.is_ok()
+}
+
+/// Feeds every ack waiting for this connection (not yet flushed).
+async fn feed_acks(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    session: &Session,
+    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
+) -> bool {
+    while let Ok(outcome) = acks.try_recv() {
+        for text in session.render_outcome(outcome) {
+            session.state.metrics.frames_out.inc();
+            if sink.feed(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// A compact client's changes: `first` and whatever else is queued, as one `server:events`
+/// frame — never cut inside a transaction, so at most [`EVENTS_PER_WRITE`] changes unless a
+/// transaction is longer. A lone change goes out alone, at once.
+async fn send_compact(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    session: &mut Session,
+    first: Delivery,
+    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
+) -> bool {
+    let mut text = String::with_capacity(first.frame.len() + 32);
+    text.push_str(r#"{"type":"server:events","events":["#);
+    text.push_str(first.as_str());
+    let (mut count, mut in_txn) = (1, !first.txn_end);
+    while count < EVENTS_PER_WRITE || in_txn {
+        let Some(sub) = session.subscription.as_mut() else { break };
+        let next = match sub.rx.try_recv() {
+            Ok(next) => next,
+            // The rest of a transaction is published right behind its first change: wait for it
+            // rather than cut the transaction (it ends the wait unless the hub dropped us).
+            Err(_) if in_txn => match sub.rx.recv().await {
+                Some(next) => next,
+                None => break,
+            },
+            Err(_) => break,
+        };
+        text.push(',');
+        text.push_str(next.as_str());
+        count += 1;
+        in_txn = !next.txn_end;
+    }
+    text.push_str("]}");
+    // Every ack of a change in this frame was queued before the change was published.
+    if !feed_acks(sink, session, acks).await {
+        return false;
+    }
+    session.state.metrics.frames_out.inc();
+    sink.send(Message::Text(Utf8Bytes::from(text))).await.is_ok()
+}
