@@ -3,6 +3,7 @@
 //! replies, acks (in request order), the branch's events and its live queries' changes (`live`).
 
 mod frames;
+mod identity;
 mod live;
 mod outbound;
 mod session;

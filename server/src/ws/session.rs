@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::frames::{error_pair, log, text};
+use super::identity::{caller_of, expiry_of, sleep_until_some};
 use super::outbound::{send_all, send_events};
 use crate::access::Caller;
 use crate::clock::now_iso;
@@ -46,13 +47,13 @@ pub(super) struct Session {
     pub(super) subscription: Option<Subscription>,
     pub(super) live: super::live::LiveSubs,
     /// Who this session is; `None` until authenticated (always `None` with `--auth off`).
-    identity: Option<crate::auth::Identity>,
+    pub(super) identity: Option<crate::auth::Identity>,
     /// The identity as the rules see it (anonymous without one).
     pub(super) caller: Caller,
     /// When the session's credential expires; after that it delivers nothing until `client:auth`.
-    expires: Option<tokio::time::Instant>,
-    expired: bool,
-    ip: std::net::IpAddr,
+    pub(super) expires: Option<tokio::time::Instant>,
+    pub(super) expired: bool,
+    pub(super) ip: std::net::IpAddr,
     /// `client:hello {frames: "compact"}`: changes as `server:events`.
     pub(super) compact: bool,
     // Boxed: the channel allocates its slots up front, and most connections are idle.
@@ -155,25 +156,6 @@ pub async fn run(
         }
     }
     state.metrics.connections.dec();
-}
-
-/// When `identity`'s credential expires, as an instant of the runtime's clock.
-fn expiry_of(identity: Option<&crate::auth::Identity>) -> Option<tokio::time::Instant> {
-    let exp = identity?.expires_at()?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
-    Some(tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now)))
-}
-
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-fn caller_of(identity: Option<&crate::auth::Identity>) -> Caller {
-    let who = identity.map_or_else(mishkah_core::rules::Principal::anonymous, crate::auth::Identity::principal);
-    Caller::new(Arc::new(who), "ws")
 }
 
 async fn next_live(feed: &mut Option<LiveFeed>) -> Option<LiveOut> {
@@ -290,55 +272,6 @@ impl Session {
             ClientFrame::LiveSubscribe(s) => self.live_subscribe(s).await,
             ClientFrame::LiveUnsubscribe(u) => self.live_unsubscribe(u),
         }
-    }
-
-    /// Takes a token of this session's bucket (its identity's, else its address's).
-    fn rate_limit(&self) -> Result<(), std::time::Duration> {
-        if !self.state.limits.rate_limited() {
-            return Ok(());
-        }
-        let client = match &self.identity {
-            Some(identity) => crate::limits::Client::Identity(identity.sub.as_str().into()),
-            None => crate::limits::Client::Address(self.ip),
-        };
-        self.state.limits.check(&client)
-    }
-
-    /// The session is `identity` from now on.
-    fn authenticated(&mut self, identity: crate::auth::Identity) {
-        self.caller = caller_of(Some(&identity));
-        self.expires = expiry_of(Some(&identity));
-        self.expired = false;
-        self.identity = Some(identity);
-    }
-
-    /// The credential expired: say so, and deliver nothing more until `client:auth`.
-    fn token_expired(&self) -> Vec<String> {
-        let directive = ServerDirective {
-            directive: "token-expired".into(),
-            branch_id: self.branch.clone().unwrap_or_default(),
-            module_id: None,
-            enabled: true,
-            reason: "token-expired".into(),
-        };
-        vec![text(&ServerFrame::Directive(directive))]
-    }
-
-    /// `client:auth {token}`: a new credential for the same identity resumes delivery where it
-    /// paused (what queued meanwhile follows; a queue that overflowed is a resync). Another
-    /// identity needs a new connection: its rules were bound to what it subscribed.
-    fn renew(&mut self, auth: mishkah_core::wire::ClientAuth) -> Vec<String> {
-        let identity = match self.state.auth.verify(&auth.token) {
-            Ok(identity) => identity,
-            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, auth.request_id, None),
-        };
-        if self.identity.as_ref().is_some_and(|current| current.sub != identity.sub) {
-            let message = "a session keeps its identity: connect again as another";
-            return self.error("identity-changed", message, json!({"sub": identity.sub}), auth.request_id, None);
-        }
-        let (sub, expires_at) = (identity.sub.clone(), identity.expires_at());
-        self.authenticated(identity);
-        vec![text(&ServerFrame::Authenticated { sub, expires_at, request_id: auth.request_id })]
     }
 
     pub(super) fn not_registered(&self, request_id: Option<Value>) -> Vec<String> {

@@ -1,0 +1,82 @@
+//! Who a session is, and for how long: its caller for the rules, its rate-limit bucket, the
+//! expiry of its credential (`server:directive {directive: "token-expired"}`) and its renewal
+//! by `client:auth`.
+
+use std::sync::Arc;
+
+use mishkah_core::wire::{ServerDirective, ServerFrame};
+use serde_json::{json, Value};
+
+use super::frames::text;
+use super::session::Session;
+use crate::access::Caller;
+
+/// When `identity`'s credential expires, as an instant of the runtime's clock.
+pub(super) fn expiry_of(identity: Option<&crate::auth::Identity>) -> Option<tokio::time::Instant> {
+    let exp = identity?.expires_at()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    Some(tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now)))
+}
+
+pub(super) async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+pub(super) fn caller_of(identity: Option<&crate::auth::Identity>) -> Caller {
+    let who = identity.map_or_else(mishkah_core::rules::Principal::anonymous, crate::auth::Identity::principal);
+    Caller::new(Arc::new(who), "ws")
+}
+
+impl Session {
+    /// Takes a token of this session's bucket (its identity's, else its address's).
+    pub(super) fn rate_limit(&self) -> Result<(), std::time::Duration> {
+        if !self.state.limits.rate_limited() {
+            return Ok(());
+        }
+        let client = match &self.identity {
+            Some(identity) => crate::limits::Client::Identity(identity.sub.as_str().into()),
+            None => crate::limits::Client::Address(self.ip),
+        };
+        self.state.limits.check(&client)
+    }
+
+    /// The session is `identity` from now on.
+    pub(super) fn authenticated(&mut self, identity: crate::auth::Identity) {
+        self.caller = caller_of(Some(&identity));
+        self.expires = expiry_of(Some(&identity));
+        self.expired = false;
+        self.identity = Some(identity);
+    }
+
+    /// The credential expired: say so, and deliver nothing more until `client:auth`.
+    pub(super) fn token_expired(&self) -> Vec<String> {
+        let directive = ServerDirective {
+            directive: "token-expired".into(),
+            branch_id: self.branch.clone().unwrap_or_default(),
+            module_id: None,
+            enabled: true,
+            reason: "token-expired".into(),
+        };
+        vec![text(&ServerFrame::Directive(directive))]
+    }
+
+    /// `client:auth {token}`: a new credential for the same identity resumes delivery where it
+    /// paused (what queued meanwhile follows; a queue that overflowed is a resync). Another
+    /// identity needs a new connection: its rules were bound to what it subscribed.
+    pub(super) fn renew(&mut self, auth: mishkah_core::wire::ClientAuth) -> Vec<String> {
+        let identity = match self.state.auth.verify(&auth.token) {
+            Ok(identity) => identity,
+            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, auth.request_id, None),
+        };
+        if self.identity.as_ref().is_some_and(|current| current.sub != identity.sub) {
+            let message = "a session keeps its identity: connect again as another";
+            return self.error("identity-changed", message, json!({"sub": identity.sub}), auth.request_id, None);
+        }
+        let (sub, expires_at) = (identity.sub.clone(), identity.expires_at());
+        self.authenticated(identity);
+        vec![text(&ServerFrame::Authenticated { sub, expires_at, request_id: auth.request_id })]
+    }
+}
