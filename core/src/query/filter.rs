@@ -234,28 +234,8 @@ impl Filter {
                 Filter::Or(p) if p.is_empty() => yes,
                 other => Filter::Not(Box::new(other)),
             },
-            Filter::And(parts) => {
-                let mut kept = Vec::with_capacity(parts.len());
-                for part in parts.into_iter().map(Filter::simplify) {
-                    match part {
-                        Filter::And(p) if p.is_empty() => {}
-                        Filter::Or(p) if p.is_empty() => return no,
-                        other => kept.push(other),
-                    }
-                }
-                group(kept, true)
-            }
-            Filter::Or(parts) => {
-                let mut kept = Vec::with_capacity(parts.len());
-                for part in parts.into_iter().map(Filter::simplify) {
-                    match part {
-                        Filter::Or(p) if p.is_empty() => {}
-                        Filter::And(p) if p.is_empty() => return yes,
-                        other => kept.push(other),
-                    }
-                }
-                group(kept, false)
-            }
+            Filter::And(parts) => simplify_group(parts, true),
+            Filter::Or(parts) => simplify_group(parts, false),
         }
     }
 
@@ -316,6 +296,20 @@ impl Filter {
             Filter::Compare { .. } => {}
         }
     }
+}
+
+/// An `and` (or `or`) group simplified: members that are its identity (`true` for `and`) are
+/// dropped, one that absorbs it (`false` for `and`) decides the whole group.
+fn simplify_group(parts: Vec<Filter>, and: bool) -> Filter {
+    let mut kept = Vec::with_capacity(parts.len());
+    for part in parts.into_iter().map(Filter::simplify) {
+        match (&part, and) {
+            (Filter::And(p), true) | (Filter::Or(p), false) if p.is_empty() => {}
+            (Filter::Or(p), true) | (Filter::And(p), false) if p.is_empty() => return part,
+            _ => kept.push(part),
+        }
+    }
+    group(kept, and)
 }
 
 fn group(parts: Vec<Filter>, and: bool) -> Filter {
