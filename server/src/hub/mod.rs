@@ -57,17 +57,36 @@ pub struct Published {
 }
 
 /// What a subscriber's queue holds: a serialized frame (for a compact subscriber, one
-/// [`mishkah_core::wire::CompactChange`]) and whether it ends its transaction.
+/// [`mishkah_core::wire::CompactChange`]) and whether it ends its transaction. One pointer, made
+/// once per change and shared by every subscriber it goes to: a queue's blocks hold 32 of them,
+/// allocated up front, and every idle connection has one.
 #[derive(Debug, Clone)]
-pub struct Delivery {
-    pub frame: Frame,
-    pub txn_end: bool,
+pub struct Delivery(Arc<Queued>);
+
+#[derive(Debug)]
+struct Queued {
+    frame: Frame,
+    txn_end: bool,
 }
 
 impl Delivery {
+    fn new(frame: Frame, txn_end: bool) -> Delivery {
+        Delivery(Arc::new(Queued { frame, txn_end }))
+    }
+
     /// The frame's text.
     pub fn as_str(&self) -> &str {
-        self.frame.as_str()
+        self.0.frame.as_str()
+    }
+
+    /// The frame, to send as it is.
+    pub fn frame(&self) -> Frame {
+        self.0.frame.clone()
+    }
+
+    /// The last change of its transaction.
+    pub fn txn_end(&self) -> bool {
+        self.0.txn_end
     }
 }
 
@@ -172,7 +191,8 @@ impl Hub {
         let Some(subs) = branches.get_mut(branch) else {
             return;
         };
-        subs.retain(|_, sub| self.offer(sub, Delivery { frame: frame.clone(), txn_end: true }));
+        let delivery = Delivery::new(frame, true);
+        subs.retain(|_, sub| self.offer(sub, delivery.clone()));
     }
 
     /// Queues `delivery` for `sub`; `false` when it must be dropped (lagging or gone).
@@ -198,6 +218,7 @@ impl Hub {
         let table = p.schema.table(&p.event.change.table);
         let rules = (!p.access.is_open()).then(|| p.access.table(&p.module, &p.event.change.table));
         // Each serialized at most once per change, when a subscriber first needs it.
+        let queued = |frame: Option<Frame>| frame.map(|f| Delivery::new(f, p.txn_end));
         let (mut event, mut removal, mut compact, mut compact_removal) = (None, None, None, None);
         let mut verdicts = scopes::Verdicts::new(p, table);
         let mut interned = rules.map(|_| self.scopes.lock().unwrap_or_else(|p| p.into_inner()));
@@ -209,15 +230,15 @@ impl Hub {
                 }
                 _ => scopes::Seen::Event,
             };
-            let frame = match (seen, sub.compact) {
+            let delivery = match (seen, sub.compact) {
                 (scopes::Seen::Nothing, _) => return true,
-                (scopes::Seen::Event, false) => event.get_or_insert_with(|| self.event_frame(p)).clone(),
-                (scopes::Seen::Removal, false) => removal.get_or_insert_with(|| self.removal_frame(p)).clone(),
-                (scopes::Seen::Event, true) => compact.get_or_insert_with(|| compact_frame(p, false)).clone(),
-                (scopes::Seen::Removal, true) => compact_removal.get_or_insert_with(|| compact_frame(p, true)).clone(),
+                (scopes::Seen::Event, false) => event.get_or_insert_with(|| queued(self.event_frame(p))),
+                (scopes::Seen::Removal, false) => removal.get_or_insert_with(|| queued(self.removal_frame(p))),
+                (scopes::Seen::Event, true) => compact.get_or_insert_with(|| queued(compact_frame(p, false))),
+                (scopes::Seen::Removal, true) => compact_removal.get_or_insert_with(|| queued(compact_frame(p, true))),
             };
-            match frame {
-                Some(frame) => self.offer(sub, Delivery { frame, txn_end: p.txn_end }),
+            match delivery {
+                Some(delivery) => self.offer(sub, delivery.clone()),
                 None => true,
             }
         });

@@ -18,10 +18,26 @@ pub(super) fn expiry_of(identity: Option<&crate::auth::Identity>) -> Option<toki
     Some(tokio::time::Instant::now() + std::time::Duration::from_secs(exp.saturating_sub(now)))
 }
 
-pub(super) async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
+/// A session's one timer: the deadline to authenticate, then its credential's expiry. Kept
+/// between wake-ups and moved only when its instant changes (a timer made per wake-up is
+/// registered anew each time), and allocated only by sessions that need one.
+#[derive(Default)]
+pub(super) struct Alarm(Option<std::pin::Pin<Box<tokio::time::Sleep>>>);
+
+impl Alarm {
+    /// Ends at `at`; never without one.
+    pub(super) async fn at(&mut self, at: Option<tokio::time::Instant>) {
+        let Some(at) = at else { return std::future::pending().await };
+        let sleep = match &mut self.0 {
+            Some(sleep) => {
+                if sleep.deadline() != at {
+                    sleep.as_mut().reset(at);
+                }
+                sleep
+            }
+            None => self.0.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        sleep.as_mut().await
     }
 }
 
@@ -31,6 +47,16 @@ pub(super) fn caller_of(identity: Option<&crate::auth::Identity>) -> Caller {
 }
 
 impl Session {
+    /// When the session's alarm is due: the end of its time to authenticate while it has no
+    /// identity, then its credential's expiry (until it has expired).
+    pub(super) fn alarm_at(&self) -> Option<tokio::time::Instant> {
+        match &self.identity {
+            None => self.unauthenticated_until,
+            Some(_) if self.expired => None,
+            Some(_) => self.expires,
+        }
+    }
+
     /// Takes a token of this session's bucket (its identity's, else its address's).
     pub(super) fn rate_limit(&self) -> Result<(), std::time::Duration> {
         if !self.state.limits.rate_limited() {

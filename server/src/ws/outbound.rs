@@ -4,9 +4,8 @@
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use tokio::sync::mpsc;
 
-use super::session::{Outcome, Session};
+use super::session::Session;
 use crate::hub::Delivery;
 use crate::state::AppState;
 
@@ -33,20 +32,19 @@ pub(super) async fn send_events(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     session: &mut Session,
     first: Delivery,
-    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
 ) -> bool {
     if session.compact {
-        return send_compact(sink, session, first, acks).await;
+        return send_compact(sink, session, first).await;
     }
     let mut next = Some(first);
     let mut sent: u64 = 0;
     while let Some(event) = next.take() {
         // Acks first: the writer acknowledges a write before it publishes it, so an ack waiting
         // now may be for this very event, and a publisher must see its ack before its event.
-        if !feed_acks(sink, session, acks).await {
+        if !feed_acks(sink, session).await {
             return false;
         }
-        if sink.feed(Message::Text(event.frame)).await.is_err() {
+        if sink.feed(Message::Text(event.frame())).await.is_err() {
             return false;
         }
         sent += 1;
@@ -59,12 +57,8 @@ pub(super) async fn send_events(
 }
 
 /// Feeds every ack waiting for this connection (not yet flushed).
-async fn feed_acks(
-    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-    session: &Session,
-    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
-) -> bool {
-    while let Ok(outcome) = acks.try_recv() {
+async fn feed_acks(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, session: &mut Session) -> bool {
+    while let Some(outcome) = session.owed.try_recv() {
         for text in session.render_outcome(outcome) {
             session.state.metrics.frames_out.inc();
             if sink.feed(Message::Text(Utf8Bytes::from(text))).await.is_err() {
@@ -82,12 +76,11 @@ async fn send_compact(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     session: &mut Session,
     first: Delivery,
-    acks: &mut mpsc::UnboundedReceiver<Box<Outcome>>,
 ) -> bool {
-    let mut text = String::with_capacity(first.frame.len() + 32);
+    let mut text = String::with_capacity(first.as_str().len() + 32);
     text.push_str(r#"{"type":"server:events","events":["#);
     text.push_str(first.as_str());
-    let (mut count, mut in_txn) = (1, !first.txn_end);
+    let (mut count, mut in_txn) = (1, !first.txn_end());
     while count < EVENTS_PER_WRITE || in_txn {
         let Some(sub) = session.subscription.as_mut() else { break };
         let next = match sub.rx.try_recv() {
@@ -103,11 +96,11 @@ async fn send_compact(
         text.push(',');
         text.push_str(next.as_str());
         count += 1;
-        in_txn = !next.txn_end;
+        in_txn = !next.txn_end();
     }
     text.push_str("]}");
     // Every ack of a change in this frame was queued before the change was published.
-    if !feed_acks(sink, session, acks).await {
+    if !feed_acks(sink, session).await {
         return false;
     }
     session.state.metrics.frames_out.inc();

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::frames::{error_pair, log, text};
-use super::identity::{caller_of, expiry_of, sleep_until_some};
+use super::identity::{caller_of, expiry_of, Alarm};
 use super::outbound::{send_all, send_events};
 use crate::access::Caller;
 use crate::clock::now_iso;
@@ -56,28 +56,65 @@ pub(super) struct Session {
     pub(super) ip: std::net::IpAddr,
     /// `client:hello {frames: "compact"}`: changes as `server:events`.
     pub(super) compact: bool,
-    // Boxed: the channel allocates its slots up front, and most connections are idle.
-    outcomes: mpsc::UnboundedSender<Box<Outcome>>,
+    pub(super) owed: Owed,
+    /// When auth is required: the session closes at this instant unless it has an identity.
+    pub(super) unauthenticated_until: Option<tokio::time::Instant>,
+    alarm: Alarm,
 }
 
-/// Runs a connection until it closes.
+/// The acks owed to this connection, delivered by the writer in commit order. The channel opens
+/// with the session's first write: most connections never write, and a channel costs ~800 bytes
+/// before it carries anything. Its items are boxed for the same reason (its blocks hold 32).
+#[derive(Default)]
+pub(super) struct Owed {
+    tx: Option<mpsc::UnboundedSender<Box<Outcome>>>,
+    rx: Option<mpsc::UnboundedReceiver<Box<Outcome>>>,
+}
+
+impl Owed {
+    fn sender(&mut self) -> mpsc::UnboundedSender<Box<Outcome>> {
+        if let Some(tx) = &self.tx {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.rx = Some(rx);
+        self.tx.insert(tx).clone()
+    }
+
+    pub(super) fn try_recv(&mut self) -> Option<Box<Outcome>> {
+        self.rx.as_mut()?.try_recv().ok()
+    }
+
+    /// The next ack; never ends while the session holds the sender.
+    async fn next(&mut self) -> Option<Box<Outcome>> {
+        match &mut self.rx {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// How long a session may stay without an identity when auth is required.
 const AUTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// `ip` is the peer's address (its rate-limit bucket while anonymous); `_slot` holds its place
-/// among the address's open connections until the session ends.
-pub async fn run(
+/// Runs a connection until it closes. `ip` is the peer's address (its rate-limit bucket while
+/// anonymous); `slot` holds its place among the address's open connections until the session
+/// ends.
+///
+/// A plain function around an async block, not an `async fn`: the socket is split and the session
+/// built before the block captures them, so the task (one per connection, most of them idle)
+/// holds each once instead of keeping room for both the arguments and what they became.
+pub fn run(
     socket: WebSocket,
     state: AppState,
     identity: Option<crate::auth::Identity>,
     ip: std::net::IpAddr,
-    _slot: crate::limits::ConnectionSlot,
-) {
+    slot: crate::limits::ConnectionSlot,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     state.metrics.connections.inc();
     let (mut sink, mut stream) = socket.split();
-    let (outcomes, mut outcome_rx) = mpsc::unbounded_channel();
+    let unauthenticated_until = state.auth.required().then(|| tokio::time::Instant::now() + AUTH_DEADLINE);
     let mut session = Session {
-        state: state.clone(),
         branch: None,
         lang: None,
         subscription: None,
@@ -88,74 +125,84 @@ pub async fn run(
         ip,
         compact: false,
         identity,
-        outcomes,
+        owed: Owed::default(),
+        alarm: Alarm::default(),
+        unauthenticated_until,
+        state,
     };
-    let deadline = tokio::time::Instant::now() + AUTH_DEADLINE;
-    let hello = ServerHello {
-        server_id: state.server_id.clone(),
-        now: now_iso(),
-        defaults: json!({"branchId": state.engine.data().branches.branches.keys().next()}),
-    };
-    let mut open = sink.send(Message::Text(text(&ServerFrame::Hello(hello)).into())).await.is_ok();
-    while open {
-        tokio::select! {
-            // Acks first: the writer queues a publisher's ack before publishing its event.
-            biased;
-            Some(o) = outcome_rx.recv() => {
-                let frames = session.render_outcome(o);
-                open = send_all(&mut sink, &state, frames).await;
-            }
-            frame = next_event(&mut session.subscription), if !session.expired => match frame {
-                Some(frame) => {
-                    open = send_events(&mut sink, &mut session, frame, &mut outcome_rx).await;
+    async move {
+        let hello = ServerHello {
+            server_id: session.state.server_id.clone(),
+            now: now_iso(),
+            defaults: json!({"branchId": session.state.engine.data().branches.branches.keys().next()}),
+        };
+        // Not a temporary of the send below: a frame held across an await would size every
+        // connection's task by it, idle or not.
+        let hello = text(&ServerFrame::Hello(hello));
+        let mut open = sink.send(Message::Text(hello.into())).await.is_ok();
+        while open {
+            let alarm_at = session.alarm_at();
+            tokio::select! {
+                // Acks first: the writer queues a publisher's ack before publishing its event.
+                biased;
+                Some(o) = session.owed.next() => {
+                    let frames = session.render_outcome(o);
+                    open = send_all(&mut sink, &session.state, frames).await;
                 }
-                None => {
-                    let frames = session.lost_subscription();
-                    open = send_all(&mut sink, &state, frames).await;
-                }
-            },
-            () = tokio::time::sleep_until(deadline), if state.auth.required() && session.identity.is_none() => {
-                let frames = session.error("unauthenticated", "no identity within 5 s: send client:hello {token}", Value::Null, None, None);
-                let _ = send_all(&mut sink, &state, frames).await;
-                let _ = sink.send(Message::Close(None)).await;
-                open = false;
-            }
-            () = sleep_until_some(session.expires), if !session.expired && session.expires.is_some() => {
-                session.expired = true;
-                let frames = session.token_expired();
-                open = send_all(&mut sink, &state, frames).await;
-            }
-            out = next_live(&mut session.live.feed), if !session.expired => {
-                let frames = match out {
-                    Some(LiveOut::Frame(frame)) => {
-                        state.metrics.frames_out.inc();
-                        open = sink.send(Message::Text(frame)).await.is_ok();
-                        continue;
+                frame = next_event(&mut session.subscription), if !session.expired => match frame {
+                    Some(frame) => {
+                        open = send_events(&mut sink, &mut session, frame).await;
                     }
-                    // Boxed, as the handling of a frame below: a large future that runs rarely
-                    // would otherwise make every idle connection's task as large.
-                    Some(LiveOut::Reload(id)) => Box::pin(session.live_reload(id)).await,
-                    None => session.live_lost(),
-                };
-                open = send_all(&mut sink, &state, frames).await;
+                    None => {
+                        let frames = session.lost_subscription();
+                        open = send_all(&mut sink, &session.state, frames).await;
+                    }
+                },
+                () = session.alarm.at(alarm_at) => {
+                    if session.identity.is_none() {
+                        let frames = session.error("unauthenticated", "no identity within 5 s: send client:hello {token}", Value::Null, None, None);
+                        let _ = send_all(&mut sink, &session.state, frames).await;
+                        let _ = sink.send(Message::Close(None)).await;
+                        open = false;
+                    } else {
+                        session.expired = true;
+                        let frames = session.token_expired();
+                        open = send_all(&mut sink, &session.state, frames).await;
+                    }
+                }
+                out = next_live(&mut session.live.feed), if !session.expired => {
+                    let frames = match out {
+                        Some(LiveOut::Frame(frame)) => {
+                            session.state.metrics.frames_out.inc();
+                            open = sink.send(Message::Text(frame)).await.is_ok();
+                            continue;
+                        }
+                        // Boxed, as the handling of a frame below: a large future that runs rarely
+                        // would otherwise make every idle connection's task as large.
+                        Some(LiveOut::Reload(id)) => Box::pin(session.live_reload(id)).await,
+                        None => session.live_lost(),
+                    };
+                    open = send_all(&mut sink, &session.state, frames).await;
+                }
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        session.state.metrics.frames_in.inc();
+                        let span = tracing::debug_span!("frame", branch = session.branch.as_deref().unwrap_or("-"), len = t.len());
+                        let frames = tracing::Instrument::instrument(Box::pin(session.handle(t.as_str())), span).await;
+                        open = send_all(&mut sink, &session.state, frames).await;
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        let frames = error_pair(&session.state.server_id, "malformed-frame", "binary frames are not supported: send JSON text", Value::Null, None, None);
+                        open = send_all(&mut sink, &session.state, frames.into()).await;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => open = false,
+                },
             }
-            msg = stream.next() => match msg {
-                Some(Ok(Message::Text(t))) => {
-                    state.metrics.frames_in.inc();
-                    let span = tracing::debug_span!("frame", branch = session.branch.as_deref().unwrap_or("-"), len = t.len());
-                    let frames = tracing::Instrument::instrument(Box::pin(session.handle(t.as_str())), span).await;
-                    open = send_all(&mut sink, &state, frames).await;
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    let frames = error_pair(&state.server_id, "malformed-frame", "binary frames are not supported: send JSON text", Value::Null, None, None);
-                    open = send_all(&mut sink, &state, frames.into()).await;
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => open = false,
-            },
         }
+        session.state.metrics.connections.dec();
+        drop(slot);
     }
-    state.metrics.connections.dec();
 }
 
 async fn next_live(feed: &mut Option<LiveFeed>) -> Option<LiveOut> {
@@ -441,7 +488,7 @@ impl Session {
         if let (Some(obj), Some(rid)) = (meta.as_object_mut(), &p.request_id) {
             obj.entry("requestId").or_insert(rid.clone());
         }
-        let owed = self.outcomes.clone();
+        let owed = self.owed.sender();
         let (request_id, mutation_id, include_record) =
             (p.request_id.clone(), mutation.mutation_id.clone(), p.include_record);
         let module = handle.clone();
