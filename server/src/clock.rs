@@ -4,7 +4,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use mishkah_core::Timestamp;
 
-/// Now.
 pub fn now() -> Timestamp {
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     Timestamp(ms)

@@ -13,9 +13,7 @@ use crate::metrics::Metrics;
 pub struct AppState {
     /// The engine (write path and reads).
     pub engine: Arc<Engine>,
-    /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// This server's id.
     pub server_id: String,
     /// Static files served at `/`.
     pub static_dir: Option<Arc<PathBuf>>,

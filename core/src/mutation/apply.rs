@@ -114,7 +114,6 @@ pub enum ChangeKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Change {
-    /// The table.
     pub table: String,
     /// The row's key.
     pub key: RecordKey,

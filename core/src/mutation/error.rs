@@ -19,7 +19,6 @@ pub enum MutationError {
     /// Update, merge or delete of a row that does not exist.
     #[error("Record not found: `{table}` `{key}`")]
     NotFound {
-        /// The table.
         table: String,
         /// The key looked for.
         key: RecordKey,
@@ -27,7 +26,6 @@ pub enum MutationError {
     /// Insert of a key that exists.
     #[error("`{table}` already has a row `{key}`")]
     DuplicateKey {
-        /// The table.
         table: String,
         /// The existing key.
         key: RecordKey,
@@ -57,7 +55,6 @@ impl MutationError {
 #[serde(rename_all = "camelCase")]
 #[error("version conflict on `{table}` `{key}`: expected {expected_version:?}, current {current_version} ({reason:?})")]
 pub struct Conflict {
-    /// The table.
     pub table: String,
     /// The row's key.
     pub key: RecordKey,

@@ -76,7 +76,6 @@ pub enum Operand {
 /// Roots a variable may start with; the security rules bind `auth`, `request`, `new` and `row`.
 pub const VARIABLE_ROOTS: [&str; 5] = ["now", "auth", "request", "new", "row"];
 
-/// A filter.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Filter {
     /// All must hold (`&&`; none: `true`).

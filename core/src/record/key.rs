@@ -18,7 +18,6 @@ pub struct RecordKey(pub String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("record of `{table}` has no value for key field `{field}`")]
 pub struct KeyError {
-    /// The table.
     pub table: String,
     /// The first missing key field.
     pub field: String,

@@ -35,7 +35,6 @@ pub struct FieldError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("validation failed for `{table}`: {}", summary(.errors))]
 pub struct ValidationErrors {
-    /// The table.
     pub table: String,
     /// The problems, in field order.
     pub errors: Vec<FieldError>,

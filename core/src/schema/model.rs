@@ -87,7 +87,6 @@ pub struct Field {
     pub references: Option<Reference>,
 }
 
-/// A default value.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DefaultValue {

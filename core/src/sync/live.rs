@@ -30,7 +30,6 @@ use crate::schema::Table;
 /// What a subscription selects. The filter's variables are already bound.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LiveQuery {
-    /// Table.
     pub table: String,
     /// Rows that pass it are in the result.
     pub filter: Filter,

@@ -176,7 +176,6 @@ pub struct ClientPublish {
     pub table: String,
     /// `module:insert|update|merge|save|delete`.
     pub action: String,
-    /// The record.
     #[serde(alias = "data")]
     pub record: Value,
     /// Client metadata, echoed in `meta.clientMeta`.
@@ -238,7 +237,6 @@ pub struct ClientQuery {
     /// Module (the branch's only one when absent).
     #[serde(default, alias = "module", skip_serializing_if = "Option::is_none")]
     pub module_id: Option<String>,
-    /// Table.
     #[serde(alias = "tableName")]
     pub table: String,
     /// `get` or `list`.
@@ -302,7 +300,6 @@ pub struct LiveSubscribe {
     /// Module (the branch's only one when absent).
     #[serde(default, alias = "module", skip_serializing_if = "Option::is_none")]
     pub module_id: Option<String>,
-    /// Table.
     #[serde(alias = "tableName")]
     pub table: String,
     /// Either form of the filter language; none: every row.
@@ -344,7 +341,6 @@ fn list() -> String {
 /// `publish {topic, data}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicPublish {
-    /// Topic.
     pub topic: String,
     /// Payload.
     #[serde(default)]

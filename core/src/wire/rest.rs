@@ -11,7 +11,6 @@ use crate::record::Row;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WriteRequest {
-    /// The record.
     #[serde(alias = "data")]
     pub record: Row,
     /// Client meta.
@@ -42,10 +41,8 @@ impl WriteRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SaveRequest {
-    /// Table.
     #[serde(alias = "tableName")]
     pub table: String,
-    /// Record.
     pub record: Row,
     /// Client meta.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,7 +53,6 @@ pub struct SaveRequest {
     /// **(ext)** the version the client last saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<i64>,
-    /// Mutation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutation_id: Option<String>,
 }
@@ -65,9 +61,7 @@ pub struct SaveRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SequenceRequest {
-    /// Table.
     pub table: String,
-    /// Field.
     pub field: String,
     /// Record, informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,9 +216,7 @@ pub struct DeltaTableStats {
 pub struct ErrorBody {
     /// Code.
     pub error: String,
-    /// Message.
     pub message: String,
-    /// Details.
     #[serde(default)]
     pub details: Value,
 }

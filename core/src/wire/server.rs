@@ -84,7 +84,6 @@ pub enum ServerFrame {
     /// Data on a topic.
     #[serde(rename = "publish")]
     TopicPublish {
-        /// Topic.
         topic: String,
         /// Payload.
         data: Value,
@@ -103,7 +102,6 @@ pub enum ServerFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServerHello {
-    /// This server's id.
     pub server_id: String,
     /// Server time.
     pub now: String,
@@ -145,7 +143,6 @@ pub struct ModuleSnapshot {
 pub struct SnapshotMeta {
     /// When.
     pub snapshot_at: String,
-    /// Server id.
     pub server_id: String,
     /// `hello`, `request`, `reset`...
     pub reason: String,
@@ -179,7 +176,6 @@ pub struct DeltaFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordRef {
-    /// Table.
     pub table: String,
     /// Canonical key.
     pub key: String,
@@ -193,13 +189,11 @@ pub struct RecordRef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AckMeta {
-    /// Server id.
     pub server_id: String,
     /// Branch.
     pub branch_id: String,
     /// Module.
     pub module_id: String,
-    /// Table.
     pub table: String,
     /// Commit time.
     pub timestamp: String,
@@ -211,9 +205,7 @@ pub struct AckMeta {
     pub record_key: String,
     /// The key as the record carries it.
     pub record_id: Value,
-    /// Event id.
     pub event_id: String,
-    /// Sequence.
     pub sequence: u64,
     /// Reference.
     pub record_ref: RecordRef,
@@ -225,13 +217,11 @@ pub struct AckMeta {
 pub struct Entry {
     /// Event id.
     pub id: String,
-    /// Table.
     pub table: String,
     /// Effective action.
     pub action: String,
     /// Reference.
     pub record_ref: RecordRef,
-    /// Meta.
     pub meta: AckMeta,
     /// Whether the row was created.
     pub created: bool,
@@ -250,19 +240,14 @@ pub struct Notice {
     pub action: String,
     /// Reference.
     pub record_ref: RecordRef,
-    /// Event id.
     pub event_id: String,
-    /// Sequence.
     pub sequence: u64,
     /// Module version.
     pub version: u64,
     /// Commit time.
     pub timestamp: String,
-    /// Created.
     pub created: bool,
-    /// Deleted.
     pub deleted: bool,
-    /// Meta.
     pub meta: AckMeta,
 }
 
@@ -273,7 +258,6 @@ pub struct CommitSite<'a> {
     pub branch_id: &'a str,
     /// Module.
     pub module_id: &'a str,
-    /// Server id.
     pub server_id: &'a str,
 }
 
@@ -289,30 +273,22 @@ pub struct CommitFrame {
     pub module_id: String,
     /// Module version (its last sequence).
     pub version: u64,
-    /// Table.
     pub table: String,
     /// Reference.
     pub record_ref: RecordRef,
-    /// Event id.
     pub event_id: String,
-    /// Sequence.
     pub sequence: u64,
     /// `committed`.
     pub publish_state: String,
-    /// Meta.
     pub meta: AckMeta,
-    /// Entry.
     pub entry: Entry,
-    /// Created.
     pub created: bool,
-    /// Deleted.
     pub deleted: bool,
     /// The row's own version after the change **(ext)**.
     pub record_version: i64,
     /// The publisher's `requestId` (acks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<Value>,
-    /// The mutation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutation_id: Option<String>,
     /// Events only.
@@ -414,13 +390,10 @@ impl CommitFrame {
 pub struct ServerLog {
     /// `info`, `warn`, `error`.
     pub level: String,
-    /// Message.
     pub message: String,
-    /// Context.
     pub context: Value,
     /// Time.
     pub ts: String,
-    /// Server id.
     pub server_id: String,
 }
 
@@ -465,7 +438,6 @@ pub struct ServerError {
 pub struct QueryResult {
     /// The request it answers.
     pub request_id: Option<Value>,
-    /// Table.
     pub table: String,
     /// `get` / `list`.
     pub query_type: String,
@@ -486,7 +458,6 @@ pub struct LiveResult {
     pub sub_id: String,
     /// Module.
     pub module_id: String,
-    /// Table.
     pub table: String,
     /// `rows`: `rows` is the whole result (replace what you hold). `changes`: resuming from the
     /// client's cursor, `rows` are the rows that changed and still belong, `removed` the keys that
@@ -533,9 +504,7 @@ pub struct LiveChange<'r> {
 pub struct CompactChange<'a> {
     /// The module sequence of the change (the client's new cursor).
     pub seq: u64,
-    /// Module.
     pub module: Cow<'a, str>,
-    /// Table.
     pub table: Cow<'a, str>,
     /// `insert`, `update` or `delete`.
     pub op: &'a str,

@@ -27,7 +27,6 @@ pub struct BranchDef {
     /// Display name.
     #[serde(default)]
     pub label: Option<String>,
-    /// Its modules.
     #[serde(default)]
     pub modules: Vec<String>,
 }

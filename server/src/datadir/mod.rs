@@ -38,7 +38,6 @@ pub enum DataDirError {
     /// `modules.json` declares an index its schema cannot have.
     #[error("modules.json, module `{module}`: {message}")]
     InvalidIndex {
-        /// The module.
         module: String,
         /// What is wrong.
         message: String,
@@ -65,9 +64,7 @@ pub enum DataDirError {
     /// Neither the branch's schema nor the fallback exists.
     #[error("module `{module}` of branch `{branch}` has no schema (looked in {looked})")]
     NoSchema {
-        /// Branch.
         branch: String,
-        /// Module.
         module: String,
         /// Paths tried.
         looked: String,
@@ -90,7 +87,6 @@ pub struct DataDir {
     pub modules: BTreeMap<String, ModuleDef>,
     /// Branch → modules.
     pub branches: BranchConfig,
-    /// Sequence rules.
     pub sequence_rules: SequenceRules,
     /// `security/secret_fields.json`: fields and tables never sent to clients.
     pub secrets: SecretFields,

@@ -30,7 +30,6 @@ pub struct ModuleDef {
     /// Seed fallback, from the project root.
     #[serde(default)]
     pub seed_fallback_path: Option<String>,
-    /// Description.
     #[serde(default)]
     pub description: Option<String>,
     /// **(ext)** `fill` or `refuse`: this module's answer to inserts lacking required fields,

@@ -62,12 +62,7 @@ pub enum EngineError {
     Storage(#[from] StorageError),
     /// The branch does not have this module.
     #[error("branch `{branch}` has no module `{module}`")]
-    ModuleNotInBranch {
-        /// Branch.
-        branch: String,
-        /// Module.
-        module: String,
-    },
+    ModuleNotInBranch { branch: String, module: String },
 }
 
 impl EngineError {
@@ -89,9 +84,7 @@ impl EngineError {
 
 /// One open branch+module.
 pub struct ModuleHandle {
-    /// Branch.
     pub branch: String,
-    /// Module.
     pub module: String,
     /// Its schema (with tables added for seed data the schema lacks).
     pub schema: Arc<Schema>,
@@ -295,7 +288,6 @@ impl Engine {
         &self.config.data
     }
 
-    /// The hub.
     pub fn hub(&self) -> &Arc<Hub> {
         &self.hub
     }

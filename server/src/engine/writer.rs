@@ -23,7 +23,6 @@ pub type Reply = Box<dyn FnOnce(WriteOutcome) + Send>;
 
 /// One mutation to write.
 pub struct WriteJob {
-    /// The mutation.
     pub mutation: Mutation,
     /// `ws`, `rest`, `seed`, `restore`...
     pub source: &'static str,
@@ -43,11 +42,8 @@ pub enum Job {
     Write(WriteJob),
     /// Several mutations that commit together or not at all.
     Atomic {
-        /// The mutations.
         mutations: Vec<Mutation>,
-        /// Source.
         source: &'static str,
-        /// Meta.
         meta: Value,
         /// Client writes or an import (seed, restore).
         strictness: Strictness,

@@ -7,7 +7,6 @@ use serde_json::Value;
 
 use super::error::ApiError;
 
-/// A JSON body.
 pub struct JsonBody(pub Value);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {

@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use crate::engine::{EngineError, WriteError};
 use crate::storage::StorageError;
 
-/// An API error.
 #[derive(Debug)]
 pub struct ApiError {
     /// HTTP status.

@@ -33,11 +33,8 @@ use mishkah_core::rules::Principal;
 /// A committed change on its way to subscribers.
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// Branch.
     pub branch: String,
-    /// Module.
     pub module: String,
-    /// The event.
     pub event: Arc<ChangeEvent>,
     /// Key fields.
     pub primary_key: Map<String, Value>,
@@ -151,7 +148,6 @@ impl Hub {
         &self.live
     }
 
-    /// This server's id.
     pub fn server_id(&self) -> &str {
         &self.server_id
     }

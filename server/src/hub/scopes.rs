@@ -15,7 +15,6 @@ use super::Published;
 /// What one subscriber gets of one change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Seen {
-    /// The event.
     Event,
     /// A removal: the rule admitted the row before the change and does not after.
     Removal,

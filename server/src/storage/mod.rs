@@ -41,7 +41,6 @@ pub enum StorageError {
     /// The schema changed in a way that would lose data.
     #[error("refusing destructive schema change on `{table}`: {message}")]
     Destructive {
-        /// Table.
         table: String,
         /// What changed.
         message: String,
@@ -49,7 +48,6 @@ pub enum StorageError {
     /// A unique constraint was violated.
     #[error("unique constraint violated on `{table}`: {message}")]
     Unique {
-        /// Table.
         table: String,
         /// SQLite's message.
         message: String,
