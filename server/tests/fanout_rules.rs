@@ -193,7 +193,7 @@ proptest! {
             for (n, sub) in subs.iter_mut().enumerate() {
                 let mut got = Vec::new();
                 let mut held = BTreeSet::new();
-                while let Ok(frame) = sub.rx.try_recv() {
+                while let Some(frame) = sub.try_recv() {
                     let f: Value = serde_json::from_str(frame.as_str()).unwrap();
                     let key = f["recordRef"]["id"].as_str().unwrap().to_owned();
                     let deleted = f["deleted"] == json!(true);

@@ -2,30 +2,37 @@
 //! exactly once.
 //!
 //! Writers hand committed events to one publisher task ([`Hub::run_publisher`]) right after
-//! commit. It serializes each `server:event` frame once and shares the same [`Frame`] with every
-//! subscriber. Each subscriber has a bounded queue; one that cannot keep up is dropped from live
-//! fan-out and flagged `lagged`, so its session tells the client to resync instead of letting
-//! server memory grow.
+//! commit. It serializes each change once per frame shape (the original's `server:event`, and a
+//! [`mishkah_core::wire::CompactChange`] for compact clients) and appends it to the branch's feed
+//! (`feed.rs`), which every subscriber reads from at its own pace: a change costs the publisher
+//! a wake-up of each subscriber that was waiting, not a queue push per subscriber. A subscriber
+//! too far behind is dropped from live fan-out and flagged `lagged`, so its session tells the
+//! client to resync instead of letting server memory grow.
 //!
 //! With security rules, each subscriber reads through its table's `list` rule (`scopes.rs`): a
 //! change reaches it if the rule admits the row after the write; if the rule admitted the row
 //! before and not after, it gets a removal (the event's delete frame) instead. A rule is bound to
 //! each subscriber once per table and interned, so subscribers whose rules bind alike share one
-//! verdict per change, and at most two frames (the event, the removal) are serialized per change.
+//! verdict per change, and at most two frames per shape (the event, the removal) are serialized
+//! per change.
 //!
 //! Live queries ([`live`]) read the same stream, after the branch-wide fan-out of each change.
 
+mod feed;
 pub mod live;
 mod scopes;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::task::Poll;
 
 use mishkah_core::sync::ChangeEvent;
 use mishkah_core::wire::{CommitFrame, CommitSite, ServerFrame};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+
+use feed::{Entry, Feed, Reading};
 
 use crate::metrics::Metrics;
 use mishkah_core::rules::Principal;
@@ -53,10 +60,9 @@ pub struct Published {
     pub txn_end: bool,
 }
 
-/// What a subscriber's queue holds: a serialized frame (for a compact subscriber, one
+/// What a subscriber reads of a change: a serialized frame (for a compact subscriber, one
 /// [`mishkah_core::wire::CompactChange`]) and whether it ends its transaction. One pointer, made
-/// once per change and shared by every subscriber it goes to: a queue's blocks hold 32 of them,
-/// allocated up front, and every idle connection has one.
+/// once per change and frame shape and shared by every subscriber it goes to.
 #[derive(Debug, Clone)]
 pub struct Delivery(Arc<Queued>);
 
@@ -90,60 +96,82 @@ impl Delivery {
 /// A serialized frame: reference-counted, so one serialization is shared by every recipient.
 pub type Frame = axum::extract::ws::Utf8Bytes;
 
-/// Frames queued per subscriber before it counts as lagging.
+/// Changes a subscriber may fall behind before it counts as lagging.
 pub const SUBSCRIBER_QUEUE: usize = 4096;
-
-struct Subscriber {
-    tx: mpsc::Sender<Delivery>,
-    lagged: Arc<AtomicBool>,
-    /// Gets [`mishkah_core::wire::CompactChange`]s instead of `server:event` frames.
-    compact: bool,
-    /// `None`: sees every row (an admin, or a session from before the rules).
-    reader: Option<scopes::Reader>,
-}
 
 /// Subscribers per branch.
 pub struct Hub {
     server_id: String,
-    branches: Mutex<HashMap<String, HashMap<u64, Subscriber>>>,
+    branches: Mutex<HashMap<String, Arc<Feed>>>,
     scopes: Mutex<scopes::Interned>,
-    next_id: AtomicU64,
     metrics: Arc<Metrics>,
     live: Arc<live::LiveHub>,
 }
 
 /// A live subscription; dropping it unsubscribes.
 pub struct Subscription {
-    /// Frames for this subscriber.
-    pub rx: mpsc::Receiver<Delivery>,
-    /// Set when the hub dropped this subscriber for lagging.
-    pub lagged: Arc<AtomicBool>,
-    id: u64,
+    reading: Reading,
+    /// Read from the feed, not yet taken.
+    pending: VecDeque<Delivery>,
     branch: String,
     hub: Arc<Hub>,
 }
 
+impl Subscription {
+    /// The next change for this subscriber if one is there; `None` also once it has lagged.
+    pub fn try_recv(&mut self) -> Option<Delivery> {
+        if self.pending.is_empty() {
+            let _ = self.reading.poll_read(&self.hub, &mut self.pending, None);
+        }
+        self.pending.pop_front()
+    }
+
+    /// The next change for this subscriber; `None` once it has lagged (it gets nothing more).
+    pub async fn recv(&mut self) -> Option<Delivery> {
+        std::future::poll_fn(|cx| loop {
+            if let Some(next) = self.pending.pop_front() {
+                return Poll::Ready(Some(next));
+            }
+            match self.reading.poll_read(&self.hub, &mut self.pending, Some(cx)) {
+                Poll::Ready(true) => continue,
+                Poll::Ready(false) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await
+    }
+
+    /// The hub dropped this subscriber for falling behind.
+    pub fn lagged(&self) -> bool {
+        self.reading.lagged
+    }
+}
+
 impl Drop for Subscription {
     fn drop(&mut self) {
-        self.hub.unsubscribe(&self.branch, self.id);
+        let r = &self.reading;
+        let left = r.feed.leave(r.slot, r.position, r.compact);
+        if left == 0 {
+            let mut branches = self.hub.branches.lock().unwrap_or_else(|p| p.into_inner());
+            if branches.get(&self.branch).is_some_and(|f| Arc::ptr_eq(f, &r.feed) && f.readers() == 0) {
+                branches.remove(&self.branch);
+            }
+        }
     }
 }
 
 impl Hub {
-    /// A hub for this server.
     pub fn new(server_id: String, metrics: Arc<Metrics>) -> Arc<Hub> {
         let live = live::LiveHub::new(metrics.clone());
         Arc::new(Hub {
             server_id,
             branches: Mutex::new(HashMap::new()),
             scopes: Mutex::new(scopes::Interned::default()),
-            next_id: AtomicU64::new(1),
             metrics,
             live,
         })
     }
 
-    /// The live queries.
     pub fn live(&self) -> &Arc<live::LiveHub> {
         &self.live
     }
@@ -153,91 +181,56 @@ impl Hub {
     }
 
     /// Subscribes to every event of `branch` that `who` may see (`who`'s `list` rules; an admin
-    /// sees everything).
+    /// sees everything), from now on.
     /// `compact`: as [`mishkah_core::wire::CompactChange`]s (`client:hello {frames: "compact"}`).
     pub fn subscribe(self: &Arc<Self>, branch: &str, who: Arc<Principal>, compact: bool) -> Subscription {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let lagged = Arc::new(AtomicBool::new(false));
+        let feed = {
+            let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
+            let feed = branches.entry(branch.to_owned()).or_default().clone();
+            // Joined under the map's lock, so a feed its last reader is leaving is not joined.
+            let (slot, position) = feed.join(compact);
+            (feed, slot, position)
+        };
+        let (feed, slot, position) = feed;
         let reader = (!who.admin).then(|| scopes::Reader::new(who, branch));
-        let subscriber = Subscriber { tx, lagged: lagged.clone(), compact, reader };
-        let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        branches.entry(branch.to_owned()).or_default().insert(id, subscriber);
-        Subscription { rx, lagged, id, branch: branch.to_owned(), hub: self.clone() }
-    }
-
-    fn unsubscribe(&self, branch: &str, id: u64) {
-        let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(subs) = branches.get_mut(branch) {
-            subs.remove(&id);
-            if subs.is_empty() {
-                branches.remove(branch);
-            }
-        }
+        let reading = Reading { feed, slot, position, compact, reader, lagged: false };
+        Subscription { reading, pending: VecDeque::new(), branch: branch.to_owned(), hub: self.clone() }
     }
 
     /// Number of subscribers of a branch.
     pub fn subscriber_count(&self, branch: &str) -> usize {
-        self.branches.lock().unwrap_or_else(|p| p.into_inner()).get(branch).map_or(0, HashMap::len)
+        let feed = self.branches.lock().unwrap_or_else(|p| p.into_inner()).get(branch).cloned();
+        feed.map_or(0, |f| f.readers())
     }
 
-    /// Sends one frame to every subscriber of `branch`; drops the ones whose queue is full.
+    fn feed(&self, branch: &str) -> Option<Arc<Feed>> {
+        self.branches.lock().unwrap_or_else(|p| p.into_inner()).get(branch).cloned()
+    }
+
+    /// Sends one frame to every subscriber of `branch`, whatever shape it reads.
     pub fn broadcast(&self, branch: &str, frame: Frame) {
-        let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(subs) = branches.get_mut(branch) else {
-            return;
-        };
-        let delivery = Delivery::new(frame, true);
-        subs.retain(|_, sub| self.offer(sub, delivery.clone()));
-    }
-
-    /// Queues `delivery` for `sub`; `false` when it must be dropped (lagging or gone).
-    fn offer(&self, sub: &Subscriber, delivery: Delivery) -> bool {
-        match sub.tx.try_send(delivery) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                sub.lagged.store(true, Ordering::Release);
-                self.metrics.lagged_clients.inc();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
+        let Some(feed) = self.feed(branch) else { return };
+        let delivery = Some(Some(Delivery::new(frame, true)));
+        feed.append(Entry::change(None, 0, delivery.clone(), delivery), |_| None);
     }
 
     /// Fans a committed change out to the subscribers of its branch, each as its rules let it
     /// see the change: the event, a removal, or nothing.
     pub fn fan_out(&self, p: &Published) {
-        let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(subs) = branches.get_mut(&p.branch) else {
-            return;
-        };
-        let table = p.schema.table(&p.event.change.table);
-        let rules = (!p.access.is_open()).then(|| p.access.table(&p.module, &p.event.change.table));
-        // Each serialized at most once per change, when a subscriber first needs it.
+        let Some(feed) = self.feed(&p.branch) else { return };
         let queued = |frame: Option<Frame>| frame.map(|f| Delivery::new(f, p.txn_end));
-        let (mut event, mut removal, mut compact, mut compact_removal) = (None, None, None, None);
-        let mut verdicts = scopes::Verdicts::new(p, table);
-        let mut interned = rules.map(|_| self.scopes.lock().unwrap_or_else(|p| p.into_inner()));
-        let slot = interned.as_mut().map_or(0, |i| i.slot(&p.module, &p.event.change.table));
-        subs.retain(|_, sub| {
-            let seen = match (rules, sub.reader.as_mut(), interned.as_mut()) {
-                (Some(rules), Some(reader), Some(interned)) => {
-                    verdicts.of(reader.scope(slot, &p.module, rules, interned))
-                }
-                _ => scopes::Seen::Event,
-            };
-            let delivery = match (seen, sub.compact) {
-                (scopes::Seen::Nothing, _) => return true,
-                (scopes::Seen::Event, false) => event.get_or_insert_with(|| queued(self.event_frame(p))),
-                (scopes::Seen::Removal, false) => removal.get_or_insert_with(|| queued(self.removal_frame(p))),
-                (scopes::Seen::Event, true) => compact.get_or_insert_with(|| queued(compact_frame(p, false))),
-                (scopes::Seen::Removal, true) => compact_removal.get_or_insert_with(|| queued(compact_frame(p, true))),
-            };
-            match delivery {
-                Some(delivery) => self.offer(sub, delivery.clone()),
-                None => true,
-            }
-        });
+        let render = |compact: bool| queued(if compact { compact_frame(p, false) } else { self.event_frame(p) });
+        // Serialized before the feed's lock is taken, for the shapes its readers read now.
+        let (original, compact) = feed.shapes();
+        let event = original.then(|| render(false));
+        let compact = compact.then(|| render(true));
+        let (change, slot) = if p.access.is_open() {
+            (None, 0)
+        } else {
+            let slot = self.scopes.lock().unwrap_or_else(|p| p.into_inner()).slot(&p.module, &p.event.change.table);
+            (Some(Box::new(p.clone())), slot)
+        };
+        feed.append(Entry::change(change, slot, event, compact), render);
     }
 
     /// The `server:event` frame that tells a client a row it held is no longer one it may see:
@@ -291,21 +284,41 @@ mod tests {
         let hub = Hub::new("t".into(), Arc::new(Metrics::default()));
         let mut slow = hub.subscribe("b", Arc::new(Principal::anonymous()), false);
         let mut fast = hub.subscribe("b", Arc::new(Principal::anonymous()), false);
-        let frame = Frame::from("{}");
-        for _ in 0..SUBSCRIBER_QUEUE {
-            hub.broadcast("b", frame.clone());
-            fast.rx.recv().await.unwrap();
+        let mut behind = hub.subscribe("b", Arc::new(Principal::anonymous()), true);
+        for n in 0..SUBSCRIBER_QUEUE {
+            hub.broadcast("b", Frame::from(n.to_string()));
+            assert_eq!(fast.recv().await.unwrap().as_str(), n.to_string());
         }
-        assert!(!slow.lagged.load(Ordering::Acquire));
-        hub.broadcast("b", frame.clone());
-        assert!(slow.lagged.load(Ordering::Acquire), "the full queue got the subscriber dropped");
-        assert_eq!(hub.subscriber_count("b"), 1);
-        // Its queue still drains, then ends: the session turns that into a resync directive.
-        let mut drained = 0;
-        while slow.rx.recv().await.is_some() {
-            drained += 1;
+        // A whole queue behind is still in time: it reads every change, in order.
+        for n in 0..SUBSCRIBER_QUEUE {
+            assert_eq!(behind.try_recv().unwrap().as_str(), n.to_string());
         }
-        assert_eq!(drained, SUBSCRIBER_QUEUE);
-        assert!(fast.rx.recv().await.is_some());
+        assert!(behind.try_recv().is_none());
+        // One more: `slow` has read nothing and is now too far behind.
+        hub.broadcast("b", Frame::from("last"));
+        assert!(slow.recv().await.is_none(), "the subscriber that fell behind gets nothing more");
+        assert!(slow.lagged());
+        assert!(!fast.lagged() && !behind.lagged());
+        assert_eq!(fast.recv().await.unwrap().as_str(), "last");
+        assert_eq!(behind.recv().await.unwrap().as_str(), "last");
+        drop(slow);
+        assert_eq!(hub.subscriber_count("b"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_change_waits_for_no_one_and_the_last_subscriber_to_go_ends_the_feed() {
+        let hub = Hub::new("t".into(), Arc::new(Metrics::default()));
+        let mut a = hub.subscribe("b", Arc::new(Principal::anonymous()), false);
+        let waiting = tokio::spawn(async move { a.recv().await.map(|d| d.as_str().to_owned()) });
+        tokio::task::yield_now().await;
+        hub.broadcast("b", Frame::from("x"));
+        assert_eq!(waiting.await.unwrap().as_deref(), Some("x"), "a waiting subscriber is woken");
+        assert_eq!(hub.subscriber_count("b"), 0);
+        // Changes nobody reads are not kept; a later subscriber starts after them.
+        hub.broadcast("b", Frame::from("unread"));
+        let mut late = hub.subscribe("b", Arc::new(Principal::anonymous()), false);
+        assert!(late.try_recv().is_none());
+        hub.broadcast("b", Frame::from("y"));
+        assert_eq!(late.try_recv().unwrap().as_str(), "y");
     }
 }

@@ -4,7 +4,7 @@
 //! and the rule is evaluated once per change for all of them ([`Verdicts`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use mishkah_core::query::Bindings;
 use mishkah_core::rules::{Action, Principal, ReadScope, TableRules};
@@ -35,12 +35,13 @@ impl Reader {
     }
 
     /// The subscriber's scope of `table` (in slot `slot`), bound on first use.
-    pub(super) fn scope(
+    /// `rules`: the table's rules, looked up only to bind.
+    pub(super) fn scope<'r>(
         &mut self,
         slot: usize,
         module: &str,
-        rules: &TableRules,
-        interned: &mut Interned,
+        rules: impl FnOnce() -> &'r TableRules,
+        interned: &Mutex<Interned>,
     ) -> &Arc<ReadScope> {
         if self.scopes.len() <= slot {
             self.scopes.resize(slot + 1, None);
@@ -48,7 +49,8 @@ impl Reader {
         let (who, branch) = (&self.who, &self.branch);
         self.scopes[slot].get_or_insert_with(|| {
             let bindings = who.bindings(branch, module, "ws");
-            interned.intern(rules.read_scope(Action::List, who, &bindings))
+            let scope = rules().read_scope(Action::List, who, &bindings);
+            interned.lock().unwrap_or_else(|p| p.into_inner()).intern(scope)
         })
     }
 }
@@ -96,54 +98,50 @@ impl Interned {
 }
 
 /// The verdicts of one change, one per distinct scope.
-pub(super) struct Verdicts<'p> {
-    p: &'p Published,
-    table: Option<&'p Table>,
+#[derive(Default)]
+pub(super) struct Verdicts {
     now: Option<Bindings>,
-    /// By the scope's address (interned scopes are equal exactly when they are the same one):
-    /// the first few in a list, the rest in a map.
-    few: Vec<(usize, Seen)>,
-    many: HashMap<usize, Seen>,
+    /// By the scope's address (interned scopes are equal exactly when they are the same one;
+    /// each is held here, so its address is not reused while the change is kept): the first few
+    /// in a list, the rest in a map.
+    few: Vec<(Arc<ReadScope>, Seen)>,
+    many: HashMap<usize, (Arc<ReadScope>, Seen)>,
 }
 
 /// Distinct scopes per change looked up by a scan before a map is worth its hashing.
 const FEW: usize = 8;
 
-impl<'p> Verdicts<'p> {
-    pub(super) fn new(p: &'p Published, table: Option<&'p Table>) -> Verdicts<'p> {
-        Verdicts { p, table, now: None, few: Vec::new(), many: HashMap::new() }
-    }
-
-    /// What a subscriber reading through `scope` gets of this change.
-    pub(super) fn of(&mut self, scope: &Arc<ReadScope>) -> Seen {
+impl Verdicts {
+    /// What a subscriber reading through `scope` gets of the change `p`.
+    pub(super) fn of(&mut self, p: &Published, scope: &Arc<ReadScope>) -> Seen {
         match scope.as_ref() {
             ReadScope::All => return Seen::Event,
             ReadScope::Nothing => return Seen::Nothing,
             ReadScope::Where(_) => {}
         }
         let id = Arc::as_ptr(scope) as usize;
-        if let Some((_, seen)) = self.few.iter().find(|(s, _)| *s == id) {
+        if let Some((_, seen)) = self.few.iter().find(|(s, _)| Arc::as_ptr(s) as usize == id) {
             return *seen;
         }
-        if let Some(seen) = self.many.get(&id) {
+        if let Some((_, seen)) = self.many.get(&id) {
             return *seen;
         }
+        let table: Option<&Table> = p.schema.table(&p.event.change.table);
         let now = self.now.get_or_insert_with(|| Bindings::at(crate::clock::now()));
-        let admits = |row: Option<&mishkah_core::Row>| row.is_some_and(|r| scope.admits(self.table, r, now));
-        let before = admits(self.p.previous.as_deref());
-        let after = admits(self.p.event.change.row.as_ref());
+        let admits = |row: Option<&mishkah_core::Row>| row.is_some_and(|r| scope.admits(table, r, now));
+        let before = admits(p.previous.as_deref());
+        let after = admits(p.event.change.row.as_ref());
         let seen = match (before, after) {
             (_, true) => Seen::Event,
             // A delete's own frame is the removal.
-            (true, false) if self.p.event.change.row.is_none() => Seen::Event,
+            (true, false) if p.event.change.row.is_none() => Seen::Event,
             (true, false) => Seen::Removal,
             (false, false) => Seen::Nothing,
         };
-        // The subscriber holding `scope` outlives this change's fan-out, so its address stays its.
         if self.few.len() < FEW {
-            self.few.push((id, seen));
+            self.few.push((scope.clone(), seen));
         } else {
-            self.many.insert(id, seen);
+            self.many.insert(id, (scope.clone(), seen));
         }
         seen
     }

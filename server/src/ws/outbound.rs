@@ -49,7 +49,7 @@ pub(super) async fn send_events(
         }
         sent += 1;
         if sent < EVENTS_PER_WRITE as u64 {
-            next = session.subscription.as_mut().and_then(|s| s.rx.try_recv().ok());
+            next = session.subscription.as_mut().and_then(|s| s.try_recv());
         }
     }
     session.state.metrics.frames_out.inc_by(sent);
@@ -83,15 +83,15 @@ async fn send_compact(
     let (mut count, mut in_txn) = (1, !first.txn_end());
     while count < EVENTS_PER_WRITE || in_txn {
         let Some(sub) = session.subscription.as_mut() else { break };
-        let next = match sub.rx.try_recv() {
-            Ok(next) => next,
+        let next = match sub.try_recv() {
+            Some(next) => next,
             // The rest of a transaction is published right behind its first change: wait for it
             // rather than cut the transaction (it ends the wait unless the hub dropped us).
-            Err(_) if in_txn => match sub.rx.recv().await {
+            None if in_txn => match sub.recv().await {
                 Some(next) => next,
                 None => break,
             },
-            Err(_) => break,
+            None => break,
         };
         text.push(',');
         text.push_str(next.as_str());

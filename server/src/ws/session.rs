@@ -1,7 +1,6 @@
 //! One WebSocket connection.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket};
@@ -214,7 +213,7 @@ async fn next_live(feed: &mut Option<LiveFeed>) -> Option<LiveOut> {
 
 async fn next_event(sub: &mut Option<Subscription>) -> Option<Delivery> {
     match sub {
-        Some(s) => s.rx.recv().await,
+        Some(s) => s.recv().await,
         None => std::future::pending().await,
     }
 }
@@ -237,7 +236,7 @@ impl Session {
 
     /// The hub dropped us (lagging) or is gone: tell the client to resync.
     fn lost_subscription(&mut self) -> Vec<String> {
-        let lagged = self.subscription.take().is_some_and(|s| s.lagged.load(Ordering::Acquire));
+        let lagged = self.subscription.take().is_some_and(|s| s.lagged());
         // Still registered (it may keep publishing); it gets live events again after a new hello.
         let branch = self.branch.clone().unwrap_or_default();
         let reason = if lagged { "client fell behind the live stream" } else { "live stream closed" };
