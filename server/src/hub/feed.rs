@@ -259,3 +259,56 @@ fn view(reader: &mut Option<scopes::Reader>, compact: bool, hub: &Hub, entry: &m
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    fn frame(text: &str) -> Option<Option<Delivery>> {
+        Some(Some(Delivery::new(super::super::Frame::from(text.to_owned()), true)))
+    }
+
+    fn reading(feed: &Arc<Feed>) -> Reading {
+        let (slot, position) = feed.join(false);
+        Reading { feed: feed.clone(), slot, position, compact: false, reader: None, lagged: false }
+    }
+
+    fn kept(feed: &Feed) -> usize {
+        feed.lock().entries.len()
+    }
+
+    #[test]
+    fn a_change_is_kept_until_every_reader_has_read_it_or_left() {
+        let hub = Hub::new("t".into(), Arc::new(Metrics::default()));
+        let feed = Arc::new(Feed::default());
+        let (mut a, b) = (reading(&feed), reading(&feed));
+        for n in 0..3 {
+            feed.append(Entry::change(None, 0, frame(&n.to_string()), frame("c")), |_| None);
+        }
+        let mut out = VecDeque::new();
+        assert_eq!(a.poll_read(&hub, &mut out, None), Poll::Ready(true));
+        assert_eq!(out.iter().map(|d| d.as_str()).collect::<Vec<_>>(), ["0", "1", "2"]);
+        assert_eq!(kept(&feed), 3, "b has not read them");
+        assert_eq!(feed.leave(b.slot, b.position, false), 1);
+        assert_eq!(kept(&feed), 0, "nobody is left to read them");
+        assert_eq!(a.poll_read(&hub, &mut out, None), Poll::Pending);
+    }
+
+    #[test]
+    fn a_reader_too_far_behind_has_lagged_and_the_others_are_not_held_back() {
+        let hub = Hub::new("t".into(), Arc::new(Metrics::default()));
+        let feed = Arc::new(Feed::default());
+        let (mut slow, mut fast) = (reading(&feed), reading(&feed));
+        let mut out = VecDeque::new();
+        for n in 0..=SUBSCRIBER_QUEUE {
+            feed.append(Entry::change(None, 0, frame(&n.to_string()), frame("c")), |_| None);
+            while fast.poll_read(&hub, &mut out, None) == Poll::Ready(true) {}
+        }
+        assert_eq!(out.len(), SUBSCRIBER_QUEUE + 1);
+        assert_eq!(kept(&feed), SUBSCRIBER_QUEUE, "at most a queue's worth is kept");
+        assert_eq!(slow.poll_read(&hub, &mut out, None), Poll::Ready(false));
+        assert!(slow.lagged);
+        assert_eq!(hub.metrics.lagged_clients.get(), 1);
+    }
+}
