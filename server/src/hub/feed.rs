@@ -242,7 +242,6 @@ fn view(reader: &mut Option<scopes::Reader>, compact: bool, hub: &Hub, entry: &m
         }
         _ => Seen::Event,
     };
-    let queued = |frame: Option<super::Frame>, txn_end: bool| frame.map(|f| Delivery::new(f, txn_end));
     match (seen, compact) {
         (Seen::Nothing, _) => None,
         (Seen::Event, false) => entry.event.clone().flatten(),
@@ -253,7 +252,7 @@ fn view(reader: &mut Option<scopes::Reader>, compact: bool, hub: &Hub, entry: &m
             cached
                 .get_or_insert_with(|| {
                     let frame = if compact { super::compact_frame(p, true) } else { hub.removal_frame(p) };
-                    queued(frame, p.txn_end)
+                    Delivery::of(frame, p.txn_end)
                 })
                 .clone()
         }

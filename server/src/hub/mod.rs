@@ -77,6 +77,11 @@ impl Delivery {
         Delivery(Arc::new(Queued { frame, txn_end }))
     }
 
+    /// A change's frame, if anyone may see it.
+    fn of(frame: Option<Frame>, txn_end: bool) -> Option<Delivery> {
+        frame.map(|f| Delivery::new(f, txn_end))
+    }
+
     /// The frame's text.
     pub fn as_str(&self) -> &str {
         self.0.frame.as_str()
@@ -184,14 +189,13 @@ impl Hub {
     /// sees everything), from now on.
     /// `compact`: as [`mishkah_core::wire::CompactChange`]s (`client:hello {frames: "compact"}`).
     pub fn subscribe(self: &Arc<Self>, branch: &str, who: Arc<Principal>, compact: bool) -> Subscription {
-        let feed = {
+        let (feed, slot, position) = {
             let mut branches = self.branches.lock().unwrap_or_else(|p| p.into_inner());
             let feed = branches.entry(branch.to_owned()).or_default().clone();
             // Joined under the map's lock, so a feed its last reader is leaving is not joined.
             let (slot, position) = feed.join(compact);
             (feed, slot, position)
         };
-        let (feed, slot, position) = feed;
         let reader = (!who.admin).then(|| scopes::Reader::new(who, branch));
         let reading = Reading { feed, slot, position, compact, reader, lagged: false };
         Subscription { reading, pending: VecDeque::new(), branch: branch.to_owned(), hub: self.clone() }
@@ -218,8 +222,9 @@ impl Hub {
     /// see the change: the event, a removal, or nothing.
     pub fn fan_out(&self, p: &Published) {
         let Some(feed) = self.feed(&p.branch) else { return };
-        let queued = |frame: Option<Frame>| frame.map(|f| Delivery::new(f, p.txn_end));
-        let render = |compact: bool| queued(if compact { compact_frame(p, false) } else { self.event_frame(p) });
+        let render = |compact: bool| {
+            Delivery::of(if compact { compact_frame(p, false) } else { self.event_frame(p) }, p.txn_end)
+        };
         // Serialized before the feed's lock is taken, for the shapes its readers read now.
         let (original, compact) = feed.shapes();
         let event = original.then(|| render(false));
