@@ -8,6 +8,7 @@ mod live;
 mod outbound;
 mod session;
 mod topics;
+mod writes;
 
 use std::net::IpAddr;
 

@@ -1,0 +1,139 @@
+//! A session's writes: a `client:publish` handed to its module's writer (the one write path),
+//! and the acks owed for it, delivered back in commit order and rendered as the writer may see
+//! them.
+
+use std::sync::Arc;
+
+use mishkah_core::record::Strictness;
+use mishkah_core::wire::{ClientPublish, CommitSite, ServerFrame};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+use super::frames::text;
+use super::session::Session;
+use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
+use crate::http::error::mutation_details;
+
+/// An ack owed to this connection, delivered by the writer in commit order.
+pub(super) struct Outcome {
+    outcome: WriteOutcome,
+    module: Arc<ModuleHandle>,
+    request_id: Option<Value>,
+    mutation_id: Option<String>,
+    include_record: bool,
+    meta: Value,
+}
+
+/// The acks owed to this connection, delivered by the writer in commit order. The channel opens
+/// with the session's first write: most connections never write, and a channel costs ~800 bytes
+/// before it carries anything. Its items are boxed for the same reason (its blocks hold 32).
+#[derive(Default)]
+pub(super) struct Owed {
+    tx: Option<mpsc::UnboundedSender<Box<Outcome>>>,
+    rx: Option<mpsc::UnboundedReceiver<Box<Outcome>>>,
+}
+
+impl Owed {
+    fn sender(&mut self) -> mpsc::UnboundedSender<Box<Outcome>> {
+        if let Some(tx) = &self.tx {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.rx = Some(rx);
+        self.tx.insert(tx).clone()
+    }
+
+    pub(super) fn try_recv(&mut self) -> Option<Box<Outcome>> {
+        self.rx.as_mut()?.try_recv().ok()
+    }
+
+    /// The next ack; never ends while the session holds the sender.
+    pub(super) async fn next(&mut self) -> Option<Box<Outcome>> {
+        match &mut self.rx {
+            Some(rx) => rx.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Session {
+    pub(super) async fn publish(&mut self, p: ClientPublish) -> Vec<String> {
+        let mutation = match p.to_mutation() {
+            Ok(m) => m,
+            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id),
+        };
+        if self.branch.is_none() {
+            return self.not_registered(p.request_id);
+        }
+        let handle = match self.target(p.module_id.as_deref()).await {
+            Ok(h) => h,
+            Err((code, message)) => {
+                return self.error(&code, &message, Value::Null, p.request_id, mutation.mutation_id)
+            }
+        };
+        let mut meta = p.meta.clone().unwrap_or_else(|| json!({}));
+        if let (Some(obj), Some(rid)) = (meta.as_object_mut(), &p.request_id) {
+            obj.entry("requestId").or_insert(rid.clone());
+        }
+        let owed = self.owed.sender();
+        let (request_id, mutation_id, include_record) =
+            (p.request_id.clone(), mutation.mutation_id.clone(), p.include_record);
+        let module = handle.clone();
+        let reply_meta = meta.clone();
+        let reply = Box::new(move |outcome| {
+            // The session may be gone; the write stands either way.
+            let _ = owed.send(Box::new(Outcome {
+                outcome,
+                module,
+                request_id,
+                mutation_id,
+                include_record,
+                meta: reply_meta,
+            }));
+        });
+        let who = self.caller.who.clone();
+        let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, who, reply });
+        if let Err(e) = handle.submit(job).await {
+            return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id);
+        }
+        Vec::new()
+    }
+
+    pub(super) fn render_outcome(&self, o: Box<Outcome>) -> Vec<String> {
+        let o = *o;
+        match o.outcome {
+            Ok(c) => {
+                // Acks echo only what the writer may see.
+                let seen = match (o.module.schema.table(&c.event.change.table), &c.event.change.row) {
+                    (Some(t), Some(row)) => self.caller.admits(&o.module, t, row),
+                    _ => true,
+                };
+                let site = CommitSite {
+                    branch_id: &o.module.branch,
+                    module_id: &o.module.module,
+                    server_id: self.server_id(),
+                };
+                let mut ack = crate::render::commit_frame(
+                    &o.module.schema,
+                    &c.event,
+                    site,
+                    "ws",
+                    o.meta,
+                    c.primary_key,
+                    o.include_record && seen,
+                );
+                ack.request_id = o.request_id;
+                ack.mutation_id = o.mutation_id.or(ack.mutation_id);
+                vec![text(&ServerFrame::Ack(ack))]
+            }
+            Err(e) => {
+                let details = match &e {
+                    crate::engine::WriteError::Mutation(m) => mutation_details(m),
+                    crate::engine::WriteError::Denied(d) => crate::http::error::denied_details(d),
+                    _ => Value::Null,
+                };
+                self.error(e.code(), &e.to_string(), details, o.request_id, o.mutation_id)
+            }
+        }
+    }
+}
