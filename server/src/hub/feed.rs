@@ -43,7 +43,7 @@ struct Log {
 
 /// A change as the feed keeps it.
 pub(super) struct Entry {
-    /// `None` for a frame every subscriber gets alike ([`Hub::broadcast`]); the change when some
+    /// `None` for a frame every subscriber gets alike (the tests' `Hub::broadcast`); the change when some
     /// subscribers may see it and others not (rules).
     change: Option<Box<Published>>,
     /// The table's slot among the interned scopes (with rules).
