@@ -56,6 +56,19 @@ fn dash() -> String {
 }
 
 impl SequenceRule {
+    /// A bare counter from 1: `1`, `2`... (what the original counts with when no rule is set).
+    pub fn plain() -> SequenceRule {
+        SequenceRule {
+            prefix: String::new(),
+            start: 1,
+            padding: 0,
+            pad_char: zero(),
+            delimiter: String::new(),
+            suffix: String::new(),
+            counter_field: None,
+        }
+    }
+
     /// The counter after `last` (never below `start`) and its formatted text.
     pub fn next(&self, last: Option<i64>) -> (i64, String) {
         let n = match last {

@@ -229,19 +229,44 @@ impl Schema {
         self.tables.get(name)
     }
 
-    /// Resolves the names seeds and old clients use for a table: exact, then `camelCase` →
-    /// `snake_case`, then singular/plural variants (`auditEvents` → `audit_events`,
-    /// `order_payment_states` → `order_payment_state`).
+    /// Resolves the names seeds and old clients use for a table, as the original's
+    /// `findCanonicalTableName` did and a little more: exact; then the same lower-cased; the
+    /// original's aliases (`orders` → `order_header`, `payments` → `order_payment`...); then
+    /// `camelCase` → `snake_case`; then singular/plural variants (`pos_shifts` → `pos_shift`,
+    /// `auditEvents` → `audit_events`, `order_payment_states` → `order_payment_state`).
     pub fn resolve_table(&self, name: &str) -> Option<&Table> {
         if let Some(t) = self.tables.get(name) {
             return Some(t);
         }
+        let lower = name.to_lowercase();
+        let alias = TABLE_ALIASES.iter().find(|(a, _)| *a == lower).map(|(_, target)| (*target).to_owned());
         let snake = to_snake_case(name);
-        let candidates =
-            [snake.clone(), snake.strip_suffix('s').map(str::to_owned).unwrap_or_default(), format!("{snake}s")];
-        candidates.iter().find_map(|c| self.tables.get(c))
+        let singular = |n: &str| n.strip_suffix('s').filter(|n| !n.ends_with('s')).map(str::to_owned);
+        let candidates = [
+            Some(lower.clone()),
+            alias,
+            Some(snake.clone()),
+            singular(&lower),
+            singular(&snake),
+            Some(format!("{lower}s")),
+            Some(format!("{snake}s")),
+        ];
+        candidates.iter().flatten().find_map(|c| self.tables.get(c))
     }
 }
+
+/// The original's table aliases (lower-cased name → table), used when the target exists.
+const TABLE_ALIASES: &[(&str, &str)] = &[
+    ("orders", "order_header"),
+    ("order_lines", "order_line"),
+    ("order_payments", "order_payment"),
+    ("payments", "order_payment"),
+    ("job_orders", "job_order_header"),
+    ("job_order_headers", "job_order_header"),
+    ("job_order_details", "job_order_detail"),
+    ("deliveries", "order_delivery"),
+    ("order_deliveries", "order_delivery"),
+];
 
 /// `tableLocks` → `table_locks`; leaves snake_case untouched.
 pub fn to_snake_case(name: &str) -> String {
@@ -285,6 +310,31 @@ mod tests {
         assert_eq!(schema.resolve_table("tableLocks").unwrap().name, "table_lock");
         assert_eq!(schema.resolve_table("order_payment_states").unwrap().name, "order_payment_state");
         assert!(schema.resolve_table("stores").is_none());
+    }
+
+    #[test]
+    fn resolves_the_original_clients_names() {
+        let mut schema = Schema::default();
+        for name in ["pos_shift", "menu_items", "delivery_drivers", "order_header", "order_payment", "job_order_header"]
+        {
+            schema.insert_table(table(name));
+        }
+        let cases = [
+            ("pos_shifts", "pos_shift"),
+            ("menu_item", "menu_items"),
+            ("delivery_driver", "delivery_drivers"),
+            ("orders", "order_header"),
+            ("Orders", "order_header"),
+            ("orderHeader", "order_header"),
+            ("Order_Header", "order_header"),
+            ("payments", "order_payment"),
+            ("job_orders", "job_order_header"),
+        ];
+        for (name, expected) in cases {
+            assert_eq!(schema.resolve_table(name).map(|t| t.name.as_str()), Some(expected), "{name}");
+        }
+        assert!(schema.resolve_table("nothing").is_none());
+        assert!(schema.resolve_table("").is_none());
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub struct SaveRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SequenceRequest {
+    #[serde(default, alias = "tableName")]
     pub table: String,
+    #[serde(default, alias = "fieldName")]
     pub field: String,
     /// Record, informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]

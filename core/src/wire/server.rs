@@ -294,6 +294,9 @@ pub struct CommitFrame {
     /// Events only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<Notice>,
+    /// The module's name of the table when the writer named it otherwise ([`CommitFrame::named`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canonical_table: Option<String>,
 }
 
 impl CommitFrame {
@@ -363,7 +366,27 @@ impl CommitFrame {
             request_id: None,
             mutation_id: event.mutation_id.clone(),
             notice: None,
+            canonical_table: None,
         }
+    }
+
+    /// The same frame naming the table as its writer did (`pos_shifts` for `pos_shift`): the
+    /// original's clients route a change to their watchers by the name they wrote it under.
+    /// `canonicalTable` **(ext)** keeps the module's name.
+    pub fn named(mut self, table: &str) -> CommitFrame {
+        self.canonical_table = Some(std::mem::replace(&mut self.table, table.to_owned()));
+        for reference in [
+            &mut self.record_ref,
+            &mut self.meta.record_ref,
+            &mut self.entry.record_ref,
+            &mut self.entry.meta.record_ref,
+        ] {
+            reference.table = table.to_owned();
+        }
+        self.meta.table = table.to_owned();
+        self.entry.table = table.to_owned();
+        self.entry.meta.table = table.to_owned();
+        self
     }
 
     /// Turns the body into an event body: adds the `notice`, drops the publisher's `requestId`.

@@ -10,6 +10,7 @@
 //! `branches/<branch>/modules/<module>/live/` belong to [`crate::storage`].
 
 mod branches;
+mod catalog;
 mod modules;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,7 @@ use mishkah_core::Schema;
 use serde_json::Value;
 
 pub use branches::{validate_branch_id, BranchConfig};
+pub use catalog::{table_names, Catalog};
 pub use modules::ModuleDef;
 
 /// Why the data directory or part of it could not be used.
@@ -85,6 +87,9 @@ pub struct DataDir {
     root: PathBuf,
     /// Modules by id.
     pub modules: BTreeMap<String, ModuleDef>,
+    /// `modules.json` as written: its module ids in file order and each entry whole (the
+    /// original's discovery routes answer with them).
+    pub catalog: Catalog,
     /// Branch → modules.
     pub branches: BranchConfig,
     pub sequence_rules: SequenceRules,
@@ -99,7 +104,9 @@ impl DataDir {
     /// Reads `modules.json`, `branches.config.json` and `sequence-rules.json` (optional).
     pub fn load(root: &Path) -> Result<DataDir, DataDirError> {
         let root = root.to_path_buf();
-        let modules = modules::parse(&read_json(&root.join("modules.json"))?, &root.join("modules.json"))?;
+        let modules_doc = read_json(&root.join("modules.json"))?;
+        let modules = modules::parse(&modules_doc, &root.join("modules.json"))?;
+        let catalog = Catalog::from_doc(&modules_doc);
         let branches_path = root.join("branches.config.json");
         let branches = if branches_path.exists() {
             BranchConfig::parse(&read_json(&branches_path)?, &branches_path)?
@@ -123,7 +130,16 @@ impl DataDir {
         };
         let rules_path = root.join("security").join("rules.json");
         let rules = if rules_path.exists() { load_rules(&rules_path, &modules)? } else { RuleSet::open() };
-        Ok(DataDir { root, modules, branches, sequence_rules, secrets, rules: std::sync::Arc::new(rules), rules_path })
+        Ok(DataDir {
+            root,
+            modules,
+            catalog,
+            branches,
+            sequence_rules,
+            secrets,
+            rules: std::sync::Arc::new(rules),
+            rules_path,
+        })
     }
 
     /// Uses the rules of `path` instead of `security/rules.json` (`--rules`); the file must exist.
@@ -203,6 +219,37 @@ impl DataDir {
             module: module.to_owned(),
             looked: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
         })
+    }
+
+    /// The schema document of a branch's module as its file holds it (the file [`Self::schema_for`]
+    /// reads), or `None` when there is none or it does not parse.
+    pub fn schema_document(&self, branch: &str, module: &str) -> Option<(Value, PathBuf)> {
+        let def = self.module(module).ok()?;
+        let own = def.schema_path.as_deref().unwrap_or(DEFAULT_SCHEMA_PATH);
+        // Any text may name the branch here (it is only echoed); only a valid id names a directory.
+        let mut candidates = Vec::new();
+        if validate_branch_id(branch).is_ok() {
+            candidates.push(self.module_dir(branch, module).join(own));
+        }
+        if let Some(p) = &def.schema_fallback_path {
+            candidates.push(self.resolve_fallback(p));
+        }
+        let path = candidates.into_iter().find(|p| p.is_file())?;
+        Some((read_json(&path).ok()?, path))
+    }
+
+    /// A module's table list as the original announces it: `modules.json`'s `tables`, then every
+    /// table of its schema not yet listed, in the schema's order.
+    pub fn module_tables(&self, branch: &str, module: &str) -> Vec<String> {
+        let listed = self.modules.get(module).map(|d| d.tables.clone()).unwrap_or_default();
+        let schema = self.schema_document(branch, module).map(|(doc, _)| doc);
+        catalog::merge_table_lists(listed, schema.as_ref().map(table_names).unwrap_or_default())
+    }
+
+    /// The module's central seed (`seedFallbackPath`), as written.
+    pub fn seed_fallback(&self, module: &str) -> Option<Value> {
+        let path = self.resolve_fallback(self.module(module).ok()?.seed_fallback_path.as_deref()?);
+        read_json(&path).ok()
     }
 
     /// The seed of a branch's module (`{tables: {...}}`), if it has one: its own (`seedPath`, by

@@ -77,6 +77,9 @@ pub struct Committed {
     /// The row before the write (none for an insert or a replay): fan-out needs it to tell a
     /// subscriber whose rules admitted the row before, and not after, that it left.
     pub previous: Option<Arc<mishkah_core::Row>>,
+    /// The table's name as the writer gave it, when it is not the module's (`pos_shifts`): the
+    /// original's frames carry that name.
+    pub table_as_sent: Option<Arc<str>>,
 }
 
 /// The outcome of one write.

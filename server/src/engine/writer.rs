@@ -350,6 +350,7 @@ fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Valu
         schema: ctx.schema.clone(),
         access: ctx.access.clone(),
         previous: c.previous.clone(),
+        table_as_sent: c.table_as_sent.clone(),
         txn_end,
     };
     // The receiver lives as long as the hub; if it is gone the server is shutting down.
@@ -400,11 +401,19 @@ fn write_one(
 ) -> Result<Committed, WriteError> {
     let How { source, meta, strictness, who } = *how;
     let sent = &mutation.record;
-    let table = ctx.schema.table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
+    let table =
+        ctx.schema.resolve_table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
+    let table_as_sent = (table.name != mutation.table).then(|| Arc::<str>::from(mutation.table.as_str()));
     if let Some(id) = &mutation.mutation_id {
         if let Some(event) = txn.committed_event(id)? {
             let primary_key = key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
-            return Ok(Committed { event: Arc::new(event), primary_key, replayed: true, previous: None });
+            return Ok(Committed {
+                event: Arc::new(event),
+                primary_key,
+                replayed: true,
+                previous: None,
+                table_as_sent,
+            });
         }
     }
     let now_iso = now.to_iso();
@@ -469,7 +478,8 @@ fn write_one(
     })();
     match logged {
         Ok(event) => {
-            Ok(Committed { event: Arc::new(event), primary_key, replayed: false, previous: current.map(Arc::new) })
+            let previous = current.map(Arc::new);
+            Ok(Committed { event: Arc::new(event), primary_key, replayed: false, previous, table_as_sent })
         }
         Err(e) => {
             txn.abandon();

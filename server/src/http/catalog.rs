@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -12,63 +12,200 @@ use crate::access::Caller;
 use crate::state::AppState;
 use crate::views;
 
-#[derive(Deserialize)]
-pub struct SchemaParams {
-    branch: Option<String>,
-    #[serde(alias = "module")]
-    module_id: Option<String>,
+/// `GET /api/schema?branch=&module=&include=`, as the original answers it: per module
+/// `{moduleId, branchId, label, description, tables, config, schema, schemaSource}`, where `schema`
+/// is the schema document as the data directory holds it (the apps build their stores from it).
+/// `module` (also `moduleId`, `modules`) and `include` (also `include[]`, `with`) repeat and take
+/// comma lists; `include` names the parts (`schema`, `config`, `seed`); without it, schema and
+/// config. An unknown module gets a warning, not an entry.
+pub async fn schema(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+    let params = DiscoveryParams::parse(query.as_deref().unwrap_or(""));
+    let data = state.engine.data();
+    let requested: Vec<String> = match params.modules.is_empty() {
+        true => data.catalog.ids().map(str::to_owned).collect(),
+        false => params.modules.clone(),
+    };
+    if requested.is_empty() {
+        return Err(ApiError::not_found("modules-not-found", "modules.json lists no module"));
+    }
+    let branch = params.branch.clone().unwrap_or_else(|| "lab:test-pad".into());
+    let mut modules = serde_json::Map::new();
+    let mut warnings = Vec::new();
+    for id in &requested {
+        let Some(entry) = data.catalog.entry(id) else {
+            warnings.push(json!({"moduleId": id, "warning": "module-not-defined"}));
+            continue;
+        };
+        let tables = data.module_tables(&branch, id);
+        let mut out = serde_json::Map::new();
+        out.insert("moduleId".into(), json!(id));
+        out.insert("branchId".into(), json!(branch));
+        out.insert("label".into(), entry.get("label").filter(|v| v.is_string()).cloned().unwrap_or(Value::Null));
+        out.insert(
+            "description".into(),
+            entry.get("description").filter(|v| v.is_string()).cloned().unwrap_or(Value::Null),
+        );
+        out.insert("tables".into(), json!(tables));
+        if params.wants("config") {
+            let mut config = entry.clone();
+            config.insert("tables".into(), json!(tables));
+            out.insert("config".into(), Value::Object(config));
+        }
+        if params.wants("schema") {
+            let doc = data.schema_document(&branch, id).map(|(doc, _)| doc);
+            if doc.is_none() {
+                warnings.push(json!({"moduleId": id, "warning": "schema-not-found"}));
+            }
+            out.insert("schemaSource".into(), json!(doc.as_ref().map(|_| "central")));
+            out.insert("schema".into(), doc.unwrap_or(Value::Null));
+        }
+        if params.wants("seed") {
+            let seed = data.seed_fallback(id);
+            if seed.is_none() {
+                warnings.push(json!({"moduleId": id, "warning": "seed-not-found"}));
+            }
+            out.insert("seedSource".into(), json!(seed.as_ref().map(|_| "central")));
+            out.insert("seed".into(), seed.unwrap_or(Value::Null));
+        }
+        if params.wants("live") {
+            // The original's live file; ours is a database, read through the module's routes.
+            warnings.push(json!({"moduleId": id, "warning": "live-not-found"}));
+            out.insert("liveSource".into(), Value::Null);
+            out.insert("live".into(), Value::Null);
+        }
+        modules.insert(id.clone(), Value::Object(out));
+    }
+    let mut body = json!({"branchId": branch, "modules": modules});
+    if !warnings.is_empty() {
+        body["warnings"] = Value::Array(warnings);
+    }
+    Ok(Json(body))
 }
 
-/// `GET /api/schema?branch=&module=`: the normalized schema of every module of a branch (default:
-/// the first named branch).
-pub async fn schema(State(state): State<AppState>, Query(p): Query<SchemaParams>) -> Result<Json<Value>, ApiError> {
-    let data = state.engine.data();
-    let branch = p.branch.or_else(|| data.branches.branches.keys().next().cloned()).unwrap_or_else(|| "default".into());
-    let modules = state.engine.modules_of(&branch)?;
-    let mut out = BTreeMap::new();
-    for module in modules.iter().filter(|m| p.module_id.as_ref().is_none_or(|want| want == *m)) {
-        match data.schema_for(&branch, module) {
-            Ok((schema, _)) => {
-                out.insert(module.clone(), serde_json::to_value(&schema).unwrap_or(Value::Null));
+/// The query of `/api/schema`: keys repeat and values are comma lists, which `Query` cannot read.
+#[derive(Debug, Default, PartialEq)]
+struct DiscoveryParams {
+    branch: Option<String>,
+    modules: Vec<String>,
+    include: Vec<String>,
+}
+
+impl DiscoveryParams {
+    fn parse(query: &str) -> DiscoveryParams {
+        let mut p = DiscoveryParams::default();
+        let push_list = |list: &mut Vec<String>, value: &str, lower: bool| {
+            for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let item = if lower { item.to_lowercase() } else { item.to_owned() };
+                if !list.contains(&item) {
+                    list.push(item);
+                }
             }
-            Err(e) => {
-                out.insert(module.clone(), json!({"error": e.to_string()}));
+        };
+        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+            match key.as_ref() {
+                "branch" | "branchId" => p.branch = Some(value.into_owned()),
+                "module" | "moduleId" | "modules" => push_list(&mut p.modules, &value, false),
+                "include" | "include[]" | "with" => push_list(&mut p.include, &value, true),
+                "seed" | "live" if matches!(value.as_ref(), "1" | "true") => push_list(&mut p.include, &key, false),
+                _ => {}
             }
         }
+        p
     }
-    Ok(Json(json!({"branchId": branch, "modules": out})))
+
+    /// Whether a part is asked for: any `include` names exactly the parts; none means schema and
+    /// config.
+    fn wants(&self, part: &str) -> bool {
+        match self.include.is_empty() {
+            true => matches!(part, "schema" | "config"),
+            false => self.include.iter().any(|i| i == part),
+        }
+    }
 }
 
-/// `GET /api/schemas`: the schema files of `schemas/`.
+/// `GET /api/schemas`: the schema files of `schemas/` and the branch modules that have their own.
 pub async fn schemas(State(state): State<AppState>) -> Json<Value> {
-    let dir = state.engine.data().root().join("schemas");
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+    let root = state.engine.data().root().to_path_buf();
+    let mut global: Vec<String> = std::fs::read_dir(root.join("schemas"))
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.strip_suffix(".json")).map(str::to_owned))
         .collect();
-    names.sort();
-    Json(json!({"schemas": names}))
-}
-
-/// `GET /api/schemas/{name}`: one schema file, normalized.
-pub async fn schema_named(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !valid {
-        return Err(ApiError::bad_request("invalid-name", "schema names are letters, digits, _ and -"));
+    global.sort();
+    let mut branches = BTreeMap::new();
+    for branch in dir_names(&root.join("branches")) {
+        let own: Vec<String> = dir_names(&root.join("branches").join(&branch).join("modules"))
+            .into_iter()
+            .filter(|m| {
+                let dir = root.join("branches").join(&branch).join("modules").join(m);
+                dir.join("schema.json").is_file() || dir.join("schema/definition.json").is_file()
+            })
+            .collect();
+        if !own.is_empty() {
+            branches.insert(branch, own);
+        }
     }
-    let path = state.engine.data().root().join("schemas").join(format!("{name}.json"));
-    let doc = crate::datadir::read_json(&path)
-        .map_err(|_| ApiError::not_found("schema-not-found", format!("no schema `{name}`")))?;
-    let schema = mishkah_core::Schema::from_json(&doc)
-        .map_err(|e| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string()))?;
-    Ok(Json(json!({"name": name, "schema": schema})))
+    Json(json!({"global": global, "branches": branches}))
 }
 
-/// `GET /api/modules`.
+fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// `GET /api/schemas/global/{name}` and `/api/schemas/branch/{b}/{m}`: one schema file as written,
+/// `{success, path, schema}` (the path relative to the data directory). Any other shape is
+/// `400 invalid-path`, as the original answered.
+pub async fn schema_file(State(state): State<AppState>, Path(rest): Path<String>) -> Result<Json<Value>, ApiError> {
+    let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let safe = |s: &str| {
+        !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:@".contains(c)) && !s.contains("..")
+    };
+    let relative = match parts.as_slice() {
+        ["global", name, ..] if safe(name) => vec![format!("schemas/{name}.json")],
+        ["branch", b, m, ..] if safe(b) && safe(m) => vec![
+            format!("branches/{b}/modules/{m}/schema.json"),
+            format!("branches/{b}/modules/{m}/schema/definition.json"),
+        ],
+        _ => {
+            return Err(ApiError::bad_request(
+                "invalid-path",
+                "Invalid schema path: use /api/schemas/global/:name or /api/schemas/branch/:branchId/:moduleId",
+            ))
+        }
+    };
+    let root = state.engine.data().root().to_path_buf();
+    let Some(found) = relative.into_iter().find(|r| root.join(r).is_file()) else {
+        return Err(ApiError::not_found("schema-not-found", "Schema not found"));
+    };
+    let schema = crate::datadir::read_json(&root.join(&found))
+        .map_err(|e| ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, "get-schema-error", e.to_string()))?;
+    Ok(Json(json!({"success": true, "path": found, "schema": schema})))
+}
+
+/// `GET /api/modules`: `{modules: [{id, label, description, tables}]}` in `modules.json` order.
 pub async fn modules(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"modules": state.engine.data().modules}))
+    let data = state.engine.data();
+    let list: Vec<Value> = data
+        .catalog
+        .ids()
+        .map(|id| {
+            let entry = data.catalog.entry(id);
+            let text = |k: &str| entry.and_then(|e| e.get(k)).and_then(Value::as_str).map(str::to_owned);
+            json!({"id": id, "label": text("label").unwrap_or_else(|| id.to_owned()),
+                   "description": text("description").unwrap_or_default(),
+                   "tables": data.module_tables("", id)})
+        })
+        .collect();
+    Json(json!({"modules": list}))
 }
 
 /// `GET /api/branches`.
@@ -169,4 +306,21 @@ pub async fn module_schema(
     let identity = &caller.who.auth;
     Ok(Json(json!({"branchId": branch, "moduleId": module, "schema": handle.schema.as_ref(), "rules": rules,
                    "identity": identity})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_params_repeat_and_split() {
+        let p = DiscoveryParams::parse("branch=remal&module=pos,%20gym&modules=pos&include=Schema&with=seed&live=1");
+        assert_eq!(p.branch.as_deref(), Some("remal"));
+        assert_eq!(p.modules, ["pos", "gym"]);
+        assert_eq!(p.include, ["schema", "seed", "live"]);
+        assert!(p.wants("seed") && !p.wants("config"));
+        assert!(DiscoveryParams::parse("").wants("config"));
+        // `%25zz` is `%zz` once decoded, and stays so (the original decoded twice and crashed).
+        assert_eq!(DiscoveryParams::parse("branch=%25zz").branch.as_deref(), Some("%zz"));
+    }
 }

@@ -27,7 +27,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/state", get(system::state))
         .route("/api/schema", get(catalog::schema))
         .route("/api/schemas", get(catalog::schemas))
-        .route("/api/schemas/{name}", get(catalog::schema_named))
+        .route("/api/schemas/{*rest}", get(catalog::schema_file))
         .route("/api/modules", get(catalog::modules))
         .route("/api/branches", get(catalog::branches))
         .route("/api/branches/{branch}", get(catalog::branch))

@@ -27,7 +27,7 @@ type TablePath = Path<(String, String, String)>;
 pub const MAX_PAGE: usize = 10_000;
 
 fn table_of<'h>(handle: &'h ModuleHandle, table: &str) -> Result<&'h mishkah_core::Table, ApiError> {
-    handle.schema.table(table).ok_or_else(|| {
+    handle.schema.resolve_table(table).ok_or_else(|| {
         ApiError::not_found("table-not-found", format!("module `{}` has no table `{table}`", handle.module))
     })
 }
@@ -355,26 +355,29 @@ pub async fn allocate_sequence(
     Path((branch, module)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let req: SequenceRequest =
-        serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
+    // An empty body is `null`, and asks for no sequence (the original crashed on it).
+    let req: SequenceRequest = serde_json::from_value(body)
+        .ok()
+        .filter(|r: &SequenceRequest| !r.table.trim().is_empty() && !r.field.trim().is_empty())
+        .ok_or_else(|| ApiError::bad_request("missing-table-or-field", "`table` and `field` are required"))?;
+    let (table, field) = (req.table.trim(), req.field.trim());
     let handle = state.module(&branch, &module).await?;
     // A number is taken for a row to be created: whoever may never create one gets none.
-    let rules = handle.access.table(&module, &req.table);
+    let rules = handle.access.table(&module, table);
     if !caller.who.admin && *rules.rule(mishkah_core::rules::Action::Create) == mishkah_core::rules::Rule::AdminOnly {
-        let denied = mishkah_core::rules::Denied::Forbidden { table: req.table.clone(), action: "create" };
+        let denied = mishkah_core::rules::Denied::Forbidden { table: table.to_owned(), action: "create" };
         return Err(crate::engine::WriteError::from(denied).into());
     }
-    let rule = state
-        .engine
-        .data()
-        .sequence_rules
-        .rule_for(&branch, &module, &req.table, &req.field)
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::not_found("sequence-not-configured", format!("no sequence rule for {}.{}", req.table, req.field))
-        })?;
-    let n = handle.allocate_counter(&req.table, &req.field, rule.clone()).await?;
+    let configured = state.engine.data().sequence_rules.rule_for(&branch, &module, table, field).cloned();
+    // As the original, a sequence nobody configured starts at 1 with no prefix; unlike it, the
+    // operator's rules file is left alone (the counter lives in the module's database).
+    let rule = configured.clone().unwrap_or_else(|| {
+        tracing::info!(%branch, %module, table, field, "sequence without a rule: counting from 1, unformatted");
+        mishkah_core::sequence::SequenceRule::plain()
+    });
+    let n = handle.allocate_counter(table, field, rule.clone()).await?;
+    // `id` is the formatted number the POS names its order by, `value` the number itself.
     Ok(Json(
-        json!({"branchId": branch, "moduleId": module, "table": req.table, "field": req.field, "value": rule.format(n), "id": n, "rule": rule}),
+        json!({"branchId": branch, "moduleId": module, "table": table, "field": field, "value": n, "id": rule.format(n), "rule": configured}),
     ))
 }

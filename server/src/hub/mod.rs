@@ -55,6 +55,9 @@ pub struct Published {
     pub access: Arc<mishkah_core::rules::RuleSet>,
     /// The row before the write (none for an insert).
     pub previous: Option<Arc<mishkah_core::Row>>,
+    /// The table's name as its writer gave it, when not the module's: the original's frames
+    /// carry it.
+    pub table_as_sent: Option<Arc<str>>,
     /// The last change of its transaction (a batch's changes are delivered without a frame
     /// boundary between them).
     pub txn_end: bool,
@@ -255,8 +258,12 @@ impl Hub {
     pub fn event_frame(&self, p: &Published) -> Option<Frame> {
         let site = CommitSite { branch_id: &p.branch, module_id: &p.module, server_id: &self.server_id };
         let seen = crate::render::event(&p.schema, &p.event)?;
-        let body = CommitFrame::from_event(&seen, site, p.source, p.client_meta.clone(), p.primary_key.clone(), true)
-            .into_event();
+        let mut body =
+            CommitFrame::from_event(&seen, site, p.source, p.client_meta.clone(), p.primary_key.clone(), true);
+        if let Some(name) = &p.table_as_sent {
+            body = body.named(name);
+        }
+        let body = body.into_event();
         let text = serde_json::to_string(&ServerFrame::Event(body)).expect("frames serialize");
         Some(Frame::from(text))
     }

@@ -51,7 +51,7 @@ impl Session {
             Ok(h) => h,
             Err((code, message)) => return self.error(&code, &message, json!({"subId": req.sub_id}), rid, None),
         };
-        let Some(table) = handle.schema.table(&req.table).cloned() else {
+        let Some(table) = handle.schema.resolve_table(&req.table).cloned() else {
             let message = format!("unknown table `{}`", req.table);
             return self.error("unknown-table", &message, json!({"table": req.table, "subId": req.sub_id}), rid, None);
         };

@@ -432,7 +432,7 @@ impl Session {
             Ok(h) => h,
             Err((code, message)) => return self.error(&code, &message, Value::Null, q.request_id, None),
         };
-        let Some(table) = handle.schema.table(&q.table).cloned() else {
+        let Some(table) = handle.schema.resolve_table(&q.table).cloned() else {
             return self.error(
                 "unknown-table",
                 &format!("unknown table `{}`", q.table),

@@ -122,6 +122,9 @@ impl Session {
                     c.primary_key,
                     o.include_record && seen,
                 );
+                if let Some(name) = &c.table_as_sent {
+                    ack = ack.named(name);
+                }
                 ack.request_id = o.request_id;
                 ack.mutation_id = o.mutation_id.or(ack.mutation_id);
                 vec![text(&ServerFrame::Ack(ack))]
