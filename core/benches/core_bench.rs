@@ -82,6 +82,7 @@ fn bench_render(c: &mut Criterion) {
             version: 3,
             coerced: vec![],
             unknown_fields: vec![],
+            tolerated: Vec::new(),
         },
     };
     let mut group = c.benchmark_group("render");
@@ -144,6 +145,7 @@ fn bench_delta(c: &mut Criterion) {
                 version: 1,
                 coerced: vec![],
                 unknown_fields: vec![],
+                tolerated: Vec::new(),
             },
         })
         .collect();
@@ -204,6 +206,7 @@ fn bench_live(c: &mut Criterion) {
                     version: 1,
                     coerced: vec![],
                     unknown_fields: vec![],
+                    tolerated: Vec::new(),
                 },
             };
             black_box(live.apply(&table, &event).len())

@@ -157,6 +157,7 @@ fn run(filter: &str, window: Option<Window>, writes: Vec<Write>, subscribe_at: u
                 version: seq as i64,
                 coerced: vec![],
                 unknown_fields: vec![],
+                tolerated: Vec::new(),
             },
         };
         let effects = live.apply(&t, &event);

@@ -34,6 +34,7 @@ fn published(access: &Arc<RuleSet>, schema: &Arc<Schema>, seats: i64, before_sea
                 version: 2,
                 coerced: vec![],
                 unknown_fields: vec![],
+                tolerated: Vec::new(),
             },
         }),
         primary_key: json!({"id": "T1"}).as_object().unwrap().clone(),

@@ -110,6 +110,7 @@ fn fill(db: &mut ModuleDb, table: &Table, rows: usize, row: impl Fn(usize) -> se
                 version: 1,
                 coerced: vec![],
                 unknown_fields: vec![],
+                tolerated: Vec::new(),
             };
             tx.ops().store_change(table, &change).unwrap();
         }

@@ -36,6 +36,7 @@ fn bench_pages(c: &mut Criterion) {
             version: 1,
             coerced: vec![],
             unknown_fields: vec![],
+            tolerated: Vec::new(),
         };
         tx.ops().store_change(&table, &change).unwrap();
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use mishkah_core::record::MissingFields;
+use mishkah_core::record::{MissingFields, Values};
 
 use crate::storage::Durability;
 
@@ -131,6 +131,12 @@ pub struct ServeConfig {
     /// `refuse` it with `validation-failed`. A module's `missingFields` in `modules.json` wins.
     #[arg(long, env = "MISHKAH_MISSING_FIELDS", value_parser = parse_missing_fields, default_value = "fill")]
     pub missing_fields: MissingFields,
+    /// A value that breaks its field's type, length or enum: `lenient` stores it as sent, as the
+    /// original did (a warning per table, field and rule; `mishkah_values_tolerated_total`), or
+    /// `strict` refuses the write with `validation-failed`. A module's `validation` in
+    /// `modules.json` wins.
+    #[arg(long, env = "MISHKAH_VALIDATION", value_parser = parse_values, default_value = "lenient")]
+    pub validation: Values,
     /// The most rows one page of `GET .../tables/{t}` holds; a capped page says `meta.hasMore`.
     #[arg(long, env = "MISHKAH_MAX_PAGE", default_value_t = crate::http::MAX_PAGE, value_parser = clap::value_parser!(usize))]
     pub max_page: usize,
@@ -173,6 +179,11 @@ pub struct ServeConfig {
     /// Exit when standard input closes (lets a parent process, such as a test, own the server).
     #[arg(long, hide = true)]
     pub exit_on_stdin_close: bool,
+}
+
+fn parse_values(text: &str) -> Result<Values, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("`{text}` is neither `lenient` nor `strict`"))
 }
 
 fn parse_missing_fields(text: &str) -> Result<MissingFields, String> {

@@ -25,6 +25,7 @@ pub mod hub;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
+pub mod orders;
 pub mod render;
 pub mod serve;
 pub mod state;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
@@ -27,6 +28,7 @@ pub struct Metrics {
     pub lagged_clients: Counter,
     commit_seconds: Histogram,
     batch_size: Histogram,
+    tolerated: Family<Vec<(&'static str, String)>, Counter>,
 }
 
 impl Default for Metrics {
@@ -41,6 +43,12 @@ impl Default for Metrics {
         let lagged_clients = Counter::default();
         let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
+        let tolerated = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register(
+            "values_tolerated",
+            "Values stored as sent though they break their field's type, length or enum (--validation lenient)",
+            tolerated.clone(),
+        );
         registry.register("connections", "Open WebSocket connections", connections.clone());
         registry.register("frames_received", "WebSocket frames received", frames_in.clone());
         registry.register("frames_sent", "WebSocket frames sent", frames_out.clone());
@@ -65,6 +73,7 @@ impl Default for Metrics {
             lagged_clients,
             commit_seconds,
             batch_size,
+            tolerated,
         }
     }
 }
@@ -74,6 +83,12 @@ impl Metrics {
     pub fn observe_commit(&self, took: Duration, jobs: usize) {
         self.commit_seconds.observe(took.as_secs_f64());
         self.batch_size.observe(jobs as f64);
+    }
+
+    /// Counts one value stored as sent.
+    pub fn tolerated(&self, table: &str, field: &str, rule: &str) {
+        let labels = vec![("table", table.to_owned()), ("field", field.to_owned()), ("rule", rule.to_owned())];
+        self.tolerated.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition.

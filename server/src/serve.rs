@@ -56,6 +56,7 @@ pub async fn serve(
             policy,
             max_db_pages: config.max_db_pages,
             missing_fields: config.missing_fields,
+            values: config.validation,
             ..EngineConfig::new(data)
         },
         hub,

@@ -167,6 +167,7 @@ proptest! {
                         version: sequence as i64,
                         coerced: vec![],
                         unknown_fields: vec![],
+                        tolerated: Vec::new(),
                     },
                 };
                 match &after {

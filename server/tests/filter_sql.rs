@@ -170,6 +170,7 @@ fn stored(spec: &Spec) -> (tempfile::TempDir, Table, ModuleReader, Vec<Row>) {
             version: 1,
             coerced: vec![],
             unknown_fields: vec![],
+            tolerated: Vec::new(),
         };
         tx.ops().store_change(&table, &change).unwrap();
     }

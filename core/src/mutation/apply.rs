@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Action, MutationError, VersionClaim, VersionPolicy};
-use crate::record::{fill_missing, validate, MissingFields, RecordKey, Row, Strictness, Validated};
+use crate::record::{fill_missing, validate_values, MissingFields, RecordKey, Row, Strictness, Validated, Values};
 use crate::schema::model::{CREATED_AT_FIELD, UPDATED_AT_FIELD, VERSION_FIELD};
 use crate::schema::{DefaultValue, Schema, Table};
 use crate::time::Timestamp;
@@ -83,12 +83,21 @@ pub struct ApplyContext<'p> {
     pub missing: MissingFields,
     /// The writer's branch, filled into a missing `branchId`.
     pub branch_id: Option<&'p str>,
+    /// Whether a value that breaks its field's type, length or enum refuses the write.
+    pub values: Values,
 }
 
 impl<'p> ApplyContext<'p> {
     /// A context for client writes that fills missing fields, with no branch.
     pub fn new(now: Timestamp, policy: &'p VersionPolicy) -> Self {
-        ApplyContext { now, policy, strictness: Strictness::Strict, missing: MissingFields::Fill, branch_id: None }
+        ApplyContext {
+            now,
+            policy,
+            strictness: Strictness::Strict,
+            missing: MissingFields::Fill,
+            branch_id: None,
+            values: Values::Strict,
+        }
     }
 
     /// The same, for a writer on `branch`.
@@ -129,6 +138,9 @@ pub struct Change {
     /// Properties the schema does not know (kept in the row).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unknown_fields: Vec<String>,
+    /// Values that break their field's type, length or enum, stored as sent ([`Values::Lenient`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerated: Vec<crate::record::FieldError>,
 }
 
 /// Applies `mutation` to `current` (the stored row with the mutation's key, if any).
@@ -169,6 +181,7 @@ pub fn apply(
                 version: current_version + 1,
                 coerced: Vec::new(),
                 unknown_fields: Vec::new(),
+                tolerated: Vec::new(),
             })
         }
     }
@@ -204,7 +217,8 @@ fn insert(table: &Table, key: RecordKey, mutation: &Mutation, ctx: &ApplyContext
     row.insert(VERSION_FIELD.into(), 1.into());
     row.insert(CREATED_AT_FIELD.into(), created);
     row.insert(UPDATED_AT_FIELD.into(), now);
-    let Validated { row, coerced, unknown, .. } = validate(table, row, ctx.strictness)?;
+    let lenient = ctx.values == Values::Lenient;
+    let Validated { row, coerced, unknown, tolerated } = validate_values(table, row, ctx.strictness, |_| lenient)?;
     Ok(Change {
         table: table.name.clone(),
         key,
@@ -213,6 +227,7 @@ fn insert(table: &Table, key: RecordKey, mutation: &Mutation, ctx: &ApplyContext
         version: 1,
         coerced,
         unknown_fields: unknown,
+        tolerated: tolerated.into_iter().filter(|e| e.rule != "required").collect(),
     })
 }
 
@@ -242,9 +257,16 @@ fn merge(
     row.insert(UPDATED_AT_FIELD.into(), ctx.now.to_iso().into());
     // Stored rows may predate a required field (imported seeds); only what this patch sets is held
     // to `required`.
-    let validated = validate(table, row, Strictness::Import)?;
-    let newly_missing: Vec<_> = validated
-        .tolerated
+    // Stored values were accepted when they were written; only what this patch sets is held to
+    // the field's type, length and enum (and, in strict mode, refused when it breaks them).
+    let lenient = ctx.values == Values::Lenient;
+    let validated = validate_values(table, row, Strictness::Import, |f| {
+        lenient || !patch_touches(table, &mutation.record, &f.name)
+    })?;
+    let (newly_missing, tolerated): (Vec<_>, Vec<_>) =
+        validated.tolerated.into_iter().partition(|e| e.rule == "required");
+    let tolerated = tolerated.into_iter().filter(|e| patch_touches(table, &mutation.record, &e.field)).collect();
+    let newly_missing: Vec<_> = newly_missing
         .into_iter()
         .filter(|e| ctx.strictness == Strictness::Strict && patch_touches(table, &mutation.record, &e.field))
         .collect();
@@ -259,6 +281,7 @@ fn merge(
         version,
         coerced: validated.coerced,
         unknown_fields: validated.unknown,
+        tolerated,
     })
 }
 

@@ -10,7 +10,7 @@ mod validate;
 
 pub use fill::{fill_key, fill_missing, is_missing, type_default, MissingFields};
 pub use key::{KeyError, RecordKey};
-pub use validate::{validate, FieldError, Strictness, Validated, ValidationErrors};
+pub use validate::{validate, validate_values, FieldError, Strictness, Validated, ValidationErrors, Values};
 
 /// A record: a JSON object.
 pub type Row = serde_json::Map<String, serde_json::Value>;

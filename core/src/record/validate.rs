@@ -20,6 +20,18 @@ pub enum Strictness {
     Import,
 }
 
+/// What a value that breaks its field's type, length or enum does to a client's write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Values {
+    /// It is stored as sent, as the original stored it (its apps send such values in normal
+    /// use); the problem is reported in [`Validated::tolerated`].
+    #[default]
+    Lenient,
+    /// It refuses the write (`validation-failed`).
+    Strict,
+}
+
 /// One problem with one field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
@@ -53,13 +65,25 @@ pub struct Validated {
     pub coerced: Vec<String>,
     /// Properties the schema does not know; kept in the record.
     pub unknown: Vec<String>,
-    /// Problems tolerated under [`Strictness::Import`].
+    /// Problems tolerated: missing required fields under [`Strictness::Import`], and type, length
+    /// and enum problems of the fields [`validate_values`] was told to tolerate (kept as sent).
     pub tolerated: Vec<FieldError>,
 }
 
 /// Validates and coerces `row` against `table`. Takes the row by value: coercion rewrites it in
 /// place instead of copying it (this runs once per write).
-pub fn validate(table: &Table, mut row: Row, strictness: Strictness) -> Result<Validated, ValidationErrors> {
+pub fn validate(table: &Table, row: Row, strictness: Strictness) -> Result<Validated, ValidationErrors> {
+    validate_values(table, row, strictness, |_| false)
+}
+
+/// [`validate`], where a type, length or enum problem of a field `tolerate` names keeps the value
+/// as sent and is reported in [`Validated::tolerated`] instead of refusing the row.
+pub fn validate_values(
+    table: &Table,
+    mut row: Row,
+    strictness: Strictness,
+    tolerate: impl Fn(&Field) -> bool,
+) -> Result<Validated, ValidationErrors> {
     let mut errors = Vec::new();
     let mut coerced = Vec::new();
     let mut tolerated = Vec::new();
@@ -85,7 +109,11 @@ pub fn validate(table: &Table, mut row: Row, strictness: Strictness) -> Result<V
                 row.insert(key.clone(), new);
             }
             Some(Err(message)) => {
-                errors.push(FieldError { field: field.name.clone(), rule: "type".into(), message });
+                let error = FieldError { field: field.name.clone(), rule: "type".into(), message };
+                match tolerate(field) {
+                    true => tolerated.push(error),
+                    false => errors.push(error),
+                }
                 continue;
             }
             Some(Ok(Coerced::Same)) | None => {}
@@ -94,7 +122,8 @@ pub fn validate(table: &Table, mut row: Row, strictness: Strictness) -> Result<V
         if let (Some(max), Some(text)) = (field.max_length, value.as_str()) {
             let len = text.chars().count();
             if len > max as usize {
-                errors.push(FieldError {
+                let sink = if tolerate(field) { &mut tolerated } else { &mut errors };
+                sink.push(FieldError {
                     field: field.name.clone(),
                     rule: "max-length".into(),
                     message: format!("`{}` is {len} characters long, at most {max} allowed", field.name),
@@ -103,7 +132,8 @@ pub fn validate(table: &Table, mut row: Row, strictness: Strictness) -> Result<V
         }
         if let Some(allowed) = &field.enum_values {
             if !allowed.contains(value) {
-                errors.push(FieldError {
+                let sink = if tolerate(field) { &mut tolerated } else { &mut errors };
+                sink.push(FieldError {
                     field: field.name.clone(),
                     rule: "enum".into(),
                     message: format!("`{}` must be one of {}", field.name, Value::Array(allowed.clone())),

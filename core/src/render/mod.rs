@@ -96,6 +96,7 @@ pub fn client_event<'e>(table: Option<&Table>, event: &'e ChangeEvent) -> Option
                 version: event.change.version,
                 coerced: event.change.coerced.clone(),
                 unknown_fields: event.change.unknown_fields.clone(),
+                tolerated: event.change.tolerated.clone(),
             },
         })),
     }

@@ -36,6 +36,10 @@ pub struct ModuleDef {
     /// over `--missing-fields`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub missing_fields: Option<mishkah_core::record::MissingFields>,
+    /// **(ext)** `lenient` or `strict`: this module's answer to values that break their field's
+    /// type, length or enum, over `--validation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<mishkah_core::record::Values>,
     /// **(ext)** Indexes beyond the schema's, per table, for the filters and sorts the module's
     /// clients use: `{"order_header": [["statusId", "createdAt"], {"fields": ["posId"], "unique": false}]}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

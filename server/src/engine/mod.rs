@@ -7,6 +7,7 @@
 //! mutation so a bad mutation fails alone. Jobs are handled in queue order, so the order of one
 //! connection's writes is preserved.
 
+pub mod plan;
 mod readers;
 mod registry;
 pub mod seed;
@@ -49,6 +50,9 @@ pub enum WriteError {
     /// The security rules refuse it (`forbidden`, `read-only-field`).
     #[error(transparent)]
     Denied(#[from] mishkah_core::rules::Denied),
+    /// A plan refused to write (an empty order, a duplicate save...): its code and why.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
 }
 
 impl WriteError {
@@ -61,6 +65,7 @@ impl WriteError {
             WriteError::CommitFailed(_) => "storage-error",
             WriteError::Unavailable => "unavailable",
             WriteError::Denied(e) => e.code(),
+            WriteError::Refused { code, .. } => code,
         }
     }
 }

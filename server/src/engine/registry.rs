@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use mishkah_core::record::{MissingFields, Strictness};
+use mishkah_core::record::{MissingFields, Strictness, Values};
 use mishkah_core::rules::{Action, Principal, ReadScope, RuleSet};
 use mishkah_core::sequence::SequenceRules;
 use mishkah_core::{Mutation, Schema, VersionPolicy};
@@ -34,6 +34,9 @@ pub struct EngineConfig {
     pub checkpoint_interval: std::time::Duration,
     /// Inserts lacking required fields: filled or refused (a module's own setting wins).
     pub missing_fields: MissingFields,
+    /// Values that break their field's type, length or enum: stored or refused (a module's own
+    /// setting wins).
+    pub values: Values,
 }
 
 impl EngineConfig {
@@ -47,6 +50,7 @@ impl EngineConfig {
             policy: VersionPolicy::default(),
             checkpoint_interval: std::time::Duration::from_millis(500),
             missing_fields: MissingFields::Fill,
+            values: Values::Lenient,
         }
     }
 }
@@ -136,6 +140,22 @@ impl ModuleHandle {
             let _ = tx.send(outcome);
         });
         self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, who, reply }).await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Runs a plan on the writer and writes what it decides, all or none.
+    pub async fn write_planned(
+        &self,
+        plan: super::plan::Planner,
+        source: &'static str,
+        meta: Value,
+        who: Arc<Principal>,
+    ) -> Result<Vec<Committed>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.submit(Job::Planned { plan, source, meta, who, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -358,6 +378,8 @@ impl Engine {
                 .get(module)
                 .and_then(|m| m.missing_fields)
                 .unwrap_or(self.config.missing_fields),
+            values: self.config.data.modules.get(module).and_then(|m| m.validation).unwrap_or(self.config.values),
+            warned: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("writer-{branch}-{module}"))

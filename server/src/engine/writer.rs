@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mishkah_core::mutation::{ApplyContext, MutationError};
-use mishkah_core::record::{fill_key, MissingFields, Strictness};
+use mishkah_core::record::{fill_key, MissingFields, Strictness, Values};
 use mishkah_core::rules::{Principal, RuleSet};
 use mishkah_core::schema::Table;
 use mishkah_core::sequence::{counter_key, SequenceRules};
@@ -52,6 +52,15 @@ pub enum Job {
         /// Outcome per mutation, or the first failure.
         reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
     },
+    /// Mutations a plan decides inside the transaction, on what is stored, then written together
+    /// or not at all ([`super::plan`]). A failure is the failing mutation's own error.
+    Planned {
+        plan: super::plan::Planner,
+        source: &'static str,
+        meta: Value,
+        who: Arc<Principal>,
+        reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
+    },
     /// Copies every row of `tables` into the history archive `archive`, then deletes them through
     /// the write path (so every deletion is logged and broadcast), all in one savepoint.
     Purge {
@@ -86,6 +95,10 @@ pub(super) struct WriterContext {
     pub head: Arc<std::sync::atomic::AtomicU64>,
     pub checkpoint_interval: std::time::Duration,
     pub missing_fields: MissingFields,
+    pub values: Values,
+    /// The `(table, field, rule)`s already warned about: a value stored as sent is logged once
+    /// per kind, then only counted.
+    pub warned: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
 }
 
 const MAX_BATCH: usize = 1024;
@@ -229,6 +242,22 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
                 });
                 done.push(Done::Atomic(reply, outcome, source, meta));
             }
+            Job::Planned { plan, source, meta, who, reply } => {
+                let how = How { source, meta: &meta, strictness: Strictness::Strict, who: &who };
+                let outcome = in_savepoint(txn, |txn| {
+                    let now_iso = now.to_iso();
+                    let mutations = plan(&mut super::plan::PlanReads {
+                        txn: &mut *txn,
+                        schema: &ctx.schema,
+                        rules: &ctx.rules,
+                        branch: &ctx.branch,
+                        module: &ctx.module,
+                        now_iso: &now_iso,
+                    })?;
+                    mutations.iter().map(|m| write_one(txn, ctx, m, &how, now)).collect()
+                });
+                done.push(Done::Atomic(reply, outcome, source, meta));
+            }
             Job::Purge { tables, archive, reply } => {
                 let outcome = in_savepoint(txn, |txn| purge(txn, ctx, &tables, &archive, now));
                 done.push(Done::Atomic(reply, outcome, "purge", Value::Null));
@@ -313,6 +342,9 @@ fn job_into_done(job: Job) -> Option<Done> {
     match job {
         Job::Write(j) => Some(Done::Write(j.reply, Err(WriteError::Unavailable), j.source, j.meta)),
         Job::Atomic { reply, source, meta, .. } => {
+            Some(Done::Atomic(reply, Err(WriteError::Unavailable), source, meta))
+        }
+        Job::Planned { reply, source, meta, .. } => {
             Some(Done::Atomic(reply, Err(WriteError::Unavailable), source, meta))
         }
         Job::Purge { reply, .. } => Some(Done::Atomic(reply, Err(WriteError::Unavailable), "purge", Value::Null)),
@@ -441,8 +473,14 @@ fn write_one(
         }
     }
     let policy = ctx.policy.as_ref();
-    let apply_ctx =
-        ApplyContext { now, policy, strictness, missing: ctx.missing_fields, branch_id: Some(ctx.branch.as_str()) };
+    let apply_ctx = ApplyContext {
+        now,
+        policy,
+        strictness,
+        missing: ctx.missing_fields,
+        branch_id: Some(ctx.branch.as_str()),
+        values: ctx.values,
+    };
     let bindings = || who.bindings(&ctx.branch, &ctx.module, source).with_now(now);
     let change = match apply(table, current.as_ref(), &mutation, &apply_ctx) {
         Ok(change) => change,
@@ -461,6 +499,7 @@ fn write_one(
             sent,
         )?;
     }
+    tolerated(ctx, &change);
     txn.store_change(table, &change)?;
     let primary_key = key_values(table, change.row.as_ref().or(current.as_ref()).unwrap_or(&mutation.record));
     let logged = (|| {
@@ -484,6 +523,22 @@ fn write_one(
         Err(e) => {
             txn.abandon();
             Err(e.into())
+        }
+    }
+}
+
+/// Counts the values a lenient write stored as sent, and warns once per table, field and rule.
+fn tolerated(ctx: &WriterContext, change: &mishkah_core::Change) {
+    for e in &change.tolerated {
+        ctx.metrics.tolerated(&change.table, &e.field, &e.rule);
+        let first = ctx
+            .warned
+            .lock()
+            .map(|mut seen| seen.insert((change.table.clone(), e.field.clone(), e.rule.clone())))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(branch = %ctx.branch, module = %ctx.module, table = %change.table, field = %e.field,
+                rule = %e.rule, problem = %e.message, "stored a value as sent (--validation lenient); further ones are only counted");
         }
     }
 }

@@ -105,6 +105,7 @@ impl From<WriteError> for ApiError {
             WriteError::Denied(d) => {
                 ApiError::new(StatusCode::FORBIDDEN, d.code(), message).with_details(denied_details(d))
             }
+            WriteError::Refused { code, .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
         }
     }
 }

@@ -7,6 +7,7 @@ mod catalog;
 pub mod error;
 mod events;
 mod manage;
+mod orders;
 mod sync;
 mod system;
 mod tables;
@@ -44,6 +45,8 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{MODULE}/tables/{{table}}/search"), get(tables::search))
         .route(&format!("{MODULE}/save"), post(tables::save_body))
         .route(&format!("{MODULE}/sequences"), post(tables::allocate_sequence))
+        .route(&format!("{MODULE}/orders"), get(orders::list).post(orders::save))
+        .route(&format!("{MODULE}/orders/{{id}}"), get(orders::get))
         .route(&format!("{MODULE}/events"), get(events::list))
         .route(&format!("{MODULE}/events/batch"), post(events::batch))
         .route(&format!("{MODULE}/reset"), get(manage::reset).post(manage::reset))

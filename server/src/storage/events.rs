@@ -39,6 +39,7 @@ pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Cha
             version: r.get(6)?,
             coerced: Vec::new(),
             unknown_fields: Vec::new(),
+            tolerated: Vec::new(),
         },
     }))
 }

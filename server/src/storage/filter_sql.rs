@@ -7,8 +7,10 @@
 //! three-valued logic cannot disagree with the evaluator):
 //! - **on the typed column**, when the field has one and the operand is a scalar of the field's
 //!   own kind (or null): `("status" IS NOT NULL AND "status" = ?)` — what indexes serve. The
-//!   column holds the field's value (name first, then column spelling) and validation guarantees
-//!   its kind, so comparing there is comparing the JSON values;
+//!   column holds the field's value (name first, then column spelling) when it is of the field's
+//!   kind, and an empty BLOB when it is not (a value stored as sent, `--validation lenient`),
+//!   which equals nothing of the field's kind, is not NULL, and is kept out of `>`/`>=` by an
+//!   upper bound; so comparing there is comparing the JSON values;
 //! - **by the core's own comparison**, for everything else (paths into JSON, `~`, fields outside
 //!   the typed columns, field against field): `mishkah_cmp(doc, spec)` runs
 //!   [`mishkah_core::query::holds`] on the values the evaluator would resolve.
@@ -171,8 +173,11 @@ impl Compiler<'_> {
             }
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                 let p = self.param(sql_scalar(value));
+                // A value stored as sent that does not fit the column is an empty BLOB there, and
+                // BLOBs sort after every number and text: bound `>` and `>=` below them.
+                let above = if matches!(op, Op::Gt | Op::Ge) { format!(" AND {col} < X''") } else { String::new() };
                 let test = format!(
-                    "({col} IS NOT NULL AND {col} {} {p})",
+                    "({col} IS NOT NULL AND {col} {} {p}{above})",
                     match op {
                         Op::Eq | Op::Ne => "=",
                         other => other.symbol(),

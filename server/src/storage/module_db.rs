@@ -77,6 +77,8 @@ impl ModuleDb {
         }
         let conn = Connection::open(path)?;
         configure(&conn, durability)?;
+        // A transaction reads by filter too (`WriteTxn::rows_where`).
+        super::filter_sql::register(&conn)?;
         create_internal(&conn)?;
         let mut report = OpenReport::default();
         let created_at: Option<String> =

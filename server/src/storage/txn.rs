@@ -1,6 +1,6 @@
 //! What one write needs inside a transaction: the narrow surface the write path is written against.
 
-use mishkah_core::schema::Table;
+use mishkah_core::schema::{FieldType, Table};
 use mishkah_core::sequence::SequenceRule;
 use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, ChangeKind, RecordKey, Row};
@@ -50,6 +50,9 @@ pub trait WriteTxn {
     }
     /// Every row of a table with its key.
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError>;
+    /// The rows `filter` (variables bound) lets through, in insertion order: what a transaction
+    /// reads before it decides its writes.
+    fn rows_where(&mut self, table: &Table, filter: &mishkah_core::query::Filter) -> Result<Vec<Row>, StorageError>;
     /// Copies a row into a named history archive.
     fn archive_row(
         &mut self,
@@ -88,16 +91,22 @@ pub(super) struct TableSql {
     /// Whether the table has a search index to keep in step (then `upsert` and `delete` return
     /// the row's rowid, which keys the index).
     searchable: bool,
-    /// `(column, field)` of the typed columns, in the upsert's parameter order.
-    columns: Vec<(String, String)>,
+    /// `(column, field, type)` of the typed columns, in the upsert's parameter order.
+    columns: Vec<(String, String, FieldType)>,
 }
 
 impl TableSql {
     fn new(table: &Table, searchable: bool) -> TableSql {
         let t = sql_table(table);
-        let columns: Vec<(String, String)> = typed_columns(table).into_iter().map(|(c, f, _)| (c, f)).collect();
+        let columns: Vec<(String, String, FieldType)> = typed_columns(table)
+            .into_iter()
+            .map(|(c, f, _)| {
+                let ty = table.field(&f).map_or(FieldType::Json, |field| field.ty);
+                (c, f, ty)
+            })
+            .collect();
         let mut upsert = format!("INSERT INTO \"{t}\" (mishkah_key, mishkah_version, mishkah_doc");
-        for (c, _) in &columns {
+        for (c, ..) in &columns {
             upsert.push_str(&format!(", \"{c}\""));
         }
         upsert.push_str(") VALUES (?1, ?2, ?3");
@@ -107,7 +116,7 @@ impl TableSql {
         upsert.push_str(
             ") ON CONFLICT(mishkah_key) DO UPDATE SET mishkah_version = excluded.mishkah_version, mishkah_doc = excluded.mishkah_doc",
         );
-        for (c, _) in &columns {
+        for (c, ..) in &columns {
             upsert.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
         }
         let mut delete = format!("DELETE FROM \"{t}\" WHERE mishkah_key = ?1");
@@ -174,7 +183,9 @@ impl WriteTxn for SqliteTxn<'_> {
         let typed: Vec<rusqlite::types::Value> = sql
             .columns
             .iter()
-            .map(|(column, field)| sql_value(row.get(field).or_else(|| row.get(column)).unwrap_or(&Value::Null)))
+            .map(|(column, field, ty)| {
+                typed_value(*ty, row.get(field).or_else(|| row.get(column)).unwrap_or(&Value::Null))
+            })
             .collect();
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 + typed.len());
         values.push(&change.key.0);
@@ -281,6 +292,18 @@ impl WriteTxn for SqliteTxn<'_> {
         Ok(out)
     }
 
+    fn rows_where(&mut self, table: &Table, filter: &mishkah_core::query::Filter) -> Result<Vec<Row>, StorageError> {
+        let compiled = super::filter_sql::compile(&super::filter_sql::Sqlite, table, filter, 1);
+        let sql = format!("SELECT mishkah_doc FROM \"{}\" WHERE {} ORDER BY rowid", sql_table(table), compiled.sql);
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let docs = stmt.query_map(rusqlite::params_from_iter(compiled.params), |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for doc in docs {
+            out.push(parse_doc(&doc?)?);
+        }
+        Ok(out)
+    }
+
     fn archive_row(
         &mut self,
         archive: &str,
@@ -349,6 +372,24 @@ impl WriteTxn for SqliteTxn<'_> {
         self.last_doc = None;
         self.head = self.savepoint_head;
         Ok(())
+    }
+}
+
+/// What a typed column holds for a value: the value when its kind is the field's, else (a value
+/// stored as sent under `--validation lenient`) an empty BLOB, which no comparison of the field's
+/// kind matches and which is not NULL — so a filter on the column still means what the core's
+/// evaluator means over the stored document (`storage/filter_sql.rs`).
+fn typed_value(ty: FieldType, v: &Value) -> rusqlite::types::Value {
+    let fits = match (ty, v) {
+        (_, Value::Null) | (FieldType::Json, _) => true,
+        (FieldType::Text | FieldType::Date | FieldType::Timestamp, Value::String(_)) => true,
+        (FieldType::Integer | FieldType::Decimal, Value::Number(_)) => true,
+        (FieldType::Boolean, Value::Bool(_)) => true,
+        _ => false,
+    };
+    match fits {
+        true => sql_value(v),
+        false => rusqlite::types::Value::Blob(Vec::new()),
     }
 }
 
