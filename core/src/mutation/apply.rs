@@ -85,6 +85,22 @@ pub struct ApplyContext<'p> {
     pub branch_id: Option<&'p str>,
     /// Whether a value that breaks its field's type, length or enum refuses the write.
     pub values: Values,
+    /// What an insert of a key that exists does.
+    pub reinsert: Reinsert,
+}
+
+/// What an insert of a key that is already stored does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Reinsert {
+    /// Refused with `duplicate-key`.
+    #[default]
+    Refuse,
+    /// Laid over the stored row, as the original's clients expect of `module:insert` (its POS
+    /// re-inserts the order it just saved): the fields it carries replace the stored ones, the
+    /// rest stay, text does not replace a stored list or object (the POS re-sends its `notes` as
+    /// text), and the version stays at the larger of the stored and the sent one, so the
+    /// client's next `current + 1` still holds.
+    Merge,
 }
 
 impl<'p> ApplyContext<'p> {
@@ -97,6 +113,7 @@ impl<'p> ApplyContext<'p> {
             missing: MissingFields::Fill,
             branch_id: None,
             values: Values::Strict,
+            reinsert: Reinsert::Refuse,
         }
     }
 
@@ -158,6 +175,9 @@ pub fn apply(
     let claim = mutation.version_claim();
     match (mutation.action, current) {
         (Action::Insert | Action::Save, None) => insert(table, key, mutation, ctx),
+        (Action::Insert, Some(current)) if ctx.reinsert == Reinsert::Merge => {
+            reinsert(table, key, current, mutation, ctx)
+        }
         (Action::Insert, Some(_)) => Err(MutationError::DuplicateKey { table: table.name.clone(), key }),
         (Action::Update | Action::Merge | Action::Save, Some(current)) => {
             let current_version = row_version(current);
@@ -283,6 +303,30 @@ fn merge(
         unknown_fields: validated.unknown,
         tolerated,
     })
+}
+
+fn reinsert(
+    table: &Table,
+    key: RecordKey,
+    current: &Row,
+    mutation: &Mutation,
+    ctx: &ApplyContext<'_>,
+) -> Result<Change, MutationError> {
+    let stored = |name: &str| {
+        table.field(name).map_or_else(|| current.get(name), |f| current.get(&f.name).or_else(|| current.get(&f.column)))
+    };
+    let mut patch = mutation.clone();
+    patch
+        .record
+        .retain(|name, value| !(value.is_string() && stored(name).is_some_and(|s| s.is_array() || s.is_object())));
+    let current_version = row_version(current);
+    let mut change = merge(table, key, current, current_version, &patch, ctx)?;
+    let sent = mutation.record.get(VERSION_FIELD).and_then(version_number).unwrap_or(0);
+    change.version = current_version.max(sent);
+    if let Some(row) = change.row.as_mut() {
+        row.insert(VERSION_FIELD.into(), change.version.into());
+    }
+    Ok(change)
 }
 
 fn patch_touches(table: &Table, patch: &Row, field: &str) -> bool {

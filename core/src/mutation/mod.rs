@@ -28,6 +28,6 @@ mod error;
 mod version;
 
 pub use action::Action;
-pub use apply::{apply, row_version, ApplyContext, Change, ChangeKind, Mutation};
+pub use apply::{apply, row_version, ApplyContext, Change, ChangeKind, Mutation, Reinsert};
 pub use error::{Conflict, ConflictReason, MutationError};
 pub use version::{VersionClaim, VersionPolicy};

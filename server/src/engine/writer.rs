@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mishkah_core::mutation::{ApplyContext, MutationError};
+use mishkah_core::mutation::{ApplyContext, MutationError, Reinsert};
 use mishkah_core::record::{fill_key, MissingFields, Strictness, Values};
 use mishkah_core::rules::{Principal, RuleSet};
 use mishkah_core::schema::Table;
@@ -480,6 +480,8 @@ fn write_one(
         missing: ctx.missing_fields,
         branch_id: Some(ctx.branch.as_str()),
         values: ctx.values,
+        // The original's WebSocket clients re-insert what they hold; an insert there is an upsert.
+        reinsert: if source == "ws" { Reinsert::Merge } else { Reinsert::Refuse },
     };
     let bindings = || who.bindings(&ctx.branch, &ctx.module, source).with_now(now);
     let change = match apply(table, current.as_ref(), &mutation, &apply_ctx) {
