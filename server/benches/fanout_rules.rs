@@ -43,6 +43,7 @@ fn published(access: &Arc<RuleSet>, schema: &Arc<Schema>, seats: i64, before_sea
         schema: schema.clone(),
         access: access.clone(),
         previous: before_seats.map(|s| Arc::new(row(s))),
+        table_as_sent: None,
         txn_end: true,
     }
 }

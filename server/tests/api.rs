@@ -158,7 +158,8 @@ async fn delta_from_a_cursor_returns_exactly_the_rows_changed_since_deletes_incl
 async fn bad_input_gets_clear_errors_and_leaves_connection_and_data_intact() {
     let data = DataCopy::new();
     let s = data.scenario.clone();
-    let server = TestServer::start(data.path()).await;
+    // Strict validation: values that break their fields refuse the write (the default stores them as sent).
+    let server = TestServer::start_with(data.path(), &["--validation", "strict"]).await;
     let (mut c, _) = WsClient::hello(&server.ws_url(), s.branch).await;
     let cases: Vec<(String, &str)> = vec![
         ("{not json".into(), "malformed-frame"),

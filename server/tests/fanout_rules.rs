@@ -184,6 +184,7 @@ proptest! {
                     schema: schema.clone(),
                     access: rules.clone(),
                     previous: before.map(Arc::new),
+                    table_as_sent: None,
                     txn_end: true,
                 })
                 .unwrap();

@@ -102,7 +102,9 @@ async fn a_replayed_mutation_id_applies_once_and_returns_the_first_result() {
 async fn sequences_continue_from_sequence_state_without_gaps_across_restarts() {
     let data = DataCopy::new();
     let s = data.scenario.clone();
-    let mut server = TestServer::start(data.path()).await;
+    // Strict: a type error refuses the write (the default stores it as sent).
+    let strict = ["--validation", "strict"];
+    let mut server = TestServer::start_with(data.path(), &strict).await;
     let url = server.module_url(s.branch, "/tables/order_header");
     let (status, a) = post_json(&url, json!({"record": order_header(None)})).await;
     assert_eq!(status, 201, "{a}");
@@ -112,7 +114,7 @@ async fn sequences_continue_from_sequence_state_without_gaps_across_restarts() {
     let (status, _) = post_json(&url, bad).await;
     assert!(status == 422 || status == 400, "{status}");
     server.kill();
-    let server = TestServer::start(data.path()).await;
+    let server = TestServer::start_with(data.path(), &strict).await;
     let (status, b) =
         post_json(&url.replace(&data_port(&url), &server.port.to_string()), json!({"record": order_header(None)}))
             .await;

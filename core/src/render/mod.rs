@@ -133,6 +133,7 @@ mod tests {
                 version: 1,
                 coerced: vec![],
                 unknown_fields: vec![],
+                tolerated: vec![],
             },
         }
     }

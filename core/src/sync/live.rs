@@ -534,6 +534,7 @@ mod tests {
                 version: seq as i64,
                 coerced: vec![],
                 unknown_fields: vec![],
+                tolerated: vec![],
             },
         }
     }

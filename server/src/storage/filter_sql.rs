@@ -154,7 +154,6 @@ impl Compiler<'_> {
         let column = self.columns.iter().find(|(_, f, _)| *f == field.name)?.0.clone();
         let kind = kind_of_field(field.ty)?;
         let col = format!("\"{column}\"");
-        // The column holds this kind or NULL, so another kind is never equal nor ordered.
         let same = |v: &Value| kind_of_value(v).is_some_and(|k| k == kind);
         Some(match op {
             Op::Eq | Op::Ne if value.is_null() => {
@@ -164,13 +163,9 @@ impl Compiler<'_> {
                     format!("({col} IS NOT NULL)")
                 }
             }
-            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge if !same(value) => {
-                if op == Op::Ne {
-                    "1".into()
-                } else {
-                    "0".into()
-                }
-            }
+            // Another kind can only be a value stored as sent (`--validation lenient`), which the
+            // column does not hold: the document decides.
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge if !same(value) => return None,
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
                 let p = self.param(sql_scalar(value));
                 // A value stored as sent that does not fit the column is an empty BLOB there, and
@@ -191,6 +186,9 @@ impl Compiler<'_> {
             }
             Op::In => {
                 let items = value.as_array()?;
+                if items.iter().any(|v| !v.is_null() && !same(v)) {
+                    return None;
+                }
                 let mut placeholders = Vec::new();
                 for item in items.iter().filter(|v| same(v)) {
                     placeholders.push(self.param(sql_scalar(item)));
@@ -376,11 +374,11 @@ mod tests {
 
     #[test]
     fn scalar_comparisons_on_typed_fields_use_the_column_and_bind_every_value() {
-        let f = Filter::parse(r#"statusId = "open" && total >= 10 && !(statusId in ["a", null, 3])"#).unwrap();
+        let f = Filter::parse(r#"statusId = "open" && total >= 10 && !(statusId in ["a", null])"#).unwrap();
         let c = compile(&Sqlite, &table(), &f, 1);
         assert_eq!(
             c.sql,
-            "((\"status_id\" IS NOT NULL AND \"status_id\" = ?1) AND (\"total\" IS NOT NULL AND \"total\" >= ?2) \
+            "((\"status_id\" IS NOT NULL AND \"status_id\" = ?1) AND (\"total\" IS NOT NULL AND \"total\" >= ?2 AND \"total\" < X'') \
              AND (NOT ((\"status_id\" IS NOT NULL AND \"status_id\" IN (?3)) OR \"status_id\" IS NULL)))"
         );
         assert_eq!(c.params, vec![SqlValue::Text("open".into()), SqlValue::Integer(10), SqlValue::Text("a".into())]);
@@ -390,7 +388,7 @@ mod tests {
     fn everything_else_runs_the_cores_comparison() {
         let f = Filter::parse(r#"name.en ~ "kosh" || 5 < total || total = "5" || other = 1"#).unwrap();
         let c = compile(&Sqlite, &table(), &f, 1);
-        assert_eq!(c.sql, "(mishkah_cmp(mishkah_doc, ?1) OR (\"total\" IS NOT NULL AND \"total\" > ?2) OR 0 OR mishkah_cmp(mishkah_doc, ?3))");
+        assert_eq!(c.sql, "(mishkah_cmp(mishkah_doc, ?1) OR (\"total\" IS NOT NULL AND \"total\" > ?2 AND \"total\" < X'') OR mishkah_cmp(mishkah_doc, ?3) OR mishkah_cmp(mishkah_doc, ?4))");
         let doc = json!({"name": {"en": "Koshary"}}).to_string();
         let SqlValue::Text(spec) = &c.params[0] else { panic!() };
         assert!(core_compare(&doc, spec));
