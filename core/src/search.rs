@@ -47,7 +47,8 @@ pub fn search_fields(table: &Table) -> Vec<&str> {
 }
 
 /// The folded text of a row's searchable fields (strings, and the strings of a JSON object such as
-/// `{ar, en}`), joined by spaces. A word with the definite article (`ال`, `وال`, `بال`, `لل`) or
+/// `{ar, en}`), and of the bilingual `{ar, en}` properties the schema does not declare (dar's menu
+/// keeps its names in `item_name`), joined by spaces. A word with the definite article (`ال`, `وال`, `بال`, `لل`) or
 /// the conjunction `و` is also indexed without it, so "كشري" finds "الكشري" and "طعمية" finds
 /// "فول وطعمية" (a few extra matches are the price; nothing is missed).
 pub fn search_text(table: &Table, row: &Row) -> String {
@@ -60,6 +61,11 @@ pub fn search_text(table: &Table, row: &Row) -> String {
             _ => {}
         }
     }
+    for (_, value) in row.iter().filter(|(name, _)| table.field(name).is_none() && !table.hides(name)) {
+        if let Some(names) = value.as_object().filter(|o| is_bilingual(o)) {
+            parts.extend(names.values().filter_map(Value::as_str).map(fold));
+        }
+    }
     let bare: Vec<&str> = parts.iter().flat_map(|p| p.split_whitespace()).filter_map(without_article).collect();
     let mut text = parts.join(" ");
     for word in bare {
@@ -68,6 +74,15 @@ pub fn search_text(table: &Table, row: &Row) -> String {
     }
     text
 }
+
+/// `{ar: "…", en: "…"}`: an object keyed by language codes, holding text.
+fn is_bilingual(o: &serde_json::Map<String, Value>) -> bool {
+    (o.contains_key("ar") || o.contains_key("en")) && o.len() <= 6 && o.values().all(|v| v.is_string() || v.is_null())
+}
+
+/// What [`search_text`] reads besides the fields [`search_fields`] names; a change here rebuilds
+/// the indexes built before it.
+pub const SEARCH_TEXT_VERSION: &str = "bilingual-extras-1";
 
 fn without_article(word: &str) -> Option<&str> {
     ["وال", "بال", "ال", "لل"]

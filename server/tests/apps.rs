@@ -236,3 +236,23 @@ async fn values_the_schema_does_not_fit_are_stored_unless_the_module_is_strict()
     let (status, body) = post_json(&server.module_url(s.branch, "/tables/order_line"), json!({"record": again})).await;
     assert_eq!((status, body["error"].as_str()), (422, Some("validation-failed")), "{body}");
 }
+
+#[tokio::test]
+async fn search_and_filters_find_names_the_schema_does_not_declare() {
+    let data = DataCopy::new();
+    if !mishkah_test_support::data_source().real {
+        return; // dar's seed (menu names in `item_name {ar, en}`) is in the fixtures only
+    }
+    let server = TestServer::start(data.path()).await;
+    let url = server.module_url("dar", "/tables/menu_items");
+    let menu = get_json(&format!("{url}?limit=1")).await;
+    let name = menu["rows"][0]["item_name"]["ar"].as_str().expect("dar keeps its names in item_name").to_owned();
+    let word = name.split_whitespace().next().unwrap().to_owned();
+    let hits = reqwest::Client::new().get(format!("{url}/search")).query(&[("q", word.as_str())]).send().await.unwrap();
+    let hits: Value = hits.json().await.unwrap();
+    assert!(hits["hits"].as_array().unwrap().iter().any(|h| h["row"]["item_name"]["ar"] == name.as_str()), "{hits}");
+    let filter = format!("item_name.ar ~ \"{word}\"");
+    let page = reqwest::Client::new().get(&url).query(&[("filter", filter.as_str())]).send().await.unwrap();
+    let page: Value = page.json().await.unwrap();
+    assert!(page["rows"].as_array().unwrap().iter().any(|r| r["item_name"]["ar"] == name.as_str()), "{page}");
+}

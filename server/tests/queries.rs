@@ -57,8 +57,9 @@ async fn a_filter_selects_rows_counts_them_and_bad_ones_are_400_with_the_positio
     let (status, bad) = get_status(&format!("{url}?filter={}", encode("seats >= && id = 1"))).await;
     assert_eq!((status, bad["error"].clone()), (400, json!("invalid-filter")), "{bad}");
     assert_eq!(bad["details"]["position"], json!(9), "{bad}");
-    let (status, unknown) = get_status(&format!("{url}/count?filter={}", encode("colour = \"red\""))).await;
-    assert_eq!((status, unknown["error"].clone()), (400, json!("unknown-field")), "{unknown}");
+    // A property the schema does not declare is read from the stored rows.
+    let (status, undeclared) = get_status(&format!("{url}/count?filter={}", encode("colour = \"red\""))).await;
+    assert_eq!((status, undeclared["count"].clone()), (200, json!(0)), "{undeclared}");
     let (status, hidden) = get_status(&format!("{url}?filter={}", encode("note = \"x\""))).await;
     assert_eq!(
         (status, hidden["error"].clone()),

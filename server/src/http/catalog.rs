@@ -271,7 +271,7 @@ pub async fn module_tables(
     let handle = state.module(&branch, &module).await?;
     let mut scopes = BTreeMap::new();
     for t in handle.schema.tables.values() {
-        scopes.insert(t.name.clone(), crate::views::page::prepare_filter(&handle, t, None, false, &caller)?);
+        scopes.insert(t.name.clone(), crate::views::page::prepare_filter(&handle, t, None, &caller)?);
     }
     let counts = handle
         .read(move |reader, schema| {

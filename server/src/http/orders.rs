@@ -43,7 +43,6 @@ async fn rows(
     let Some(t) = handle.schema.resolve_table(table).cloned() else { return Ok(Vec::new()) };
     let request = PageRequest {
         filter,
-        known_fields_only: false,
         sort: None,
         fields: None,
         limit: state.max_page,

@@ -79,7 +79,6 @@ pub async fn list(
     let fallback = p.fallback.clone().filter(|l| !l.is_empty()).unwrap_or_else(|| "ar".into());
     let request = PageRequest {
         filter,
-        known_fields_only: true,
         sort: p.sort.clone(),
         fields: p
             .fields

@@ -49,7 +49,7 @@ pub(super) fn refresh_index(conn: &Connection, table: &Table) -> Result<Option<S
 /// current. Runs inside the caller's transaction.
 pub(super) fn build_index(conn: &Connection, table: &Table) -> Result<Option<String>, StorageError> {
     let Some(fts) = fts_table(table) else { return Ok(None) };
-    let fields = search_fields(table).join(",");
+    let fields = format!("{};{}", search_fields(table).join(","), mishkah_core::search::SEARCH_TEXT_VERSION);
     let meta_key = meta_key(table);
     let indexed: Option<String> =
         conn.query_row("SELECT value FROM mishkah_meta WHERE key = ?1", params![meta_key], |r| r.get(0)).optional()?;

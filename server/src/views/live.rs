@@ -27,7 +27,7 @@ pub struct LiveSpec {
 
 impl LiveSpec {
     /// Checks a `client:subscribe` against the table as the table route checks a page: a hidden
-    /// or (in the string form) unknown field is `unknown-field`, the caller's `list` rule is
+    /// field is `unknown-field`, the caller's `list` rule is
     /// ANDed in (so a row that stops passing it leaves the result as a removal), variables are
     /// bound now. Every live query is a window of at most `max_rows` (the server's page cap).
     pub fn prepare(
@@ -40,9 +40,8 @@ impl LiveSpec {
         if table.locked {
             return Err(PageError::TableLocked(table.name.clone()));
         }
-        let (filter, known_fields_only) = filter_of(req.filter.as_ref())?;
-        let filter = prepare_filter(handle, table, filter.as_ref(), known_fields_only, caller)?
-            .unwrap_or(Filter::And(Vec::new()));
+        let filter = filter_of(req.filter.as_ref())?;
+        let filter = prepare_filter(handle, table, filter.as_ref(), caller)?.unwrap_or(Filter::And(Vec::new()));
         let sort = parse_sort(table, req.sort.as_deref())?;
         let limit = req.limit.unwrap_or(max_rows).clamp(1, max_rows.max(1));
         let query = LiveQuery { table: table.name.clone(), filter, window: Some(Window { sort, limit }) };

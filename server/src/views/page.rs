@@ -75,9 +75,6 @@ impl PageError {
 #[derive(Debug, Clone)]
 pub struct PageRequest {
     pub filter: Option<Filter>,
-    /// Refuse fields outside the schema (the string form is ours; old clients' `{field: value}`
-    /// filters may name properties the schema lacks).
-    pub known_fields_only: bool,
     /// `-createdAt,id`.
     pub sort: Option<String>,
     pub fields: Option<Vec<String>>,
@@ -155,40 +152,38 @@ const CURSOR_PREFIX: &str = "mk1.";
 /// A filter as a WebSocket frame carries it, and whether it may name only the schema's fields:
 /// the string form is ours and checked strictly; the JSON form is also old clients'
 /// `{field: value}`, which may name properties the schema lacks.
-pub fn filter_of(value: Option<&Value>) -> Result<(Option<Filter>, bool), PageError> {
+pub fn filter_of(value: Option<&Value>) -> Result<Option<Filter>, PageError> {
     match value {
-        None | Some(Value::Null) => Ok((None, false)),
-        Some(Value::String(text)) => Ok((Some(Filter::parse(text)?), true)),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(Filter::parse(text)?)),
         Some(json_form) => {
             // The browser store's query object `{where: {...}}`, or its `where` alone.
             let json_form = match json_form.as_object().and_then(|o| o.get("where").filter(|_| o.len() == 1)) {
                 Some(inner) if inner.is_object() => inner,
                 _ => json_form,
             };
-            Filter::from_json(json_form)
-                .map(|f| (Some(f), false))
-                .map_err(|e| PageError::InvalidFilterForm(e.to_string()))
+            Filter::from_json(json_form).map(Some).map_err(|e| PageError::InvalidFilterForm(e.to_string()))
         }
     }
 }
 
 /// Checks a request's filter against the table, restricts it to the rows the caller's `list`
-/// rule admits, and binds every variable for this request (`@auth` is the caller's claims). A
-/// hidden field is as unknown as a missing one: filtering on it would reveal it (the rule itself
-/// may read hidden fields: it never leaves the server). `None`: every row.
+/// rule admits, and binds every variable for this request (`@auth` is the caller's claims).
+/// Properties the schema does not declare may be filtered on (real rows carry them: dar's menu
+/// keeps its names in `item_name`), read from the stored document. A hidden field is as unknown
+/// as a missing one: filtering on it would reveal it (the rule itself may read hidden fields: it
+/// never leaves the server). `None`: every row.
 pub fn prepare_filter(
     handle: &ModuleHandle,
     table: &Table,
     filter: Option<&Filter>,
-    known_fields_only: bool,
     caller: &Caller,
 ) -> Result<Option<Filter>, PageError> {
     for path in filter.map(Filter::fields).unwrap_or_default() {
         let name = &path[0];
         let field = table.field(name);
-        let known = field.is_some() || matches!(name.as_str(), "version" | "createdAt" | "updatedAt");
         let hidden = table.hides(name) || field.is_some_and(|f| table.hides(&f.name));
-        if hidden || (known_fields_only && !known) {
+        if hidden {
             return Err(PageError::UnknownField { table: table.name.clone(), field: name.clone() });
         }
     }
@@ -250,7 +245,7 @@ pub async fn table_page(handle: &Arc<ModuleHandle>, table: &Table, req: PageRequ
             after_key = None;
         }
     }
-    let filter = prepare_filter(handle, table, req.filter.as_ref(), req.known_fields_only, &req.caller)?;
+    let filter = prepare_filter(handle, table, req.filter.as_ref(), &req.caller)?;
     let limit = req.limit;
     let query = PageQuery {
         after_key,
@@ -349,7 +344,7 @@ pub async fn count(
     if table.locked {
         return Err(PageError::TableLocked(table.name.clone()));
     }
-    let filter = prepare_filter(handle, table, filter, true, caller)?.unwrap_or(Filter::And(Vec::new()));
+    let filter = prepare_filter(handle, table, filter, caller)?.unwrap_or(Filter::And(Vec::new()));
     let t = table.clone();
     Ok(handle.read(move |r, _| r.count_where(&t, &filter)).await?)
 }
@@ -384,7 +379,7 @@ pub async fn aggregate(
             return Err(invalid(field, measure.name()));
         }
     }
-    let filter = prepare_filter(handle, table, filter, true, caller)?.unwrap_or(Filter::And(Vec::new()));
+    let filter = prepare_filter(handle, table, filter, caller)?.unwrap_or(Filter::And(Vec::new()));
     let t = table.clone();
     Ok(handle.read(move |r, _| r.aggregate(&t, &filter, &group_by, &measures)).await?)
 }
@@ -418,7 +413,7 @@ pub async fn search(
     if table.locked {
         return Err(PageError::TableLocked(table.name.clone()));
     }
-    let filter = prepare_filter(handle, table, filter, true, caller)?.unwrap_or(Filter::And(Vec::new()));
+    let filter = prepare_filter(handle, table, filter, caller)?.unwrap_or(Filter::And(Vec::new()));
     handle.ensure_search(table).await?;
     let t = table.clone();
     let hits = handle.read(move |r, _| r.search(&t, &query, &filter, limit)).await?;

@@ -464,7 +464,7 @@ impl Session {
                 Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
             }
         } else {
-            let (filter, known_fields_only) = match views::page::filter_of(q.filter.as_ref()) {
+            let filter = match views::page::filter_of(q.filter.as_ref()) {
                 Ok(f) => f,
                 Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
             };
@@ -488,7 +488,6 @@ impl Session {
             } else {
                 let request = PageRequest {
                     filter,
-                    known_fields_only,
                     sort: q.sort.clone(),
                     fields: q.fields.clone(),
                     limit: q.limit.unwrap_or(self.state.max_page).min(self.state.max_page),
