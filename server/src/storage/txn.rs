@@ -380,13 +380,14 @@ impl WriteTxn for SqliteTxn<'_> {
 /// kind matches and which is not NULL — so a filter on the column still means what the core's
 /// evaluator means over the stored document (`storage/filter_sql.rs`).
 fn typed_value(ty: FieldType, v: &Value) -> rusqlite::types::Value {
-    let fits = match (ty, v) {
-        (_, Value::Null) | (FieldType::Json, _) => true,
-        (FieldType::Text | FieldType::Date | FieldType::Timestamp, Value::String(_)) => true,
-        (FieldType::Integer | FieldType::Decimal, Value::Number(_)) => true,
-        (FieldType::Boolean, Value::Bool(_)) => true,
-        _ => false,
-    };
+    let fits = matches!(
+        (ty, v),
+        (_, Value::Null)
+            | (FieldType::Json, _)
+            | (FieldType::Text | FieldType::Date | FieldType::Timestamp, Value::String(_))
+            | (FieldType::Integer | FieldType::Decimal, Value::Number(_))
+            | (FieldType::Boolean, Value::Bool(_))
+    );
     match fits {
         true => sql_value(v),
         false => rusqlite::types::Value::Blob(Vec::new()),
