@@ -256,3 +256,29 @@ async fn search_and_filters_find_names_the_schema_does_not_declare() {
     let page: Value = page.json().await.unwrap();
     assert!(page["rows"].as_array().unwrap().iter().any(|r| r["item_name"]["ar"] == name.as_str()), "{page}");
 }
+
+#[tokio::test]
+async fn the_finance_screens_reset_archives_and_clears_the_days_orders() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let (status, _) =
+        post_json(&server.module_url(s.branch, "/orders"), order(s.first_order_id, json!([line("L1")]))).await;
+    assert_eq!(status, 201);
+    let (mut watcher, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    let url = server.url("/api/manage/purge-live-data");
+    let body = json!({"branchId": s.branch, "moduleId": "pos", "reason": "day closed", "requestedBy": "finance",
+                      "tables": ["order_header", "orders_lines", "payments", "pos_shifts", "nothing"], "resetEvents": true});
+    let (status, reply) = post_json(&url, body).await;
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply["totalRemoved"].as_u64().unwrap() >= 3, "{reply}");
+    let tables = reply["tables"].as_array().unwrap();
+    assert!(tables.iter().any(|t| t["table"] == "order_line" && t["status"] == "cleared"), "{reply}");
+    assert!(tables.iter().any(|t| t["table"] == "nothing" && t["status"] == "skipped"), "{reply}");
+    assert!(reply["historyEntry"]["tables"].is_array());
+    assert!(rows(&server, s.branch, "order_header").await.is_empty());
+    let gone = watcher.recv_where("a removal", |f| f["type"] == "server:event").await;
+    assert_eq!(gone["action"], "module:delete");
+    let (status, missing) = post_json(&url, json!({})).await;
+    assert_eq!((status, missing["error"].as_str()), (400, Some("missing-branch-id")));
+}

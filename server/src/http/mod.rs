@@ -8,6 +8,7 @@ pub mod error;
 mod events;
 mod manage;
 mod orders;
+mod purge_live;
 mod sync;
 mod system;
 mod tables;
@@ -53,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/sync/{branch}/{module}/delta", post(sync::delta))
         .route("/api/sync/{branch}/{module}", get(catalog::module_snapshot))
         .route("/api/manage/purge", post(manage::purge))
+        .route("/api/manage/purge-live-data", post(purge_live::purge_live_data))
         .route("/api/manage/restore", post(manage::restore))
         .route("/api/manage/history", get(manage::history))
         .route("/api/manage/compact", post(manage::compact))
