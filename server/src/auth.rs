@@ -126,6 +126,12 @@ impl Authenticator {
         Ok(self)
     }
 
+    /// Refuses tokens without an `exp` claim (`--require-exp`).
+    pub fn requiring_exp(mut self) -> Authenticator {
+        self.validation.set_required_spec_claims(&["sub", "exp"]);
+        self
+    }
+
     /// Also accepts the API keys of `store`.
     pub fn with_keys(mut self, store: crate::keys::KeyStore) -> Authenticator {
         self.keys = Some(store);
@@ -173,6 +179,13 @@ impl Authenticator {
             _ => AuthError::Invalid("malformed".into()),
         })?;
         let claims = data.claims;
+        // The library skips a time claim it cannot read as a number; a date that is not a number
+        // of seconds must not make a token valid forever.
+        for time in ["exp", "nbf", "iat"] {
+            if claims.get(time).is_some_and(|v| !v.is_number()) {
+                return Err(AuthError::Invalid(format!("`{time}` must be a number of seconds")));
+            }
+        }
         let sub = match claims.get("sub") {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => return Err(AuthError::Invalid("`sub` must be a non-empty string".into())),

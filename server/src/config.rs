@@ -155,6 +155,9 @@ pub struct ServeConfig {
     /// PEM public key that tokens are signed for (RSA: RS256, EC P-256: ES256, Ed25519: EdDSA).
     #[arg(long, env = "MISHKAH_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
+    /// Refuse tokens without an `exp` claim (tokens that never expire).
+    #[arg(long, env = "MISHKAH_REQUIRE_EXP")]
+    pub require_exp: bool,
     /// Required `iss` of tokens.
     #[arg(long, env = "MISHKAH_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,

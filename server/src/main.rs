@@ -47,6 +47,10 @@ fn main() -> std::process::ExitCode {
 }
 
 fn token(args: mishkah_server::config::TokenArgs) -> std::process::ExitCode {
+    if args.jwt_secret.trim().is_empty() || args.sub.trim().is_empty() {
+        eprintln!("--jwt-secret and --sub must not be empty: such a token is forgeable or names nobody");
+        return std::process::ExitCode::FAILURE;
+    }
     let mut extra = serde_json::Map::new();
     for claim in &args.claims {
         let Some((key, value)) = claim.split_once('=') else {

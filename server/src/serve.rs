@@ -76,6 +76,12 @@ pub async fn serve(
         config.jwt_issuer.as_deref(),
         config.jwt_audience.as_deref(),
     );
+    if config.require_exp {
+        auth = auth.requiring_exp();
+    }
+    if config.jwt_secret.as_deref().is_some_and(|s| !s.is_empty() && s.len() < 32) {
+        tracing::warn!("--jwt-secret is shorter than 32 bytes: tokens signed with it can be forged by guessing it");
+    }
     if let Some(path) = &config.jwt_public_key {
         let pem = std::fs::read(path).with_context(|| format!("cannot read --jwt-public-key {}", path.display()))?;
         auth = auth.with_public_key(&pem).map_err(|e| anyhow::anyhow!("--jwt-public-key {}: {e}", path.display()))?;

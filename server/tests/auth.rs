@@ -308,3 +308,39 @@ async fn an_expired_session_pauses_until_client_auth_renews_it_then_delivers_wha
     let missed = ws.recv_type("server:event").await;
     assert_eq!(missed["recordRef"]["id"], "T-while-expired", "what was queued meanwhile follows");
 }
+
+#[tokio::test]
+async fn time_claims_must_be_numbers_and_exp_can_be_required() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let url_of = |server: &TestServer| server.module_url(s.branch, "/tables/dining_tables?limit=1");
+    let server = TestServer::start_with(data.path(), &["--auth", "required", "--jwt-secret", SECRET]).await;
+    let url = url_of(&server);
+    for claims in [
+        json!({"sub": "a", "role": "admin", "exp": "2001-01-01"}),
+        json!({"sub": "a", "role": "admin", "nbf": "later"}),
+    ] {
+        let (status, body) = get_with(&url, Some(&signed_with(SECRET, claims.clone()))).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("invalid-token")), "{claims}: {body}");
+    }
+    let forever = signed_with(SECRET, json!({"sub": "a", "role": "cashier"}));
+    assert_eq!(get_with(&url, Some(&forever)).await.0, 200, "without --require-exp a token may not expire");
+    assert!(server.log().contains("shorter than 32 bytes"), "a short secret is warned about");
+    drop(server);
+    let server =
+        TestServer::start_with(data.path(), &["--auth", "required", "--jwt-secret", SECRET, "--require-exp"]).await;
+    let url = url_of(&server);
+    let (status, body) = get_with(&url, Some(&forever)).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("invalid-token")), "{body}");
+    assert_eq!(get_with(&url, Some(&mint(&["--sub", "a", "--role", "cashier"]))).await.0, 200);
+    for args in [["--jwt-secret", "", "--sub", "a"], ["--jwt-secret", SECRET, "--sub", " "]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mishkah"))
+            .arg("token")
+            .args(args)
+            .args(["--role", "cashier"])
+            .env_remove("MISHKAH_JWT_SECRET")
+            .output()
+            .unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "{args:?}");
+    }
+}
