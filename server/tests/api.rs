@@ -164,7 +164,7 @@ async fn bad_input_gets_clear_errors_and_leaves_connection_and_data_intact() {
     let cases: Vec<(String, &str)> = vec![
         ("{not json".into(), "malformed-frame"),
         (json!({"type": "client:teleport", "requestId": "x1"}).to_string(), "unknown-frame-type"),
-        (publish("no_such_table", "module:insert", json!({"id": "1"}), "x2").to_string(), "unknown-table"),
+        (publish("no_such_table", "module:insert", json!({"id": "1"}), "x2").to_string(), "table-not-found"),
         (publish("dining_tables", "module:explode", json!({"id": "1"}), "x3").to_string(), "unknown-action"),
         (json!({"type": "client:publish", "table": "dining_tables"}).to_string(), "invalid-frame"),
         (publish("dining_tables", "module:merge", json!({"id": "nope"}), "x4").to_string(), "not-found"),

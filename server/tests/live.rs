@@ -204,7 +204,7 @@ async fn bad_subscriptions_get_structured_errors_and_the_connection_stays_usable
         (json!({"table": "dining_tables", "filter": "seats >"}), "invalid-filter"),
         (json!({"table": "dining_tables", "filter": "note = \"x\""}), "unknown-field"),
         (json!({"table": "dining_tables", "sort": "nope"}), "invalid-sort"),
-        (json!({"table": "no_such_table"}), "unknown-table"),
+        (json!({"table": "no_such_table"}), "table-not-found"),
         (json!({"table": "audit_events"}), "table-locked"),
         (json!({"filter": "seats > 1"}), "invalid-frame"),
     ];

@@ -254,3 +254,27 @@ async fn rows_passed_through_unparsed_equal_the_rendered_ones() {
     assert_eq!(rest["count"], json!(2));
     assert_eq!(rest["rows"][0]["id"], json!("pt2"));
 }
+
+#[tokio::test]
+async fn a_filter_too_large_for_the_database_is_a_clear_400_on_every_path() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let huge = (0..3000).map(|i| format!("seats = {i}")).collect::<Vec<_>>().join(" || ");
+    let url = server.module_url(s.branch, "/tables/dining_tables");
+    for route in [url.clone(), format!("{url}/count")] {
+        let r = reqwest::Client::new().get(&route).query(&[("filter", huge.as_str())]).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid-filter")), "{route}: {body}");
+    }
+    let (mut ws, _) = WsClient::hello(&server.ws_url(), s.branch).await;
+    ws.send(json!({"type": "client:query", "requestId": "big", "moduleId": "pos", "table": "dining_tables", "filter": huge}))
+        .await;
+    let answer = ws.recv_where("the answer", |f| f["requestId"] == "big").await;
+    assert_eq!(answer["code"], "invalid-filter", "{answer}");
+    // A filter within the bound still runs.
+    let fine = (0..400).map(|i| format!("seats = {i}")).collect::<Vec<_>>().join(" || ");
+    let r = reqwest::Client::new().get(&url).query(&[("filter", fine.as_str())]).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -36,11 +36,11 @@ pub enum MutationError {
 }
 
 impl MutationError {
-    /// `unknown-table`, `missing-record-key`, `validation-failed`, `not-found`, `duplicate-key`,
+    /// `table-not-found`, `missing-record-key`, `validation-failed`, `not-found`, `duplicate-key`,
     /// `version-conflict`.
     pub fn code(&self) -> &'static str {
         match self {
-            MutationError::UnknownTable(_) => "unknown-table",
+            MutationError::UnknownTable(_) => "table-not-found",
             MutationError::MissingKey(_) => "missing-record-key",
             MutationError::Validation(_) => "validation-failed",
             MutationError::NotFound { .. } => "not-found",

@@ -275,6 +275,23 @@ impl Filter {
             .collect()
     }
 
+    /// How big the filter is: its comparisons, and the values of its `in` lists. What a server
+    /// bounds before it compiles a client's filter (a database refuses expressions past a depth).
+    pub fn size(&self) -> (usize, usize) {
+        let (mut comparisons, mut listed) = (0, 0);
+        self.visit(&mut |f| {
+            if let Filter::Compare { right, left, .. } = f {
+                comparisons += 1;
+                for side in [left, right] {
+                    if let Operand::Value(Value::Array(items)) = side {
+                        listed += items.len();
+                    }
+                }
+            }
+        });
+        (comparisons, listed)
+    }
+
     /// Both sides of every comparison, in order.
     fn operands(&self) -> impl Iterator<Item = &Operand> {
         let mut out = Vec::new();

@@ -38,6 +38,8 @@ pub enum WriteError {
     BatchAborted {
         /// The failing write's index.
         index: usize,
+        /// Its error's code.
+        code: &'static str,
         /// Its error.
         message: String,
     },

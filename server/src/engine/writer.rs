@@ -235,7 +235,9 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
                     for (index, m) in mutations.iter().enumerate() {
                         match write_one(txn, ctx, m, &how, now) {
                             Ok(c) => out.push(c),
-                            Err(e) => return Err(WriteError::BatchAborted { index, message: e.to_string() }),
+                            Err(e) => {
+                                return Err(WriteError::BatchAborted { index, code: e.code(), message: e.to_string() })
+                            }
                         }
                     }
                     Ok(out)

@@ -86,17 +86,14 @@ impl From<WriteError> for ApiError {
                     MutationError::NotFound { .. } | MutationError::UnknownTable(_) => StatusCode::NOT_FOUND,
                     MutationError::MissingKey(_) => StatusCode::BAD_REQUEST,
                 };
-                let code = match m {
-                    MutationError::UnknownTable(_) => "table-not-found",
-                    other => other.code(),
-                };
-                ApiError::new(status, code, message).with_details(mutation_details(m))
+                ApiError::new(status, m.code(), message).with_details(mutation_details(m))
             }
             WriteError::Storage(StorageError::Unique { table, .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "unique-violation", message).with_details(json!({"table": table}))
             }
-            WriteError::BatchAborted { index, .. } => {
-                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message).with_details(json!({"index": index}))
+            WriteError::BatchAborted { index, code, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message)
+                    .with_details(json!({"index": index, "code": code}))
             }
             WriteError::Storage(_) | WriteError::CommitFailed(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", message)

@@ -167,6 +167,12 @@ pub fn filter_of(value: Option<&Value>) -> Result<Option<Filter>, PageError> {
     }
 }
 
+/// The most comparisons one client filter may hold (SQLite refuses expressions past a depth of
+/// 1,000, and the rules' own terms are added to it).
+pub const MAX_COMPARISONS: usize = 500;
+/// The most values a client filter's `in` lists may hold together.
+pub const MAX_LISTED: usize = 10_000;
+
 /// Checks a request's filter against the table, restricts it to the rows the caller's `list`
 /// rule admits, and binds every variable for this request (`@auth` is the caller's claims).
 /// Properties the schema does not declare may be filtered on (real rows carry them: dar's menu
@@ -179,6 +185,12 @@ pub fn prepare_filter(
     filter: Option<&Filter>,
     caller: &Caller,
 ) -> Result<Option<Filter>, PageError> {
+    let (comparisons, listed) = filter.map(Filter::size).unwrap_or_default();
+    if comparisons > MAX_COMPARISONS || listed > MAX_LISTED {
+        return Err(PageError::InvalidFilterForm(format!(
+            "a filter holds at most {MAX_COMPARISONS} comparisons and {MAX_LISTED} listed values (this one: {comparisons}, {listed})"
+        )));
+    }
     for path in filter.map(Filter::fields).unwrap_or_default() {
         let name = &path[0];
         let field = table.field(name);

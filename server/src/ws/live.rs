@@ -53,7 +53,13 @@ impl Session {
         };
         let Some(table) = handle.schema.resolve_table(&req.table).cloned() else {
             let message = format!("unknown table `{}`", req.table);
-            return self.error("unknown-table", &message, json!({"table": req.table, "subId": req.sub_id}), rid, None);
+            return self.error(
+                "table-not-found",
+                &message,
+                json!({"table": req.table, "subId": req.sub_id}),
+                rid,
+                None,
+            );
         };
         let spec = match LiveSpec::prepare(&handle, &table, &req, self.state.max_page, &self.caller) {
             Ok(s) => s,

@@ -434,7 +434,7 @@ impl Session {
         };
         let Some(table) = handle.schema.resolve_table(&q.table).cloned() else {
             return self.error(
-                "unknown-table",
+                "table-not-found",
                 &format!("unknown table `{}`", q.table),
                 json!({"table": q.table}),
                 q.request_id,
