@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{dining_table, get_json, order_header, post_json, DataCopy, TestServer, WsClient};
+use common::{dining_table, get_json, get_status, order_header, post_json, send_json, DataCopy, TestServer, WsClient};
 use serde_json::{json, Value};
 
 fn publish(table: &str, action: &str, record: Value, request_id: &str) -> Value {
@@ -364,4 +364,26 @@ async fn pipelined_publishes_each_get_their_ack_before_their_event_and_every_eve
         }
     }
     assert_eq!(watched, events, "another client gets the same events in the same order");
+}
+
+#[tokio::test]
+async fn one_row_is_read_and_deleted_at_its_own_address() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let server = TestServer::start(data.path()).await;
+    let (status, _) = post_json(
+        &server.module_url(s.branch, "/tables/dining_tables"),
+        json!({"record": dining_table("T-one", "one")}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let row = server.module_url(s.branch, "/tables/dining_tables/T-one");
+    let (status, got) = get_status(&row).await;
+    assert_eq!((status, got["record"]["name"].as_str()), (200, Some("one")), "{got}");
+    let (status, deleted) = send_json(reqwest::Method::DELETE, &row, Value::Null).await;
+    assert_eq!((status, deleted["status"].as_str()), (200, Some("deleted")), "{deleted}");
+    let (status, gone) = get_status(&row).await;
+    assert_eq!((status, gone["error"].as_str()), (404, Some("not-found")), "{gone}");
+    // The table's other routes keep their names.
+    assert_eq!(get_status(&server.module_url(s.branch, "/tables/dining_tables/count")).await.0, 200);
 }

@@ -41,6 +41,7 @@ pub fn routes() -> Router<AppState> {
             &format!("{MODULE}/tables/{{table}}"),
             get(tables::list).post(tables::insert).patch(tables::merge).put(tables::save).delete(tables::delete),
         )
+        .route(&format!("{MODULE}/tables/{{table}}/{{id}}"), get(tables::get_one).delete(tables::delete_one))
         .route(&format!("{MODULE}/tables/{{table}}/count"), get(tables::count))
         .route(&format!("{MODULE}/tables/{{table}}/aggregate"), get(tables::aggregate))
         .route(&format!("{MODULE}/tables/{{table}}/search"), get(tables::search))

@@ -320,9 +320,30 @@ pub async fn delete(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
+    delete_by(&state, &caller, (branch, module, table), p.id, body, &headers).await
+}
+
+/// `DELETE .../tables/{t}/{id}`: the row with this key.
+pub async fn delete_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((branch, module, table, id)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    delete_by(&state, &caller, (branch, module, table), Some(id), Value::Null, &headers).await
+}
+
+async fn delete_by(
+    state: &AppState,
+    caller: &Caller,
+    (branch, module, table): (String, String, String),
+    id: Option<String>,
+    body: Value,
+    headers: &HeaderMap,
+) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&branch, &module).await?;
     let t = table_of(&handle, &table)?;
-    let request = match (p.id, body) {
+    let request = match (id, body) {
         (Some(id), _) => {
             let fields = t.key_fields();
             let [field] = fields.as_slice() else {
@@ -340,11 +361,55 @@ pub async fn delete(
         }
         (None, body) => write_request(body)?,
     };
-    let (_, ack, notice) = write(&state, &caller, &handle, &table, Action::Delete, request, &headers).await?;
+    let (_, ack, notice) = write(state, caller, &handle, &table, Action::Delete, request, headers).await?;
     let record_ref = ack.get("recordRef").cloned();
     Ok(Json(
         json!({"status": "deleted", "branchId": branch, "moduleId": module, "table": table, "recordRef": record_ref, "notice": notice, "ack": ack}),
     ))
+}
+
+/// `GET .../tables/{t}/{id}`: `{branchId, moduleId, table, record}` — the row as the caller may
+/// see it; `404 not-found` alike for a row that is missing and one the caller may not see.
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((branch, module, table, id)): Path<(String, String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let handle = state.module(&branch, &module).await?;
+    let t = table_of(&handle, &table)?.clone();
+    let keys = t.key_fields();
+    let [field] = keys.as_slice() else {
+        return Err(ApiError::bad_request("missing-record-key", "this table has a composite key: filter on it"));
+    };
+    let filter = Filter::Compare {
+        left: mishkah_core::query::Operand::Field(vec![(*field).to_owned()]),
+        op: mishkah_core::query::Op::Eq,
+        right: mishkah_core::query::Operand::Value(Value::String(id.clone())),
+    };
+    let request = PageRequest {
+        filter: Some(filter),
+        sort: None,
+        fields: None,
+        limit: 1,
+        after: None,
+        created_after: None,
+        updated_after: None,
+        descending: false,
+        lang: ("ar".into(), "ar".into()),
+        caller,
+        stored_ok: false,
+    };
+    let page = table_page(&handle, &t, request).await?;
+    let record = match page.rows {
+        crate::views::page::PageRows::Rendered(mut rows) => rows.pop().map(Value::Object),
+        crate::views::page::PageRows::Stored { array, .. } => {
+            serde_json::from_str::<Vec<Value>>(&array).ok().and_then(|mut rows| rows.pop())
+        }
+    };
+    let Some(record) = record else {
+        return Err(ApiError::not_found("not-found", format!("`{table}` has no row `{id}`")));
+    };
+    Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "record": record})))
 }
 
 /// `POST .../modules/{m}/sequences` `{table, field}`: allocates the next value.
