@@ -41,20 +41,7 @@ async fn rows(
     filter: Option<Filter>,
 ) -> Result<Vec<Row>, ApiError> {
     let Some(t) = handle.schema.resolve_table(table).cloned() else { return Ok(Vec::new()) };
-    let request = PageRequest {
-        filter,
-        sort: None,
-        fields: None,
-        limit: state.max_page,
-        after: None,
-        created_after: None,
-        updated_after: None,
-        descending: false,
-        lang: ("ar".into(), "ar".into()),
-        caller: caller.clone(),
-        stored_ok: false,
-    };
-    let page = table_page(handle, &t, request).await?;
+    let page = table_page(handle, &t, PageRequest::rendered(filter, state.max_page, caller.clone())).await?;
     Ok(match page.rows {
         PageRows::Rendered(rows) => rows,
         PageRows::Stored { array, .. } => serde_json::from_str(&array).unwrap_or_default(),

@@ -386,20 +386,7 @@ pub async fn get_one(
         op: mishkah_core::query::Op::Eq,
         right: mishkah_core::query::Operand::Value(Value::String(id.clone())),
     };
-    let request = PageRequest {
-        filter: Some(filter),
-        sort: None,
-        fields: None,
-        limit: 1,
-        after: None,
-        created_after: None,
-        updated_after: None,
-        descending: false,
-        lang: ("ar".into(), "ar".into()),
-        caller,
-        stored_ok: false,
-    };
-    let page = table_page(&handle, &t, request).await?;
+    let page = table_page(&handle, &t, PageRequest::rendered(Some(filter), 1, caller)).await?;
     let record = match page.rows {
         crate::views::page::PageRows::Rendered(mut rows) => rows.pop().map(Value::Object),
         crate::views::page::PageRows::Stored { array, .. } => {

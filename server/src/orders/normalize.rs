@@ -249,14 +249,7 @@ pub fn normalize(order: &Obj, id: &str, now_ms: i64) -> Result<Normalized, Order
                 "paymentState".into(),
                 json!(text(first(l, &["paymentState", "payment_state"])).unwrap_or_else(|| payment_state.clone())),
             );
-            log.insert(
-                "actorId".into(),
-                json!(text(first(l, &["actorId", "actor_id"])).unwrap_or_else(|| actor.clone())),
-            );
-            log.insert("source".into(), first(l, &["source", "channel", "origin"]).cloned().unwrap_or(json!("pos")));
-            log.insert("reason".into(), first(l, &["reason", "note"]).cloned().unwrap_or(Value::Null));
-            log.insert("metadata".into(), first(l, &["metadata", "meta"]).cloned().unwrap_or_else(|| json!({})));
-            log.insert("changedAt".into(), json!(at));
+            log_tail(&mut log, l, &actor, at);
             log
         })
         .collect();
@@ -451,14 +444,7 @@ fn normalize_line(
                 json!(text(first(l, &["status_id", "statusId", "status"])).unwrap_or_else(|| status.clone())),
             );
             log.insert("stationId".into(), json!(station));
-            log.insert(
-                "actorId".into(),
-                json!(text(first(l, &["actorId", "actor_id"])).unwrap_or_else(|| actor.into())),
-            );
-            log.insert("source".into(), first(l, &["source", "channel", "origin"]).cloned().unwrap_or(json!("pos")));
-            log.insert("reason".into(), first(l, &["reason", "note"]).cloned().unwrap_or(Value::Null));
-            log.insert("metadata".into(), first(l, &["metadata", "meta"]).cloned().unwrap_or_else(|| json!({})));
-            log.insert("changedAt".into(), json!(at));
+            log_tail(&mut log, l, actor, at);
             log
         })
         .collect();
@@ -525,6 +511,15 @@ fn normalize_line(
     row.insert("metadata".into(), n.get("metadata").cloned().unwrap_or_else(|| json!({})));
     row.remove("version");
     (n, logs, row)
+}
+
+/// What every status log ends with: who, from where, why, and when.
+fn log_tail(log: &mut Obj, sent: &Obj, actor: &str, at: i64) {
+    log.insert("actorId".into(), json!(text(first(sent, &["actorId", "actor_id"])).unwrap_or_else(|| actor.into())));
+    log.insert("source".into(), first(sent, &["source", "channel", "origin"]).cloned().unwrap_or(json!("pos")));
+    log.insert("reason".into(), first(sent, &["reason", "note"]).cloned().unwrap_or(Value::Null));
+    log.insert("metadata".into(), first(sent, &["metadata", "meta"]).cloned().unwrap_or_else(|| json!({})));
+    log.insert("changedAt".into(), json!(at));
 }
 
 /// A status log as stored: the normalized entry, with the schema's `…Id` names filled.

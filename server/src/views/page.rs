@@ -94,6 +94,26 @@ pub struct PageRequest {
     pub stored_ok: bool,
 }
 
+impl PageRequest {
+    /// Up to `limit` rows that `filter` lets through, in stored order, rendered (never passed
+    /// through as stored documents): what a route that reshapes rows reads.
+    pub fn rendered(filter: Option<Filter>, limit: usize, caller: Caller) -> PageRequest {
+        PageRequest {
+            filter,
+            sort: None,
+            fields: None,
+            limit,
+            after: None,
+            created_after: None,
+            updated_after: None,
+            descending: false,
+            lang: ("ar".into(), "ar".into()),
+            caller,
+            stored_ok: false,
+        }
+    }
+}
+
 /// The rows of a page: rendered, or (when rendering would change nothing: no hidden field, no
 /// projection, no translation) the stored documents themselves, never parsed.
 #[derive(Debug)]
