@@ -99,6 +99,9 @@ pub(crate) struct Inner {
     pub(crate) attempt: u32,
     pub(crate) counter: u64,
     pub(crate) tab: String,
+    /// Sent in `client:hello`: the server keeps this client's mutation ids apart from other
+    /// anonymous clients'. Kept in IndexedDB with the outbox, so replays after a reload match.
+    pub(crate) client: String,
     pub(crate) unsaved: Vec<(String, RecordKey, Option<Row>)>,
     pub(crate) replace_saved: bool,
     pub(crate) save_scheduled: bool,

@@ -140,6 +140,24 @@ impl Persist {
         self.put_meta("access", access).await
     }
 
+    /// This database's client id: the one stored, else `fresh`, stored now. Read and written in
+    /// one transaction, so tabs opening together agree on one id (the server recognises a replay
+    /// of the outbox only under the id it was first sent with).
+    pub async fn client_id(&self, fresh: &str) -> Result<String, JsValue> {
+        let tx = self.db.transaction(&[META], TransactionMode::ReadWrite).map_err(js_err)?;
+        let meta = tx.store(META).map_err(js_err)?;
+        let stored = meta.get("client".into()).await.map_err(js_err)?.and_then(|v| v.as_string());
+        let id = match stored {
+            Some(id) => id,
+            None => {
+                meta.put(&JsValue::from_str(fresh), Some(&"client".into())).await.map_err(js_err)?;
+                fresh.to_owned()
+            }
+        };
+        tx.done().await.map_err(js_err)?;
+        Ok(id)
+    }
+
     async fn put_meta(&self, key: &str, value: &Value) -> Result<(), JsValue> {
         let tx = self.db.transaction(&[META], TransactionMode::ReadWrite).map_err(js_err)?;
         tx.store(META).map_err(js_err)?.put(&to_js(value), Some(&key.into())).await.map_err(js_err)?;

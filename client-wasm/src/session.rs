@@ -388,7 +388,7 @@ pub(crate) fn on_opened(shared: &Shared) {
         inner.attempt = 0;
         if inner.opts.subscriptions_only() {
             let role = inner.opts.role.clone().unwrap_or_else(|| "client".into());
-            let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": role, "sync": "subscriptions"});
+            let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": role, "sync": "subscriptions", "clientId": inner.client});
             if let Some(t) = &inner.opts.token {
                 hello["token"] = json!(t);
             }
@@ -405,7 +405,7 @@ pub(crate) fn on_opened(shared: &Shared) {
     }
     let inner = &mut *shared.borrow_mut();
     // Compact frames: each change once, several per frame under load.
-    let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true, "frames": "compact"});
+    let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true, "frames": "compact", "clientId": inner.client});
     if let Some(t) = &inner.opts.token {
         hello["token"] = json!(t);
     }

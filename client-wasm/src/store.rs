@@ -87,6 +87,7 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
     });
     let db_name = opts.db_name.clone().unwrap_or_else(|| format!("mishkah:{}:{}", opts.branch_id, opts.module_id));
     let tab = format!("{:x}", (js_sys::Math::random() * 1e12) as u64);
+    let client = format!("{:x}{:x}", (js_sys::Math::random() * 1e15) as u64, (js_sys::Math::random() * 1e15) as u64);
     let mut state = ClientState::default();
     state.branch = Some(opts.branch_id.clone());
     if opts.subscriptions_only() {
@@ -111,6 +112,7 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         attempt: 0,
         counter: 0,
         tab,
+        client,
         unsaved: Vec::new(),
         replace_saved: false,
         save_scheduled: false,
@@ -286,6 +288,9 @@ impl Store {
             }
             if use_idb && shared.borrow().persist.is_none() {
                 let persist = Rc::new(Persist::open(&db_name).await?);
+                let fresh = shared.borrow().client.clone();
+                let client = persist.client_id(&fresh).await?;
+                shared.borrow_mut().client = client;
                 let loaded = persist.load().await?;
                 let changed = {
                     let mut inner = shared.borrow_mut();

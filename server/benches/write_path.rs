@@ -16,8 +16,8 @@ use mishkah_server::hub::Hub;
 use mishkah_server::metrics::Metrics;
 use serde_json::{json, Value};
 
-fn anyone() -> Arc<mishkah_core::rules::Principal> {
-    Arc::new(mishkah_core::rules::Principal::anonymous())
+fn anyone() -> mishkah_server::engine::Sender {
+    mishkah_server::engine::Sender::new(Arc::new(mishkah_core::rules::Principal::anonymous()), None, None)
 }
 
 #[global_allocator]

@@ -18,12 +18,29 @@ pub struct Caller {
     pub who: Arc<Principal>,
     /// `rest` or `ws`: `@request.source`.
     pub source: &'static str,
+    /// The client id it gave (`Mishkah-Client` header, `client:hello {clientId}`).
+    pub client: Option<Arc<str>>,
+    /// Its network address.
+    pub address: Option<std::net::IpAddr>,
 }
 
 impl Caller {
     /// A caller.
     pub fn new(who: Arc<Principal>, source: &'static str) -> Caller {
-        Caller { who, source }
+        Caller { who, source, client: None, address: None }
+    }
+
+    /// Takes the client id it gave, if it is one (1 to 128 visible ASCII characters); anything
+    /// else is ignored, and the caller stays known by its address.
+    pub fn set_client(&mut self, given: &str) {
+        if (1..=128).contains(&given.len()) && given.bytes().all(|b| b.is_ascii_graphic()) {
+            self.client = Some(Arc::from(given));
+        }
+    }
+
+    /// This caller as the writer sees it: who, and where its mutation ids are unique.
+    pub fn sender(&self) -> crate::engine::Sender {
+        crate::engine::Sender::new(self.who.clone(), self.client.as_deref(), self.address)
     }
 
     /// The rows of `table` this caller may read by `action`.

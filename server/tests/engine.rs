@@ -11,8 +11,8 @@ use mishkah_server::hub::Hub;
 use mishkah_server::metrics::Metrics;
 use serde_json::{json, Value};
 
-fn anyone() -> Arc<mishkah_core::rules::Principal> {
-    Arc::new(mishkah_core::rules::Principal::anonymous())
+fn anyone() -> mishkah_server::engine::Sender {
+    mishkah_server::engine::Sender::new(Arc::new(mishkah_core::rules::Principal::anonymous()), None, None)
 }
 
 async fn engine() -> (tempfile::TempDir, Arc<Engine>) {
@@ -45,8 +45,8 @@ async fn engine_in(
 async fn every_committed_write_is_published_once_after_commit_and_failures_never() {
     let (_dir, engine) = engine().await;
     let handle = engine.module("demo", "pos").await.unwrap();
-    let mut sub = engine.hub().subscribe("demo", anyone(), false);
-    let mut other = engine.hub().subscribe("elsewhere", anyone(), false);
+    let mut sub = engine.hub().subscribe("demo", anyone().who, false);
+    let mut other = engine.hub().subscribe("elsewhere", anyone().who, false);
 
     let ok = |id: &str| Mutation::new("dining_tables", Action::Insert, json!({"id": id, "name": "n", "seats": 2}));
     let c1 = handle.write(ok("T-a"), "test", Value::Null, anyone()).await.unwrap();
@@ -153,7 +153,7 @@ async fn a_write_refused_by_a_unique_index_fails_alone_and_burns_no_number() {
         record.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         Mutation::new("order_header", Action::Insert, record)
     };
-    let mut mine = engine.hub().subscribe("demo", anyone(), false);
+    let mut mine = engine.hub().subscribe("demo", anyone().who, false);
     let first = handle.write(order(json!({})), "test", Value::Null, anyone()).await.unwrap();
     let taken = first.event.change.row.as_ref().unwrap()["invoiceSequence"].clone();
 

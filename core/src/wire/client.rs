@@ -130,6 +130,11 @@ pub struct ClientHello {
     /// [`super::CompactChange`]s instead of the original's `server:event` frames.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frames: Option<String>,
+    /// **(ext)** A stable id of this client (the browser store keeps one with its outbox): an
+    /// anonymous client's mutation ids are unique within it, so a replay from a later connection
+    /// is still recognised.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
 }
 
 impl ClientHello {

@@ -11,6 +11,7 @@ pub mod plan;
 mod readers;
 mod registry;
 pub mod seed;
+mod sender;
 mod writer;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use mishkah_core::sync::ChangeEvent;
 use serde_json::{Map, Value};
 
 pub use registry::{Engine, EngineConfig, EngineError, ModuleHandle};
+pub use sender::Sender;
 pub use writer::{key_values as key_record, Job, Reply, WriteJob};
 
 use crate::storage::StorageError;
@@ -52,6 +54,9 @@ pub enum WriteError {
     /// The security rules refuse it (`forbidden`, `read-only-field`).
     #[error(transparent)]
     Denied(#[from] mishkah_core::rules::Denied),
+    /// The sender already used this mutation id for another write.
+    #[error("mutation id `{0}` was already used for another write")]
+    MutationIdReused(String),
     /// A plan refused to write (an empty order, a duplicate save...): its code and why.
     #[error("{message}")]
     Refused { code: &'static str, message: String },
@@ -68,6 +73,7 @@ impl WriteError {
             WriteError::Unavailable => "unavailable",
             WriteError::Denied(e) => e.code(),
             WriteError::Refused { code, .. } => code,
+            WriteError::MutationIdReused(_) => "mutation-id-reused",
         }
     }
 }

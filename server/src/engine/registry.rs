@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::seed;
+use super::sender::Sender;
 use super::writer::{self, Job, WriteJob, WriterContext};
 use super::{Committed, WriteError, WriteOutcome};
 use crate::datadir::{validate_branch_id, DataDir, DataDirError};
@@ -111,19 +112,13 @@ impl ModuleHandle {
     }
 
     /// Writes one mutation and waits for its outcome (committed, published).
-    pub async fn write(
-        &self,
-        mutation: Mutation,
-        source: &'static str,
-        meta: Value,
-        who: Arc<Principal>,
-    ) -> WriteOutcome {
+    pub async fn write(&self, mutation: Mutation, source: &'static str, meta: Value, sender: Sender) -> WriteOutcome {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
         let strictness = Strictness::Strict;
-        self.submit(Job::Write(WriteJob { mutation, source, meta, strictness, who, reply })).await?;
+        self.submit(Job::Write(WriteJob { mutation, source, meta, strictness, sender, reply })).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -133,13 +128,13 @@ impl ModuleHandle {
         mutations: Vec<Mutation>,
         source: &'static str,
         meta: Value,
-        who: Arc<Principal>,
+        sender: Sender,
     ) -> Result<Vec<Committed>, WriteError> {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, who, reply }).await?;
+        self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, sender, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -149,30 +144,30 @@ impl ModuleHandle {
         plan: super::plan::Planner,
         source: &'static str,
         meta: Value,
-        who: Arc<Principal>,
+        sender: Sender,
     ) -> Result<Vec<Committed>, WriteError> {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Planned { plan, source, meta, who, reply }).await?;
+        self.submit(Job::Planned { plan, source, meta, sender, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
     /// Writes imported rows (restore, reset, a legacy topic's state) atomically: missing
-    /// required fields are tolerated; the rules are `who`'s.
+    /// required fields are tolerated; the rules are `sender`'s.
     pub async fn import_atomic(
         &self,
         mutations: Vec<Mutation>,
         source: &'static str,
-        who: Arc<Principal>,
+        sender: Sender,
     ) -> Result<Vec<Committed>, WriteError> {
         let (tx, rx) = oneshot::channel();
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
         let (meta, strictness) = (Value::Null, Strictness::Import);
-        self.submit(Job::Atomic { mutations, source, meta, strictness, who, reply }).await?;
+        self.submit(Job::Atomic { mutations, source, meta, strictness, sender, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -412,7 +407,7 @@ impl Engine {
             tracing::info!(%branch, %module, "seed: {note}");
         }
         let total = plan.mutations.len();
-        let system = Arc::new(Principal::system());
+        let system = Sender::system();
         let mut waits = Vec::with_capacity(total);
         for mutation in std::mem::take(&mut plan.mutations) {
             let (tx, rx) = oneshot::channel();
@@ -424,7 +419,7 @@ impl Engine {
                 source: "seed",
                 meta: Value::Null,
                 strictness: Strictness::Import,
-                who: system.clone(),
+                sender: system.clone(),
                 reply,
             };
             if handle.submit(Job::Write(job)).await.is_err() {

@@ -12,10 +12,11 @@ use mishkah_core::{apply, Action, Mutation, RecordKey, Schema, Timestamp, Versio
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::sender::Sender;
 use super::{Committed, WriteError, WriteOutcome};
 use crate::hub::Published;
 use crate::metrics::Metrics;
-use crate::storage::{ModuleDb, NewEvent, WriteTxn};
+use crate::storage::{ModuleDb, MutationStamp, NewEvent, WriteTxn};
 
 /// Where a write's outcome goes. Called on the writer thread right after commit, in queue order,
 /// so a connection that forwards outcomes through an ordered channel sees its acks in order.
@@ -31,7 +32,7 @@ pub struct WriteJob {
     /// Client write or import.
     pub strictness: Strictness,
     /// Who writes: the rules are checked against the stored row, inside the transaction.
-    pub who: Arc<Principal>,
+    pub sender: Sender,
     /// Where the outcome goes.
     pub reply: Reply,
 }
@@ -48,7 +49,7 @@ pub enum Job {
         /// Client writes or an import (seed, restore).
         strictness: Strictness,
         /// Who writes.
-        who: Arc<Principal>,
+        sender: Sender,
         /// Outcome per mutation, or the first failure.
         reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
     },
@@ -58,7 +59,7 @@ pub enum Job {
         plan: super::plan::Planner,
         source: &'static str,
         meta: Value,
-        who: Arc<Principal>,
+        sender: Sender,
         reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
     },
     /// Copies every row of `tables` into the history archive `archive`, then deletes them through
@@ -224,12 +225,12 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
         match job {
             Job::Write(job) => {
                 // No savepoint: `write_one` refuses before its first change or not at all (see there).
-                let how = How { source: job.source, meta: &job.meta, strictness: job.strictness, who: &job.who };
+                let how = How { source: job.source, meta: &job.meta, strictness: job.strictness, sender: &job.sender };
                 let outcome = write_one(txn, ctx, &job.mutation, &how, now);
                 done.push(Done::Write(job.reply, outcome, job.source, job.meta));
             }
-            Job::Atomic { mutations, source, meta, strictness, who, reply } => {
-                let how = How { source, meta: &meta, strictness, who: &who };
+            Job::Atomic { mutations, source, meta, strictness, sender, reply } => {
+                let how = How { source, meta: &meta, strictness, sender: &sender };
                 let outcome = in_savepoint(txn, |txn| {
                     let mut out = Vec::with_capacity(mutations.len());
                     for (index, m) in mutations.iter().enumerate() {
@@ -244,8 +245,8 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
                 });
                 done.push(Done::Atomic(reply, outcome, source, meta));
             }
-            Job::Planned { plan, source, meta, who, reply } => {
-                let how = How { source, meta: &meta, strictness: Strictness::Strict, who: &who };
+            Job::Planned { plan, source, meta, sender, reply } => {
+                let how = How { source, meta: &meta, strictness: Strictness::Strict, sender: &sender };
                 let outcome = in_savepoint(txn, |txn| {
                     let now_iso = now.to_iso();
                     let mutations = plan(&mut super::plan::PlanReads {
@@ -415,7 +416,7 @@ struct How<'a> {
     source: &'static str,
     meta: &'a Value,
     strictness: Strictness,
-    who: &'a Principal,
+    sender: &'a Sender,
 }
 
 /// The one write: dedup, sequences, core apply against the stored row, the rules, store, log.
@@ -433,13 +434,21 @@ fn write_one(
     how: &How<'_>,
     now: Timestamp,
 ) -> Result<Committed, WriteError> {
-    let How { source, meta, strictness, who } = *how;
+    let How { source, meta, strictness, sender } = *how;
+    let who = &*sender.who;
     let sent = &mutation.record;
     let table =
         ctx.schema.resolve_table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
     let table_as_sent = (table.name != mutation.table).then(|| Arc::<str>::from(mutation.table.as_str()));
-    if let Some(id) = &mutation.mutation_id {
-        if let Some(event) = txn.committed_event(id)? {
+    let digest = mutation.mutation_id.as_ref().map(|_| super::sender::digest(mutation));
+    if let (Some(id), Some(digest)) = (&mutation.mutation_id, &digest) {
+        if let Some(replay) = txn.committed_event(sender.dedup_scope(), id)? {
+            // The first result answers a retry of the same write; another write under the same
+            // id was never made, and must not be acknowledged as if it were.
+            if replay.digest.as_deref() != Some(&digest[..]) {
+                return Err(WriteError::MutationIdReused(id.clone()));
+            }
+            let event = replay.event;
             let primary_key = key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
             return Ok(Committed {
                 event: Arc::new(event),
@@ -512,7 +521,11 @@ fn write_one(
         }
         txn.append_event(NewEvent {
             change,
-            mutation_id: mutation.mutation_id.as_deref(),
+            mutation: mutation.mutation_id.as_deref().zip(digest.as_ref()).map(|(id, digest)| MutationStamp {
+                scope: sender.dedup_scope(),
+                id,
+                digest,
+            }),
             source,
             meta,
             created_at: &now_iso,
@@ -578,14 +591,14 @@ fn purge(
     now: Timestamp,
 ) -> Result<Vec<Committed>, WriteError> {
     let now_iso = now.to_iso();
-    let system = Principal::system();
+    let system = Sender::system();
     let mut out = Vec::new();
     for name in tables {
         let table = ctx.schema.table(name).ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
         for (key, row) in txn.all_rows(table)? {
             txn.archive_row(archive, table, &key, &row, &now_iso)?;
             let delete = Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
-            let how = How { source: "purge", meta: &Value::Null, strictness: Strictness::Import, who: &system };
+            let how = How { source: "purge", meta: &Value::Null, strictness: Strictness::Import, sender: &system };
             out.push(write_one(txn, ctx, &delete, &how, now)?);
         }
     }

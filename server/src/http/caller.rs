@@ -21,7 +21,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller, ApiError> {
         let who = parts.extensions.get::<Identity>().map_or_else(Principal::anonymous, Identity::principal);
-        let caller = Caller::new(Arc::new(who), "rest");
+        let mut caller = Caller::new(Arc::new(who), "rest");
+        if let Some(client) = parts.headers.get("mishkah-client").and_then(|v| v.to_str().ok()) {
+            caller.set_client(client);
+        }
+        caller.address = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
         if let Ok(params) = RawPathParams::from_request_parts(parts, state).await {
             if let Some((_, branch)) = params.iter().find(|(name, _)| *name == "branch") {
                 require_branch(&caller, branch)?;

@@ -99,7 +99,7 @@ pub async fn batch(
         m.mutation_id = e.get("mutationId").or_else(|| e.get("id")).and_then(Value::as_str).map(str::to_owned);
         mutations.push(m);
     }
-    let committed = handle.write_atomic(mutations, "rest", Value::Null, caller.who.clone()).await?;
+    let committed = handle.write_atomic(mutations, "rest", Value::Null, caller.sender()).await?;
     let sequences: Vec<Value> = committed
         .iter()
         .map(|c| json!({"id": c.event.event_id, "sequence": c.event.sequence, "table": c.event.change.table, "createdAt": c.event.created_at}))

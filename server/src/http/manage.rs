@@ -42,7 +42,7 @@ pub async fn reset(
         let plan = seed::plan(&handle.schema, &doc);
         let mutations: Vec<_> =
             plan.mutations.into_iter().filter(|m| handle.schema.table(&m.table).is_some()).collect();
-        seeded = handle.import_atomic(mutations, "seed", caller.who.clone()).await?.len();
+        seeded = handle.import_atomic(mutations, "seed", caller.sender()).await?.len();
     }
     Ok(Json(
         json!({"status": "reset", "branchId": branch, "moduleId": module, "archive": archive, "purged": purged.len(), "seeded": seeded}),
@@ -146,7 +146,7 @@ pub async fn restore(
             _ => mutations.push(Mutation::new(&table, Action::Insert, Value::Object(row))),
         }
     }
-    let restored = handle.import_atomic(mutations, "restore", caller.who.clone()).await?;
+    let restored = handle.import_atomic(mutations, "restore", caller.sender()).await?;
     Ok(Json(
         json!({"status": "restored", "branchId": req.branch_id, "moduleId": req.module_id, "archive": req.archive, "restored": restored.len(), "skipped": skipped}),
     ))

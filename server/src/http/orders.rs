@@ -282,7 +282,7 @@ pub async fn save(
     let now = crate::clock::now();
     let (plan, normalized) = orders::save(order, now.0);
     let meta = json!({"source": orders::SOURCE});
-    match handle.write_planned(plan, orders::SOURCE, meta, caller.who.clone()).await {
+    match handle.write_planned(plan, orders::SOURCE, meta, caller.sender()).await {
         Ok(_) => {}
         Err(WriteError::Mutation(mishkah_core::mutation::MutationError::Conflict(c))) => {
             return Err(ApiError::new(StatusCode::CONFLICT, "order-version-conflict", c.to_string())

@@ -213,7 +213,7 @@ async fn write(
         mutation_id: mutation_id(headers, request.mutation_id),
     };
     let meta = request.meta.unwrap_or(Value::Null);
-    let committed = handle.write(mutation, "rest", meta.clone(), caller.who.clone()).await?;
+    let committed = handle.write(mutation, "rest", meta.clone(), caller.sender()).await?;
     let (ack, notice) = commit_body(state, handle, caller, &committed, meta);
     Ok((committed, ack, notice))
 }

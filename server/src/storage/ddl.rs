@@ -67,20 +67,25 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
              created_at TEXT NOT NULL,
              source TEXT NOT NULL,
              meta TEXT,
-             actor TEXT);
+             actor TEXT,
+             mutation_digest BLOB);
          CREATE TABLE IF NOT EXISTS mishkah_counters (counter_key TEXT PRIMARY KEY, last INTEGER NOT NULL, updated_at TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_tables (name TEXT PRIMARY KEY, sql_name TEXT NOT NULL, columns TEXT NOT NULL, adhoc INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_archive (
              archive TEXT NOT NULL, tbl TEXT NOT NULL, record_key TEXT NOT NULL, doc TEXT NOT NULL, archived_at TEXT NOT NULL,
              PRIMARY KEY (archive, tbl, record_key));",
     )?;
-    // Logs from before events recorded who wrote them gain the column (empty for old events).
-    let has_actor: bool =
-        conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('mishkah_events') WHERE name = 'actor'", [], |r| {
-            r.get(0)
-        })?;
-    if !has_actor {
-        conn.execute("ALTER TABLE mishkah_events ADD COLUMN actor TEXT", [])?;
+    // Logs from before events recorded who wrote them, or what a mutation id's write was, gain
+    // the columns (empty for old events).
+    for (column, ty) in [("actor", "TEXT"), ("mutation_digest", "BLOB")] {
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('mishkah_events') WHERE name = ?1",
+            [column],
+            |r| r.get(0),
+        )?;
+        if !has {
+            conn.execute(&format!("ALTER TABLE mishkah_events ADD COLUMN {column} {ty}"), [])?;
+        }
     }
     Ok(())
 }
@@ -207,7 +212,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_event_log_from_before_actors_gains_the_column_and_keeps_its_events() {
+    fn an_event_log_from_before_actors_and_digests_gains_the_columns_and_keeps_its_events() {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(
             "CREATE TABLE mishkah_events (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL, mutation_id TEXT UNIQUE,
@@ -218,8 +223,10 @@ mod tests {
         .unwrap();
         create_internal(&conn).unwrap();
         create_internal(&conn).unwrap();
-        let actor: Option<String> = conn.query_row("SELECT actor FROM mishkah_events", [], |r| r.get(0)).unwrap();
-        assert_eq!(actor, None);
+        let (actor, digest): (Option<String>, Option<Vec<u8>>) = conn
+            .query_row("SELECT actor, mutation_digest FROM mishkah_events", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
+        assert_eq!((actor, digest), (None, None));
     }
 
     #[test]

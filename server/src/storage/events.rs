@@ -8,7 +8,7 @@ use super::{parse_doc, StorageError};
 
 const EVENT_COLUMNS: &str = "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at";
 pub(super) const SELECT_EVENT_BY_MUTATION: &str =
-    "SELECT seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at FROM mishkah_events WHERE mutation_id = ?1";
+    "SELECT seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, mutation_digest FROM mishkah_events WHERE mutation_id = ?1";
 
 /// Maps a `mishkah_events` row (in `EVENT_COLUMNS` order) to an event. The outer `Result` is
 /// rusqlite's; the inner one reports a corrupt stored row.
@@ -29,7 +29,7 @@ pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Cha
     Ok(Ok(ChangeEvent {
         sequence: seq as u64,
         event_id: r.get(1)?,
-        mutation_id: r.get(2)?,
+        mutation_id: r.get::<_, Option<String>>(2)?.map(|stored| super::mutation_key::shown(&stored).to_owned()),
         created_at: r.get(8)?,
         change: Change {
             table: r.get(3)?,

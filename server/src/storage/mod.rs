@@ -14,6 +14,7 @@ mod ddl;
 mod events;
 pub mod filter_sql;
 mod module_db;
+mod mutation_key;
 mod search;
 mod txn;
 
@@ -21,7 +22,7 @@ pub use aggregate::{Group, Measure};
 pub use module_db::{
     checkpoint, Durability, ModuleDb, ModuleReader, OpenReport, PageQuery, StoredPage, Transaction, WalProgress,
 };
-pub use txn::{NewEvent, WriteTxn};
+pub use txn::{MutationStamp, NewEvent, Replay, WriteTxn};
 
 /// Parses a stored `mishkah_doc` (shared by the write transaction, the readers and the event
 /// log, which otherwise do not know each other).

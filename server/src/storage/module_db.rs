@@ -379,9 +379,10 @@ impl ModuleReader {
         Ok(out)
     }
 
-    /// Whether any committed mutation id starts with `prefix` (a legacy publish's `trans_id:`).
-    pub fn has_mutation_prefix(&self, prefix: &str) -> Result<bool, StorageError> {
+    /// Whether any mutation id `scope` committed starts with `prefix` (a legacy publish's `trans_id:`).
+    pub fn has_mutation_prefix(&self, scope: &str, prefix: &str) -> Result<bool, StorageError> {
         // A range on the unique index: ids starting with `prefix` sort in [prefix, prefix + U+10FFFF).
+        let prefix = super::mutation_key::stored(scope, prefix);
         let upper = format!("{prefix}\u{10FFFF}");
         let found: Option<i64> = self
             .conn

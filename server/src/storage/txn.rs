@@ -16,8 +16,8 @@ use super::{parse_doc, StorageError};
 pub struct NewEvent<'a> {
     /// The change (moved into the event: it is not copied per write).
     pub change: Change,
-    /// The mutation id, for exactly-once replays.
-    pub mutation_id: Option<&'a str>,
+    /// The mutation id and who sent it, for exactly-once replays.
+    pub mutation: Option<MutationStamp<'a>>,
     /// `ws`, `rest`, `seed`, `restore`...
     pub source: &'a str,
     /// Client meta.
@@ -28,6 +28,25 @@ pub struct NewEvent<'a> {
     pub actor: Option<&'a str>,
 }
 
+/// A mutation id as the log keeps it: unique per sender, with what the write was.
+#[derive(Debug, Clone, Copy)]
+pub struct MutationStamp<'a> {
+    /// Who sent it (an identity, a client, an address): ids are unique only within a scope.
+    pub scope: &'a str,
+    /// The id as sent.
+    pub id: &'a str,
+    /// A digest of the write as sent, so a replay can be told from another write under the same id.
+    pub digest: &'a [u8],
+}
+
+/// A mutation id already committed: its event, and the digest of the write it came from (none
+/// for events logged before digests were kept).
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub event: ChangeEvent,
+    pub digest: Option<Vec<u8>>,
+}
+
 /// Operations of one write inside the write transaction.
 pub trait WriteTxn {
     /// The stored row with this key.
@@ -36,8 +55,8 @@ pub trait WriteTxn {
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError>;
     /// Appends to the event log, assigning the next gap-free sequence number.
     fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError>;
-    /// The committed event of a mutation id, if it was already applied.
-    fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError>;
+    /// The committed event of `scope`'s mutation `id`, if it was already applied.
+    fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError>;
     /// The value a sequence counter would advance to, without advancing it.
     fn peek_counter(&mut self, counter_key: &str, rule: &SequenceRule) -> Result<i64, StorageError>;
     /// Sets a sequence counter's last value.
@@ -229,13 +248,13 @@ impl WriteTxn for SqliteTxn<'_> {
         let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
         self.conn
             .prepare_cached(
-                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?
             .execute(params![
                 sequence as i64,
                 event_id,
-                event.mutation_id,
+                event.mutation.map(|m| super::mutation_key::stored(m.scope, m.id)),
                 change.table,
                 action,
                 change.key.0,
@@ -244,22 +263,26 @@ impl WriteTxn for SqliteTxn<'_> {
                 event.created_at,
                 event.source,
                 meta,
-                event.actor
+                event.actor,
+                event.mutation.map(|m| m.digest)
             ])?;
         self.head = sequence;
         Ok(ChangeEvent {
             sequence,
             event_id,
-            mutation_id: event.mutation_id.map(str::to_owned),
+            mutation_id: event.mutation.map(|m| m.id.to_owned()),
             created_at: event.created_at.to_owned(),
             change: event.change,
         })
     }
 
-    fn committed_event(&mut self, mutation_id: &str) -> Result<Option<ChangeEvent>, StorageError> {
+    fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError> {
         let mut stmt = self.conn.prepare_cached(super::events::SELECT_EVENT_BY_MUTATION)?;
-        let found = stmt.query_row(params![mutation_id], row_to_event).optional()?;
-        found.transpose()
+        let key = super::mutation_key::stored(scope, id);
+        let found =
+            stmt.query_row(params![key], |r| Ok((row_to_event(r)?, r.get::<_, Option<Vec<u8>>>(9)?))).optional()?;
+        let Some((event, digest)) = found else { return Ok(None) };
+        Ok(Some(Replay { event: event?, digest }))
     }
 
     fn peek_counter(&mut self, counter_key: &str, rule: &SequenceRule) -> Result<i64, StorageError> {

@@ -41,9 +41,11 @@ impl Alarm {
     }
 }
 
-pub(super) fn caller_of(identity: Option<&crate::auth::Identity>) -> Caller {
+pub(super) fn caller_of(identity: Option<&crate::auth::Identity>, ip: std::net::IpAddr) -> Caller {
     let who = identity.map_or_else(mishkah_core::rules::Principal::anonymous, crate::auth::Identity::principal);
-    Caller::new(Arc::new(who), "ws")
+    let mut caller = Caller::new(Arc::new(who), "ws");
+    caller.address = Some(ip);
+    caller
 }
 
 impl Session {
@@ -71,7 +73,9 @@ impl Session {
 
     /// The session is `identity` from now on.
     pub(super) fn authenticated(&mut self, identity: crate::auth::Identity) {
-        self.caller = caller_of(Some(&identity));
+        let client = self.caller.client.take();
+        self.caller = caller_of(Some(&identity), self.ip);
+        self.caller.client = client;
         self.expires = expiry_of(Some(&identity));
         self.expired = false;
         self.identity = Some(identity);

@@ -74,7 +74,7 @@ pub fn run(
         lang: None,
         subscription: None,
         live: Default::default(),
-        caller: caller_of(identity.as_ref()),
+        caller: caller_of(identity.as_ref(), ip),
         expires: expiry_of(identity.as_ref()),
         expired: false,
         ip,
@@ -298,6 +298,9 @@ impl Session {
             }
         };
         self.branch = Some(hello.branch_id.clone());
+        if let Some(client) = hello.client_id.as_deref() {
+            self.caller.set_client(client);
+        }
         self.lang = hello.lang.clone().filter(|l| !l.is_empty());
         self.compact = hello.compact_frames();
         if hello.subscriptions_only() {
@@ -538,7 +541,8 @@ impl Session {
             Err(e) => return topic_error("invalid-topic", e.to_string()),
         };
         let prefix = format!("{trans}:");
-        match handle.read(move |r, _| r.has_mutation_prefix(&prefix)).await {
+        let scope = self.caller.sender().dedup_scope().to_owned();
+        match handle.read(move |r, _| r.has_mutation_prefix(&scope, &prefix)).await {
             // Already applied: acknowledge again, change nothing.
             Ok(true) => return vec![text(&ServerFrame::TopicAck { event: "publish".into(), topic: Some(p.topic) })],
             Ok(false) => {}
@@ -568,7 +572,7 @@ impl Session {
             Err(e) => return topic_error(e.code(), e.to_string()),
         };
         let mutations = super::topics::plan(&handle.schema, &current, &p.data, &trans);
-        match handle.import_atomic(mutations, "topic", self.caller.who.clone()).await {
+        match handle.import_atomic(mutations, "topic", self.caller.sender()).await {
             Ok(_) => vec![text(&ServerFrame::TopicAck { event: "publish".into(), topic: Some(p.topic) })],
             Err(e) => topic_error(e.code(), e.to_string()),
         }

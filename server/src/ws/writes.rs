@@ -91,8 +91,8 @@ impl Session {
                 meta: reply_meta,
             }));
         });
-        let who = self.caller.who.clone();
-        let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, who, reply });
+        let sender = self.caller.sender();
+        let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, sender, reply });
         if let Err(e) = handle.submit(job).await {
             return self.error(e.code(), &e.to_string(), Value::Null, p.request_id, p.mutation_id);
         }

@@ -1,0 +1,177 @@
+//! Attacks and operators' mistakes against the real binary (#24): each test is the attack script's
+//! equivalent, and each fails on a server without the defence it names.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const SECRET: &str = "hardening-test-secret-of-some-length";
+
+fn token(claims: Value) -> String {
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
+}
+
+/// Anyone signed in reads everything and writes orders; only admins write dining tables.
+fn rules() -> Value {
+    json!({"modules": {"pos": {"tables": {
+        "dining_tables": {"list": "", "view": "", "create": "@auth.role = \"admin\"", "update": "@auth.role = \"admin\"", "delete": null},
+        "*": {"list": "", "view": "", "create": "", "update": "", "delete": null}}}}})
+}
+
+async fn call(method: Method, url: &str, token: Option<&str>, client: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    if let Some(client) = client {
+        req = req.header("mishkah-client", client);
+    }
+    if !body.is_null() {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn stored(server: &TestServer, branch: &str, table: &str, id: &str, token: Option<&str>) -> Option<Value> {
+    let (status, body) =
+        call(Method::GET, &server.module_url(branch, &format!("/tables/{table}/{id}")), token, None, Value::Null).await;
+    (status == 200).then_some(body)
+}
+
+async fn head(server: &TestServer, branch: &str, token: Option<&str>) -> u64 {
+    let (_, body) =
+        call(Method::GET, &server.module_url(branch, "/events?after=0&limit=1"), token, None, Value::Null).await;
+    body["lastSequence"].as_u64().unwrap_or_else(|| panic!("no head in {body}"))
+}
+
+fn publish(table: &str, record: Value, mutation_id: &str) -> Value {
+    json!({"type": "client:publish", "moduleId": "pos", "table": table, "action": "insert", "record": record,
+           "requestId": mutation_id, "mutationId": mutation_id, "includeRecord": true})
+}
+
+async fn reply_to(ws: &mut WsClient, mutation_id: &str) -> Value {
+    ws.recv_where("an ack or error", |f| {
+        matches!(f["type"].as_str(), Some("server:ack" | "server:error")) && f["mutationId"] == mutation_id
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_mutation_id_is_one_senders_and_a_reused_one_is_refused_never_acknowledged() {
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    write_json(&data.path().join("security/rules.json"), &rules());
+    let server = TestServer::start_with(data.path(), &["--auth", "required", "--jwt-secret", SECRET]).await;
+    let admin = token(json!({"sub": "boss", "role": "admin"}));
+    let alice = token(json!({"sub": "alice", "role": "cashier"}));
+    let bob = token(json!({"sub": "bob", "role": "cashier"}));
+    let orders = server.module_url(b, "/tables/order_header");
+    let insert = |id: &str| json!({"record": order_header(Some(id)), "mutationId": "m1"});
+
+    // Two identities that pick the same id each get their own write.
+    let (status, first) = call(Method::POST, &orders, Some(&alice), None, insert("ORD-A")).await;
+    assert_eq!(status, 201, "{first}");
+    let (status, body) = call(Method::POST, &orders, Some(&bob), None, insert("ORD-B")).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(stored(&server, b, "order_header", "ORD-B", Some(&admin)).await.is_some(), "bob's order vanished");
+
+    // The same sender retrying the same write gets its first result, and nothing is written twice.
+    let before = head(&server, b, Some(&admin)).await;
+    let (status, again) = call(Method::POST, &orders, Some(&alice), None, insert("ORD-A")).await;
+    assert!(status == 201 || status == 200, "{again}");
+    assert_eq!(again["ack"]["sequence"], first["ack"]["sequence"], "{again}");
+    assert_eq!(head(&server, b, Some(&admin)).await, before);
+
+    // The same sender, the same id, another write: refused, and not stored.
+    let (status, body) = call(Method::POST, &orders, Some(&alice), None, insert("ORD-C")).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("mutation-id-reused")), "{body}");
+    assert!(stored(&server, b, "order_header", "ORD-C", Some(&admin)).await.is_none());
+    assert_eq!(head(&server, b, Some(&admin)).await, before);
+
+    // A cashier replaying an admin's id for a write its rules forbid is refused (the row exists,
+    // which the cashier may read; the write is not its to make), never acknowledged.
+    let tables = server.module_url(b, "/tables/dining_tables");
+    let table = json!({"record": dining_table("T-ADM", "admin's"), "mutationId": "adm-1"});
+    let (status, body) = call(Method::POST, &tables, Some(&admin), None, table.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(Method::POST, &tables, Some(&alice), None, table).await;
+    assert!(matches!(status, 403 | 409) && body["ack"].is_null(), "{status} {body}");
+    let other = json!({"record": dining_table("T-NEW", "not allowed"), "mutationId": "adm-1"});
+    let (status, body) = call(Method::POST, &tables, Some(&alice), None, other).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")), "{body}");
+
+    // Over the WebSocket alike: bob's own "m1" is a new write there, acknowledged and stored.
+    let mut ws = WsClient::connect(&format!("{}?token={bob}", server.ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": b})).await;
+    ws.recv_type("server:snapshot").await;
+    ws.send(publish("order_header", order_header(Some("ORD-WS")), "m1")).await;
+    let reply = reply_to(&mut ws, "m1").await;
+    assert_eq!(reply["type"], "server:error", "bob's m1 was the REST order, not this one: {reply}");
+    assert_eq!(reply["code"], "mutation-id-reused", "{reply}");
+    ws.send(publish("order_header", order_header(Some("ORD-WS")), "m2")).await;
+    let reply = reply_to(&mut ws, "m2").await;
+    assert_eq!(reply["type"], "server:ack", "{reply}");
+    assert!(stored(&server, b, "order_header", "ORD-WS", Some(&admin)).await.is_some());
+}
+
+#[tokio::test]
+async fn anonymous_clients_are_told_apart_by_their_client_id_and_a_replay_from_a_new_connection_is_recognised() {
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let server = TestServer::start(data.path()).await;
+    let hello = |client: &str| json!({"type": "client:hello", "branchId": b, "clientId": client});
+
+    let mut one = WsClient::connect(&server.ws_url()).await;
+    one.send(hello("till-1")).await;
+    one.recv_type("server:snapshot").await;
+    let mut two = WsClient::connect(&server.ws_url()).await;
+    two.send(hello("till-2")).await;
+    two.recv_type("server:snapshot").await;
+
+    one.send(publish("dining_tables", dining_table("T-1", "one"), "m1")).await;
+    let first = reply_to(&mut one, "m1").await;
+    assert_eq!(first["type"], "server:ack", "{first}");
+    two.send(publish("dining_tables", dining_table("T-2", "two"), "m1")).await;
+    let reply = reply_to(&mut two, "m1").await;
+    assert_eq!(reply["type"], "server:ack", "{reply}");
+    assert!(stored(&server, b, "dining_tables", "T-2", None).await.is_some(), "till 2's write vanished after its ack");
+
+    // Till 1 reconnects and replays its outbox: the first result again, nothing written twice.
+    drop(one);
+    let before = head(&server, b, None).await;
+    let mut again = WsClient::connect(&server.ws_url()).await;
+    again.send(hello("till-1")).await;
+    again.recv_type("server:snapshot").await;
+    again.send(publish("dining_tables", dining_table("T-1", "one"), "m1")).await;
+    let replay = reply_to(&mut again, "m1").await;
+    assert_eq!(replay["type"], "server:ack", "{replay}");
+    assert_eq!(replay["sequence"], first["sequence"], "{replay}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(head(&server, b, None).await, before);
+
+    // Without a client id an anonymous caller is known by its address: another write under an id
+    // it used is refused.
+    let tables = server.module_url(b, "/tables/dining_tables");
+    let (status, _) =
+        call(Method::POST, &tables, None, None, json!({"record": dining_table("T-3", "x"), "mutationId": "r1"})).await;
+    assert_eq!(status, 201);
+    let (status, body) =
+        call(Method::POST, &tables, None, None, json!({"record": dining_table("T-4", "y"), "mutationId": "r1"})).await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("mutation-id-reused")), "{body}");
+    let (status, body) = call(
+        Method::POST,
+        &tables,
+        None,
+        Some("device-9"),
+        json!({"record": dining_table("T-4", "y"), "mutationId": "r1"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
