@@ -29,6 +29,10 @@ pub struct Metrics {
     commit_seconds: Histogram,
     batch_size: Histogram,
     tolerated: Family<Vec<(&'static str, String)>, Counter>,
+    /// Open branch modules (each holds a database, a writer thread and readers).
+    pub modules_open: Gauge,
+    /// 1 for each module that could not open (a corrupt database): it answers 503, the rest serve.
+    modules_unavailable: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
 impl Default for Metrics {
@@ -44,6 +48,14 @@ impl Default for Metrics {
         let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let tolerated = Family::<Vec<(&'static str, String)>, Counter>::default();
+        let modules_open = Gauge::default();
+        let modules_unavailable = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register("modules_open", "Open branch modules", modules_open.clone());
+        registry.register(
+            "module_unavailable",
+            "1 while a module cannot open (its routes answer 503; other modules serve)",
+            modules_unavailable.clone(),
+        );
         registry.register(
             "values_tolerated",
             "Values stored as sent though they break their field's type, length or enum (--validation lenient)",
@@ -74,6 +86,8 @@ impl Default for Metrics {
             commit_seconds,
             batch_size,
             tolerated,
+            modules_open,
+            modules_unavailable,
         }
     }
 }
@@ -89,6 +103,12 @@ impl Metrics {
     pub fn tolerated(&self, table: &str, field: &str, rule: &str) {
         let labels = vec![("table", table.to_owned()), ("field", field.to_owned()), ("rule", rule.to_owned())];
         self.tolerated.get_or_create(&labels).inc();
+    }
+
+    /// Marks a module unavailable (it could not open) or available again.
+    pub fn module_unavailable(&self, branch: &str, module: &str, unavailable: bool) {
+        let labels = vec![("branch", branch.to_owned()), ("module", module.to_owned())];
+        self.modules_unavailable.get_or_create(&labels).set(i64::from(unavailable));
     }
 
     /// The Prometheus text exposition.

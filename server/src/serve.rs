@@ -23,53 +23,8 @@ fn cors_origins(list: &[String]) -> anyhow::Result<Vec<axum::http::HeaderValue>>
     list.iter().map(|o| o.parse().with_context(|| format!("--cors-origins: `{o}` is not an origin"))).collect()
 }
 
-/// How long open connections get to finish after a shutdown signal.
-const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Runs until `shutdown` resolves, then drains the writers.
-pub async fn serve(
-    config: ServeConfig,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let mut data =
-        DataDir::load(&config.data).with_context(|| format!("cannot use data directory {}", config.data.display()))?;
-    if let Some(path) = &config.rules {
-        data.use_rules(path).with_context(|| format!("cannot use the rules file {}", path.display()))?;
-    }
-    if data.rules.is_open() {
-        if config.auth == AuthMode::Required {
-            tracing::warn!(
-                "no security rules (security/rules.json or --rules): every identity may read and write everything"
-            );
-        }
-    } else {
-        tracing::info!(rules = %data.rules_path().display(), "security rules loaded");
-    }
-    let server_id = format!("mishkah-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let metrics = Arc::new(Metrics::default());
-    let hub = Hub::new(server_id.clone(), metrics.clone());
-    let policy =
-        VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
-    let engine = Engine::start(
-        EngineConfig {
-            durability: config.durability,
-            policy,
-            max_db_pages: config.max_db_pages,
-            missing_fields: config.missing_fields,
-            values: config.validation,
-            ..EngineConfig::new(data)
-        },
-        hub,
-        metrics.clone(),
-    );
-
-    for (branch, module, error) in engine.open_configured().await {
-        if matches!(error.code(), "storage-error" | "destructive-migration" | "invalid-index" | "invalid-rules") {
-            anyhow::bail!("branch `{branch}` module `{module}`: {error}");
-        }
-        tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");
-    }
-
+/// The authenticator `config` asks for, or why it cannot be built (checked before anything opens).
+fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
     let mut auth = Authenticator::new(
         config.auth,
         config.jwt_secret.as_deref(),
@@ -101,6 +56,61 @@ pub async fn serve(
         ),
         AuthMode::Required => tracing::info!("auth required: every request and session needs a token or an API key"),
     }
+    Ok(auth)
+}
+
+/// How long open connections get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs until `shutdown` resolves, then drains the writers.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut data =
+        DataDir::load(&config.data).with_context(|| format!("cannot use data directory {}", config.data.display()))?;
+    let auth = authenticator(&config)?;
+    // Held until `serve` returns, after the writers have drained.
+    let _lock = crate::datadir::DirLock::acquire(&config.data)?;
+    if let Some(path) = &config.rules {
+        data.use_rules(path).with_context(|| format!("cannot use the rules file {}", path.display()))?;
+    }
+    if data.rules.is_open() {
+        if config.auth == AuthMode::Required {
+            tracing::warn!(
+                "no security rules (security/rules.json or --rules): every identity may read and write everything"
+            );
+        }
+    } else {
+        tracing::info!(rules = %data.rules_path().display(), "security rules loaded");
+    }
+    let server_id = format!("mishkah-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let metrics = Arc::new(Metrics::default());
+    let hub = Hub::new(server_id.clone(), metrics.clone());
+    let policy =
+        VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
+    let engine = Engine::start(
+        EngineConfig {
+            durability: config.durability,
+            policy,
+            max_db_pages: config.max_db_pages,
+            missing_fields: config.missing_fields,
+            values: config.validation,
+            ..EngineConfig::new(data)
+        },
+        hub,
+        metrics.clone(),
+    );
+
+    for (branch, module, error) in engine.open_configured().await {
+        // A configuration that would lose data or misread the rules stops the server; a module
+        // whose database cannot open is reported and answers 503 while the others serve.
+        if matches!(error.code(), "destructive-migration" | "invalid-index" | "invalid-rules") {
+            anyhow::bail!("branch `{branch}` module `{module}`: {error}");
+        }
+        tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");
+    }
+
     let static_dir =
         config.static_dir.clone().or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));
     let state = AppState {

@@ -1,5 +1,5 @@
-//! Data lifecycle through the real binary: schema migration (additive and refused), corrupt
-//! databases, log compaction and resync, purge / history / restore.
+//! Data lifecycle through the real binary: schema migration (additive and refused), unwritable
+//! databases (a corrupt one: `hardening.rs`), log compaction and resync, purge / history / restore.
 
 mod common;
 
@@ -68,21 +68,6 @@ async fn schema_changes_migrate_additively_and_destructive_ones_are_refused() {
     assert!(output.contains("destructive") && output.contains("floor"), "{output}");
 }
 
-#[tokio::test]
-async fn a_corrupt_database_stops_the_server_with_a_clear_error() {
-    let data = DataCopy::new();
-    let s = data.scenario.clone();
-    let mut server = TestServer::start(data.path()).await;
-    server.kill();
-    let db = data.path().join(format!("branches/{}/modules/pos/live/mishkah.sqlite3", s.branch));
-    for ext in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{ext}", db.display()));
-    }
-    std::fs::write(&db, b"this is not a database, it is a grocery list".repeat(200)).unwrap();
-    let output = refused_start(data.path());
-    assert!(output.contains("not a database"), "{output}");
-}
-
 /// A file this process cannot write: `chattr +i` when running as root (root ignores file modes),
 /// read-only mode otherwise. Undone on drop, so the temporary directory can be removed.
 struct Unwritable {
@@ -124,7 +109,7 @@ impl Drop for Unwritable {
 }
 
 #[tokio::test]
-async fn a_read_only_database_stops_the_server_with_a_clear_error_and_loses_nothing() {
+async fn a_read_only_database_is_unavailable_with_a_clear_error_and_loses_nothing() {
     let data = DataCopy::new();
     let s = data.scenario.clone();
     let mut server = TestServer::start(data.path()).await;
@@ -136,9 +121,13 @@ async fn a_read_only_database_stops_the_server_with_a_clear_error_and_loses_noth
     let before = std::fs::read(&db).unwrap();
     {
         let _locked = Unwritable::new(db.clone());
-        let output = refused_start(data.path());
-        assert!(output.contains("readonly"), "{output}");
-        assert_eq!(std::fs::read(&db).unwrap(), before, "the refused start changed nothing");
+        let mut server = TestServer::start(data.path()).await;
+        let (status, body) = common::get_status(&server.module_url(s.branch, "/tables/dining_tables")).await;
+        assert_eq!((status, body["error"].as_str()), (503, Some("module-unavailable")), "{body}");
+        let health = get_json(&server.url("/healthz")).await;
+        assert!(health["unavailable"][0]["reason"].as_str().is_some_and(|r| r.contains("readonly")), "{health}");
+        server.kill();
+        assert_eq!(std::fs::read(&db).unwrap(), before, "the failed open changed nothing");
     }
     // Writable again: everything acknowledged before is still there.
     let server = TestServer::start(data.path()).await;

@@ -59,7 +59,8 @@ impl Filter {
             Filter::And(parts) => json!({"and": parts.iter().map(Filter::to_json).collect::<Vec<_>>()}),
             Filter::Or(parts) => json!({"or": parts.iter().map(Filter::to_json).collect::<Vec<_>>()}),
             Filter::Not(inner) => json!({"not": inner.to_json()}),
-            Filter::Compare { left: left @ Operand::Value(_), op, right } => {
+            // A value on the left, or a field named like a combinator (`or`), cannot be a key.
+            Filter::Compare { left, op, right } if is_reserved_key(left) => {
                 json!({"$compare": [operand_json(left), json_name(*op), operand_json(right)]})
             }
             Filter::Compare { left, op, right } => {
@@ -71,6 +72,16 @@ impl Filter {
                 Value::Object(obj)
             }
         }
+    }
+}
+
+fn is_reserved_key(left: &Operand) -> bool {
+    match left {
+        Operand::Value(_) => true,
+        Operand::Field(_) => {
+            matches!(left.to_string().as_str(), "and" | "or" | "not" | "$and" | "$or" | "$not" | "$compare")
+        }
+        Operand::Var(_) => false,
     }
 }
 
@@ -186,6 +197,14 @@ mod tests {
         assert_eq!(from_string, from_json);
         assert_eq!(Filter::from_json(&from_string.to_json()).unwrap(), from_string);
         assert_eq!(Filter::parse(&from_string.to_string()).unwrap(), from_string);
+    }
+
+    #[test]
+    fn a_field_named_like_a_combinator_reads_back_as_that_field() {
+        for name in ["or", "and", "not"] {
+            let f = Filter::parse(&format!("!({name} = statusId)")).unwrap();
+            assert_eq!(Filter::from_json(&f.to_json()).unwrap(), f, "{}", f.to_json());
+        }
     }
 
     #[test]

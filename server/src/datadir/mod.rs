@@ -11,6 +11,7 @@
 
 mod branches;
 mod catalog;
+mod lock;
 mod modules;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use serde_json::Value;
 
 pub use branches::{validate_branch_id, BranchConfig};
 pub use catalog::{table_names, Catalog};
+pub use lock::{DirLock, LockError};
 pub use modules::ModuleDef;
 
 /// Why the data directory or part of it could not be used.

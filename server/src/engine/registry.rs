@@ -68,6 +68,9 @@ pub enum EngineError {
     /// The branch does not have this module.
     #[error("branch `{branch}` has no module `{module}`")]
     ModuleNotInBranch { branch: String, module: String },
+    /// The module's database could not open (corrupt, unreadable); the others serve.
+    #[error("branch `{branch}` module `{module}` is unavailable: {reason}")]
+    Unavailable { branch: String, module: String, reason: String },
 }
 
 impl EngineError {
@@ -83,6 +86,7 @@ impl EngineError {
             EngineError::Config(DataDirError::InvalidRules { .. }) => "invalid-rules",
             EngineError::Config(_) => "config-error",
             EngineError::Storage(e) => e.code(),
+            EngineError::Unavailable { .. } => "module-unavailable",
         }
     }
 }
@@ -278,7 +282,12 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
     writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Modules whose database failed to open, why, and when it was last tried.
+    unavailable: Mutex<HashMap<(String, String), (String, std::time::Instant)>>,
 }
+
+/// How long a module that failed to open answers `module-unavailable` before it is tried again.
+const RETRY_UNAVAILABLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Engine {
     /// Starts an engine publishing through `hub`. Must run inside a tokio runtime (it spawns the
@@ -295,6 +304,7 @@ impl Engine {
             metrics,
             hub,
             writers: Mutex::new(Vec::new()),
+            unavailable: Mutex::new(HashMap::new()),
         })
     }
 
@@ -339,9 +349,45 @@ impl Engine {
         if !self.modules_of(branch)?.iter().any(|m| m == module) {
             return Err(EngineError::ModuleNotInBranch { branch: branch.to_owned(), module: module.to_owned() });
         }
-        let handle = self.open(branch, module).await?;
-        modules.insert(key, handle.clone());
-        Ok(handle)
+        if let Some((reason, _)) = self.unavailable_lock().get(&key).filter(|(_, at)| at.elapsed() < RETRY_UNAVAILABLE)
+        {
+            return Err(EngineError::Unavailable { branch: key.0, module: key.1, reason: reason.clone() });
+        }
+        match self.open(branch, module).await {
+            Ok(handle) => {
+                if self.unavailable_lock().remove(&key).is_some() {
+                    self.metrics.module_unavailable(branch, module, false);
+                }
+                self.metrics.modules_open.inc();
+                modules.insert(key, handle.clone());
+                Ok(handle)
+            }
+            // A database that cannot open fails its own module alone (and is retried later,
+            // not on every request).
+            Err(EngineError::Storage(e)) if e.code() == "storage-error" => {
+                tracing::error!(%branch, %module, error = %e, "module unavailable: its database cannot open");
+                self.metrics.module_unavailable(branch, module, true);
+                let reason = e.to_string();
+                self.unavailable_lock().insert(key.clone(), (reason.clone(), std::time::Instant::now()));
+                Err(EngineError::Unavailable { branch: key.0, module: key.1, reason })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn unavailable_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (String, std::time::Instant)>> {
+        self.unavailable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The modules that could not open, with why: `(branch, module, reason)`.
+    pub fn unavailable(&self) -> Vec<(String, String, String)> {
+        let mut out: Vec<_> = self
+            .unavailable_lock()
+            .iter()
+            .map(|((b, m), (reason, _))| (b.clone(), m.clone(), reason.clone()))
+            .collect();
+        out.sort();
+        out
     }
 
     async fn open(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, EngineError> {
@@ -492,15 +538,9 @@ fn open_blocking(
     // The seed is planned before the tables exist: a unique index its own rows violate is created
     // as a plain one (the same on every start, as long as the seed is the same).
     let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
-    let seed = match data.seed_for(branch, module) {
-        Ok(seed) => seed,
-        // Seeded on an earlier start: a seed file broken since then changes nothing.
-        Err(e) if path.is_file() => {
-            tracing::warn!(%branch, %module, error = %e, "seed file unreadable; the module was seeded before");
-            None
-        }
-        Err(e) => return Err(e.into()),
-    };
+    // A module seeded on an earlier start starts from its database alone: its seed file may since
+    // have been changed, broken or deleted.
+    let seed = if ModuleDb::initialized(&path)? { None } else { data.seed_for(branch, module)? };
     let mut plan = seed.as_ref().map(|(doc, _)| seed::plan(&schema, doc));
     if let Some(plan) = &mut plan {
         plan.relaxed = seed::relax_unique(&mut schema, plan);

@@ -9,9 +9,17 @@ use serde_json::{json, Value};
 use crate::clock::now_iso;
 use crate::state::AppState;
 
-/// `GET /healthz`.
+/// `GET /healthz`: `ok`, or `degraded` with the modules that cannot serve (the rest do, so the
+/// answer stays 200 for a load balancer).
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"status": "ok", "serverId": state.server_id, "now": now_iso()}))
+    let unavailable: Vec<Value> = state
+        .engine
+        .unavailable()
+        .into_iter()
+        .map(|(branch, module, reason)| json!({"branchId": branch, "moduleId": module, "reason": reason}))
+        .collect();
+    let status = if unavailable.is_empty() { "ok" } else { "degraded" };
+    Json(json!({"status": status, "serverId": state.server_id, "now": now_iso(), "unavailable": unavailable}))
 }
 
 /// `GET /metrics` (Prometheus text).
@@ -25,7 +33,6 @@ pub async fn state(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "serverId": state.server_id,
         "now": now_iso(),
-        "dataDir": data.root().display().to_string(),
         "modules": data.modules.keys().collect::<Vec<_>>(),
         "branches": data.branches.branches.keys().collect::<Vec<_>>(),
     }))

@@ -138,15 +138,14 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         if field.primary_key && table.key_fields().len() == 1 {
             continue;
         }
+        let plain = format!("i_{sql_name}_{column}");
         if field.unique {
             let name = format!("u_{sql_name}_{column}");
-            conn.execute(
-                &format!("CREATE UNIQUE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"),
-                [],
-            )?;
+            if let Some(action) = unique_or_kept_plain(conn, &name, &plain, &sql_name, &column)? {
+                actions.push(format!("{}.{}: {action}", table.name, field.name));
+            }
         } else if field.indexed {
-            let name = format!("i_{sql_name}_{column}");
-            conn.execute(&format!("CREATE INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"), [])?;
+            conn.execute(&format!("CREATE INDEX IF NOT EXISTS \"{plain}\" ON \"{sql_name}\" (\"{column}\")"), [])?;
         }
     }
     for index in &table.indexes {
@@ -177,6 +176,29 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         }
     }
     Ok(actions)
+}
+
+/// Makes `column` unique, unless the stored rows already share values (an index a seed relaxed,
+/// and the seed file since removed or changed): then it stays a plain index, no row is lost, the
+/// database opens, and what was kept is reported.
+fn unique_or_kept_plain(
+    conn: &Connection,
+    unique: &str,
+    plain: &str,
+    sql_name: &str,
+    column: &str,
+) -> Result<Option<String>, StorageError> {
+    let create = |kind: &str, name: &str| {
+        conn.execute(&format!("CREATE {kind}INDEX IF NOT EXISTS \"{name}\" ON \"{sql_name}\" (\"{column}\")"), [])
+    };
+    match create("UNIQUE ", unique) {
+        Ok(_) => Ok(None),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            create("", plain)?;
+            Ok(Some("stored rows share values: kept a plain index instead of a unique one".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// A changed key or a changed field type would reinterpret stored data: refuse.

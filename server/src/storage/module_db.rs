@@ -102,6 +102,26 @@ impl ModuleDb {
         Ok((ModuleDb { conn, path: path.to_path_buf(), head, sql: SqlCache::new(), db_id }, report))
     }
 
+    /// Whether the database at `path` exists and was initialized (seeded) on an earlier start:
+    /// then it starts from itself alone, and no seed file is read.
+    pub fn initialized(path: &Path) -> Result<bool, StorageError> {
+        if !path.is_file() {
+            return Ok(false);
+        }
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let has_meta: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'mishkah_meta'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has_meta {
+            return Ok(false);
+        }
+        let created: Option<String> =
+            conn.query_row("SELECT value FROM mishkah_meta WHERE key = 'created_at'", [], |r| r.get(0)).optional()?;
+        Ok(created.is_some())
+    }
+
     /// Marks the database as initialized (after seeding), so a restart does not seed again.
     pub fn mark_initialized(&mut self, now: &str) -> Result<(), StorageError> {
         self.conn.execute("INSERT OR IGNORE INTO mishkah_meta (key, value) VALUES ('created_at', ?1)", params![now])?;
