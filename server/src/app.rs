@@ -106,8 +106,10 @@ async fn upgrade(State(state): State<AppState>, req: Request) -> Response {
     let (mut parts, _) = req.into_parts();
     let headers = parts.headers.clone();
     let query = parts.uri.query().map(str::to_owned);
+    // The socket stays counted against its caps for as long as the session runs.
+    let socket = parts.extensions.get::<crate::listener::SocketSlot>().cloned();
     match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        Ok(ws) => crate::ws::upgrade(ws, state, &headers, query.as_deref(), ip),
+        Ok(ws) => crate::ws::upgrade(ws, state, &headers, query.as_deref(), (ip, socket)),
         Err(rejection) => rejection.into_response(),
     }
 }

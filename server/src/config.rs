@@ -21,7 +21,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve a data directory over REST and WebSocket.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Print a token signed with the server's `--jwt-secret` (development and tests).
     Token(TokenArgs),
     /// The security rules.
@@ -172,6 +172,20 @@ pub struct ServeConfig {
     /// Open WebSocket connections per IP address (`0`: no cap).
     #[arg(long, env = "MISHKAH_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
+    /// Open sockets (HTTP and WebSocket) in all; more are closed at accept. `0`: as many as the
+    /// open-files limit allows (raised to its hard limit at startup) less room for databases.
+    #[arg(long, env = "MISHKAH_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Open sockets per IP address (`0`: no cap). Generous: a shop's devices share one address.
+    #[arg(long, env = "MISHKAH_MAX_SOCKETS_PER_IP", default_value_t = 512)]
+    pub max_sockets_per_ip: usize,
+    /// Seconds a client has to send a request's headers; also how long a kept-alive connection
+    /// may sit idle.
+    #[arg(long, env = "MISHKAH_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+    /// Seconds a request body may pause between two of its frames.
+    #[arg(long, env = "MISHKAH_BODY_TIMEOUT", default_value_t = 30)]
+    pub body_timeout: u64,
     /// Origins browsers may call the API from (comma-separated); `*` allows any (the default,
     /// as the original).
     #[arg(long, env = "MISHKAH_CORS_ORIGINS", value_delimiter = ',', default_value = "*")]

@@ -10,7 +10,7 @@
 //! - [`hub`]: fan-out of committed changes to every subscriber of a branch.
 //! - [`render`]: the one way rows leave the server (hidden fields, locked tables, translations).
 //! - [`auth`]: who a request is (JWTs); [`access`]: what the security rules let them read.
-//! - [`state`]: what every handler can reach; [`app`]: the router.
+//! - [`state`]: what every handler can reach; [`app`]: the router; [`listener`]: the accept loop.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod access;
@@ -24,6 +24,7 @@ pub mod http;
 pub mod hub;
 pub mod keys;
 pub mod limits;
+pub mod listener;
 pub mod metrics;
 pub mod orders;
 pub mod render;

@@ -1,6 +1,7 @@
 //! Limits on what one client may ask of the server: a token bucket per identity (per IP address
 //! when anonymous) on REST requests and WebSocket messages (`--rate-limit`, through `governor`),
-//! and a cap on open WebSocket connections per IP address (`--max-connections-per-ip`). Over a
+//! a cap on open WebSocket connections per IP address (`--max-connections-per-ip`), and the
+//! [`Gate`] the listener admits sockets through (`--max-connections`, `--max-sockets-per-ip`). Over a
 //! limit a request gets 429 with `Retry-After`, a message a `rate-limited` error frame with
 //! `retryAfterMs`; the connection stays usable.
 
@@ -26,33 +27,80 @@ pub enum Client {
 pub struct Limits {
     requests: Option<DefaultKeyedRateLimiter<Client>>,
     clock: DefaultClock,
-    max_connections_per_ip: usize,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    sessions: Gate,
 }
 
 impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limits")
             .field("rate_limited", &self.requests.is_some())
-            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("sessions", &self.sessions)
             .finish()
     }
 }
 
-/// An open connection counted against its address; uncounted when dropped.
+/// Counts what is open, per address and in all, against caps (`0`: no cap).
+#[derive(Debug, Clone)]
+pub struct Gate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug)]
+struct GateInner {
+    per_address: usize,
+    total: usize,
+    open: Mutex<Open>,
+}
+
+#[derive(Debug, Default)]
+struct Open {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+impl Gate {
+    pub fn new(total: usize, per_address: usize) -> Gate {
+        Gate { inner: Arc::new(GateInner { per_address, total, open: Mutex::new(Open::default()) }) }
+    }
+
+    fn open(&self) -> std::sync::MutexGuard<'_, Open> {
+        self.inner.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one more from `ip`; `None` when `ip`, or everyone, has the cap open already.
+    pub fn admit(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let mut open = self.open();
+        let (per_address, total) = (self.inner.per_address, self.inner.total);
+        let mine = open.by_address.get(&ip).copied().unwrap_or(0);
+        if (per_address > 0 && mine >= per_address) || (total > 0 && open.total >= total) {
+            return None;
+        }
+        open.total += 1;
+        open.by_address.insert(ip, mine + 1);
+        Some(ConnectionSlot { ip, gate: self.clone() })
+    }
+
+    /// How many are open.
+    pub fn open_count(&self) -> usize {
+        self.open().total
+    }
+}
+
+/// An open connection counted against its address and the total; uncounted when dropped.
 #[derive(Debug)]
 pub struct ConnectionSlot {
     ip: IpAddr,
-    open: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    gate: Gate,
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.ip) {
+        let mut open = self.gate.open();
+        open.total = open.total.saturating_sub(1);
+        if let Some(n) = open.by_address.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                open.remove(&self.ip);
+                open.by_address.remove(&self.ip);
             }
         }
     }
@@ -63,12 +111,7 @@ impl Limits {
     /// none); `max_connections_per_ip`: open WebSocket connections per address (`0`: no cap).
     pub fn new(per_second: u32, max_connections_per_ip: usize) -> Limits {
         let requests = NonZeroU32::new(per_second).map(|n| RateLimiter::keyed(Quota::per_second(n)));
-        Limits {
-            requests,
-            clock: DefaultClock::default(),
-            max_connections_per_ip,
-            open: Arc::new(Mutex::new(HashMap::new())),
-        }
+        Limits { requests, clock: DefaultClock::default(), sessions: Gate::new(0, max_connections_per_ip) }
     }
 
     /// No limits.
@@ -87,15 +130,9 @@ impl Limits {
         limiter.check_key(client).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Counts a new connection from `ip`; `None` when the address has its cap open already.
+    /// Counts a new WebSocket session from `ip`; `None` when the address has its cap open already.
     pub fn open_connection(&self, ip: IpAddr) -> Option<ConnectionSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(ip).or_insert(0);
-        if self.max_connections_per_ip > 0 && *n >= self.max_connections_per_ip {
-            return None;
-        }
-        *n += 1;
-        Some(ConnectionSlot { ip, open: self.open.clone() })
+        self.sessions.admit(ip)
     }
 
     /// Forgets buckets that are full again (run now and then, so idle clients cost nothing).
@@ -130,5 +167,20 @@ mod tests {
         assert!(limits.open_connection(ip).is_none(), "the cap");
         drop(first);
         assert!(limits.open_connection(ip).is_some(), "a closed connection frees its slot");
+    }
+
+    #[test]
+    fn a_gate_caps_each_address_and_everyone() {
+        let gate = Gate::new(3, 2);
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap(), "10.0.0.3".parse().unwrap());
+        let a1 = gate.admit(a).unwrap();
+        let _a2 = gate.admit(a).unwrap();
+        assert!(gate.admit(a).is_none(), "the address's cap");
+        let _b1 = gate.admit(b).unwrap();
+        assert!(gate.admit(c).is_none(), "the total");
+        assert_eq!(gate.open_count(), 3);
+        drop(a1);
+        assert!(gate.admit(c).is_some());
     }
 }

@@ -11,7 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let config = match cli.command {
-        Command::Serve(config) => config,
+        Command::Serve(config) => *config,
         Command::Token(args) => return token(args),
         Command::Rules(RulesCommand::Check { data, rules }) => return check_rules(&data, rules.as_deref()),
         Command::Keys(command) => return keys(command),

@@ -29,6 +29,8 @@ pub struct Metrics {
     commit_seconds: Histogram,
     batch_size: Histogram,
     tolerated: Family<Vec<(&'static str, String)>, Counter>,
+    /// Sockets closed at accept: their address, or the server, had its cap open.
+    pub refused_sockets: Counter,
     /// Open branch modules (each holds a database, a writer thread and readers).
     pub modules_open: Gauge,
     /// 1 for each module that could not open (a corrupt database): it answers 503, the rest serve.
@@ -49,6 +51,12 @@ impl Default for Metrics {
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let tolerated = Family::<Vec<(&'static str, String)>, Counter>::default();
         let modules_open = Gauge::default();
+        let refused_sockets = Counter::default();
+        registry.register(
+            "refused_sockets",
+            "Sockets closed at accept (--max-connections or --max-sockets-per-ip reached)",
+            refused_sockets.clone(),
+        );
         let modules_unavailable = Family::<Vec<(&'static str, String)>, Gauge>::default();
         registry.register("modules_open", "Open branch modules", modules_open.clone());
         registry.register(
@@ -88,6 +96,7 @@ impl Default for Metrics {
             tolerated,
             modules_open,
             modules_unavailable,
+            refused_sockets,
         }
     }
 }

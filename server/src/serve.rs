@@ -113,6 +113,7 @@ pub async fn serve(
 
     let static_dir =
         config.static_dir.clone().or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));
+    let metrics_for_listener = metrics.clone();
     let state = AppState {
         engine: engine.clone(),
         metrics,
@@ -134,30 +135,17 @@ pub async fn serve(
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, %server_id, data = %config.data.display(), "mishkah listening");
-    // Small frames (acks, events) must not wait for Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    // Graceful shutdown waits for open connections; WebSocket clients may never hang up, so after
-    // the signal they get a few seconds, then the server stops anyway (every acknowledged write is
-    // already committed; the writers drain below).
-    let signalled = Arc::new(tokio::sync::Notify::new());
-    let notify = signalled.clone();
-    let shutdown = async move {
-        shutdown.await;
-        notify.notify_one();
+    let sockets = crate::listener::SocketLimits {
+        gate: crate::limits::Gate::new(
+            crate::listener::socket_budget(config.max_connections),
+            config.max_sockets_per_ip,
+        ),
+        header_timeout: std::time::Duration::from_secs(config.header_timeout.max(1)),
+        body_timeout: std::time::Duration::from_secs(config.body_timeout.max(1)),
     };
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    tokio::select! {
-        result = server => result?,
-        () = async {
-            signalled.notified().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        } => tracing::info!("closing connections that did not finish within the grace period"),
-    }
+    // WebSocket clients may never hang up: after the signal they get a few seconds, then the
+    // server stops anyway (every acknowledged write is already committed; the writers drain below).
+    crate::listener::run(listener, router(state), sockets, metrics_for_listener, shutdown, SHUTDOWN_GRACE).await;
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -289,3 +289,98 @@ async fn a_corrupt_module_database_is_unavailable_alone_and_every_other_module_s
     // The corrupt file is left as it was, for the operator to recover.
     assert_eq!(std::fs::read(&db).unwrap(), vec![0x5a; 8192]);
 }
+
+/// A socket from `source` (any 127.x address reaches the server) that sends `bytes` and then
+/// nothing.
+async fn stalled_socket(port: u16, source: &str, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(format!("127.0.0.1:{port}").parse().unwrap()).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    stream
+}
+
+/// Whether the server closes `stream` within `within` (end of stream or a reset; an answer
+/// before it, such as a 408, is read past).
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+fn port_of(server: &TestServer) -> u16 {
+    server.url("").rsplit(':').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_closed_and_cannot_take_every_socket() {
+    let data = DataCopy::new();
+    let server = TestServer::start_with(
+        data.path(),
+        &["--header-timeout", "2", "--body-timeout", "1", "--max-sockets-per-ip", "10"],
+    )
+    .await;
+    let port = port_of(&server);
+    let half = b"GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(stalled_socket(port, "127.0.0.1", half).await);
+    }
+    // Over the address's cap: closed at once.
+    let mut extra = stalled_socket(port, "127.0.0.1", half).await;
+    assert!(closed_by_server(&mut extra, Duration::from_secs(1)).await, "a socket over the address's cap was kept");
+    // Another address is served meanwhile.
+    let other =
+        reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let r = other.get(server.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    // The half-sent requests are closed once the header timeout passes, and the address is served again.
+    for socket in &mut held {
+        assert!(closed_by_server(socket, Duration::from_secs(5)).await, "a half-sent request was kept open");
+    }
+    assert_eq!(get_status(&server.url("/healthz")).await.0, 200);
+
+    // A body that stops halfway ends its request instead of holding the socket.
+    let partial = b"POST /api/branches/x/modules/pos/tables/t HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"record\":";
+    let mut slow = stalled_socket(port, "127.0.0.1", partial).await;
+    assert!(closed_by_server(&mut slow, Duration::from_secs(5)).await, "a stalled body held its socket");
+
+    // A kept-alive connection left idle is closed too.
+    let mut idle = stalled_socket(port, "127.0.0.1", b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(closed_by_server(&mut idle, Duration::from_secs(5)).await, "an idle keep-alive connection was kept");
+}
+
+#[tokio::test]
+async fn the_total_socket_cap_closes_what_is_over_it_and_frees_up() {
+    let data = DataCopy::new();
+    let server = TestServer::start_with(
+        data.path(),
+        &["--header-timeout", "2", "--max-connections", "5", "--max-sockets-per-ip", "0"],
+    )
+    .await;
+    let port = port_of(&server);
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        held.push(stalled_socket(port, "127.0.0.1", b"GET / HTTP/1.1\r\n").await);
+    }
+    let mut sixth = stalled_socket(port, "127.0.0.3", b"GET / HTTP/1.1\r\n").await;
+    assert!(closed_by_server(&mut sixth, Duration::from_secs(1)).await, "a socket over the total cap was kept");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        // Served again once the stalled ones time out.
+        match reqwest::get(server.url("/metrics")).await {
+            Ok(r) if r.status() == 200 => break r.text().await.unwrap(),
+            _ if tokio::time::Instant::now() > deadline => panic!("never served again"),
+            _ => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
+    assert!(metrics.lines().any(|l| l.starts_with("mishkah_refused_sockets_total") && !l.ends_with(" 0")), "{metrics}");
+}

@@ -30,7 +30,7 @@ pub fn upgrade(
     state: AppState,
     headers: &HeaderMap,
     query: Option<&str>,
-    ip: IpAddr,
+    (ip, socket): (IpAddr, Option<crate::listener::SocketSlot>),
 ) -> Response {
     let Some(slot) = state.limits.open_connection(ip) else {
         let error = ApiError::new(
@@ -56,10 +56,13 @@ pub fn upgrade(
     // flush (acks, queued events) then leave in a few writes instead of one each — half the
     // server's CPU per delivery under fan-out. A buffer is only allocated once something is
     // sent; a connection that has had a burst keeps its 16 KiB.
-    ws.max_message_size(MAX_FRAME_BYTES)
-        .read_buffer_size(512)
-        .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| session::run(socket, state, identity, ip, slot))
+    ws.max_message_size(MAX_FRAME_BYTES).read_buffer_size(512).write_buffer_size(16 * 1024).on_upgrade(move |ws| {
+        let session = session::run(ws, state, identity, ip, slot);
+        async move {
+            session.await;
+            drop(socket);
+        }
+    })
 }
 
 /// The `token` parameter of a query string.
