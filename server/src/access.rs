@@ -38,6 +38,16 @@ impl Caller {
         }
     }
 
+    /// How this caller may open a branch's module: creating the branch only with auth off (as
+    /// the original) or when its identity may create it.
+    pub fn opening(&self, branch: &str, auth_required: bool) -> crate::engine::Opening {
+        if !auth_required || self.who.may_create_branch(branch) {
+            crate::engine::Opening::MayCreate
+        } else {
+            crate::engine::Opening::ExistingOnly
+        }
+    }
+
     /// This caller as the writer sees it: who, and where its mutation ids are unique.
     pub fn sender(&self) -> crate::engine::Sender {
         crate::engine::Sender::new(self.who.clone(), self.client.as_deref(), self.address)

@@ -183,6 +183,17 @@ pub struct ServeConfig {
     /// may sit idle.
     #[arg(long, env = "MISHKAH_HEADER_TIMEOUT", default_value_t = 10)]
     pub header_timeout: u64,
+    /// Branch modules open at once (`0`: no cap). Beyond, the least recently used one nobody is
+    /// using is closed; when all are in use, 503 `too-many-open-modules`.
+    #[arg(long, env = "MISHKAH_MAX_OPEN_MODULES", default_value_t = 256)]
+    pub max_open_modules: usize,
+    /// Seconds after which a module nobody uses is closed (reopened on demand).
+    #[arg(long, env = "MISHKAH_IDLE_CLOSE", default_value_t = 300)]
+    pub idle_close: u64,
+    /// Branches that `branches.config.json` does not name which may be created on first use
+    /// (`0`: no cap); beyond, 503 `branch-limit-reached`.
+    #[arg(long, env = "MISHKAH_MAX_NEW_BRANCHES", default_value_t = 1000)]
+    pub max_new_branches: usize,
     /// Seconds a request body may pause between two of its frames.
     #[arg(long, env = "MISHKAH_BODY_TIMEOUT", default_value_t = 30)]
     pub body_timeout: u64,

@@ -96,6 +96,9 @@ pub async fn serve(
             max_db_pages: config.max_db_pages,
             missing_fields: config.missing_fields,
             values: config.validation,
+            max_open_modules: config.max_open_modules,
+            idle_close: std::time::Duration::from_secs(config.idle_close.max(1)),
+            max_new_branches: config.max_new_branches,
             ..EngineConfig::new(data)
         },
         hub,

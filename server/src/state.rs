@@ -28,8 +28,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A module of a branch, opened when needed.
-    pub async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, ApiError> {
-        Ok(self.engine.module(branch, module).await?)
+    /// A module of a branch, opened when needed; the branch is created only if `caller` may.
+    pub async fn module(
+        &self,
+        caller: &crate::access::Caller,
+        branch: &str,
+        module: &str,
+    ) -> Result<Arc<ModuleHandle>, ApiError> {
+        let opening = caller.opening(branch, self.auth.required());
+        Ok(self.engine.module_as(branch, module, opening).await?)
     }
 }

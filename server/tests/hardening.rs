@@ -384,3 +384,106 @@ async fn the_total_socket_cap_closes_what_is_over_it_and_frees_up() {
     };
     assert!(metrics.lines().any(|l| l.starts_with("mishkah_refused_sockets_total") && !l.ends_with(" 0")), "{metrics}");
 }
+
+fn open_files(server: &TestServer) -> usize {
+    std::fs::read_dir(format!("/proc/{}/fd", server.pid())).map(|d| d.count()).unwrap_or(0)
+}
+
+fn branch_dirs(data: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(data.join("branches"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn reading_a_branch_that_does_not_exist_creates_it_only_for_who_may() {
+    let data = DataCopy::new();
+    write_json(&data.path().join("security/rules.json"), &rules());
+    let server = TestServer::start_with(data.path(), &["--auth", "required", "--jwt-secret", SECRET]).await;
+    let before = branch_dirs(data.path());
+    let kitchen = token(json!({"sub": "k1", "role": "kitchen"}));
+    let files = open_files(&server);
+    for i in 0..40 {
+        let url = server.url(&format!("/api/branches/spam-{i}/modules/pos/tables/order_header"));
+        let (status, body) = call(Method::GET, &url, Some(&kitchen), None, Value::Null).await;
+        assert_eq!((status, body["error"].as_str()), (404, Some("branch-not-found")), "{body}");
+    }
+    let mut ws = WsClient::connect(&format!("{}?token={kitchen}", server.ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": "spam-ws"})).await;
+    let reply = ws.recv_where("an error", |f| f["type"] == "server:error").await;
+    assert_eq!(reply["code"], "branch-not-found", "{reply}");
+    assert_eq!(branch_dirs(data.path()), before, "a read created a branch");
+    assert!(open_files(&server) <= files + 8, "reads held files open: {files} → {}", open_files(&server));
+
+    // A till provisioned for a new branch creates it with its first read (its hello), seeded.
+    let till = token(json!({"sub": "till-9", "role": "cashier", "branches": ["new-shop"]}));
+    let mut ws = WsClient::connect(&format!("{}?token={till}", server.ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": "new-shop"})).await;
+    ws.recv_type("server:snapshot").await;
+    assert!(branch_dirs(data.path()).contains(&"new-shop".to_owned()));
+    // ...after which anyone may read it.
+    let url = server.url("/api/branches/new-shop/modules/pos/tables/order_header");
+    assert_eq!(call(Method::GET, &url, Some(&kitchen), None, Value::Null).await.0, 200);
+
+    // One branch has one spelling.
+    let admin = token(json!({"sub": "boss", "role": "admin"}));
+    let url = server.url("/api/branches/New-Shop/modules/pos/tables/order_header");
+    let (status, body) = call(Method::GET, &url, Some(&admin), None, Value::Null).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid-branch")), "{body}");
+    assert!(!branch_dirs(data.path()).contains(&"New-Shop".to_owned()));
+}
+
+#[tokio::test]
+async fn branch_spam_with_auth_off_is_bounded_in_branches_open_modules_and_files() {
+    let data = DataCopy::new();
+    let server = TestServer::start_with(
+        data.path(),
+        &["--max-open-modules", "6", "--max-new-branches", "20", "--idle-close", "1"],
+    )
+    .await;
+    let before = branch_dirs(data.path()).len();
+    let files = open_files(&server);
+    let mut refused = 0;
+    for i in 0..30 {
+        let url = server.url(&format!("/api/branches/spam-{i}/modules/pos/tables/dining_tables"));
+        let (status, body) = get_status(&url).await;
+        match status {
+            200 => {}
+            503 => {
+                assert_eq!(body["error"], "branch-limit-reached", "{body}");
+                refused += 1;
+            }
+            _ => panic!("{status} {body}"),
+        }
+    }
+    // The cap counts every unnamed branch directory, those the data directory came with too.
+    let created = branch_dirs(data.path()).len() - before;
+    assert_eq!(created + refused, 30);
+    assert!(created <= 20 && refused >= 10, "created {created}, refused {refused}");
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let open: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("mishkah_modules_open "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(open <= 6, "{open} modules open");
+    // Each open module costs a few files (database, log, readers); closed ones cost none.
+    assert!(open_files(&server) <= files + 6 * 8, "files: {files} → {}", open_files(&server));
+    // Idle ones are closed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        if metrics.lines().any(|l| l == "mishkah_modules_open 0") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "idle modules stay open: {metrics}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // A closed module reopens on demand, with what it had.
+    let url = server.url("/api/branches/spam-0/modules/pos/tables/dining_tables");
+    assert_eq!(get_status(&url).await.0, 200);
+}

@@ -47,6 +47,13 @@ impl Principal {
         }
     }
 
+    /// Whether this principal may create `branch` on first use: an admin, or an identity whose
+    /// `branches` claim lists it (or `"*"`) — a till provisioned for that branch. An identity
+    /// without the claim may use branches that exist, not bring new ones into being.
+    pub fn may_create_branch(&self, branch: &str) -> bool {
+        self.admin || (self.auth.get("branches").is_some_and(|b| !b.is_null()) && self.may_use_branch(branch))
+    }
+
     /// `sub` (or an API key's name), for the events' actor.
     pub fn id(&self) -> Option<&str> {
         self.auth.get("sub").and_then(Value::as_str)

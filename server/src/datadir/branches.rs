@@ -65,6 +65,19 @@ impl BranchConfig {
         Ok(BranchConfig { branches: raw.branches, patterns, defaults: raw.defaults })
     }
 
+    /// Refuses a spelling that would make a second branch of one name: a configured branch in
+    /// another case, or capitals in a branch that configuration does not name.
+    pub fn check_spelling(&self, branch: &str) -> Result<(), DataDirError> {
+        if self.branches.contains_key(branch) {
+            return Ok(());
+        }
+        let canonical = self.branches.keys().find(|b| b.eq_ignore_ascii_case(branch)).cloned();
+        if canonical.is_some() || branch.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err(DataDirError::BranchSpelling { given: branch.to_owned(), canonical });
+        }
+        Ok(())
+    }
+
     /// The modules of `branch`: its entry, else the first matching pattern, else the defaults.
     pub fn modules_of(&self, branch: &str) -> &[String] {
         if let Some(def) = self.branches.get(branch) {
@@ -101,6 +114,18 @@ mod tests {
         assert_eq!(c.modules_of("dar"), ["pos"]);
         assert_eq!(c.modules_of("lab:1"), ["scratchpad"]);
         assert_eq!(c.modules_of("other"), ["pos", "x"]);
+    }
+
+    #[test]
+    fn one_branch_has_one_spelling() {
+        let c = BranchConfig::parse(&json!({"branches": {"dar": {}, "HQ": {}}, "defaults": ["pos"]}), Path::new("b"))
+            .unwrap();
+        for ok in ["dar", "HQ", "new-branch"] {
+            assert!(c.check_spelling(ok).is_ok(), "{ok}");
+        }
+        for bad in ["Dar", "DAR", "hq", "New-Branch"] {
+            assert!(c.check_spelling(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -70,12 +70,16 @@ pub enum DataDirError {
     NoSchema {
         branch: String,
         module: String,
-        /// Paths tried.
+        /// Paths tried, relative to the data directory.
         looked: String,
     },
     /// A branch id that cannot name a branch.
     #[error("invalid branch id `{0}`: use 1-64 letters, digits and _ . : @ -")]
     InvalidBranch(String),
+    /// A branch id that differs from a configured one only by case, or an unconfigured one with
+    /// capitals: one branch has one spelling, never two directories.
+    #[error("branch id `{given}` is not spelled as configured{}", canonical.as_ref().map(|c| format!(" (`{c}`)")).unwrap_or_else(|| ": branches created on demand are lower case".into()))]
+    BranchSpelling { given: String, canonical: Option<String> },
 }
 
 /// Where a module's own schema is when `modules.json` names no `schemaPath` (as the original).
@@ -180,6 +184,24 @@ impl DataDir {
         &self.root
     }
 
+    /// Whether `branch` exists: named in `branches.config.json`, or with a directory of its own
+    /// (configured by files, or created on demand before).
+    pub fn branch_exists(&self, branch: &str) -> bool {
+        self.branches.branches.contains_key(branch) || self.root.join("branches").join(branch).is_dir()
+    }
+
+    /// The branch directories that `branches.config.json` does not name (created on demand, or
+    /// configured by files alone).
+    pub fn unnamed_branches(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("branches")) else { return Vec::new() };
+        entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| !self.branches.branches.contains_key(name))
+            .collect()
+    }
+
     /// `branches/<branch>/modules/<module>`.
     pub fn module_dir(&self, branch: &str, module: &str) -> PathBuf {
         self.root.join("branches").join(branch).join("modules").join(module)
@@ -219,7 +241,12 @@ impl DataDir {
         Err(DataDirError::NoSchema {
             branch: branch.to_owned(),
             module: module.to_owned(),
-            looked: candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            // Relative to the data directory: the message reaches clients, the server's layout must not.
+            looked: candidates
+                .iter()
+                .map(|p| p.strip_prefix(&self.root).unwrap_or(p).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         })
     }
 

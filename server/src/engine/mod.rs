@@ -7,6 +7,7 @@
 //! mutation so a bad mutation fails alone. Jobs are handled in queue order, so the order of one
 //! connection's writes is preserved.
 
+mod open_modules;
 pub mod plan;
 mod readers;
 mod registry;
@@ -20,7 +21,7 @@ use mishkah_core::mutation::MutationError;
 use mishkah_core::sync::ChangeEvent;
 use serde_json::{Map, Value};
 
-pub use registry::{Engine, EngineConfig, EngineError, ModuleHandle};
+pub use registry::{Engine, EngineConfig, EngineError, ModuleHandle, Opening};
 pub use sender::Sender;
 pub use writer::{key_values as key_record, Job, Reply, WriteJob};
 

@@ -11,6 +11,7 @@ use mishkah_core::{Mutation, Schema, VersionPolicy};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::open_modules::{LastUsed, OpenModules};
 use super::seed;
 use super::sender::Sender;
 use super::writer::{self, Job, WriteJob, WriterContext};
@@ -19,6 +20,15 @@ use crate::datadir::{validate_branch_id, DataDir, DataDirError};
 use crate::hub::{Hub, Published};
 use crate::metrics::Metrics;
 use crate::storage::{Durability, ModuleDb, ModuleReader, StorageError};
+
+/// Whether opening a module may create its branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opening {
+    /// Create the branch (seeded, on disk) if it does not exist yet.
+    MayCreate,
+    /// Only a branch that exists: configured by name, or created before.
+    ExistingOnly,
+}
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -38,6 +48,12 @@ pub struct EngineConfig {
     /// Values that break their field's type, length or enum: stored or refused (a module's own
     /// setting wins).
     pub values: Values,
+    /// Modules open at once (`0`: no cap); beyond, the least recently used idle one is closed.
+    pub max_open_modules: usize,
+    /// A module nobody has used this long is closed (reopened on demand).
+    pub idle_close: std::time::Duration,
+    /// Branches that configuration does not name which may be created on demand (`0`: no cap).
+    pub max_new_branches: usize,
 }
 
 impl EngineConfig {
@@ -52,6 +68,9 @@ impl EngineConfig {
             checkpoint_interval: std::time::Duration::from_millis(500),
             missing_fields: MissingFields::Fill,
             values: Values::Lenient,
+            max_open_modules: 256,
+            idle_close: std::time::Duration::from_secs(300),
+            max_new_branches: 1000,
         }
     }
 }
@@ -68,6 +87,15 @@ pub enum EngineError {
     /// The branch does not have this module.
     #[error("branch `{branch}` has no module `{module}`")]
     ModuleNotInBranch { branch: String, module: String },
+    /// No configuration covers this branch, or it does not exist and the caller may not create it.
+    #[error("no branch `{0}`")]
+    BranchNotFound(String),
+    /// Every open module is in use and the cap is reached.
+    #[error("too many modules are open and in use; try again shortly")]
+    TooManyOpen,
+    /// The cap on branches created on demand is reached.
+    #[error("no more branches may be created on demand (--max-new-branches)")]
+    BranchLimit,
     /// The module's database could not open (corrupt, unreadable); the others serve.
     #[error("branch `{branch}` module `{module}` is unavailable: {reason}")]
     Unavailable { branch: String, module: String, reason: String },
@@ -77,7 +105,9 @@ impl EngineError {
     /// `invalid-branch`, `module-not-found`, `schema-missing`, `storage-error`...
     pub fn code(&self) -> &'static str {
         match self {
-            EngineError::Config(DataDirError::InvalidBranch(_)) => "invalid-branch",
+            EngineError::Config(DataDirError::InvalidBranch(_) | DataDirError::BranchSpelling { .. }) => {
+                "invalid-branch"
+            }
             EngineError::Config(DataDirError::UnknownModule(_)) | EngineError::ModuleNotInBranch { .. } => {
                 "module-not-found"
             }
@@ -87,6 +117,9 @@ impl EngineError {
             EngineError::Config(_) => "config-error",
             EngineError::Storage(e) => e.code(),
             EngineError::Unavailable { .. } => "module-unavailable",
+            EngineError::BranchNotFound(_) => "branch-not-found",
+            EngineError::TooManyOpen => "too-many-open-modules",
+            EngineError::BranchLimit => "branch-limit-reached",
         }
     }
 }
@@ -102,6 +135,7 @@ pub struct ModuleHandle {
     jobs: mpsc::Sender<Job>,
     readers: super::readers::Readers,
     head: Arc<AtomicU64>,
+    pub(super) last_used: LastUsed,
     /// Tables known to have a search index (built on their first search).
     searchable: Mutex<std::collections::HashSet<String>>,
 }
@@ -277,11 +311,12 @@ pub struct Engine {
     config: EngineConfig,
     rules: Arc<SequenceRules>,
     policy: Arc<VersionPolicy>,
-    modules: tokio::sync::Mutex<HashMap<(String, String), Arc<ModuleHandle>>>,
+    modules: tokio::sync::Mutex<OpenModules>,
     publish: mpsc::UnboundedSender<Published>,
     metrics: Arc<Metrics>,
     hub: Arc<Hub>,
-    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Branches created on demand (counted from the data directory at start).
+    new_branches: std::sync::atomic::AtomicUsize,
     /// Modules whose database failed to open, why, and when it was last tried.
     unavailable: Mutex<HashMap<(String, String), (String, std::time::Instant)>>,
 }
@@ -295,17 +330,39 @@ impl Engine {
     pub fn start(config: EngineConfig, hub: Arc<Hub>, metrics: Arc<Metrics>) -> Arc<Engine> {
         let (publish, rx) = mpsc::unbounded_channel();
         tokio::spawn(hub.clone().run_publisher(rx));
-        Arc::new(Engine {
+        let new_branches = config.data.unnamed_branches().len().into();
+        let engine = Arc::new(Engine {
             rules: Arc::new(config.data.sequence_rules.clone()),
             policy: Arc::new(config.policy.clone()),
             config,
-            modules: tokio::sync::Mutex::new(HashMap::new()),
+            modules: tokio::sync::Mutex::new(OpenModules::default()),
             publish,
             metrics,
             hub,
-            writers: Mutex::new(Vec::new()),
+            new_branches,
             unavailable: Mutex::new(HashMap::new()),
-        })
+        });
+        let weak = Arc::downgrade(&engine);
+        let idle_close = engine.config.idle_close;
+        tokio::spawn(async move {
+            let period = idle_close.clamp(std::time::Duration::from_secs(1), std::time::Duration::from_secs(15));
+            let mut every = tokio::time::interval(period);
+            loop {
+                every.tick().await;
+                let Some(engine) = weak.upgrade() else { break };
+                engine.close_idle().await;
+            }
+        });
+        engine
+    }
+
+    /// Closes the modules nobody has used for `--idle-close`.
+    async fn close_idle(&self) {
+        let closed = self.modules.lock().await.close_idle(self.config.idle_close);
+        for (branch, module) in closed {
+            self.metrics.modules_open.dec();
+            tracing::info!(%branch, %module, "closed an idle module");
+        }
     }
 
     /// The data directory.
@@ -317,9 +374,10 @@ impl Engine {
         &self.hub
     }
 
-    /// The modules of a branch (validating the id).
+    /// The modules of a branch (validating the id, which names one branch in one spelling).
     pub fn modules_of(&self, branch: &str) -> Result<Vec<String>, EngineError> {
         validate_branch_id(branch)?;
+        self.config.data.branches.check_spelling(branch)?;
         Ok(self.config.data.branches.modules_of(branch).to_vec())
     }
 
@@ -341,25 +399,65 @@ impl Engine {
 
     /// The handle of a branch's module, opening (and on first start seeding) it when needed.
     pub async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, EngineError> {
+        self.module_as(branch, module, Opening::MayCreate).await
+    }
+
+    /// The handle of a branch's module; a branch that does not exist yet is created only for
+    /// [`Opening::MayCreate`] (else `branch-not-found`, and nothing is written or held open).
+    pub async fn module_as(
+        &self,
+        branch: &str,
+        module: &str,
+        opening: Opening,
+    ) -> Result<Arc<ModuleHandle>, EngineError> {
+        let modules_of = self.modules_of(branch)?;
         let key = (branch.to_owned(), module.to_owned());
         let mut modules = self.modules.lock().await;
         if let Some(h) = modules.get(&key) {
-            return Ok(h.clone());
+            return Ok(h);
         }
-        if !self.modules_of(branch)?.iter().any(|m| m == module) {
+        if modules_of.is_empty() {
+            return Err(EngineError::BranchNotFound(branch.to_owned()));
+        }
+        if !modules_of.iter().any(|m| m == module) {
             return Err(EngineError::ModuleNotInBranch { branch: branch.to_owned(), module: module.to_owned() });
         }
         if let Some((reason, _)) = self.unavailable_lock().get(&key).filter(|(_, at)| at.elapsed() < RETRY_UNAVAILABLE)
         {
             return Err(EngineError::Unavailable { branch: key.0, module: key.1, reason: reason.clone() });
         }
+        let exists = self.config.data.branch_exists(branch);
+        if !exists {
+            if opening == Opening::ExistingOnly {
+                return Err(EngineError::BranchNotFound(branch.to_owned()));
+            }
+            let cap = self.config.max_new_branches;
+            if cap > 0 && self.new_branches.load(Ordering::Acquire) >= cap {
+                return Err(EngineError::BranchLimit);
+            }
+        }
+        let cap = self.config.max_open_modules;
+        while cap > 0 && modules.len() >= cap {
+            if !modules.close_least_used() {
+                return Err(EngineError::TooManyOpen);
+            }
+            self.metrics.modules_open.dec();
+        }
+        if let Some(previous) = modules.take_writer(&key) {
+            // Closed earlier: its writer finishes what was queued before a new one starts.
+            let _ = tokio::task::spawn_blocking(move || previous.join()).await;
+        }
         match self.open(branch, module).await {
-            Ok(handle) => {
+            Ok((handle, writer)) => {
                 if self.unavailable_lock().remove(&key).is_some() {
                     self.metrics.module_unavailable(branch, module, false);
                 }
+                if !exists {
+                    self.new_branches.fetch_add(1, Ordering::AcqRel);
+                    tracing::info!(%branch, "created a branch on demand");
+                }
                 self.metrics.modules_open.inc();
-                modules.insert(key, handle.clone());
+                modules.insert(key, handle.clone(), writer);
                 Ok(handle)
             }
             // A database that cannot open fails its own module alone (and is retried later,
@@ -390,7 +488,11 @@ impl Engine {
         out
     }
 
-    async fn open(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, EngineError> {
+    async fn open(
+        &self,
+        branch: &str,
+        module: &str,
+    ) -> Result<(Arc<ModuleHandle>, std::thread::JoinHandle<()>), EngineError> {
         let data = self.config.data.clone();
         let (branch_s, module_s) = (branch.to_owned(), module.to_owned());
         let (durability, max_pages) = (self.config.durability, self.config.max_db_pages);
@@ -426,7 +528,6 @@ impl Engine {
             .name(format!("writer-{branch}-{module}"))
             .spawn(move || writer::run(db, ctx, rx))
             .map_err(StorageError::Io)?;
-        self.writers.lock().unwrap_or_else(|p| p.into_inner()).push(thread);
         let readers = super::readers::Readers::open(&path)?;
         let handle = Arc::new(ModuleHandle {
             branch: branch.to_owned(),
@@ -436,6 +537,7 @@ impl Engine {
             jobs,
             readers,
             head,
+            last_used: LastUsed::default(),
             searchable: Mutex::new(std::collections::HashSet::new()),
         });
         match seed_plan {
@@ -444,7 +546,7 @@ impl Engine {
                 tracing::info!(%branch, %module, seeded = 0, merged = 0, relaxed = 0, "module ready (seeded before)")
             }
         }
-        Ok(handle)
+        Ok((handle, thread))
     }
 
     async fn seed(&self, handle: &Arc<ModuleHandle>, mut plan: seed::SeedPlan) {
@@ -503,8 +605,7 @@ impl Engine {
 
     /// Stops accepting writes and waits for the writers to finish what is queued.
     pub async fn shutdown(&self) {
-        self.modules.lock().await.clear();
-        let threads: Vec<_> = std::mem::take(&mut *self.writers.lock().unwrap_or_else(|p| p.into_inner()));
+        let threads = self.modules.lock().await.close_all();
         let _ = tokio::task::spawn_blocking(move || {
             for t in threads {
                 let _ = t.join();

@@ -234,7 +234,7 @@ pub async fn branch(
 ) -> Result<Json<Value>, ApiError> {
     let mut modules = BTreeMap::new();
     for module in state.engine.modules_of(&branch)? {
-        let handle = state.module(&branch, &module).await?;
+        let handle = state.module(&caller, &branch, &module).await?;
         modules.insert(module, views::module_snapshot(&handle, p.lang.as_deref(), &caller).await?);
     }
     Ok(Json(json!({"branchId": branch, "modules": modules})))
@@ -257,7 +257,7 @@ pub async fn module_snapshot(
     Path((branch, module)): Path<(String, String)>,
     Query(p): Query<LangParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let snapshot = views::module_snapshot(&handle, p.lang.as_deref(), &caller).await?;
     Ok(Json(serde_json::to_value(snapshot).unwrap_or(Value::Null)))
 }
@@ -268,7 +268,7 @@ pub async fn module_tables(
     caller: Caller,
     Path((branch, module)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let mut scopes = BTreeMap::new();
     for t in handle.schema.tables.values() {
         scopes.insert(t.name.clone(), crate::views::page::prepare_filter(&handle, t, None, &caller)?);
@@ -298,7 +298,7 @@ pub async fn module_schema(
     caller: Caller,
     Path((branch, module)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     // The write rules too (they hold no secrets), so the browser store refuses what the server
     // would refuse, offline too. Absent without a rules file.
     let rules = (!handle.access.is_open()).then(|| handle.access.client_form(&module, &handle.schema));

@@ -114,7 +114,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         let status = match e.code() {
             "invalid-branch" => StatusCode::BAD_REQUEST,
-            "module-not-found" | "schema-missing" => StatusCode::NOT_FOUND,
+            "module-not-found" | "schema-missing" | "branch-not-found" => StatusCode::NOT_FOUND,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.code(), e.to_string())

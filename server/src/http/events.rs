@@ -28,7 +28,7 @@ pub async fn list(
     Path((branch, module)): Path<(String, String)>,
     Query(p): Query<ListParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(500).min(5_000);
     let admin = caller.who.admin;
@@ -68,7 +68,7 @@ pub async fn batch(
 ) -> Result<Json<Value>, ApiError> {
     let req: EventsBatchRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let current = handle.read(|r, _| r.last_event_id()).await?;
     if let Some(expected) = &req.last_ack_id {
         if current.as_ref() != Some(expected) {

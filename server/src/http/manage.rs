@@ -24,7 +24,7 @@ pub async fn reset(
     Path((branch, module)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     require_manager(&state, &caller, "reset")?;
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let archive = format!("reset-{}", now_iso());
     let tables: Vec<String> = handle.schema.tables.keys().cloned().collect();
     let purged = handle.purge(tables, archive.clone()).await?;
@@ -74,7 +74,7 @@ pub async fn purge(
     let req: PurgeRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     require_branch(&caller, &req.branch_id)?;
-    let handle = state.module(&req.branch_id, &req.module_id).await?;
+    let handle = state.module(&caller, &req.branch_id, &req.module_id).await?;
     let tables = match (req.tables, req.table) {
         (Some(list), _) => list,
         (None, Some(one)) => vec![one],
@@ -112,7 +112,7 @@ pub async fn restore(
     let req: RestoreRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     require_branch(&caller, &req.branch_id)?;
-    let handle = state.module(&req.branch_id, &req.module_id).await?;
+    let handle = state.module(&caller, &req.branch_id, &req.module_id).await?;
     let archive = req.archive.clone();
     let (rows, taken) = handle
         .read(move |r, schema| {
@@ -169,7 +169,7 @@ pub async fn history(
 ) -> Result<Json<Value>, ApiError> {
     require_manager(&state, &caller, "history")?;
     require_branch(&caller, &p.branch_id)?;
-    let handle = state.module(&p.branch_id, &p.module_id).await?;
+    let handle = state.module(&caller, &p.branch_id, &p.module_id).await?;
     let archives = handle.read(|r, _| r.archives()).await?;
     let list: Vec<Value> = archives
         .into_iter()
@@ -201,7 +201,7 @@ pub async fn compact(
     let req: CompactRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     require_branch(&caller, &req.branch_id)?;
-    let handle = state.module(&req.branch_id, &req.module_id).await?;
+    let handle = state.module(&caller, &req.branch_id, &req.module_id).await?;
     let through = req.through.unwrap_or_else(|| handle.head().saturating_sub(1_000));
     let removed = handle.compact(through).await?;
     Ok(Json(

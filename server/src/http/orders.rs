@@ -25,11 +25,16 @@ use crate::views::page::{table_page, PageRequest, PageRows};
 const MODULE: &str = "pos";
 
 /// The routes exist for module `pos` only, as in the original.
-async fn pos_module(state: &AppState, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, ApiError> {
+async fn pos_module(
+    state: &AppState,
+    caller: &Caller,
+    branch: &str,
+    module: &str,
+) -> Result<Arc<ModuleHandle>, ApiError> {
     if module != MODULE {
         return Err(ApiError::not_found("path-not-found", "orders are served for module `pos` only"));
     }
-    state.module(branch, module).await
+    state.module(caller, branch, module).await
 }
 
 /// The rows of `table` that `filter` lets through, as `caller` may see them.
@@ -120,7 +125,7 @@ pub async fn get(
     caller: Caller,
     Path((branch, module, id)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = pos_module(&state, &branch, &module).await?;
+    let handle = pos_module(&state, &caller, &branch, &module).await?;
     let header = rows(&state, &handle, &caller, "order_header", Some(field_is("id", json!(id)))).await?;
     if header.is_empty() {
         return Err(
@@ -249,7 +254,7 @@ pub async fn list(
     Path((branch, module)): Path<(String, String)>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = pos_module(&state, &branch, &module).await?;
+    let handle = pos_module(&state, &caller, &branch, &module).await?;
     let p = ListParams::parse(query.as_deref().unwrap_or(""));
     let mut headers: Vec<Row> =
         rows(&state, &handle, &caller, "order_header", None).await?.into_iter().filter(|h| p.admits(h)).collect();
@@ -273,7 +278,7 @@ pub async fn save(
     Path((branch, module)): Path<(String, String)>,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let handle = pos_module(&state, &branch, &module).await?;
+    let handle = pos_module(&state, &caller, &branch, &module).await?;
     let order = ["order", "data", "record"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_object))

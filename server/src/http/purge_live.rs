@@ -54,7 +54,7 @@ pub async fn purge_live_data(
         .to_owned();
     require_branch(&caller, &branch)?;
     let module = body.get("moduleId").and_then(Value::as_str).unwrap_or("pos").to_owned();
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let asked: Vec<String> = match body.get("tables").and_then(Value::as_array) {
         Some(list) if !list.iter().any(|t| t == "*") => {
             list.iter().filter_map(Value::as_str).map(str::to_owned).collect()

@@ -26,7 +26,7 @@ pub async fn delta(
     } else {
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?
     };
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let cursor = req.sequence.or(req.version).unwrap_or(0);
     let mut response = DeltaResponse {
         branch_id: branch,

@@ -35,12 +35,13 @@ fn table_of<'h>(handle: &'h ModuleHandle, table: &str) -> Result<&'h mishkah_cor
 /// The module handle, the table and the parsed `?filter=` a read route starts from.
 async fn filtered_table(
     state: &AppState,
+    caller: &Caller,
     branch: &str,
     module: &str,
     table: &str,
     p: &TableQueryParams,
 ) -> Result<(Arc<ModuleHandle>, mishkah_core::Table, Option<Filter>), ApiError> {
-    let handle = state.module(branch, module).await?;
+    let handle = state.module(caller, branch, module).await?;
     let t = table_of(&handle, table)?.clone();
     let filter = p.filter.as_deref().map(Filter::parse).transpose().map_err(PageError::from)?;
     Ok((handle, t, filter))
@@ -67,7 +68,7 @@ pub async fn list(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Response, ApiError> {
-    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
+    let (handle, t, filter) = filtered_table(&state, &caller, &branch, &module, &table, &p).await?;
     let max_page = state.max_page;
     let limit = parse_limit(p.limit.as_deref(), max_page, max_page)?;
     let descending = match p.order.as_deref() {
@@ -119,7 +120,7 @@ pub async fn count(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
+    let (handle, t, filter) = filtered_table(&state, &caller, &branch, &module, &table, &p).await?;
     let count = crate::views::page::count(&handle, &t, filter.as_ref(), &caller).await?;
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "count": count})))
 }
@@ -136,7 +137,7 @@ pub async fn search(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
+    let (handle, t, filter) = filtered_table(&state, &caller, &branch, &module, &table, &p).await?;
     let limit = parse_limit(p.limit.as_deref(), 20, MAX_HITS)?;
     let query = p.q.clone().unwrap_or_default();
     let hits = crate::views::page::search(&handle, &t, query.clone(), filter.as_ref(), limit, &caller).await?;
@@ -159,7 +160,7 @@ pub async fn aggregate(
     Path((branch, module, table)): TablePath,
     Query(p): Query<TableQueryParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (handle, t, filter) = filtered_table(&state, &branch, &module, &table, &p).await?;
+    let (handle, t, filter) = filtered_table(&state, &caller, &branch, &module, &table, &p).await?;
     let mut measures = Vec::new();
     for (measure, list) in
         [(Measure::Sum, &p.sum), (Measure::Avg, &p.avg), (Measure::Min, &p.min), (Measure::Max, &p.max)]
@@ -245,7 +246,7 @@ pub async fn insert(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let done = write(&state, &caller, &handle, &table, Action::Insert, write_request(body)?, &headers).await?;
     Ok((StatusCode::CREATED, Json(written("created", &handle, &caller, &table, done))).into_response())
 }
@@ -258,7 +259,7 @@ pub async fn merge(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let done = write(&state, &caller, &handle, &table, Action::Merge, write_request(body)?, &headers).await?;
     Ok(Json(written("updated", &handle, &caller, &table, done)))
 }
@@ -279,7 +280,7 @@ pub async fn save(
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let done = write(&state, &caller, &handle, &table, Action::Save, write_request(body)?, &headers).await?;
     Ok(Json(written(save_status(&done.0), &handle, &caller, &table, done)))
 }
@@ -294,7 +295,7 @@ pub async fn save_body(
 ) -> Result<Json<Value>, ApiError> {
     let req: SaveRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let expected = req.expected_version.or_else(|| match &req.concurrency {
         Some(Value::Number(n)) => n.as_i64(),
         Some(Value::Object(o)) => o.get("expectedVersion").or_else(|| o.get("version")).and_then(Value::as_i64),
@@ -341,7 +342,7 @@ async fn delete_by(
     body: Value,
     headers: &HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(caller, &branch, &module).await?;
     let t = table_of(&handle, &table)?;
     let request = match (id, body) {
         (Some(id), _) => {
@@ -375,7 +376,7 @@ pub async fn get_one(
     caller: Caller,
     Path((branch, module, table, id)): Path<(String, String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     let t = table_of(&handle, &table)?.clone();
     let keys = t.key_fields();
     let [field] = keys.as_slice() else {
@@ -412,7 +413,7 @@ pub async fn allocate_sequence(
         .filter(|r: &SequenceRequest| !r.table.trim().is_empty() && !r.field.trim().is_empty())
         .ok_or_else(|| ApiError::bad_request("missing-table-or-field", "`table` and `field` are required"))?;
     let (table, field) = (req.table.trim(), req.field.trim());
-    let handle = state.module(&branch, &module).await?;
+    let handle = state.module(&caller, &branch, &module).await?;
     // A number is taken for a row to be created: whoever may never create one gets none.
     let rules = handle.access.table(&module, table);
     if !caller.who.admin && *rules.rule(mishkah_core::rules::Action::Create) == mishkah_core::rules::Rule::AdminOnly {

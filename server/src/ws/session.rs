@@ -175,6 +175,13 @@ async fn next_event(sub: &mut Option<Subscription>) -> Option<Delivery> {
 }
 
 impl Session {
+    /// A module of `branch`, as this session's caller may open it (creating the branch only if
+    /// it may).
+    async fn module(&self, branch: &str, module: &str) -> Result<Arc<ModuleHandle>, crate::engine::EngineError> {
+        let opening = self.caller.opening(branch, self.state.auth.required());
+        self.state.engine.module_as(branch, module, opening).await
+    }
+
     pub(super) fn server_id(&self) -> &str {
         &self.state.server_id
     }
@@ -343,7 +350,7 @@ impl Session {
         let mut out = Vec::new();
         let mut snapshots = BTreeMap::new();
         for module in modules {
-            let handle = match self.state.engine.module(branch, &module).await {
+            let handle = match self.module(branch, &module).await {
                 Ok(h) => h,
                 Err(e) => {
                     out.extend(self.error(
@@ -425,7 +432,7 @@ impl Session {
                 }
             }
         };
-        self.state.engine.module(branch, &module).await.map_err(|e| (e.code().to_owned(), e.to_string()))
+        self.module(branch, &module).await.map_err(|e| (e.code().to_owned(), e.to_string()))
     }
 
     /// `client:query`: `get` one row, or `list` a page with the table route's read (filter in
@@ -536,7 +543,7 @@ impl Session {
         let Some(trans) = super::topics::trans_id(&p.data) else {
             return topic_error("missing-trans-id", "a sync publish needs data.trans_id".into());
         };
-        let handle = match self.state.engine.module(&branch, &module).await {
+        let handle = match self.module(&branch, &module).await {
             Ok(h) => h,
             Err(e) => return topic_error("invalid-topic", e.to_string()),
         };
@@ -592,7 +599,7 @@ impl Session {
             let message = format!("this identity may not use branch `{branch}`");
             return vec![text(&ServerFrame::TopicError { code: "branch-forbidden".into(), message })];
         }
-        let handle = match self.state.engine.module(&branch, &module).await {
+        let handle = match self.module(&branch, &module).await {
             Ok(h) => h,
             Err(e) => {
                 return vec![text(&ServerFrame::TopicError { code: "invalid-topic".into(), message: e.to_string() })]

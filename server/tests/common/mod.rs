@@ -138,6 +138,11 @@ impl TestServer {
         self.url(&format!("/api/branches/{}/modules/pos{rest}", urlencode(branch)))
     }
 
+    /// The server process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).expect("a running server")
+    }
+
     /// SIGKILL, no chance to flush anything.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
