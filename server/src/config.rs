@@ -194,6 +194,16 @@ pub struct ServeConfig {
     /// (`0`: no cap); beyond, 503 `branch-limit-reached`.
     #[arg(long, env = "MISHKAH_MAX_NEW_BRANCHES", default_value_t = 1000)]
     pub max_new_branches: usize,
+    /// Seconds a WebSocket client may leave a frame unread before the server closes it (what was
+    /// queued for it is freed).
+    #[arg(long, env = "MISHKAH_SEND_TIMEOUT", default_value_t = 30)]
+    pub send_timeout: u64,
+    /// Snapshots built or being sent at once; more wait their turn, holding nothing.
+    #[arg(long, env = "MISHKAH_MAX_SNAPSHOTS", default_value_t = 4)]
+    pub max_snapshots: usize,
+    /// Largest stored record, in bytes of JSON (`413 record-too-large` beyond).
+    #[arg(long, env = "MISHKAH_MAX_RECORD_BYTES", default_value_t = 256 * 1024)]
+    pub max_record_bytes: usize,
     /// Seconds a request body may pause between two of its frames.
     #[arg(long, env = "MISHKAH_BODY_TIMEOUT", default_value_t = 30)]
     pub body_timeout: u64,

@@ -122,6 +122,6 @@ fn connection_service(
     })
 }
 
-/// A request's socket slot (see [`connection_service`]).
+/// The slot of the socket a request came on: a WebSocket upgrade keeps it for the session.
 #[derive(Debug, Clone)]
 pub struct SocketSlot(pub std::sync::Arc<ConnectionSlot>);

@@ -29,6 +29,8 @@ pub struct Metrics {
     commit_seconds: Histogram,
     batch_size: Histogram,
     tolerated: Family<Vec<(&'static str, String)>, Counter>,
+    /// WebSocket clients closed for leaving frames unread past `--send-timeout`.
+    pub slow_clients_closed: Counter,
     /// Sockets closed at accept: their address, or the server, had its cap open.
     pub refused_sockets: Counter,
     /// Open branch modules (each holds a database, a writer thread and readers).
@@ -52,6 +54,12 @@ impl Default for Metrics {
         let tolerated = Family::<Vec<(&'static str, String)>, Counter>::default();
         let modules_open = Gauge::default();
         let refused_sockets = Counter::default();
+        let slow_clients_closed = Counter::default();
+        registry.register(
+            "slow_clients_closed",
+            "WebSocket clients closed for leaving frames unread past --send-timeout",
+            slow_clients_closed.clone(),
+        );
         registry.register(
             "refused_sockets",
             "Sockets closed at accept (--max-connections or --max-sockets-per-ip reached)",
@@ -97,6 +105,7 @@ impl Default for Metrics {
             modules_open,
             modules_unavailable,
             refused_sockets,
+            slow_clients_closed,
         }
     }
 }

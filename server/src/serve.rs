@@ -99,6 +99,7 @@ pub async fn serve(
             max_open_modules: config.max_open_modules,
             idle_close: std::time::Duration::from_secs(config.idle_close.max(1)),
             max_new_branches: config.max_new_branches,
+            max_record_bytes: config.max_record_bytes.max(1024),
             ..EngineConfig::new(data)
         },
         hub,
@@ -126,6 +127,8 @@ pub async fn serve(
         auth: Arc::new(auth),
         limits: Arc::new(crate::limits::Limits::new(config.rate_limit, config.max_connections_per_ip)),
         cors_origins: Arc::new(cors_origins(&config.cors_origins)?),
+        snapshots: Arc::new(tokio::sync::Semaphore::new(config.max_snapshots.max(1))),
+        send_timeout: std::time::Duration::from_secs(config.send_timeout.max(1)),
     };
     let limits = state.limits.clone();
     tokio::spawn(async move {

@@ -25,6 +25,12 @@ pub struct AppState {
     pub limits: Arc<crate::limits::Limits>,
     /// `--cors-origins`; empty: any origin.
     pub cors_origins: Arc<Vec<axum::http::HeaderValue>>,
+    /// Snapshots built or being sent at once (`--max-snapshots`): each holds a module's rows in
+    /// memory until its client has taken them.
+    pub snapshots: Arc<tokio::sync::Semaphore>,
+    /// How long a write to a WebSocket may wait for its client to read (`--send-timeout`);
+    /// a client that stops reading is closed, and what was queued for it freed.
+    pub send_timeout: std::time::Duration,
 }
 
 impl AppState {

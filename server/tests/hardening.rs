@@ -487,3 +487,98 @@ async fn branch_spam_with_auth_off_is_bounded_in_branches_open_modules_and_files
     let url = server.url("/api/branches/spam-0/modules/pos/tables/dining_tables");
     assert_eq!(get_status(&url).await.0, 200);
 }
+
+fn memory_kib(server: &TestServer, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in {status}"))
+}
+
+async fn counter(server: &TestServer, name: &str) -> u64 {
+    let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<f64>().ok()))
+        .map_or(0, |v| v as u64)
+}
+
+#[tokio::test]
+async fn clients_that_never_read_a_large_snapshot_cost_bounded_memory_and_are_closed() {
+    const ROWS: usize = 3_000;
+    const NOTE: usize = 10_000;
+    const CLIENTS: usize = 6;
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let server = TestServer::start_with(
+        data.path(),
+        &["--send-timeout", "2", "--max-snapshots", "2", "--max-record-bytes", "65536"],
+    )
+    .await;
+    // ~30 MB of rows.
+    for chunk in 0..ROWS / 100 {
+        let events: Vec<Value> = (0..100)
+            .map(|i| {
+                let id = format!("big-{}", chunk * 100 + i);
+                json!({"table": "dining_tables", "record": {"id": id, "name": id, "seats": 2, "note": "n".repeat(NOTE)}})
+            })
+            .collect();
+        let (status, body) = post_json(&server.module_url(b, "/events/batch"), json!({"events": events})).await;
+        assert!(status < 300, "{status} {body}");
+    }
+    let snapshot_mib = (ROWS * NOTE) as u64 / (1 << 20);
+    let before = memory_kib(&server, "VmRSS:");
+
+    // Clients that say hello and never read what they asked for.
+    let mut lazy = Vec::new();
+    for _ in 0..CLIENTS {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.unwrap();
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(
+            json!({"type": "client:hello", "branchId": b}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+        lazy.push(ws);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while counter(&server, "mishkah_slow_clients_closed_total").await < CLIENTS as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "clients that never read were kept");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let peak_mib = memory_kib(&server, "VmHWM:").saturating_sub(before) / 1024;
+    eprintln!("snapshot {snapshot_mib} MiB, {CLIENTS} never-reading clients, peak growth {peak_mib} MiB");
+    // Two snapshots in flight at a time, not one per client.
+    assert!(
+        peak_mib < snapshot_mib * 2 * 6,
+        "peak grew {peak_mib} MiB for a {snapshot_mib} MiB snapshot ({CLIENTS} clients)"
+    );
+    drop(lazy);
+    // A reading client still gets its snapshot, whole.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(None)
+        .max_frame_size(None);
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(server.ws_url(), Some(config), false).await.unwrap();
+    {
+        use futures_util::{SinkExt, StreamExt};
+        let hello = json!({"type": "client:hello", "branchId": b}).to_string();
+        ws.send(tokio_tungstenite::tungstenite::Message::Text(hello.into())).await.unwrap();
+        let snapshot = loop {
+            let frame = tokio::time::timeout(WAIT, ws.next()).await.unwrap().unwrap().unwrap();
+            let frame: Value = serde_json::from_str(frame.to_text().unwrap()).unwrap();
+            if frame["type"] == "server:snapshot" {
+                break frame;
+            }
+        };
+        let rows = snapshot["modules"]["pos"]["tables"]["dining_tables"].as_array().map_or(0, Vec::len);
+        assert!(rows >= ROWS, "{rows} rows in the snapshot");
+    }
+
+    // A record larger than the cap is refused whole, on every path.
+    let huge = json!({"record": {"id": "T-huge", "name": "x", "seats": 1, "note": "n".repeat(70_000)}});
+    let (status, body) = post_json(&server.module_url(b, "/tables/dining_tables"), huge).await;
+    assert_eq!((status, body["error"].as_str()), (413, Some("record-too-large")), "{body}");
+    assert_eq!(get_status(&server.module_url(b, "/tables/dining_tables/T-huge")).await.0, 404);
+}

@@ -54,6 +54,8 @@ pub struct EngineConfig {
     pub idle_close: std::time::Duration,
     /// Branches that configuration does not name which may be created on demand (`0`: no cap).
     pub max_new_branches: usize,
+    /// Longest JSON a stored record may have.
+    pub max_record_bytes: usize,
 }
 
 impl EngineConfig {
@@ -71,6 +73,7 @@ impl EngineConfig {
             max_open_modules: 256,
             idle_close: std::time::Duration::from_secs(300),
             max_new_branches: 1000,
+            max_record_bytes: 256 * 1024,
         }
     }
 }
@@ -500,7 +503,8 @@ impl Engine {
             tokio::task::spawn_blocking(move || open_blocking(&data, &branch_s, &module_s, durability, max_pages))
                 .await
                 .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
-        let OpenedModule { db, schema, seed_plan, path } = opened;
+        let OpenedModule { mut db, schema, seed_plan, path } = opened;
+        db.limit_record_bytes(self.config.max_record_bytes);
         let head = Arc::new(AtomicU64::new(db.head()));
         let (jobs, rx) = mpsc::channel(JOB_QUEUE);
         let ctx = WriterContext {

@@ -88,6 +88,10 @@ impl From<WriteError> for ApiError {
                 };
                 ApiError::new(status, m.code(), message).with_details(mutation_details(m))
             }
+            WriteError::Storage(StorageError::TooLarge { table, bytes, max }) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.code(), message)
+                    .with_details(json!({"table": table, "bytes": bytes, "max": max}))
+            }
             WriteError::Storage(StorageError::Unique { table, .. }) => {
                 ApiError::new(StatusCode::CONFLICT, "unique-violation", message).with_details(json!({"table": table}))
             }

@@ -53,6 +53,9 @@ pub enum StorageError {
         /// SQLite's message.
         message: String,
     },
+    /// A record longer than the server stores (`--max-record-bytes`); nothing was written.
+    #[error("a `{table}` record of {bytes} bytes is larger than the {max} bytes a record may have")]
+    TooLarge { table: String, bytes: usize, max: usize },
     /// Files could not be created.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
@@ -64,6 +67,7 @@ impl StorageError {
         match self {
             StorageError::Unique { .. } => "unique-violation",
             StorageError::Destructive { .. } => "destructive-migration",
+            StorageError::TooLarge { .. } => "record-too-large",
             _ => "storage-error",
         }
     }

@@ -42,6 +42,7 @@ pub struct ModuleDb {
     head: u64,
     sql: SqlCache,
     db_id: String,
+    max_record_bytes: usize,
 }
 
 fn configure(conn: &Connection, durability: Durability) -> Result<(), StorageError> {
@@ -99,7 +100,8 @@ impl ModuleDb {
         let fresh_id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         conn.execute("INSERT OR IGNORE INTO mishkah_meta (key, value) VALUES ('db_id', ?1)", params![fresh_id])?;
         let db_id: String = conn.query_row("SELECT value FROM mishkah_meta WHERE key = 'db_id'", [], |r| r.get(0))?;
-        Ok((ModuleDb { conn, path: path.to_path_buf(), head, sql: SqlCache::new(), db_id }, report))
+        let max_record_bytes = usize::MAX;
+        Ok((ModuleDb { conn, path: path.to_path_buf(), head, sql: SqlCache::new(), db_id, max_record_bytes }, report))
     }
 
     /// Whether the database at `path` exists and was initialized (seeded) on an earlier start:
@@ -187,8 +189,9 @@ impl ModuleDb {
     /// [`Transaction::commit`] rolls everything back.
     pub fn begin(&mut self) -> Result<Transaction<'_>, StorageError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        let ModuleDb { conn, head, sql, db_id, .. } = self;
-        let txn = SqliteTxn { conn, sql, db_id, head: *head, savepoint_head: *head, last_doc: None };
+        let ModuleDb { conn, head, sql, db_id, max_record_bytes, .. } = self;
+        let max_record_bytes = *max_record_bytes;
+        let txn = SqliteTxn { conn, sql, db_id, head: *head, savepoint_head: *head, last_doc: None, max_record_bytes };
         Ok(Transaction { txn, committed_head: head, done: false })
     }
 
@@ -200,6 +203,11 @@ impl ModuleDb {
             self.conn
                 .query_row(&format!("PRAGMA max_page_count = {}", pages.min(i64::MAX as u64)), [], |r| r.get(0))?;
         Ok(max as u64)
+    }
+
+    /// Refuses to store a record whose JSON is longer than `bytes` (`record-too-large`).
+    pub fn limit_record_bytes(&mut self, bytes: usize) {
+        self.max_record_bytes = bytes;
     }
 
     /// Compacts the log through `through`.

@@ -175,6 +175,8 @@ pub(super) struct SqliteTxn<'c> {
     pub(super) savepoint_head: u64,
     /// The JSON of the row last stored, reused by the event that logs it (serialized once).
     pub(super) last_doc: Option<(RecordKey, String)>,
+    /// Longest JSON a stored record may have.
+    pub(super) max_record_bytes: usize,
 }
 
 impl WriteTxn for SqliteTxn<'_> {
@@ -199,6 +201,13 @@ impl WriteTxn for SqliteTxn<'_> {
             return Ok(());
         };
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
+        if doc.len() > self.max_record_bytes {
+            return Err(StorageError::TooLarge {
+                table: table.name.clone(),
+                bytes: doc.len(),
+                max: self.max_record_bytes,
+            });
+        }
         let typed: Vec<rusqlite::types::Value> = sql
             .columns
             .iter()

@@ -9,18 +9,34 @@ use super::session::Session;
 use crate::hub::Delivery;
 use crate::state::AppState;
 
+/// Runs a send, closing the connection (`false`) if its client has not taken it within
+/// `--send-timeout`: a client that stops reading must not hold what was queued for it forever.
+pub(super) async fn within(state: &AppState, send: impl std::future::Future<Output = bool>) -> bool {
+    match tokio::time::timeout(state.send_timeout, send).await {
+        Ok(open) => open,
+        Err(_) => {
+            state.metrics.slow_clients_closed.inc();
+            tracing::info!("closed a WebSocket client that stopped reading");
+            false
+        }
+    }
+}
+
 pub(super) async fn send_all(
     sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
     state: &AppState,
     frames: Vec<String>,
 ) -> bool {
-    for f in frames {
-        state.metrics.frames_out.inc();
-        if sink.send(Message::Text(Utf8Bytes::from(f))).await.is_err() {
-            return false;
+    within(state, async {
+        for f in frames {
+            state.metrics.frames_out.inc();
+            if sink.send(Message::Text(Utf8Bytes::from(f))).await.is_err() {
+                return false;
+            }
         }
-    }
-    true
+        true
+    })
+    .await
 }
 
 /// Most events a connection writes with one system call when it has fallen behind.
@@ -33,9 +49,21 @@ pub(super) async fn send_events(
     session: &mut Session,
     first: Delivery,
 ) -> bool {
-    if session.compact {
-        return send_compact(sink, session, first).await;
-    }
+    let state = session.state.clone();
+    within(&state, async {
+        if session.compact {
+            return send_compact(sink, session, first).await;
+        }
+        send_frames(sink, session, first).await
+    })
+    .await
+}
+
+async fn send_frames(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    session: &mut Session,
+    first: Delivery,
+) -> bool {
     let mut next = Some(first);
     let mut sent: u64 = 0;
     while let Some(event) = next.take() {

@@ -47,6 +47,8 @@ pub(super) struct Session {
     /// When auth is required: the session closes at this instant unless it has an identity.
     pub(super) unauthenticated_until: Option<tokio::time::Instant>,
     alarm: Alarm,
+    /// Held while a snapshot is built and sent ([`AppState::snapshots`]).
+    pub(super) snapshot_turn: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// How long a session may stay without an identity when auth is required.
@@ -82,6 +84,7 @@ pub fn run(
         identity,
         owed: Owed::default(),
         alarm: Alarm::default(),
+        snapshot_turn: None,
         unauthenticated_until,
         state,
     };
@@ -129,7 +132,8 @@ pub fn run(
                     let frames = match out {
                         Some(LiveOut::Frame(frame)) => {
                             session.state.metrics.frames_out.inc();
-                            open = sink.send(Message::Text(frame)).await.is_ok();
+                            let state = session.state.clone();
+                            open = super::outbound::within(&state, async { sink.send(Message::Text(frame)).await.is_ok() }).await;
                             continue;
                         }
                         // Boxed, as the handling of a frame below: a large future that runs rarely
@@ -145,6 +149,8 @@ pub fn run(
                         let span = tracing::debug_span!("frame", branch = session.branch.as_deref().unwrap_or("-"), len = t.len());
                         let frames = tracing::Instrument::instrument(Box::pin(session.handle(t.as_str())), span).await;
                         open = send_all(&mut sink, &session.state, frames).await;
+                        // A snapshot's turn ends once its client has it.
+                        session.snapshot_turn = None;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         let frames = error_pair(&session.state.server_id, "malformed-frame", "binary frames are not supported: send JSON text", Value::Null, None, None);
@@ -347,6 +353,11 @@ impl Session {
             Ok(m) => m,
             Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, request_id, None),
         };
+        // Wait for a turn holding nothing: a never-reading client holds its turn until
+        // `--send-timeout` closes it, and at most `--max-snapshots` are in memory at once.
+        if self.snapshot_turn.is_none() {
+            self.snapshot_turn = self.state.snapshots.clone().acquire_owned().await.ok();
+        }
         let mut out = Vec::new();
         let mut snapshots = BTreeMap::new();
         for module in modules {
