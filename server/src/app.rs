@@ -79,12 +79,10 @@ async fn gate(State(state): State<AppState>, req: Request, next: axum::middlewar
     next.run(req).await
 }
 
-/// The peer's address (unspecified when the server runs without connection info, as in tests
-/// that build the router alone).
+/// The client's address: as the listener worked it out (behind a trusted proxy, the address it
+/// forwards for), else the peer's, else unspecified (tests that build the router alone).
 pub(crate) fn client_ip(req: &Request) -> std::net::IpAddr {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+    crate::proxies::client_of(req.extensions())
 }
 
 /// 429 `rate-limited`, with `Retry-After` (whole seconds, at least 1) and `retryAfterMs`.

@@ -204,6 +204,11 @@ pub struct ServeConfig {
     /// Largest stored record, in bytes of JSON (`413 record-too-large` beyond).
     #[arg(long, env = "MISHKAH_MAX_RECORD_BYTES", default_value_t = 256 * 1024)]
     pub max_record_bytes: usize,
+    /// Reverse proxies (CIDRs or addresses, comma-separated) whose `Forwarded` /
+    /// `X-Forwarded-For` names the client; nobody else's is believed. Their sockets are not
+    /// capped per address.
+    #[arg(long, env = "MISHKAH_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
     /// Seconds a request body may pause between two of its frames.
     #[arg(long, env = "MISHKAH_BODY_TIMEOUT", default_value_t = 30)]
     pub body_timeout: u64,

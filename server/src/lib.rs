@@ -27,6 +27,7 @@ pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod orders;
+pub mod proxies;
 pub mod render;
 pub mod serve;
 pub mod state;

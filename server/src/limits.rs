@@ -55,7 +55,7 @@ struct GateInner {
 #[derive(Debug, Default)]
 struct Open {
     total: usize,
-    by_address: HashMap<IpAddr, usize>,
+    by_client: HashMap<Client, usize>,
 }
 
 impl Gate {
@@ -69,15 +69,21 @@ impl Gate {
 
     /// Counts one more from `ip`; `None` when `ip`, or everyone, has the cap open already.
     pub fn admit(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        self.admit_client(Client::Address(ip), true)
+    }
+
+    /// Counts one more from `client` (capped per client only when `capped`: a trusted proxy
+    /// carries many); `None` when it, or everyone, has the cap open already.
+    pub fn admit_client(&self, client: Client, capped: bool) -> Option<ConnectionSlot> {
         let mut open = self.open();
-        let (per_address, total) = (self.inner.per_address, self.inner.total);
-        let mine = open.by_address.get(&ip).copied().unwrap_or(0);
-        if (per_address > 0 && mine >= per_address) || (total > 0 && open.total >= total) {
+        let (per_client, total) = (self.inner.per_address, self.inner.total);
+        let mine = open.by_client.get(&client).copied().unwrap_or(0);
+        if (capped && per_client > 0 && mine >= per_client) || (total > 0 && open.total >= total) {
             return None;
         }
         open.total += 1;
-        open.by_address.insert(ip, mine + 1);
-        Some(ConnectionSlot { ip, gate: self.clone() })
+        open.by_client.insert(client.clone(), mine + 1);
+        Some(ConnectionSlot { client, gate: self.clone() })
     }
 
     /// How many are open.
@@ -89,7 +95,7 @@ impl Gate {
 /// An open connection counted against its address and the total; uncounted when dropped.
 #[derive(Debug)]
 pub struct ConnectionSlot {
-    ip: IpAddr,
+    client: Client,
     gate: Gate,
 }
 
@@ -97,10 +103,10 @@ impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         let mut open = self.gate.open();
         open.total = open.total.saturating_sub(1);
-        if let Some(n) = open.by_address.get_mut(&self.ip) {
+        if let Some(n) = open.by_client.get_mut(&self.client) {
             *n -= 1;
             if *n == 0 {
-                open.by_address.remove(&self.ip);
+                open.by_client.remove(&self.client);
             }
         }
     }
@@ -130,9 +136,10 @@ impl Limits {
         limiter.check_key(client).map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 
-    /// Counts a new WebSocket session from `ip`; `None` when the address has its cap open already.
-    pub fn open_connection(&self, ip: IpAddr) -> Option<ConnectionSlot> {
-        self.sessions.admit(ip)
+    /// Counts a new WebSocket session of `client` (an identity's own, apart from its address's
+    /// anonymous ones); `None` when it has its cap open already.
+    pub fn open_connection(&self, client: Client) -> Option<ConnectionSlot> {
+        self.sessions.admit_client(client, true)
     }
 
     /// Forgets buckets that are full again (run now and then, so idle clients cost nothing).
@@ -161,10 +168,11 @@ mod tests {
         assert!(limits.check(&b).is_ok(), "another client has its own bucket");
         assert!(Limits::none().check(&a).is_ok());
 
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        let first = limits.open_connection(ip).unwrap();
-        let _second = limits.open_connection(ip).unwrap();
-        assert!(limits.open_connection(ip).is_none(), "the cap");
+        let ip = Client::Address("10.0.0.1".parse().unwrap());
+        let first = limits.open_connection(ip.clone()).unwrap();
+        let _second = limits.open_connection(ip.clone()).unwrap();
+        assert!(limits.open_connection(ip.clone()).is_none(), "the cap");
+        assert!(limits.open_connection(Client::Identity("till-1".into())).is_some(), "an identity has its own");
         drop(first);
         assert!(limits.open_connection(ip).is_some(), "a closed connection frees its slot");
     }

@@ -28,6 +28,9 @@ pub struct SocketLimits {
     pub header_timeout: Duration,
     /// Between two frames of a request body.
     pub body_timeout: Duration,
+    /// Peers whose forwarding headers name the client (and whose sockets, carrying many
+    /// clients, are not capped per address).
+    pub proxies: crate::proxies::TrustedProxies,
 }
 
 /// The open files a server may use for sockets: the soft limit raised to the hard one, less
@@ -75,7 +78,8 @@ pub async fn run(
             },
             () = &mut shutdown => break,
         };
-        let Some(slot) = limits.gate.admit(addr.ip()) else {
+        let capped = !limits.proxies.trusts(addr.ip());
+        let Some(slot) = limits.gate.admit_client(crate::limits::Client::Address(addr.ip()), capped) else {
             metrics.refused_sockets.inc();
             continue;
         };
@@ -83,7 +87,7 @@ pub async fn run(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot set TCP_NODELAY");
         }
-        let service = connection_service(&app, addr, slot, limits.body_timeout);
+        let service = connection_service(&app, addr, slot, &limits);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), TowerToHyperService::new(service));
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
@@ -104,7 +108,7 @@ fn connection_service(
     app: &Router,
     addr: SocketAddr,
     slot: ConnectionSlot,
-    body_timeout: Duration,
+    limits: &SocketLimits,
 ) -> impl tower::Service<
     hyper::Request<hyper::body::Incoming>,
     Response = axum::response::Response,
@@ -114,9 +118,12 @@ fn connection_service(
        + Send
        + 'static {
     let slot = std::sync::Arc::new(slot);
+    let (body_timeout, proxies) = (limits.body_timeout, limits.proxies.clone());
     app.clone().map_request(move |req: hyper::Request<hyper::body::Incoming>| {
         let mut req = req.map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(body_timeout, body)));
+        let client = proxies.client(addr.ip(), req.headers());
         req.extensions_mut().insert(ConnectInfo(addr));
+        req.extensions_mut().insert(crate::proxies::ClientAddr(client));
         req.extensions_mut().insert(SocketSlot(slot.clone()));
         req
     })

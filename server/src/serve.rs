@@ -148,6 +148,7 @@ pub async fn serve(
         ),
         header_timeout: std::time::Duration::from_secs(config.header_timeout.max(1)),
         body_timeout: std::time::Duration::from_secs(config.body_timeout.max(1)),
+        proxies: crate::proxies::TrustedProxies::parse(&config.trusted_proxies).map_err(anyhow::Error::msg)?,
     };
     // WebSocket clients may never hang up: after the signal they get a few seconds, then the
     // server stops anyway (every acknowledged write is already committed; the writers drain below).

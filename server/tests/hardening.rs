@@ -582,3 +582,63 @@ async fn clients_that_never_read_a_large_snapshot_cost_bounded_memory_and_are_cl
     assert_eq!((status, body["error"].as_str()), (413, Some("record-too-large")), "{body}");
     assert_eq!(get_status(&server.module_url(b, "/tables/dining_tables/T-huge")).await.0, 404);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_has_its_own_limits_and_nobody_else_is_believed() {
+    let data = DataCopy::new();
+    let server = TestServer::start_with(
+        data.path(),
+        &["--trusted-proxies", "127.0.0.1", "--rate-limit", "3", "--max-sockets-per-ip", "2"],
+    )
+    .await;
+    let from = |source: &str| {
+        reqwest::Client::builder().local_address(source.parse::<std::net::IpAddr>().unwrap()).build().unwrap()
+    };
+    let get = |client: reqwest::Client, forwarded_for: &'static str| {
+        let url = server.url("/api/modules");
+        async move { client.get(url).header("x-forwarded-for", forwarded_for).send().await.unwrap().status().as_u16() }
+    };
+    // Through the proxy: two clients, a bucket each.
+    let proxy = from("127.0.0.1");
+    for _ in 0..3 {
+        assert_eq!(get(proxy.clone(), "203.0.113.1").await, 200);
+        assert_eq!(get(proxy.clone(), "203.0.113.2").await, 200);
+    }
+    assert_eq!(get(proxy.clone(), "203.0.113.1").await, 429, "the first client's bucket is empty");
+    // Not a proxy: its forwarding header is ignored, whatever it claims.
+    let direct = from("127.0.0.5");
+    let mut statuses = Vec::new();
+    for claimed in ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"] {
+        statuses.push(get(direct.clone(), claimed).await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429], "a spoofed X-Forwarded-For bought a new bucket");
+    // The proxy's sockets are not capped per address: it carries many clients.
+    let port = port_of(&server);
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(stalled_socket(port, "127.0.0.1", b"GET /healthz HTTP/1.1\r\n").await);
+    }
+    for socket in &mut held {
+        assert!(!closed_by_server(socket, Duration::from_millis(300)).await, "a proxy's socket was refused");
+    }
+}
+
+#[tokio::test]
+async fn anonymous_sessions_do_not_take_the_room_of_signed_in_ones() {
+    let data = DataCopy::new();
+    let server = TestServer::start_with(
+        data.path(),
+        &["--auth", "required", "--jwt-secret", SECRET, "--max-connections-per-ip", "2"],
+    )
+    .await;
+    let mut anonymous = Vec::new();
+    for _ in 0..2 {
+        anonymous.push(tokio_tungstenite::connect_async(server.ws_url()).await.unwrap());
+    }
+    let refused = tokio_tungstenite::connect_async(server.ws_url()).await;
+    assert!(refused.is_err(), "a third anonymous session from the address was accepted");
+    let till = token(json!({"sub": "till-1", "role": "cashier"}));
+    let mut signed_in = WsClient::connect(&format!("{}?token={till}", server.ws_url())).await;
+    signed_in.send(json!({"type": "ping"})).await;
+    signed_in.recv_type("pong").await;
+}

@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::http::error::ApiError;
+use crate::limits::Client;
 use crate::state::AppState;
 
 /// Largest accepted WebSocket message.
@@ -32,14 +33,6 @@ pub fn upgrade(
     query: Option<&str>,
     (ip, socket): (IpAddr, Option<crate::listener::SocketSlot>),
 ) -> Response {
-    let Some(slot) = state.limits.open_connection(ip) else {
-        let error = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too-many-connections",
-            "this address has its cap of connections open",
-        );
-        return error.into_response();
-    };
     let from_query = query.and_then(|q| url_token(q).map(|t| state.auth.verify(&t)));
     let identity = match state.auth.from_headers(headers).or(from_query) {
         Some(Ok(identity)) => Some(identity),
@@ -48,6 +41,17 @@ pub fn upgrade(
             return error.into_response();
         }
         _ => None,
+    };
+    // An identity's sessions are counted apart from its address's anonymous ones, so anonymous
+    // sockets cannot take the room a signed-in till behind the same address needs.
+    let counted = identity.as_ref().map_or(Client::Address(ip), |i| Client::Identity(i.sub.as_str().into()));
+    let Some(slot) = state.limits.open_connection(counted) else {
+        let error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-connections",
+            "this identity or address has its cap of connections open",
+        );
+        return error.into_response();
     };
     // Small socket buffers: most connections are idle most of the time (tungstenite's defaults
     // of 128 KiB each would cost ~250 KB per connection); reads of larger frames still work, in
