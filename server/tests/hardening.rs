@@ -642,3 +642,47 @@ async fn anonymous_sessions_do_not_take_the_room_of_signed_in_ones() {
     signed_in.send(json!({"type": "ping"})).await;
     signed_in.recv_type("pong").await;
 }
+
+#[tokio::test]
+async fn under_the_demo_rules_a_kitchen_moves_only_the_status_of_its_own_lines() {
+    // The demo rules are written for the repo's own demo schema: this test serves that data.
+    let dir = tempfile::tempdir().unwrap();
+    mishkah_test_support::copy_dir(&mishkah_test_support::own_data_dir(), dir.path()).unwrap();
+    std::fs::copy(dir.path().join("security/rules.demo.json"), dir.path().join("security/rules.json")).unwrap();
+    let server = TestServer::start_with(dir.path(), &["--auth", "required", "--jwt-secret", SECRET]).await;
+    let cashier = token(json!({"sub": "c1", "role": "cashier"}));
+    let hot = token(json!({"sub": "k1", "role": "kitchen", "section": "hot"}));
+    let url = |t: &str| server.module_url("demo", &format!("/tables/{t}"));
+    let (status, body) =
+        call(Method::POST, &url("order_header"), Some(&cashier), None, json!({"record": order_header(Some("O-K"))}))
+            .await;
+    assert_eq!(status, 201, "{body}");
+    let line = json!({"id": "L-K", "orderId": "O-K", "itemId": "item-1", "kitchenSectionId": "hot", "status": "queued",
+                      "quantity": 1, "unitPrice": 99, "total": 99});
+    let (status, body) = call(Method::POST, &url("order_line"), Some(&cashier), None, json!({"record": line})).await;
+    assert_eq!(status, 201, "{body}");
+
+    let patch = |table: &'static str, record: Value| {
+        let (u, hot) = (url(table), hot.clone());
+        let mut record = record;
+        record["version"] = json!(1);
+        async move { call(Method::PATCH, &u, Some(&hot), None, json!({"record": record})).await }
+    };
+    for (table, record) in [
+        ("order_line", json!({"id": "L-K", "status": "preparing", "unitPrice": 0})),
+        ("order_line", json!({"id": "L-K", "total": 0})),
+        ("order_line", json!({"id": "L-K", "orderId": "O-OTHER"})),
+        ("order_header", json!({"id": "O-K", "stage": "preparing", "total": 999})),
+        ("order_header", json!({"id": "O-K", "paidTotal": 1000})),
+    ] {
+        let (status, body) = patch(table, record.clone()).await;
+        assert_eq!(status, 403, "a kitchen changed {record}: {body}");
+    }
+    let (status, body) = patch("order_line", json!({"id": "L-K", "status": "preparing"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = patch("order_header", json!({"id": "O-K", "stage": "preparing"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, line) = call(Method::GET, &format!("{}/L-K", url("order_line")), Some(&cashier), None, Value::Null).await;
+    let line = &line["record"];
+    assert_eq!((line["status"].as_str(), line["unitPrice"].as_f64()), (Some("preparing"), Some(99.0)), "{line}");
+}

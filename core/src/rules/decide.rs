@@ -208,6 +208,39 @@ impl TableRules {
                 return Err(Denied::ReadOnlyField { table: table.name.clone(), field: name.clone() });
             }
         }
+        if let Some(stored) = stored {
+            self.check_update_only(bindings, table, stored, sent)?;
+        }
+        Ok(())
+    }
+
+    /// `updateOnly`: for each limit whose `when` holds, every field the update changes (of those
+    /// it sent; `version` and `updatedAt` aside) must be one it lists.
+    fn check_update_only(&self, bindings: &Bindings, table: &Table, stored: &Row, sent: &Row) -> Result<(), Denied> {
+        let b = bindings.clone().with("row", Value::Object(stored.clone()));
+        for limit in self.update_only.iter().filter(|l| l.when.eval_in(Some(table), stored, &b)) {
+            let listed = |name: &str| {
+                limit.fields.iter().any(|f| {
+                    f == name || table.field(f).is_some_and(|field| field.name == name || field.column == name)
+                })
+            };
+            let key_fields = table.key_fields();
+            for (name, value) in sent {
+                if matches!(name.as_str(), "version" | "updatedAt" | "updated_at")
+                    || key_fields.iter().any(|k| k == name)
+                {
+                    continue;
+                }
+                let spellings = match table.field(name) {
+                    Some(f) => vec![f.name.as_str(), f.column.as_str()],
+                    None => vec![name.as_str()],
+                };
+                let before = spellings.iter().find_map(|s| stored.get(*s)).unwrap_or(&Value::Null);
+                if holds(value, Op::Ne, before) && !listed(name) {
+                    return Err(Denied::ReadOnlyField { table: table.name.clone(), field: name.clone() });
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -302,5 +335,36 @@ mod tests {
         assert_eq!(t.check_write(&kitchen, &kb, &table, Some(&stored), Some(&same), &same), Ok(()), "unchanged");
         let changed = row(json!({"id": "o1", "status": "cooking", "openedBy": "k1"}));
         assert!(t.check_write(&kitchen, &kb, &table, Some(&stored), Some(&same), &changed).is_err());
+    }
+
+    #[test]
+    fn update_only_lets_a_caller_change_the_listed_fields_and_no_other() {
+        let set = RuleSet::from_json(&json!({"modules": {"pos": {"tables": {"orders": {
+            "list": "", "view": "", "create": "", "update": "",
+            "updateOnly": [{"when": "@auth.role = \"kitchen\"", "fields": ["status"]}]}}}}}))
+        .unwrap();
+        let (_, table) = rules();
+        let t = set.table("pos", "orders");
+        let (kitchen, kb) = who(json!({"sub": "k1", "role": "kitchen"}));
+        let (cashier, cb) = who(json!({"sub": "c1", "role": "cashier"}));
+        let stored = row(json!({"id": "o1", "status": "open", "total": 5, "opened_by": "c1", "version": 2}));
+        let check = |who: &Principal, b: &Bindings, sent: Value| {
+            let sent = row(sent);
+            let mut after = stored.clone();
+            after.extend(sent.clone());
+            t.check_write(who, b, &table, Some(&stored), Some(&after), &sent)
+        };
+        assert_eq!(check(&kitchen, &kb, json!({"id": "o1", "status": "ready", "version": 2})), Ok(()));
+        assert_eq!(check(&kitchen, &kb, json!({"id": "o1", "status": "ready", "total": 5})), Ok(()), "unchanged");
+        let err = check(&kitchen, &kb, json!({"id": "o1", "status": "ready", "total": 0})).unwrap_err();
+        assert_eq!(err, Denied::ReadOnlyField { table: "orders".into(), field: "total".into() });
+        assert!(check(&kitchen, &kb, json!({"id": "o1", "openedBy": "k1"})).is_err(), "by its name, stored by column");
+        assert!(check(&kitchen, &kb, json!({"id": "o1", "note": "undeclared"})).is_err(), "undeclared fields too");
+        assert_eq!(check(&cashier, &cb, json!({"id": "o1", "total": 0})), Ok(()), "the limit is the kitchen's");
+        let schema =
+            Schema::from_json(&json!({"tables": {"orders": {"fields": {"id": {"type": "text", "primaryKey": true}}}}}))
+                .unwrap();
+        let client = RuleSet::from_client_form("pos", &set.client_form("pos", &schema)).unwrap();
+        assert_eq!(client.table("pos", "orders").update_only, t.update_only, "the browser store gets the limit too");
     }
 }

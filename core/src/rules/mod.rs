@@ -91,17 +91,38 @@ pub struct TableRules {
     pub hidden: Vec<String>,
     /// Fields only admins may set.
     pub read_only: Vec<String>,
+    /// `updateOnly`: for a caller its condition holds for, the only fields an update may change.
+    pub update_only: Vec<UpdateOnly>,
+}
+
+/// `{"when": rule, "fields": [...]}`: an update by a caller for whom `when` holds may change these
+/// fields and no other (Firestore's `diff(...).affectedKeys().hasOnly([...])`). `version` and
+/// `updatedAt`, which every write moves, are not counted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateOnly {
+    pub when: Filter,
+    pub fields: Vec<String>,
 }
 
 impl TableRules {
     /// Every action allowed to any identity, nothing hidden or read-only.
     pub fn open() -> TableRules {
-        TableRules { rules: std::array::from_fn(|_| Rule::Anyone), hidden: Vec::new(), read_only: Vec::new() }
+        TableRules {
+            rules: std::array::from_fn(|_| Rule::Anyone),
+            hidden: Vec::new(),
+            read_only: Vec::new(),
+            update_only: Vec::new(),
+        }
     }
 
     /// Every action for admins only.
     pub fn admins_only() -> TableRules {
-        TableRules { rules: std::array::from_fn(|_| Rule::AdminOnly), hidden: Vec::new(), read_only: Vec::new() }
+        TableRules {
+            rules: std::array::from_fn(|_| Rule::AdminOnly),
+            hidden: Vec::new(),
+            read_only: Vec::new(),
+            update_only: Vec::new(),
+        }
     }
 
     /// The rule of `action`.
@@ -228,6 +249,13 @@ impl RuleSet {
                     }
                 }
             }
+            for (i, limit) in rules.update_only.iter().enumerate() {
+                let at = format!("{path}.updateOnly[{i}]");
+                let fields = rule_fields(&limit.when).into_iter().chain(limit.fields.iter().cloned());
+                for field in fields.filter(|f| !is_field(table, f)) {
+                    errors.push(RulesError::at(at.clone(), format!("`{name}` has no field `{field}`")));
+                }
+            }
             for (key, list) in [("hidden", &rules.hidden), ("readOnly", &rules.read_only)] {
                 for field in list.iter().filter(|f| !is_field(table, f)) {
                     errors.push(RulesError::at(format!("{path}.{key}"), format!("`{name}` has no field `{field}`")));
@@ -263,7 +291,10 @@ impl RuleSet {
             out.insert(
                 name.clone(),
                 serde_json::json!({"create": write(Action::Create), "update": write(Action::Update),
-                    "delete": write(Action::Delete), "readOnly": rules.read_only}),
+                    "delete": write(Action::Delete), "readOnly": rules.read_only,
+                    "updateOnly": rules.update_only.iter()
+                        .map(|u| serde_json::json!({"when": u.when.to_string(), "fields": u.fields}))
+                        .collect::<Vec<_>>()}),
             );
         }
         Value::Object(out)
@@ -299,11 +330,12 @@ fn table_rules(path: &str, body: &Value, errors: &mut Vec<RulesError>) -> Option
     };
     let mut rules = TableRules::admins_only();
     for key in body.keys() {
-        let known = Action::ALL.iter().any(|a| a.name() == key) || key == "hidden" || key == "readOnly";
+        let known =
+            Action::ALL.iter().any(|a| a.name() == key) || matches!(key.as_str(), "hidden" | "readOnly" | "updateOnly");
         if !known {
             errors.push(RulesError::at(
                 format!("{path}.{key}"),
-                "unknown key (expected list, view, create, update, delete, hidden, readOnly)",
+                "unknown key (expected list, view, create, update, delete, hidden, readOnly, updateOnly)",
             ));
         }
     }
@@ -354,7 +386,49 @@ fn table_rules(path: &str, body: &Value, errors: &mut Vec<RulesError>) -> Option
             Some(_) => errors.push(RulesError::at(format!("{path}.{key}"), "a list of field names")),
         }
     }
+    rules.update_only = update_only(&format!("{path}.updateOnly"), body.get("updateOnly"), errors);
     Some(rules)
+}
+
+fn update_only(path: &str, body: Option<&Value>, errors: &mut Vec<RulesError>) -> Vec<UpdateOnly> {
+    let shape = "a list of {\"when\": rule, \"fields\": [field names]}";
+    let items = match body {
+        None | Some(Value::Null) => return Vec::new(),
+        Some(Value::Array(items)) => items,
+        Some(_) => {
+            errors.push(RulesError::at(path, shape));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        let when = match item.get("when") {
+            Some(Value::String(text)) => Filter::parse(text).map_err(|e| e.to_string()),
+            Some(json_form @ Value::Object(_)) => Filter::from_json(json_form).map_err(|e| e.to_string()),
+            _ => Err(shape.to_owned()),
+        };
+        let fields = item.get("fields").and_then(Value::as_array).filter(|f| f.iter().all(Value::is_string));
+        match (when, fields) {
+            (Ok(when), Some(fields)) => {
+                let misplaced = when
+                    .variables()
+                    .into_iter()
+                    .find(|v| !matches!(v.first().map(String::as_str), Some("auth" | "request" | "now" | "row")));
+                if let Some(var) = misplaced {
+                    errors.push(RulesError::at(at, format!("`@{}` means nothing in `when`", var.join("."))));
+                    continue;
+                }
+                out.push(UpdateOnly {
+                    when,
+                    fields: fields.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+                });
+            }
+            (Err(e), _) => errors.push(RulesError::at(at, e)),
+            (_, None) => errors.push(RulesError::at(at, shape)),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
