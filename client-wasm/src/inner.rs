@@ -88,6 +88,10 @@ pub(crate) struct Inner {
     pub(crate) status: Status,
     pub(crate) ws: Option<WebSocket>,
     pub(crate) handlers: Option<Handlers>,
+    /// When the socket last brought a frame ([`crate::heartbeat`]).
+    pub(crate) last_heard: f64,
+    /// Watches the open socket; none while disconnected.
+    pub(crate) heartbeat: Option<crate::heartbeat::Heartbeat>,
     pub(crate) persist: Option<Rc<Persist>>,
     pub(crate) listeners: HashMap<String, Vec<Function>>,
     pub(crate) watchers: Vec<Watcher>,

@@ -12,6 +12,8 @@ pub mod membership;
 pub mod state;
 
 #[cfg(target_arch = "wasm32")]
+mod heartbeat;
+#[cfg(target_arch = "wasm32")]
 mod inner;
 #[cfg(target_arch = "wasm32")]
 pub mod interop;

@@ -163,6 +163,7 @@ pub(crate) fn after_change(shared: &Shared, changed: Changed, event: Option<(&st
 }
 
 pub(crate) fn on_message(shared: &Shared, text: &str) {
+    shared.borrow_mut().last_heard = js_sys::Date::now();
     let Ok(frame) = serde_json::from_str::<Value>(text) else { return };
     let module = shared.borrow().opts.module_id.clone();
     match frame["type"].as_str().unwrap_or_default() {
@@ -383,6 +384,7 @@ pub(crate) fn open_socket(shared: &Shared) {
 
 pub(crate) fn on_opened(shared: &Shared) {
     set_status(shared, Status::Open);
+    crate::heartbeat::start(shared);
     let subscriptions_only = {
         let inner = &mut *shared.borrow_mut();
         inner.attempt = 0;
@@ -419,6 +421,7 @@ pub(crate) fn on_closed(shared: &Shared) {
     {
         let mut inner = shared.borrow_mut();
         inner.ws = None;
+        inner.heartbeat = None;
         for p in &mut inner.state.outbox {
             p.sent = false;
         }

@@ -102,6 +102,8 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         status: Status::Idle,
         ws: None,
         handlers: None,
+        last_heard: 0.0,
+        heartbeat: None,
         persist: None,
         listeners: HashMap::new(),
         watchers: Vec::new(),
@@ -374,6 +376,7 @@ impl Store {
             let _ = ws.close();
         }
         inner.handlers = None;
+        inner.heartbeat = None;
         if let Some(release) = inner.release_tab_lock.take() {
             let _ = release.call0(&JsValue::NULL);
         }

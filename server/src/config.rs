@@ -198,6 +198,10 @@ pub struct ServeConfig {
     /// queued for it is freed).
     #[arg(long, env = "MISHKAH_SEND_TIMEOUT", default_value_t = 30)]
     pub send_timeout: u64,
+    /// Seconds between the server's pings on each WebSocket; a peer that answers nothing for
+    /// three of them is closed.
+    #[arg(long, env = "MISHKAH_PING_INTERVAL", default_value_t = 15)]
+    pub ping_interval: u64,
     /// Snapshots built or being sent at once; more wait their turn, holding nothing.
     #[arg(long, env = "MISHKAH_MAX_SNAPSHOTS", default_value_t = 4)]
     pub max_snapshots: usize,

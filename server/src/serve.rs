@@ -129,6 +129,7 @@ pub async fn serve(
         cors_origins: Arc::new(cors_origins(&config.cors_origins)?),
         snapshots: Arc::new(tokio::sync::Semaphore::new(config.max_snapshots.max(1))),
         send_timeout: std::time::Duration::from_secs(config.send_timeout.max(1)),
+        ping_interval: std::time::Duration::from_secs(config.ping_interval.max(1)),
     };
     let limits = state.limits.clone();
     tokio::spawn(async move {

@@ -686,3 +686,32 @@ async fn under_the_demo_rules_a_kitchen_moves_only_the_status_of_its_own_lines()
     let line = &line["record"];
     assert_eq!((line["status"].as_str(), line["unitPrice"].as_f64()), (Some("preparing"), Some(99.0)), "{line}");
 }
+
+#[tokio::test]
+async fn the_server_pings_and_closes_a_peer_that_stopped_answering() {
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let server = TestServer::start_with(data.path(), &["--ping-interval", "1"]).await;
+    let (mut alive, _) = WsClient::hello(&server.ws_url(), b).await;
+    let (mut silent, _) = WsClient::hello(&server.ws_url(), b).await;
+    // The live client reads (and so answers pings); the silent one reads nothing for 5 s.
+    let listening = tokio::spawn(async move {
+        let _ = alive.drain(Duration::from_secs(5)).await;
+        alive
+    });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut alive = listening.await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            use futures_util::StreamExt;
+            match silent.ws.next().await {
+                None | Some(Err(_)) | Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) => break,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "a peer silent for three pings was kept");
+    alive.send(json!({"type": "ping"})).await;
+    alive.recv_type("pong").await;
+}

@@ -19,23 +19,40 @@ const freePort = () => new Promise((resolve) => {
   s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
 });
 
-/** A TCP proxy the test can switch off (dropping every connection) and on again. */
+/** A TCP proxy the test can switch off (dropping every connection) and on again, or freeze: its
+ * connections stay open but carry nothing, and new ones are refused — a network that died
+ * without a word, as a till's Wi-Fi does. */
 function proxy(listenPort, targetPort) {
   let server = null;
-  const sockets = new Set();
+  let frozen = false;
+  const pairs = new Set();
   const on = () => new Promise((resolve) => {
     server = net.createServer((client) => {
+      if (frozen) { client.destroy(); return; }
       const upstream = net.connect(targetPort, '127.0.0.1');
-      for (const s of [client, upstream]) { sockets.add(s); s.on('close', () => sockets.delete(s)); s.on('error', () => {}); }
+      const pair = [client, upstream];
+      pairs.add(pair);
+      for (const s of pair) { s.on('close', () => pairs.delete(pair)); s.on('error', () => {}); }
       client.pipe(upstream).pipe(client);
     });
     server.listen(listenPort, '127.0.0.1', resolve);
   });
   const off = () => new Promise((resolve) => {
-    for (const s of sockets) s.destroy();
+    for (const pair of pairs) for (const s of pair) s.destroy();
+    frozen = false;
     server.close(() => resolve());
   });
-  return { on, off };
+  const freeze = () => {
+    frozen = true;
+    for (const [client, upstream] of pairs) {
+      client.unpipe(upstream); upstream.unpipe(client); client.pause(); upstream.pause();
+    }
+  };
+  const thaw = () => {
+    for (const pair of pairs) for (const s of pair) s.destroy();
+    frozen = false;
+  };
+  return { on, off, freeze, thaw };
 }
 
 async function main() {
@@ -100,6 +117,15 @@ async function main() {
     console.log(`the hot kitchen holds ${held.lines.length} hot lines and nothing else`);
 
     // 2. Offline: three orders on the POS, then reconnect: each appears in the kitchen exactly once.
+    // A network that dies silently is noticed within seconds (the store's heartbeat), not
+    // after a minute of a header saying "connected" while writes pile up.
+    const froze = Date.now();
+    posNet.freeze();
+    await pos.waitForSelector('#status[data-status="offline"]', { timeout: 15000 });
+    console.log(`a silent network drop noticed after ${((Date.now() - froze) / 1000).toFixed(1)} s`);
+    posNet.thaw();
+    await pos.waitForSelector('#status[data-status="ready"]', { timeout: 30000 });
+
     await posNet.off();
     await pos.waitForSelector('#status[data-status="offline"]', { timeout: 10000 });
     const offline = [];

@@ -98,6 +98,10 @@ pub fn run(
         // connection's task by it, idle or not.
         let hello = text(&ServerFrame::Hello(hello));
         let mut open = sink.send(Message::Text(hello.into())).await.is_ok();
+        let ping = session.state.ping_interval;
+        let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + ping, ping);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heard = tokio::time::Instant::now();
         while open {
             let alarm_at = session.alarm_at();
             tokio::select! {
@@ -143,22 +147,36 @@ pub fn run(
                     };
                     open = send_all(&mut sink, &session.state, frames).await;
                 }
-                msg = stream.next() => match msg {
-                    Some(Ok(Message::Text(t))) => {
-                        session.state.metrics.frames_in.inc();
-                        let span = tracing::debug_span!("frame", branch = session.branch.as_deref().unwrap_or("-"), len = t.len());
-                        let frames = tracing::Instrument::instrument(Box::pin(session.handle(t.as_str())), span).await;
-                        open = send_all(&mut sink, &session.state, frames).await;
-                        // A snapshot's turn ends once its client has it.
-                        session.snapshot_turn = None;
+                _ = heartbeat.tick() => {
+                    // A peer that answered nothing (not even a pong) for three pings is gone:
+                    // its network dropped without a word. Free what it holds.
+                    if last_heard.elapsed() > session.state.ping_interval * 3 {
+                        tracing::info!("closed a WebSocket whose peer stopped answering");
+                        open = false;
+                    } else {
+                        let state = session.state.clone();
+                        open = super::outbound::within(&state, async { sink.send(Message::Ping(Default::default())).await.is_ok() }).await;
                     }
-                    Some(Ok(Message::Binary(_))) => {
-                        let frames = error_pair(&session.state.server_id, "malformed-frame", "binary frames are not supported: send JSON text", Value::Null, None, None);
-                        open = send_all(&mut sink, &session.state, frames.into()).await;
+                }
+                msg = stream.next() => {
+                    last_heard = tokio::time::Instant::now();
+                    match msg {
+                        Some(Ok(Message::Text(t))) => {
+                            session.state.metrics.frames_in.inc();
+                            let span = tracing::debug_span!("frame", branch = session.branch.as_deref().unwrap_or("-"), len = t.len());
+                            let frames = tracing::Instrument::instrument(Box::pin(session.handle(t.as_str())), span).await;
+                            open = send_all(&mut sink, &session.state, frames).await;
+                            // A snapshot's turn ends once its client has it.
+                            session.snapshot_turn = None;
+                        }
+                        Some(Ok(Message::Binary(_))) => {
+                            let frames = error_pair(&session.state.server_id, "malformed-frame", "binary frames are not supported: send JSON text", Value::Null, None, None);
+                            open = send_all(&mut sink, &session.state, frames.into()).await;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                        Some(Ok(Message::Close(_))) | Some(Err(_)) | None => open = false,
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | Some(Err(_)) | None => open = false,
-                },
+                }
             }
         }
         session.state.metrics.connections.dec();

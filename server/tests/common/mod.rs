@@ -168,7 +168,7 @@ pub fn urlencode(s: &str) -> String {
 
 /// A WebSocket client speaking the protocol.
 pub struct WsClient {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 impl WsClient {
@@ -198,8 +198,10 @@ impl WsClient {
 
     /// The next text frame, or `None` on timeout.
     pub async fn next(&mut self, within: Duration) -> Option<Value> {
+        // One deadline for the whole wait: the server's pings must not keep extending it.
+        let deadline = tokio::time::Instant::now() + within;
         loop {
-            match tokio::time::timeout(within, self.ws.next()).await {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
                     return Some(serde_json::from_str(t.as_str()).expect("server frames are JSON"))
                 }
