@@ -715,3 +715,29 @@ async fn the_server_pings_and_closes_a_peer_that_stopped_answering() {
     alive.send(json!({"type": "ping"})).await;
     alive.recv_type("pong").await;
 }
+
+#[tokio::test]
+async fn batches_that_expect_the_same_last_event_cannot_both_pass() {
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let server = TestServer::start(data.path()).await;
+    let batch = server.module_url(b, "/events/batch");
+    let (_, body) = post_json(&batch, json!({"events": [{"table": "dining_tables", "record": dining_table("T-0", "zero")}]})).await;
+    let last = body["lastAckId"].clone();
+    let attempts = (0..10).map(|i| {
+        let (batch, last) = (batch.clone(), last.clone());
+        let record = dining_table(&format!("T-race-{i}"), "race");
+        tokio::spawn(async move {
+            post_json(&batch, json!({"lastAckId": last, "events": [{"table": "dining_tables", "record": record}]})).await
+        })
+    });
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        let (status, body) = attempt.await.unwrap();
+        if status != 200 {
+            assert_eq!(body["error"], "last-ack-mismatch", "{body}");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+}

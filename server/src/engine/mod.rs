@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 
 pub use registry::{Engine, EngineConfig, EngineError, ModuleHandle, Opening};
 pub use sender::Sender;
-pub use writer::{key_values as key_record, Job, Reply, WriteJob};
+pub use writer::{key_values as key_record, Job, Precondition, Reply, WriteJob};
 
 use crate::storage::StorageError;
 
@@ -55,6 +55,10 @@ pub enum WriteError {
     /// The security rules refuse it (`forbidden`, `read-only-field`).
     #[error(transparent)]
     Denied(#[from] mishkah_core::rules::Denied),
+    /// What a batch assumed of the stored state did not hold (`last-ack-mismatch`): its code,
+    /// why, and details.
+    #[error("{message}")]
+    Precondition { code: &'static str, message: String, details: Value },
     /// The sender already used this mutation id for another write.
     #[error("mutation id `{0}` was already used for another write")]
     MutationIdReused(String),
@@ -75,6 +79,7 @@ impl WriteError {
             WriteError::Denied(e) => e.code(),
             WriteError::Refused { code, .. } => code,
             WriteError::MutationIdReused(_) => "mutation-id-reused",
+            WriteError::Precondition { code, .. } => code,
         }
     }
 }

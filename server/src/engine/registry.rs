@@ -175,7 +175,35 @@ impl ModuleHandle {
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        self.submit(Job::Atomic { mutations, source, meta, strictness: Strictness::Strict, sender, reply }).await?;
+        let precondition = None;
+        self.submit(Job::Atomic {
+            mutations,
+            source,
+            meta,
+            strictness: Strictness::Strict,
+            sender,
+            precondition,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| WriteError::Unavailable)?
+    }
+
+    /// Writes several mutations atomically if `precondition` holds of the stored state inside
+    /// the same transaction: all commit, or none.
+    pub async fn write_atomic_if(
+        &self,
+        mutations: Vec<Mutation>,
+        source: &'static str,
+        sender: Sender,
+        precondition: super::writer::Precondition,
+    ) -> Result<Vec<Committed>, WriteError> {
+        let (tx, rx) = oneshot::channel();
+        let reply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        let (meta, strictness, precondition) = (Value::Null, Strictness::Strict, Some(precondition));
+        self.submit(Job::Atomic { mutations, source, meta, strictness, sender, precondition, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
@@ -207,8 +235,8 @@ impl ModuleHandle {
         let reply = Box::new(move |outcome| {
             let _ = tx.send(outcome);
         });
-        let (meta, strictness) = (Value::Null, Strictness::Import);
-        self.submit(Job::Atomic { mutations, source, meta, strictness, sender, reply }).await?;
+        let (meta, strictness, precondition) = (Value::Null, Strictness::Import, None);
+        self.submit(Job::Atomic { mutations, source, meta, strictness, sender, precondition, reply }).await?;
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 

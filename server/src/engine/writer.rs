@@ -50,6 +50,9 @@ pub enum Job {
         strictness: Strictness,
         /// Who writes.
         sender: Sender,
+        /// Checked inside the transaction before the first write: what the batch assumes of the
+        /// stored state (the batch route's `lastAckId`), so no other write can slip in between.
+        precondition: Option<Precondition>,
         /// Outcome per mutation, or the first failure.
         reply: Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>,
     },
@@ -82,6 +85,9 @@ pub enum Job {
     /// Work on the database itself (compaction, marking it seeded), run after the batch commits.
     Maintenance(Box<dyn FnOnce(&mut ModuleDb) + Send>),
 }
+
+/// A check of the stored state an atomic batch runs inside its transaction before writing.
+pub type Precondition = Box<dyn FnOnce(&mut dyn WriteTxn) -> Result<(), WriteError> + Send>;
 
 /// What the writer needs besides its database.
 pub(super) struct WriterContext {
@@ -229,9 +235,12 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
                 let outcome = write_one(txn, ctx, &job.mutation, &how, now);
                 done.push(Done::Write(job.reply, outcome, job.source, job.meta));
             }
-            Job::Atomic { mutations, source, meta, strictness, sender, reply } => {
+            Job::Atomic { mutations, source, meta, strictness, sender, precondition, reply } => {
                 let how = How { source, meta: &meta, strictness, sender: &sender };
                 let outcome = in_savepoint(txn, |txn| {
+                    if let Some(check) = precondition {
+                        check(&mut *txn)?;
+                    }
                     let mut out = Vec::with_capacity(mutations.len());
                     for (index, m) in mutations.iter().enumerate() {
                         match write_one(txn, ctx, m, &how, now) {

@@ -107,6 +107,9 @@ impl From<WriteError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, d.code(), message).with_details(denied_details(d))
             }
             WriteError::Refused { code, .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
+            WriteError::Precondition { code, details, .. } => {
+                ApiError::new(StatusCode::CONFLICT, code, message).with_details(details.clone())
+            }
             WriteError::MutationIdReused(id) => {
                 ApiError::new(StatusCode::CONFLICT, e.code(), message).with_details(json!({"mutationId": id}))
             }

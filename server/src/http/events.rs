@@ -1,7 +1,7 @@
 //! The event log over REST: list, and the original's batch ingest (now atomic).
 
+use crate::engine::WriteError;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use mishkah_core::wire::EventsBatchRequest;
 use mishkah_core::{Action, Mutation};
@@ -69,17 +69,6 @@ pub async fn batch(
     let req: EventsBatchRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&caller, &branch, &module).await?;
-    let current = handle.read(|r, _| r.last_event_id()).await?;
-    if let Some(expected) = &req.last_ack_id {
-        if current.as_ref() != Some(expected) {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "last-ack-mismatch",
-                "lastAckId is not the log's last event id",
-            )
-            .with_details(json!({"lastAckId": expected, "lastEventId": current})));
-        }
-    }
     let mut mutations = Vec::with_capacity(req.events.len());
     for (i, e) in req.events.iter().enumerate() {
         let table = e.get("table").or_else(|| e.get("tableName")).and_then(Value::as_str);
@@ -99,7 +88,25 @@ pub async fn batch(
         m.mutation_id = e.get("mutationId").or_else(|| e.get("id")).and_then(Value::as_str).map(str::to_owned);
         mutations.push(m);
     }
-    let committed = handle.write_atomic(mutations, "rest", Value::Null, caller.sender()).await?;
+    // `lastAckId` is checked by the writer inside the batch's transaction: two batches that both
+    // expect the same last event cannot both pass.
+    let expected = req.last_ack_id.clone();
+    let current = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = current.clone();
+    let precondition: crate::engine::Precondition = Box::new(move |txn| {
+        let last = txn.last_event_id()?;
+        if let Some(expected) = expected.filter(|e| last.as_ref() != Some(e)) {
+            return Err(WriteError::Precondition {
+                code: "last-ack-mismatch",
+                message: "lastAckId is not the log's last event id".into(),
+                details: json!({"lastAckId": expected, "lastEventId": last}),
+            });
+        }
+        *seen.lock().unwrap_or_else(|p| p.into_inner()) = last;
+        Ok(())
+    });
+    let committed = handle.write_atomic_if(mutations, "rest", caller.sender(), precondition).await?;
+    let current = current.lock().unwrap_or_else(|p| p.into_inner()).take();
     let sequences: Vec<Value> = committed
         .iter()
         .map(|c| json!({"id": c.event.event_id, "sequence": c.event.sequence, "table": c.event.change.table, "createdAt": c.event.created_at}))

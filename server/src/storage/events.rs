@@ -2,7 +2,7 @@
 
 use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, ChangeKind, RecordKey};
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{parse_doc, StorageError};
 
@@ -58,11 +58,17 @@ pub(super) fn events_after(conn: &Connection, after: u64, limit: usize) -> Resul
 
 /// The first retained sequence (everything before was compacted) and the last one.
 pub(super) fn bounds(conn: &Connection) -> Result<(u64, u64), StorageError> {
-    let checkpoint: u64 = conn
-        .query_row("SELECT value FROM mishkah_meta WHERE key = 'compacted_through'", [], |r| r.get::<_, String>(0))
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    // Never compacted: no row. Any other failure is an error, not "never compacted": a delta
+    // computed from a wrong bound would silently skip the compacted events.
+    let stored: Option<String> = conn
+        .query_row("SELECT value FROM mishkah_meta WHERE key = 'compacted_through'", [], |r| r.get(0))
+        .optional()?;
+    let checkpoint: u64 = match stored {
+        None => 0,
+        Some(v) => {
+            v.parse().map_err(|_| StorageError::Corrupt(format!("compacted_through is `{v}`, not a sequence")))?
+        }
+    };
     let max: Option<i64> = conn.query_row("SELECT MAX(seq) FROM mishkah_events", [], |r| r.get(0))?;
     let head = (max.unwrap_or(0) as u64).max(checkpoint);
     Ok((checkpoint + 1, head))
@@ -82,4 +88,22 @@ pub(super) fn compact(conn: &Connection, through: u64) -> Result<usize, StorageE
     )?;
     tx.commit()?;
     Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_bounds_read_the_compaction_mark_and_refuse_a_corrupt_one() {
+        let conn = Connection::open_in_memory().unwrap();
+        super::super::ddl::create_internal(&conn).unwrap();
+        assert_eq!(bounds(&conn).unwrap(), (1, 0), "never compacted");
+        conn.execute("INSERT INTO mishkah_meta (key, value) VALUES ('compacted_through', '7')", []).unwrap();
+        assert_eq!(bounds(&conn).unwrap(), (8, 7));
+        conn.execute("UPDATE mishkah_meta SET value = 'seven' WHERE key = 'compacted_through'", []).unwrap();
+        assert!(bounds(&conn).is_err(), "a corrupt mark must not read as never compacted");
+        conn.execute("DROP TABLE mishkah_meta", []).unwrap();
+        assert!(bounds(&conn).is_err(), "nor must a missing table");
+    }
 }

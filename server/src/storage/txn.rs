@@ -55,6 +55,8 @@ pub trait WriteTxn {
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError>;
     /// Appends to the event log, assigning the next gap-free sequence number.
     fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError>;
+    /// The id of the log's last event, as this transaction sees it.
+    fn last_event_id(&mut self) -> Result<Option<String>, StorageError>;
     /// The committed event of `scope`'s mutation `id`, if it was already applied.
     fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError>;
     /// The value a sequence counter would advance to, without advancing it.
@@ -283,6 +285,14 @@ impl WriteTxn for SqliteTxn<'_> {
             created_at: event.created_at.to_owned(),
             change: event.change,
         })
+    }
+
+    fn last_event_id(&mut self) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?)
     }
 
     fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError> {

@@ -138,11 +138,13 @@ impl PageRows {
         self.len() == 0
     }
 
-    /// The rows as values (parsing stored documents).
-    pub fn into_rows(self) -> Vec<Row> {
+    /// The rows as values (parsing stored documents: a corrupt one is an error, never an empty
+    /// page that looks like "no rows").
+    pub fn into_rows(self) -> Result<Vec<Row>, StorageError> {
         match self {
-            PageRows::Rendered(rows) => rows,
-            PageRows::Stored { array, .. } => serde_json::from_str(&array).unwrap_or_default(),
+            PageRows::Rendered(rows) => Ok(rows),
+            PageRows::Stored { array, .. } => serde_json::from_str(&array)
+                .map_err(|e| StorageError::Corrupt(format!("a stored page is not an array of records: {e}"))),
         }
     }
 

@@ -538,12 +538,17 @@ impl Session {
                     descending: false,
                     stored_ok: false,
                 };
-                match table_page(&handle, &table, request).await {
-                    Ok(page) => (
-                        Value::Array(page.rows.into_rows().into_iter().map(Value::Object).collect()),
-                        Some(json!({"hasMore": page.has_more, "next": page.next})),
-                    ),
+                let page = match table_page(&handle, &table, request).await {
+                    Ok(page) => page,
                     Err(e) => return self.error(e.code(), &e.to_string(), e.details(), q.request_id, None),
+                };
+                let (has_more, next) = (page.has_more, page.next);
+                match page.rows.into_rows() {
+                    Ok(rows) => (
+                        Value::Array(rows.into_iter().map(Value::Object).collect()),
+                        Some(json!({"hasMore": has_more, "next": next})),
+                    ),
+                    Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, q.request_id, None),
                 }
             }
         };
