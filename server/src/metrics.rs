@@ -37,6 +37,10 @@ pub struct Metrics {
     pub modules_open: Gauge,
     /// 1 for each module that could not open (a corrupt database): it answers 503, the rest serve.
     modules_unavailable: Family<Vec<(&'static str, String)>, Gauge>,
+    /// 1 while a module's last commit failed (a full disk): health says degraded.
+    writes_failing: Family<Vec<(&'static str, String)>, Gauge>,
+    /// Why each failing module's last commit failed.
+    failing: std::sync::Mutex<std::collections::BTreeMap<(String, String), String>>,
 }
 
 impl Default for Metrics {
@@ -66,6 +70,12 @@ impl Default for Metrics {
             refused_sockets.clone(),
         );
         let modules_unavailable = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        let writes_failing = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register(
+            "module_writes_failing",
+            "1 while a module's last commit failed (a full or read-only disk); cleared by the next commit",
+            writes_failing.clone(),
+        );
         registry.register("modules_open", "Open branch modules", modules_open.clone());
         registry.register(
             "module_unavailable",
@@ -104,6 +114,8 @@ impl Default for Metrics {
             tolerated,
             modules_open,
             modules_unavailable,
+            writes_failing,
+            failing: Default::default(),
             refused_sockets,
             slow_clients_closed,
         }
@@ -127,6 +139,23 @@ impl Metrics {
     pub fn module_unavailable(&self, branch: &str, module: &str, unavailable: bool) {
         let labels = vec![("branch", branch.to_owned()), ("module", module.to_owned())];
         self.modules_unavailable.get_or_create(&labels).set(i64::from(unavailable));
+    }
+
+    /// Records that a module's commit failed (`Some(why)`) or succeeded again (`None`).
+    pub fn commits_failing(&self, branch: &str, module: &str, why: Option<&str>) {
+        let labels = vec![("branch", branch.to_owned()), ("module", module.to_owned())];
+        self.writes_failing.get_or_create(&labels).set(i64::from(why.is_some()));
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (branch.to_owned(), module.to_owned());
+        match why {
+            Some(why) => failing.insert(key, why.to_owned()),
+            None => failing.remove(&key),
+        };
+    }
+
+    /// The modules whose last commit failed, and why.
+    pub fn failing_commits(&self) -> Vec<((String, String), String)> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     /// The Prometheus text exposition.

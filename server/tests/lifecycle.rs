@@ -262,7 +262,10 @@ async fn a_full_disk_refuses_writes_clearly_and_keeps_everything_acknowledged() 
     assert!(body["message"].as_str().unwrap().contains("full"), "{body}");
     // Still serving, nothing acknowledged lost, and small writes that fit still work or are refused
     // the same clear way.
-    assert_eq!(get_json(&server.url("/healthz")).await["status"], "ok");
+    let health = get_json(&server.url("/healthz")).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["writesFailing"][0]["branchId"], s.branch, "{health}");
+    assert!(health["writesFailing"][0]["reason"].as_str().unwrap().contains("full"), "{health}");
     let rows = get_json(&format!("{tables}?limit=10000")).await;
     let ids: Vec<&str> = rows["rows"].as_array().unwrap().iter().filter_map(|r| r["id"].as_str()).collect();
     for id in &acknowledged {

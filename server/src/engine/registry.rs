@@ -555,6 +555,7 @@ impl Engine {
                 .unwrap_or(self.config.missing_fields),
             values: self.config.data.modules.get(module).and_then(|m| m.validation).unwrap_or(self.config.values),
             warned: Default::default(),
+            failing: Default::default(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("writer-{branch}-{module}"))

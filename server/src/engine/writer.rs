@@ -106,6 +106,9 @@ pub(super) struct WriterContext {
     /// The `(table, field, rule)`s already warned about: a value stored as sent is logged once
     /// per kind, then only counted.
     pub warned: std::sync::Mutex<std::collections::HashSet<(String, String, String)>>,
+    /// Whether the last commit failed (so health is told once when it fails and once when it
+    /// recovers, not on every batch).
+    pub failing: std::sync::atomic::AtomicBool,
 }
 
 const MAX_BATCH: usize = 1024;
@@ -294,6 +297,8 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
     if let Err(message) = committed {
         // Nothing was stored, so nothing is acknowledged as written or published.
         tracing::error!(branch = %ctx.branch, module = %ctx.module, error = %message, "commit failed");
+        ctx.failing.store(true, std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics.commits_failing(&ctx.branch, &ctx.module, Some(&message));
         for item in done {
             fail(item, &message);
         }
@@ -310,6 +315,9 @@ fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
     }
     ctx.head.store(db.head(), std::sync::atomic::Ordering::Release);
     ctx.metrics.observe_commit(started.elapsed(), size);
+    if ctx.failing.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        ctx.metrics.commits_failing(&ctx.branch, &ctx.module, None);
+    }
     for item in done {
         match item {
             // The writer's own ack is queued before the event is published, so a publisher sees

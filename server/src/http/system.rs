@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use crate::clock::now_iso;
 use crate::state::AppState;
 
-/// `GET /healthz`: `ok`, or `degraded` with the modules that cannot serve (the rest do, so the
-/// answer stays 200 for a load balancer).
+/// `GET /healthz`: `ok`, or `degraded` with the modules that cannot serve and those whose last
+/// commit failed (a full disk); the rest serve, so the answer stays 200 for a load balancer.
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
     let unavailable: Vec<Value> = state
         .engine
@@ -18,8 +18,15 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
         .into_iter()
         .map(|(branch, module, reason)| json!({"branchId": branch, "moduleId": module, "reason": reason}))
         .collect();
-    let status = if unavailable.is_empty() { "ok" } else { "degraded" };
-    Json(json!({"status": status, "serverId": state.server_id, "now": now_iso(), "unavailable": unavailable}))
+    let failing: Vec<Value> = state
+        .metrics
+        .failing_commits()
+        .into_iter()
+        .map(|((branch, module), reason)| json!({"branchId": branch, "moduleId": module, "reason": reason}))
+        .collect();
+    let status = if unavailable.is_empty() && failing.is_empty() { "ok" } else { "degraded" };
+    Json(json!({"status": status, "serverId": state.server_id, "now": now_iso(), "unavailable": unavailable,
+                "writesFailing": failing}))
 }
 
 /// `GET /metrics` (Prometheus text).
