@@ -722,13 +722,15 @@ async fn batches_that_expect_the_same_last_event_cannot_both_pass() {
     let b = data.scenario.branch;
     let server = TestServer::start(data.path()).await;
     let batch = server.module_url(b, "/events/batch");
-    let (_, body) = post_json(&batch, json!({"events": [{"table": "dining_tables", "record": dining_table("T-0", "zero")}]})).await;
+    let (_, body) =
+        post_json(&batch, json!({"events": [{"table": "dining_tables", "record": dining_table("T-0", "zero")}]})).await;
     let last = body["lastAckId"].clone();
     let attempts = (0..10).map(|i| {
         let (batch, last) = (batch.clone(), last.clone());
         let record = dining_table(&format!("T-race-{i}"), "race");
         tokio::spawn(async move {
-            post_json(&batch, json!({"lastAckId": last, "events": [{"table": "dining_tables", "record": record}]})).await
+            post_json(&batch, json!({"lastAckId": last, "events": [{"table": "dining_tables", "record": record}]}))
+                .await
         })
     });
     let mut statuses = Vec::new();
@@ -740,4 +742,21 @@ async fn batches_that_expect_the_same_last_event_cannot_both_pass() {
         statuses.push(status);
     }
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 1, "{statuses:?}");
+}
+
+#[tokio::test]
+async fn an_identity_limited_to_one_branch_learns_nothing_of_the_others() {
+    let data = DataCopy::new();
+    let (b, other) = (data.scenario.branch, data.scenario.other_branch);
+    let server = TestServer::start_with(data.path(), &["--auth", "required", "--jwt-secret", SECRET]).await;
+    let mine = token(json!({"sub": "till-1", "role": "cashier", "branches": [b]}));
+    let (_, list) = call(Method::GET, &server.url("/api/branches"), Some(&mine), None, Value::Null).await;
+    let ids: Vec<&str> = list["branches"].as_array().unwrap().iter().filter_map(|b| b["id"].as_str()).collect();
+    assert_eq!(ids, [b], "{list}");
+    let url = server.url(&format!("/api/schema?branch={}", urlencode(other)));
+    let (status, body) = call(Method::GET, &url, Some(&mine), None, Value::Null).await;
+    assert_eq!((status, body["error"].as_str()), (403, Some("branch-forbidden")), "{body}");
+    let (_, state) = call(Method::GET, &server.url("/api/state"), Some(&mine), None, Value::Null).await;
+    assert!(!state.to_string().contains(data.path().to_str().unwrap()), "the data directory's path: {state}");
+    assert!(!state.to_string().contains(&format!("\"{other}\"")), "another branch: {state}");
 }

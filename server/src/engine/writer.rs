@@ -512,6 +512,14 @@ fn write_one(
         reinsert: if source == "ws" { Reinsert::Merge } else { Reinsert::Refuse },
     };
     let bindings = || who.bindings(&ctx.branch, &ctx.module, source).with_now(now);
+    // An update or delete of a row the writer may not see is answered as for a missing row:
+    // a 403 here and a 404 there would let it probe for rows its rules hide.
+    if let (Some(stored), Action::Update | Action::Merge | Action::Delete) = (current.as_ref(), mutation.action) {
+        if !sees(ctx, who, &bindings(), table, stored) {
+            let key = RecordKey::of(table, stored).map_err(MutationError::from)?;
+            return Err(MutationError::NotFound { table: table.name.clone(), key }.into());
+        }
+    }
     let change = match apply(table, current.as_ref(), &mutation, &apply_ctx) {
         Ok(change) => change,
         // A version conflict or a duplicate about a row the writer may not see would tell it the
@@ -577,6 +585,21 @@ fn tolerated(ctx: &WriterContext, change: &mishkah_core::Change) {
     }
 }
 
+/// Whether `who`'s `list` rule admits `stored` (always, with no rules or for an admin).
+fn sees(
+    ctx: &WriterContext,
+    who: &Principal,
+    bindings: &mishkah_core::query::Bindings,
+    table: &Table,
+    stored: &mishkah_core::Row,
+) -> bool {
+    if ctx.access.is_open() || who.admin {
+        return true;
+    }
+    let scope = ctx.access.table(&ctx.module, &table.name).read_scope(mishkah_core::rules::Action::List, who, bindings);
+    scope.admits(Some(table), stored, bindings)
+}
+
 /// `error`, or `forbidden` when the writer's `list` rule does not admit the stored row it is about.
 fn unseen_as_forbidden(
     ctx: &WriterContext,
@@ -587,9 +610,8 @@ fn unseen_as_forbidden(
     mutation: &Mutation,
     error: MutationError,
 ) -> WriteError {
-    let Some(stored) = current.filter(|_| !ctx.access.is_open() && !who.admin) else { return error.into() };
-    let scope = ctx.access.table(&ctx.module, &table.name).read_scope(mishkah_core::rules::Action::List, who, bindings);
-    if scope.admits(Some(table), stored, bindings) {
+    let Some(stored) = current else { return error.into() };
+    if sees(ctx, who, bindings, table, stored) {
         return error.into();
     }
     let action = match mutation.action {

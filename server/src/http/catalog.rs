@@ -18,8 +18,15 @@ use crate::views;
 /// `module` (also `moduleId`, `modules`) and `include` (also `include[]`, `with`) repeat and take
 /// comma lists; `include` names the parts (`schema`, `config`, `seed`); without it, schema and
 /// config. An unknown module gets a warning, not an entry.
-pub async fn schema(State(state): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Value>, ApiError> {
+pub async fn schema(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
     let params = DiscoveryParams::parse(query.as_deref().unwrap_or(""));
+    if let Some(branch) = &params.branch {
+        super::caller::require_branch(&caller, branch)?;
+    }
     let data = state.engine.data();
     let requested: Vec<String> = match params.modules.is_empty() {
         true => data.catalog.ids().map(str::to_owned).collect(),
@@ -192,11 +199,22 @@ pub async fn schema_file(State(state): State<AppState>, Path(rest): Path<String>
 }
 
 /// `GET /api/modules`: `{modules: [{id, label, description, tables}]}` in `modules.json` order.
-pub async fn modules(State(state): State<AppState>) -> Json<Value> {
+pub async fn modules(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let data = state.engine.data();
+    // An identity limited to some branches sees the modules those branches have.
+    let claim: Option<Vec<&str>> = match caller.who.auth.get("branches") {
+        Some(Value::Array(list)) => Some(list.iter().filter_map(Value::as_str).collect()),
+        Some(Value::String(one)) => Some(vec![one.as_str()]),
+        _ => None,
+    };
+    let allowed: Option<Vec<String>> = claim
+        .filter(|c| !c.contains(&"*") && !caller.who.admin)
+        .map(|branches| branches.iter().flat_map(|b| data.branches.modules_of(b).iter().cloned()).collect());
+    let visible = |id: &str| allowed.as_ref().is_none_or(|modules| modules.iter().any(|m| m == id));
     let list: Vec<Value> = data
         .catalog
         .ids()
+        .filter(|id| visible(id))
         .map(|id| {
             let entry = data.catalog.entry(id);
             let text = |k: &str| entry.and_then(|e| e.get(k)).and_then(Value::as_str).map(str::to_owned);
@@ -209,15 +227,19 @@ pub async fn modules(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// `GET /api/branches`.
-pub async fn branches(State(state): State<AppState>) -> Json<Value> {
+pub async fn branches(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let data = state.engine.data();
     let list: Vec<Value> = data
         .branches
         .branches
         .iter()
+        .filter(|(id, _)| caller.who.may_use_branch(id))
         .map(|(id, def)| json!({"id": id, "label": def.label, "modules": def.modules}))
         .collect();
-    Json(json!({"branches": list, "defaults": data.branches.defaults}))
+    // Which modules a new branch gets is for those who may bring one into being.
+    let limited = caller.who.auth.get("branches").is_some_and(|b| !b.is_null()) && !caller.who.admin;
+    let defaults = if limited { Vec::new() } else { data.branches.defaults.clone() };
+    Json(json!({"branches": list, "defaults": defaults}))
 }
 
 #[derive(Deserialize)]

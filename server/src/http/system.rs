@@ -35,12 +35,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /api/state`.
-pub async fn state(State(state): State<AppState>) -> Json<Value> {
+pub async fn state(State(state): State<AppState>, caller: crate::access::Caller) -> Json<Value> {
     let data = state.engine.data();
     Json(json!({
         "serverId": state.server_id,
         "now": now_iso(),
         "modules": data.modules.keys().collect::<Vec<_>>(),
-        "branches": data.branches.branches.keys().collect::<Vec<_>>(),
+        "branches": data.branches.branches.keys().filter(|b| caller.who.may_use_branch(b)).collect::<Vec<_>>(),
     }))
 }
