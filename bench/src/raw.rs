@@ -45,16 +45,23 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A standard upgrade request (RFC 6455 §4.1): a fresh key of 16 random bytes, base64. Strict
+/// servers (Node's `ws`, which the original runs on) refuse any other key with `400`.
+fn upgrade_request(host: &str, path: &str) -> String {
+    let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
 impl RawConn {
     /// Connects and upgrades.
     pub async fn connect(url: &str) -> anyhow::Result<RawConn> {
         let (host, path) = split_url(url)?;
         let mut stream = TcpStream::connect(host).await.with_context(|| format!("connect {host}"))?;
         stream.set_nodelay(true)?;
-        let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: bWlzaGthaC1iZW5jaC1rZXk=\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
+        let request = upgrade_request(host, path);
         stream.write_all(request.as_bytes()).await?;
         let mut conn = RawConn { stream, buf: vec![0; 64 * 1024], start: 0, end: 0 };
         loop {
@@ -148,5 +155,16 @@ mod tests {
         assert_eq!(big.len(), 70_000 + 14);
         assert_eq!(split_url("ws://127.0.0.1:3200/ws").unwrap(), ("127.0.0.1:3200", "/ws"));
         assert!(split_url("http://x").is_err());
+    }
+
+    #[test]
+    fn the_upgrade_request_carries_a_key_of_sixteen_bytes_as_strict_servers_require() {
+        let request = upgrade_request("127.0.0.1:3200", "/ws");
+        let key = request.lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap();
+        // Node's `ws` accepts exactly /^[+/0-9A-Za-z]{22}==$/.
+        assert_eq!(key.len(), 24, "{key}");
+        assert!(key.ends_with("==") && key[..22].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/'));
+        assert_ne!(key, upgrade_request("h", "/").lines().find_map(|l| l.strip_prefix("Sec-WebSocket-Key: ")).unwrap());
+        assert!(request.starts_with("GET /ws HTTP/1.1\r\nHost: 127.0.0.1:3200\r\n") && request.ends_with("\r\n\r\n"));
     }
 }
