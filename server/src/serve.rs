@@ -83,6 +83,13 @@ pub async fn serve(
         }
     } else {
         tracing::info!(rules = %data.rules_path().display(), "security rules loaded");
+        if config.auth == AuthMode::Off {
+            tracing::warn!(
+                rules = %data.rules_path().display(),
+                "security rules are in force with --auth off: every request is anonymous, without a role, so \
+                 writes the rules give to roles will be refused (403). Serve with --auth required, or without the rules"
+            );
+        }
     }
     let server_id = format!("mishkah-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let metrics = Arc::new(Metrics::default());

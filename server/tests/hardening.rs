@@ -760,3 +760,11 @@ async fn an_identity_limited_to_one_branch_learns_nothing_of_the_others() {
     assert!(!state.to_string().contains(data.path().to_str().unwrap()), "the data directory's path: {state}");
     assert!(!state.to_string().contains(&format!("\"{other}\"")), "another branch: {state}");
 }
+
+#[tokio::test]
+async fn rules_in_force_with_auth_off_are_warned_about_at_startup() {
+    let data = DataCopy::new();
+    write_json(&data.path().join("security/rules.json"), &rules());
+    let server = TestServer::start(data.path()).await;
+    assert!(server.log().contains("security rules are in force with --auth off"), "{}", server.log());
+}
