@@ -9,11 +9,17 @@ const OPEN_LINES = `kitchenSectionId = ${JSON.stringify(section)} && status in [
 const OPEN_ORDERS = 'stage in ["sent", "preparing", "ready"]';
 
 let store;
-const NEXT = { sent: 'preparing', preparing: 'ready', ready: 'served' };
+// A section moves its own lines, never another section's: a bar's "Ready" must not take an order
+// off the hot kitchen's screen while its hot line is still cooking. The order's stage follows
+// its lines (the POS, which sees them all, moves it).
+const LINE_ORDER = ['queued', 'preparing', 'ready', 'served'];
+const NEXT = { queued: 'preparing', preparing: 'ready', ready: 'served' };
 const BUTTON = {
-  ar: { sent: 'ابدأ', preparing: 'جاهز', ready: 'تم التقديم' },
-  en: { sent: 'Start', preparing: 'Ready', ready: 'Served' },
+  ar: { queued: 'ابدأ', preparing: 'جاهز', ready: 'تم التقديم' },
+  en: { queued: 'Start', preparing: 'Ready', ready: 'Served' },
 };
+/** The least advanced status among `lines`: where this section is with the order. */
+const sectionStatus = (lines) => LINE_ORDER[Math.min(...lines.map((l) => LINE_ORDER.indexOf(l.status)))];
 const quiet = (p) => p.catch(() => {});
 
 function elapsed(since) {
@@ -39,7 +45,9 @@ function render() {
     const card = document.createElement('article');
     card.className = 'ticket-card';
     card.dataset.order = o.id;
-    card.dataset.stage = o.stage;
+    const own = lines.filter((l) => l.orderId === o.id);
+    const status = sectionStatus(own);
+    card.dataset.stage = status;
     const h = document.createElement('h3');
     const title = document.createElement('span');
     title.textContent = `#${o.id.slice(-6)}`;
@@ -49,19 +57,21 @@ function render() {
     timer.textContent = elapsed(timer.dataset.since);
     h.append(title, timer);
     const list = document.createElement('ul');
-    for (const l of lines.filter((l) => l.orderId === o.id)) {
+    for (const l of own) {
       const li = document.createElement('li');
       li.textContent = `${l.quantity} × ${label(l.name)}`;
       list.append(li);
     }
     const button = document.createElement('button');
     button.type = 'button';
-    button.textContent = BUTTON[lang][o.stage];
+    button.className = 'advance';
+    button.dataset.next = NEXT[status];
+    button.textContent = BUTTON[lang][status];
     button.onclick = () => {
-      const next = NEXT[o.stage];
-      quiet(store.update('order_header', { id: o.id, stage: next }));
-      // This section's lines follow; served ones leave the section's live query, and the device.
-      for (const l of lines.filter((l) => l.orderId === o.id)) quiet(store.update('order_line', { id: l.id, status: next }));
+      const next = NEXT[status];
+      // Served lines leave the section's live query, and the device.
+      for (const l of own.filter((l) => l.status === status)) quiet(store.update('order_line', { id: l.id, status: next }));
+      if (next === 'preparing' && o.stage === 'sent') quiet(store.update('order_header', { id: o.id, stage: 'preparing' }));
     };
     card.append(h, list, button);
     return card;

@@ -131,9 +131,23 @@ function pay() {
 }
 
 const render = () => { renderMenu(); renderTicket(); };
+/** An order sent to the kitchens takes the stage of its least advanced line: ready when every
+ * section has it ready, served when every line is served. */
+const STAGE_OF_LINE = { queued: 'sent', preparing: 'preparing', ready: 'ready', served: 'served' };
+const STAGES = ['sent', 'preparing', 'ready', 'served'];
+function followLines() {
+  for (const order of store.query('order_header', 'stage in ["sent", "preparing", "ready"]')) {
+    const lines = linesOf(order.id).filter((l) => l.status !== 'draft');
+    if (!lines.length) continue;
+    const stage = STAGES[Math.min(...lines.map((l) => STAGES.indexOf(STAGE_OF_LINE[l.status] ?? 'sent')))];
+    if (STAGES.indexOf(stage) > STAGES.indexOf(order.stage)) quiet(store.update('order_header', { id: order.id, stage }));
+  }
+}
+
 store = await openStore('pos', render);
 for (const table of ['menu_items', 'menu_categories']) store.watch(table, {}, renderMenu);
 for (const table of ['order_header', 'order_line']) store.watch(table, {}, renderTicket);
+store.watch('order_line', {}, followLines);
 $('search').addEventListener('input', renderMenu);
 $('new-order').onclick = newOrder;
 $('send').onclick = send;

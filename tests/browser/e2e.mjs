@@ -116,6 +116,38 @@ async function main() {
     assert.equal(held.menu, 0, 'the kitchen holds only what it subscribed to');
     console.log(`the hot kitchen holds ${held.lines.length} hot lines and nothing else`);
 
+    // A section moves its own lines only: the bar serving its tea leaves the hot kitchen's foul
+    // on the hot screen; the order is served when every line is.
+    const bar = await context.newPage();
+    bar.on('pageerror', (e) => console.error('page error:', e));
+    await bar.goto(`${base}/kitchen.html?section=bar&db=e2e-bar`);
+    await bar.waitForSelector('#status[data-status="ready"]', { timeout: 15000 });
+    await pos.click('#new-order');
+    await pos.fill('#search', 'Foul');
+    await pos.click('.item[data-item="item-02"]');
+    await pos.fill('#search', 'Mint');
+    await pos.click('.item[data-item="item-11"]');
+    await pos.fill('#search', '');
+    const mixed = await pos.evaluate(() => window.pos.current());
+    await pos.click('#send');
+    for (const screen of [bar, kitchen]) await screen.waitForSelector(`[data-order="${mixed}"]`, { timeout: 5000 });
+    for (const next of ['preparing', 'ready', 'served']) {
+      await bar.click(`[data-order="${mixed}"] button.advance[data-next="${next}"]`);
+      if (next !== 'served') await bar.waitForSelector(`[data-order="${mixed}"][data-stage="${next}"]`, { timeout: 5000 });
+    }
+    await bar.waitForSelector(`[data-order="${mixed}"]`, { state: 'detached', timeout: 5000 });
+    await kitchen.waitForTimeout(500);
+    assert.equal(await kitchen.getAttribute(`[data-order="${mixed}"]`, 'data-stage'), 'queued', 'the bar moved the hot line');
+    for (const next of ['preparing', 'ready', 'served']) {
+      await kitchen.click(`[data-order="${mixed}"] button.advance[data-next="${next}"]`);
+      if (next !== 'served') await kitchen.waitForSelector(`[data-order="${mixed}"][data-stage="${next}"]`, { timeout: 5000 });
+    }
+    await kitchen.waitForSelector(`[data-order="${mixed}"]`, { state: 'detached', timeout: 5000 });
+    await pos.waitForFunction((id) => window.mishkahStore.listTable('order_header').find((o) => o.id === id)?.stage === 'served',
+      mixed, { timeout: 5000 });
+    await bar.close();
+    console.log('each section moves its own lines; the order is served when every line is');
+
     // 2. Offline: three orders on the POS, then reconnect: each appears in the kitchen exactly once.
     // A network that dies silently is noticed within seconds (the store's heartbeat), not
     // after a minute of a header saying "connected" while writes pile up.

@@ -53,7 +53,7 @@ impl MutationError {
 /// A version conflict, with what the client claimed and what is stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(rename_all = "camelCase")]
-#[error("version conflict on `{table}` `{key}`: expected {expected_version:?}, current {current_version} ({reason:?})")]
+#[error("{}", conflict_message(self))]
 pub struct Conflict {
     pub table: String,
     /// The row's key.
@@ -66,6 +66,22 @@ pub struct Conflict {
     pub reason: ConflictReason,
 }
 
+/// What a person reads: what happened and what to do, not the fields of a Rust value.
+fn conflict_message(c: &Conflict) -> String {
+    let Conflict { table, key, expected_version, current_version, reason } = c;
+    match (reason, expected_version) {
+        (ConflictReason::MissingVersion, _) => format!(
+            "`{table}` `{key}` is versioned: send the version you read (it is now {current_version})"
+        ),
+        (ConflictReason::StaleVersion, Some(seen)) => format!(
+            "`{table}` `{key}` changed since you read it (you read version {seen}, it is now {current_version}): read it again and retry"
+        ),
+        (ConflictReason::StaleVersion, None) => {
+            format!("`{table}` `{key}` changed since you read it (it is now version {current_version}): read it again and retry")
+        }
+    }
+}
+
 /// Why a version was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -74,4 +90,28 @@ pub enum ConflictReason {
     StaleVersion,
     /// A versioned table was updated without a version.
     MissingVersion,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_reads_as_what_happened_and_what_to_do() {
+        let c = Conflict {
+            table: "order_line".into(),
+            key: RecordKey("L-1".into()),
+            expected_version: Some(1),
+            current_version: 2,
+            reason: ConflictReason::StaleVersion,
+        };
+        let text = c.to_string();
+        assert!(
+            text.contains("changed since you read it") && text.contains("version 1") && text.contains("now 2"),
+            "{text}"
+        );
+        assert!(!text.contains("Some(") && !text.contains("StaleVersion"), "{text}");
+        let missing = Conflict { expected_version: None, reason: ConflictReason::MissingVersion, ..c };
+        assert!(missing.to_string().contains("send the version you read"), "{missing}");
+    }
 }
