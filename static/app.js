@@ -79,4 +79,22 @@ export async function openStore(role, onLang, options = {}) {
 }
 
 export const newId = (prefix) => `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-export const money = (n) => (Math.round(Number(n || 0) * 100) / 100).toFixed(2);
+/** A price with its currency, in the screen's language (٤٥٫٠٠ ج.م. / EGP 45.00). */
+export const money = (n) => new Intl.NumberFormat(lang === 'ar' ? 'ar-EG' : 'en-EG', { style: 'currency', currency: 'EGP' })
+  .format(Math.round(Number(n || 0) * 100) / 100);
+
+const STAGE = {
+  ar: { new: 'جديد', sent: 'أُرسل للمطبخ', preparing: 'قيد التحضير', ready: 'جاهز', served: 'قُدّم', queued: 'بالانتظار' },
+  en: { new: 'New', sent: 'Sent', preparing: 'Preparing', ready: 'Ready', served: 'Served', queued: 'Queued' },
+};
+/** An order's or a line's stage, in the screen's language. */
+export const stageName = (stage) => STAGE[lang][stage] ?? stage;
+
+/** How people name an order: its number and its table, never its random id. The number is kept
+ * apart from the text around it (a Unicode isolate), so `№` stays before it in Arabic too. */
+export function orderName(order, tableName) {
+  const number = order.invoiceSequence ?? order.id.replace(/[^0-9a-z]/gi, '').slice(-4).toUpperCase();
+  const parts = [`№\u00a0\u2068${number}\u2069`];
+  if (tableName) parts.push(tableName);
+  return parts.join(' · ');
+}

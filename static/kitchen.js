@@ -2,7 +2,7 @@
 // any POS with lines for this section appear live; start / ready / served buttons; timers.
 // It holds only what it shows: the store syncs by subscriptions (live queries), so this device
 // receives and keeps its section's open lines and the open order headers, nothing else.
-import { openStore, label, lang } from './app.js';
+import { openStore, label, lang, orderName } from './app.js';
 
 const section = new URLSearchParams(location.search).get('section') || 'hot';
 const OPEN_LINES = `kitchenSectionId = ${JSON.stringify(section)} && status in ["queued", "preparing", "ready"]`;
@@ -50,7 +50,8 @@ function render() {
     card.dataset.stage = status;
     const h = document.createElement('h3');
     const title = document.createElement('span');
-    title.textContent = `#${o.id.slice(-6)}`;
+    title.className = 'order-name';
+    title.textContent = orderName(o);
     const timer = document.createElement('span');
     timer.className = 'timer';
     timer.dataset.since = o.sentAt || o.createdAt;

@@ -1,6 +1,6 @@
 // The POS screen: open an order, add menu items, change quantities, send to kitchen, take payment.
 // Every write goes through the wasm store: visible at once, queued offline, synced when online.
-import { openStore, label, lang, newId, money, toast } from './app.js';
+import { openStore, label, lang, newId, money, toast, stageName, orderName } from './app.js';
 
 const $ = (id) => document.getElementById(id);
 let store;
@@ -50,7 +50,10 @@ function renderTicket() {
   const orders = openOrders();
   if (current && !store.getRecord('order_header', current)) current = null;
   const order = current && store.getRecord('order_header', current);
-  $('ticket-title').textContent = order ? `#${order.id.slice(-6)} · ${order.stage}` : (lang === 'ar' ? 'لا يوجد طلب مفتوح' : 'No open order');
+  const table = order?.tableId && store.getRecord('dining_tables', order.tableId);
+  $('ticket-title').textContent = order
+    ? `${orderName(order, table && label(table.name))} · ${stageName(order.stage)}`
+    : (lang === 'ar' ? 'لا يوجد طلب مفتوح' : 'No open order');
   const lines = order ? linesOf(order.id) : [];
   $('lines').replaceChildren(...lines.map((l) => {
     const row = document.createElement('div');
@@ -73,7 +76,7 @@ function renderTicket() {
   $('orders').replaceChildren(...orders.map((o) => {
     const b = document.createElement('button');
     b.type = 'button';
-    b.textContent = `#${o.id.slice(-6)}`;
+    b.textContent = orderName(o);
     b.setAttribute('aria-pressed', String(o.id === current));
     b.onclick = () => { current = o.id; localStorage.setItem('mishkah.pos.order', current); renderTicket(); };
     return b;

@@ -148,6 +148,33 @@ async function main() {
     await bar.close();
     console.log('each section moves its own lines; the order is served when every line is');
 
+    // The screens on a phone (420 px), in Arabic: nothing overflows sideways, an order is named by
+    // its number (№ first), stages are Arabic, prices carry their currency.
+    const phone = await browser.newContext({ viewport: { width: 420, height: 860 } });
+    for (const page of ['pos.html?db=e2e-phone-pos', 'kitchen.html?db=e2e-phone-kds']) {
+      const p = await phone.newPage();
+      await p.goto(`${base}/${page}`);
+      await p.waitForSelector('#status[data-status="ready"]', { timeout: 15000 });
+      if (page.startsWith('pos')) {
+        await p.click('.cats button');
+        await p.click('.item[data-item="item-01"]');
+        await p.waitForFunction(() => /№/.test(document.getElementById('ticket-title').textContent));
+        const seen = await p.evaluate(() => ({
+          title: document.getElementById('ticket-title').textContent,
+          price: document.querySelector('.item .price').textContent,
+          dir: document.documentElement.dir,
+        }));
+        assert.equal(seen.dir, 'rtl');
+        assert.match(seen.title, /^№/, seen.title);
+        assert.match(seen.title, /جديد/, `the stage in Arabic: ${seen.title}`);
+        assert.match(seen.price, /ج\.م\.|EGP/, `a price with its currency: ${seen.price}`);
+      }
+      const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      assert.ok(overflow <= 0, `${page} overflows a 420 px screen by ${overflow} px`);
+    }
+    await phone.close();
+    console.log('the screens fit a 420 px phone, in Arabic, with order numbers, Arabic stages and prices in EGP');
+
     // 2. Offline: three orders on the POS, then reconnect: each appears in the kitchen exactly once.
     // A network that dies silently is noticed within seconds (the store's heartbeat), not
     // after a minute of a header saying "connected" while writes pile up.
