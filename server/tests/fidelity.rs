@@ -349,6 +349,12 @@ async fn secret_fields_and_locked_tables_leave_the_server_on_no_path() {
         (json!("server:error"), json!("unknown-field")),
         "a hidden field cannot be probed by filtering on it: {probe}"
     );
+    let (status, one) = get_status(&format!("{employees}/emp-secret")).await;
+    assert_eq!(status, 200, "{one}");
+    keep("REST one row", &one);
+    let (status, locked_one) = get_status(&format!("{audit}/audit-locked")).await;
+    assert_eq!(status, 403, "a locked table's row is not served by key: {locked_one}");
+    keep("REST one row of a locked table", &locked_one);
     let (_, deleted) = send_json(Method::DELETE, &format!("{employees}?id=emp-secret"), Value::Null).await;
     keep("REST delete", &deleted);
 
