@@ -202,6 +202,10 @@ pub struct ServeConfig {
     /// three of them is closed.
     #[arg(long, env = "MISHKAH_PING_INTERVAL", default_value_t = 15)]
     pub ping_interval: u64,
+    /// Bytes per second a reading client is granted for a large frame (a snapshot), on top of
+    /// `--send-timeout`: a slow network still syncs.
+    #[arg(long, env = "MISHKAH_MIN_SEND_RATE", default_value_t = 64 * 1024)]
+    pub min_send_rate: u64,
     /// Snapshots built or being sent at once; more wait their turn, holding nothing.
     #[arg(long, env = "MISHKAH_MAX_SNAPSHOTS", default_value_t = 4)]
     pub max_snapshots: usize,

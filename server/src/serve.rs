@@ -136,6 +136,7 @@ pub async fn serve(
         cors_origins: Arc::new(cors_origins(&config.cors_origins)?),
         snapshots: Arc::new(tokio::sync::Semaphore::new(config.max_snapshots.max(1))),
         send_timeout: std::time::Duration::from_secs(config.send_timeout.max(1)),
+        min_send_rate: config.min_send_rate,
         ping_interval: std::time::Duration::from_secs(config.ping_interval.max(1)),
     };
     let limits = state.limits.clone();

@@ -31,6 +31,9 @@ pub struct AppState {
     /// How long a write to a WebSocket may wait for its client to read (`--send-timeout`);
     /// a client that stops reading is closed, and what was queued for it freed.
     pub send_timeout: std::time::Duration,
+    /// The slowest transfer a reading client is granted for a large frame, bytes per second
+    /// (`--min-send-rate`), on top of `send_timeout`.
+    pub min_send_rate: u64,
     /// How often the server pings each WebSocket; a peer silent for three pings is closed.
     pub ping_interval: std::time::Duration,
 }

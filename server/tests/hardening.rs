@@ -514,7 +514,7 @@ async fn clients_that_never_read_a_large_snapshot_cost_bounded_memory_and_are_cl
     let b = data.scenario.branch;
     let server = TestServer::start_with(
         data.path(),
-        &["--send-timeout", "2", "--max-snapshots", "2", "--max-record-bytes", "65536"],
+        &["--send-timeout", "2", "--min-send-rate", "100000000", "--max-snapshots", "2", "--max-record-bytes", "65536"],
     )
     .await;
     // ~30 MB of rows.

@@ -12,13 +12,24 @@ use crate::state::AppState;
 /// Runs a send, closing the connection (`false`) if its client has not taken it within
 /// `--send-timeout`: a client that stops reading must not hold what was queued for it forever.
 pub(super) async fn within(state: &AppState, send: impl std::future::Future<Output = bool>) -> bool {
+    within_sized(state, 0, send).await
+}
+
+/// [`within`] for a send of `bytes`: a large one (a snapshot) also gets the time a slow but
+/// reading client needs at `--min-send-rate`, so a till on a poor network still syncs.
+pub(super) async fn within_sized(
+    state: &AppState,
+    bytes: usize,
+    send: impl std::future::Future<Output = bool>,
+) -> bool {
     let mut send = std::pin::pin!(send);
     // Nearly every send finishes at once (the socket has room): those arm no timer, which would
     // cost a fan-out of compact frames a tenth of its deliveries.
     if let Some(open) = futures_util::FutureExt::now_or_never(send.as_mut()) {
         return open;
     }
-    match tokio::time::timeout(state.send_timeout, send).await {
+    let transfer = std::time::Duration::from_secs_f64(bytes as f64 / state.min_send_rate.max(1) as f64);
+    match tokio::time::timeout(state.send_timeout + transfer, send).await {
         Ok(open) => open,
         Err(_) => {
             state.metrics.slow_clients_closed.inc();
@@ -33,7 +44,8 @@ pub(super) async fn send_all(
     state: &AppState,
     frames: Vec<String>,
 ) -> bool {
-    within(state, async {
+    let bytes = frames.iter().map(String::len).sum();
+    within_sized(state, bytes, async {
         for f in frames {
             state.metrics.frames_out.inc();
             if sink.send(Message::Text(Utf8Bytes::from(f))).await.is_err() {
