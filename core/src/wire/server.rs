@@ -137,6 +137,34 @@ pub struct ModuleSnapshot {
     pub meta: Value,
 }
 
+impl ServerSnapshot {
+    /// The `server:snapshot` frame's text around modules already written as JSON text (module id,
+    /// its `ModuleSnapshot` object), in the given order: a server streams each module's rows into
+    /// its text instead of holding them as values. The same text `ServerFrame::Snapshot` gives.
+    pub fn frame_text<'m>(
+        branch_id: &str,
+        modules: impl IntoIterator<Item = (&'m str, &'m str)>,
+        meta: &SnapshotMeta,
+    ) -> String {
+        let quoted = |s: &str| serde_json::to_string(s).expect("a string serializes");
+        let mut out = String::from("{\"type\":\"server:snapshot\",\"branchId\":");
+        out.push_str(&quoted(branch_id));
+        out.push_str(",\"modules\":{");
+        for (i, (id, text)) in modules.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&quoted(id));
+            out.push(':');
+            out.push_str(text);
+        }
+        out.push_str("},\"meta\":");
+        out.push_str(&serde_json::to_string(meta).expect("meta serializes"));
+        out.push('}');
+        out
+    }
+}
+
 /// `server:snapshot` meta.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -562,5 +590,36 @@ impl<'a> CompactChange<'a> {
             version: event.change.version,
             request_id: client_meta.get("requestId"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_snapshot_frame_written_around_module_texts_is_the_one_serde_writes() {
+        let module = ModuleSnapshot {
+            module_id: "pos".into(),
+            branch_id: "b".into(),
+            version: 7,
+            tables: BTreeMap::from([("t".into(), vec![json!({"id": "1", "x": "é\""}).as_object().unwrap().clone()])]),
+            meta: json!({"sequence": 7}),
+        };
+        let meta = SnapshotMeta {
+            snapshot_at: "now".into(),
+            server_id: "s".into(),
+            reason: "hello".into(),
+            request_id: Some(json!("r1")),
+        };
+        let text = serde_json::to_string(&module).unwrap();
+        let streamed = ServerSnapshot::frame_text("b\"ranch", [("pos", text.as_str())], &meta);
+        let whole = ServerFrame::Snapshot(ServerSnapshot {
+            branch_id: "b\"ranch".into(),
+            modules: BTreeMap::from([("pos".into(), module)]),
+            meta,
+        });
+        assert_eq!(streamed, serde_json::to_string(&whole).unwrap());
     }
 }

@@ -284,6 +284,23 @@ impl ModuleReader {
         Ok(out)
     }
 
+    /// Calls `f` with the stored JSON of every row of a table, in insertion order, one at a time:
+    /// a snapshot streams a table without holding it.
+    pub fn each_doc(
+        &self,
+        table: &Table,
+        mut f: impl FnMut(&str) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let sql = format!("SELECT mishkah_doc FROM \"{}\" ORDER BY rowid", sql_table(table));
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let doc = row.get_ref(0)?.as_str().map_err(|e| StorageError::Corrupt(format!("stored record: {e}")))?;
+            f(doc)?;
+        }
+        Ok(())
+    }
+
     /// A page of rows in insertion order (or reverse), after a key and/or a time.
     pub fn page(&self, table: &Table, q: &PageQuery) -> Result<Vec<Row>, StorageError> {
         self.page_docs(table, q)?.iter().map(|doc| parse_doc(doc)).collect()

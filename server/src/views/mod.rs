@@ -46,6 +46,98 @@ pub async fn module_snapshot(
         .await
 }
 
+/// [`module_snapshot`] as the JSON text of its `ModuleSnapshot`, written table by table and row
+/// by row: the rows pass through memory one at a time (a table with nothing to hide, filter or
+/// translate is copied as stored), so a hello costs the text it sends, not the module's rows as
+/// values on top of it.
+pub async fn module_snapshot_text(
+    handle: &Arc<ModuleHandle>,
+    lang: Option<&str>,
+    caller: &Caller,
+) -> Result<String, StorageError> {
+    let (branch, module) = (handle.branch.clone(), handle.module.clone());
+    let lang = lang.map(str::to_owned);
+    let view = View::of(handle, caller);
+    handle
+        .read(move |reader, schema| {
+            let (_, head) = reader.bounds()?;
+            let mut out = String::new();
+            let text = |v: &str| serde_json::to_string(v).expect("a string serializes");
+            out.push_str("{\"moduleId\":");
+            out.push_str(&text(&module));
+            out.push_str(",\"branchId\":");
+            out.push_str(&text(&branch));
+            out.push_str(&format!(",\"version\":{head},\"tables\":{{"));
+            for (i, table) in schema.tables.values().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&text(&table.name));
+                out.push_str(":[");
+                stream_table(reader, schema, table, lang.as_deref(), &view, &mut out)?;
+                out.push(']');
+            }
+            out.push_str("},\"meta\":");
+            out.push_str(&json!({"sequence": head, "lastUpdatedAt": crate::clock::now_iso()}).to_string());
+            out.push('}');
+            Ok(out)
+        })
+        .await
+}
+
+/// One table's rows into `out`, comma-separated, as `view` sees them.
+fn stream_table(
+    reader: &crate::storage::ModuleReader,
+    schema: &mishkah_core::Schema,
+    table: &mishkah_core::Table,
+    lang: Option<&str>,
+    view: &View,
+    out: &mut String,
+) -> Result<(), StorageError> {
+    if table.locked {
+        return Ok(());
+    }
+    let translations = match (lang, schema.table(&mishkah_core::render::translate::lang_table_name(&table.name))) {
+        (Some(_), Some(lang_table)) => {
+            let mut rows = reader.rows(lang_table)?;
+            if !view.sees_everything() {
+                rows.retain(|row| view.admits(lang_table, row));
+            }
+            Some(crate::render::rows(lang_table, rows))
+        }
+        _ => None,
+    };
+    let as_stored = table.hidden.is_empty() && view.sees_everything() && translations.is_none();
+    let mut first = true;
+    reader.each_doc(table, |doc| {
+        if as_stored {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(doc);
+            first = false;
+            return Ok(());
+        }
+        let row: mishkah_core::Row = serde_json::from_str(doc)
+            .map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))?;
+        if !view.admits(table, &row) {
+            return Ok(());
+        }
+        let mut rows = crate::render::rows(table, vec![row]);
+        if let (Some(lang), Some(translations)) = (lang, &translations) {
+            mishkah_core::render::translate::merge_translations(&table.name, &mut rows, translations, lang);
+        }
+        for row in rows {
+            if !first {
+                out.push(',');
+            }
+            out.push_str(&serde_json::to_string(&row).expect("a JSON map serializes"));
+            first = false;
+        }
+        Ok(())
+    })
+}
+
 /// The changes after `cursor`, coalesced, as `caller` may see them; `Err(DeltaError)` when the
 /// client must resync in full.
 pub async fn delta_since(

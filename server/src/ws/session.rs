@@ -422,7 +422,7 @@ impl Session {
                     }
                 }
             }
-            match views::module_snapshot(&handle, self.lang.as_deref(), &self.caller).await {
+            match views::module_snapshot_text(&handle, self.lang.as_deref(), &self.caller).await {
                 Ok(s) => {
                     snapshots.insert(module, s);
                 }
@@ -436,11 +436,11 @@ impl Session {
                 reason: reason.into(),
                 request_id,
             };
-            out.push(text(&ServerFrame::Snapshot(ServerSnapshot {
-                branch_id: branch.into(),
-                modules: snapshots,
-                meta,
-            })));
+            let modules = snapshots.iter().map(|(id, text)| (id.as_str(), text.as_str()));
+            let frame = ServerSnapshot::frame_text(branch, modules, &meta);
+            // Each module's text is in the frame now: free them before the frame is sent.
+            drop(snapshots);
+            out.push(frame);
         }
         out
     }
