@@ -143,11 +143,6 @@ impl ModuleDb {
         Ok(())
     }
 
-    /// Whether `table` has a search index.
-    pub fn is_searchable(&self, table: &Table) -> Result<bool, StorageError> {
-        super::search::is_indexed(&self.conn, table)
-    }
-
     /// Creates a table for data the schema does not know (seed tables such as `add_ons`).
     pub fn add_adhoc_table(&mut self, table: &Table) -> Result<(), StorageError> {
         migrate_table(&self.conn, table, true)?;

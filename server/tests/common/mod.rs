@@ -80,24 +80,22 @@ pub struct TestServer {
     log: PathBuf,
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 impl TestServer {
     pub async fn start(data: &Path) -> TestServer {
         Self::start_with(data, &[]).await
     }
 
+    /// Starts the server on a port it picks itself (`--port 0`, read back from its log): a port
+    /// chosen here and handed on could be taken by anyone in between.
     pub async fn start_with(data: &Path, extra: &[&str]) -> TestServer {
-        let port = free_port();
-        let log = data.join(format!("server-{port}.log"));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = data.join(format!("server-{}-{n}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_mishkah"))
             .args(["serve", "--data"])
             .arg(data)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--exit-on-stdin-close"])
+            .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-close"])
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())
@@ -105,9 +103,31 @@ impl TestServer {
             .stderr(log_file)
             .spawn()
             .expect("spawn mishkah");
-        let server = TestServer { child: Some(child), port, data: data.to_path_buf(), log };
+        let mut server = TestServer { child: Some(child), port: 0, data: data.to_path_buf(), log };
+        server.port = server.listening_port().await;
         server.wait_ready().await;
         server
+    }
+
+    /// The port from the server's `mishkah listening addr=127.0.0.1:PORT` line.
+    async fn listening_port(&self) -> u16 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let port = log
+                .lines()
+                .filter(|l| l.contains("mishkah listening"))
+                .find_map(|l| l.split("addr=127.0.0.1:").nth(1))
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|p| p.parse().ok());
+            if let Some(port) = port {
+                return port;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("server did not start; log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn wait_ready(&self) {
