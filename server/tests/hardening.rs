@@ -770,3 +770,35 @@ async fn rules_in_force_with_auth_off_are_warned_about_at_startup() {
     let server = TestServer::start(data.path()).await;
     assert!(server.log().contains("security rules are in force with --auth off"), "{}", server.log());
 }
+
+#[tokio::test]
+async fn a_rest_client_may_ask_for_a_minimal_write_answer() {
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let server = TestServer::start(data.path()).await;
+    let url = server.module_url(b, "/tables/dining_tables");
+    let full = reqwest::Client::new()
+        .post(&url)
+        .json(&json!({"record": dining_table("T-full", "full")}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = reqwest::Client::new()
+        .post(&url)
+        .header("prefer", "return=minimal")
+        .json(&json!({"record": dining_table("T-min", "min")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let minimal = r.text().await.unwrap();
+    let body: Value = serde_json::from_str(&minimal).unwrap();
+    assert_eq!((body["status"].as_str(), body["key"]["id"].as_str()), (Some("created"), Some("T-min")), "{body}");
+    assert!(
+        body["sequence"].as_u64().is_some() && body["version"].as_i64().is_some() && body["record"]["name"] == "min"
+    );
+    assert!(minimal.len() * 4 < full.len(), "minimal {} bytes, full {} bytes", minimal.len(), full.len());
+}

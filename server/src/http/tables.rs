@@ -220,16 +220,27 @@ async fn write(
 }
 
 /// The original's response to a REST write: `{status, branchId, moduleId, table, record, ack, notice}`.
+/// The original's response to a REST write; with `Prefer: return=minimal` (RFC 7240) only what a
+/// REST client needs — the record, its key, sequence and version — instead of ~3 KB of the
+/// original's repeated metadata.
 fn written(
     status: &str,
-    handle: &ModuleHandle,
-    caller: &Caller,
+    (handle, caller, headers): (&ModuleHandle, &Caller, &HeaderMap),
     table: &str,
     (c, ack, notice): (Committed, Value, Value),
 ) -> Value {
     let record = render::event(&handle.schema, &c.event)
         .filter(|_| writer_sees(handle, caller, &c))
         .and_then(|e| e.change.row.clone());
+    let minimal = headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split([',', ';']).any(|p| p.trim().eq_ignore_ascii_case("return=minimal")));
+    if minimal {
+        return json!({"status": status, "table": table, "key": c.primary_key, "sequence": c.event.sequence,
+                      "version": c.event.change.version, "record": record});
+    }
     json!({"status": status, "branchId": handle.branch, "moduleId": handle.module, "table": table,
            "record": record, "ack": ack, "notice": notice})
 }
@@ -248,7 +259,7 @@ pub async fn insert(
 ) -> Result<Response, ApiError> {
     let handle = state.module(&caller, &branch, &module).await?;
     let done = write(&state, &caller, &handle, &table, Action::Insert, write_request(body)?, &headers).await?;
-    Ok((StatusCode::CREATED, Json(written("created", &handle, &caller, &table, done))).into_response())
+    Ok((StatusCode::CREATED, Json(written("created", (&handle, &caller, &headers), &table, done))).into_response())
 }
 
 /// `PATCH .../tables/{t}`: merge (409 on conflict).
@@ -261,7 +272,7 @@ pub async fn merge(
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&caller, &branch, &module).await?;
     let done = write(&state, &caller, &handle, &table, Action::Merge, write_request(body)?, &headers).await?;
-    Ok(Json(written("updated", &handle, &caller, &table, done)))
+    Ok(Json(written("updated", (&handle, &caller, &headers), &table, done)))
 }
 
 fn save_status(c: &Committed) -> &'static str {
@@ -282,7 +293,7 @@ pub async fn save(
 ) -> Result<Json<Value>, ApiError> {
     let handle = state.module(&caller, &branch, &module).await?;
     let done = write(&state, &caller, &handle, &table, Action::Save, write_request(body)?, &headers).await?;
-    Ok(Json(written(save_status(&done.0), &handle, &caller, &table, done)))
+    Ok(Json(written(save_status(&done.0), (&handle, &caller, &headers), &table, done)))
 }
 
 /// `POST .../modules/{m}/save` `{table, record, concurrency?}`.
@@ -304,7 +315,7 @@ pub async fn save_body(
     let request =
         WriteRequest { record: req.record, meta: req.meta, expected_version: expected, mutation_id: req.mutation_id };
     let done = write(&state, &caller, &handle, &req.table, Action::Save, request, &headers).await?;
-    Ok(Json(written(save_status(&done.0), &handle, &caller, &req.table, done)))
+    Ok(Json(written(save_status(&done.0), (&handle, &caller, &headers), &req.table, done)))
 }
 
 #[derive(Deserialize)]
