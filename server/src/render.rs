@@ -69,6 +69,30 @@ pub fn delta(schema: &Schema, mut delta: Delta, view: &View) -> Delta {
     delta
 }
 
+/// The rows of `events` (a window after a client's cursor) that the client cannot hold: created
+/// inside the window (their first event is the insert) and admitted by `view` in none of their
+/// events. A removal of one of them would only tell the client it existed.
+pub fn born_unseen(
+    schema: &Schema,
+    events: &[ChangeEvent],
+    view: &View,
+) -> std::collections::HashSet<(String, mishkah_core::RecordKey)> {
+    let mut born = std::collections::HashMap::new();
+    if view.sees_everything() {
+        return std::collections::HashSet::new();
+    }
+    for e in events {
+        let key = (e.change.table.clone(), e.change.key.clone());
+        let seen = match (schema.table(&e.change.table), &e.change.row) {
+            (Some(t), Some(row)) => view.admits(t, row),
+            _ => false,
+        };
+        let entry = born.entry(key).or_insert(e.change.kind == mishkah_core::ChangeKind::Insert);
+        *entry = *entry && !seen;
+    }
+    born.into_iter().filter(|(_, unseen)| *unseen).map(|(key, _)| key).collect()
+}
+
 /// Every table of a module snapshot, as `view` sees it: locked tables empty, rows the view does
 /// not admit left out, hidden fields stripped, and with `lang` the translated fields of
 /// `<t>_lang` merged at top level.

@@ -802,3 +802,49 @@ async fn a_rest_client_may_ask_for_a_minimal_write_answer() {
     );
     assert!(minimal.len() * 4 < full.len(), "minimal {} bytes, full {} bytes", minimal.len(), full.len());
 }
+
+#[tokio::test]
+async fn a_delta_names_no_row_the_caller_could_never_have_seen() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    write_json(
+        &data.path().join("security/rules.json"),
+        &json!({"modules": {"pos": {"tables": {
+            "order_line": {"list": "@auth.role = \"cashier\" || kitchenSectionId = @auth.section",
+                           "view": "@auth.role = \"cashier\" || kitchenSectionId = @auth.section",
+                           "create": "@auth.role = \"cashier\"", "update": "@auth.role = \"cashier\"",
+                           "delete": "@auth.role = \"cashier\""},
+            "*": {"list": "", "view": "", "create": "", "update": "", "delete": ""}}}}}),
+    );
+    let server = TestServer::start_with(data.path(), &["--auth", "required", "--jwt-secret", SECRET]).await;
+    let cashier = token(json!({"sub": "c1", "role": "cashier"}));
+    let hot = token(json!({"sub": "k1", "role": "kitchen", "section": "hot"}));
+    let mut ws = WsClient::connect(&format!("{}?token={hot}", server.ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": s.branch})).await;
+    let cursor = ws.recv_type("server:snapshot").await["modules"]["pos"]["version"].as_u64().unwrap();
+    drop(ws);
+
+    let lines = server.module_url(s.branch, "/tables/order_line");
+    for (id, section) in [("L-secret-cold", "cold"), ("L-hot", "hot")] {
+        let line = json!({"id": id, "orderId": "O-1", "itemId": "item-1", "kitchenSectionId": section,
+                          s.line_status: "queued", "quantity": 1, "unitPrice": 9, "total": 9});
+        let (status, body) = call(Method::POST, &lines, Some(&cashier), None, json!({"record": line})).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, body) = call(Method::DELETE, &format!("{lines}?id={id}"), Some(&cashier), None, Value::Null).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let mut ws = WsClient::connect(&format!("{}?token={hot}", server.ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": cursor})).await;
+    let delta = ws.recv_type("server:delta").await;
+    assert!(!delta.to_string().contains("L-secret-cold"), "the delta names a row the kitchen never saw: {delta}");
+    let (_, rest) = call(
+        Method::POST,
+        &server.url(&format!("/api/sync/{}/pos/delta", urlencode(s.branch))),
+        Some(&hot),
+        None,
+        json!({"version": cursor}),
+    )
+    .await;
+    assert!(!rest.to_string().contains("L-secret-cold"), "the REST delta names it: {rest}");
+}

@@ -158,7 +158,17 @@ pub async fn delta_since(
                 return Ok(Err(expired));
             }
             let events = reader.events_after(cursor, MAX_DELTA_EVENTS as usize)?;
-            Ok(Delta::since(cursor, oldest, head, &events).map(|d| crate::render::delta(schema, d, &view)))
+            let never_sent = crate::render::born_unseen(schema, &events, &view);
+            Ok(Delta::since(cursor, oldest, head, &events).map(|d| {
+                let mut delta = crate::render::delta(schema, d, &view);
+                // A row created after the cursor that the caller never saw needs no removal: its
+                // key alone would tell the caller it existed.
+                for (table, changes) in &mut delta.tables {
+                    changes.deleted.retain(|key| !never_sent.contains(&(table.clone(), key.clone())));
+                }
+                delta.tables.retain(|_, changes| !changes.rows.is_empty() || !changes.deleted.is_empty());
+                delta
+            }))
         })
         .await
 }
