@@ -458,23 +458,8 @@ fn write_one(
         ctx.schema.resolve_table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
     let table_as_sent = (table.name != mutation.table).then(|| Arc::<str>::from(mutation.table.as_str()));
     let digest = mutation.mutation_id.as_ref().map(|_| super::sender::digest(mutation));
-    if let (Some(id), Some(digest)) = (&mutation.mutation_id, &digest) {
-        if let Some(replay) = txn.committed_event(sender.dedup_scope(), id)? {
-            // The first result answers a retry of the same write; another write under the same
-            // id was never made, and must not be acknowledged as if it were.
-            if replay.digest.as_deref() != Some(&digest[..]) {
-                return Err(WriteError::MutationIdReused(id.clone()));
-            }
-            let event = replay.event;
-            let primary_key = key_values(table, event.change.row.as_ref().unwrap_or(&mutation.record));
-            return Ok(Committed {
-                event: Arc::new(event),
-                primary_key,
-                replayed: true,
-                previous: None,
-                table_as_sent,
-            });
-        }
+    if let Some(replayed) = replay(txn, sender, mutation, digest.as_ref(), table)? {
+        return Ok(Committed { table_as_sent, ..replayed });
     }
     let now_iso = now.to_iso();
     let mut mutation = std::borrow::Cow::Borrowed(mutation);
@@ -512,14 +497,7 @@ fn write_one(
         reinsert: if source == "ws" { Reinsert::Merge } else { Reinsert::Refuse },
     };
     let bindings = || who.bindings(&ctx.branch, &ctx.module, source).with_now(now);
-    // An update or delete of a row the writer may not see is answered as for a missing row:
-    // a 403 here and a 404 there would let it probe for rows its rules hide.
-    if let (Some(stored), Action::Update | Action::Merge | Action::Delete) = (current.as_ref(), mutation.action) {
-        if !sees(ctx, who, &bindings(), table, stored) {
-            let key = RecordKey::of(table, stored).map_err(MutationError::from)?;
-            return Err(MutationError::NotFound { table: table.name.clone(), key }.into());
-        }
-    }
+    refuse_unseen_as_missing(ctx, who, &bindings(), table, current.as_ref(), mutation.action)?;
     let change = match apply(table, current.as_ref(), &mutation, &apply_ctx) {
         Ok(change) => change,
         // A version conflict or a duplicate about a row the writer may not see would tell it the
@@ -583,6 +561,50 @@ fn tolerated(ctx: &WriterContext, change: &mishkah_core::Change) {
                 rule = %e.rule, problem = %e.message, "stored a value as sent (--validation lenient); further ones are only counted");
         }
     }
+}
+
+/// The first result of `mutation`'s id if its sender already wrote it; `mutation-id-reused` if
+/// that id was another write (never acknowledged as if it were this one).
+fn replay(
+    txn: &mut dyn WriteTxn,
+    sender: &Sender,
+    mutation: &Mutation,
+    digest: Option<&[u8; 32]>,
+    table: &Table,
+) -> Result<Option<Committed>, WriteError> {
+    let (Some(id), Some(digest)) = (&mutation.mutation_id, digest) else { return Ok(None) };
+    let Some(replay) = txn.committed_event(sender.dedup_scope(), id)? else { return Ok(None) };
+    if replay.digest.as_deref() != Some(&digest[..]) {
+        return Err(WriteError::MutationIdReused(id.clone()));
+    }
+    let primary_key = key_values(table, replay.event.change.row.as_ref().unwrap_or(&mutation.record));
+    Ok(Some(Committed {
+        event: Arc::new(replay.event),
+        primary_key,
+        replayed: true,
+        previous: None,
+        table_as_sent: None,
+    }))
+}
+
+/// An update or delete of a row the writer may not see is answered as for a missing row: a 403
+/// here and a 404 there would let it probe for rows its rules hide.
+fn refuse_unseen_as_missing(
+    ctx: &WriterContext,
+    who: &Principal,
+    bindings: &mishkah_core::query::Bindings,
+    table: &Table,
+    current: Option<&mishkah_core::Row>,
+    action: Action,
+) -> Result<(), WriteError> {
+    let Some(stored) = current.filter(|_| matches!(action, Action::Update | Action::Merge | Action::Delete)) else {
+        return Ok(());
+    };
+    if sees(ctx, who, bindings, table, stored) {
+        return Ok(());
+    }
+    let key = RecordKey::of(table, stored).map_err(MutationError::from)?;
+    Err(MutationError::NotFound { table: table.name.clone(), key }.into())
 }
 
 /// Whether `who`'s `list` rule admits `stored` (always, with no rules or for an admin).
