@@ -59,6 +59,20 @@ fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
     Ok(auth)
 }
 
+/// How the listener admits sockets (checked before anything opens: a bad `--trusted-proxies`
+/// stops the server first).
+fn socket_limits(config: &ServeConfig) -> anyhow::Result<crate::listener::SocketLimits> {
+    Ok(crate::listener::SocketLimits {
+        gate: crate::limits::Gate::new(
+            crate::listener::socket_budget(config.max_connections),
+            config.max_sockets_per_ip,
+        ),
+        header_timeout: std::time::Duration::from_secs(config.header_timeout.max(1)),
+        body_timeout: std::time::Duration::from_secs(config.body_timeout.max(1)),
+        proxies: crate::proxies::TrustedProxies::parse(&config.trusted_proxies).map_err(anyhow::Error::msg)?,
+    })
+}
+
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -70,6 +84,7 @@ pub async fn serve(
     let mut data =
         DataDir::load(&config.data).with_context(|| format!("cannot use data directory {}", config.data.display()))?;
     let auth = authenticator(&config)?;
+    let sockets = socket_limits(&config)?;
     // Held until `serve` returns, after the writers have drained.
     let _lock = crate::datadir::DirLock::acquire(&config.data)?;
     if let Some(path) = &config.rules {
@@ -150,15 +165,6 @@ pub async fn serve(
     let addr = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, %server_id, data = %config.data.display(), "mishkah listening");
-    let sockets = crate::listener::SocketLimits {
-        gate: crate::limits::Gate::new(
-            crate::listener::socket_budget(config.max_connections),
-            config.max_sockets_per_ip,
-        ),
-        header_timeout: std::time::Duration::from_secs(config.header_timeout.max(1)),
-        body_timeout: std::time::Duration::from_secs(config.body_timeout.max(1)),
-        proxies: crate::proxies::TrustedProxies::parse(&config.trusted_proxies).map_err(anyhow::Error::msg)?,
-    };
     // WebSocket clients may never hang up: after the signal they get a few seconds, then the
     // server stops anyway (every acknowledged write is already committed; the writers drain below).
     crate::listener::run(listener, router(state), sockets, metrics_for_listener, shutdown, SHUTDOWN_GRACE).await;
