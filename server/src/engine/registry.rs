@@ -11,6 +11,7 @@ use mishkah_core::{Mutation, Schema, VersionPolicy};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use super::open_db::{open_blocking, OpenedModule};
 use super::open_modules::{LastUsed, OpenModules};
 use super::seed;
 use super::sender::Sender;
@@ -646,88 +647,4 @@ impl Engine {
         })
         .await;
     }
-}
-
-struct OpenedModule {
-    db: ModuleDb,
-    schema: Arc<Schema>,
-    seed_plan: Option<seed::SeedPlan>,
-    path: std::path::PathBuf,
-}
-
-fn open_blocking(
-    data: &DataDir,
-    branch: &str,
-    module: &str,
-    durability: Durability,
-    max_pages: Option<u64>,
-) -> Result<OpenedModule, EngineError> {
-    let (mut schema, schema_path) = data.schema_for(branch, module)?;
-    for w in &schema.warnings {
-        tracing::warn!(%branch, %module, schema = %schema_path.display(), table = %w.table, "schema: {}", w.message);
-    }
-    // Secrets first: the search index must never hold a hidden field (applied again below, for
-    // the tables a seed adds).
-    data.secrets.apply_to(&mut schema);
-    // The seed is planned before the tables exist: a unique index its own rows violate is created
-    // as a plain one (the same on every start, as long as the seed is the same).
-    let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
-    // A module seeded on an earlier start starts from its database alone: its seed file may since
-    // have been changed, broken or deleted.
-    let seed = if ModuleDb::initialized(&path)? { None } else { data.seed_for(branch, module)? };
-    let mut plan = seed.as_ref().map(|(doc, _)| seed::plan(&schema, doc));
-    if let Some(plan) = &mut plan {
-        plan.relaxed = seed::relax_unique(&mut schema, plan);
-        for index in &plan.relaxed {
-            tracing::warn!(%branch, %module, %index, "the seed violates this unique index: created as a plain index");
-        }
-    }
-    let tables: Vec<_> = schema.tables.values().collect();
-    let (mut db, report) = ModuleDb::open(&path, &tables, durability)?;
-    if let Some(pages) = max_pages {
-        let cap = db.limit_pages(pages)?;
-        tracing::info!(%branch, %module, pages = cap, "database size capped");
-    }
-    if !report.migrations.is_empty() {
-        tracing::info!(%branch, %module, count = report.migrations.len(), changes = %report.migrations.join("; "), "migrated");
-    }
-    for name in &report.adhoc_tables {
-        schema.tables.entry(name.clone()).or_insert_with(|| seed::adhoc_table(name));
-    }
-    let mut seed_plan = None;
-    if report.created {
-        let now = crate::clock::now_iso();
-        let counters: std::collections::BTreeMap<String, i64> =
-            data.sequence_state(branch)?.into_iter().filter(|(k, _)| k.starts_with(&format!("{module}:"))).collect();
-        let imported = db.import_counters(&counters, &now)?;
-        if imported > 0 {
-            tracing::info!(%branch, %module, imported, "imported sequence-state.json counters");
-        }
-        match (plan, seed) {
-            (Some(plan), Some((_, seed_path))) => {
-                for table in &plan.adhoc_tables {
-                    db.add_adhoc_table(table)?;
-                    schema.tables.insert(table.name.clone(), table.clone());
-                }
-                tracing::info!(%branch, %module, seed = %seed_path.display(), rows = plan.mutations.len(), "seeding");
-                seed_plan = Some(plan);
-            }
-            _ => db.mark_initialized(&now)?,
-        }
-    }
-    let errors = data.rules.check_against(module, &schema);
-    if !errors.is_empty() {
-        return Err(DataDirError::InvalidRules { path: data.rules_path().to_path_buf(), errors }.into());
-    }
-    data.rules.hide_in(module, &mut schema);
-    let unknown = data.secrets.apply_to(&mut schema);
-    if !unknown.is_empty() {
-        tracing::warn!(%branch, %module, tables = %unknown.join(", "), "secret_fields.json names tables this module lacks");
-    }
-    let hidden: usize = schema.tables.values().map(|t| t.hidden.len()).sum();
-    let locked: Vec<&str> = schema.tables.values().filter(|t| t.locked).map(|t| t.name.as_str()).collect();
-    if hidden > 0 || !locked.is_empty() {
-        tracing::info!(%branch, %module, hidden, locked = %locked.join(", "), "secret fields and locked tables: never sent to clients");
-    }
-    Ok(OpenedModule { db, schema: Arc::new(schema), seed_plan, path })
 }

@@ -12,6 +12,7 @@ use mishkah_core::{apply, Action, Mutation, RecordKey, Schema, Timestamp, Versio
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use super::checkpointer::Checkpointer;
 use super::sender::Sender;
 use super::{Committed, WriteError, WriteOutcome};
 use crate::hub::Published;
@@ -115,7 +116,8 @@ const MAX_BATCH: usize = 1024;
 
 /// Runs until every sender is gone.
 pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver<Job>) {
-    let checkpointer = Checkpointer::spawn(db.path().to_path_buf(), ctx.head.clone(), &ctx);
+    let site = (ctx.branch.as_str(), ctx.module.as_str());
+    let checkpointer = Checkpointer::spawn(db.path().to_path_buf(), ctx.head.clone(), site, ctx.checkpoint_interval);
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -135,60 +137,6 @@ pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver
     }
     checkpointer.stop();
     tracing::info!(branch = %ctx.branch, module = %ctx.module, "writer stopped");
-}
-
-/// Moves committed WAL pages into the database file from its own thread and connection, so no
-/// write waits for it (`PASSIVE` never blocks the writer or readers). The writer's connection has
-/// automatic checkpoints off. While writes keep coming this thread never quite catches up (the
-/// writer appends during its run), and the log can only start over from its beginning once a
-/// checkpoint has caught up; so after each run it raises `behind`, and the writer checkpoints the
-/// few frames left between two batches. Without that the log grows for as long as the load lasts.
-struct Checkpointer {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    behind: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Checkpointer {
-    fn spawn(path: std::path::PathBuf, head: Arc<std::sync::atomic::AtomicU64>, ctx: &WriterContext) -> Checkpointer {
-        use std::sync::atomic::Ordering;
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let behind = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (flag, lagging) = (stop.clone(), behind.clone());
-        let (branch, module, interval) = (ctx.branch.clone(), ctx.module.clone(), ctx.checkpoint_interval);
-        let thread = std::thread::Builder::new()
-            .name(format!("checkpoint-{branch}-{module}"))
-            .spawn(move || {
-                let mut done_through = head.load(Ordering::Acquire);
-                loop {
-                    std::thread::park_timeout(interval);
-                    let stopping = flag.load(Ordering::Acquire);
-                    let now = head.load(Ordering::Acquire);
-                    if now != done_through || stopping {
-                        match crate::storage::checkpoint(&path) {
-                            // Complete or not, the writer has appended since: only it can finish.
-                            Ok(progress) => lagging.store(progress.frames > 0, Ordering::Release),
-                            // Not fatal: the WAL keeps every committed write; the next round retries.
-                            Err(e) => tracing::warn!(%branch, %module, error = %e, "checkpoint failed"),
-                        }
-                        done_through = now;
-                    }
-                    if stopping {
-                        return;
-                    }
-                }
-            })
-            .ok();
-        Checkpointer { stop, behind, thread }
-    }
-
-    fn stop(mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
-    }
 }
 
 enum Done {
