@@ -93,6 +93,69 @@ pub fn born_unseen(
     born.into_iter().filter(|(_, unseen)| *unseen).map(|(key, _)| key).collect()
 }
 
+/// One table of a snapshot written as JSON, row by row, as [`snapshot`] renders it: rows the view
+/// does not admit left out, hidden fields stripped, translations merged; a table with none of
+/// these to do is copied as stored.
+pub struct SnapshotTable<'a> {
+    table: &'a Table,
+    translations: Option<(&'a str, Vec<Row>)>,
+    view: &'a View,
+    out: &'a mut String,
+    as_stored: bool,
+    first: bool,
+}
+
+impl<'a> SnapshotTable<'a> {
+    /// `translations`: the language, its `<t>_lang` table and that table's stored rows.
+    pub fn new(
+        table: &'a Table,
+        translations: Option<(&'a str, &Table, Vec<Row>)>,
+        view: &'a View,
+        out: &'a mut String,
+    ) -> SnapshotTable<'a> {
+        let translations = translations.map(|(lang, lang_table, mut list)| {
+            if !view.sees_everything() {
+                list.retain(|row| view.admits(lang_table, row));
+            }
+            (lang, rows(lang_table, list))
+        });
+        let as_stored = !table.locked && table.hidden.is_empty() && view.sees_everything() && translations.is_none();
+        SnapshotTable { table, translations, view, out, as_stored, first: true }
+    }
+
+    /// One stored row (its JSON document).
+    pub fn push(&mut self, doc: &str) -> Result<(), crate::storage::StorageError> {
+        if self.table.locked {
+            return Ok(());
+        }
+        if self.as_stored {
+            self.write(doc);
+            return Ok(());
+        }
+        let row: Row = serde_json::from_str(doc)
+            .map_err(|e| crate::storage::StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))?;
+        if !self.view.admits(self.table, &row) {
+            return Ok(());
+        }
+        let mut list = rows(self.table, vec![row]);
+        if let Some((lang, translations)) = &self.translations {
+            translate::merge_translations(&self.table.name, &mut list, translations, lang);
+        }
+        for row in list {
+            self.write(&serde_json::to_string(&row).expect("a JSON map serializes"));
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, json: &str) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.out.push_str(json);
+        self.first = false;
+    }
+}
+
 /// Every table of a module snapshot, as `view` sees it: locked tables empty, rows the view does
 /// not admit left out, hidden fields stripped, and with `lang` the translated fields of
 /// `<t>_lang` merged at top level.

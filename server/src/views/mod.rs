@@ -85,7 +85,7 @@ pub async fn module_snapshot_text(
         .await
 }
 
-/// One table's rows into `out`, comma-separated, as `view` sees them.
+/// One table's rows into `out`, comma-separated, rendered by [`crate::render::SnapshotTable`].
 fn stream_table(
     reader: &crate::storage::ModuleReader,
     schema: &mishkah_core::Schema,
@@ -98,44 +98,11 @@ fn stream_table(
         return Ok(());
     }
     let translations = match (lang, schema.table(&mishkah_core::render::translate::lang_table_name(&table.name))) {
-        (Some(_), Some(lang_table)) => {
-            let mut rows = reader.rows(lang_table)?;
-            if !view.sees_everything() {
-                rows.retain(|row| view.admits(lang_table, row));
-            }
-            Some(crate::render::rows(lang_table, rows))
-        }
+        (Some(lang), Some(lang_table)) => Some((lang, lang_table, reader.rows(lang_table)?)),
         _ => None,
     };
-    let as_stored = table.hidden.is_empty() && view.sees_everything() && translations.is_none();
-    let mut first = true;
-    reader.each_doc(table, |doc| {
-        if as_stored {
-            if !first {
-                out.push(',');
-            }
-            out.push_str(doc);
-            first = false;
-            return Ok(());
-        }
-        let row: mishkah_core::Row = serde_json::from_str(doc)
-            .map_err(|e| StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))?;
-        if !view.admits(table, &row) {
-            return Ok(());
-        }
-        let mut rows = crate::render::rows(table, vec![row]);
-        if let (Some(lang), Some(translations)) = (lang, &translations) {
-            mishkah_core::render::translate::merge_translations(&table.name, &mut rows, translations, lang);
-        }
-        for row in rows {
-            if !first {
-                out.push(',');
-            }
-            out.push_str(&serde_json::to_string(&row).expect("a JSON map serializes"));
-            first = false;
-        }
-        Ok(())
-    })
+    let mut rendered = crate::render::SnapshotTable::new(table, translations, view, out);
+    reader.each_doc(table, |doc| rendered.push(doc))
 }
 
 /// The changes after `cursor`, coalesced, as `caller` may see them; `Err(DeltaError)` when the
