@@ -9,14 +9,15 @@
 //! once and shares it).
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mishkah_core::render::{client_event, client_row, client_rows, translate};
 use mishkah_core::sync::{ChangeEvent, Delta};
 use mishkah_core::wire::{CommitFrame, CommitSite};
-use mishkah_core::{Row, Schema, Table};
+use mishkah_core::{RecordKey, Row, Schema, Table};
 
 use crate::access::View;
+use crate::storage::{Before, LoggedEvent};
 
 /// Rows of one table, as clients see them.
 pub fn rows(table: &Table, rows: Vec<Row>) -> Vec<Row> {
@@ -33,17 +34,33 @@ pub fn event<'e>(schema: &Schema, event: &'e ChangeEvent) -> Option<Cow<'e, Chan
     client_event(schema.table(&event.change.table), event)
 }
 
-/// Events of the log, as `view` sees them: changes of locked tables left out, and changes whose
-/// row the view does not admit (a delete, which carries only its key, stays).
-pub fn events(schema: &Schema, events: Vec<ChangeEvent>, view: &View) -> Vec<ChangeEvent> {
+/// Events of the log, as `view` sees them: changes of locked tables left out, changes whose row
+/// the view does not admit left out, and a delete only for a row the view admitted before it.
+pub fn events(schema: &Schema, events: Vec<LoggedEvent>, view: &View) -> Vec<LoggedEvent> {
     events
         .into_iter()
-        .filter(|e| match (schema.table(&e.change.table), &e.change.row) {
-            (Some(t), Some(row)) => view.admits(t, row),
-            _ => true,
+        .filter(|l| match schema.table(&l.event.change.table) {
+            Some(t) => match &l.event.change.row {
+                Some(row) => view.admits(t, row),
+                None => might_hold(t, &l.before, view),
+            },
+            None => true,
         })
-        .filter_map(|e| event(schema, &e).map(Cow::into_owned))
+        .filter_map(|mut l| {
+            let rendered = event(schema, &l.event)?.into_owned();
+            l.event = rendered;
+            Some(l)
+        })
         .collect()
+}
+
+/// Whether a client with `view` may hold the row as it was before a change.
+fn might_hold(table: &Table, before: &Before, view: &View) -> bool {
+    match before {
+        Before::Absent => false,
+        Before::Row(row) => view.admits(table, row),
+        Before::NotKept => true,
+    }
 }
 
 /// A delta, as `view` sees it: locked tables left out, hidden fields stripped, and a row the view
@@ -69,28 +86,23 @@ pub fn delta(schema: &Schema, mut delta: Delta, view: &View) -> Delta {
     delta
 }
 
-/// The rows of `events` (a window after a client's cursor) that the client cannot hold: created
-/// inside the window (their first event is the insert) and admitted by `view` in none of their
-/// events. A removal of one of them would only tell the client it existed.
-pub fn born_unseen(
-    schema: &Schema,
-    events: &[ChangeEvent],
-    view: &View,
-) -> std::collections::HashSet<(String, mishkah_core::RecordKey)> {
-    let mut born = std::collections::HashMap::new();
+/// The rows of `events` (the log after a client's cursor) that the client cannot hold: the view
+/// admitted them neither as they were at the cursor (the row before their first change after it)
+/// nor in any change since. A removal of one of them would only tell the client it existed.
+pub fn never_held(schema: &Schema, events: &[LoggedEvent], view: &View) -> HashSet<(String, RecordKey)> {
     if view.sees_everything() {
-        return std::collections::HashSet::new();
+        return HashSet::new();
     }
-    for e in events {
-        let key = (e.change.table.clone(), e.change.key.clone());
-        let seen = match (schema.table(&e.change.table), &e.change.row) {
-            (Some(t), Some(row)) => view.admits(t, row),
-            _ => false,
-        };
-        let entry = born.entry(key).or_insert(e.change.kind == mishkah_core::ChangeKind::Insert);
-        *entry = *entry && !seen;
+    let mut held: HashMap<(String, RecordKey), bool> = HashMap::new();
+    for l in events {
+        let change = &l.event.change;
+        let Some(t) = schema.table(&change.table) else { continue };
+        let seen = change.row.as_ref().is_some_and(|row| view.admits(t, row));
+        let entry =
+            held.entry((change.table.clone(), change.key.clone())).or_insert_with(|| might_hold(t, &l.before, view));
+        *entry = *entry || seen;
     }
-    born.into_iter().filter(|(_, unseen)| *unseen).map(|(key, _)| key).collect()
+    held.into_iter().filter(|(_, held)| !*held).map(|(key, _)| key).collect()
 }
 
 /// One table of a snapshot written as JSON, row by row, as [`snapshot`] renders it: rows the view

@@ -290,3 +290,83 @@ async fn a_delta_names_no_row_the_caller_could_never_have_seen() {
     .await;
     assert!(!rest.to_string().contains("L-secret-cold"), "the REST delta names it: {rest}");
 }
+
+#[tokio::test]
+async fn a_row_hidden_before_the_cursor_stays_unnamed_when_it_changes_or_goes() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    write_json(
+        &data.path().join("security/rules.json"),
+        &json!({"modules": {"pos": {"tables": {
+            "order_line": {"list": "@auth.role = \"cashier\" || kitchenSectionId = @auth.section",
+                           "view": "@auth.role = \"cashier\" || kitchenSectionId = @auth.section",
+                           "create": "@auth.role = \"cashier\"", "update": "@auth.role = \"cashier\"",
+                           "delete": "@auth.role = \"cashier\""},
+            "*": {"list": "", "view": "", "create": "", "update": "", "delete": ""}}}}}),
+    );
+    let server = TestServer::start_with(data.path(), &["--auth", "required", "--jwt-secret", SECRET]).await;
+    let cashier = token(json!({"sub": "c1", "role": "cashier"}));
+    let hot = token(json!({"sub": "k1", "role": "kitchen", "section": "hot"}));
+    let lines = server.module_url(s.branch, "/tables/order_line");
+    let line = |id: &str, section: &str| {
+        json!({"id": id, "orderId": "O-1", "itemId": "item-1", "kitchenSectionId": section,
+               s.line_status: "queued", "quantity": 1, "unitPrice": 9, "total": 9})
+    };
+    for (id, section) in [("L-cold-changed", "cold"), ("L-cold-gone", "cold"), ("L-hot-gone", "hot")] {
+        let (status, body) =
+            call(Method::POST, &lines, Some(&cashier), None, json!({"record": line(id, section)})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let mut ws = WsClient::connect(&format!("{}?token={hot}", server.ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": s.branch})).await;
+    let cursor = ws.recv_type("server:snapshot").await["modules"]["pos"]["version"].as_u64().unwrap();
+    let subscribe = |cursor: Option<u64>| json!({"type": "client:subscribe", "subId": "lines", "table": "order_line", "moduleId": "pos", "cursor": cursor});
+    ws.send(subscribe(None)).await;
+    let live_cursor = ws.recv_type("server:subscribed").await["cursor"].as_u64().unwrap();
+    drop(ws);
+
+    // While the kitchen is away: a cold line changes (still cold), two lines go.
+    let mut changed = line("L-cold-changed", "cold");
+    changed["quantity"] = json!(2);
+    changed["version"] = json!(1);
+    let (status, body) = call(Method::PATCH, &lines, Some(&cashier), None, json!({"record": changed})).await;
+    assert_eq!(status, 200, "{body}");
+    for id in ["L-cold-gone", "L-hot-gone"] {
+        let (status, body) = call(Method::DELETE, &format!("{lines}?id={id}"), Some(&cashier), None, Value::Null).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    let hidden = |what: &str, body: &Value| {
+        let text = body.to_string();
+        for id in ["L-cold-changed", "L-cold-gone"] {
+            assert!(!text.contains(id), "{what} names {id}, which the kitchen never saw: {body}");
+        }
+        assert!(text.contains("L-hot-gone"), "{what} must still remove the line the kitchen held: {body}");
+    };
+    let mut ws = WsClient::connect(&format!("{}?token={hot}", server.ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": s.branch, "cursor": cursor})).await;
+    hidden("the WebSocket delta", &ws.recv_type("server:delta").await);
+    ws.send(subscribe(Some(live_cursor))).await;
+    let resumed = ws.recv_type("server:subscribed").await;
+    assert_eq!(resumed["mode"], json!("changes"), "{resumed}");
+    hidden("a live query's resume", &resumed);
+    let (_, rest) = call(
+        Method::POST,
+        &server.url(&format!("/api/sync/{}/pos/delta", urlencode(s.branch))),
+        Some(&hot),
+        None,
+        json!({"version": cursor}),
+    )
+    .await;
+    hidden("the REST delta", &rest);
+    let (status, events) = call(
+        Method::GET,
+        &server.module_url(s.branch, &format!("/events?after={cursor}")),
+        Some(&hot),
+        None,
+        Value::Null,
+    )
+    .await;
+    assert_eq!(status, 200, "{events}");
+    hidden("the event log", &events);
+}

@@ -481,6 +481,8 @@ fn write_one(
             meta,
             created_at: &now_iso,
             actor: who.id(),
+            previous: current.as_ref(),
+            table_as_sent: table_as_sent.as_deref(),
         })
     })();
     match logged {

@@ -32,22 +32,16 @@ pub async fn list(
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(500).min(5_000);
     let admin = caller.who.admin;
-    let (events, actors, bounds, last_id) = handle
-        .read(move |r, _| {
-            let actors: std::collections::HashMap<u64, Option<String>> =
-                if admin { r.event_actors(after, limit)?.into_iter().collect() } else { Default::default() };
-            Ok((r.events_after(after, limit)?, actors, r.bounds()?, r.last_event_id()?))
-        })
-        .await?;
+    let (events, bounds, last_id) =
+        handle.read(move |r, _| Ok((r.logged_after(after, limit)?, r.bounds()?, r.last_event_id()?))).await?;
     let events = crate::render::events(&handle.schema, events, &View::of(&handle, &caller));
     // Who wrote each change: for admins only.
     let events: Vec<Value> = events
         .into_iter()
-        .map(|e| {
-            let actor = actors.get(&e.sequence).cloned().flatten();
-            let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+        .map(|l| {
+            let mut v = serde_json::to_value(l.event).unwrap_or(Value::Null);
             if let (true, Some(obj)) = (admin, v.as_object_mut()) {
-                obj.insert("actor".into(), actor.map_or(Value::Null, Value::from));
+                obj.insert("actor".into(), l.actor.map_or(Value::Null, Value::from));
             }
             v
         })

@@ -68,16 +68,18 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
              source TEXT NOT NULL,
              meta TEXT,
              actor TEXT,
-             mutation_digest BLOB);
+             mutation_digest BLOB,
+             prev_row TEXT,
+             sent_table TEXT);
          CREATE TABLE IF NOT EXISTS mishkah_counters (counter_key TEXT PRIMARY KEY, last INTEGER NOT NULL, updated_at TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_tables (name TEXT PRIMARY KEY, sql_name TEXT NOT NULL, columns TEXT NOT NULL, adhoc INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_archive (
              archive TEXT NOT NULL, tbl TEXT NOT NULL, record_key TEXT NOT NULL, doc TEXT NOT NULL, archived_at TEXT NOT NULL,
              PRIMARY KEY (archive, tbl, record_key));",
     )?;
-    // Logs from before events recorded who wrote them, or what a mutation id's write was, gain
-    // the columns (empty for old events).
-    for (column, ty) in [("actor", "TEXT"), ("mutation_digest", "BLOB")] {
+    // Logs from before events recorded who wrote them, what a mutation id's write was, the row
+    // before the change, or the table's name as sent gain the columns (empty for old events).
+    for (column, ty) in [("actor", "TEXT"), ("mutation_digest", "BLOB"), ("prev_row", "TEXT"), ("sent_table", "TEXT")] {
         let has: bool = conn.query_row(
             "SELECT COUNT(*) > 0 FROM pragma_table_info('mishkah_events') WHERE name = ?1",
             [column],
@@ -245,10 +247,12 @@ mod tests {
         .unwrap();
         create_internal(&conn).unwrap();
         create_internal(&conn).unwrap();
-        let (actor, digest): (Option<String>, Option<Vec<u8>>) = conn
-            .query_row("SELECT actor, mutation_digest FROM mishkah_events", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        let (actor, digest, before): (Option<String>, Option<Vec<u8>>, Option<String>) = conn
+            .query_row("SELECT actor, mutation_digest, prev_row FROM mishkah_events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
             .unwrap();
-        assert_eq!((actor, digest), (None, None));
+        assert_eq!((actor, digest, before), (None, None, None));
     }
 
     #[test]

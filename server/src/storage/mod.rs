@@ -19,6 +19,7 @@ mod search;
 mod txn;
 
 pub use aggregate::{Group, Measure};
+pub use events::{Before, LoggedEvent};
 pub use module_db::{
     checkpoint, Durability, ModuleDb, ModuleReader, OpenReport, PageQuery, StoredPage, Transaction, WalProgress,
 };

@@ -9,7 +9,7 @@ use mishkah_core::{RecordKey, Row};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use super::ddl::{create_internal, migrate_table, sql_table};
-use super::events::{bounds, compact, events_after};
+use super::events::{bounds, compact, events_after, logged_after, LoggedEvent};
 use super::parse_doc;
 use super::txn::{SqlCache, SqliteTxn};
 use super::{StorageError, WriteTxn};
@@ -186,7 +186,16 @@ impl ModuleDb {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let ModuleDb { conn, head, sql, db_id, max_record_bytes, .. } = self;
         let max_record_bytes = *max_record_bytes;
-        let txn = SqliteTxn { conn, sql, db_id, head: *head, savepoint_head: *head, last_doc: None, max_record_bytes };
+        let txn = SqliteTxn {
+            conn,
+            sql,
+            db_id,
+            head: *head,
+            savepoint_head: *head,
+            last_doc: None,
+            last_read: None,
+            max_record_bytes,
+        };
         Ok(Transaction { txn, committed_head: head, done: false })
     }
 
@@ -379,14 +388,9 @@ impl ModuleReader {
         events_after(&self.conn, after, limit)
     }
 
-    /// Who wrote each event after `after` (at most `limit`), by sequence.
-    pub fn event_actors(&self, after: u64, limit: usize) -> Result<Vec<(u64, Option<String>)>, StorageError> {
-        let mut stmt =
-            self.conn.prepare_cached("SELECT seq, actor FROM mishkah_events WHERE seq > ?1 ORDER BY seq LIMIT ?2")?;
-        let rows = stmt.query_map(rusqlite::params![after as i64, limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+    /// Events after `after` with everything the log keeps of them (the row before, source, meta, actor).
+    pub fn logged_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, StorageError> {
+        logged_after(&self.conn, after, limit)
     }
 
     /// A sequence counter's last value.

@@ -26,6 +26,11 @@ pub struct NewEvent<'a> {
     pub created_at: &'a str,
     /// Who wrote it (`sub`, `key:<name>`, `system`); none when anonymous.
     pub actor: Option<&'a str>,
+    /// The row before the change (none for an insert): a reader of the log (another node, a
+    /// delta) needs it to tell whether a caller saw the row before the change.
+    pub previous: Option<&'a Row>,
+    /// The table's name as the writer gave it, when not the schema's (the original's frames carry it).
+    pub table_as_sent: Option<&'a str>,
 }
 
 /// A mutation id as the log keeps it: unique per sender, with what the write was.
@@ -177,6 +182,9 @@ pub(super) struct SqliteTxn<'c> {
     pub(super) savepoint_head: u64,
     /// The JSON of the row last stored, reused by the event that logs it (serialized once).
     pub(super) last_doc: Option<(RecordKey, String)>,
+    /// The JSON of the row last read, `(table, key, doc)`: the event of a change to it logs it as
+    /// the row before without serializing it again.
+    pub(super) last_read: Option<(String, RecordKey, String)>,
     /// Longest JSON a stored record may have.
     pub(super) max_record_bytes: usize,
 }
@@ -185,7 +193,17 @@ impl WriteTxn for SqliteTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
         let sql = &sql_of(self.sql, self.conn, table)?.select_doc;
         let doc: Option<String> = self.conn.prepare_cached(sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
-        doc.map(|d| parse_doc(&d)).transpose()
+        let Some(doc) = doc else { return Ok(None) };
+        let row = parse_doc(&doc)?;
+        match &mut self.last_read {
+            Some((t, k, d)) => {
+                t.clone_from(&table.name);
+                k.clone_from(key);
+                *d = doc;
+            }
+            None => self.last_read = Some((table.name.clone(), key.clone(), doc)),
+        }
+        Ok(Some(row))
     }
 
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
@@ -256,11 +274,15 @@ impl WriteTxn for SqliteTxn<'_> {
             (_, Some(r)) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
             (_, None) => None,
         };
+        let previous = event.previous.map(|before| match self.last_read.take() {
+            Some((table, key, doc)) if table == change.table && key == change.key => doc,
+            _ => serde_json::to_string(before).expect("a JSON map serializes"),
+        });
         let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
         self.conn
             .prepare_cached(
-                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 sequence as i64,
@@ -275,7 +297,9 @@ impl WriteTxn for SqliteTxn<'_> {
                 event.source,
                 meta,
                 event.actor,
-                event.mutation.map(|m| m.digest)
+                event.mutation.map(|m| m.digest),
+                previous,
+                event.table_as_sent
             ])?;
         self.head = sequence;
         Ok(ChangeEvent {
@@ -386,6 +410,7 @@ impl WriteTxn for SqliteTxn<'_> {
     fn abandon(&mut self) {
         // The transaction's head is dropped with it: only a commit publishes a head.
         self.last_doc = None;
+        self.last_read = None;
         // Fails only when SQLite already rolled back by itself; either way nothing is pending.
         let _ = self.conn.execute_batch("ROLLBACK");
     }
@@ -403,6 +428,7 @@ impl WriteTxn for SqliteTxn<'_> {
 
     fn rollback_to(&mut self) -> Result<(), StorageError> {
         self.last_doc = None;
+        self.last_read = None;
         if let Err(e) = self.conn.prepare_cached("ROLLBACK TO m").and_then(|mut st| st.execute([])) {
             // A mutation that cannot be undone must not be committed with the others: end the
             // whole transaction, so the writer fails the batch (`in_transaction` turns false).

@@ -2,10 +2,10 @@
 //! client's cursor. The matching itself is `mishkah_core::sync::live`'s; the fan-out is
 //! [`crate::hub::live`].
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use mishkah_core::query::Filter;
+use mishkah_core::query::{Bindings, Filter};
 use mishkah_core::sync::live::{LiveQuery, Window};
 use mishkah_core::sync::Delta;
 use mishkah_core::wire::LiveSubscribe;
@@ -15,7 +15,7 @@ use super::page::{filter_of, parse_sort, prepare_filter, PageError};
 use super::MAX_DELTA_EVENTS;
 use crate::access::Caller;
 use crate::engine::ModuleHandle;
-use crate::storage::PageQuery;
+use crate::storage::{Before, LoggedEvent, PageQuery};
 
 /// A checked subscription.
 #[derive(Debug, Clone)]
@@ -62,8 +62,9 @@ pub struct WindowRead {
     pub more: bool,
     /// The sequence read at.
     pub at: u64,
-    /// With a resume cursor the log still covers: the keys changed since it.
-    pub changed: Option<HashSet<String>>,
+    /// With a resume cursor the log still covers: the keys changed since it, each with whether
+    /// the row as it was at the cursor matched the query (then the client may hold it).
+    pub changed: Option<HashMap<String, bool>>,
 }
 
 /// Reads the window (and, given `since`, the keys of the table changed after it), all at one
@@ -81,6 +82,7 @@ pub async fn read_window(
         ..PageQuery::default()
     };
     let table = spec.table.clone();
+    let filter = spec.query.filter.clone();
     let read = handle
         .read(move |r, _| {
             let (oldest, head) = r.bounds()?;
@@ -93,19 +95,30 @@ pub async fn read_window(
                     && Delta::since(cursor, oldest, head, std::iter::empty()).is_ok()
             });
             let changed = match covered {
-                Some(cursor) => Some(
-                    r.events_after(cursor, MAX_DELTA_EVENTS as usize)?
-                        .into_iter()
-                        .filter(|e| e.change.table == table.name)
-                        .map(|e| e.change.key.0)
-                        .collect(),
-                ),
+                Some(cursor) => {
+                    Some(changed_since(&r.logged_after(cursor, MAX_DELTA_EVENTS as usize)?, &table, &filter))
+                }
                 None => None,
             };
             Ok(WindowRead { rows, more, at: head, changed })
         })
         .await?;
     Ok(read)
+}
+
+/// The keys of `table` the log changed, each with whether its row before the first of those
+/// changes matched `filter` (a row logged before the log kept it counts as matched).
+fn changed_since(events: &[LoggedEvent], table: &Table, filter: &Filter) -> HashMap<String, bool> {
+    let bindings = Bindings::at(crate::clock::now());
+    let mut changed = HashMap::new();
+    for l in events.iter().filter(|l| l.event.change.table == table.name) {
+        changed.entry(l.event.change.key.0.clone()).or_insert_with(|| match &l.before {
+            Before::Absent => false,
+            Before::Row(row) => filter.eval_in(Some(table), row, &bindings),
+            Before::NotKept => true,
+        });
+    }
+    changed
 }
 
 /// The key of a stored row.

@@ -124,12 +124,12 @@ pub async fn delta_since(
             if let Err(expired) = Delta::since(cursor, oldest, head, std::iter::empty()) {
                 return Ok(Err(expired));
             }
-            let events = reader.events_after(cursor, MAX_DELTA_EVENTS as usize)?;
-            let never_sent = crate::render::born_unseen(schema, &events, &view);
-            Ok(Delta::since(cursor, oldest, head, &events).map(|d| {
+            let events = reader.logged_after(cursor, MAX_DELTA_EVENTS as usize)?;
+            let never_sent = crate::render::never_held(schema, &events, &view);
+            Ok(Delta::since(cursor, oldest, head, events.iter().map(|l| &l.event)).map(|d| {
                 let mut delta = crate::render::delta(schema, d, &view);
-                // A row created after the cursor that the caller never saw needs no removal: its
-                // key alone would tell the caller it existed.
+                // A row the caller could not hold at its cursor and has not seen since needs no
+                // removal: its key alone would tell the caller it existed.
                 for (table, changes) in &mut delta.tables {
                     changes.deleted.retain(|key| !never_sent.contains(&(table.clone(), key.clone())));
                 }

@@ -91,12 +91,17 @@ impl Session {
                 let rows: Vec<_> = read
                     .rows
                     .iter()
-                    .filter(|r| key_of(&table, r).is_some_and(|k| changed.contains(&k)))
+                    .filter(|r| key_of(&table, r).is_some_and(|k| changed.contains_key(&k)))
                     .cloned()
                     .collect();
                 let current: std::collections::HashSet<String> =
                     read.rows.iter().filter_map(|r| key_of(&table, r)).collect();
-                let mut removed: Vec<String> = changed.iter().filter(|k| !current.contains(*k)).cloned().collect();
+                // Only a row the client may hold leaves: naming any other would tell it the row exists.
+                let mut removed: Vec<String> = changed
+                    .iter()
+                    .filter(|(k, held)| **held && !current.contains(*k))
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 removed.sort();
                 ("changes", rows, removed)
             }
