@@ -7,7 +7,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mishkah_core::query::Filter;
 use mishkah_core::{Change, ChangeKind, RecordKey, Schema, Table};
-use mishkah_server::storage::{Durability, Measure, ModuleDb, ModuleReader, PageQuery};
+use mishkah_server::storage::{Durability, Measure, ModuleRead, ModuleWriter, PageQuery};
+use mishkah_store_sqlite::{ModuleDb, ModuleReader};
 use serde_json::json;
 
 const ROWS: usize = 1_000_000;

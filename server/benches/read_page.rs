@@ -6,7 +6,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use mishkah_core::query::Filter;
 use mishkah_core::{Change, ChangeKind, RecordKey, Schema};
-use mishkah_server::storage::{Durability, ModuleDb, ModuleReader, PageQuery};
+use mishkah_server::storage::{Durability, ModuleRead, ModuleWriter, PageQuery};
+use mishkah_store_sqlite::{ModuleDb, ModuleReader};
 use serde_json::json;
 
 const ROWS: usize = 100_000;

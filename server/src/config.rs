@@ -118,7 +118,7 @@ pub struct ServeConfig {
     pub static_dir: Option<PathBuf>,
     /// `full`: an acknowledged write survives power loss (default). `normal`: faster commits that
     /// survive a process crash but may lose the last ones on power loss.
-    #[arg(long, env = "MISHKAH_DURABILITY", value_enum, default_value_t = Durability::Full)]
+    #[arg(long, env = "MISHKAH_DURABILITY", default_value_t = Durability::Full)]
     pub durability: Durability,
     /// Tables whose updates require a version (comma-separated).
     #[arg(long, env = "MISHKAH_VERSIONED_TABLES", value_delimiter = ',', default_value = "order_header,order_line")]

@@ -13,6 +13,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::state::AppState;
+use crate::storage::OpenOptions;
 
 /// `--cors-origins`: none for `*` (any origin), else each as a header value.
 fn cors_origins(list: &[String]) -> anyhow::Result<Vec<axum::http::HeaderValue>> {
@@ -113,15 +114,18 @@ pub async fn serve(
         VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
     let engine = Engine::start(
         EngineConfig {
-            durability: config.durability,
+            store: OpenOptions {
+                durability: config.durability,
+                max_pages: config.max_db_pages,
+                max_record_bytes: config.max_record_bytes.max(1024),
+                ..OpenOptions::default()
+            },
             policy,
-            max_db_pages: config.max_db_pages,
             missing_fields: config.missing_fields,
             values: config.validation,
             max_open_modules: config.max_open_modules,
             idle_close: std::time::Duration::from_secs(config.idle_close.max(1)),
             max_new_branches: config.max_new_branches,
-            max_record_bytes: config.max_record_bytes.max(1024),
             ..EngineConfig::new(data)
         },
         hub,

@@ -95,7 +95,7 @@ async fn an_atomic_batch_commits_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_write_ahead_log_starts_over_while_writes_never_pause() {
     // Checkpoints every few milliseconds, so the load below spans many of them.
-    let (dir, engine, metrics) = engine_with(|c| c.checkpoint_interval = Duration::from_millis(5)).await;
+    let (dir, engine, metrics) = engine_with(|c| c.store.maintenance_interval = Duration::from_millis(5)).await;
     let handle = engine.module("demo", "pos").await.unwrap();
     const PRODUCERS: usize = 16;
     const EACH: usize = 500;

@@ -285,7 +285,8 @@ fn declare_indexes(data: &std::path::Path, indexes: serde_json::Value) {
 #[tokio::test]
 async fn an_index_modules_json_declares_is_created_and_used_and_a_bad_one_refuses_to_start() {
     use mishkah_core::query::Filter;
-    use mishkah_server::storage::{ModuleReader, PageQuery};
+    use mishkah_server::storage::{ModuleRead, PageQuery};
+    use mishkah_store_sqlite::ModuleReader;
 
     let data = DataCopy::new();
     let s = data.scenario.clone();

@@ -7,11 +7,9 @@
 //! mutation so a bad mutation fails alone. Jobs are handled in queue order, so the order of one
 //! connection's writes is preserved.
 
-mod checkpointer;
 mod open_db;
 mod open_modules;
 pub mod plan;
-mod readers;
 mod registry;
 pub mod seed;
 mod sender;

@@ -8,21 +8,21 @@ use mishkah_core::Schema;
 use super::registry::EngineError;
 use super::seed;
 use crate::datadir::{DataDir, DataDirError};
-use crate::storage::{Durability, ModuleDb};
+use crate::storage::{Backend, ModuleAt, ModuleReads, ModuleWriter, OpenOptions, Opened};
 
 pub(super) struct OpenedModule {
-    pub(super) db: ModuleDb,
+    pub(super) db: Box<dyn ModuleWriter>,
+    pub(super) readers: Box<dyn ModuleReads>,
     pub(super) schema: Arc<Schema>,
     pub(super) seed_plan: Option<seed::SeedPlan>,
-    pub(super) path: std::path::PathBuf,
 }
 
 pub(super) fn open_blocking(
     data: &DataDir,
+    backend: &dyn Backend,
     branch: &str,
     module: &str,
-    durability: Durability,
-    max_pages: Option<u64>,
+    options: &OpenOptions,
 ) -> Result<OpenedModule, EngineError> {
     let (mut schema, schema_path) = data.schema_for(branch, module)?;
     for w in &schema.warnings {
@@ -33,10 +33,11 @@ pub(super) fn open_blocking(
     data.secrets.apply_to(&mut schema);
     // The seed is planned before the tables exist: a unique index its own rows violate is created
     // as a plain one (the same on every start, as long as the seed is the same).
-    let path = data.module_dir(branch, module).join("live").join("mishkah.sqlite3");
-    // A module seeded on an earlier start starts from its database alone: its seed file may since
+    let dir = data.module_dir(branch, module);
+    let at = ModuleAt { branch, module, dir: &dir };
+    // A module seeded on an earlier start starts from its store alone: its seed file may since
     // have been changed, broken or deleted.
-    let seed = if ModuleDb::initialized(&path)? { None } else { data.seed_for(branch, module)? };
+    let seed = if backend.initialized(&at)? { None } else { data.seed_for(branch, module)? };
     let mut plan = seed.as_ref().map(|(doc, _)| seed::plan(&schema, doc));
     if let Some(plan) = &mut plan {
         plan.relaxed = seed::relax_unique(&mut schema, plan);
@@ -45,11 +46,7 @@ pub(super) fn open_blocking(
         }
     }
     let tables: Vec<_> = schema.tables.values().collect();
-    let (mut db, report) = ModuleDb::open(&path, &tables, durability)?;
-    if let Some(pages) = max_pages {
-        let cap = db.limit_pages(pages)?;
-        tracing::info!(%branch, %module, pages = cap, "database size capped");
-    }
+    let Opened { writer: mut db, reads: readers, report } = backend.open(&at, &tables, options)?;
     if !report.migrations.is_empty() {
         tracing::info!(%branch, %module, count = report.migrations.len(), changes = %report.migrations.join("; "), "migrated");
     }
@@ -91,5 +88,5 @@ pub(super) fn open_blocking(
     if hidden > 0 || !locked.is_empty() {
         tracing::info!(%branch, %module, hidden, locked = %locked.join(", "), "secret fields and locked tables: never sent to clients");
     }
-    Ok(OpenedModule { db, schema: Arc::new(schema), seed_plan, path })
+    Ok(OpenedModule { db, readers, schema: Arc::new(schema), seed_plan })
 }

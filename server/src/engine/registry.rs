@@ -20,7 +20,7 @@ use super::{Committed, WriteError, WriteOutcome};
 use crate::datadir::{validate_branch_id, DataDir, DataDirError};
 use crate::hub::{Hub, Published};
 use crate::metrics::Metrics;
-use crate::storage::{Durability, ModuleDb, ModuleReader, StorageError};
+use crate::storage::{consistent, Backend, ModuleRead, ModuleReads, ModuleWriter, OpenOptions, StorageError};
 
 /// Whether opening a module may create its branch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,14 +36,12 @@ pub enum Opening {
 pub struct EngineConfig {
     /// The data directory.
     pub data: DataDir,
-    /// Commit durability.
-    pub durability: Durability,
-    /// Cap on each module database, in pages (see `ModuleDb::limit_pages`).
-    pub max_db_pages: Option<u64>,
+    /// Where modules' rows and logs are kept.
+    pub backend: Arc<dyn Backend>,
+    /// What each module's store opens with (durability, size caps).
+    pub store: OpenOptions,
     /// Which tables require versions.
     pub policy: VersionPolicy,
-    /// How often committed pages are moved from the write-ahead log into the database file.
-    pub checkpoint_interval: std::time::Duration,
     /// Inserts lacking required fields: filled or refused (a module's own setting wins).
     pub missing_fields: MissingFields,
     /// Values that break their field's type, length or enum: stored or refused (a module's own
@@ -55,26 +53,22 @@ pub struct EngineConfig {
     pub idle_close: std::time::Duration,
     /// Branches that configuration does not name which may be created on demand (`0`: no cap).
     pub max_new_branches: usize,
-    /// Longest JSON a stored record may have.
-    pub max_record_bytes: usize,
 }
 
 impl EngineConfig {
-    /// The defaults for `data`: full durability, the default version policy, no size cap,
-    /// checkpoints every half second.
+    /// The defaults for `data`: SQLite in the data directory, full durability, the default
+    /// version policy, no size cap, records up to 256 KiB.
     pub fn new(data: DataDir) -> EngineConfig {
         EngineConfig {
             data,
-            durability: Durability::Full,
-            max_db_pages: None,
+            backend: Arc::new(crate::storage::SqliteBackend),
+            store: OpenOptions { max_record_bytes: 256 * 1024, ..OpenOptions::default() },
             policy: VersionPolicy::default(),
-            checkpoint_interval: std::time::Duration::from_millis(500),
             missing_fields: MissingFields::Fill,
             values: Values::Lenient,
             max_open_modules: 256,
             idle_close: std::time::Duration::from_secs(300),
             max_new_branches: 1000,
-            max_record_bytes: 256 * 1024,
         }
     }
 }
@@ -137,7 +131,7 @@ pub struct ModuleHandle {
     /// The deployment's security rules.
     pub access: Arc<RuleSet>,
     jobs: mpsc::Sender<Job>,
-    readers: super::readers::Readers,
+    readers: Box<dyn ModuleReads>,
     head: Arc<AtomicU64>,
     pub(super) last_used: LastUsed,
     /// Tables known to have a search index (built on their first search).
@@ -270,7 +264,7 @@ impl ModuleHandle {
     ) -> Result<i64, WriteError> {
         let key = mishkah_core::sequence::counter_key(&self.module, table, field);
         let (tx, rx) = oneshot::channel();
-        let task = Box::new(move |db: &mut ModuleDb| {
+        let task = Box::new(move |db: &mut dyn ModuleWriter| {
             let result = (|| {
                 let mut t = db.begin()?;
                 let n = t.ops().next_counter(&key, &rule, &crate::clock::now_iso())?;
@@ -291,7 +285,7 @@ impl ModuleHandle {
         }
         let (tx, rx) = oneshot::channel();
         let t = table.clone();
-        let task = Box::new(move |db: &mut ModuleDb| {
+        let task = Box::new(move |db: &mut dyn ModuleWriter| {
             let _ = tx.send(db.enable_search(&t).map_err(WriteError::from));
         });
         self.submit(Job::Maintenance(task)).await?;
@@ -303,7 +297,7 @@ impl ModuleHandle {
     /// Compacts the event log through `through`.
     pub async fn compact(&self, through: u64) -> Result<usize, WriteError> {
         let (tx, rx) = oneshot::channel();
-        let task = Box::new(move |db: &mut ModuleDb| {
+        let task = Box::new(move |db: &mut dyn ModuleWriter| {
             let _ = tx.send(db.compact(through).map_err(WriteError::from));
         });
         self.submit(Job::Maintenance(task)).await?;
@@ -313,10 +307,19 @@ impl ModuleHandle {
     /// Runs a read on the module's read connection, off the async runtime.
     pub async fn read<T: Send + 'static, F>(self: &Arc<Self>, f: F) -> Result<T, StorageError>
     where
-        F: FnOnce(&ModuleReader, &Schema) -> Result<T, StorageError> + Send + 'static,
+        F: FnOnce(&dyn ModuleRead, &Schema) -> Result<T, StorageError> + Send + 'static,
     {
         // One read transaction: every table and the log are read at the same commit.
-        let run = |this: &ModuleHandle, f: F| this.readers.with(|reader| reader.consistent(|r| f(r, &this.schema)));
+        let run = |this: &ModuleHandle, f: F| {
+            let mut f = Some(f);
+            let mut out = None;
+            this.readers.with(&mut |reader| {
+                if let Some(f) = f.take() {
+                    out = Some(consistent(reader, |r| f(r, &this.schema)));
+                }
+            });
+            out.unwrap_or_else(|| Err(StorageError::Corrupt("no reader ran the read".into())))
+        };
         let this = self.clone();
         tokio::task::spawn_blocking(move || run(&this, f))
             .await
@@ -525,15 +528,14 @@ impl Engine {
         branch: &str,
         module: &str,
     ) -> Result<(Arc<ModuleHandle>, std::thread::JoinHandle<()>), EngineError> {
-        let data = self.config.data.clone();
+        let (data, backend, options) =
+            (self.config.data.clone(), self.config.backend.clone(), self.config.store.clone());
         let (branch_s, module_s) = (branch.to_owned(), module.to_owned());
-        let (durability, max_pages) = (self.config.durability, self.config.max_db_pages);
         let opened =
-            tokio::task::spawn_blocking(move || open_blocking(&data, &branch_s, &module_s, durability, max_pages))
+            tokio::task::spawn_blocking(move || open_blocking(&data, &*backend, &branch_s, &module_s, &options))
                 .await
                 .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
-        let OpenedModule { mut db, schema, seed_plan, path } = opened;
-        db.limit_record_bytes(self.config.max_record_bytes);
+        let OpenedModule { db, readers, schema, seed_plan } = opened;
         let head = Arc::new(AtomicU64::new(db.head()));
         let (jobs, rx) = mpsc::channel(JOB_QUEUE);
         let ctx = WriterContext {
@@ -546,7 +548,6 @@ impl Engine {
             publish: self.publish.clone(),
             metrics: self.metrics.clone(),
             head: head.clone(),
-            checkpoint_interval: self.config.checkpoint_interval,
             missing_fields: self
                 .config
                 .data
@@ -562,7 +563,6 @@ impl Engine {
             .name(format!("writer-{branch}-{module}"))
             .spawn(move || writer::run(db, ctx, rx))
             .map_err(StorageError::Io)?;
-        let readers = super::readers::Readers::open(&path)?;
         let handle = Arc::new(ModuleHandle {
             branch: branch.to_owned(),
             module: module.to_owned(),
@@ -622,7 +622,7 @@ impl Engine {
         }
         let (tx, rx) = oneshot::channel();
         let now = crate::clock::now_iso();
-        let mark = Box::new(move |db: &mut ModuleDb| {
+        let mark = Box::new(move |db: &mut dyn ModuleWriter| {
             let _ = tx.send(db.mark_initialized(&now));
         });
         if handle.submit(Job::Maintenance(mark)).await.is_ok() {

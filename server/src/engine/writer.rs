@@ -12,12 +12,11 @@ use mishkah_core::{apply, Action, Mutation, RecordKey, Schema, Timestamp, Versio
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::checkpointer::Checkpointer;
 use super::sender::Sender;
 use super::{Committed, WriteError, WriteOutcome};
 use crate::hub::Published;
 use crate::metrics::Metrics;
-use crate::storage::{ModuleDb, MutationStamp, NewEvent, WriteTxn};
+use crate::storage::{ModuleWriter, MutationStamp, NewEvent, WriteTxn};
 
 /// Where a write's outcome goes. Called on the writer thread right after commit, in queue order,
 /// so a connection that forwards outcomes through an ordered channel sees its acks in order.
@@ -84,8 +83,11 @@ pub enum Job {
         reply: Box<dyn FnOnce(Result<(), WriteError>) + Send>,
     },
     /// Work on the database itself (compaction, marking it seeded), run after the batch commits.
-    Maintenance(Box<dyn FnOnce(&mut ModuleDb) + Send>),
+    Maintenance(Maintenance),
 }
+
+/// Work on the store itself, in order with the writes.
+pub type Maintenance = Box<dyn FnOnce(&mut dyn ModuleWriter) + Send>;
 
 /// A check of the stored state an atomic batch runs inside its transaction before writing.
 pub type Precondition = Box<dyn FnOnce(&mut dyn WriteTxn) -> Result<(), WriteError> + Send>;
@@ -101,7 +103,6 @@ pub(super) struct WriterContext {
     pub publish: mpsc::UnboundedSender<Published>,
     pub metrics: Arc<Metrics>,
     pub head: Arc<std::sync::atomic::AtomicU64>,
-    pub checkpoint_interval: std::time::Duration,
     pub missing_fields: MissingFields,
     pub values: Values,
     /// The `(table, field, rule)`s already warned about: a value stored as sent is logged once
@@ -115,9 +116,7 @@ pub(super) struct WriterContext {
 const MAX_BATCH: usize = 1024;
 
 /// Runs until every sender is gone.
-pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver<Job>) {
-    let site = (ctx.branch.as_str(), ctx.module.as_str());
-    let checkpointer = Checkpointer::spawn(db.path().to_path_buf(), ctx.head.clone(), site, ctx.checkpoint_interval);
+pub(super) fn run(mut db: Box<dyn ModuleWriter>, ctx: WriterContext, mut jobs: mpsc::Receiver<Job>) {
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -126,16 +125,11 @@ pub(super) fn run(mut db: ModuleDb, ctx: WriterContext, mut jobs: mpsc::Receiver
                 Err(_) => break,
             }
         }
-        run_batch(&mut db, &ctx, batch);
-        if checkpointer.behind.swap(false, std::sync::atomic::Ordering::AcqRel) {
-            match db.finish_checkpoint() {
-                Ok(progress) => tracing::debug!(?progress, "writer finished a checkpoint"),
-                // Not fatal: the WAL keeps every committed write; the next round retries.
-                Err(e) => tracing::warn!(branch = %ctx.branch, module = %ctx.module, error = %e, "checkpoint failed"),
-            }
-        }
+        run_batch(&mut *db, &ctx, batch);
+        db.between_batches();
     }
-    checkpointer.stop();
+    // The store's background work (SQLite's checkpointer) ends with it.
+    drop(db);
     tracing::info!(branch = %ctx.branch, module = %ctx.module, "writer stopped");
 }
 
@@ -150,7 +144,7 @@ enum Done {
     Unit(Box<dyn FnOnce(Result<(), WriteError>) + Send>, Result<(), WriteError>),
 }
 
-fn run_batch(db: &mut ModuleDb, ctx: &WriterContext, batch: Vec<Job>) {
+fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
     let started = Instant::now();
     let now = crate::clock::now();
     let size = batch.len();

@@ -87,7 +87,7 @@ pub async fn module_snapshot_text(
 
 /// One table's rows into `out`, comma-separated, rendered by [`crate::render::SnapshotTable`].
 fn stream_table(
-    reader: &crate::storage::ModuleReader,
+    reader: &dyn crate::storage::ModuleRead,
     schema: &mishkah_core::Schema,
     table: &mishkah_core::Table,
     lang: Option<&str>,
@@ -102,7 +102,7 @@ fn stream_table(
         _ => None,
     };
     let mut rendered = crate::render::SnapshotTable::new(table, translations, view, out);
-    reader.each_doc(table, |doc| rendered.push(doc))
+    reader.each_doc(table, &mut |doc| rendered.push(doc))
 }
 
 /// The changes after `cursor`, coalesced, as `caller` may see them; `Err(DeltaError)` when the

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::access::Caller;
 use crate::engine::ModuleHandle;
 use crate::render;
-use crate::storage::{filter_sql, Group, Measure, PageQuery, StorageError};
+use crate::storage::{layout, Group, Measure, PageQuery, StorageError};
 
 /// Why a page cannot be read; each has a stable code.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +234,7 @@ pub(crate) fn parse_sort(table: &Table, spec: Option<&str>) -> Result<Vec<(Strin
             Some(f) => (f, true),
             None => (part.strip_prefix('+').unwrap_or(part), false),
         };
-        if filter_sql::sort_expr(table, field).is_none() || table.hides(field) {
+        if !layout::sortable(table, field) || table.hides(field) {
             return Err(PageError::InvalidSort { table: table.name.clone(), field: field.to_owned() });
         }
         out.push((field.to_owned(), desc));
@@ -402,13 +402,12 @@ pub async fn aggregate(
         what,
     };
     for field in &group_by {
-        if filter_sql::sort_expr(table, field).is_none() || table.hides(field) {
+        if !layout::sortable(table, field) || table.hides(field) {
             return Err(invalid(field, "group by"));
         }
     }
     for (measure, field) in &measures {
-        let fits = table.field(field).is_some_and(|f| measure.applies_to(f.ty))
-            && filter_sql::sort_expr(table, field).is_some();
+        let fits = table.field(field).is_some_and(|f| measure.applies_to(f.ty)) && layout::sortable(table, field);
         if !fits || table.hides(field) {
             return Err(invalid(field, measure.name()));
         }

@@ -8,12 +8,12 @@
 const MARK: char = '\u{1f}';
 
 /// The stored form of `id` sent by `scope`.
-pub(super) fn stored(scope: &str, id: &str) -> String {
+pub fn stored(scope: &str, id: &str) -> String {
     format!("{MARK}{}:{scope}{id}", scope.len())
 }
 
 /// The id as its sender sent it.
-pub(super) fn shown(stored: &str) -> &str {
+pub fn shown(stored: &str) -> &str {
     let Some(rest) = stored.strip_prefix(MARK) else { return stored };
     let Some((len, tail)) = rest.split_once(':') else { return stored };
     match len.parse::<usize>() {

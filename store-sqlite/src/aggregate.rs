@@ -11,45 +11,10 @@ use serde_json::{Map, Value};
 
 use super::ddl::sql_table;
 use super::filter_sql::{compile, sort_expr, Sqlite};
-use super::{ModuleReader, StorageError};
+use crate::db;
+use mishkah_store::{Group, Measure, StorageError};
 
-/// A measure of a field.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Measure {
-    Sum,
-    Avg,
-    Min,
-    Max,
-}
-
-impl Measure {
-    /// `sum`, `avg`, `min`, `max`: the name in requests and answers.
-    pub fn name(self) -> &'static str {
-        match self {
-            Measure::Sum => "sum",
-            Measure::Avg => "avg",
-            Measure::Min => "min",
-            Measure::Max => "max",
-        }
-    }
-
-    /// Whether the measure can be taken of a field of type `ty` (`sum` and `avg` need numbers;
-    /// `min` and `max` any scalar).
-    pub fn applies_to(self, ty: FieldType) -> bool {
-        match self {
-            Measure::Sum | Measure::Avg => matches!(ty, FieldType::Integer | FieldType::Decimal),
-            Measure::Min | Measure::Max => ty != FieldType::Json,
-        }
-    }
-}
-
-/// One group: its key values, its row count, and its measures (`measure → field → value`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Group {
-    pub key: Map<String, Value>,
-    pub count: u64,
-    pub measures: BTreeMap<Measure, Map<String, Value>>,
-}
+use super::ModuleReader;
 
 fn json_of(value: SqlValue, ty: Option<FieldType>) -> Value {
     match value {
@@ -65,7 +30,7 @@ fn json_of(value: SqlValue, ty: Option<FieldType>) -> Value {
 impl ModuleReader {
     /// Groups by `group_by` (fields [`sort_expr`] accepts; others are skipped), in the order of
     /// their values. The caller validated the names; measures of unsuitable fields are skipped.
-    pub fn aggregate(
+    pub(crate) fn aggregate_groups(
         &self,
         table: &Table,
         filter: &Filter,
@@ -88,21 +53,24 @@ impl ModuleReader {
             let list = groups.iter().map(|(_, e)| e.as_str()).collect::<Vec<_>>().join(", ");
             sql.push_str(&format!(" GROUP BY {list} ORDER BY {list}"));
         }
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(compiled.params), |r| {
-            let mut key = Map::new();
-            for (i, (field, _)) in groups.iter().enumerate() {
-                key.insert(field.clone(), json_of(r.get(i)?, table.field(field).map(|f| f.ty)));
-            }
-            let count = r.get::<_, i64>(groups.len())? as u64;
-            let mut out: BTreeMap<Measure, Map<String, Value>> = BTreeMap::new();
-            for (i, (measure, field, _)) in measured.iter().enumerate() {
-                let ty = table.field(field).map(|f| f.ty).filter(|_| matches!(measure, Measure::Min | Measure::Max));
-                let value = json_of(r.get(groups.len() + 1 + i)?, ty);
-                out.entry(*measure).or_default().insert(field.clone(), value);
-            }
-            Ok(Group { key, count, measures: out })
-        })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(compiled.params), |r| {
+                let mut key = Map::new();
+                for (i, (field, _)) in groups.iter().enumerate() {
+                    key.insert(field.clone(), json_of(r.get(i)?, table.field(field).map(|f| f.ty)));
+                }
+                let count = r.get::<_, i64>(groups.len())? as u64;
+                let mut out: BTreeMap<Measure, Map<String, Value>> = BTreeMap::new();
+                for (i, (measure, field, _)) in measured.iter().enumerate() {
+                    let ty =
+                        table.field(field).map(|f| f.ty).filter(|_| matches!(measure, Measure::Min | Measure::Max));
+                    let value = json_of(r.get(groups.len() + 1 + i)?, ty);
+                    out.entry(*measure).or_default().insert(field.clone(), value);
+                }
+                Ok(Group { key, count, measures: out })
+            })
+            .map_err(db)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 }

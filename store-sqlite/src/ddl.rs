@@ -3,20 +3,10 @@
 use mishkah_core::schema::{FieldType, Table};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::StorageError;
+use crate::db;
+use mishkah_store::StorageError;
 
-/// Internal tables and columns share this prefix so no schema name can collide with them.
-pub(super) const PREFIX: &str = "mishkah_";
-
-/// Whether `name` can be used as a SQL identifier as is. Names come from schema files, never from
-/// requests, but we still never interpolate anything else.
-pub(super) fn is_safe_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && name.len() <= 64
-        && !name.to_ascii_lowercase().starts_with(PREFIX)
-}
+use mishkah_store::layout::{is_safe_identifier, typed_fields};
 
 /// The SQL table name for a schema table (`t_<sqlName>`, or a hex form for unsafe names).
 pub(super) fn sql_table(table: &Table) -> String {
@@ -32,15 +22,9 @@ fn hex_name(name: &str) -> String {
     out
 }
 
-/// Typed columns: (column, field name, SQL type) for fields with safe, unique column names.
+/// Typed columns: (column, field name, SQL type), as [`typed_fields`] lays them out.
 pub(super) fn typed_columns(table: &Table) -> Vec<(String, String, &'static str)> {
-    let mut seen = std::collections::HashSet::new();
-    table
-        .fields
-        .iter()
-        .filter(|f| is_safe_identifier(&f.column) && seen.insert(f.column.to_ascii_lowercase()))
-        .map(|f| (f.column.clone(), f.name.clone(), sql_type(f.ty)))
-        .collect()
+    typed_fields(table).into_iter().map(|(column, field, ty)| (column, field, sql_type(ty))).collect()
 }
 
 fn sql_type(ty: FieldType) -> &'static str {
@@ -76,17 +60,17 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
          CREATE TABLE IF NOT EXISTS mishkah_archive (
              archive TEXT NOT NULL, tbl TEXT NOT NULL, record_key TEXT NOT NULL, doc TEXT NOT NULL, archived_at TEXT NOT NULL,
              PRIMARY KEY (archive, tbl, record_key));",
-    )?;
+    ).map_err(db)?;
     // Logs from before events recorded who wrote them, what a mutation id's write was, the row
     // before the change, or the table's name as sent gain the columns (empty for old events).
     for (column, ty) in [("actor", "TEXT"), ("mutation_digest", "BLOB"), ("prev_row", "TEXT"), ("sent_table", "TEXT")] {
-        let has: bool = conn.query_row(
-            "SELECT COUNT(*) > 0 FROM pragma_table_info('mishkah_events') WHERE name = ?1",
-            [column],
-            |r| r.get(0),
-        )?;
+        let has: bool = conn
+            .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('mishkah_events') WHERE name = ?1", [column], |r| {
+                r.get(0)
+            })
+            .map_err(db)?;
         if !has {
-            conn.execute(&format!("ALTER TABLE mishkah_events ADD COLUMN {column} {ty}"), [])?;
+            conn.execute(&format!("ALTER TABLE mishkah_events ADD COLUMN {column} {ty}"), []).map_err(db)?;
         }
     }
     Ok(())
@@ -106,7 +90,8 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         .query_row("SELECT sql_name, columns FROM mishkah_tables WHERE name = ?1", params![table.name], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
-        .optional()?;
+        .optional()
+        .map_err(db)?;
     if let Some((_, old)) = &previous {
         check_not_destructive(table, old, &fingerprint)?;
     }
@@ -118,16 +103,16 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         ddl.push_str(&format!(", \"{column}\" {ty}"));
     }
     ddl.push(')');
-    conn.execute(&ddl, [])?;
+    conn.execute(&ddl, []).map_err(db)?;
 
     let existing: Vec<String> = {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{sql_name}\")"))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(1))?;
-        rows.collect::<Result<_, _>>()?
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info(\"{sql_name}\")")).map_err(db)?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(1)).map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)?
     };
     for (column, _, ty) in &columns {
         if !existing.iter().any(|c| c.eq_ignore_ascii_case(column)) {
-            conn.execute(&format!("ALTER TABLE \"{sql_name}\" ADD COLUMN \"{column}\" {ty}"), [])?;
+            conn.execute(&format!("ALTER TABLE \"{sql_name}\" ADD COLUMN \"{column}\" {ty}"), []).map_err(db)?;
             actions.push(format!("added column {}.{column}", table.name));
         }
     }
@@ -147,7 +132,8 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
                 actions.push(format!("{}.{}: {action}", table.name, field.name));
             }
         } else if field.indexed {
-            conn.execute(&format!("CREATE INDEX IF NOT EXISTS \"{plain}\" ON \"{sql_name}\" (\"{column}\")"), [])?;
+            conn.execute(&format!("CREATE INDEX IF NOT EXISTS \"{plain}\" ON \"{sql_name}\" (\"{column}\")"), [])
+                .map_err(db)?;
         }
     }
     for index in &table.indexes {
@@ -161,7 +147,8 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         conn.execute(
             &format!("CREATE {unique}INDEX IF NOT EXISTS \"ix_{sql_name}_{}\" ON \"{sql_name}\" ({list})", index.name),
             [],
-        )?;
+        )
+        .map_err(db)?;
     }
 
     if let Some(action) = super::search::refresh_index(conn, table)? {
@@ -172,7 +159,8 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
             "INSERT INTO mishkah_tables (name, sql_name, columns, adhoc) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(name) DO UPDATE SET sql_name = excluded.sql_name, columns = excluded.columns",
             params![table.name, sql_name, fingerprint, adhoc],
-        )?;
+        )
+        .map_err(db)?;
         if previous.is_none() {
             actions.push(format!("created table {}", table.name));
         }
@@ -196,10 +184,10 @@ fn unique_or_kept_plain(
     match create("UNIQUE ", unique) {
         Ok(_) => Ok(None),
         Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-            create("", plain)?;
+            create("", plain).map_err(db)?;
             Ok(Some("stored rows share values: kept a plain index instead of a unique one".into()))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(db(e)),
     }
 }
 

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::storage::{ModuleReader, StorageError};
+use mishkah_store::{ModuleRead, ModuleReads, StorageError};
+
+use super::module_db::ModuleReader;
 
 pub(super) struct Readers {
     slots: Vec<Mutex<ModuleReader>>,
@@ -19,17 +21,19 @@ impl Readers {
         let slots = (0..n).map(|_| ModuleReader::open(path).map(Mutex::new)).collect::<Result<_, _>>()?;
         Ok(Readers { slots, next: AtomicUsize::new(0) })
     }
+}
 
-    /// Runs `f` on a free connection, or waits for the next one in turn.
-    pub(super) fn with<T>(&self, f: impl FnOnce(&ModuleReader) -> T) -> T {
+impl ModuleReads for Readers {
+    /// On a free connection, or the next one in turn once it is free.
+    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         for i in 0..n {
             if let Ok(reader) = self.slots[(start + i) % n].try_lock() {
-                return f(&reader);
+                return f(&*reader);
             }
         }
         let reader = self.slots[start].lock().unwrap_or_else(|p| p.into_inner());
-        f(&reader)
+        f(&*reader)
     }
 }

@@ -13,8 +13,10 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::ddl::sql_table;
 use super::filter_sql::{compile, Sqlite};
-use super::parse_doc;
-use super::{ModuleReader, StorageError};
+use crate::db;
+use mishkah_store::{parse_doc, StorageError};
+
+use super::ModuleReader;
 
 /// The index of `table`, or `None` when it has nothing to search.
 pub(super) fn fts_table(table: &Table) -> Option<String> {
@@ -32,7 +34,8 @@ pub(super) fn is_indexed(conn: &Connection, table: &Table) -> Result<bool, Stora
     }
     let found: Option<String> = conn
         .query_row("SELECT value FROM mishkah_meta WHERE key = ?1", params![meta_key(table)], |r| r.get(0))
-        .optional()?;
+        .optional()
+        .map_err(db)?;
     Ok(found.is_some())
 }
 
@@ -51,8 +54,10 @@ pub(super) fn build_index(conn: &Connection, table: &Table) -> Result<Option<Str
     let Some(fts) = fts_table(table) else { return Ok(None) };
     let fields = format!("{};{}", search_fields(table).join(","), mishkah_core::search::SEARCH_TEXT_VERSION);
     let meta_key = meta_key(table);
-    let indexed: Option<String> =
-        conn.query_row("SELECT value FROM mishkah_meta WHERE key = ?1", params![meta_key], |r| r.get(0)).optional()?;
+    let indexed: Option<String> = conn
+        .query_row("SELECT value FROM mishkah_meta WHERE key = ?1", params![meta_key], |r| r.get(0))
+        .optional()
+        .map_err(db)?;
     conn.execute(
         &format!(
             // Contentless: the rows hold the text already. (Positions stay: without them BM25
@@ -61,24 +66,27 @@ pub(super) fn build_index(conn: &Connection, table: &Table) -> Result<Option<Str
              tokenize = 'unicode61 remove_diacritics 2')"
         ),
         [],
-    )?;
+    )
+    .map_err(db)?;
     if indexed.as_deref() == Some(fields.as_str()) {
         return Ok(None);
     }
-    conn.execute(&format!("INSERT INTO \"{fts}\" (\"{fts}\") VALUES ('delete-all')"), [])?;
+    conn.execute(&format!("INSERT INTO \"{fts}\" (\"{fts}\") VALUES ('delete-all')"), []).map_err(db)?;
     let rows: Vec<(i64, String)> = {
-        let mut stmt = conn.prepare(&format!("SELECT rowid, mishkah_doc FROM \"{}\"", sql_table(table)))?;
-        let mapped = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        mapped.collect::<Result<_, _>>()?
+        let mut stmt = conn.prepare(&format!("SELECT rowid, mishkah_doc FROM \"{}\"", sql_table(table))).map_err(db)?;
+        let mapped = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+        mapped.collect::<Result<_, _>>().map_err(db)?
     };
     for (rowid, doc) in &rows {
         let body = search_text(table, &parse_doc(doc)?);
-        conn.execute(&format!("INSERT INTO \"{fts}\" (rowid, body) VALUES (?1, ?2)"), params![rowid, body])?;
+        conn.execute(&format!("INSERT INTO \"{fts}\" (rowid, body) VALUES (?1, ?2)"), params![rowid, body])
+            .map_err(db)?;
     }
     conn.execute(
         "INSERT INTO mishkah_meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         params![meta_key, fields],
-    )?;
+    )
+    .map_err(db)?;
     Ok(Some(format!("indexed {} rows of {} for search ({fields})", rows.len(), table.name)))
 }
 
@@ -93,12 +101,17 @@ pub(super) fn reindex(
 ) -> Result<(), StorageError> {
     let Some(fts) = fts_table(table) else { return Ok(()) };
     if !fresh {
-        conn.prepare_cached(&format!("DELETE FROM \"{fts}\" WHERE rowid = ?1"))?.execute(params![rowid])?;
+        conn.prepare_cached(&format!("DELETE FROM \"{fts}\" WHERE rowid = ?1"))
+            .map_err(db)?
+            .execute(params![rowid])
+            .map_err(db)?;
     }
     if let Some(row) = row {
         let body = search_text(table, row);
-        conn.prepare_cached(&format!("INSERT INTO \"{fts}\" (rowid, body) VALUES (?1, ?2)"))?
-            .execute(params![rowid, body])?;
+        conn.prepare_cached(&format!("INSERT INTO \"{fts}\" (rowid, body) VALUES (?1, ?2)"))
+            .map_err(db)?
+            .execute(params![rowid, body])
+            .map_err(db)?;
     }
     Ok(())
 }
@@ -126,7 +139,7 @@ fn match_expression(query: &str) -> Option<String> {
 impl ModuleReader {
     /// Rows of `table` matching `query` (and `filter`, variables bound), best match first, each
     /// with its score (higher is better).
-    pub fn search(
+    pub(crate) fn search_rows(
         &self,
         table: &Table,
         query: &str,
@@ -159,12 +172,13 @@ impl ModuleReader {
         if !unfiltered {
             args.extend(compiled.params);
         }
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let found =
-            stmt.query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))?;
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db)?;
+        let found = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| Ok((r.get::<_, String>(0)?, r.get::<_, f64>(1)?)))
+            .map_err(db)?;
         let mut out = Vec::new();
         for hit in found {
-            let (doc, score) = hit?;
+            let (doc, score) = hit.map_err(db)?;
             out.push((parse_doc(&doc)?, score));
         }
         Ok(out)

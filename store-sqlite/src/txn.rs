@@ -9,104 +9,8 @@ use serde_json::Value;
 
 use super::ddl::{sql_table, typed_columns};
 use super::events::row_to_event;
-use super::{parse_doc, StorageError};
-
-/// A change about to be logged.
-#[derive(Debug, Clone)]
-pub struct NewEvent<'a> {
-    /// The change (moved into the event: it is not copied per write).
-    pub change: Change,
-    /// The mutation id and who sent it, for exactly-once replays.
-    pub mutation: Option<MutationStamp<'a>>,
-    /// `ws`, `rest`, `seed`, `restore`...
-    pub source: &'a str,
-    /// Client meta.
-    pub meta: &'a Value,
-    /// Commit time, ISO-8601.
-    pub created_at: &'a str,
-    /// Who wrote it (`sub`, `key:<name>`, `system`); none when anonymous.
-    pub actor: Option<&'a str>,
-    /// The row before the change (none for an insert): a reader of the log (another node, a
-    /// delta) needs it to tell whether a caller saw the row before the change.
-    pub previous: Option<&'a Row>,
-    /// The table's name as the writer gave it, when not the schema's (the original's frames carry it).
-    pub table_as_sent: Option<&'a str>,
-}
-
-/// A mutation id as the log keeps it: unique per sender, with what the write was.
-#[derive(Debug, Clone, Copy)]
-pub struct MutationStamp<'a> {
-    /// Who sent it (an identity, a client, an address): ids are unique only within a scope.
-    pub scope: &'a str,
-    /// The id as sent.
-    pub id: &'a str,
-    /// A digest of the write as sent, so a replay can be told from another write under the same id.
-    pub digest: &'a [u8],
-}
-
-/// A mutation id already committed: its event, and the digest of the write it came from (none
-/// for events logged before digests were kept).
-#[derive(Debug, Clone)]
-pub struct Replay {
-    pub event: ChangeEvent,
-    pub digest: Option<Vec<u8>>,
-}
-
-/// Operations of one write inside the write transaction.
-pub trait WriteTxn {
-    /// The stored row with this key.
-    fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError>;
-    /// Stores the row of a change (or removes it for a delete).
-    fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError>;
-    /// Appends to the event log, assigning the next gap-free sequence number.
-    fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError>;
-    /// The id of the log's last event, as this transaction sees it.
-    fn last_event_id(&mut self) -> Result<Option<String>, StorageError>;
-    /// The committed event of `scope`'s mutation `id`, if it was already applied.
-    fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError>;
-    /// The value a sequence counter would advance to, without advancing it.
-    fn peek_counter(&mut self, counter_key: &str, rule: &SequenceRule) -> Result<i64, StorageError>;
-    /// Sets a sequence counter's last value.
-    fn set_counter(&mut self, counter_key: &str, last: i64, now: &str) -> Result<(), StorageError>;
-    /// Advances a sequence counter and returns its new value.
-    fn next_counter(&mut self, counter_key: &str, rule: &SequenceRule, now: &str) -> Result<i64, StorageError> {
-        let next = self.peek_counter(counter_key, rule)?;
-        self.set_counter(counter_key, next, now)?;
-        Ok(next)
-    }
-    /// Every row of a table with its key.
-    fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError>;
-    /// The rows `filter` (variables bound) lets through, in insertion order: what a transaction
-    /// reads before it decides its writes.
-    fn rows_where(&mut self, table: &Table, filter: &mishkah_core::query::Filter) -> Result<Vec<Row>, StorageError>;
-    /// Copies a row into a named history archive.
-    fn archive_row(
-        &mut self,
-        archive: &str,
-        table: &Table,
-        key: &RecordKey,
-        row: &Row,
-        now: &str,
-    ) -> Result<(), StorageError>;
-    /// Forgets every counter, then sets the given ones (reset to seed).
-    fn reset_counters(
-        &mut self,
-        counters: &std::collections::BTreeMap<String, i64>,
-        now: &str,
-    ) -> Result<(), StorageError>;
-    /// Whether the transaction is still open (SQLite rolls it back by itself on some errors, such
-    /// as a full disk).
-    fn in_transaction(&self) -> bool;
-    /// Rolls the whole transaction back: a write failed halfway, and nothing of the batch may be
-    /// committed (the writer then fails every write of the batch).
-    fn abandon(&mut self);
-    /// Starts a savepoint: one mutation.
-    fn savepoint(&mut self) -> Result<(), StorageError>;
-    /// Keeps the mutation.
-    fn release(&mut self) -> Result<(), StorageError>;
-    /// Undoes the mutation (a failed mutation fails alone).
-    fn rollback_to(&mut self) -> Result<(), StorageError>;
-}
+use crate::db;
+use mishkah_store::{mutation_key, parse_doc, NewEvent, Replay, StorageError, WriteTxn};
 
 /// The SQL of one table's row operations, built once per table rather than once per write.
 pub(super) struct TableSql {
@@ -192,7 +96,13 @@ pub(super) struct SqliteTxn<'c> {
 impl WriteTxn for SqliteTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
         let sql = &sql_of(self.sql, self.conn, table)?.select_doc;
-        let doc: Option<String> = self.conn.prepare_cached(sql)?.query_row(params![key.0], |r| r.get(0)).optional()?;
+        let doc: Option<String> = self
+            .conn
+            .prepare_cached(sql)
+            .map_err(db)?
+            .query_row(params![key.0], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
         let Some(doc) = doc else { return Ok(None) };
         let row = parse_doc(&doc)?;
         match &mut self.last_read {
@@ -210,13 +120,18 @@ impl WriteTxn for SqliteTxn<'_> {
         let sql = sql_of(self.sql, self.conn, table)?;
         let Some(row) = &change.row else {
             if sql.searchable {
-                let rowid: Option<i64> =
-                    self.conn.prepare_cached(&sql.delete)?.query_row(params![change.key.0], |r| r.get(0)).optional()?;
+                let rowid: Option<i64> = self
+                    .conn
+                    .prepare_cached(&sql.delete)
+                    .map_err(db)?
+                    .query_row(params![change.key.0], |r| r.get(0))
+                    .optional()
+                    .map_err(db)?;
                 if let Some(rowid) = rowid {
                     super::search::reindex(self.conn, table, rowid, None, false)?;
                 }
             } else {
-                self.conn.prepare_cached(&sql.delete)?.execute(params![change.key.0])?;
+                self.conn.prepare_cached(&sql.delete).map_err(db)?.execute(params![change.key.0]).map_err(db)?;
             }
             return Ok(());
         };
@@ -242,8 +157,10 @@ impl WriteTxn for SqliteTxn<'_> {
         values.extend(typed.iter().map(|v| v as &dyn rusqlite::ToSql));
         let searchable = sql.searchable;
         let result = match searchable {
-            true => self.conn.prepare_cached(&sql.upsert)?.query_row(values.as_slice(), |r| r.get::<_, i64>(0)),
-            false => self.conn.prepare_cached(&sql.upsert)?.execute(values.as_slice()).map(|_| 0),
+            true => {
+                self.conn.prepare_cached(&sql.upsert).map_err(db)?.query_row(values.as_slice(), |r| r.get::<_, i64>(0))
+            }
+            false => self.conn.prepare_cached(&sql.upsert).map_err(db)?.execute(values.as_slice()).map(|_| 0),
         };
         match result {
             Ok(rowid) => {
@@ -256,7 +173,7 @@ impl WriteTxn for SqliteTxn<'_> {
             Err(rusqlite::Error::SqliteFailure(e, msg)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 Err(StorageError::Unique { table: table.name.clone(), message: msg.unwrap_or_default() })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(db(e)),
         }
     }
 
@@ -283,11 +200,11 @@ impl WriteTxn for SqliteTxn<'_> {
             .prepare_cached(
                 "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )?
+            ).map_err(db)?
             .execute(params![
                 sequence as i64,
                 event_id,
-                event.mutation.map(|m| super::mutation_key::stored(m.scope, m.id)),
+                event.mutation.map(|m| mutation_key::stored(m.scope, m.id)),
                 change.table,
                 action,
                 change.key.0,
@@ -300,7 +217,7 @@ impl WriteTxn for SqliteTxn<'_> {
                 event.mutation.map(|m| m.digest),
                 previous,
                 event.table_as_sent
-            ])?;
+            ]).map_err(db)?;
         self.head = sequence;
         Ok(ChangeEvent {
             sequence,
@@ -312,18 +229,21 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn last_event_id(&mut self) -> Result<Option<String>, StorageError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1")?
+        self.conn
+            .prepare_cached("SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1")
+            .map_err(db)?
             .query_row([], |r| r.get(0))
-            .optional()?)
+            .optional()
+            .map_err(db)
     }
 
     fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(super::events::SELECT_EVENT_BY_MUTATION)?;
-        let key = super::mutation_key::stored(scope, id);
-        let found =
-            stmt.query_row(params![key], |r| Ok((row_to_event(r)?, r.get::<_, Option<Vec<u8>>>(9)?))).optional()?;
+        let mut stmt = self.conn.prepare_cached(super::events::SELECT_EVENT_BY_MUTATION).map_err(db)?;
+        let key = mutation_key::stored(scope, id);
+        let found = stmt
+            .query_row(params![key], |r| Ok((row_to_event(r)?, r.get::<_, Option<Vec<u8>>>(9)?)))
+            .optional()
+            .map_err(db)?;
         let Some((event, digest)) = found else { return Ok(None) };
         Ok(Some(Replay { event: event?, digest }))
     }
@@ -331,9 +251,11 @@ impl WriteTxn for SqliteTxn<'_> {
     fn peek_counter(&mut self, counter_key: &str, rule: &SequenceRule) -> Result<i64, StorageError> {
         let last: Option<i64> = self
             .conn
-            .prepare_cached("SELECT last FROM mishkah_counters WHERE counter_key = ?1")?
+            .prepare_cached("SELECT last FROM mishkah_counters WHERE counter_key = ?1")
+            .map_err(db)?
             .query_row(params![counter_key], |r| r.get(0))
-            .optional()?;
+            .optional()
+            .map_err(db)?;
         Ok(rule.next(last).0)
     }
 
@@ -342,17 +264,19 @@ impl WriteTxn for SqliteTxn<'_> {
             .prepare_cached(
                 "INSERT INTO mishkah_counters (counter_key, last, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT(counter_key) DO UPDATE SET last = excluded.last, updated_at = excluded.updated_at",
-            )?
-            .execute(params![counter_key, last, now])?;
+            )
+            .map_err(db)?
+            .execute(params![counter_key, last, now])
+            .map_err(db)?;
         Ok(())
     }
 
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
-        let mut stmt = self.conn.prepare_cached(&sql_of(self.sql, self.conn, table)?.all_rows)?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut stmt = self.conn.prepare_cached(&sql_of(self.sql, self.conn, table)?.all_rows).map_err(db)?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))).map_err(db)?;
         let mut out = Vec::new();
         for row in rows {
-            let (key, doc) = row?;
+            let (key, doc) = row.map_err(db)?;
             out.push((RecordKey(key), parse_doc(&doc)?));
         }
         Ok(out)
@@ -361,11 +285,12 @@ impl WriteTxn for SqliteTxn<'_> {
     fn rows_where(&mut self, table: &Table, filter: &mishkah_core::query::Filter) -> Result<Vec<Row>, StorageError> {
         let compiled = super::filter_sql::compile(&super::filter_sql::Sqlite, table, filter, 1);
         let sql = format!("SELECT mishkah_doc FROM \"{}\" WHERE {} ORDER BY rowid", sql_table(table), compiled.sql);
-        let mut stmt = self.conn.prepare_cached(&sql)?;
-        let docs = stmt.query_map(rusqlite::params_from_iter(compiled.params), |r| r.get::<_, String>(0))?;
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db)?;
+        let docs =
+            stmt.query_map(rusqlite::params_from_iter(compiled.params), |r| r.get::<_, String>(0)).map_err(db)?;
         let mut out = Vec::new();
         for doc in docs {
-            out.push(parse_doc(&doc?)?);
+            out.push(parse_doc(&doc.map_err(db)?)?);
         }
         Ok(out)
     }
@@ -383,8 +308,8 @@ impl WriteTxn for SqliteTxn<'_> {
             .prepare_cached(
                 "INSERT INTO mishkah_archive (archive, tbl, record_key, doc, archived_at) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(archive, tbl, record_key) DO UPDATE SET doc = excluded.doc, archived_at = excluded.archived_at",
-            )?
-            .execute(params![archive, table.name, key.0, doc, now])?;
+            ).map_err(db)?
+            .execute(params![archive, table.name, key.0, doc, now]).map_err(db)?;
         Ok(())
     }
 
@@ -393,12 +318,14 @@ impl WriteTxn for SqliteTxn<'_> {
         counters: &std::collections::BTreeMap<String, i64>,
         now: &str,
     ) -> Result<(), StorageError> {
-        self.conn.execute("DELETE FROM mishkah_counters", [])?;
+        self.conn.execute("DELETE FROM mishkah_counters", []).map_err(db)?;
         for (key, last) in counters {
-            self.conn.execute(
-                "INSERT INTO mishkah_counters (counter_key, last, updated_at) VALUES (?1, ?2, ?3)",
-                params![key, last, now],
-            )?;
+            self.conn
+                .execute(
+                    "INSERT INTO mishkah_counters (counter_key, last, updated_at) VALUES (?1, ?2, ?3)",
+                    params![key, last, now],
+                )
+                .map_err(db)?;
         }
         Ok(())
     }
@@ -416,13 +343,13 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn savepoint(&mut self) -> Result<(), StorageError> {
-        self.conn.prepare_cached("SAVEPOINT m")?.execute([])?;
+        self.conn.prepare_cached("SAVEPOINT m").map_err(db)?.execute([]).map_err(db)?;
         self.savepoint_head = self.head;
         Ok(())
     }
 
     fn release(&mut self) -> Result<(), StorageError> {
-        self.conn.prepare_cached("RELEASE m")?.execute([])?;
+        self.conn.prepare_cached("RELEASE m").map_err(db)?.execute([]).map_err(db)?;
         Ok(())
     }
 
@@ -434,9 +361,9 @@ impl WriteTxn for SqliteTxn<'_> {
             // whole transaction, so the writer fails the batch (`in_transaction` turns false).
             let _ = self.conn.execute_batch("ROLLBACK");
             self.head = self.savepoint_head;
-            return Err(e.into());
+            return Err(db(e));
         }
-        self.conn.prepare_cached("RELEASE m")?.execute([])?;
+        self.conn.prepare_cached("RELEASE m").map_err(db)?.execute([]).map_err(db)?;
         self.last_doc = None;
         self.head = self.savepoint_head;
         Ok(())

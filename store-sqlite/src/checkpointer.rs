@@ -35,7 +35,7 @@ impl Checkpointer {
                     let stopping = flag.load(Ordering::Acquire);
                     let now = head.load(Ordering::Acquire);
                     if now != done_through || stopping {
-                        match crate::storage::checkpoint(&path) {
+                        match super::module_db::checkpoint(&path) {
                             // Complete or not, the writer has appended since: only it can finish.
                             Ok(progress) => lagging.store(progress.frames > 0, Ordering::Release),
                             // Not fatal: the WAL keeps every committed write; the next round retries.

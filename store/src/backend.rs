@@ -1,0 +1,98 @@
+//! A storage backend: what opens a module's store.
+
+use std::path::Path;
+
+use mishkah_core::schema::Table;
+
+use crate::{ModuleReads, ModuleWriter, StorageError};
+
+/// Where a module lives: its branch and name, and its directory in the data directory (where an
+/// embedded backend keeps its files; a server backend ignores it).
+#[derive(Debug, Clone, Copy)]
+pub struct ModuleAt<'a> {
+    pub branch: &'a str,
+    pub module: &'a str,
+    pub dir: &'a Path,
+}
+
+/// How hard a commit waits for the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// An acknowledged write survives power loss.
+    #[default]
+    Full,
+    /// An acknowledged write survives a process crash; the last commits may be lost on power loss.
+    Normal,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(format!("`{other}` is not a durability: `full` or `normal`")),
+        }
+    }
+}
+
+impl std::fmt::Display for Durability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        })
+    }
+}
+
+/// Limits and tuning a module's store opens with.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub durability: Durability,
+    /// Cap on the store's size, in pages of the database (an operational limit; writes that need
+    /// more are refused as on a full disk).
+    pub max_pages: Option<u64>,
+    /// Longest JSON a stored record may have (`record-too-large`).
+    pub max_record_bytes: usize,
+    /// How often background maintenance (SQLite's checkpoints) looks for new commits.
+    pub maintenance_interval: std::time::Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            durability: Durability::Full,
+            max_pages: None,
+            max_record_bytes: usize::MAX,
+            maintenance_interval: std::time::Duration::from_millis(500),
+        }
+    }
+}
+
+/// What opening a module's store did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// The store was created now (seed it, import counters).
+    pub created: bool,
+    /// Additive migrations applied.
+    pub migrations: Vec<String>,
+    /// Ad-hoc tables (not in the schema) found in the store.
+    pub adhoc_tables: Vec<String>,
+}
+
+/// An open module: its one writer and its readers.
+pub struct Opened {
+    pub writer: Box<dyn ModuleWriter>,
+    pub reads: Box<dyn ModuleReads>,
+    pub report: OpenReport,
+}
+
+/// Opens modules' stores.
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Whether the module's store exists and was initialized (seeded) on an earlier start: then it
+    /// starts from itself alone, and no seed file is read.
+    fn initialized(&self, at: &ModuleAt<'_>) -> Result<bool, StorageError>;
+    /// Opens (creating when absent) the module's store and migrates it additively for `tables`.
+    fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError>;
+}

@@ -1,0 +1,278 @@
+//! What the writer and readers of one module promise, whatever the backend.
+
+use mishkah_core::{ChangeKind, RecordKey, Row};
+use serde_json::{json, Value};
+
+use super::{change, read, row, simple_table, Harness};
+use crate::{Backend, Before, MutationStamp, NewEvent, StorageError, WriteTxn};
+
+const NOW: &str = "2026-12-05T00:00:00.000Z";
+
+fn log(txn: &mut dyn WriteTxn, c: &mishkah_core::Change, before: Option<&Row>) -> Result<u64, StorageError> {
+    let event = NewEvent {
+        change: c.clone(),
+        mutation: None,
+        source: "rest",
+        meta: &Value::Null,
+        created_at: NOW,
+        actor: None,
+        previous: before,
+        table_as_sent: None,
+    };
+    Ok(txn.append_event(event)?.sequence)
+}
+
+fn insert(txn: &mut dyn WriteTxn, table: &mishkah_core::Table, r: &Row) -> Result<u64, StorageError> {
+    let c = change(ChangeKind::Insert, r["id"].as_str().unwrap_or_default(), Some(r.clone()), 1);
+    txn.store_change(table, &c)?;
+    log(txn, &c, None)
+}
+
+fn ids(rows: &[Row]) -> Vec<&str> {
+    rows.iter().filter_map(|r| r["id"].as_str()).collect()
+}
+
+/// A write the store refuses (a unique key taken) fails alone: the transaction stays open, the
+/// other writes of the batch commit.
+pub fn a_refused_write_fails_alone(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let opened = harness.open(&[&table]);
+    let mut writer = opened.writer;
+    let mut tx = writer.begin().expect("begin");
+    let ops = tx.ops();
+    insert(ops, &table, &row("a", 1, "A")).expect("first write");
+    let refused = insert(ops, &table, &row("b", 2, "A"));
+    assert!(matches!(refused, Err(StorageError::Unique { .. })), "a taken unique key: {refused:?}");
+    assert!(ops.in_transaction(), "a refused write does not end the transaction");
+    insert(ops, &table, &row("c", 3, "C")).expect("a write after the refused one");
+    tx.commit().expect("commit");
+    let (rows, bounds) = read(&*opened.reads, |r| Ok((r.rows(&table)?, r.bounds()?)));
+    assert_eq!(ids(&rows), ["a", "c"]);
+    assert_eq!(bounds, (1, 2), "two events, numbered 1 and 2");
+}
+
+/// A transaction dropped or abandoned numbers nothing: the next commit takes the next sequence.
+pub fn sequences_stay_gap_free(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let opened = harness.open(&[&table]);
+    let mut writer = opened.writer;
+    {
+        let mut tx = writer.begin().expect("begin");
+        assert_eq!(insert(tx.ops(), &table, &row("a", 1, "A")).expect("write"), 1);
+    }
+    assert_eq!(writer.head(), 0, "a dropped transaction publishes no head");
+    let mut tx = writer.begin().expect("begin");
+    assert_eq!(insert(tx.ops(), &table, &row("b", 1, "B")).expect("write"), 1);
+    tx.commit().expect("commit");
+    {
+        let mut tx = writer.begin().expect("begin");
+        insert(tx.ops(), &table, &row("c", 1, "C")).expect("write");
+        tx.ops().abandon();
+        assert!(!tx.ops().in_transaction());
+    }
+    let mut tx = writer.begin().expect("begin");
+    assert_eq!(insert(tx.ops(), &table, &row("d", 1, "D")).expect("write"), 2);
+    tx.commit().expect("commit");
+    assert_eq!(writer.head(), 2);
+    let (rows, events) = read(&*opened.reads, |r| Ok((r.rows(&table)?, r.events_after(0, 10)?)));
+    assert_eq!(ids(&rows), ["b", "d"]);
+    let seqs: Vec<u64> = events.iter().map(|e| e.sequence).collect();
+    assert_eq!(seqs, [1, 2]);
+}
+
+/// A mutation id is found again only under the scope that sent it, with its digest.
+pub fn mutation_ids_are_unique_per_sender(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let opened = harness.open(&[&table]);
+    let mut writer = opened.writer;
+    let stamped = |txn: &mut dyn WriteTxn, scope: &str, id: &str, r: Row| {
+        let c = change(ChangeKind::Insert, r["id"].as_str().unwrap_or_default(), Some(r.clone()), 1);
+        txn.store_change(&table, &c).expect("store");
+        let mutation = Some(MutationStamp { scope, id, digest: &[7, 7] });
+        let event = NewEvent {
+            change: c,
+            mutation,
+            source: "ws",
+            meta: &Value::Null,
+            created_at: NOW,
+            actor: None,
+            previous: None,
+            table_as_sent: None,
+        };
+        txn.append_event(event).expect("append")
+    };
+    let mut tx = writer.begin().expect("begin");
+    let first = stamped(tx.ops(), "id:alice", "m1", row("a", 1, "A"));
+    assert_eq!(first.mutation_id.as_deref(), Some("m1"), "the id reads back as sent");
+    tx.commit().expect("commit");
+    let mut tx = writer.begin().expect("begin");
+    let replay = tx.ops().committed_event("id:alice", "m1").expect("lookup").expect("alice's m1 is known");
+    assert_eq!((replay.event.sequence, replay.digest.as_deref()), (1, Some(&[7u8, 7][..])));
+    assert!(tx.ops().committed_event("id:bob", "m1").expect("lookup").is_none(), "bob never sent m1");
+    stamped(tx.ops(), "id:bob", "m1", row("b", 1, "B"));
+    tx.commit().expect("another sender may use the same id");
+    let (alice, carol) = read(&*opened.reads, |r| {
+        Ok((r.has_mutation_prefix("id:alice", "m")?, r.has_mutation_prefix("id:carol", "m")?))
+    });
+    assert!(alice && !carol);
+}
+
+/// Compaction forgets events through a sequence, never the head: the next event continues it.
+pub fn compaction_bounds_the_log(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let opened = harness.open(&[&table]);
+    let mut writer = opened.writer;
+    let mut tx = writer.begin().expect("begin");
+    for i in 0..5 {
+        insert(tx.ops(), &table, &row(&format!("r{i}"), i, &format!("C{i}"))).expect("write");
+    }
+    tx.commit().expect("commit");
+    writer.compact(3).expect("compact");
+    let (bounds, events) = read(&*opened.reads, |r| Ok((r.bounds()?, r.events_after(0, 10)?)));
+    assert_eq!(bounds, (4, 5));
+    assert_eq!(events.first().map(|e| e.sequence), Some(4));
+    writer.compact(100).expect("compact past the head");
+    assert_eq!(read(&*opened.reads, |r| r.bounds()), (6, 5), "everything compacted, the head kept");
+    let mut tx = writer.begin().expect("begin");
+    assert_eq!(insert(tx.ops(), &table, &row("next", 9, "N")).expect("write"), 6);
+    tx.commit().expect("commit");
+}
+
+/// A read snapshot sees one commit, however many the writer makes while it reads.
+pub fn a_read_sees_one_commit(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let opened = harness.open(&[&table]);
+    let mut writer = opened.writer;
+    let mut tx = writer.begin().expect("begin");
+    insert(tx.ops(), &table, &row("a", 1, "A")).expect("write");
+    tx.commit().expect("commit");
+    let (before, during, head_during) = read(&*opened.reads, |r| {
+        let before = r.count(&table)?;
+        let mut tx = writer.begin()?;
+        insert(tx.ops(), &table, &row("b", 2, "B"))?;
+        tx.commit()?;
+        Ok((before, r.count(&table)?, r.bounds()?.1))
+    });
+    assert_eq!((before, during, head_during), (1, 1, 1), "the snapshot did not move");
+    assert_eq!(read(&*opened.reads, |r| Ok((r.count(&table)?, r.bounds()?.1))), (2, 2), "a new snapshot does");
+}
+
+/// What is stored is read back exactly: key order, Unicode, numbers, nesting, unknown properties.
+pub fn documents_come_back_byte_for_byte(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let opened = harness.open(&[&table]);
+    let mut writer = opened.writer;
+    let docs = [
+        json!({"id": "z", "zeta": 1, "alpha": 2, "code": "Z", "n": 3}),
+        json!({"id": "ar", "name": {"ar": "كُشَري بالصلصة", "en": "Koshary 🍲"}, "code": "ع", "n": -7}),
+        json!({"id": "num", "n": 9007199254740993u64, "f": 0.1, "e": 1e300, "neg": -0.0, "code": null}),
+        json!({"id": "deep", "a": [1, [2, {"b": null}], "\u{0}\u{1f}\"\\"], "n": "not a number", "code": "D"}),
+    ];
+    let rows: Vec<Row> = docs.iter().map(|d| d.as_object().expect("object").clone()).collect();
+    let mut tx = writer.begin().expect("begin");
+    for r in &rows {
+        insert(tx.ops(), &table, r).expect("write");
+    }
+    tx.commit().expect("commit");
+    let expected: Vec<String> = rows.iter().map(|r| serde_json::to_string(r).expect("json")).collect();
+    let (docs, array, streamed, one) = read(&*opened.reads, |r| {
+        let q = crate::PageQuery { limit: 10, ..Default::default() };
+        let mut streamed = Vec::new();
+        r.each_doc(&table, &mut |doc| {
+            streamed.push(doc.to_owned());
+            Ok(())
+        })?;
+        Ok((r.page_docs(&table, &q)?, r.page_array(&table, &q, 10)?, streamed, r.row(&table, &RecordKey("ar".into()))?))
+    });
+    assert_eq!(docs, expected);
+    assert_eq!(streamed, expected);
+    assert_eq!(array.array, format!("[{}]", expected.join(",")));
+    assert_eq!((array.count, array.more, array.last.as_deref()), (4, false, expected.last().map(String::as_str)));
+    assert_eq!(one.as_ref(), Some(&rows[1]));
+}
+
+/// Each event keeps the row before its change, source, meta, actor and the table's name as sent.
+pub fn the_log_is_self_sufficient(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let opened = harness.open(&[&table]);
+    let mut writer = opened.writer;
+    let meta = json!({"device": "till-1"});
+    let steps = [
+        (change(ChangeKind::Insert, "a", Some(row("a", 1, "A")), 1), None),
+        (change(ChangeKind::Update, "a", Some(row("a", 2, "A")), 2), Some(row("a", 1, "A"))),
+        (change(ChangeKind::Delete, "a", None, 3), Some(row("a", 2, "A"))),
+    ];
+    let mut tx = writer.begin().expect("begin");
+    for (c, before) in &steps {
+        let ops = tx.ops();
+        // The writer reads the row before it changes it (a backend may reuse that read).
+        assert_eq!(ops.row(&table, &c.key).expect("read"), *before);
+        ops.store_change(&table, c).expect("store");
+        let event = NewEvent {
+            change: c.clone(),
+            mutation: None,
+            source: "rest",
+            meta: &meta,
+            created_at: NOW,
+            actor: Some("cashier-1"),
+            previous: before.as_ref(),
+            table_as_sent: Some("T"),
+        };
+        ops.append_event(event).expect("append");
+    }
+    tx.commit().expect("commit");
+    let logged = read(&*opened.reads, |r| r.logged_after(0, 10));
+    let befores: Vec<Before> = logged.iter().map(|l| l.before.clone()).collect();
+    assert_eq!(befores, [Before::Absent, Before::Row(row("a", 1, "A")), Before::Row(row("a", 2, "A"))]);
+    for l in &logged {
+        assert_eq!((l.source.as_str(), &l.meta, l.actor.as_deref()), ("rest", &meta, Some("cashier-1")));
+        assert_eq!(l.table_as_sent.as_deref(), Some("T"));
+    }
+    assert_eq!(logged[1].event.change.row, Some(row("a", 2, "A")));
+}
+
+/// A store that fails in the middle of a batch (fault injection: [`super::Failing`]) keeps
+/// nothing of it; the writer goes on from the same head.
+pub fn a_failure_mid_batch_keeps_nothing(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    for fail_after in 0..4 {
+        let opened = harness.open(&[&table]);
+        let mut writer = opened.writer;
+        let mut tx = writer.begin().expect("begin");
+        insert(tx.ops(), &table, &row("kept", 0, "K")).expect("write");
+        tx.commit().expect("commit");
+        let mut tx = writer.begin().expect("begin");
+        let mut failing = super::Failing::new(tx.ops(), fail_after);
+        let mut failed = false;
+        for i in 0..3 {
+            if insert(&mut failing, &table, &row(&format!("r{i}"), i, &format!("C{i}"))).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed {
+            // What the engine's writer does when a write fails after its row was stored.
+            tx.ops().abandon();
+            drop(tx);
+        } else {
+            tx.commit().expect("commit");
+        }
+        let (rows, head) = read(&*opened.reads, |r| Ok((r.rows(&table)?, r.bounds()?.1)));
+        match failed {
+            true => assert_eq!((ids(&rows), head), (vec!["kept"], 1), "failing after {fail_after} writes"),
+            false => assert_eq!(rows.len(), 4),
+        }
+        let mut tx = writer.begin().expect("begin");
+        let next = insert(tx.ops(), &table, &row("after", 9, "AF")).expect("write");
+        tx.commit().expect("commit");
+        assert_eq!(next, head + 1, "the next write continues the log without a gap");
+    }
+}

@@ -1,0 +1,39 @@
+//! How rows are laid out, the same on every backend: the whole record as JSON (the source of truth
+//! for its shape, unknown properties included) plus one typed column per schema field with a safe,
+//! distinct name, for indexes, unique constraints, queries, sorts and aggregates.
+
+use mishkah_core::schema::{FieldType, Table};
+
+/// Column names our own internal columns and tables start with.
+pub const PREFIX: &str = "mishkah_";
+
+/// Whether `name` may be used as a column or table name as is.
+pub fn is_safe_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 64
+        && !name.to_ascii_lowercase().starts_with(PREFIX)
+}
+
+/// The typed columns of a table: `(column, field, type)`, one per field with a safe name (the first
+/// of names that differ only by case).
+pub fn typed_fields(table: &Table) -> Vec<(String, String, FieldType)> {
+    let mut seen = std::collections::HashSet::new();
+    table
+        .fields
+        .iter()
+        .filter(|f| is_safe_identifier(&f.column) && seen.insert(f.column.to_ascii_lowercase()))
+        .map(|f| (f.column.clone(), f.name.clone(), f.ty))
+        .collect()
+}
+
+/// Whether a page may be sorted (and grouped) by `name`: a scalar field with a typed column, or
+/// the row's `createdAt` / `updatedAt`. Sorting on a JSON value has no order worth promising.
+pub fn sortable(table: &Table, name: &str) -> bool {
+    let scalar_column = table
+        .field(name)
+        .filter(|f| f.ty != FieldType::Json)
+        .is_some_and(|f| typed_fields(table).iter().any(|(_, field, _)| *field == f.name));
+    scalar_column || matches!(name, "createdAt" | "updatedAt")
+}
