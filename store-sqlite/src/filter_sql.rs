@@ -28,6 +28,10 @@ pub trait Dialect {
     fn placeholder(&self, n: usize) -> String;
     /// A call that evaluates one comparison in the server's code over the stored document.
     fn core_compare(&self, document_column: &str, spec_placeholder: &str) -> String;
+    /// `~` on a text column: 1 when the column holds text containing the needle (already
+    /// lowercased) case-insensitively as Rust's `to_lowercase` folds it, 0 when it holds NULL,
+    /// and `otherwise` (the document decides) for anything else the column holds.
+    fn text_contains(&self, column: &str, needle_placeholder: &str, otherwise: &str) -> String;
 }
 
 /// SQLite: `?N` placeholders, and `mishkah_cmp` registered on every read connection.
@@ -40,6 +44,13 @@ impl Dialect for Sqlite {
 
     fn core_compare(&self, document_column: &str, spec: &str) -> String {
         format!("mishkah_cmp({document_column}, {spec})")
+    }
+
+    fn text_contains(&self, column: &str, needle: &str, otherwise: &str) -> String {
+        format!(
+            "(CASE WHEN typeof({column}) = 'text' THEN mishkah_contains({column}, {needle}) \
+             WHEN {column} IS NULL THEN 0 ELSE {otherwise} END)"
+        )
     }
 }
 
@@ -204,6 +215,20 @@ impl Compiler<'_> {
                     listed
                 }
             }
+            // A string needle in a text column: the column's text decides, without reading the
+            // document (a value stored as sent, which the column does not hold, still does).
+            Op::Contains | Op::NotContains if kind == Kind::Text => {
+                let needle = value.as_str()?;
+                let p = self.param(SqlValue::Text(needle.to_lowercase()));
+                let spec = json!([{"f": [field.name, field.column], "p": []}, "~", {"v": value}]);
+                let spec = self.param(SqlValue::Text(spec.to_string()));
+                let test = self.dialect.text_contains(&col, &p, &self.dialect.core_compare("mishkah_doc", &spec));
+                if op == Op::NotContains {
+                    format!("(NOT {test})")
+                } else {
+                    test
+                }
+            }
             Op::Contains | Op::NotContains => return None,
         })
     }
@@ -342,9 +367,19 @@ fn resolve<'d>(doc: &'d Value, spec: &'d Value) -> &'d Value {
     value
 }
 
-/// Registers `mishkah_cmp` on a connection that runs compiled filters.
+/// Registers `mishkah_cmp` and `mishkah_contains` on a connection that runs compiled filters.
 pub fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "mishkah_contains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let text = ctx.get_raw(0).as_str().map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+            let needle = ctx.get_raw(1).as_str().map_err(|e| rusqlite::Error::UserFunctionError(Box::new(e)))?;
+            Ok(i64::from(contains_folded(text, needle)))
+        },
+    )?;
     conn.create_scalar_function(
         "mishkah_cmp",
         2,
@@ -355,6 +390,16 @@ pub fn register(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
             Ok(i64::from(core_compare(&doc, &spec)))
         },
     )
+}
+
+/// Whether `text` contains `needle` (already lowercased) as the core's `~` decides: both folded
+/// by `to_lowercase`. ASCII text is folded without a copy.
+fn contains_folded(text: &str, needle: &str) -> bool {
+    if text.is_ascii() && needle.is_ascii() {
+        let (t, n) = (text.as_bytes(), needle.as_bytes());
+        return n.is_empty() || t.windows(n.len()).any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b));
+    }
+    text.to_lowercase().contains(needle)
 }
 
 #[cfg(test)]
@@ -392,5 +437,28 @@ mod tests {
         let doc = json!({"name": {"en": "Koshary"}}).to_string();
         let SqlValue::Text(spec) = &c.params[0] else { panic!() };
         assert!(core_compare(&doc, spec));
+    }
+
+    #[test]
+    fn contains_on_a_text_field_reads_its_column_not_the_document() {
+        let f = Filter::parse(r#"statusId ~ "OP" && !(statusId ~ "x")"#).unwrap();
+        let c = compile(&Sqlite, &table(), &f, 1);
+        assert!(!c.sql.starts_with("(mishkah_cmp"), "{}", c.sql);
+        assert!(c.sql.contains("mishkah_contains(\"status_id\", ?1)"), "{}", c.sql);
+        assert_eq!(c.params[0], SqlValue::Text("op".into()), "the needle is folded once, at compile time");
+        for (text, needle, expected) in [
+            ("Open", "op", true),
+            ("OPEN", "pen", true),
+            ("closed", "op", false),
+            ("", "", true),
+            ("ab", "abc", false),
+            ("KOSHARY كشري", "كشري", true),
+            ("\u{212A}oshary", "kosh", true),
+            ("İstanbul", "i\u{307}st", true),
+        ] {
+            let folded = needle.to_lowercase();
+            assert_eq!(contains_folded(text, &folded), text.to_lowercase().contains(&folded), "{text} ~ {needle}");
+            assert_eq!(contains_folded(text, &folded), expected, "{text} ~ {needle}");
+        }
     }
 }
