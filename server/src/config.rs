@@ -107,6 +107,11 @@ pub struct ServeConfig {
     /// Data directory (modules.json, branches.config.json, schemas/, branches/...).
     #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
     pub data: PathBuf,
+    /// Where rows, event logs and counters are kept: `postgres://user@host:port/db` for several
+    /// nodes sharing one PostgreSQL (configuration stays in the data directory). Default: SQLite
+    /// files in the data directory.
+    #[arg(long, env = "MISHKAH_STORE")]
+    pub store: Option<String>,
     /// Address to listen on.
     #[arg(long, env = "HOST", default_value = "127.0.0.1")]
     pub host: String,

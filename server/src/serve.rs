@@ -112,8 +112,12 @@ pub async fn serve(
     let hub = Hub::new(server_id.clone(), metrics.clone());
     let policy =
         VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
+    // A PostgreSQL client blocks: it is made (and pinged) off the async runtime.
+    let store = config.store.clone();
+    let backend = tokio::task::spawn_blocking(move || crate::storage::backend(store.as_deref())).await??;
     let engine = Engine::start(
         EngineConfig {
+            backend,
             store: OpenOptions {
                 durability: config.durability,
                 max_pages: config.max_db_pages,

@@ -27,6 +27,7 @@ fn refused_start(data: &std::path::Path) -> String {
         .args(["serve", "--data"])
         .arg(data)
         .args(["--port", "0", "--exit-on-stdin-close"])
+        .args(common::store_args(data))
         .stdin(Stdio::null())
         .output()
         .unwrap();

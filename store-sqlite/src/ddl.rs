@@ -6,20 +6,11 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::db;
 use mishkah_store::StorageError;
 
-use mishkah_store::layout::{is_safe_identifier, typed_fields};
+use mishkah_store::layout::{check_not_destructive, fingerprint, is_safe_identifier, typed_fields};
 
-/// The SQL table name for a schema table (`t_<sqlName>`, or a hex form for unsafe names).
+/// The SQL table name for a schema table.
 pub(super) fn sql_table(table: &Table) -> String {
-    let base = if is_safe_identifier(&table.sql_name) { table.sql_name.clone() } else { hex_name(&table.name) };
-    format!("t_{base}")
-}
-
-fn hex_name(name: &str) -> String {
-    let mut out = String::from("x");
-    for b in name.bytes().take(30) {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    mishkah_store::layout::table_name(table)
 }
 
 /// Typed columns: (column, field name, SQL type), as [`typed_fields`] lays them out.
@@ -80,10 +71,7 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
 pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Result<Vec<String>, StorageError> {
     let sql_name = sql_table(table);
     let columns = typed_columns(table);
-    let key_fields = serde_json::to_string(&table.key_fields()).expect("strings serialize");
-    let types: Vec<(String, String)> =
-        table.fields.iter().map(|f| (f.name.clone(), f.ty.as_str().to_owned())).collect();
-    let fingerprint = serde_json::json!({"key": key_fields, "fields": types}).to_string();
+    let fingerprint = fingerprint(table);
     let mut actions = Vec::new();
 
     let previous: Option<(String, String)> = conn
@@ -189,34 +177,6 @@ fn unique_or_kept_plain(
         }
         Err(e) => Err(db(e)),
     }
-}
-
-/// A changed key or a changed field type would reinterpret stored data: refuse.
-fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), StorageError> {
-    let old: serde_json::Value = serde_json::from_str(old).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let new: serde_json::Value = serde_json::from_str(new).expect("we just wrote it");
-    if old["key"] != new["key"] {
-        return Err(StorageError::Destructive {
-            table: table.name.clone(),
-            message: format!("primary key changed from {} to {}", old["key"], new["key"]),
-        });
-    }
-    let old_types: std::collections::HashMap<String, String> =
-        serde_json::from_value::<Vec<(String, String)>>(old["fields"].clone())
-            .map_err(|e| StorageError::Corrupt(format!("stored schema fingerprint of `{}`: {e}", table.name)))?
-            .into_iter()
-            .collect();
-    for field in &table.fields {
-        if let Some(before) = old_types.get(&field.name) {
-            if before != field.ty.as_str() {
-                return Err(StorageError::Destructive {
-                    table: table.name.clone(),
-                    message: format!("field `{}` changed type from {before} to {}", field.name, field.ty.as_str()),
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

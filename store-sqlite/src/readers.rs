@@ -25,15 +25,17 @@ impl Readers {
 
 impl ModuleReads for Readers {
     /// On a free connection, or the next one in turn once it is free.
-    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) {
+    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) -> Result<(), StorageError> {
         let n = self.slots.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         for i in 0..n {
             if let Ok(reader) = self.slots[(start + i) % n].try_lock() {
-                return f(&*reader);
+                f(&*reader);
+                return Ok(());
             }
         }
         let reader = self.slots[start].lock().unwrap_or_else(|p| p.into_inner());
-        f(&*reader)
+        f(&*reader);
+        Ok(())
     }
 }

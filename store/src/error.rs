@@ -26,18 +26,22 @@ pub enum StorageError {
     /// A record longer than the server stores (`--max-record-bytes`); nothing was written.
     #[error("a `{table}` record of {bytes} bytes is larger than the {max} bytes a record may have")]
     TooLarge { table: String, bytes: usize, max: usize },
+    /// What this backend does not do (yet); nothing was changed.
+    #[error("{0} is not available on this storage backend")]
+    Unsupported(String),
     /// Files could not be created.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
 
 impl StorageError {
-    /// `storage-error`, `unique-violation`, `destructive-migration`, `record-too-large`.
+    /// `storage-error`, `unique-violation`, `destructive-migration`, `record-too-large`, `not-supported`.
     pub fn code(&self) -> &'static str {
         match self {
             StorageError::Unique { .. } => "unique-violation",
             StorageError::Destructive { .. } => "destructive-migration",
             StorageError::TooLarge { .. } => "record-too-large",
+            StorageError::Unsupported(_) => "not-supported",
             _ => "storage-error",
         }
     }

@@ -9,8 +9,9 @@ use crate::{parse_doc, Group, LoggedEvent, Measure, StorageError};
 
 /// Where reads run: a pool of connections, or whatever the backend keeps.
 pub trait ModuleReads: Send + Sync {
-    /// Runs `f` on a reader, waiting for one if all are busy.
-    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead));
+    /// Runs `f` on a reader, waiting for one if all are busy; fails when no reader can be had
+    /// (the database is unreachable).
+    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) -> Result<(), StorageError>;
 }
 
 /// Which page of a table to read.

@@ -34,6 +34,8 @@ pub(super) fn open_blocking(
     // The seed is planned before the tables exist: a unique index its own rows violate is created
     // as a plain one (the same on every start, as long as the seed is the same).
     let dir = data.module_dir(branch, module);
+    // The data directory records which branches exist, whatever keeps their rows.
+    std::fs::create_dir_all(&dir).map_err(crate::storage::StorageError::Io)?;
     let at = ModuleAt { branch, module, dir: &dir };
     // A module seeded on an earlier start starts from its store alone: its seed file may since
     // have been changed, broken or deleted.

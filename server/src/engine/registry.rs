@@ -317,7 +317,7 @@ impl ModuleHandle {
                 if let Some(f) = f.take() {
                     out = Some(consistent(reader, |r| f(r, &this.schema)));
                 }
-            });
+            })?;
             out.unwrap_or_else(|| Err(StorageError::Corrupt("no reader ran the read".into())))
         };
         let this = self.clone();

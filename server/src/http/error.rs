@@ -99,6 +99,9 @@ impl From<WriteError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "batch-aborted", message)
                     .with_details(json!({"index": index, "code": code}))
             }
+            WriteError::Storage(StorageError::Unsupported(_)) => {
+                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not-supported", message)
+            }
             WriteError::Storage(_) | WriteError::CommitFailed(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", message)
             }
@@ -130,6 +133,9 @@ impl From<EngineError> for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> ApiError {
+        if let StorageError::Unsupported(_) = e {
+            return ApiError::new(StatusCode::NOT_IMPLEMENTED, e.code(), e.to_string());
+        }
         tracing::error!(error = %e, "storage read failed");
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.code(), e.to_string())
     }

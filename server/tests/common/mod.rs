@@ -36,10 +36,21 @@ pub struct Scenario {
     pub line_status: &'static str,
 }
 
-/// A copy of the data directory in a temp dir (servers write their databases into it).
+/// A copy of the data directory in a temp dir (servers write their databases into it). With
+/// `MISHKAH_TEST_STORE=postgres`, its servers keep rows and logs in a PostgreSQL database of its
+/// own instead (named in the file `.test-store` beside the data).
 pub struct DataCopy {
     pub dir: tempfile::TempDir,
     pub scenario: Scenario,
+    store: Option<mishkah_test_support::postgres::TestDatabase>,
+}
+
+/// Where a data copy's servers keep their rows: `--store <url>` when it has a database.
+pub fn store_args(data: &Path) -> Vec<String> {
+    match std::fs::read_to_string(data.join(".test-store")) {
+        Ok(url) => vec!["--store".into(), url.trim().to_owned()],
+        Err(_) => Vec::new(),
+    }
 }
 
 impl DataCopy {
@@ -66,7 +77,12 @@ impl DataCopy {
                 line_status: "status",
             }
         };
-        DataCopy { dir, scenario }
+        let store = (std::env::var("MISHKAH_TEST_STORE").as_deref() == Ok("postgres")).then(|| {
+            let database = mishkah_test_support::postgres::TestDatabase::new();
+            std::fs::write(dir.path().join(".test-store"), &database.url).expect("store file");
+            database
+        });
+        DataCopy { dir, scenario, store }
     }
 
     pub fn path(&self) -> &Path {
@@ -98,6 +114,7 @@ impl TestServer {
             .args(["serve", "--data"])
             .arg(data)
             .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-close"])
+            .args(store_args(data))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::piped())

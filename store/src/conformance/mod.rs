@@ -53,11 +53,13 @@ impl<'b> Harness<'b> {
 pub fn read<T>(reads: &dyn ModuleReads, f: impl FnOnce(&dyn ModuleRead) -> Result<T, StorageError>) -> T {
     let mut f = Some(f);
     let mut out = None;
-    reads.with(&mut |reader| {
-        if let Some(f) = f.take() {
-            out = Some(consistent(reader, f));
-        }
-    });
+    reads
+        .with(&mut |reader| {
+            if let Some(f) = f.take() {
+                out = Some(consistent(reader, f));
+            }
+        })
+        .expect("a reader");
     out.expect("the reader ran").expect("the read succeeds")
 }
 

@@ -7,6 +7,7 @@
 //! silently testing less.
 
 pub mod fuzz;
+pub mod postgres;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,178 @@
+//! Filters, sorts, cursors and aggregates evaluated by the core over the stored documents.
+//!
+//! The filter language is not compiled to PostgreSQL's SQL yet: a filtered or sorted read loads
+//! the table's documents in insertion order and lets `mishkah_core`'s evaluator decide, so the
+//! rows are exactly those the SQLite backend selects in SQL (the conformance suite checks both).
+//! Correct, and linear in the table's size; compiling per dialect is the next step.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use mishkah_core::query::{compare_values, field_value, Bindings, Filter};
+use mishkah_core::schema::{FieldType, Table};
+use mishkah_core::{RecordKey, Row};
+use mishkah_store::layout::sortable;
+use mishkah_store::{parse_doc, Group, Measure, PageQuery, StorageError};
+use serde_json::{Map, Value};
+
+use crate::reader::PgReader;
+
+struct Stored {
+    position: usize,
+    doc: String,
+    row: Row,
+}
+
+fn stored(reader: &PgReader<'_>, table: &Table, filter: Option<&Filter>) -> Result<Vec<Stored>, StorageError> {
+    let bindings = Bindings::default();
+    let mut out = Vec::new();
+    for (position, doc) in reader.docs(table)?.into_iter().enumerate() {
+        let row = parse_doc(&doc)?;
+        if filter.is_none_or(|f| f.eval_in(Some(table), &row, &bindings)) {
+            out.push(Stored { position, doc, row });
+        }
+    }
+    Ok(out)
+}
+
+/// A page as stored documents.
+pub(crate) fn page(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Result<Vec<String>, StorageError> {
+    let all = stored(reader, table, None)?;
+    let position_of =
+        |key: &str| all.iter().find(|s| RecordKey::of(table, &s.row).is_ok_and(|k| k.0 == key)).map(|s| s.position);
+    let after_key = q.after_key.as_deref().map(&position_of);
+    let cursor = q.after.as_ref().map(|(values, key)| (values.clone(), position_of(key)));
+    let bindings = Bindings::default();
+    let text_after = |row: &Row, field: &str, at: &Option<String>| match at {
+        None => true,
+        Some(at) => row.get(field).and_then(Value::as_str).is_some_and(|v| v > at.as_str()),
+    };
+    let mut rows: Vec<&Stored> = all
+        .iter()
+        .filter(|s| q.filter.as_ref().is_none_or(|f| f.eval_in(Some(table), &s.row, &bindings)))
+        .filter(|s| {
+            text_after(&s.row, "createdAt", &q.created_after) && text_after(&s.row, "updatedAt", &q.updated_after)
+        })
+        .collect();
+    let sorts: Vec<(String, bool)> = q.sort.iter().filter(|(f, _)| sortable(table, f)).cloned().collect();
+    if sorts.is_empty() {
+        if q.descending {
+            rows.reverse();
+        }
+        if let Some(after) = after_key {
+            rows.retain(|s| match (after, q.descending) {
+                (Some(p), false) => s.position > p,
+                (Some(p), true) => s.position < p,
+                (None, _) => true,
+            });
+        }
+    } else {
+        let last_desc = sorts.last().is_some_and(|(_, d)| *d);
+        let key_of = |s: &Stored| -> Vec<Value> {
+            sorts.iter().map(|(f, _)| field_value(Some(table), &s.row, std::slice::from_ref(f)).clone()).collect()
+        };
+        let order = |a: &[Value], pa: Option<usize>, b: &[Value], pb: Option<usize>| -> Ordering {
+            for ((x, y), (_, desc)) in a.iter().zip(b).zip(&sorts) {
+                let o = compare_values(x, y);
+                let o = if *desc { o.reverse() } else { o };
+                if o != Ordering::Equal {
+                    return o;
+                }
+            }
+            let o = pa.cmp(&pb);
+            if last_desc {
+                o.reverse()
+            } else {
+                o
+            }
+        };
+        rows.sort_by(|a, b| order(&key_of(a), Some(a.position), &key_of(b), Some(b.position)));
+        if let Some((values, position)) = &cursor {
+            rows.retain(|s| order(&key_of(s), Some(s.position), values, *position) == Ordering::Greater);
+        }
+    }
+    Ok(rows.into_iter().take(q.limit).map(|s| s.doc.clone()).collect())
+}
+
+/// How many rows `filter` lets through.
+pub(crate) fn count(reader: &PgReader<'_>, table: &Table, filter: &Filter) -> Result<u64, StorageError> {
+    Ok(stored(reader, table, Some(filter))?.len() as u64)
+}
+
+/// A field's value as its typed column holds it: the value when its kind is the field's, else
+/// nothing (a value stored as sent).
+fn typed<'r>(table: &Table, row: &'r Row, name: &str) -> &'r Value {
+    let value = field_value(Some(table), row, &[name.to_owned()]);
+    let fits = match table.field(name).map(|f| f.ty) {
+        None => value.is_string(),
+        Some(FieldType::Text | FieldType::Date | FieldType::Timestamp) => value.is_string(),
+        Some(FieldType::Integer | FieldType::Decimal) => value.is_number(),
+        Some(FieldType::Boolean) => value.is_boolean(),
+        Some(FieldType::Json) => false,
+    };
+    if fits {
+        value
+    } else {
+        &Value::Null
+    }
+}
+
+/// Groups and measures, as the SQLite backend computes them over the typed columns.
+pub(crate) fn aggregate(
+    reader: &PgReader<'_>,
+    table: &Table,
+    filter: &Filter,
+    group_by: &[String],
+    measures: &[(Measure, String)],
+) -> Result<Vec<Group>, StorageError> {
+    let groups: Vec<&String> = group_by.iter().filter(|f| sortable(table, f)).collect();
+    let measured: Vec<&(Measure, String)> = measures
+        .iter()
+        .filter(|(m, f)| sortable(table, f) && table.field(f).is_some_and(|field| m.applies_to(field.ty)))
+        .collect();
+    // Without groups there is one answer, rows or none (a count of 0).
+    let mut buckets: Vec<(Vec<Value>, Vec<Row>)> =
+        if groups.is_empty() { vec![(Vec::new(), Vec::new())] } else { Vec::new() };
+    for s in stored(reader, table, Some(filter))? {
+        let key: Vec<Value> = groups.iter().map(|f| typed(table, &s.row, f).clone()).collect();
+        match buckets.iter_mut().find(|(k, _)| k == &key) {
+            Some((_, rows)) => rows.push(s.row),
+            None => buckets.push((key, vec![s.row])),
+        }
+    }
+    buckets.sort_by(|(a, _), (b, _)| {
+        a.iter().zip(b).map(|(x, y)| compare_values(x, y)).find(|o| *o != Ordering::Equal).unwrap_or(Ordering::Equal)
+    });
+    Ok(buckets
+        .into_iter()
+        .map(|(key, rows)| {
+            let mut out: BTreeMap<Measure, Map<String, Value>> = BTreeMap::new();
+            for (measure, field) in &measured {
+                let values: Vec<&Value> =
+                    rows.iter().map(|r| typed(table, r, field)).filter(|v| !v.is_null()).collect();
+                out.entry(*measure).or_default().insert(field.clone(), measure_of(*measure, &values));
+            }
+            let key = groups.iter().map(|f| (*f).clone()).zip(key).collect();
+            Group { key, count: rows.len() as u64, measures: out }
+        })
+        .collect())
+}
+
+fn measure_of(measure: Measure, values: &[&Value]) -> Value {
+    if values.is_empty() {
+        return Value::Null;
+    }
+    match measure {
+        Measure::Sum => match values.iter().map(|v| v.as_i64()).collect::<Option<Vec<i64>>>() {
+            Some(ints) => ints.iter().try_fold(0i64, |a, b| a.checked_add(*b)).map_or(Value::Null, Value::from),
+            None => serde_json::Number::from_f64(values.iter().filter_map(|v| v.as_f64()).sum())
+                .map_or(Value::Null, Value::Number),
+        },
+        Measure::Avg => {
+            let sum: f64 = values.iter().filter_map(|v| v.as_f64()).sum();
+            serde_json::Number::from_f64(sum / values.len() as f64).map_or(Value::Null, Value::Number)
+        }
+        Measure::Min => values.iter().min_by(|a, b| compare_values(a, b)).map_or(Value::Null, |v| (*v).clone()),
+        Measure::Max => values.iter().max_by(|a, b| compare_values(a, b)).map_or(Value::Null, |v| (*v).clone()),
+    }
+}

@@ -1,0 +1,80 @@
+//! The PostgreSQL backend: every module of every branch in one database, so several stateless
+//! nodes share them. The global schema `mishkah` lists the modules (`mishkah.modules`); each module
+//! lives in a schema of its own (`m<id>`) with the same layout as on SQLite — typed tables beside
+//! the whole record as JSON text (byte for byte), the event log, counters, archives.
+//!
+//! Writes from several nodes serialize on the module's head row: a write transaction starts by
+//! locking it (`SELECT … FOR UPDATE`) and numbers its events from the head it reads there, so the
+//! sequence stays gap-free and totally ordered whichever node writes. A write that would violate a
+//! unique key runs inside a savepoint, so it fails alone (PostgreSQL would otherwise abort the
+//! whole transaction). Reads run in `REPEATABLE READ READ ONLY` transactions on a pool shared by
+//! every module.
+
+mod ddl;
+mod evaluate;
+mod reader;
+mod txn;
+mod writer;
+
+use std::sync::Arc;
+
+use mishkah_core::schema::Table;
+use mishkah_store::{Backend, ModuleAt, OpenOptions, Opened, StorageError};
+
+/// A PostgreSQL error, as the seam reports it.
+pub(crate) fn db(e: postgres::Error) -> StorageError {
+    match e.as_db_error() {
+        Some(d) => StorageError::Database(format!("{}: {}", d.code().code(), d.message())),
+        None => StorageError::Database(e.to_string()),
+    }
+}
+
+/// Connects to one database; a pool of read connections is shared by every module.
+pub struct PostgresBackend {
+    config: postgres::Config,
+    readers: Arc<reader::Pool>,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend").field("dbname", &self.config.get_dbname()).finish_non_exhaustive()
+    }
+}
+
+impl PostgresBackend {
+    /// The backend for `url` (`postgres://user@host:port/db`). Connects lazily.
+    pub fn new(url: &str) -> Result<PostgresBackend, StorageError> {
+        let config: postgres::Config =
+            url.parse().map_err(|e: postgres::Error| StorageError::Database(format!("store url: {e}")))?;
+        let size = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2;
+        Ok(PostgresBackend { readers: Arc::new(reader::Pool::new(config.clone(), size)), config })
+    }
+
+    pub(crate) fn connect(&self) -> Result<postgres::Client, StorageError> {
+        self.config.connect(postgres::NoTls).map_err(db)
+    }
+
+    /// Whether the database answers (`select 1`).
+    pub fn ping(&self) -> Result<(), StorageError> {
+        self.connect()?.simple_query("SELECT 1").map_err(db)?;
+        Ok(())
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn initialized(&self, at: &ModuleAt<'_>) -> Result<bool, StorageError> {
+        let mut client = self.connect()?;
+        ddl::initialized(&mut client, at.branch, at.module)
+    }
+
+    fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError> {
+        let mut client = self.connect()?;
+        let (schema, report) = ddl::open_module(&mut client, at.branch, at.module, tables)?;
+        if options.max_pages.is_some() {
+            tracing::warn!(branch = %at.branch, module = %at.module, "--max-db-pages applies to SQLite only");
+        }
+        let writer = writer::PgWriter::new(client, schema.clone(), (at.branch, at.module), options)?;
+        let reads = reader::PgReads { pool: self.readers.clone(), schema };
+        Ok(Opened { writer: Box::new(writer), reads: Box::new(reads), report })
+    }
+}

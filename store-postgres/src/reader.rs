@@ -1,0 +1,295 @@
+//! Reads: `REPEATABLE READ READ ONLY` transactions on a pool of connections every module shares.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Condvar, Mutex};
+
+use mishkah_core::query::Filter;
+use mishkah_core::schema::Table;
+use mishkah_core::sync::ChangeEvent;
+use mishkah_core::{Change, ChangeKind, RecordKey, Row};
+use mishkah_store::layout::table_name;
+use mishkah_store::{
+    mutation_key, parse_doc, Before, Group, LoggedEvent, Measure, ModuleRead, ModuleReads, PageQuery, StorageError,
+    StoredPage,
+};
+use serde_json::Value;
+
+use crate::db;
+use crate::ddl::qualified;
+use crate::evaluate;
+
+/// Read connections, opened on demand up to `size`, shared by every module of the database.
+pub(crate) struct Pool {
+    config: postgres::Config,
+    size: usize,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+struct PoolState {
+    idle: Vec<postgres::Client>,
+    open: usize,
+}
+
+impl Pool {
+    pub(crate) fn new(config: postgres::Config, size: usize) -> Pool {
+        Pool { config, size, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), freed: Condvar::new() }
+    }
+
+    fn take(&self) -> Result<postgres::Client, StorageError> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(client) = state.idle.pop() {
+                return Ok(client);
+            }
+            if state.open < self.size {
+                state.open += 1;
+                drop(state);
+                return self.config.connect(postgres::NoTls).map_err(|e| {
+                    self.forget();
+                    db(e)
+                });
+            }
+            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn give_back(&self, client: postgres::Client) {
+        if client.is_closed() {
+            return self.forget();
+        }
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).idle.push(client);
+        self.freed.notify_one();
+    }
+
+    fn forget(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.open = state.open.saturating_sub(1);
+        self.freed.notify_one();
+    }
+}
+
+/// One module's readers: the shared pool, reading the module's schema.
+pub(crate) struct PgReads {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) schema: String,
+}
+
+impl ModuleReads for PgReads {
+    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) -> Result<(), StorageError> {
+        let client = self.pool.take()?;
+        let reader = PgReader { client: RefCell::new(client), schema: &self.schema, snapshot: RefCell::new(false) };
+        f(&reader);
+        self.pool.give_back(reader.client.into_inner());
+        Ok(())
+    }
+}
+
+pub(crate) struct PgReader<'s> {
+    client: RefCell<postgres::Client>,
+    schema: &'s str,
+    snapshot: RefCell<bool>,
+}
+
+/// The columns [`event_of`] and [`logged_of`] read, in order.
+pub(crate) const LOGGED_COLUMNS: &str =
+    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table";
+
+/// An event from a row of [`LOGGED_COLUMNS`].
+pub(crate) fn event_of(r: &postgres::Row) -> Result<ChangeEvent, StorageError> {
+    let action: String = r.get(4);
+    let kind = match action.as_str() {
+        "insert" => ChangeKind::Insert,
+        "update" => ChangeKind::Update,
+        "delete" => ChangeKind::Delete,
+        other => return Err(StorageError::Corrupt(format!("unknown event action `{other}`"))),
+    };
+    let row = r.get::<_, Option<String>>(7).map(|d| parse_doc(&d)).transpose()?;
+    Ok(ChangeEvent {
+        sequence: r.get::<_, i64>(0) as u64,
+        event_id: r.get(1),
+        mutation_id: r.get::<_, Option<String>>(2).map(|stored| mutation_key::shown(&stored).to_owned()),
+        created_at: r.get(8),
+        change: Change {
+            table: r.get(3),
+            key: RecordKey(r.get(5)),
+            kind,
+            row,
+            version: r.get(6),
+            coerced: Vec::new(),
+            unknown_fields: Vec::new(),
+            tolerated: Vec::new(),
+        },
+    })
+}
+
+fn logged_of(r: &postgres::Row) -> Result<LoggedEvent, StorageError> {
+    let event = event_of(r)?;
+    let before = match (event.change.kind, r.get::<_, Option<String>>(9)) {
+        (ChangeKind::Insert, _) => Before::Absent,
+        (_, Some(doc)) => Before::Row(parse_doc(&doc)?),
+        (_, None) => Before::NotKept,
+    };
+    let meta = match r.get::<_, Option<String>>(11) {
+        Some(m) => serde_json::from_str(&m).map_err(|e| StorageError::Corrupt(format!("stored meta: {e}")))?,
+        None => Value::Null,
+    };
+    Ok(LoggedEvent { event, before, source: r.get(10), meta, actor: r.get(12), table_as_sent: r.get(13) })
+}
+
+impl PgReader<'_> {
+    fn q(&self, name: &str) -> String {
+        qualified(self.schema, name)
+    }
+
+    fn t(&self, table: &Table) -> String {
+        qualified(self.schema, &table_name(table))
+    }
+
+    pub(crate) fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<postgres::Row>, StorageError> {
+        self.client.borrow_mut().query(sql, params).map_err(db)
+    }
+
+    /// Every stored document of `table`, in insertion order.
+    pub(crate) fn docs(&self, table: &Table) -> Result<Vec<String>, StorageError> {
+        let rows = self.query(&format!("SELECT mishkah_doc FROM {} ORDER BY mishkah_row", self.t(table)), &[])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+impl ModuleRead for PgReader<'_> {
+    fn snapshot(&self, f: &mut dyn FnMut(&dyn ModuleRead) -> Result<(), StorageError>) -> Result<(), StorageError> {
+        if *self.snapshot.borrow() {
+            return f(self);
+        }
+        self.client.borrow_mut().batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").map_err(db)?;
+        *self.snapshot.borrow_mut() = true;
+        let out = f(self);
+        *self.snapshot.borrow_mut() = false;
+        // Ending a read-only transaction cannot lose anything.
+        let _ = self.client.borrow_mut().batch_execute("COMMIT");
+        out
+    }
+
+    fn rows(&self, table: &Table) -> Result<Vec<Row>, StorageError> {
+        self.docs(table)?.iter().map(|d| parse_doc(d)).collect()
+    }
+
+    fn each_doc(&self, table: &Table, f: &mut dyn FnMut(&str) -> Result<(), StorageError>) -> Result<(), StorageError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let sql = format!("SELECT mishkah_doc FROM {} ORDER BY mishkah_row", self.t(table));
+        let mut client = self.client.borrow_mut();
+        let no_params: [&str; 0] = [];
+        let mut rows = client.query_raw(&sql, no_params).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            f(row.get(0))?;
+        }
+        Ok(())
+    }
+
+    fn page_docs(&self, table: &Table, q: &PageQuery) -> Result<Vec<String>, StorageError> {
+        evaluate::page(self, table, q)
+    }
+
+    fn page_array(&self, table: &Table, q: &PageQuery, keep: usize) -> Result<StoredPage, StorageError> {
+        let docs = evaluate::page(self, table, q)?;
+        let more = docs.len() > keep;
+        let kept = &docs[..docs.len().min(keep)];
+        Ok(StoredPage { array: format!("[{}]", kept.join(",")), count: kept.len(), more, last: kept.last().cloned() })
+    }
+
+    fn page_plan(&self, table: &Table, _q: &PageQuery) -> Result<Vec<String>, StorageError> {
+        let rows =
+            self.query(&format!("EXPLAIN SELECT mishkah_doc FROM {} ORDER BY mishkah_row", self.t(table)), &[])?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    fn count_where(&self, table: &Table, filter: &Filter) -> Result<u64, StorageError> {
+        evaluate::count(self, table, filter)
+    }
+
+    fn count(&self, table: &Table) -> Result<u64, StorageError> {
+        let rows = self.query(&format!("SELECT COUNT(*) FROM {}", self.t(table)), &[])?;
+        Ok(rows[0].get::<_, i64>(0) as u64)
+    }
+
+    fn row(&self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
+        let rows =
+            self.query(&format!("SELECT mishkah_doc FROM {} WHERE mishkah_key = $1", self.t(table)), &[&key.0])?;
+        rows.first().map(|r| parse_doc(r.get(0))).transpose()
+    }
+
+    fn aggregate(
+        &self,
+        table: &Table,
+        filter: &Filter,
+        group_by: &[String],
+        measures: &[(Measure, String)],
+    ) -> Result<Vec<Group>, StorageError> {
+        evaluate::aggregate(self, table, filter, group_by, measures)
+    }
+
+    fn search(
+        &self,
+        table: &Table,
+        _query: &str,
+        _filter: &Filter,
+        _limit: usize,
+    ) -> Result<Vec<(Row, f64)>, StorageError> {
+        Err(StorageError::Unsupported(format!("search on `{}` (PostgreSQL)", table.name)))
+    }
+
+    fn bounds(&self) -> Result<(u64, u64), StorageError> {
+        let rows =
+            self.query(&format!("SELECT compacted_through, head FROM {} WHERE id = 1", self.q("mishkah_head")), &[])?;
+        let row = rows.first().ok_or_else(|| StorageError::Corrupt("the module has no head row".into()))?;
+        Ok((row.get::<_, i64>(0) as u64 + 1, row.get::<_, i64>(1) as u64))
+    }
+
+    fn events_after(&self, after: u64, limit: usize) -> Result<Vec<ChangeEvent>, StorageError> {
+        Ok(self.logged_after(after, limit)?.into_iter().map(|l| l.event).collect())
+    }
+
+    fn logged_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, StorageError> {
+        let sql =
+            format!("SELECT {LOGGED_COLUMNS} FROM {} WHERE seq > $1 ORDER BY seq LIMIT $2", self.q("mishkah_events"));
+        let (after, limit) = (after.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64);
+        self.query(&sql, &[&after, &limit])?.iter().map(logged_of).collect()
+    }
+
+    fn counter(&self, key: &str) -> Result<Option<i64>, StorageError> {
+        let rows =
+            self.query(&format!("SELECT last FROM {} WHERE counter_key = $1", self.q("mishkah_counters")), &[&key])?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    fn archives(&self) -> Result<Vec<(String, String, u64, String)>, StorageError> {
+        let sql = format!(
+            "SELECT archive, tbl, COUNT(*), MAX(archived_at) FROM {} GROUP BY archive, tbl ORDER BY MAX(archived_at), archive, tbl",
+            self.q("mishkah_archive")
+        );
+        Ok(self.query(&sql, &[])?.iter().map(|r| (r.get(0), r.get(1), r.get::<_, i64>(2) as u64, r.get(3))).collect())
+    }
+
+    fn archived_rows(&self, archive: &str) -> Result<Vec<(String, Row)>, StorageError> {
+        let sql = format!("SELECT tbl, doc FROM {} WHERE archive = $1 ORDER BY n", self.q("mishkah_archive"));
+        self.query(&sql, &[&archive])?.iter().map(|r| Ok((r.get(0), parse_doc(r.get(1))?))).collect()
+    }
+
+    fn has_mutation_prefix(&self, scope: &str, prefix: &str) -> Result<bool, StorageError> {
+        let prefix = mutation_key::stored(scope, prefix);
+        let upper = format!("{prefix}\u{10FFFF}");
+        let sql =
+            format!("SELECT 1 FROM {} WHERE mutation_id >= $1 AND mutation_id < $2 LIMIT 1", self.q("mishkah_events"));
+        Ok(!self.query(&sql, &[&prefix, &upper])?.is_empty())
+    }
+
+    fn last_event_id(&self) -> Result<Option<String>, StorageError> {
+        let sql = format!("SELECT event_id FROM {} ORDER BY seq DESC LIMIT 1", self.q("mishkah_events"));
+        Ok(self.query(&sql, &[])?.first().map(|r| r.get(0)))
+    }
+}

@@ -1,0 +1,150 @@
+//! The writer of one module: its own connection, write transactions that lock the module's head
+//! row, and maintenance.
+
+use std::collections::{BTreeMap, HashMap};
+
+use mishkah_core::schema::Table;
+use mishkah_store::{Durability, ModuleWriter, OpenOptions, StorageError, Transaction};
+
+use crate::db;
+use crate::ddl::{migrate_table, qualified};
+use crate::txn::{PgTxn, TableSql};
+
+/// The writer's connection to one module. Only the module's writer thread holds it.
+pub(crate) struct PgWriter {
+    client: postgres::Client,
+    schema: String,
+    head: u64,
+    sql: HashMap<String, TableSql>,
+    max_record_bytes: usize,
+    site: String,
+}
+
+impl PgWriter {
+    pub(crate) fn new(
+        mut client: postgres::Client,
+        schema: String,
+        (branch, module): (&str, &str),
+        options: &OpenOptions,
+    ) -> Result<PgWriter, StorageError> {
+        if options.durability == Durability::Normal {
+            // Survives a crash of this process, not of the database's host.
+            client.batch_execute("SET synchronous_commit = off").map_err(db)?;
+        }
+        let head: i64 = client
+            .query_one(&format!("SELECT head FROM {} WHERE id = 1", qualified(&schema, "mishkah_head")), &[])
+            .map_err(db)?
+            .get(0);
+        Ok(PgWriter {
+            client,
+            schema,
+            head: head as u64,
+            sql: HashMap::new(),
+            max_record_bytes: options.max_record_bytes,
+            site: format!("{branch}/{module}"),
+        })
+    }
+}
+
+impl ModuleWriter for PgWriter {
+    fn head(&self) -> u64 {
+        self.head
+    }
+
+    /// Locks the module's head row: writers of the same module on other nodes wait here, and the
+    /// sequence continues from the head as committed, whoever committed it.
+    fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StorageError> {
+        let PgWriter { client, schema, head, sql, max_record_bytes, .. } = self;
+        let mut tx = client.transaction().map_err(db)?;
+        let row = tx
+            .query_one(
+                &format!("SELECT head, db_id FROM {} WHERE id = 1 FOR UPDATE", qualified(schema, "mishkah_head")),
+                &[],
+            )
+            .map_err(db)?;
+        let current = row.get::<_, i64>(0) as u64;
+        *head = current;
+        let txn = PgTxn::new(tx, schema, sql, row.get(1), current, *max_record_bytes);
+        Ok(Box::new(PgTransaction { txn, committed_head: head }))
+    }
+
+    fn mark_initialized(&mut self, now: &str) -> Result<(), StorageError> {
+        let id: i64 = self.schema[1..].parse().map_err(|_| StorageError::Corrupt(format!("schema {}", self.schema)))?;
+        self.client
+            .execute(
+                "UPDATE mishkah.modules SET initialized_at = COALESCE(initialized_at, $2) WHERE id = $1",
+                &[&id, &now],
+            )
+            .map_err(db)?;
+        Ok(())
+    }
+
+    fn enable_search(&mut self, table: &Table) -> Result<(), StorageError> {
+        Err(StorageError::Unsupported(format!("search on `{}` (PostgreSQL)", table.name)))
+    }
+
+    fn add_adhoc_table(&mut self, table: &Table) -> Result<(), StorageError> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        migrate_table(&mut tx, &self.schema, table, true)?;
+        tx.commit().map_err(db)
+    }
+
+    fn import_counters(&mut self, counters: &BTreeMap<String, i64>, now: &str) -> Result<usize, StorageError> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        let sql = format!(
+            "INSERT INTO {} (counter_key, last, updated_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            qualified(&self.schema, "mishkah_counters")
+        );
+        let mut n = 0;
+        for (key, last) in counters {
+            n += tx.execute(&sql, &[key, last, &now]).map_err(db)? as usize;
+        }
+        tx.commit().map_err(db)?;
+        Ok(n)
+    }
+
+    fn compact(&mut self, through: u64) -> Result<usize, StorageError> {
+        let mut tx = self.client.transaction().map_err(db)?;
+        let head: i64 = tx
+            .query_one(
+                &format!("SELECT head FROM {} WHERE id = 1 FOR UPDATE", qualified(&self.schema, "mishkah_head")),
+                &[],
+            )
+            .map_err(db)?
+            .get(0);
+        let through = (through.min(i64::MAX as u64) as i64).min(head);
+        let deleted = tx
+            .execute(&format!("DELETE FROM {} WHERE seq <= $1", qualified(&self.schema, "mishkah_events")), &[&through])
+            .map_err(db)?;
+        tx.execute(
+            &format!(
+                "UPDATE {} SET compacted_through = GREATEST(compacted_through, $1) WHERE id = 1",
+                qualified(&self.schema, "mishkah_head")
+            ),
+            &[&through],
+        )
+        .map_err(db)?;
+        tx.commit().map_err(db)?;
+        tracing::debug!(module = %self.site, through, deleted, "compacted");
+        Ok(deleted as usize)
+    }
+}
+
+/// An open write transaction; dropped without a commit, PostgreSQL rolls it back.
+struct PgTransaction<'a> {
+    txn: PgTxn<'a>,
+    committed_head: &'a mut u64,
+}
+
+impl Transaction for PgTransaction<'_> {
+    fn ops(&mut self) -> &mut dyn mishkah_store::WriteTxn {
+        &mut self.txn
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        let PgTransaction { txn, committed_head } = *self;
+        let head = txn.commit()?;
+        *committed_head = head;
+        Ok(())
+    }
+}
