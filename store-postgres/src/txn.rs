@@ -80,10 +80,90 @@ fn typed_text(ty: FieldType, v: &Value) -> Result<Option<String>, ()> {
     }
 }
 
+/// The events of the transaction, column by column, written in one statement when it commits
+/// (one round trip per batch instead of one per event).
+#[derive(Default)]
+struct Pending {
+    seq: Vec<i64>,
+    event_id: Vec<String>,
+    mutation_id: Vec<Option<String>>,
+    tbl: Vec<String>,
+    action: Vec<&'static str>,
+    record_key: Vec<String>,
+    version: Vec<i64>,
+    row: Vec<Option<String>>,
+    created_at: Vec<String>,
+    source: Vec<String>,
+    meta: Vec<Option<String>>,
+    actor: Vec<Option<String>>,
+    digest: Vec<Option<Vec<u8>>>,
+    prev_row: Vec<Option<String>>,
+    sent_table: Vec<Option<String>>,
+    /// Stored mutation id → index: a retry inside the same batch is found before it is written.
+    by_mutation: HashMap<String, usize>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.seq.truncate(n);
+        self.event_id.truncate(n);
+        self.mutation_id.truncate(n);
+        self.tbl.truncate(n);
+        self.action.truncate(n);
+        self.record_key.truncate(n);
+        self.version.truncate(n);
+        self.row.truncate(n);
+        self.created_at.truncate(n);
+        self.source.truncate(n);
+        self.meta.truncate(n);
+        self.actor.truncate(n);
+        self.digest.truncate(n);
+        self.prev_row.truncate(n);
+        self.sent_table.truncate(n);
+        self.by_mutation.retain(|_, i| *i < n);
+    }
+
+    /// The event at `i` as the log would read it back.
+    fn event(&self, i: usize) -> Result<ChangeEvent, StorageError> {
+        let kind = match self.action[i] {
+            "insert" => ChangeKind::Insert,
+            "update" => ChangeKind::Update,
+            _ => ChangeKind::Delete,
+        };
+        Ok(ChangeEvent {
+            sequence: self.seq[i] as u64,
+            event_id: self.event_id[i].clone(),
+            mutation_id: self.mutation_id[i].as_deref().map(|m| mutation_key::shown(m).to_owned()),
+            created_at: self.created_at[i].clone(),
+            change: Change {
+                table: self.tbl[i].clone(),
+                key: RecordKey(self.record_key[i].clone()),
+                kind,
+                row: self.row[i].as_deref().map(parse_doc).transpose()?,
+                version: self.version[i],
+                coerced: Vec::new(),
+                unknown_fields: Vec::new(),
+                tolerated: Vec::new(),
+            },
+        })
+    }
+}
+
+/// Statements prepared on the writer's connection, by their SQL: a statement sent as text is
+/// parsed on every execution, one more round trip each.
+pub(crate) type Prepared = HashMap<String, postgres::Statement>;
+
 pub(crate) struct PgTxn<'a> {
     tx: Option<postgres::Transaction<'a>>,
     schema: &'a str,
     sql: &'a mut HashMap<String, TableSql>,
+    prepared: &'a mut Prepared,
+    pending: Pending,
+    savepoint_pending: usize,
     db_id: String,
     head: u64,
     savepoint_head: u64,
@@ -98,7 +178,7 @@ impl<'a> PgTxn<'a> {
     pub(crate) fn new(
         tx: postgres::Transaction<'a>,
         schema: &'a str,
-        sql: &'a mut HashMap<String, TableSql>,
+        (sql, prepared): (&'a mut HashMap<String, TableSql>, &'a mut Prepared),
         db_id: String,
         head: u64,
         max_record_bytes: usize,
@@ -107,6 +187,9 @@ impl<'a> PgTxn<'a> {
             tx: Some(tx),
             schema,
             sql,
+            prepared,
+            pending: Pending::default(),
+            savepoint_pending: 0,
             db_id,
             head,
             savepoint_head: head,
@@ -117,13 +200,14 @@ impl<'a> PgTxn<'a> {
         }
     }
 
-    /// Publishes the head and commits; returns the head.
+    /// Writes the pending events, publishes the head and commits; returns the head.
     pub(crate) fn commit(mut self) -> Result<u64, StorageError> {
+        self.flush_events()?;
         let head = self.head as i64;
         let sql = format!("UPDATE {} SET head = $1 WHERE id = 1", qualified(self.schema, "mishkah_head"));
-        let tx = self.tx.take().ok_or_else(|| StorageError::Database("the transaction was rolled back".into()))?;
-        let mut tx = tx;
-        tx.execute(&sql, &[&head]).map_err(db)?;
+        let statement = self.statement(&sql)?;
+        let mut tx = self.tx.take().ok_or_else(|| StorageError::Database("the transaction was rolled back".into()))?;
+        tx.execute(&statement, &[&head]).map_err(db)?;
         tx.commit().map_err(db)?;
         Ok(self.head)
     }
@@ -144,6 +228,53 @@ impl<'a> PgTxn<'a> {
         out.map_err(db)
     }
 
+    fn flush_events(&mut self) -> Result<(), StorageError> {
+        if self.pending.len() == 0 {
+            return Ok(());
+        }
+        let sql = format!(
+            "INSERT INTO {} (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
+                 $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::text[], $15::text[])",
+            self.q("mishkah_events")
+        );
+        let statement = self.statement(&sql)?;
+        let p = std::mem::take(&mut self.pending);
+        self.run(|tx| {
+            tx.execute(
+                &statement,
+                &[
+                    &p.seq,
+                    &p.event_id,
+                    &p.mutation_id,
+                    &p.tbl,
+                    &p.action,
+                    &p.record_key,
+                    &p.version,
+                    &p.row,
+                    &p.created_at,
+                    &p.source,
+                    &p.meta,
+                    &p.actor,
+                    &p.digest,
+                    &p.prev_row,
+                    &p.sent_table,
+                ],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// `sql` prepared once per connection.
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StorageError> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.run(|tx| tx.prepare(sql))?;
+        self.prepared.insert(sql.to_owned(), statement.clone());
+        Ok(statement)
+    }
+
     fn table_sql(&mut self, table: &Table) -> &TableSql {
         let schema = self.schema;
         self.sql.entry(table.name.clone()).or_insert_with(|| TableSql::new(schema, table))
@@ -157,7 +288,8 @@ impl<'a> PgTxn<'a> {
 impl WriteTxn for PgTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
         let sql = self.table_sql(table).select_doc.clone();
-        let found = self.run(|tx| tx.query_opt(&sql, &[&key.0]))?;
+        let statement = self.statement(&sql)?;
+        let found = self.run(|tx| tx.query_opt(&statement, &[&key.0]))?;
         let Some(found) = found else { return Ok(None) };
         let doc: String = found.get(0);
         let row = parse_doc(&doc)?;
@@ -168,7 +300,8 @@ impl WriteTxn for PgTxn<'_> {
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
         let Some(row) = &change.row else {
             let sql = self.table_sql(table).delete.clone();
-            self.run(|tx| tx.execute(&sql, &[&change.key.0]))?;
+            let statement = self.statement(&sql)?;
+            self.run(|tx| tx.execute(&statement, &[&change.key.0]))?;
             return Ok(());
         };
         let doc = serde_json::to_string(row).expect("a JSON map serializes");
@@ -195,6 +328,7 @@ impl WriteTxn for PgTxn<'_> {
             .collect();
         let misfits = (!misfits.is_empty()).then(|| misfits.join(","));
         let version = change.version;
+        let upsert = self.statement(&upsert)?;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&change.key.0, &version, &doc, &misfits];
         params.extend(typed.iter().map(|v| v as &(dyn ToSql + Sync)));
         let tx = self.tx()?;
@@ -242,35 +376,25 @@ impl WriteTxn for PgTxn<'_> {
         });
         let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
         let mutation_id = event.mutation.map(|m| mutation_key::stored(m.scope, m.id));
-        let digest = event.mutation.map(|m| m.digest);
-        let sql = format!(
-            "INSERT INTO {} (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            self.q("mishkah_events")
-        );
-        let seq = sequence as i64;
-        self.run(|tx| {
-            tx.execute(
-                &sql,
-                &[
-                    &seq,
-                    &event_id,
-                    &mutation_id,
-                    &change.table,
-                    &action,
-                    &change.key.0,
-                    &change.version,
-                    &row,
-                    &event.created_at,
-                    &event.source,
-                    &meta,
-                    &event.actor,
-                    &digest,
-                    &previous,
-                    &event.table_as_sent,
-                ],
-            )
-        })?;
+        let p = &mut self.pending;
+        if let Some(stored) = &mutation_id {
+            p.by_mutation.insert(stored.clone(), p.seq.len());
+        }
+        p.seq.push(sequence as i64);
+        p.event_id.push(event_id.clone());
+        p.mutation_id.push(mutation_id);
+        p.tbl.push(change.table.clone());
+        p.action.push(action);
+        p.record_key.push(change.key.0.clone());
+        p.version.push(change.version);
+        p.row.push(row);
+        p.created_at.push(event.created_at.to_owned());
+        p.source.push(event.source.to_owned());
+        p.meta.push(meta);
+        p.actor.push(event.actor.map(str::to_owned));
+        p.digest.push(event.mutation.map(|m| m.digest.to_vec()));
+        p.prev_row.push(previous);
+        p.sent_table.push(event.table_as_sent.map(str::to_owned));
         self.head = sequence;
         Ok(ChangeEvent {
             sequence,
@@ -282,6 +406,9 @@ impl WriteTxn for PgTxn<'_> {
     }
 
     fn last_event_id(&mut self) -> Result<Option<String>, StorageError> {
+        if let Some(id) = self.pending.event_id.last() {
+            return Ok(Some(id.clone()));
+        }
         let sql = format!("SELECT event_id FROM {} ORDER BY seq DESC LIMIT 1", self.q("mishkah_events"));
         Ok(self.run(|tx| tx.query_opt(&sql, &[]))?.map(|r| r.get(0)))
     }
@@ -292,14 +419,19 @@ impl WriteTxn for PgTxn<'_> {
             self.q("mishkah_events")
         );
         let key = mutation_key::stored(scope, id);
-        let Some(found) = self.run(|tx| tx.query_opt(&sql, &[&key]))? else { return Ok(None) };
+        if let Some(&i) = self.pending.by_mutation.get(&key) {
+            return Ok(Some(Replay { event: self.pending.event(i)?, digest: self.pending.digest[i].clone() }));
+        }
+        let statement = self.statement(&sql)?;
+        let Some(found) = self.run(|tx| tx.query_opt(&statement, &[&key]))? else { return Ok(None) };
         let event = event_of(&found)?;
         Ok(Some(Replay { event, digest: found.get(14) }))
     }
 
     fn peek_counter(&mut self, counter_key: &str, rule: &SequenceRule) -> Result<i64, StorageError> {
         let sql = format!("SELECT last FROM {} WHERE counter_key = $1", self.q("mishkah_counters"));
-        let last: Option<i64> = self.run(|tx| tx.query_opt(&sql, &[&counter_key]))?.map(|r| r.get(0));
+        let statement = self.statement(&sql)?;
+        let last: Option<i64> = self.run(|tx| tx.query_opt(&statement, &[&counter_key]))?.map(|r| r.get(0));
         Ok(rule.next(last).0)
     }
 
@@ -309,7 +441,8 @@ impl WriteTxn for PgTxn<'_> {
              ON CONFLICT (counter_key) DO UPDATE SET last = excluded.last, updated_at = excluded.updated_at",
             self.q("mishkah_counters")
         );
-        self.run(|tx| tx.execute(&sql, &[&counter_key, &last, &now]))?;
+        let statement = self.statement(&sql)?;
+        self.run(|tx| tx.execute(&statement, &[&counter_key, &last, &now]))?;
         Ok(())
     }
 
@@ -361,6 +494,7 @@ impl WriteTxn for PgTxn<'_> {
     fn abandon(&mut self) {
         self.last_doc = None;
         self.last_read = None;
+        self.pending = Pending::default();
         if let Some(tx) = self.tx.take() {
             // Fails only when the connection is gone; either way nothing is kept.
             let _ = tx.rollback();
@@ -370,6 +504,7 @@ impl WriteTxn for PgTxn<'_> {
     fn savepoint(&mut self) -> Result<(), StorageError> {
         self.run(|tx| tx.batch_execute("SAVEPOINT m"))?;
         self.savepoint_head = self.head;
+        self.savepoint_pending = self.pending.len();
         Ok(())
     }
 
@@ -381,6 +516,7 @@ impl WriteTxn for PgTxn<'_> {
         self.last_doc = None;
         self.last_read = None;
         self.head = self.savepoint_head;
+        self.pending.truncate(self.savepoint_pending);
         let undone = self.tx()?.batch_execute("ROLLBACK TO SAVEPOINT m; RELEASE SAVEPOINT m");
         match undone {
             Ok(()) => {

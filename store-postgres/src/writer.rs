@@ -8,7 +8,7 @@ use mishkah_store::{Durability, ModuleWriter, OpenOptions, StorageError, Transac
 
 use crate::db;
 use crate::ddl::{migrate_table, qualified};
-use crate::txn::{PgTxn, TableSql};
+use crate::txn::{PgTxn, Prepared, TableSql};
 
 /// The writer's connection to one module. Only the module's writer thread holds it.
 pub(crate) struct PgWriter {
@@ -16,6 +16,7 @@ pub(crate) struct PgWriter {
     schema: String,
     head: u64,
     sql: HashMap<String, TableSql>,
+    prepared: Prepared,
     max_record_bytes: usize,
     site: String,
 }
@@ -40,6 +41,7 @@ impl PgWriter {
             schema,
             head: head as u64,
             sql: HashMap::new(),
+            prepared: Prepared::new(),
             max_record_bytes: options.max_record_bytes,
             site: format!("{branch}/{module}"),
         })
@@ -54,17 +56,17 @@ impl ModuleWriter for PgWriter {
     /// Locks the module's head row: writers of the same module on other nodes wait here, and the
     /// sequence continues from the head as committed, whoever committed it.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StorageError> {
-        let PgWriter { client, schema, head, sql, max_record_bytes, .. } = self;
+        let PgWriter { client, schema, head, sql, prepared, max_record_bytes, .. } = self;
+        let lock = format!("SELECT head, db_id FROM {} WHERE id = 1 FOR UPDATE", qualified(schema, "mishkah_head"));
+        if !prepared.contains_key(&lock) {
+            let statement = client.prepare(&lock).map_err(db)?;
+            prepared.insert(lock.clone(), statement);
+        }
         let mut tx = client.transaction().map_err(db)?;
-        let row = tx
-            .query_one(
-                &format!("SELECT head, db_id FROM {} WHERE id = 1 FOR UPDATE", qualified(schema, "mishkah_head")),
-                &[],
-            )
-            .map_err(db)?;
+        let row = tx.query_one(&prepared[&lock], &[]).map_err(db)?;
         let current = row.get::<_, i64>(0) as u64;
         *head = current;
-        let txn = PgTxn::new(tx, schema, sql, row.get(1), current, *max_record_bytes);
+        let txn = PgTxn::new(tx, schema, (sql, prepared), row.get(1), current, *max_record_bytes);
         Ok(Box::new(PgTransaction { txn, committed_head: head }))
     }
 

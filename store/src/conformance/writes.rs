@@ -112,7 +112,10 @@ pub fn mutation_ids_are_unique_per_sender(backend: &dyn Backend) {
     let replay = tx.ops().committed_event("id:alice", "m1").expect("lookup").expect("alice's m1 is known");
     assert_eq!((replay.event.sequence, replay.digest.as_deref()), (1, Some(&[7u8, 7][..])));
     assert!(tx.ops().committed_event("id:bob", "m1").expect("lookup").is_none(), "bob never sent m1");
-    stamped(tx.ops(), "id:bob", "m1", row("b", 1, "B"));
+    let bobs = stamped(tx.ops(), "id:bob", "m1", row("b", 1, "B"));
+    let again = tx.ops().committed_event("id:bob", "m1").expect("lookup").expect("a retry in the same batch is known");
+    assert_eq!((again.event.sequence, again.event.change.row.as_ref()), (2, bobs.change.row.as_ref()));
+    assert_eq!(tx.ops().last_event_id().expect("last id"), Some(bobs.event_id.clone()), "the batch's own last event");
     tx.commit().expect("another sender may use the same id");
     let (alice, carol) = read(&*opened.reads, |r| {
         Ok((r.has_mutation_prefix("id:alice", "m")?, r.has_mutation_prefix("id:carol", "m")?))
