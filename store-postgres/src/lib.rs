@@ -12,6 +12,7 @@
 
 mod ddl;
 mod evaluate;
+pub mod listen;
 mod reader;
 mod txn;
 mod writer;
@@ -19,7 +20,7 @@ mod writer;
 use std::sync::Arc;
 
 use mishkah_core::schema::Table;
-use mishkah_store::{Backend, ModuleAt, OpenOptions, Opened, StorageError};
+use mishkah_store::{Backend, CommitListener, ModuleAt, OpenOptions, Opened, StorageError};
 
 /// A PostgreSQL error, as the seam reports it.
 pub(crate) fn db(e: postgres::Error) -> StorageError {
@@ -76,5 +77,12 @@ impl Backend for PostgresBackend {
         let writer = writer::PgWriter::new(client, schema.clone(), (at.branch, at.module), options)?;
         let reads = reader::PgReads { pool: self.readers.clone(), schema };
         Ok(Opened { writer: Box::new(writer), reads: Box::new(reads), report })
+    }
+
+    /// A thread `LISTEN`s for every node's commits (`NOTIFY mishkah`, sent in each commit),
+    /// reconnecting when its connection drops.
+    fn follow(&self, listener: CommitListener) -> Result<bool, StorageError> {
+        listen::spawn(self.config.clone(), listener)?;
+        Ok(true)
     }
 }

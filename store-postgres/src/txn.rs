@@ -164,6 +164,9 @@ pub(crate) struct PgTxn<'a> {
     prepared: &'a mut Prepared,
     pending: Pending,
     savepoint_pending: usize,
+    /// `branch U+001F module U+001F`: what the commit's notification starts with.
+    notify: &'a str,
+    started_at: u64,
     db_id: String,
     head: u64,
     savepoint_head: u64,
@@ -179,6 +182,7 @@ impl<'a> PgTxn<'a> {
         tx: postgres::Transaction<'a>,
         schema: &'a str,
         (sql, prepared): (&'a mut HashMap<String, TableSql>, &'a mut Prepared),
+        notify: &'a str,
         db_id: String,
         head: u64,
         max_record_bytes: usize,
@@ -190,6 +194,8 @@ impl<'a> PgTxn<'a> {
             prepared,
             pending: Pending::default(),
             savepoint_pending: 0,
+            notify,
+            started_at: head,
             db_id,
             head,
             savepoint_head: head,
@@ -206,8 +212,15 @@ impl<'a> PgTxn<'a> {
         let head = self.head as i64;
         let sql = format!("UPDATE {} SET head = $1 WHERE id = 1", qualified(self.schema, "mishkah_head"));
         let statement = self.statement(&sql)?;
+        // Delivered on commit only: other nodes then read the new events from the log.
+        let notify = self.statement("SELECT pg_notify('mishkah', $1)")?;
+        let payload = format!("{}{}", self.notify, self.head);
+        let advanced = self.head > self.started_at;
         let mut tx = self.tx.take().ok_or_else(|| StorageError::Database("the transaction was rolled back".into()))?;
         tx.execute(&statement, &[&head]).map_err(db)?;
+        if advanced {
+            tx.execute(&notify, &[&payload]).map_err(db)?;
+        }
         tx.commit().map_err(db)?;
         Ok(self.head)
     }

@@ -19,6 +19,8 @@ pub(crate) struct PgWriter {
     prepared: Prepared,
     max_record_bytes: usize,
     site: String,
+    /// What this module's commit notifications start with (`branch U+001F module U+001F`).
+    notify: String,
 }
 
 impl PgWriter {
@@ -44,6 +46,7 @@ impl PgWriter {
             prepared: Prepared::new(),
             max_record_bytes: options.max_record_bytes,
             site: format!("{branch}/{module}"),
+            notify: format!("{branch}\u{1f}{module}\u{1f}"),
         })
     }
 }
@@ -56,7 +59,7 @@ impl ModuleWriter for PgWriter {
     /// Locks the module's head row: writers of the same module on other nodes wait here, and the
     /// sequence continues from the head as committed, whoever committed it.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StorageError> {
-        let PgWriter { client, schema, head, sql, prepared, max_record_bytes, .. } = self;
+        let PgWriter { client, schema, head, sql, prepared, max_record_bytes, notify, .. } = self;
         let lock = format!("SELECT head, db_id FROM {} WHERE id = 1 FOR UPDATE", qualified(schema, "mishkah_head"));
         if !prepared.contains_key(&lock) {
             let statement = client.prepare(&lock).map_err(db)?;
@@ -66,7 +69,7 @@ impl ModuleWriter for PgWriter {
         let row = tx.query_one(&prepared[&lock], &[]).map_err(db)?;
         let current = row.get::<_, i64>(0) as u64;
         *head = current;
-        let txn = PgTxn::new(tx, schema, (sql, prepared), row.get(1), current, *max_record_bytes);
+        let txn = PgTxn::new(tx, schema, (sql, prepared), notify, row.get(1), current, *max_record_bytes);
         Ok(Box::new(PgTransaction { txn, committed_head: head }))
     }
 

@@ -88,6 +88,18 @@ pub struct Opened {
     pub report: OpenReport,
 }
 
+/// A commit another process made: the module and its new head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub branch: String,
+    pub module: String,
+    pub head: u64,
+}
+
+/// Told of commits other processes made: `Some` for one commit, `None` when some may have been
+/// missed (a reconnect), so every open module should look at its log.
+pub type CommitListener = std::sync::Arc<dyn Fn(Option<Commit>) + Send + Sync>;
+
 /// Opens modules' stores.
 pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Whether the module's store exists and was initialized (seeded) on an earlier start: then it
@@ -95,4 +107,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn initialized(&self, at: &ModuleAt<'_>) -> Result<bool, StorageError>;
     /// Opens (creating when absent) the module's store and migrates it additively for `tables`.
     fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError>;
+    /// Starts telling `listener` of commits other processes make, for as long as the process
+    /// runs; `false` when no other process writes this backend's modules (one embedded writer).
+    /// A notification only wakes a reader up: what happened is read from the log by cursor.
+    fn follow(&self, listener: CommitListener) -> Result<bool, StorageError> {
+        let _ = listener;
+        Ok(false)
+    }
 }

@@ -23,7 +23,7 @@ mod read;
 mod write;
 
 pub use aggregate::{Group, Measure};
-pub use backend::{Backend, Durability, ModuleAt, OpenOptions, OpenReport, Opened};
+pub use backend::{Backend, Commit, CommitListener, Durability, ModuleAt, OpenOptions, OpenReport, Opened};
 pub use error::StorageError;
 pub use event::{Before, LoggedEvent, MutationStamp, NewEvent, Replay};
 pub use read::{consistent, ModuleRead, ModuleReads, PageQuery, StoredPage};

@@ -46,6 +46,11 @@ impl OpenModules {
         Some(handle.clone())
     }
 
+    /// Every open module, without counting it as used.
+    pub(super) fn all(&self) -> Vec<Arc<ModuleHandle>> {
+        self.handles.values().cloned().collect()
+    }
+
     pub(super) fn len(&self) -> usize {
         self.handles.len()
     }

@@ -131,7 +131,8 @@ pub struct ModuleHandle {
     /// The deployment's security rules.
     pub access: Arc<RuleSet>,
     jobs: mpsc::Sender<Job>,
-    readers: Box<dyn ModuleReads>,
+    readers: Arc<dyn ModuleReads>,
+    follower: Arc<super::follower::Follower>,
     head: Arc<AtomicU64>,
     pub(super) last_used: LastUsed,
     /// Tables known to have a search index (built on their first search).
@@ -326,6 +327,12 @@ impl ModuleHandle {
             .map_err(|e| StorageError::Corrupt(format!("read task failed: {e}")))?
     }
 
+    /// Publishes what other nodes committed through `head` (none: as far as the log goes).
+    pub async fn catch_up(self: &Arc<Self>, head: Option<u64>) {
+        let follower = self.follower.clone();
+        let _ = tokio::task::spawn_blocking(move || follower.catch_up(head)).await;
+    }
+
     /// The last committed sequence (the module version).
     pub fn head(&self) -> u64 {
         self.head.load(Ordering::Acquire)
@@ -377,6 +384,7 @@ impl Engine {
             new_branches,
             unavailable: Mutex::new(HashMap::new()),
         });
+        tokio::spawn(Engine::follow_other_nodes(Arc::downgrade(&engine)));
         let weak = Arc::downgrade(&engine);
         let idle_close = engine.config.idle_close;
         tokio::spawn(async move {
@@ -389,6 +397,47 @@ impl Engine {
             }
         });
         engine
+    }
+
+    /// Publishes what other processes commit to open modules (PostgreSQL with several nodes):
+    /// on each of the backend's notifications, and every few seconds in case one was lost.
+    async fn follow_other_nodes(weak: std::sync::Weak<Engine>) {
+        let Some(engine) = weak.upgrade() else { return };
+        let (notes, mut notified) = mpsc::unbounded_channel();
+        let listener: crate::storage::CommitListener = Arc::new(move |commit| {
+            let _ = notes.send(commit);
+        });
+        let backend = engine.config.backend.clone();
+        drop(engine);
+        match tokio::task::spawn_blocking(move || backend.follow(listener)).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) | Err(_) => return,
+            // Checked every few seconds below all the same.
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot listen for other nodes' commits"),
+        }
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            let commit = tokio::select! {
+                note = notified.recv() => note,
+                _ = every.tick() => Some(None),
+            };
+            let Some(engine) = weak.upgrade() else { return };
+            match commit {
+                Some(Some(c)) => {
+                    let open = engine.modules.lock().await.all();
+                    if let Some(h) = open.into_iter().find(|h| h.branch == c.branch && h.module == c.module) {
+                        h.catch_up(Some(c.head)).await;
+                    }
+                }
+                Some(None) => {
+                    let open = engine.modules.lock().await.all();
+                    for h in open {
+                        h.catch_up(None).await;
+                    }
+                }
+                None => return,
+            }
+        }
     }
 
     /// Closes the modules nobody has used for `--idle-close`.
@@ -536,7 +585,15 @@ impl Engine {
                 .await
                 .map_err(|e| StorageError::Corrupt(format!("open task failed: {e}")))??;
         let OpenedModule { db, readers, schema, seed_plan } = opened;
+        let readers: Arc<dyn ModuleReads> = Arc::from(readers);
         let head = Arc::new(AtomicU64::new(db.head()));
+        let follower = Arc::new(super::follower::Follower::new(
+            (branch, module),
+            head.clone(),
+            readers.clone(),
+            (schema.clone(), self.config.data.rules.clone()),
+            self.publish.clone(),
+        ));
         let (jobs, rx) = mpsc::channel(JOB_QUEUE);
         let ctx = WriterContext {
             branch: branch.to_owned(),
@@ -545,7 +602,7 @@ impl Engine {
             rules: self.rules.clone(),
             access: self.config.data.rules.clone(),
             policy: self.policy.clone(),
-            publish: self.publish.clone(),
+            follower: follower.clone(),
             metrics: self.metrics.clone(),
             head: head.clone(),
             missing_fields: self
@@ -570,6 +627,7 @@ impl Engine {
             access: self.config.data.rules.clone(),
             jobs,
             readers,
+            follower,
             head,
             last_used: LastUsed::default(),
             searchable: Mutex::new(std::collections::HashSet::new()),

@@ -100,7 +100,8 @@ pub(super) struct WriterContext {
     pub rules: Arc<SequenceRules>,
     pub access: Arc<RuleSet>,
     pub policy: Arc<VersionPolicy>,
-    pub publish: mpsc::UnboundedSender<Published>,
+    /// Publishes in the log's order (after what other nodes committed before).
+    pub follower: Arc<super::follower::Follower>,
     pub metrics: Arc<Metrics>,
     pub head: Arc<std::sync::atomic::AtomicU64>,
     pub missing_fields: MissingFields,
@@ -347,8 +348,7 @@ fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Valu
         table_as_sent: c.table_as_sent.clone(),
         txn_end,
     };
-    // The receiver lives as long as the hub; if it is gone the server is shutting down.
-    let _ = ctx.publish.send(note);
+    ctx.follower.local(note);
 }
 
 fn in_savepoint<T>(

@@ -1,0 +1,154 @@
+//! Several stateless nodes on one PostgreSQL: every client on every node gets every write of its
+//! branch once and in order, whichever node took it; a node killed mid-stream loses no
+//! acknowledged write and its clients resume elsewhere from their cursor; a lost notification
+//! (the listening connection killed) only delays delivery, read back from the log.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{dining_table, DataCopy, TestServer, WsClient};
+use mishkah_test_support::postgres::TestDatabase;
+use serde_json::{json, Value};
+
+/// `n` nodes sharing `database`, each with its own copy of the configuration; started one after
+/// the other (the first seeds the modules).
+async fn nodes(database: &TestDatabase, n: usize) -> (Vec<DataCopy>, Vec<TestServer>) {
+    let mut datas = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..n {
+        let data = DataCopy::new();
+        let server = TestServer::start_with(data.path(), &["--store", &database.url]).await;
+        // The branch's module is open (seeded by the first) before the next node starts.
+        let _ = WsClient::hello(&server.ws_url(), data.scenario.branch).await;
+        datas.push(data);
+        servers.push(server);
+    }
+    (datas, servers)
+}
+
+async fn write(server: &TestServer, branch: &str, id: &str) {
+    let r = reqwest::Client::new()
+        .post(server.module_url(branch, "/tables/dining_tables"))
+        .json(&json!({"record": dining_table(id, "node")}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap_or_default());
+}
+
+/// Collects `server:event`s after `after` until every id of `expected` arrived; returns the
+/// sequences per id, asserting no id twice and sequences increasing.
+async fn collect(ws: &mut WsClient, after: u64, expected: &[String], within: Duration) -> BTreeMap<String, u64> {
+    let mut got = BTreeMap::new();
+    let mut last = after;
+    let deadline = tokio::time::Instant::now() + within;
+    while got.len() < expected.len() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(frame) = ws.next(left).await else {
+            let missing: Vec<_> = expected.iter().filter(|id| !got.contains_key(*id)).collect();
+            panic!("missing {missing:?} after {} events", got.len());
+        };
+        if frame["type"] != "server:event" {
+            continue;
+        }
+        let sequence = frame["sequence"].as_u64().expect("a sequence");
+        if sequence <= after {
+            continue;
+        }
+        assert!(sequence > last, "out of order or twice: {sequence} after {last}: {frame}");
+        last = sequence;
+        let id = frame["recordRef"]["id"].as_str().unwrap_or_default().to_owned();
+        if expected.contains(&id) {
+            assert!(got.insert(id.clone(), sequence).is_none(), "{id} arrived twice");
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn every_client_on_every_node_gets_every_write_once_in_order() {
+    let database = TestDatabase::new();
+    let (datas, servers) = nodes(&database, 3).await;
+    let branch = datas[0].scenario.branch;
+    let mut clients = Vec::new();
+    for server in &servers {
+        for _ in 0..2 {
+            let (ws, snapshot) = WsClient::hello(&server.ws_url(), branch).await;
+            clients.push((ws, snapshot["modules"]["pos"]["version"].as_u64().expect("a version")));
+        }
+    }
+    // Writes go to the nodes in turn, some at once.
+    let ids: Vec<String> = (0..30).map(|i| format!("N-{i:02}")).collect();
+    for chunk in ids.chunks(6) {
+        let writes = chunk.iter().enumerate().map(|(i, id)| write(&servers[i % 3], branch, id));
+        futures_util::future::join_all(writes).await;
+    }
+    let mut seen = Vec::new();
+    for (ws, after) in &mut clients {
+        seen.push(collect(ws, *after, &ids, Duration::from_secs(15)).await);
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "every client saw the same sequence for each write");
+    let sequences: Vec<u64> = seen[0].values().copied().collect();
+    let distinct: std::collections::BTreeSet<u64> = sequences.iter().copied().collect();
+    assert_eq!(distinct.len(), ids.len(), "one sequence per write");
+}
+
+#[tokio::test]
+async fn a_killed_node_loses_no_acknowledged_write_and_its_clients_resume_elsewhere() {
+    let database = TestDatabase::new();
+    let (datas, mut servers) = nodes(&database, 2).await;
+    let branch = datas[0].scenario.branch;
+    let (mut on_first, snapshot) = WsClient::hello(&servers[0].ws_url(), branch).await;
+    let cursor = snapshot["modules"]["pos"]["version"].as_u64().expect("a version");
+    let first: Vec<String> = (0..10).map(|i| format!("K-{i:02}")).collect();
+    for id in &first {
+        write(&servers[0], branch, id).await;
+    }
+    let delivered = collect(&mut on_first, cursor, &first[..5], Duration::from_secs(10)).await;
+    let resume_from = delivered.values().copied().max().expect("some delivered");
+    servers[0].kill();
+    // The other node takes writes meanwhile; the client comes back there with its cursor.
+    let later: Vec<String> = (0..5).map(|i| format!("L-{i:02}")).collect();
+    for id in &later {
+        write(&servers[1], branch, id).await;
+    }
+    let mut again = WsClient::connect(&servers[1].ws_url()).await;
+    again.send(json!({"type": "client:hello", "branchId": branch, "cursor": resume_from})).await;
+    let delta = again.recv_type("server:delta").await;
+    let rows: Vec<&str> =
+        delta["tables"]["dining_tables"].as_array().expect("rows").iter().filter_map(|r| r["id"].as_str()).collect();
+    for id in first[5..].iter().chain(&later) {
+        assert!(rows.contains(&id.as_str()), "{id} is missing from the resumed delta: {delta}");
+    }
+    for id in &first[..5] {
+        assert!(!rows.contains(&id.as_str()), "{id} was delivered before the cursor: {delta}");
+    }
+}
+
+#[tokio::test]
+async fn a_lost_notification_only_delays_delivery_from_the_log() {
+    let database = TestDatabase::new();
+    let (datas, servers) = nodes(&database, 2).await;
+    let branch = datas[0].scenario.branch;
+    let (mut ws, snapshot) = WsClient::hello(&servers[1].ws_url(), branch).await;
+    let after = snapshot["modules"]["pos"]["version"].as_u64().expect("a version");
+    // Kill every listening connection: notifications sent meanwhile are lost for good.
+    let admin = database.url.clone();
+    let killed = tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+        let sql = "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1";
+        client.query_one(sql, &[&mishkah_store_postgres::listen::APPLICATION_NAME]).expect("terminate").get::<_, i64>(0)
+    })
+    .await
+    .expect("kill the listeners");
+    assert!(killed >= 2, "each node listens ({killed} listening connections)");
+    let ids: Vec<String> = (0..5).map(|i| format!("Q-{i:02}")).collect();
+    for id in &ids {
+        write(&servers[0], branch, id).await;
+    }
+    let got = collect(&mut ws, after, &ids, Duration::from_secs(15)).await;
+    assert_eq!(got.len(), ids.len());
+    let _: Value = json!(null);
+}

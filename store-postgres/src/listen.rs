@@ -1,0 +1,65 @@
+//! Listening for every node's commits: `LISTEN mishkah` on a connection of its own. A
+//! notification carries `branch U+001F module U+001F head`; a dropped connection is reopened,
+//! and after every (re)connect the listener is told it may have missed some (`None`).
+
+use std::time::Duration;
+
+use mishkah_store::{Commit, CommitListener, StorageError};
+
+/// The application name of the listening connection (what an operator, or a test, sees in
+/// `pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "mishkah-listen";
+
+pub(crate) fn spawn(mut config: postgres::Config, listener: CommitListener) -> Result<(), StorageError> {
+    config.application_name(APPLICATION_NAME);
+    std::thread::Builder::new()
+        .name("pg-listen".into())
+        .spawn(move || loop {
+            if let Err(e) = listen(&config, &listener) {
+                tracing::warn!(error = %e, "the commit listener's connection dropped; reconnecting");
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        })
+        .map_err(StorageError::Io)?;
+    Ok(())
+}
+
+/// Listens until the connection fails.
+fn listen(config: &postgres::Config, listener: &CommitListener) -> Result<(), postgres::Error> {
+    let mut client = config.connect(postgres::NoTls)?;
+    client.batch_execute("LISTEN mishkah")?;
+    listener(None);
+    use postgres::fallible_iterator::FallibleIterator;
+    loop {
+        {
+            let mut notifications = client.notifications();
+            let mut heard = notifications.timeout_iter(Duration::from_secs(2));
+            while let Some(n) = heard.next()? {
+                match parse(n.payload()) {
+                    Some(commit) => listener(Some(commit)),
+                    None => tracing::warn!(payload = n.payload(), "a commit notification that is not ours"),
+                }
+            }
+        }
+        // Quiet for a while: make sure the connection is still there (a dead one hears nothing).
+        client.is_valid(Duration::from_secs(5))?;
+    }
+}
+
+fn parse(payload: &str) -> Option<Commit> {
+    let mut parts = payload.split('\u{1f}');
+    let (branch, module, head) = (parts.next()?, parts.next()?, parts.next()?);
+    Some(Commit { branch: branch.to_owned(), module: module.to_owned(), head: head.parse().ok()? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_names_the_module_and_its_head() {
+        let commit = parse("dar\u{1f}pos\u{1f}42").unwrap();
+        assert_eq!((commit.branch.as_str(), commit.module.as_str(), commit.head), ("dar", "pos", 42));
+        assert!(parse("dar\u{1f}pos").is_none() && parse("dar\u{1f}pos\u{1f}x").is_none());
+    }
+}
