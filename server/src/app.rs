@@ -43,10 +43,10 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Before any API route runs: with `--auth required`, a request without a valid credential is
-/// answered 401 (`/healthz` stays open for load balancers); then the caller's bucket
+/// answered 401 (`/healthz` and `/readyz` stay open for load balancers); then the caller's bucket
 /// (`--rate-limit`: its identity's, else its address's) must hold a token, else 429.
 async fn gate(State(state): State<AppState>, req: Request, next: axum::middleware::Next) -> Response {
-    if req.uri().path() == "/healthz" {
+    if matches!(req.uri().path(), "/healthz" | "/readyz") {
         return next.run(req).await;
     }
     let address = crate::limits::Client::Address(client_ip(&req));

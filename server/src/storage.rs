@@ -14,7 +14,7 @@ pub fn backend(store: Option<&str>) -> Result<Arc<dyn Backend>, StorageError> {
         None | Some("") | Some("sqlite") => Ok(Arc::new(SqliteBackend)),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let backend = PostgresBackend::new(url)?;
-            backend.ping()?;
+            Backend::ping(&backend)?;
             Ok(Arc::new(backend))
         }
         Some(other) => Err(StorageError::Unsupported(format!("the store `{other}` (expected a postgres:// URL)"))),

@@ -242,6 +242,7 @@ async fn health_metrics_static_files_and_catalog_routes_answer() {
     std::fs::write(static_dir.path().join("pkg/app.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let server = TestServer::start_with(data.path(), &["--static", static_dir.path().to_str().unwrap()]).await;
     assert_eq!(get_json(&server.url("/healthz")).await["status"], "ok");
+    assert_eq!(get_json(&server.url("/readyz")).await["ready"], true, "SQLite files are always within reach");
     let metrics = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("mishkah_writes_total") && metrics.contains("mishkah_commit_seconds_bucket"), "{metrics}");
     for path in ["/pkg/app.wasm", "/static/pkg/app.wasm"] {

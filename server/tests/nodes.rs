@@ -152,3 +152,19 @@ async fn a_lost_notification_only_delays_delivery_from_the_log() {
     assert_eq!(got.len(), ids.len());
     let _: Value = json!(null);
 }
+
+#[tokio::test]
+async fn readiness_says_whether_the_node_reaches_its_database() {
+    let database = TestDatabase::new();
+    let (_datas, servers) = nodes(&database, 1).await;
+    let client = reqwest::Client::new();
+    let ready = client.get(servers[0].url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    drop(database);
+    let ready = client.get(servers[0].url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503, "the database is gone");
+    let body: Value = ready.json().await.expect("json");
+    assert!(body["store"].as_str().is_some_and(|s| s.starts_with("unreachable")), "{body}");
+    let health: Value = client.get(servers[0].url("/healthz")).send().await.expect("healthz").json().await.expect("json");
+    assert_eq!(health["status"], "degraded", "{health}");
+}

@@ -55,11 +55,6 @@ impl PostgresBackend {
         self.config.connect(postgres::NoTls).map_err(db)
     }
 
-    /// Whether the database answers (`select 1`).
-    pub fn ping(&self) -> Result<(), StorageError> {
-        self.connect()?.simple_query("SELECT 1").map_err(db)?;
-        Ok(())
-    }
 }
 
 impl Backend for PostgresBackend {
@@ -84,5 +79,10 @@ impl Backend for PostgresBackend {
     fn follow(&self, listener: CommitListener) -> Result<bool, StorageError> {
         listen::spawn(self.config.clone(), listener)?;
         Ok(true)
+    }
+
+    /// `SELECT 1` on a read connection of the pool (a new one if none is idle).
+    fn ping(&self) -> Result<(), StorageError> {
+        self.readers.ping()
     }
 }

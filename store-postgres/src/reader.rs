@@ -62,6 +62,14 @@ impl Pool {
         self.freed.notify_one();
     }
 
+    /// `SELECT 1` on one of the pool's connections.
+    pub(crate) fn ping(&self) -> Result<(), StorageError> {
+        let mut client = self.take()?;
+        let answered = client.simple_query("SELECT 1").map(|_| ()).map_err(db);
+        self.give_back(client);
+        answered
+    }
+
     fn forget(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.open = state.open.saturating_sub(1);

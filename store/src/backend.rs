@@ -114,4 +114,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = listener;
         Ok(false)
     }
+    /// Whether the store answers now (a server backend's database is reachable). Blocks.
+    fn ping(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }

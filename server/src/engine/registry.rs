@@ -449,6 +449,11 @@ impl Engine {
         }
     }
 
+    /// Where modules' rows and logs are kept.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.config.backend
+    }
+
     /// The data directory.
     pub fn data(&self) -> &DataDir {
         &self.config.data

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
     const MODULE: &str = "/api/branches/{branch}/modules/{module}";
     Router::new()
         .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route("/api/state", get(system::state))
         .route("/api/schema", get(catalog::schema))

@@ -1,7 +1,7 @@
 //! Health, metrics and server state.
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
@@ -24,9 +24,29 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
         .into_iter()
         .map(|((branch, module), reason)| json!({"branchId": branch, "moduleId": module, "reason": reason}))
         .collect();
-    let status = if unavailable.is_empty() && failing.is_empty() { "ok" } else { "degraded" };
+    let store = store_reachable(&state).await;
+    let status = if unavailable.is_empty() && failing.is_empty() && store.is_ok() { "ok" } else { "degraded" };
     Json(json!({"status": status, "serverId": state.server_id, "now": now_iso(), "unavailable": unavailable,
-                "writesFailing": failing}))
+                "writesFailing": failing, "store": store.err().unwrap_or_else(|| "ok".into())}))
+}
+
+/// Whether this node reaches its store (always, for SQLite files; PostgreSQL answers `SELECT 1`).
+async fn store_reachable(state: &AppState) -> Result<(), String> {
+    let backend = state.engine.backend().clone();
+    match tokio::task::spawn_blocking(move || backend.ping()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("unreachable: {e}")),
+        Err(e) => Err(format!("unreachable: {e}")),
+    }
+}
+
+/// `GET /readyz`: 200 when this node can serve (its store answers), else 503 — what a load
+/// balancer sends traffic by.
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match store_reachable(&state).await {
+        Ok(()) => (StatusCode::OK, Json(json!({"ready": true, "serverId": state.server_id}))),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "serverId": state.server_id, "store": why}))),
+    }
 }
 
 /// `GET /metrics` (Prometheus text).
