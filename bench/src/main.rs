@@ -31,6 +31,10 @@ struct Args {
     /// WebSocket URL.
     #[arg(long, default_value = "ws://127.0.0.1:3200/ws")]
     url: String,
+    /// Subscribers connect here instead, in turn (several nodes: writes to `--url`, subscribers
+    /// on the others measure cross-node fan-out); default `--url`.
+    #[arg(long = "sub-url")]
+    sub_urls: Vec<String>,
     /// Branch to use.
     #[arg(long, default_value = "demo")]
     branch: String,
@@ -395,8 +399,9 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         };
+        let sub_url = if args.sub_urls.is_empty() { &args.url } else { &args.sub_urls[n % args.sub_urls.len()] };
         if args.raw_subscribers {
-            let mut c = raw::RawConn::connect(&args.url).await?;
+            let mut c = raw::RawConn::connect(sub_url).await?;
             c.read_texts(|t| !contains(t, b"server:hello")).await?;
             c.send_text(&hello_frame(&args.branch, false, identities.token(n + 1), args.compact).to_string()).await?;
             c.read_texts(|t| !contains(t, b"server:log") && !contains(t, b"server:snapshot")).await?;
@@ -410,7 +415,7 @@ async fn main() -> anyhow::Result<()> {
             });
             continue;
         }
-        let mut c = connect(&args.url).await?;
+        let mut c = connect(sub_url).await?;
         wait_for(&mut c.rx, "server:hello").await?;
         hello(&mut c, &args.branch, false, identities.token(n + 1), args.compact).await?;
         tokio::spawn(async move {
