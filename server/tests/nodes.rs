@@ -165,6 +165,32 @@ async fn readiness_says_whether_the_node_reaches_its_database() {
     assert_eq!(ready.status().as_u16(), 503, "the database is gone");
     let body: Value = ready.json().await.expect("json");
     assert!(body["store"].as_str().is_some_and(|s| s.starts_with("unreachable")), "{body}");
-    let health: Value = client.get(servers[0].url("/healthz")).send().await.expect("healthz").json().await.expect("json");
+    let health: Value =
+        client.get(servers[0].url("/healthz")).send().await.expect("healthz").json().await.expect("json");
     assert_eq!(health["status"], "degraded", "{health}");
+}
+
+#[tokio::test]
+async fn nodes_starting_together_seed_a_new_module_once() {
+    async fn head(server: &TestServer, branch: &str) -> u64 {
+        let events = common::get_json(&server.module_url(branch, "/events?limit=1")).await;
+        events["lastSequence"].as_u64().expect("a sequence")
+    }
+    let alone = TestDatabase::new();
+    let (datas, servers) = nodes(&alone, 1).await;
+    let branch = datas[0].scenario.branch;
+    let seeded_once = head(&servers[0], branch).await;
+    assert!(seeded_once > 0, "the seed is logged");
+
+    let together = TestDatabase::new();
+    let datas: Vec<DataCopy> = (0..3).map(|_| DataCopy::new()).collect();
+    let args = ["--store", together.url.as_str()];
+    let starts = datas.iter().map(|d| TestServer::start_with(d.path(), &args));
+    let servers = futures_util::future::join_all(starts).await;
+    let urls: Vec<String> = servers.iter().map(TestServer::ws_url).collect();
+    futures_util::future::join_all(urls.iter().map(|url| WsClient::hello(url, branch))).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for server in &servers {
+        assert_eq!(head(server, branch).await, seeded_once, "seeded once, not once per node");
+    }
 }

@@ -54,7 +54,8 @@ pub(crate) fn open_module(
          CREATE TABLE IF NOT EXISTS mishkah.modules (
              id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
              branch TEXT NOT NULL, module TEXT NOT NULL, initialized_at TEXT,
-             UNIQUE (branch, module));",
+             UNIQUE (branch, module));
+         ALTER TABLE mishkah.modules ADD COLUMN IF NOT EXISTS seeding_since TIMESTAMPTZ;",
     )
     .map_err(db)?;
     tx.execute(
@@ -68,8 +69,20 @@ pub(crate) fn open_module(
             &[&branch, &module],
         )
         .map_err(db)?;
-    let schema = format!("m{}", row.get::<_, i64>(0));
-    let mut report = OpenReport { created: row.get::<_, Option<String>>(1).is_none(), ..OpenReport::default() };
+    let id: i64 = row.get(0);
+    let schema = format!("m{id}");
+    // Several nodes may open a new module at once: one of them seeds it (a claim left by a node
+    // that died while seeding lapses after ten minutes).
+    let created = row.get::<_, Option<String>>(1).is_none()
+        && tx
+            .execute(
+                "UPDATE mishkah.modules SET seeding_since = now() WHERE id = $1 AND initialized_at IS NULL
+                 AND (seeding_since IS NULL OR seeding_since < now() - interval '10 minutes')",
+                &[&id],
+            )
+            .map_err(db)?
+            == 1;
+    let mut report = OpenReport { created, ..OpenReport::default() };
     create_internal(&mut tx, &schema)?;
     for table in tables {
         report.migrations.extend(migrate_table(&mut tx, &schema, table, false)?);

@@ -54,7 +54,6 @@ impl PostgresBackend {
     pub(crate) fn connect(&self) -> Result<postgres::Client, StorageError> {
         self.config.connect(postgres::NoTls).map_err(db)
     }
-
 }
 
 impl Backend for PostgresBackend {

@@ -45,7 +45,9 @@ async fn store_reachable(state: &AppState) -> Result<(), String> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match store_reachable(&state).await {
         Ok(()) => (StatusCode::OK, Json(json!({"ready": true, "serverId": state.server_id}))),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "serverId": state.server_id, "store": why}))),
+        Err(why) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"ready": false, "serverId": state.server_id, "store": why})))
+        }
     }
 }
 
