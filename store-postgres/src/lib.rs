@@ -34,6 +34,8 @@ pub(crate) fn db(e: postgres::Error) -> StorageError {
 pub struct PostgresBackend {
     config: postgres::Config,
     readers: Arc<reader::Pool>,
+    /// This process among the nodes: its own commits' notifications are not news to it.
+    node: String,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -48,7 +50,8 @@ impl PostgresBackend {
         let config: postgres::Config =
             url.parse().map_err(|e: postgres::Error| StorageError::Database(format!("store url: {e}")))?;
         let size = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2;
-        Ok(PostgresBackend { readers: Arc::new(reader::Pool::new(config.clone(), size)), config })
+        let node = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        Ok(PostgresBackend { readers: Arc::new(reader::Pool::new(config.clone(), size)), config, node })
     }
 
     pub(crate) fn connect(&self) -> Result<postgres::Client, StorageError> {
@@ -68,7 +71,7 @@ impl Backend for PostgresBackend {
         if options.max_pages.is_some() {
             tracing::warn!(branch = %at.branch, module = %at.module, "--max-db-pages applies to SQLite only");
         }
-        let writer = writer::PgWriter::new(client, schema.clone(), (at.branch, at.module), options)?;
+        let writer = writer::PgWriter::new(client, schema.clone(), (&self.node, at.branch, at.module), options)?;
         let reads = reader::PgReads { pool: self.readers.clone(), schema };
         Ok(Opened { writer: Box::new(writer), reads: Box::new(reads), report })
     }
@@ -76,7 +79,7 @@ impl Backend for PostgresBackend {
     /// A thread `LISTEN`s for every node's commits (`NOTIFY mishkah`, sent in each commit),
     /// reconnecting when its connection drops.
     fn follow(&self, listener: CommitListener) -> Result<bool, StorageError> {
-        listen::spawn(self.config.clone(), listener)?;
+        listen::spawn(self.config.clone(), self.node.clone(), listener)?;
         Ok(true)
     }
 

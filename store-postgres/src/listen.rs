@@ -1,6 +1,7 @@
-//! Listening for every node's commits: `LISTEN mishkah` on a connection of its own. A
-//! notification carries `branch U+001F module U+001F head`; a dropped connection is reopened,
-//! and after every (re)connect the listener is told it may have missed some (`None`).
+//! Listening for the other nodes' commits: `LISTEN mishkah` on a connection of its own. A
+//! notification carries `node U+001F branch U+001F module U+001F head` (a node's own are not
+//! news to it); a dropped connection is reopened, and after every (re)connect the listener is
+//! told it may have missed some (`None`).
 
 use std::time::Duration;
 
@@ -10,12 +11,12 @@ use mishkah_store::{Commit, CommitListener, StorageError};
 /// `pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "mishkah-listen";
 
-pub(crate) fn spawn(mut config: postgres::Config, listener: CommitListener) -> Result<(), StorageError> {
+pub(crate) fn spawn(mut config: postgres::Config, node: String, listener: CommitListener) -> Result<(), StorageError> {
     config.application_name(APPLICATION_NAME);
     std::thread::Builder::new()
         .name("pg-listen".into())
         .spawn(move || loop {
-            if let Err(e) = listen(&config, &listener) {
+            if let Err(e) = listen(&config, &node, &listener) {
                 tracing::warn!(error = %e, "the commit listener's connection dropped; reconnecting");
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -25,7 +26,7 @@ pub(crate) fn spawn(mut config: postgres::Config, listener: CommitListener) -> R
 }
 
 /// Listens until the connection fails.
-fn listen(config: &postgres::Config, listener: &CommitListener) -> Result<(), postgres::Error> {
+fn listen(config: &postgres::Config, node: &str, listener: &CommitListener) -> Result<(), postgres::Error> {
     let mut client = config.connect(postgres::NoTls)?;
     client.batch_execute("LISTEN mishkah")?;
     listener(None);
@@ -36,7 +37,8 @@ fn listen(config: &postgres::Config, listener: &CommitListener) -> Result<(), po
             let mut heard = notifications.timeout_iter(Duration::from_secs(2));
             while let Some(n) = heard.next()? {
                 match parse(n.payload()) {
-                    Some(commit) => listener(Some(commit)),
+                    Some((from, _)) if from == node => {}
+                    Some((_, commit)) => listener(Some(commit)),
                     None => tracing::warn!(payload = n.payload(), "a commit notification that is not ours"),
                 }
             }
@@ -46,10 +48,11 @@ fn listen(config: &postgres::Config, listener: &CommitListener) -> Result<(), po
     }
 }
 
-fn parse(payload: &str) -> Option<Commit> {
+/// `(node, commit)`.
+fn parse(payload: &str) -> Option<(&str, Commit)> {
     let mut parts = payload.split('\u{1f}');
-    let (branch, module, head) = (parts.next()?, parts.next()?, parts.next()?);
-    Some(Commit { branch: branch.to_owned(), module: module.to_owned(), head: head.parse().ok()? })
+    let (node, branch, module, head) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    Some((node, Commit { branch: branch.to_owned(), module: module.to_owned(), head: head.parse().ok()? }))
 }
 
 #[cfg(test)]
@@ -58,8 +61,8 @@ mod tests {
 
     #[test]
     fn a_notification_names_the_module_and_its_head() {
-        let commit = parse("dar\u{1f}pos\u{1f}42").unwrap();
-        assert_eq!((commit.branch.as_str(), commit.module.as_str(), commit.head), ("dar", "pos", 42));
-        assert!(parse("dar\u{1f}pos").is_none() && parse("dar\u{1f}pos\u{1f}x").is_none());
+        let (node, commit) = parse("n1\u{1f}dar\u{1f}pos\u{1f}42").unwrap();
+        assert_eq!((node, commit.branch.as_str(), commit.module.as_str(), commit.head), ("n1", "dar", "pos", 42));
+        assert!(parse("n1\u{1f}dar\u{1f}pos").is_none() && parse("n1\u{1f}dar\u{1f}pos\u{1f}x").is_none());
     }
 }

@@ -164,7 +164,7 @@ pub(crate) struct PgTxn<'a> {
     prepared: &'a mut Prepared,
     pending: Pending,
     savepoint_pending: usize,
-    /// `branch U+001F module U+001F`: what the commit's notification starts with.
+    /// `node U+001F branch U+001F module U+001F`: what the commit's notification starts with.
     notify: &'a str,
     started_at: u64,
     db_id: String,

@@ -19,7 +19,7 @@ pub(crate) struct PgWriter {
     prepared: Prepared,
     max_record_bytes: usize,
     site: String,
-    /// What this module's commit notifications start with (`branch U+001F module U+001F`).
+    /// What this module's commit notifications start with (`node U+001F branch U+001F module U+001F`).
     notify: String,
 }
 
@@ -27,7 +27,7 @@ impl PgWriter {
     pub(crate) fn new(
         mut client: postgres::Client,
         schema: String,
-        (branch, module): (&str, &str),
+        (node, branch, module): (&str, &str, &str),
         options: &OpenOptions,
     ) -> Result<PgWriter, StorageError> {
         if options.durability == Durability::Normal {
@@ -46,7 +46,7 @@ impl PgWriter {
             prepared: Prepared::new(),
             max_record_bytes: options.max_record_bytes,
             site: format!("{branch}/{module}"),
-            notify: format!("{branch}\u{1f}{module}\u{1f}"),
+            notify: format!("{node}\u{1f}{branch}\u{1f}{module}\u{1f}"),
         })
     }
 }
