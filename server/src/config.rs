@@ -30,6 +30,32 @@ pub enum Command {
     /// API keys for services (only their hashes are stored, in `<data>/security/keys.json`).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy every module of a data directory (rows, the whole event log as logged, counters,
+    /// archives) into another store, e.g. its SQLite files into PostgreSQL. The target must hold
+    /// none of them yet; stop the servers first.
+    Migrate {
+        /// Data directory (its configuration names the branches and modules).
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// The store to copy from (default: the data directory's SQLite files).
+        #[arg(long)]
+        from: Option<String>,
+        /// The store to copy into: `postgres://user@host:port/db`.
+        #[arg(long)]
+        to: String,
+    },
+    /// Compare two stores module by module (rows, event log, counters); exit 1 when they differ.
+    Verify {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// One store (default: the data directory's SQLite files).
+        #[arg(long)]
+        store: Option<String>,
+        /// The other store.
+        #[arg(long)]
+        against: String,
+    },
 }
 
 /// `mishkah keys ...`.

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
+pub mod migrate;
 pub mod orders;
 pub mod proxies;
 pub mod render;

@@ -15,6 +15,8 @@ fn main() -> std::process::ExitCode {
         Command::Token(args) => return token(args),
         Command::Rules(RulesCommand::Check { data, rules }) => return check_rules(&data, rules.as_deref()),
         Command::Keys(command) => return keys(command),
+        Command::Migrate { data, from, to } => return migrate(&data, from.as_deref(), &to),
+        Command::Verify { data, store, against } => return verify(&data, store.as_deref(), &against),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
@@ -152,4 +154,66 @@ async fn shutdown_signal(watch_stdin: bool) {
         () = stdin_closed => {}
     }
     tracing::info!("shutting down");
+}
+
+fn migrate(data: &std::path::Path, from: Option<&str>, to: &str) -> std::process::ExitCode {
+    use mishkah_server::migrate;
+    let run = || -> Result<(), String> {
+        let dir = mishkah_server::datadir::DataDir::load(data).map_err(|e| e.to_string())?;
+        let (source, target) = (
+            migrate::backend(from).map_err(|e| e.to_string())?,
+            migrate::backend(Some(to)).map_err(|e| e.to_string())?,
+        );
+        let started = std::time::Instant::now();
+        migrate::migrate(&dir, &*source, &*target, |branch, module, c| {
+            eprintln!(
+                "{branch}/{module}: {} rows, {} events, {} counters, {} archived rows ({:.1} s)",
+                c.rows,
+                c.events,
+                c.counters,
+                c.archived,
+                started.elapsed().as_secs_f64()
+            )
+        })
+        .map_err(|e| e.to_string())
+    };
+    match run() {
+        Ok(()) => {
+            eprintln!("migrated; check with `mishkah verify --data {} --against {to}`", data.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("migrate: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn verify(data: &std::path::Path, store: Option<&str>, against: &str) -> std::process::ExitCode {
+    use mishkah_server::migrate;
+    let run = || -> Result<Vec<String>, String> {
+        let dir = mishkah_server::datadir::DataDir::load(data).map_err(|e| e.to_string())?;
+        let (a, b) = (
+            migrate::backend(store).map_err(|e| e.to_string())?,
+            migrate::backend(Some(against)).map_err(|e| e.to_string())?,
+        );
+        migrate::verify(&dir, &*a, &*b).map_err(|e| e.to_string())
+    };
+    match run() {
+        Ok(differences) if differences.is_empty() => {
+            eprintln!("the stores hold the same rows, events and counters");
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(differences) => {
+            for d in &differences {
+                println!("{d}");
+            }
+            eprintln!("{} differences", differences.len());
+            std::process::ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("verify: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

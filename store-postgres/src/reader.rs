@@ -9,8 +9,8 @@ use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, ChangeKind, RecordKey, Row};
 use mishkah_store::layout::table_name;
 use mishkah_store::{
-    mutation_key, parse_doc, Before, Group, LoggedEvent, Measure, ModuleRead, ModuleReads, PageQuery, StorageError,
-    StoredPage,
+    mutation_key, parse_doc, Before, Group, LoggedEvent, LoggedMutation, Measure, ModuleRead, ModuleReads, PageQuery,
+    StorageError, StoredPage,
 };
 use serde_json::Value;
 
@@ -101,7 +101,7 @@ pub(crate) struct PgReader<'s> {
 
 /// The columns [`event_of`] and [`logged_of`] read, in order.
 pub(crate) const LOGGED_COLUMNS: &str =
-    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table";
+    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table, mutation_digest";
 
 /// An event from a row of [`LOGGED_COLUMNS`].
 pub(crate) fn event_of(r: &postgres::Row) -> Result<ChangeEvent, StorageError> {
@@ -142,7 +142,8 @@ fn logged_of(r: &postgres::Row) -> Result<LoggedEvent, StorageError> {
         Some(m) => serde_json::from_str(&m).map_err(|e| StorageError::Corrupt(format!("stored meta: {e}")))?,
         None => Value::Null,
     };
-    Ok(LoggedEvent { event, before, source: r.get(10), meta, actor: r.get(12), table_as_sent: r.get(13) })
+    let mutation = r.get::<_, Option<String>>(2).map(|stored| LoggedMutation { stored, digest: r.get(14) });
+    Ok(LoggedEvent { event, before, source: r.get(10), meta, actor: r.get(12), table_as_sent: r.get(13), mutation })
 }
 
 impl PgReader<'_> {
@@ -267,6 +268,12 @@ impl ModuleRead for PgReader<'_> {
             format!("SELECT {LOGGED_COLUMNS} FROM {} WHERE seq > $1 ORDER BY seq LIMIT $2", self.q("mishkah_events"));
         let (after, limit) = (after.min(i64::MAX as u64) as i64, limit.min(i64::MAX as usize) as i64);
         self.query(&sql, &[&after, &limit])?.iter().map(logged_of).collect()
+    }
+
+    fn counters(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        let sql =
+            format!("SELECT counter_key, last FROM {} ORDER BY counter_key COLLATE \"C\"", self.q("mishkah_counters"));
+        Ok(self.query(&sql, &[])?.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn counter(&self, key: &str) -> Result<Option<i64>, StorageError> {

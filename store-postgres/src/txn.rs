@@ -418,6 +418,41 @@ impl WriteTxn for PgTxn<'_> {
         })
     }
 
+    fn import_event(&mut self, logged: &mishkah_store::LoggedEvent) -> Result<(), StorageError> {
+        let e = &logged.event;
+        if e.sequence <= self.head {
+            return Err(StorageError::Corrupt(format!("event {} is not after the head {}", e.sequence, self.head)));
+        }
+        let p = &mut self.pending;
+        if let Some(m) = &logged.mutation {
+            p.by_mutation.insert(m.stored.clone(), p.seq.len());
+        }
+        p.seq.push(e.sequence as i64);
+        p.event_id.push(e.event_id.clone());
+        p.mutation_id.push(logged.mutation.as_ref().map(|m| m.stored.clone()));
+        p.tbl.push(e.change.table.clone());
+        p.action.push(match e.change.kind {
+            ChangeKind::Insert => "insert",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+        });
+        p.record_key.push(e.change.key.0.clone());
+        p.version.push(e.change.version);
+        p.row.push(e.change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes")));
+        p.created_at.push(e.created_at.clone());
+        p.source.push(logged.source.clone());
+        p.meta.push(if logged.meta.is_null() { None } else { Some(logged.meta.to_string()) });
+        p.actor.push(logged.actor.clone());
+        p.digest.push(logged.mutation.as_ref().and_then(|m| m.digest.clone()));
+        p.prev_row.push(match &logged.before {
+            mishkah_store::Before::Row(r) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
+            _ => None,
+        });
+        p.sent_table.push(logged.table_as_sent.clone());
+        self.head = e.sequence;
+        Ok(())
+    }
+
     fn last_event_id(&mut self) -> Result<Option<String>, StorageError> {
         if let Some(id) = self.pending.event_id.last() {
             return Ok(Some(id.clone()));
@@ -427,10 +462,7 @@ impl WriteTxn for PgTxn<'_> {
     }
 
     fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError> {
-        let sql = format!(
-            "SELECT {LOGGED_COLUMNS}, mutation_digest FROM {} WHERE mutation_id = $1",
-            self.q("mishkah_events")
-        );
+        let sql = format!("SELECT {LOGGED_COLUMNS} FROM {} WHERE mutation_id = $1", self.q("mishkah_events"));
         let key = mutation_key::stored(scope, id);
         if let Some(&i) = self.pending.by_mutation.get(&key) {
             return Ok(Some(Replay { event: self.pending.event(i)?, digest: self.pending.digest[i].clone() }));

@@ -108,6 +108,17 @@ impl ModuleWriter for PgWriter {
         Ok(n)
     }
 
+    fn import_compaction(&mut self, through: u64) -> Result<(), StorageError> {
+        let through = through.min(i64::MAX as u64) as i64;
+        let sql = format!(
+            "UPDATE {} SET compacted_through = GREATEST(compacted_through, $1), head = GREATEST(head, $1) WHERE id = 1",
+            qualified(&self.schema, "mishkah_head")
+        );
+        self.client.execute(&sql, &[&through]).map_err(db)?;
+        self.head = self.head.max(through as u64);
+        Ok(())
+    }
+
     fn compact(&mut self, through: u64) -> Result<usize, StorageError> {
         let mut tx = self.client.transaction().map_err(db)?;
         let head: i64 = tx

@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
 use crate::db;
-use mishkah_store::{parse_doc, Before, LoggedEvent, StorageError};
+use mishkah_store::{parse_doc, Before, LoggedEvent, LoggedMutation, StorageError};
 
 const EVENT_COLUMNS: &str = "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at";
 pub(super) const SELECT_EVENT_BY_MUTATION: &str =
@@ -49,7 +49,7 @@ pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Cha
 }
 
 const LOGGED_COLUMNS: &str =
-    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table";
+    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table, mutation_digest";
 
 /// Events with `seq > after` as logged, in order, at most `limit`.
 pub(super) fn logged_after(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, StorageError> {
@@ -75,6 +75,11 @@ pub(super) fn logged_after(conn: &Connection, after: u64, limit: usize) -> Resul
             meta,
             actor: r.get(12).map_err(db)?,
             table_as_sent: r.get(13).map_err(db)?,
+            mutation: r
+                .get::<_, Option<String>>(2)
+                .map_err(db)?
+                .map(|stored| Ok::<_, StorageError>(LoggedMutation { stored, digest: r.get(14).map_err(db)? }))
+                .transpose()?,
         });
     }
     Ok(out)

@@ -226,6 +226,18 @@ impl ModuleWriter for ModuleDb {
         compact(&self.conn, through)
     }
 
+    fn import_compaction(&mut self, through: u64) -> Result<(), StorageError> {
+        self.conn
+            .execute(
+                "INSERT INTO mishkah_meta (key, value) VALUES ('compacted_through', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                params![through.to_string()],
+            )
+            .map_err(db)?;
+        self.head = self.head.max(through);
+        Ok(())
+    }
+
     /// Tells the checkpointer of new commits, and checkpoints on the writer's own connection the
     /// frames the checkpointer could not reach because this writer kept appending: once every
     /// frame is in the database file, the next write starts the log over instead of extending it.
@@ -396,6 +408,15 @@ impl ModuleRead for ModuleReader {
     }
 
     /// A sequence counter's last value.
+    fn counters(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT counter_key, last FROM mishkah_counters ORDER BY counter_key")
+            .map_err(db)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)
+    }
+
     fn counter(&self, key: &str) -> Result<Option<i64>, StorageError> {
         self.conn
             .query_row("SELECT last FROM mishkah_counters WHERE counter_key = ?1", params![key], |r| r.get(0))

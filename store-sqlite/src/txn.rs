@@ -228,6 +228,50 @@ impl WriteTxn for SqliteTxn<'_> {
         })
     }
 
+    fn import_event(&mut self, logged: &mishkah_store::LoggedEvent) -> Result<(), StorageError> {
+        let e = &logged.event;
+        if e.sequence <= self.head {
+            return Err(StorageError::Corrupt(format!("event {} is not after the head {}", e.sequence, self.head)));
+        }
+        let action = match e.change.kind {
+            ChangeKind::Insert => "insert",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+        };
+        let row = e.change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
+        let previous = match &logged.before {
+            mishkah_store::Before::Row(r) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
+            _ => None,
+        };
+        let meta = if logged.meta.is_null() { None } else { Some(logged.meta.to_string()) };
+        self.conn
+            .prepare_cached(
+                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .map_err(db)?
+            .execute(params![
+                e.sequence as i64,
+                e.event_id,
+                logged.mutation.as_ref().map(|m| &m.stored),
+                e.change.table,
+                action,
+                e.change.key.0,
+                e.change.version,
+                row,
+                e.created_at,
+                logged.source,
+                meta,
+                logged.actor,
+                logged.mutation.as_ref().and_then(|m| m.digest.as_ref()),
+                previous,
+                logged.table_as_sent
+            ])
+            .map_err(db)?;
+        self.head = e.sequence;
+        Ok(())
+    }
+
     fn last_event_id(&mut self) -> Result<Option<String>, StorageError> {
         self.conn
             .prepare_cached("SELECT event_id FROM mishkah_events ORDER BY seq DESC LIMIT 1")

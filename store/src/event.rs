@@ -59,6 +59,16 @@ pub struct LoggedEvent {
     pub actor: Option<String>,
     /// The table's name as the writer gave it, when not the schema's.
     pub table_as_sent: Option<String>,
+    /// The mutation id as the log keys it (scoped to its sender), with the digest of its write.
+    pub mutation: Option<LoggedMutation>,
+}
+
+/// A mutation id as the log keeps it: what a copy of the log needs to recognise its retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedMutation {
+    /// The stored, sender-scoped form ([`crate::mutation_key::stored`]).
+    pub stored: String,
+    pub digest: Option<Vec<u8>>,
 }
 
 /// The row before a logged change.

@@ -25,7 +25,7 @@ mod write;
 pub use aggregate::{Group, Measure};
 pub use backend::{Backend, Commit, CommitListener, Durability, ModuleAt, OpenOptions, OpenReport, Opened};
 pub use error::StorageError;
-pub use event::{Before, LoggedEvent, MutationStamp, NewEvent, Replay};
+pub use event::{Before, LoggedEvent, LoggedMutation, MutationStamp, NewEvent, Replay};
 pub use read::{consistent, ModuleRead, ModuleReads, PageQuery, StoredPage};
 pub use write::{ModuleWriter, Transaction, WriteTxn};
 

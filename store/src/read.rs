@@ -102,6 +102,8 @@ pub trait ModuleRead {
     fn logged_after(&self, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, StorageError>;
     /// A sequence counter's last value.
     fn counter(&self, key: &str) -> Result<Option<i64>, StorageError>;
+    /// Every sequence counter: `(key, last)`, by key.
+    fn counters(&self) -> Result<Vec<(String, i64)>, StorageError>;
     /// History archives: `(archive, table, rows, archived_at)`.
     fn archives(&self) -> Result<Vec<(String, String, u64, String)>, StorageError>;
     /// The rows of an archive: `(table, row)`.

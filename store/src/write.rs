@@ -27,6 +27,9 @@ pub trait ModuleWriter: Send {
     fn import_counters(&mut self, counters: &BTreeMap<String, i64>, now: &str) -> Result<usize, StorageError>;
     /// Compacts the log through `through`: later cursors before it must resync in full.
     fn compact(&mut self, through: u64) -> Result<usize, StorageError>;
+    /// Records that the log was compacted through `through` (a copy of a compacted log: its
+    /// first events are gone, its head and mark are kept).
+    fn import_compaction(&mut self, through: u64) -> Result<(), StorageError>;
     /// Runs between two batches: housekeeping that needs the writer's own connection (SQLite
     /// finishes a checkpoint its checkpointer could not). Failures are the backend's to log.
     fn between_batches(&mut self) {}
@@ -48,6 +51,9 @@ pub trait WriteTxn {
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError>;
     /// Appends to the event log, assigning the next gap-free sequence number.
     fn append_event(&mut self, event: NewEvent<'_>) -> Result<ChangeEvent, StorageError>;
+    /// Appends an event from another store's log as it was logged there (its sequence, which
+    /// must be after this log's head, its id, its mutation id): a copy, not a new write.
+    fn import_event(&mut self, logged: &crate::LoggedEvent) -> Result<(), StorageError>;
     /// The id of the log's last event, as this transaction sees it.
     fn last_event_id(&mut self) -> Result<Option<String>, StorageError>;
     /// The committed event of `scope`'s mutation `id`, if it was already applied.

@@ -46,6 +46,10 @@ impl WriteTxn for Failing<'_> {
         self.spend()?;
         self.inner.append_event(event)
     }
+    fn import_event(&mut self, logged: &crate::LoggedEvent) -> Result<(), StorageError> {
+        self.spend()?;
+        self.inner.import_event(logged)
+    }
     fn last_event_id(&mut self) -> Result<Option<String>, StorageError> {
         self.inner.last_event_id()
     }

@@ -127,6 +127,10 @@ macro_rules! conformance_suite {
             $crate::conformance::writes::the_log_is_self_sufficient(&$backend)
         }
         #[test]
+        fn a_copied_log_reads_back_as_the_original() {
+            $crate::conformance::writes::a_copied_log_reads_back_as_the_original(&$backend)
+        }
+        #[test]
         fn a_store_failing_mid_batch_keeps_nothing_of_it() {
             $crate::conformance::writes::a_failure_mid_batch_keeps_nothing(&$backend)
         }
