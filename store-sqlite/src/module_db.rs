@@ -165,9 +165,18 @@ impl ModuleWriter for ModuleDb {
         self.head
     }
 
-    /// `BEGIN IMMEDIATE`: the write lock is taken now, not at the first write.
+    /// `BEGIN IMMEDIATE`: the write lock is taken now, not at the first write; the sequence then
+    /// continues from the head as committed (another connection may have written: numbering from
+    /// a cached head would repeat its sequences).
     fn begin(&mut self) -> Result<Box<dyn mishkah_store::Transaction + '_>, StorageError> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(db)?;
+        match bounds(&self.conn) {
+            Ok((_, head)) => self.head = head,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
         let ModuleDb { conn, head, sql, db_id, max_record_bytes, .. } = self;
         let max_record_bytes = *max_record_bytes;
         let txn = SqliteTxn {

@@ -77,17 +77,59 @@ impl DataCopy {
                 line_status: "status",
             }
         };
-        let store = (std::env::var("MISHKAH_TEST_STORE").as_deref() == Ok("postgres")).then(|| {
-            let database = mishkah_test_support::postgres::TestDatabase::new();
-            std::fs::write(dir.path().join(".test-store"), &database.url).expect("store file");
-            database
-        });
-        DataCopy { dir, scenario, store }
+        let mut copy = DataCopy { dir, scenario, store: None };
+        if std::env::var("MISHKAH_TEST_STORE").as_deref() == Ok("postgres") {
+            copy.use_postgres();
+        }
+        copy
+    }
+
+    /// A copy whose servers keep their rows in a PostgreSQL database of their own.
+    pub fn on_postgres() -> DataCopy {
+        let mut copy = DataCopy::new();
+        if copy.store.is_none() {
+            copy.use_postgres();
+        }
+        copy
+    }
+
+    fn use_postgres(&mut self) {
+        let database = mishkah_test_support::postgres::TestDatabase::new();
+        std::fs::write(self.dir.path().join(".test-store"), &database.url).expect("store file");
+        self.store = Some(database);
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// The sequences of a module's event log, read through the storage seam from whichever store
+/// the data copy's servers use (stop them first): what no route shows whole (the events route
+/// leaves out locked tables).
+pub fn logged_sequences(data: &Path, branch: &str, module: &str) -> Vec<u64> {
+    use mishkah_server::storage::{consistent, ModuleAt, OpenOptions};
+    let store = std::fs::read_to_string(data.join(".test-store")).ok().map(|s| s.trim().to_owned());
+    let data = data.to_path_buf();
+    let (branch, module) = (branch.to_owned(), module.to_owned());
+    // The blocking clients must not run on the test's async runtime.
+    std::thread::spawn(move || {
+        let backend = mishkah_server::storage::backend(store.as_deref()).expect("the store");
+        let dir = mishkah_server::datadir::DataDir::load(&data).expect("the data directory");
+        let (schema, _) = dir.schema_for(&branch, &module).expect("the schema");
+        let tables: Vec<_> = schema.tables.values().collect();
+        let module_dir = dir.module_dir(&branch, &module);
+        let at = ModuleAt { branch: &branch, module: &module, dir: &module_dir };
+        let opened = backend.open(&at, &tables, &OpenOptions::default()).expect("open the module");
+        let mut out = None;
+        opened
+            .reads
+            .with(&mut |r| out = Some(consistent(r, |r| r.logged_after(0, usize::MAX >> 8)).expect("read the log")))
+            .expect("a reader");
+        out.expect("read").into_iter().map(|l| l.event.sequence).collect()
+    })
+    .join()
+    .expect("reading the log")
 }
 
 /// A running `mishkah serve`; killed when dropped.

@@ -42,10 +42,21 @@ impl<'b> Harness<'b> {
     /// Opens a new, empty module with `tables` and `options`.
     pub fn open_with(&self, tables: &[&Table], options: &OpenOptions) -> Opened {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open_module(n, tables, options)
+    }
+
+    /// Opens one new module twice: two writers of it (two processes, or two nodes).
+    pub fn open_twice(&self, tables: &[&Table]) -> (Opened, Opened) {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let first = self.open_module(n, tables, &OpenOptions::default());
+        (first, self.open_module(n, tables, &OpenOptions::default()))
+    }
+
+    fn open_module(&self, n: usize, tables: &[&Table], options: &OpenOptions) -> Opened {
         let module = format!("conformance_{}_{n}", std::process::id());
         let dir = self.dir.path().join(&module);
         let at = ModuleAt { branch: "conformance", module: &module, dir: &dir };
-        self.backend.open(&at, tables, options).expect("the backend opens a new module")
+        self.backend.open(&at, tables, options).expect("the backend opens a module")
     }
 }
 
@@ -125,6 +136,10 @@ macro_rules! conformance_suite {
         #[test]
         fn the_log_keeps_what_a_reader_that_did_not_write_needs() {
             $crate::conformance::writes::the_log_is_self_sufficient(&$backend)
+        }
+        #[test]
+        fn two_writers_of_one_module_take_turns_and_number_without_gaps() {
+            $crate::conformance::writes::two_writers_take_turns(&$backend)
         }
         #[test]
         fn a_copied_log_reads_back_as_the_original() {

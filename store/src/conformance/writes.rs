@@ -333,3 +333,32 @@ pub fn a_copied_log_reads_back_as_the_original(backend: &dyn Backend) {
     tx.commit().expect("commit");
     assert_eq!(next, 6, "the copy continues the sequence");
 }
+
+/// Two writers of one module (two nodes on one database) commit at the same time: they take turns,
+/// every write commits, and the log numbers them without a gap or a repeat.
+pub fn two_writers_take_turns(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let table = simple_table();
+    let (first, second) = harness.open_twice(&[&table]);
+    let write = |mut writer: Box<dyn crate::ModuleWriter>, name: &'static str| {
+        let table = table.clone();
+        move || {
+            for i in 0..40 {
+                let mut tx = writer.begin().expect("begin");
+                for j in 0..2 {
+                    let id = format!("{name}-{i}-{j}");
+                    insert(tx.ops(), &table, &row(&id, i, &id)).expect("write");
+                }
+                tx.commit().expect("commit");
+            }
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(write(first.writer, "a"));
+        s.spawn(write(second.writer, "b"));
+    });
+    let (rows, events) = read(&*first.reads, |r| Ok((r.count(&table)?, r.logged_after(0, 1000)?)));
+    assert_eq!(rows, 160);
+    let seqs: Vec<u64> = events.iter().map(|e| e.event.sequence).collect();
+    assert_eq!(seqs, (1..=160).collect::<Vec<u64>>(), "every event once, numbered without a gap");
+}
