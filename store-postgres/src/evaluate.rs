@@ -3,7 +3,8 @@
 //! The filter language is not compiled to PostgreSQL's SQL yet: a filtered or sorted read loads
 //! the table's documents in insertion order and lets `mishkah_core`'s evaluator decide, so the
 //! rows are exactly those the SQLite backend selects in SQL (the conformance suite checks both).
-//! Correct, and linear in the table's size; compiling per dialect is the next step.
+//! Correct, and linear in the table's size; compiling per dialect is the next step. Search alike:
+//! the core's folding (`mishkah_core::search`, the browser store's offline search) over every row.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -175,4 +176,33 @@ fn measure_of(measure: Measure, values: &[&Value]) -> Value {
         Measure::Min => values.iter().min_by(|a, b| compare_values(a, b)).map_or(Value::Null, |v| (*v).clone()),
         Measure::Max => values.iter().max_by(|a, b| compare_values(a, b)).map_or(Value::Null, |v| (*v).clone()),
     }
+}
+
+/// Rows matching `query` the way the core folds text (every term a word, the last a prefix) and
+/// `filter`, most matching words first, then in insertion order; the score is that count.
+pub(crate) fn search(
+    reader: &PgReader<'_>,
+    table: &Table,
+    query: &str,
+    filter: &Filter,
+    limit: usize,
+) -> Result<Vec<(Row, f64)>, StorageError> {
+    use mishkah_core::search::{matches_terms, query_terms, search_text};
+    let terms = query_terms(query);
+    if terms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut hits: Vec<(Row, f64)> = stored(reader, table, Some(filter))?
+        .into_iter()
+        .filter(|s| matches_terms(table, &s.row, &terms))
+        .map(|s| {
+            let text = search_text(table, &s.row);
+            let words = text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty());
+            let score = words.filter(|w| terms.iter().any(|t| w.starts_with(t.as_str()))).count() as f64;
+            (s.row, score)
+        })
+        .collect();
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1));
+    hits.truncate(limit);
+    Ok(hits)
 }

@@ -245,11 +245,11 @@ impl ModuleRead for PgReader<'_> {
     fn search(
         &self,
         table: &Table,
-        _query: &str,
-        _filter: &Filter,
-        _limit: usize,
+        query: &str,
+        filter: &Filter,
+        limit: usize,
     ) -> Result<Vec<(Row, f64)>, StorageError> {
-        Err(StorageError::Unsupported(format!("search on `{}` (PostgreSQL)", table.name)))
+        evaluate::search(self, table, query, filter, limit)
     }
 
     fn bounds(&self) -> Result<(u64, u64), StorageError> {

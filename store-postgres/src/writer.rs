@@ -84,8 +84,9 @@ impl ModuleWriter for PgWriter {
         Ok(())
     }
 
-    fn enable_search(&mut self, table: &Table) -> Result<(), StorageError> {
-        Err(StorageError::Unsupported(format!("search on `{}` (PostgreSQL)", table.name)))
+    /// Nothing to build: search reads the rows through the core's folding (`evaluate::search`).
+    fn enable_search(&mut self, _table: &Table) -> Result<(), StorageError> {
+        Ok(())
     }
 
     fn add_adhoc_table(&mut self, table: &Table) -> Result<(), StorageError> {
