@@ -19,6 +19,8 @@ async fn nodes(database: &TestDatabase, n: usize) -> (Vec<DataCopy>, Vec<TestSer
     let mut servers = Vec::new();
     for _ in 0..n {
         let data = DataCopy::new();
+        // Under MISHKAH_TEST_STORE=postgres a copy has a database of its own: these share one.
+        let _ = std::fs::remove_file(data.path().join(".test-store"));
         let server = TestServer::start_with(data.path(), &["--store", &database.url]).await;
         // The branch's module is open (seeded by the first) before the next node starts.
         let _ = WsClient::hello(&server.ws_url(), data.scenario.branch).await;
@@ -156,8 +158,11 @@ async fn a_lost_notification_only_delays_delivery_from_the_log() {
 #[tokio::test]
 async fn readiness_says_whether_the_node_reaches_its_database() {
     let database = TestDatabase::new();
-    let (_datas, servers) = nodes(&database, 1).await;
+    let (_datas, mut servers) = nodes(&database, 2).await;
     let client = reqwest::Client::new();
+    // A node stops cleanly, its connections closed off the async runtime.
+    let status = servers.pop().expect("a node").stop();
+    assert!(status.success(), "a graceful stop exits 0: {status:?}");
     let ready = client.get(servers[0].url("/readyz")).send().await.expect("readyz");
     assert_eq!(ready.status().as_u16(), 200);
     drop(database);
@@ -184,6 +189,9 @@ async fn nodes_starting_together_seed_a_new_module_once() {
 
     let together = TestDatabase::new();
     let datas: Vec<DataCopy> = (0..3).map(|_| DataCopy::new()).collect();
+    for d in &datas {
+        let _ = std::fs::remove_file(d.path().join(".test-store"));
+    }
     let args = ["--store", together.url.as_str()];
     let starts = datas.iter().map(|d| TestServer::start_with(d.path(), &args));
     let servers = futures_util::future::join_all(starts).await;

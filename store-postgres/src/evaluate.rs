@@ -11,46 +11,66 @@ use std::collections::BTreeMap;
 
 use mishkah_core::query::{compare_values, field_value, Bindings, Filter};
 use mishkah_core::schema::{FieldType, Table};
-use mishkah_core::{RecordKey, Row};
+use mishkah_core::Row;
 use mishkah_store::layout::sortable;
 use mishkah_store::{parse_doc, Group, Measure, PageQuery, StorageError};
 use serde_json::{Map, Value};
 
+use crate::filter::narrow;
 use crate::reader::PgReader;
 
 struct Stored {
-    position: usize,
+    /// Insertion order (`mishkah_row`).
+    position: i64,
     doc: String,
     row: Row,
 }
 
+/// The rows `filter` lets through, in insertion order: narrowed in SQL where the typed columns
+/// decide ([`narrow`]), the evaluator deciding the rest.
 fn stored(reader: &PgReader<'_>, table: &Table, filter: Option<&Filter>) -> Result<Vec<Stored>, StorageError> {
+    let t = reader.table(table);
+    let narrowed = filter.and_then(|f| narrow(table, f));
+    let (sql, params) = match &narrowed {
+        Some(n) => {
+            (format!("SELECT mishkah_row, mishkah_doc FROM {t} WHERE {} ORDER BY mishkah_row", n.sql), &n.params[..])
+        }
+        None => (format!("SELECT mishkah_row, mishkah_doc FROM {t} ORDER BY mishkah_row"), &[][..]),
+    };
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
+    let decided = narrowed.as_ref().is_some_and(|n| n.exact);
     let bindings = Bindings::default();
     let mut out = Vec::new();
-    for (position, doc) in reader.docs(table)?.into_iter().enumerate() {
+    for r in reader.query(&sql, &params)? {
+        let doc: String = r.get(1);
         let row = parse_doc(&doc)?;
-        if filter.is_none_or(|f| f.eval_in(Some(table), &row, &bindings)) {
-            out.push(Stored { position, doc, row });
+        if decided || filter.is_none_or(|f| f.eval_in(Some(table), &row, &bindings)) {
+            out.push(Stored { position: r.get(0), doc, row });
         }
     }
     Ok(out)
 }
 
+/// The insertion position of the row with `key` (none: no such row).
+fn position_of(reader: &PgReader<'_>, table: &Table, key: &str) -> Result<Option<i64>, StorageError> {
+    let sql = format!("SELECT mishkah_row FROM {} WHERE mishkah_key = $1", reader.table(table));
+    Ok(reader.query(&sql, &[&key])?.first().map(|r| r.get(0)))
+}
+
 /// A page as stored documents.
 pub(crate) fn page(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Result<Vec<String>, StorageError> {
-    let all = stored(reader, table, None)?;
-    let position_of =
-        |key: &str| all.iter().find(|s| RecordKey::of(table, &s.row).is_ok_and(|k| k.0 == key)).map(|s| s.position);
-    let after_key = q.after_key.as_deref().map(&position_of);
-    let cursor = q.after.as_ref().map(|(values, key)| (values.clone(), position_of(key)));
-    let bindings = Bindings::default();
+    let found = stored(reader, table, q.filter.as_ref())?;
+    let after_key = q.after_key.as_deref().map(|k| position_of(reader, table, k)).transpose()?;
+    let cursor = match &q.after {
+        Some((values, key)) => Some((values.clone(), position_of(reader, table, key)?)),
+        None => None,
+    };
     let text_after = |row: &Row, field: &str, at: &Option<String>| match at {
         None => true,
         Some(at) => row.get(field).and_then(Value::as_str).is_some_and(|v| v > at.as_str()),
     };
-    let mut rows: Vec<&Stored> = all
+    let mut rows: Vec<&Stored> = found
         .iter()
-        .filter(|s| q.filter.as_ref().is_none_or(|f| f.eval_in(Some(table), &s.row, &bindings)))
         .filter(|s| {
             text_after(&s.row, "createdAt", &q.created_after) && text_after(&s.row, "updatedAt", &q.updated_after)
         })
@@ -72,7 +92,7 @@ pub(crate) fn page(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Resul
         let key_of = |s: &Stored| -> Vec<Value> {
             sorts.iter().map(|(f, _)| field_value(Some(table), &s.row, std::slice::from_ref(f)).clone()).collect()
         };
-        let order = |a: &[Value], pa: Option<usize>, b: &[Value], pb: Option<usize>| -> Ordering {
+        let order = |a: &[Value], pa: Option<i64>, b: &[Value], pb: Option<i64>| -> Ordering {
             for ((x, y), (_, desc)) in a.iter().zip(b).zip(&sorts) {
                 let o = compare_values(x, y);
                 let o = if *desc { o.reverse() } else { o };
@@ -95,8 +115,13 @@ pub(crate) fn page(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Resul
     Ok(rows.into_iter().take(q.limit).map(|s| s.doc.clone()).collect())
 }
 
-/// How many rows `filter` lets through.
+/// How many rows `filter` lets through (counted in SQL when the typed columns decide).
 pub(crate) fn count(reader: &PgReader<'_>, table: &Table, filter: &Filter) -> Result<u64, StorageError> {
+    if let Some(n) = narrow(table, filter).filter(|n| n.exact) {
+        let sql = format!("SELECT COUNT(*) FROM {} WHERE {}", reader.table(table), n.sql);
+        let params: Vec<&(dyn postgres::types::ToSql + Sync)> = n.params.iter().map(|p| p as _).collect();
+        return Ok(reader.query(&sql, &params)?[0].get::<_, i64>(0) as u64);
+    }
     Ok(stored(reader, table, Some(filter))?.len() as u64)
 }
 

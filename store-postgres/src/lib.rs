@@ -12,6 +12,7 @@
 
 mod ddl;
 mod evaluate;
+mod filter;
 pub mod listen;
 mod reader;
 mod txn;

@@ -77,6 +77,17 @@ impl Pool {
     }
 }
 
+impl Drop for Pool {
+    /// A blocking client must not be dropped on an async runtime's thread (the pool may go with
+    /// the engine, inside the runtime): its connections close on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.state.get_mut().unwrap_or_else(|p| p.into_inner()).idle);
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
+
 /// One module's readers: the shared pool, reading the module's schema.
 pub(crate) struct PgReads {
     pub(crate) pool: Arc<Pool>,
@@ -153,6 +164,11 @@ impl PgReader<'_> {
 
     fn t(&self, table: &Table) -> String {
         qualified(self.schema, &table_name(table))
+    }
+
+    /// The stored table of `table`, schema-qualified.
+    pub(crate) fn table(&self, table: &Table) -> String {
+        self.t(table)
     }
 
     pub(crate) fn query(

@@ -224,6 +224,21 @@ impl TestServer {
         self.child.as_ref().map(Child::id).expect("a running server")
     }
 
+    /// Closes the server's standard input (`--exit-on-stdin-close`): a graceful stop. Its exit
+    /// status, once it has exited.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("a running server");
+        drop(child.stdin.take());
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL, no chance to flush anything.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -1,0 +1,161 @@
+//! The filter language narrowed in SQL on the typed columns, where PostgreSQL means exactly what
+//! the core's evaluator means: scalar comparisons of a field with a value of its own kind (text
+//! under `COLLATE "C"`, numbers as `NUMERIC`, booleans), `in` lists, null tests (a value stored as
+//! sent is NULL in its column and named in `mishkah_misfits`, so it is told apart from a null),
+//! and `&&`, `||`, `!` of those. Anything else (`~`, paths into JSON, field against field) is
+//! left to the evaluator: the SQL then selects a superset, which the evaluator filters
+//! ([`Narrowed::exact`] says whether it must).
+
+use mishkah_core::query::{holds, Filter, Op, Operand};
+use mishkah_core::schema::{FieldType, Table};
+use mishkah_store::layout::typed_fields;
+use serde_json::Value;
+
+/// A `WHERE` condition and its parameters (text, cast in the SQL), numbered from 1.
+pub(crate) struct Narrowed {
+    pub sql: String,
+    pub params: Vec<String>,
+    /// The condition selects exactly the rows the filter lets through.
+    pub exact: bool,
+}
+
+/// The condition for `filter` over `table`, or `None` when nothing of it can narrow in SQL.
+pub(crate) fn narrow(table: &Table, filter: &Filter) -> Option<Narrowed> {
+    let mut c = Compiler { table, columns: typed_fields(table), params: Vec::new() };
+    let (sql, exact) = c.filter(filter)?;
+    Some(Narrowed { sql, params: c.params, exact })
+}
+
+struct Compiler<'t> {
+    table: &'t Table,
+    columns: Vec<(String, String, FieldType)>,
+    params: Vec<String>,
+}
+
+impl Compiler<'_> {
+    /// `(sql, exact)`; `None`: unknown (every row may pass).
+    fn filter(&mut self, f: &Filter) -> Option<(String, bool)> {
+        match f {
+            Filter::And(parts) => {
+                let compiled: Vec<Option<(String, bool)>> = parts.iter().map(|p| self.filter(p)).collect();
+                let exact = compiled.iter().all(|c| c.as_ref().is_some_and(|(_, e)| *e));
+                let known: Vec<String> = compiled.into_iter().flatten().map(|(s, _)| s).collect();
+                match known.is_empty() {
+                    true if parts.is_empty() => Some(("TRUE".into(), true)),
+                    true => None,
+                    false => Some((format!("({})", known.join(" AND ")), exact)),
+                }
+            }
+            Filter::Or(parts) => {
+                if parts.is_empty() {
+                    return Some(("FALSE".into(), true));
+                }
+                let compiled: Option<Vec<(String, bool)>> = parts.iter().map(|p| self.filter(p)).collect();
+                let compiled = compiled?;
+                let exact = compiled.iter().all(|(_, e)| *e);
+                Some((format!("({})", compiled.into_iter().map(|(s, _)| s).collect::<Vec<_>>().join(" OR ")), exact))
+            }
+            Filter::Not(inner) => match self.filter(inner)? {
+                (sql, true) => Some((format!("(NOT {sql})"), true)),
+                // The complement of a superset is not a superset of the complement.
+                (_, false) => None,
+            },
+            Filter::Compare { left, op, right } => match (left, right) {
+                (Operand::Field(path), Operand::Value(v)) => self.on_column(path, *op, v).map(|s| (s, true)),
+                (Operand::Value(a), Operand::Value(b)) => {
+                    Some((if holds(a, *op, b) { "TRUE" } else { "FALSE" }.into(), true))
+                }
+                _ => None,
+            },
+        }
+    }
+
+    fn param(&mut self, value: String, cast: &str) -> String {
+        self.params.push(value);
+        format!("${}::text{cast}", self.params.len())
+    }
+
+    fn on_column(&mut self, path: &[String], op: Op, value: &Value) -> Option<String> {
+        let [name] = path else { return None };
+        let field = self.table.field(name)?;
+        let (column, _, ty) = self.columns.iter().find(|(_, f, _)| *f == field.name)?.clone();
+        let cast = match ty {
+            FieldType::Text | FieldType::Date | FieldType::Timestamp => "",
+            FieldType::Integer | FieldType::Decimal => "::numeric",
+            FieldType::Boolean => "::boolean",
+            FieldType::Json => return None,
+        };
+        let col = format!("\"{column}\"");
+        let misfit =
+            format!("(mishkah_misfits IS NOT NULL AND strpos(',' || mishkah_misfits || ',', ',{column},') > 0)");
+        let null = format!("({col} IS NULL AND NOT {misfit})");
+        let text_of = |v: &Value| -> Option<String> {
+            match (ty, v) {
+                (FieldType::Text | FieldType::Date | FieldType::Timestamp, Value::String(s)) => Some(s.clone()),
+                (FieldType::Integer | FieldType::Decimal, Value::Number(n)) => Some(n.to_string()),
+                (FieldType::Boolean, Value::Bool(b)) => Some(b.to_string()),
+                _ => None,
+            }
+        };
+        Some(match op {
+            Op::Eq if value.is_null() => null,
+            Op::Ne if value.is_null() => format!("(NOT {null})"),
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
+                let p = self.param(text_of(value)?, cast);
+                let symbol = match op {
+                    Op::Eq | Op::Ne => "=",
+                    other => other.symbol(),
+                };
+                let test = format!("({col} IS NOT NULL AND {col} {symbol} {p})");
+                if op == Op::Ne {
+                    format!("(NOT {test})")
+                } else {
+                    test
+                }
+            }
+            Op::In => {
+                let items = value.as_array()?;
+                let values: Option<Vec<String>> = items.iter().filter(|v| !v.is_null()).map(text_of).collect();
+                let placeholders: Vec<String> = values?.into_iter().map(|v| self.param(v, cast)).collect();
+                let listed = match placeholders.is_empty() {
+                    true => "FALSE".to_owned(),
+                    false => format!("({col} IS NOT NULL AND {col} IN ({}))", placeholders.join(", ")),
+                };
+                match items.iter().any(Value::is_null) {
+                    true => format!("({listed} OR {null})"),
+                    false => listed,
+                }
+            }
+            Op::Contains | Op::NotContains => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mishkah_core::Schema;
+    use serde_json::json;
+
+    fn table() -> Table {
+        let schema = Schema::from_json(&json!({"schema": {"tables": [{"name": "t", "fields": [
+            {"name": "id", "type": "string", "primaryKey": true},
+            {"name": "status", "type": "string"},
+            {"name": "total", "type": "decimal"},
+            {"name": "name", "type": "json"}]}]}}))
+        .unwrap();
+        schema.table("t").unwrap().clone()
+    }
+
+    #[test]
+    fn typed_comparisons_narrow_exactly_and_the_rest_leaves_a_superset() {
+        let exact = narrow(&table(), &Filter::parse(r#"status = "open" && total >= 10"#).unwrap()).unwrap();
+        assert!(exact.exact, "{}", exact.sql);
+        assert_eq!(exact.params, ["open", "10"]);
+        let partial = narrow(&table(), &Filter::parse(r#"status = "open" && name.en ~ "kosh""#).unwrap()).unwrap();
+        assert!(!partial.exact && partial.sql.contains("\"status\""), "{}", partial.sql);
+        assert!(narrow(&table(), &Filter::parse(r#"status = "open" || name.en ~ "kosh""#).unwrap()).is_none());
+        assert!(narrow(&table(), &Filter::parse(r#"!(status = "a" && name.en ~ "k")"#).unwrap()).is_none());
+        assert!(narrow(&table(), &Filter::parse(r#"status = 5"#).unwrap()).is_none(), "another kind: the document");
+    }
+}
