@@ -202,3 +202,30 @@ async fn nodes_starting_together_seed_a_new_module_once() {
         assert_eq!(head(server, branch).await, seeded_once, "seeded once, not once per node");
     }
 }
+
+#[tokio::test]
+async fn a_branch_one_node_created_exists_for_every_node() {
+    use common::attack::{call, token, SECRET};
+    let database = TestDatabase::new();
+    let mut servers = Vec::new();
+    let mut datas = Vec::new();
+    for _ in 0..2 {
+        let data = DataCopy::new();
+        let _ = std::fs::remove_file(data.path().join(".test-store"));
+        let args = ["--store", database.url.as_str(), "--auth", "required", "--jwt-secret", SECRET];
+        servers.push(TestServer::start_with(data.path(), &args).await);
+        datas.push(data);
+    }
+    let kitchen = token(json!({"sub": "k1", "role": "kitchen"}));
+    let url = |server: &TestServer| server.url("/api/branches/new-shop/modules/pos/tables/order_header");
+    let (status, _) = call(reqwest::Method::GET, &url(&servers[1]), Some(&kitchen), None, Value::Null).await;
+    assert_eq!(status, 404, "no such branch yet");
+    // A till provisioned for the new branch creates it on the first node...
+    let till = token(json!({"sub": "till-9", "role": "cashier", "branches": ["new-shop"]}));
+    let mut ws = WsClient::connect(&format!("{}?token={till}", servers[0].ws_url())).await;
+    ws.send(json!({"type": "client:hello", "branchId": "new-shop"})).await;
+    ws.recv_type("server:snapshot").await;
+    // ...and the other node, whose data directory never saw it, serves it.
+    let (status, body) = call(reqwest::Method::GET, &url(&servers[1]), Some(&kitchen), None, Value::Null).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -84,6 +84,10 @@ impl Backend for PostgresBackend {
         Ok(true)
     }
 
+    fn has_branch(&self, branch: &str) -> Result<bool, StorageError> {
+        self.readers.has_branch(branch)
+    }
+
     /// `SELECT 1` on a read connection of the pool (a new one if none is idle).
     fn ping(&self) -> Result<(), StorageError> {
         self.readers.ping()

@@ -62,6 +62,21 @@ impl Pool {
         self.freed.notify_one();
     }
 
+    /// Whether `mishkah.modules` lists a module of `branch`.
+    pub(crate) fn has_branch(&self, branch: &str) -> Result<bool, StorageError> {
+        let mut client = self.take()?;
+        let found = client
+            .query_one(
+                "SELECT to_regclass('mishkah.modules') IS NOT NULL
+                    AND EXISTS (SELECT 1 FROM mishkah.modules WHERE branch = $1)",
+                &[&branch],
+            )
+            .map(|r| r.get::<_, Option<bool>>(0).unwrap_or(false))
+            .map_err(db);
+        self.give_back(client);
+        found
+    }
+
     /// `SELECT 1` on one of the pool's connections.
     pub(crate) fn ping(&self) -> Result<(), StorageError> {
         let mut client = self.take()?;

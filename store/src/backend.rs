@@ -114,6 +114,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = listener;
         Ok(false)
     }
+    /// Whether some process created a module of `branch` in this store (several nodes share one
+    /// store, but each has its own data directory). Blocks.
+    fn has_branch(&self, branch: &str) -> Result<bool, StorageError> {
+        let _ = branch;
+        Ok(false)
+    }
     /// Whether the store answers now (a server backend's database is reachable). Blocks.
     fn ping(&self) -> Result<(), StorageError> {
         Ok(())

@@ -449,6 +449,13 @@ impl Engine {
         }
     }
 
+    /// Whether another node created `branch` in the shared store.
+    async fn store_has_branch(&self, branch: &str) -> Result<bool, EngineError> {
+        let (backend, branch) = (self.config.backend.clone(), branch.to_owned());
+        let asked = tokio::task::spawn_blocking(move || backend.has_branch(&branch)).await;
+        Ok(asked.map_err(|e| StorageError::Corrupt(format!("branch lookup failed: {e}")))??)
+    }
+
     /// Where modules' rows and logs are kept.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.config.backend
@@ -515,7 +522,7 @@ impl Engine {
         {
             return Err(EngineError::Unavailable { branch: key.0, module: key.1, reason: reason.clone() });
         }
-        let exists = self.config.data.branch_exists(branch);
+        let exists = self.config.data.branch_exists(branch) || self.store_has_branch(branch).await?;
         if !exists {
             if opening == Opening::ExistingOnly {
                 return Err(EngineError::BranchNotFound(branch.to_owned()));
