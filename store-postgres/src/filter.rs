@@ -33,8 +33,18 @@ struct Compiler<'t> {
 }
 
 impl Compiler<'_> {
-    /// `(sql, exact)`; `None`: unknown (every row may pass).
+    /// `(sql, exact)`; `None`: unknown (every row may pass), and the parameters of what was
+    /// compiled of it and dropped are dropped too.
     fn filter(&mut self, f: &Filter) -> Option<(String, bool)> {
+        let mark = self.params.len();
+        let compiled = self.compile(f);
+        if compiled.is_none() {
+            self.params.truncate(mark);
+        }
+        compiled
+    }
+
+    fn compile(&mut self, f: &Filter) -> Option<(String, bool)> {
         match f {
             Filter::And(parts) => {
                 let compiled: Vec<Option<(String, bool)>> = parts.iter().map(|p| self.filter(p)).collect();
@@ -157,5 +167,22 @@ mod tests {
         assert!(narrow(&table(), &Filter::parse(r#"status = "open" || name.en ~ "kosh""#).unwrap()).is_none());
         assert!(narrow(&table(), &Filter::parse(r#"!(status = "a" && name.en ~ "k")"#).unwrap()).is_none());
         assert!(narrow(&table(), &Filter::parse(r#"status = 5"#).unwrap()).is_none(), "another kind: the document");
+    }
+
+    #[test]
+    fn a_dropped_part_takes_its_parameters_with_it() {
+        for filter in [
+            r#"status = "x" && !(status = "a" && name.en ~ "k")"#,
+            r#"status = "x" && (total > 1 || name.en ~ "k") && total < 9"#,
+        ] {
+            let n = narrow(&table(), &Filter::parse(filter).unwrap()).unwrap();
+            let placeholders = (1..=n.params.len()).filter(|i| n.sql.contains(&format!("${i}::"))).count();
+            assert_eq!(
+                (placeholders, n.params.len()),
+                (n.params.len(), n.sql.matches('$').count()),
+                "{filter}: {}",
+                n.sql
+            );
+        }
     }
 }
