@@ -15,6 +15,7 @@ mod evaluate;
 mod filter;
 pub mod listen;
 mod reader;
+mod staged;
 mod txn;
 mod writer;
 

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::db;
 use crate::ddl::{has_unique, qualified};
 use crate::reader::{event_of, LOGGED_COLUMNS};
+use crate::staged::{StagedTable, Write};
 
 /// The SQL of one table's row operations, built once per table.
 pub(crate) struct TableSql {
@@ -23,6 +24,9 @@ pub(crate) struct TableSql {
     upsert: String,
     delete: String,
     all_rows: String,
+    /// Staged rows: every key at once (`$1::text[]`), then every row from arrays.
+    delete_many: String,
+    upsert_many: String,
     /// A write may be refused by a unique index: it runs in a savepoint of its own.
     guarded: bool,
     /// `(column, field, type)` of the typed columns, in the upsert's parameter order.
@@ -54,7 +58,29 @@ impl TableSql {
         for (c, ..) in &columns {
             upsert.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
         }
+        let mut arrays = vec!["$1::text[]".to_owned(), "$2::bigint[]".into(), "$3::text[]".into(), "$4::text[]".into()];
+        let mut names = vec!["k".to_owned(), "v".into(), "d".into(), "m".into()];
+        let mut picks = vec!["k".to_owned(), "v".into(), "d".into(), "m".into()];
+        for (i, (_, _, ty)) in columns.iter().enumerate() {
+            arrays.push(format!("${}::text[]", i + 5));
+            names.push(format!("c{i}"));
+            picks.push(match ty {
+                FieldType::Integer | FieldType::Decimal => format!("c{i}::numeric"),
+                FieldType::Boolean => format!("c{i}::boolean"),
+                _ => format!("c{i}"),
+            });
+        }
+        let target = upsert[..upsert.find(" VALUES").unwrap_or(upsert.len())].to_owned();
+        let conflict = &upsert[upsert.find(" ON CONFLICT").unwrap_or(upsert.len())..];
+        let upsert_many = format!(
+            "{target} SELECT {} FROM unnest({}) AS u({}){conflict}",
+            picks.join(", "),
+            arrays.join(", "),
+            names.join(", ")
+        );
         TableSql {
+            delete_many: format!("DELETE FROM {t} WHERE mishkah_key = ANY($1::text[])"),
+            upsert_many,
             select_doc: format!("SELECT mishkah_doc FROM {t} WHERE mishkah_key = $1"),
             delete: format!("DELETE FROM {t} WHERE mishkah_key = $1"),
             all_rows: format!("SELECT mishkah_key, mishkah_doc FROM {t} ORDER BY mishkah_row"),
@@ -164,6 +190,8 @@ pub(crate) struct PgTxn<'a> {
     prepared: &'a mut Prepared,
     pending: Pending,
     savepoint_pending: usize,
+    /// Row writes not sent yet, by table name (see `staged.rs`).
+    staged: HashMap<String, StagedTable>,
     /// `node U+001F branch U+001F module U+001F`: what the commit's notification starts with.
     notify: &'a str,
     started_at: u64,
@@ -194,6 +222,7 @@ impl<'a> PgTxn<'a> {
             prepared,
             pending: Pending::default(),
             savepoint_pending: 0,
+            staged: HashMap::new(),
             notify,
             started_at: head,
             db_id,
@@ -208,6 +237,7 @@ impl<'a> PgTxn<'a> {
 
     /// Writes the pending events, publishes the head and commits; returns the head.
     pub(crate) fn commit(mut self) -> Result<u64, StorageError> {
+        self.flush_rows()?;
         self.flush_events()?;
         let head = self.head as i64;
         let sql = format!("UPDATE {} SET head = $1 WHERE id = 1", qualified(self.schema, "mishkah_head"));
@@ -239,6 +269,34 @@ impl<'a> PgTxn<'a> {
             self.failed = true;
         }
         out.map_err(db)
+    }
+
+    /// Sends the staged row writes: per table, the deletes, then the rows.
+    fn flush_rows(&mut self) -> Result<(), StorageError> {
+        for (name, staged) in std::mem::take(&mut self.staged) {
+            let Some(sql) = self.sql.get(&name) else { continue };
+            let (delete_many, upsert_many, columns) =
+                (sql.delete_many.clone(), sql.upsert_many.clone(), sql.columns.len());
+            let (deletes, writes) = staged.into_statements();
+            if !deletes.is_empty() {
+                let statement = self.statement(&delete_many)?;
+                self.run(|tx| tx.execute(&statement, &[&deletes]))?;
+            }
+            if writes.is_empty() {
+                continue;
+            }
+            let keys: Vec<&str> = writes.iter().map(|(k, _)| k.as_str()).collect();
+            let versions: Vec<i64> = writes.iter().map(|(_, w)| w.version).collect();
+            let docs: Vec<&str> = writes.iter().map(|(_, w)| w.doc.as_str()).collect();
+            let misfits: Vec<Option<&str>> = writes.iter().map(|(_, w)| w.misfits.as_deref()).collect();
+            let typed: Vec<Vec<Option<&str>>> =
+                (0..columns).map(|i| writes.iter().map(|(_, w)| w.typed[i].as_deref()).collect()).collect();
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&keys, &versions, &docs, &misfits];
+            params.extend(typed.iter().map(|c| c as &(dyn ToSql + Sync)));
+            let statement = self.statement(&upsert_many)?;
+            self.run(|tx| tx.execute(&statement, &params))?;
+        }
+        Ok(())
     }
 
     fn flush_events(&mut self) -> Result<(), StorageError> {
@@ -300,6 +358,12 @@ impl<'a> PgTxn<'a> {
 
 impl WriteTxn for PgTxn<'_> {
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
+        if let Some(staged) = self.staged.get(&table.name).and_then(|t| t.get(&key.0)) {
+            let Some(doc) = staged else { return Ok(None) };
+            let (row, doc) = (parse_doc(doc)?, doc.to_owned());
+            self.last_read = Some((table.name.clone(), key.clone(), doc));
+            return Ok(Some(row));
+        }
         let sql = self.table_sql(table).select_doc.clone();
         let statement = self.statement(&sql)?;
         let found = self.run(|tx| tx.query_opt(&statement, &[&key.0]))?;
@@ -312,6 +376,10 @@ impl WriteTxn for PgTxn<'_> {
 
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
         let Some(row) = &change.row else {
+            if !self.table_sql(table).guarded {
+                self.staged.entry(table.name.clone()).or_default().stage(&change.key.0, None);
+                return Ok(());
+            }
             let sql = self.table_sql(table).delete.clone();
             let statement = self.statement(&sql)?;
             self.run(|tx| tx.execute(&statement, &[&change.key.0]))?;
@@ -341,6 +409,12 @@ impl WriteTxn for PgTxn<'_> {
             .collect();
         let misfits = (!misfits.is_empty()).then(|| misfits.join(","));
         let version = change.version;
+        if !guarded {
+            let write = Write { version, doc: doc.clone(), misfits, typed };
+            self.staged.entry(table.name.clone()).or_default().stage(&change.key.0, Some(write));
+            self.last_doc = Some((change.key.clone(), doc));
+            return Ok(());
+        }
         let upsert = self.statement(&upsert)?;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&change.key.0, &version, &doc, &misfits];
         params.extend(typed.iter().map(|v| v as &(dyn ToSql + Sync)));
@@ -492,6 +566,7 @@ impl WriteTxn for PgTxn<'_> {
     }
 
     fn all_rows(&mut self, table: &Table) -> Result<Vec<(RecordKey, Row)>, StorageError> {
+        self.flush_rows()?;
         let sql = self.table_sql(table).all_rows.clone();
         let rows = self.run(|tx| tx.query(&sql, &[]))?;
         rows.iter().map(|r| Ok((RecordKey(r.get(0)), parse_doc(r.get(1))?))).collect()
@@ -540,13 +615,16 @@ impl WriteTxn for PgTxn<'_> {
         self.last_doc = None;
         self.last_read = None;
         self.pending = Pending::default();
+        self.staged.clear();
         if let Some(tx) = self.tx.take() {
             // Fails only when the connection is gone; either way nothing is kept.
             let _ = tx.rollback();
         }
     }
 
+    /// The staged rows go first, so that undoing to the savepoint undoes only what follows.
     fn savepoint(&mut self) -> Result<(), StorageError> {
+        self.flush_rows()?;
         self.run(|tx| tx.batch_execute("SAVEPOINT m"))?;
         self.savepoint_head = self.head;
         self.savepoint_pending = self.pending.len();
@@ -562,6 +640,7 @@ impl WriteTxn for PgTxn<'_> {
         self.last_read = None;
         self.head = self.savepoint_head;
         self.pending.truncate(self.savepoint_pending);
+        self.staged.clear();
         let undone = self.tx()?.batch_execute("ROLLBACK TO SAVEPOINT m; RELEASE SAVEPOINT m");
         match undone {
             Ok(()) => {
