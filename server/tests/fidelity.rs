@@ -406,19 +406,18 @@ async fn secret_fields_and_locked_tables_leave_the_server_on_no_path() {
     }
     assert_eq!(snapshot["tables"]["audit_events"], json!([]), "a locked table is empty to clients");
 
-    // Stored as written: the database has them.
-    let db =
-        rusqlite::Connection::open(data.path().join(format!("branches/{b}/modules/pos/live/mishkah.sqlite3"))).unwrap();
-    let sql_name: String =
-        db.query_row("SELECT sql_name FROM mishkah_tables WHERE name = 'audit_events'", [], |r| r.get(0)).unwrap();
-    let doc: String = db
-        .query_row(&format!("SELECT mishkah_doc FROM \"{sql_name}\" WHERE mishkah_key = 'audit-locked'"), [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert!(doc.contains(LOCKED));
-    let logged: i64 = db
-        .query_row("SELECT COUNT(*) FROM mishkah_events WHERE row LIKE ?1", [format!("%PIN3-{SECRET}%")], |r| r.get(0))
-        .unwrap_or(-1);
+    // Stored as written: the store has them.
+    drop(server);
+    let (locked, logged) = common::read_store(data.path(), b, "pos", |r, schema| {
+        let audit = schema.table("audit_events").expect("the locked table");
+        let row = r.row(audit, &mishkah_core::RecordKey("audit-locked".into())).expect("read").expect("stored");
+        let pin = format!("PIN3-{SECRET}");
+        let events = r.logged_after(0, usize::MAX >> 8).expect("read the log");
+        (
+            serde_json::to_string(&row).unwrap(),
+            events.iter().filter(|l| format!("{:?}", l.event.change.row).contains(&pin)).count(),
+        )
+    });
+    assert!(locked.contains(LOCKED));
     assert_eq!(logged, 1, "the event log keeps the secret value as written");
 }

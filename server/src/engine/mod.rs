@@ -8,6 +8,7 @@
 //! connection's writes is preserved.
 
 mod follower;
+mod handle;
 mod open_db;
 mod open_modules;
 pub mod plan;
@@ -22,7 +23,8 @@ use mishkah_core::mutation::MutationError;
 use mishkah_core::sync::ChangeEvent;
 use serde_json::{Map, Value};
 
-pub use registry::{Engine, EngineConfig, EngineError, ModuleHandle, Opening};
+pub use handle::ModuleHandle;
+pub use registry::{Engine, EngineConfig, EngineError, Opening};
 pub use sender::Sender;
 pub use writer::{key_values as key_record, Job, Precondition, Reply, WriteJob};
 

@@ -104,10 +104,14 @@ impl DataCopy {
     }
 }
 
-/// The sequences of a module's event log, read through the storage seam from whichever store
-/// the data copy's servers use (stop them first): what no route shows whole (the events route
-/// leaves out locked tables).
-pub fn logged_sequences(data: &Path, branch: &str, module: &str) -> Vec<u64> {
+/// Reads a module as stored, through the storage seam, from whichever store the data copy's
+/// servers use (stop them first): what no route shows (locked tables, secrets as written).
+pub fn read_store<T: Send + 'static>(
+    data: &Path,
+    branch: &str,
+    module: &str,
+    f: impl FnOnce(&dyn mishkah_server::storage::ModuleRead, &mishkah_core::Schema) -> T + Send + 'static,
+) -> T {
     use mishkah_server::storage::{consistent, ModuleAt, OpenOptions};
     let store = std::fs::read_to_string(data.join(".test-store")).ok().map(|s| s.trim().to_owned());
     let data = data.to_path_buf();
@@ -121,15 +125,27 @@ pub fn logged_sequences(data: &Path, branch: &str, module: &str) -> Vec<u64> {
         let module_dir = dir.module_dir(&branch, &module);
         let at = ModuleAt { branch: &branch, module: &module, dir: &module_dir };
         let opened = backend.open(&at, &tables, &OpenOptions::default()).expect("open the module");
+        let mut f = Some(f);
         let mut out = None;
         opened
             .reads
-            .with(&mut |r| out = Some(consistent(r, |r| r.logged_after(0, usize::MAX >> 8)).expect("read the log")))
+            .with(&mut |r| {
+                if let Some(f) = f.take() {
+                    out = Some(consistent(r, |r| Ok(f(r, &schema))).expect("read the store"));
+                }
+            })
             .expect("a reader");
-        out.expect("read").into_iter().map(|l| l.event.sequence).collect()
+        out.expect("read")
     })
     .join()
-    .expect("reading the log")
+    .expect("reading the store")
+}
+
+/// The sequences of a module's event log as stored (the events route leaves out locked tables).
+pub fn logged_sequences(data: &Path, branch: &str, module: &str) -> Vec<u64> {
+    read_store(data, branch, module, |r, _| {
+        r.logged_after(0, usize::MAX >> 8).expect("read the log").into_iter().map(|l| l.event.sequence).collect()
+    })
 }
 
 /// A running `mishkah serve`; killed when dropped.
