@@ -131,13 +131,7 @@ pub(crate) const LOGGED_COLUMNS: &str =
 
 /// An event from a row of [`LOGGED_COLUMNS`].
 pub(crate) fn event_of(r: &postgres::Row) -> Result<ChangeEvent, StorageError> {
-    let action: String = r.get(4);
-    let kind = match action.as_str() {
-        "insert" => ChangeKind::Insert,
-        "update" => ChangeKind::Update,
-        "delete" => ChangeKind::Delete,
-        other => return Err(StorageError::Corrupt(format!("unknown event action `{other}`"))),
-    };
+    let kind = mishkah_store::action_kind(r.get(4))?;
     let row = r.get::<_, Option<String>>(7).map(|d| parse_doc(&d)).transpose()?;
     Ok(ChangeEvent {
         sequence: r.get::<_, i64>(0) as u64,

@@ -6,9 +6,9 @@ use mishkah_core::query::{Bindings, Filter};
 use mishkah_core::schema::{FieldType, Table};
 use mishkah_core::sequence::SequenceRule;
 use mishkah_core::sync::ChangeEvent;
-use mishkah_core::{Change, ChangeKind, RecordKey, Row};
+use mishkah_core::{Change, RecordKey, Row};
 use mishkah_store::layout::{table_name, typed_fields};
-use mishkah_store::{mutation_key, parse_doc, NewEvent, Replay, StorageError, WriteTxn};
+use mishkah_store::{action_kind, mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use serde_json::Value;
@@ -153,13 +153,30 @@ impl Pending {
         self.by_mutation.retain(|_, i| *i < n);
     }
 
+    fn push(&mut self, e: EventRow) {
+        if let Some(stored) = &e.mutation_id {
+            self.by_mutation.insert(stored.clone(), self.seq.len());
+        }
+        self.seq.push(e.sequence as i64);
+        self.event_id.push(e.event_id);
+        self.mutation_id.push(e.mutation_id);
+        self.tbl.push(e.table);
+        self.action.push(e.action);
+        self.record_key.push(e.key);
+        self.version.push(e.version);
+        self.row.push(e.row);
+        self.created_at.push(e.created_at);
+        self.source.push(e.source);
+        self.meta.push(e.meta);
+        self.actor.push(e.actor);
+        self.digest.push(e.digest);
+        self.prev_row.push(e.previous);
+        self.sent_table.push(e.table_as_sent);
+    }
+
     /// The event at `i` as the log would read it back.
     fn event(&self, i: usize) -> Result<ChangeEvent, StorageError> {
-        let kind = match self.action[i] {
-            "insert" => ChangeKind::Insert,
-            "update" => ChangeKind::Update,
-            _ => ChangeKind::Delete,
-        };
+        let kind = action_kind(self.action[i])?;
         Ok(ChangeEvent {
             sequence: self.seq[i] as u64,
             event_id: self.event_id[i].clone(),
@@ -447,41 +464,14 @@ impl WriteTxn for PgTxn<'_> {
         let sequence = self.head + 1;
         let event_id = format!("evt-{}-{sequence}", self.db_id);
         let change = &event.change;
-        let action = match change.kind {
-            ChangeKind::Insert => "insert",
-            ChangeKind::Update => "update",
-            ChangeKind::Delete => "delete",
-        };
-        let row = match (self.last_doc.take(), &change.row) {
-            (Some((key, doc)), Some(_)) if key == change.key => Some(doc),
-            (_, Some(r)) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
-            (_, None) => None,
-        };
-        let previous = event.previous.map(|before| match self.last_read.take() {
-            Some((table, key, doc)) if table == change.table && key == change.key => doc,
-            _ => serde_json::to_string(before).expect("a JSON map serializes"),
-        });
-        let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
-        let mutation_id = event.mutation.map(|m| mutation_key::stored(m.scope, m.id));
-        let p = &mut self.pending;
-        if let Some(stored) = &mutation_id {
-            p.by_mutation.insert(stored.clone(), p.seq.len());
-        }
-        p.seq.push(sequence as i64);
-        p.event_id.push(event_id.clone());
-        p.mutation_id.push(mutation_id);
-        p.tbl.push(change.table.clone());
-        p.action.push(action);
-        p.record_key.push(change.key.0.clone());
-        p.version.push(change.version);
-        p.row.push(row);
-        p.created_at.push(event.created_at.to_owned());
-        p.source.push(event.source.to_owned());
-        p.meta.push(meta);
-        p.actor.push(event.actor.map(str::to_owned));
-        p.digest.push(event.mutation.map(|m| m.digest.to_vec()));
-        p.prev_row.push(previous);
-        p.sent_table.push(event.table_as_sent.map(str::to_owned));
+        // The texts this transaction already has: the row it stored, the row it read before.
+        let row_text = self.last_doc.take().filter(|(key, _)| *key == change.key).map(|(_, doc)| doc);
+        let previous_text = self
+            .last_read
+            .take()
+            .filter(|(table, key, _)| *table == change.table && *key == change.key)
+            .map(|(_, _, doc)| doc);
+        self.pending.push(EventRow::appended(sequence, event_id.clone(), &event, row_text, previous_text));
         self.head = sequence;
         Ok(ChangeEvent {
             sequence,
@@ -493,37 +483,12 @@ impl WriteTxn for PgTxn<'_> {
     }
 
     fn import_event(&mut self, logged: &mishkah_store::LoggedEvent) -> Result<(), StorageError> {
-        let e = &logged.event;
-        if e.sequence <= self.head {
-            return Err(StorageError::Corrupt(format!("event {} is not after the head {}", e.sequence, self.head)));
+        if logged.event.sequence <= self.head {
+            let (sequence, head) = (logged.event.sequence, self.head);
+            return Err(StorageError::Corrupt(format!("event {sequence} is not after the head {head}")));
         }
-        let p = &mut self.pending;
-        if let Some(m) = &logged.mutation {
-            p.by_mutation.insert(m.stored.clone(), p.seq.len());
-        }
-        p.seq.push(e.sequence as i64);
-        p.event_id.push(e.event_id.clone());
-        p.mutation_id.push(logged.mutation.as_ref().map(|m| m.stored.clone()));
-        p.tbl.push(e.change.table.clone());
-        p.action.push(match e.change.kind {
-            ChangeKind::Insert => "insert",
-            ChangeKind::Update => "update",
-            ChangeKind::Delete => "delete",
-        });
-        p.record_key.push(e.change.key.0.clone());
-        p.version.push(e.change.version);
-        p.row.push(e.change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes")));
-        p.created_at.push(e.created_at.clone());
-        p.source.push(logged.source.clone());
-        p.meta.push(if logged.meta.is_null() { None } else { Some(logged.meta.to_string()) });
-        p.actor.push(logged.actor.clone());
-        p.digest.push(logged.mutation.as_ref().and_then(|m| m.digest.clone()));
-        p.prev_row.push(match &logged.before {
-            mishkah_store::Before::Row(r) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
-            _ => None,
-        });
-        p.sent_table.push(logged.table_as_sent.clone());
-        self.head = e.sequence;
+        self.pending.push(EventRow::imported(logged));
+        self.head = logged.event.sequence;
         Ok(())
     }
 

@@ -18,11 +18,9 @@ pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Cha
     let seq: i64 = r.get(0)?;
     let action: String = r.get(4)?;
     let row: Option<String> = r.get(7)?;
-    let kind = match action.as_str() {
-        "insert" => ChangeKind::Insert,
-        "update" => ChangeKind::Update,
-        "delete" => ChangeKind::Delete,
-        other => return Ok(Err(StorageError::Corrupt(format!("unknown event action `{other}`")))),
+    let kind = match mishkah_store::action_kind(&action) {
+        Ok(kind) => kind,
+        Err(e) => return Ok(Err(e)),
     };
     let row = match row.map(|d| parse_doc(&d)).transpose() {
         Ok(row) => row,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ddl::{sql_table, typed_columns};
 use super::events::row_to_event;
 use crate::db;
-use mishkah_store::{mutation_key, parse_doc, NewEvent, Replay, StorageError, WriteTxn};
+use mishkah_store::{mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn};
 
 /// The SQL of one table's row operations, built once per table rather than once per write.
 pub(super) struct TableSql {
@@ -91,6 +91,38 @@ pub(super) struct SqliteTxn<'c> {
     pub(super) last_read: Option<(String, RecordKey, String)>,
     /// Longest JSON a stored record may have.
     pub(super) max_record_bytes: usize,
+}
+
+impl SqliteTxn<'_> {
+    /// Appends `e` to the log; it becomes the head.
+    fn insert_event(&mut self, e: &EventRow) -> Result<(), StorageError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .map_err(db)?
+            .execute(params![
+                e.sequence as i64,
+                e.event_id,
+                e.mutation_id,
+                e.table,
+                e.action,
+                e.key,
+                e.version,
+                e.row,
+                e.created_at,
+                e.source,
+                e.meta,
+                e.actor,
+                e.digest,
+                e.previous,
+                e.table_as_sent
+            ])
+            .map_err(db)?;
+        self.head = e.sequence;
+        Ok(())
+    }
 }
 
 impl WriteTxn for SqliteTxn<'_> {
@@ -181,44 +213,14 @@ impl WriteTxn for SqliteTxn<'_> {
         let sequence = self.head + 1;
         let event_id = format!("evt-{}-{sequence}", self.db_id);
         let change = &event.change;
-        let action = match change.kind {
-            ChangeKind::Insert => "insert",
-            ChangeKind::Update => "update",
-            ChangeKind::Delete => "delete",
-        };
-        let row = match (self.last_doc.take(), &change.row) {
-            (Some((key, doc)), Some(_)) if key == change.key => Some(doc),
-            (_, Some(r)) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
-            (_, None) => None,
-        };
-        let previous = event.previous.map(|before| match self.last_read.take() {
-            Some((table, key, doc)) if table == change.table && key == change.key => doc,
-            _ => serde_json::to_string(before).expect("a JSON map serializes"),
-        });
-        let meta = if event.meta.is_null() { None } else { Some(event.meta.to_string()) };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            ).map_err(db)?
-            .execute(params![
-                sequence as i64,
-                event_id,
-                event.mutation.map(|m| mutation_key::stored(m.scope, m.id)),
-                change.table,
-                action,
-                change.key.0,
-                change.version,
-                row,
-                event.created_at,
-                event.source,
-                meta,
-                event.actor,
-                event.mutation.map(|m| m.digest),
-                previous,
-                event.table_as_sent
-            ]).map_err(db)?;
-        self.head = sequence;
+        // The texts this transaction already has: the row it stored, the row it read before.
+        let row_text = self.last_doc.take().filter(|(key, _)| *key == change.key).map(|(_, doc)| doc);
+        let previous_text = self
+            .last_read
+            .take()
+            .filter(|(table, key, _)| *table == change.table && *key == change.key)
+            .map(|(_, _, doc)| doc);
+        self.insert_event(&EventRow::appended(sequence, event_id.clone(), &event, row_text, previous_text))?;
         Ok(ChangeEvent {
             sequence,
             event_id,
@@ -229,47 +231,11 @@ impl WriteTxn for SqliteTxn<'_> {
     }
 
     fn import_event(&mut self, logged: &mishkah_store::LoggedEvent) -> Result<(), StorageError> {
-        let e = &logged.event;
-        if e.sequence <= self.head {
-            return Err(StorageError::Corrupt(format!("event {} is not after the head {}", e.sequence, self.head)));
+        if logged.event.sequence <= self.head {
+            let (sequence, head) = (logged.event.sequence, self.head);
+            return Err(StorageError::Corrupt(format!("event {sequence} is not after the head {head}")));
         }
-        let action = match e.change.kind {
-            ChangeKind::Insert => "insert",
-            ChangeKind::Update => "update",
-            ChangeKind::Delete => "delete",
-        };
-        let row = e.change.row.as_ref().map(|r| serde_json::to_string(r).expect("a JSON map serializes"));
-        let previous = match &logged.before {
-            mishkah_store::Before::Row(r) => Some(serde_json::to_string(r).expect("a JSON map serializes")),
-            _ => None,
-        };
-        let meta = if logged.meta.is_null() { None } else { Some(logged.meta.to_string()) };
-        self.conn
-            .prepare_cached(
-                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            )
-            .map_err(db)?
-            .execute(params![
-                e.sequence as i64,
-                e.event_id,
-                logged.mutation.as_ref().map(|m| &m.stored),
-                e.change.table,
-                action,
-                e.change.key.0,
-                e.change.version,
-                row,
-                e.created_at,
-                logged.source,
-                meta,
-                logged.actor,
-                logged.mutation.as_ref().and_then(|m| m.digest.as_ref()),
-                previous,
-                logged.table_as_sent
-            ])
-            .map_err(db)?;
-        self.head = e.sequence;
-        Ok(())
+        self.insert_event(&EventRow::imported(logged))
     }
 
     fn last_event_id(&mut self) -> Result<Option<String>, StorageError> {

@@ -17,6 +17,7 @@ mod backend;
 pub mod conformance;
 mod error;
 mod event;
+mod event_row;
 pub mod layout;
 pub mod mutation_key;
 mod read;
@@ -26,6 +27,7 @@ pub use aggregate::{Group, Measure};
 pub use backend::{Backend, Commit, CommitListener, Durability, ModuleAt, OpenOptions, OpenReport, Opened};
 pub use error::StorageError;
 pub use event::{Before, LoggedEvent, LoggedMutation, MutationStamp, NewEvent, Replay};
+pub use event_row::{action_kind, action_name, EventRow};
 pub use read::{consistent, ModuleRead, ModuleReads, PageQuery, StoredPage};
 pub use write::{ModuleWriter, Transaction, WriteTxn};
 
