@@ -20,6 +20,7 @@ mod txn;
 mod writer;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use mishkah_core::schema::Table;
 use mishkah_store::{Backend, CommitListener, ModuleAt, OpenOptions, Opened, StorageError};
@@ -49,8 +50,14 @@ impl std::fmt::Debug for PostgresBackend {
 impl PostgresBackend {
     /// The backend for `url` (`postgres://user@host:port/db`). Connects lazily.
     pub fn new(url: &str) -> Result<PostgresBackend, StorageError> {
-        let config: postgres::Config =
+        let mut config: postgres::Config =
             url.parse().map_err(|e: postgres::Error| StorageError::Database(format!("store url: {e}")))?;
+        // `CREATE … IF NOT EXISTS` on every open would log a NOTICE per existing object.
+        let options = match config.get_options() {
+            Some(given) => format!("{given} -c client_min_messages=warning"),
+            None => "-c client_min_messages=warning".to_owned(),
+        };
+        config.options(&options);
         let size = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2;
         let node = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         Ok(PostgresBackend { readers: Arc::new(reader::Pool::new(config.clone(), size)), config, node })
@@ -59,6 +66,25 @@ impl PostgresBackend {
     pub(crate) fn connect(&self) -> Result<postgres::Client, StorageError> {
         self.config.connect(postgres::NoTls).map_err(db)
     }
+}
+
+/// How long a node opening a module another node is seeding waits for the seed to finish.
+const SEED_WAIT: Duration = Duration::from_secs(30);
+
+/// A module another node claimed to seed is served only once it is whole: a client of this node
+/// must never hold half a seed as the module's state.
+fn wait_for_seed(client: &mut postgres::Client, at: &ModuleAt<'_>) -> Result<(), StorageError> {
+    let deadline = Instant::now() + SEED_WAIT;
+    while !ddl::initialized(client, at.branch, at.module)? {
+        if Instant::now() >= deadline {
+            return Err(StorageError::Database(format!(
+                "branch `{}` module `{}` is still being seeded by another node",
+                at.branch, at.module
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
 
 impl Backend for PostgresBackend {
@@ -70,6 +96,9 @@ impl Backend for PostgresBackend {
     fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError> {
         let mut client = self.connect()?;
         let (schema, report) = ddl::open_module(&mut client, at.branch, at.module, tables)?;
+        if !report.created {
+            wait_for_seed(&mut client, at)?;
+        }
         if options.max_pages.is_some() {
             tracing::warn!(branch = %at.branch, module = %at.module, "--max-db-pages applies to SQLite only");
         }
