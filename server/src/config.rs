@@ -63,9 +63,8 @@ pub enum Command {
 pub enum KeysCommand {
     /// Create a key and print it (the only time it is shown).
     Create {
-        /// Data directory.
-        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
-        data: PathBuf,
+        #[command(flatten)]
+        at: KeysAt,
         /// A name for the key (its actor in the event log is `key:<name>`).
         #[arg(long)]
         name: String,
@@ -78,19 +77,29 @@ pub enum KeysCommand {
     },
     /// List the keys (names, roles, branches, when created or revoked; never the keys).
     List {
-        /// Data directory.
-        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
-        data: PathBuf,
+        #[command(flatten)]
+        at: KeysAt,
     },
-    /// Revoke a key: a running server refuses it from its next use.
+    /// Revoke a key: a running server refuses it from its next use (every node within a second).
     Revoke {
-        /// Data directory.
-        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
-        data: PathBuf,
+        #[command(flatten)]
+        at: KeysAt,
         /// The key's name.
         #[arg(long)]
         name: String,
     },
+}
+
+/// Where the keys are kept.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeysAt {
+    /// Data directory.
+    #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+    pub data: PathBuf,
+    /// The store the servers run on: with a `postgres://` URL the keys are kept there, the same
+    /// for every node (default: the data directory's `security/keys.json`).
+    #[arg(long, env = "MISHKAH_STORE")]
+    pub store: Option<String>,
 }
 
 /// `mishkah rules ...`.

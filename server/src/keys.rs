@@ -1,14 +1,15 @@
-//! API keys for services: `mk_` and 32 random bytes, shown once when created; the data directory
-//! keeps only their SHA-256 (`security/keys.json`), with a name, a role and optional branches.
-//! A revoked key stays listed (who had it, when it ended) and is refused with `key-revoked`.
+//! API keys for services: `mk_` and 32 random bytes, shown once when created; only their SHA-256
+//! is kept (`security/keys.json` of the data directory, or of the shared store when nodes share
+//! one), with a name, a role and optional branches. A revoked key stays listed (who had it,
+//! when it ended) and is refused with `key-revoked`.
 //!
-//! The server reads the file again whenever it changes, so `mishkah keys revoke` takes effect
-//! on a running server at the next request that presents the key.
+//! A server reads the keys again whenever they change, so `mishkah keys revoke` takes effect on
+//! a running server at the next request that presents the key (on every node of a shared store
+//! within [`SHARED_REFRESH`]).
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::SystemTime;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::auth::{AuthError, Identity};
+use crate::storage::{SharedDocs, StorageError};
 
 /// What every key starts with (so a bearer value is known to be a key, not a JWT).
 pub const KEY_PREFIX: &str = "mk_";
@@ -64,10 +66,12 @@ struct KeyFile {
 /// Why a key operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
-    #[error("cannot read or write {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path} is not a keys file: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("cannot read or write the keys: {0}")]
+    Store(#[from] StorageError),
+    #[error("{doc} is not a keys file: {message}")]
+    Invalid { doc: String, message: String },
+    #[error("the keys changed under every attempt to write them: try again")]
+    Busy,
     #[error("a key named `{0}` exists already (revoke it first)")]
     Exists(String),
     #[error("no key named `{0}`")]
@@ -78,127 +82,183 @@ pub enum KeysError {
     Random,
 }
 
-/// `security/keys.json` of a data directory.
-pub fn keys_path(data: &Path) -> PathBuf {
-    data.join("security").join("keys.json")
-}
+/// The document the keys are kept in: `security/keys.json` of the data directory, or of the
+/// shared store when nodes share one (`--store postgres://…`), so every node accepts the same keys.
+pub const KEYS_DOC: &str = "security/keys.json";
 
 fn sha256_hex(text: &str) -> String {
     ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read(path: &Path) -> Result<KeyFile, KeysError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| KeysError::Invalid { path: path.to_path_buf(), message: e.to_string() }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyFile::default()),
-        Err(source) => Err(KeysError::Io { path: path.to_path_buf(), source }),
+fn read(docs: &dyn SharedDocs) -> Result<(Option<u64>, KeyFile), KeysError> {
+    match docs.get(KEYS_DOC)? {
+        None => Ok((None, KeyFile::default())),
+        Some((version, text)) => serde_json::from_str(&text)
+            .map(|file| (Some(version), file))
+            .map_err(|e| KeysError::Invalid { doc: format!("{docs:?}: {KEYS_DOC}"), message: e.to_string() }),
     }
 }
 
-/// Replaces the file whole (a crash leaves the old one or the new one, never half of one),
-/// readable by its owner only.
-fn write(path: &Path, file: &KeyFile) -> Result<(), KeysError> {
-    let io = |source| KeysError::Io { path: path.to_path_buf(), source };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+/// Reads the keys, changes them with `change`, and writes them back unless another writer came
+/// in between (then it starts again from what that writer left).
+fn update<T>(
+    docs: &dyn SharedDocs,
+    mut change: impl FnMut(&mut KeyFile) -> Result<T, KeysError>,
+) -> Result<T, KeysError> {
+    for _ in 0..8 {
+        let (version, mut file) = read(docs)?;
+        let out = change(&mut file)?;
+        let text = serde_json::to_string_pretty(&file).expect("keys serialize");
+        if docs.put(KEYS_DOC, &text, version)? {
+            return Ok(out);
+        }
     }
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_string_pretty(file).expect("keys serialize");
-    std::fs::write(&tmp, text).map_err(io)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
+    Err(KeysError::Busy)
 }
 
 /// Creates a key and returns it (the only time it is shown).
-pub fn create(data: &Path, name: &str, role: &str, branches: Option<Vec<String>>) -> Result<String, KeysError> {
+pub fn create(
+    docs: &dyn SharedDocs,
+    name: &str,
+    role: &str,
+    branches: Option<Vec<String>>,
+) -> Result<String, KeysError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if !valid {
         return Err(KeysError::BadName);
     }
-    let path = keys_path(data);
-    let mut file = read(&path)?;
-    if file.keys.iter().any(|k| k.name == name && k.revoked_at.is_none()) {
-        return Err(KeysError::Exists(name.to_owned()));
-    }
     let mut secret = [0u8; 32];
     SystemRandom::new().fill(&mut secret).map_err(|_| KeysError::Random)?;
     let key = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret));
-    file.keys.push(KeyRecord {
-        name: name.to_owned(),
-        role: role.to_owned(),
-        branches,
-        sha256: sha256_hex(&key),
-        created_at: crate::clock::now_iso(),
-        revoked_at: None,
-    });
-    write(&path, &file)?;
+    update(docs, |file| {
+        if file.keys.iter().any(|k| k.name == name && k.revoked_at.is_none()) {
+            return Err(KeysError::Exists(name.to_owned()));
+        }
+        file.keys.push(KeyRecord {
+            name: name.to_owned(),
+            role: role.to_owned(),
+            branches: branches.clone(),
+            sha256: sha256_hex(&key),
+            created_at: crate::clock::now_iso(),
+            revoked_at: None,
+        });
+        Ok(())
+    })?;
     Ok(key)
 }
 
 /// Every key, revoked ones included.
-pub fn list(data: &Path) -> Result<Vec<KeyRecord>, KeysError> {
-    Ok(read(&keys_path(data))?.keys)
+pub fn list(docs: &dyn SharedDocs) -> Result<Vec<KeyRecord>, KeysError> {
+    Ok(read(docs)?.1.keys)
 }
 
 /// Revokes the key named `name`.
-pub fn revoke(data: &Path, name: &str) -> Result<(), KeysError> {
-    let path = keys_path(data);
-    let mut file = read(&path)?;
-    let key = file
-        .keys
-        .iter_mut()
-        .find(|k| k.name == name && k.revoked_at.is_none())
-        .ok_or_else(|| KeysError::NotFound(name.to_owned()))?;
-    key.revoked_at = Some(crate::clock::now_iso());
-    write(&path, &file)
+pub fn revoke(docs: &dyn SharedDocs, name: &str) -> Result<(), KeysError> {
+    update(docs, |file| {
+        let key = file
+            .keys
+            .iter_mut()
+            .find(|k| k.name == name && k.revoked_at.is_none())
+            .ok_or_else(|| KeysError::NotFound(name.to_owned()))?;
+        key.revoked_at = Some(crate::clock::now_iso());
+        Ok(())
+    })
 }
 
-/// The keys a running server accepts: the file, read again when it changes.
+/// How often a server asks a shared store whether the keys changed: a key revoked on one node
+/// is refused by every node within this.
+pub const SHARED_REFRESH: Duration = Duration::from_secs(1);
+
+/// The keys a running server accepts. Files are checked at every use (a `stat`); a shared
+/// store is asked by a thread of its own every [`SHARED_REFRESH`] (a request never waits on it).
 #[derive(Debug)]
 pub struct KeyStore {
-    path: PathBuf,
-    loaded: Mutex<Loaded>,
+    docs: Arc<dyn SharedDocs>,
+    loaded: Arc<Mutex<Loaded>>,
 }
 
 #[derive(Debug, Default)]
 struct Loaded {
-    /// The file's modification time and length when read.
-    modified: Option<(SystemTime, u64)>,
+    version: Option<u64>,
     by_hash: HashMap<String, KeyRecord>,
 }
 
+impl Loaded {
+    /// Reads the keys again if their version changed. A document that cannot be read accepts
+    /// no key (and says so), rather than old ones.
+    fn refresh(loaded: &Mutex<Loaded>, docs: &dyn SharedDocs) {
+        let version = match docs.version(KEYS_DOC) {
+            Ok(version) => version,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the API keys");
+                return Loaded::forget(loaded);
+            }
+        };
+        if version == lock(loaded).version {
+            return;
+        }
+        match read(docs) {
+            Ok((version, file)) => {
+                let mut loaded = lock(loaded);
+                loaded.by_hash = file.keys.into_iter().map(|k| (k.sha256.clone(), k)).collect();
+                loaded.version = version;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the API keys");
+                Loaded::forget(loaded);
+            }
+        }
+    }
+
+    fn forget(loaded: &Mutex<Loaded>) {
+        let mut loaded = lock(loaded);
+        loaded.by_hash.clear();
+        loaded.version = None;
+    }
+}
+
+fn lock(loaded: &Mutex<Loaded>) -> std::sync::MutexGuard<'_, Loaded> {
+    loaded.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl KeyStore {
-    /// The keys of the data directory `data`.
-    pub fn open(data: &Path) -> KeyStore {
-        KeyStore { path: keys_path(data), loaded: Mutex::new(Loaded::default()) }
+    /// The keys kept in `docs`, read once now. Blocks (a shared store is read on a thread of its
+    /// own: its client must not run on an async runtime's thread).
+    pub fn open(docs: Arc<dyn SharedDocs>) -> KeyStore {
+        let loaded = Arc::new(Mutex::new(Loaded::default()));
+        if docs.remote() {
+            let (first, read) = std::sync::mpsc::channel();
+            let (weak, shared) = (Arc::downgrade(&loaded), docs.clone());
+            let spawned = std::thread::Builder::new().name("keys-refresh".into()).spawn(move || {
+                while let Some(loaded) = weak.upgrade() {
+                    Loaded::refresh(&loaded, &*shared);
+                    let _ = first.send(());
+                    drop(loaded);
+                    std::thread::sleep(SHARED_REFRESH);
+                }
+            });
+            if spawned.is_ok() {
+                let _ = read.recv();
+            }
+        } else {
+            Loaded::refresh(&loaded, &*docs);
+        }
+        KeyStore { docs, loaded }
+    }
+
+    /// Whether any key is kept (so `--auth required` can verify something).
+    pub fn any(&self) -> bool {
+        !lock(&self.loaded).by_hash.is_empty()
     }
 
     /// The identity a presented key stands for.
     pub fn verify(&self, presented: &str) -> Result<Identity, AuthError> {
-        let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
-        let modified = std::fs::metadata(&self.path).and_then(|m| Ok((m.modified()?, m.len()))).ok();
-        if modified != loaded.modified || (modified.is_none() && !loaded.by_hash.is_empty()) {
-            match read(&self.path) {
-                Ok(file) => {
-                    loaded.by_hash = file.keys.into_iter().map(|k| (k.sha256.clone(), k)).collect();
-                    loaded.modified = modified;
-                }
-                // A file that cannot be read now accepts no key (and says so), rather than old ones.
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the API keys");
-                    loaded.by_hash.clear();
-                    loaded.modified = None;
-                }
-            }
+        if !self.docs.remote() {
+            Loaded::refresh(&self.loaded, &*self.docs);
         }
-        match loaded.by_hash.get(&sha256_hex(presented.trim())) {
+        match lock(&self.loaded).by_hash.get(&sha256_hex(presented.trim())) {
             Some(key) if key.revoked_at.is_some() => Err(AuthError::Revoked),
             Some(key) => Ok(key.identity()),
             None => Err(AuthError::Invalid("unknown API key".into())),
@@ -213,25 +273,28 @@ mod tests {
     #[test]
     fn a_key_is_shown_once_stored_as_a_hash_and_refused_once_revoked() {
         let dir = tempfile::tempdir().unwrap();
-        let key = create(dir.path(), "printer", "service", Some(vec!["demo".into()])).unwrap();
+        let docs: Arc<dyn SharedDocs> = Arc::new(crate::storage::DirDocs::new(dir.path()));
+        let key = create(&*docs, "printer", "service", Some(vec!["demo".into()])).unwrap();
         assert!(key.starts_with(KEY_PREFIX) && key.len() > 40);
-        let stored = std::fs::read_to_string(keys_path(dir.path())).unwrap();
+        let stored = std::fs::read_to_string(dir.path().join(KEYS_DOC)).unwrap();
         assert!(!stored.contains(&key[3..]), "only the hash is stored");
-        let store = KeyStore::open(dir.path());
+        let store = KeyStore::open(docs.clone());
+        assert!(store.any());
         let id = store.verify(&key).unwrap();
         assert_eq!((id.sub.as_str(), id.claims["role"].as_str()), ("key:printer", Some("service")));
         assert_eq!(id.claims["branches"], json!(["demo"]));
         assert_eq!(store.verify("mk_guess").unwrap_err().code(), "invalid-token");
-        assert!(matches!(create(dir.path(), "printer", "x", None), Err(KeysError::Exists(_))));
-        assert!(matches!(create(dir.path(), "no spaces", "x", None), Err(KeysError::BadName)));
+        assert!(matches!(create(&*docs, "printer", "x", None), Err(KeysError::Exists(_))));
+        assert!(matches!(create(&*docs, "no spaces", "x", None), Err(KeysError::BadName)));
 
         // Revoked by another process while this one runs: the next use sees it.
         std::thread::sleep(std::time::Duration::from_millis(20));
-        revoke(dir.path(), "printer").unwrap();
+        let other_process = crate::storage::DirDocs::new(dir.path());
+        revoke(&other_process, "printer").unwrap();
         assert_eq!(store.verify(&key).unwrap_err(), AuthError::Revoked);
-        assert!(list(dir.path()).unwrap()[0].revoked_at.is_some());
-        assert!(matches!(revoke(dir.path(), "printer"), Err(KeysError::NotFound(_))));
-        let again = create(dir.path(), "printer", "service", None).unwrap();
+        assert!(list(&*docs).unwrap()[0].revoked_at.is_some());
+        assert!(matches!(revoke(&*docs, "printer"), Err(KeysError::NotFound(_))));
+        let again = create(&*docs, "printer", "service", None).unwrap();
         assert!(store.verify(&again).is_ok(), "a new key may take a revoked one's name");
     }
 }

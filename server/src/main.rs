@@ -1,7 +1,7 @@
 //! The `mishkah` binary.
 
 use clap::Parser;
-use mishkah_server::config::{Cli, Command, KeysCommand, RulesCommand};
+use mishkah_server::config::{Cli, Command, KeysAt, KeysCommand, RulesCommand};
 use tracing_subscriber::EnvFilter;
 
 // The write path allocates small JSON values on several threads; glibc's arenas contend on them.
@@ -69,19 +69,26 @@ fn token(args: mishkah_server::config::TokenArgs) -> std::process::ExitCode {
 /// `mishkah keys create|list|revoke`.
 fn keys(command: KeysCommand) -> std::process::ExitCode {
     use mishkah_server::keys;
+    let docs = |at: &KeysAt| -> Result<_, keys::KeysError> {
+        Ok(mishkah_server::storage::backend(at.store.as_deref())?.shared_docs(&at.data))
+    };
     let done = match command {
-        KeysCommand::Create { data, name, role, branches } => keys::create(&data, &name, &role, branches).map(|key| {
-            println!("{key}");
-            eprintln!("key `{name}` created; it is not shown again: store it now");
-        }),
-        KeysCommand::List { data } => keys::list(&data).map(|list| {
+        KeysCommand::Create { at, name, role, branches } => {
+            docs(&at).and_then(|d| keys::create(&*d, &name, &role, branches)).map(|key| {
+                println!("{key}");
+                eprintln!("key `{name}` created; it is not shown again: store it now");
+            })
+        }
+        KeysCommand::List { at } => docs(&at).and_then(|d| keys::list(&*d)).map(|list| {
             for k in list {
                 let branches = k.branches.map(|b| b.join(",")).unwrap_or_else(|| "*".into());
                 let state = k.revoked_at.map(|at| format!("revoked {at}")).unwrap_or_else(|| "active".into());
                 println!("{}\t{}\t{}\tcreated {}\t{}", k.name, k.role, branches, k.created_at, state);
             }
         }),
-        KeysCommand::Revoke { data, name } => keys::revoke(&data, &name).map(|()| eprintln!("key `{name}` revoked")),
+        KeysCommand::Revoke { at, name } => {
+            docs(&at).and_then(|d| keys::revoke(&*d, &name)).map(|()| eprintln!("key `{name}` revoked"))
+        }
     };
     match done {
         Ok(()) => std::process::ExitCode::SUCCESS,

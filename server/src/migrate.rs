@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mishkah_core::{Change, ChangeKind, RecordKey, Table};
+use serde_json::Value;
 
 use crate::datadir::DataDir;
 use crate::storage::{consistent, Backend, ModuleAt, ModuleRead, ModuleReads, OpenOptions, Opened, StorageError};
@@ -91,6 +92,18 @@ pub fn migrate(
         }
         let copied = copy_module(data, from, to, (&branch, &module))?;
         progress(&branch, &module, &copied);
+    }
+    copy_shared_docs(data, from, to)
+}
+
+/// The documents every node reads alike (the API keys) go with the rows; the target's own, if
+/// it has some, are kept.
+fn copy_shared_docs(data: &DataDir, from: &dyn Backend, to: &dyn Backend) -> Result<(), MigrateError> {
+    let (source, target) = (from.shared_docs(data.root()), to.shared_docs(data.root()));
+    if let Some((_, text)) = source.get(crate::keys::KEYS_DOC)? {
+        if !target.put(crate::keys::KEYS_DOC, &text, None)? {
+            tracing::warn!("the target store has API keys already: the data directory's were not copied");
+        }
     }
     Ok(())
 }
@@ -217,6 +230,13 @@ pub fn verify(data: &DataDir, a: &dyn Backend, b: &dyn Backend) -> Result<Vec<Di
         for what in right.keys().filter(|k| !left.contains_key(*k)) {
             differences.push(format!("{branch}/{module}: {what} only in the second store"));
         }
+    }
+    let doc = crate::keys::KEYS_DOC;
+    let (left, right) = (a.shared_docs(data.root()).get(doc)?, b.shared_docs(data.root()).get(doc)?);
+    let parsed =
+        |d: Option<(u64, String)>| d.map(|(_, t)| serde_json::from_str::<Value>(&t).unwrap_or(Value::String(t)));
+    if parsed(left) != parsed(right) {
+        differences.push(format!("{doc} differs"));
     }
     Ok(differences)
 }

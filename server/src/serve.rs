@@ -25,7 +25,7 @@ fn cors_origins(list: &[String]) -> anyhow::Result<Vec<axum::http::HeaderValue>>
 }
 
 /// The authenticator `config` asks for, or why it cannot be built (checked before anything opens).
-fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
+fn authenticator(config: &ServeConfig, keys: crate::keys::KeyStore) -> anyhow::Result<Authenticator> {
     let mut auth = Authenticator::new(
         config.auth,
         config.jwt_secret.as_deref(),
@@ -42,8 +42,8 @@ fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
         let pem = std::fs::read(path).with_context(|| format!("cannot read --jwt-public-key {}", path.display()))?;
         auth = auth.with_public_key(&pem).map_err(|e| anyhow::anyhow!("--jwt-public-key {}: {e}", path.display()))?;
     }
-    let has_keys = crate::keys::keys_path(&config.data).exists();
-    let auth = auth.with_keys(crate::keys::KeyStore::open(&config.data));
+    let has_keys = keys.any();
+    let auth = auth.with_keys(keys);
     let can_verify_tokens =
         config.jwt_secret.as_deref().is_some_and(|s| !s.is_empty()) || config.jwt_public_key.is_some();
     match config.auth {
@@ -84,7 +84,16 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let mut data =
         DataDir::load(&config.data).with_context(|| format!("cannot use data directory {}", config.data.display()))?;
-    let auth = authenticator(&config)?;
+    // A PostgreSQL client blocks: it is made (and pinged) off the async runtime, and the keys
+    // it keeps are read there too.
+    let (store, dir) = (config.store.clone(), config.data.clone());
+    let (backend, keys) = tokio::task::spawn_blocking(move || {
+        let backend = crate::storage::backend(store.as_deref())?;
+        let keys = crate::keys::KeyStore::open(backend.shared_docs(&dir));
+        Ok::<_, crate::storage::StorageError>((backend, keys))
+    })
+    .await??;
+    let auth = authenticator(&config, keys)?;
     let sockets = socket_limits(&config)?;
     // Held until `serve` returns, after the writers have drained.
     let _lock = crate::datadir::DirLock::acquire(&config.data)?;
@@ -112,9 +121,6 @@ pub async fn serve(
     let hub = Hub::new(server_id.clone(), metrics.clone());
     let policy =
         VersionPolicy { required_tables: config.versioned_tables.iter().filter(|t| !t.is_empty()).cloned().collect() };
-    // A PostgreSQL client blocks: it is made (and pinged) off the async runtime.
-    let store = config.store.clone();
-    let backend = tokio::task::spawn_blocking(move || crate::storage::backend(store.as_deref())).await??;
     let engine = Engine::start(
         EngineConfig {
             backend,

@@ -146,13 +146,6 @@ fzL2D/fBCaXawdQrWYrXwn3IIODfknSUX+ENrjOD0dKMD2EYsCeRUFqa
 -----END PRIVATE KEY-----
 ";
 
-fn keys_cli(data: &std::path::Path, args: &[&str]) -> String {
-    let out =
-        Command::new(env!("CARGO_BIN_EXE_mishkah")).arg("keys").args(args).arg("--data").arg(data).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 async fn get_with_key(url: &str, key: &str) -> (u16, Value) {
     let r = reqwest::Client::new().get(url).header("x-api-key", key).send().await.unwrap();
     let status = r.status().as_u16();
@@ -171,8 +164,8 @@ async fn hello_refusal(server: &TestServer, branch: &str, token: &str) -> Value 
 async fn every_bad_credential_is_refused_with_its_code_on_rest_and_websocket() {
     let data = DataCopy::new();
     let s = data.scenario.clone();
-    let printer = keys_cli(data.path(), &["create", "--name", "printer", "--role", "service"]);
-    let revoked = keys_cli(data.path(), &["create", "--name", "old-tablet", "--role", "cashier"]);
+    let printer = common::keys_cli(data.path(), &["create", "--name", "printer", "--role", "service"]);
+    let revoked = common::keys_cli(data.path(), &["create", "--name", "old-tablet", "--role", "cashier"]);
     let public_key = data.path().join("jwt.pub");
     std::fs::write(&public_key, ED25519_PUBLIC).unwrap();
     let key_arg = public_key.to_str().unwrap();
@@ -198,8 +191,8 @@ async fn every_bad_credential_is_refused_with_its_code_on_rest_and_websocket() {
     assert_eq!(get_with_key(&url, &printer).await.0, 200);
 
     // Revoked while the server runs: refused from the next use.
-    keys_cli(data.path(), &["revoke", "--name", "old-tablet"]);
-    let listed = keys_cli(data.path(), &["list"]);
+    common::keys_cli(data.path(), &["revoke", "--name", "old-tablet"]);
+    let listed = common::keys_cli(data.path(), &["list"]);
     assert!(listed.contains("printer") && listed.contains("revoked") && !listed.contains(&printer[3..]), "{listed}");
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();

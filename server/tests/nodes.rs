@@ -229,3 +229,49 @@ async fn a_branch_one_node_created_exists_for_every_node() {
     let (status, body) = call(reqwest::Method::GET, &url(&servers[1]), Some(&kitchen), None, Value::Null).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_key_kept_in_the_store_is_accepted_by_every_node_and_revoked_on_every_node() {
+    use common::attack::SECRET;
+    let database = TestDatabase::new();
+    let mut servers = Vec::new();
+    let mut datas = Vec::new();
+    for _ in 0..2 {
+        let data = DataCopy::new();
+        // The servers and `mishkah keys` both take the store from here.
+        std::fs::write(data.path().join(".test-store"), &database.url).expect("store file");
+        let args = ["--auth", "required", "--jwt-secret", SECRET];
+        servers.push(TestServer::start_with(data.path(), &args).await);
+        datas.push(data);
+    }
+    // Created after the nodes started, through the first node's data directory alone.
+    let key = common::keys_cli(datas[0].path(), &["create", "--name", "printer", "--role", "admin"]);
+    assert!(!datas[1].path().join("security/keys.json").exists(), "no file carries it to the other node");
+    let branch = datas[0].scenario.branch;
+    let status = |server: &TestServer| {
+        let url = server.module_url(branch, "/tables/menu_items");
+        let key = key.clone();
+        async move {
+            let r = reqwest::Client::new().get(url).header("x-api-key", key).send().await.expect("request");
+            r.status().as_u16()
+        }
+    };
+    let within = |want: u16| {
+        let servers = &servers;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let got = futures_util::future::join_all(servers.iter().map(status)).await;
+                if got.iter().all(|s| *s == want) || tokio::time::Instant::now() > deadline {
+                    return got;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert_eq!(within(200).await, [200, 200], "every node accepts the key");
+    common::keys_cli(datas[1].path(), &["revoke", "--name", "printer"]);
+    assert_eq!(within(401).await, [401, 401], "every node refuses it once revoked");
+    let listed = common::keys_cli(datas[0].path(), &["list"]);
+    assert!(listed.contains("printer") && listed.contains("revoked"), "{listed}");
+}

@@ -10,7 +10,9 @@
 //! whole transaction). Reads run in `REPEATABLE READ READ ONLY` transactions on a pool shared by
 //! every module.
 
+mod connect;
 mod ddl;
+mod docs;
 mod evaluate;
 mod filter;
 pub mod listen;
@@ -23,19 +25,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mishkah_core::schema::Table;
-use mishkah_store::{Backend, CommitListener, ModuleAt, OpenOptions, Opened, StorageError};
+use mishkah_store::{Backend, CommitListener, ModuleAt, OpenOptions, Opened, SharedDocs, StorageError};
 
 /// A PostgreSQL error, as the seam reports it.
 pub(crate) fn db(e: postgres::Error) -> StorageError {
     match e.as_db_error() {
         Some(d) => StorageError::Database(format!("{}: {}", d.code().code(), d.message())),
-        None => StorageError::Database(e.to_string()),
+        // The cause says what happened ("error performing TLS handshake: invalid peer
+        // certificate: UnknownIssuer", "error connecting to server: Connection refused").
+        None => {
+            let mut message = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            StorageError::Database(message)
+        }
     }
 }
 
 /// Connects to one database; a pool of read connections is shared by every module.
 pub struct PostgresBackend {
-    config: postgres::Config,
+    connector: connect::Connector,
     readers: Arc<reader::Pool>,
     /// This process among the nodes: its own commits' notifications are not news to it.
     node: String,
@@ -43,7 +55,10 @@ pub struct PostgresBackend {
 
 impl std::fmt::Debug for PostgresBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresBackend").field("dbname", &self.config.get_dbname()).finish_non_exhaustive()
+        f.debug_struct("PostgresBackend")
+            .field("dbname", &self.connector.config.get_dbname())
+            .field("tls", &self.connector.tls())
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,11 +75,12 @@ impl PostgresBackend {
         config.options(&options);
         let size = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2;
         let node = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        Ok(PostgresBackend { readers: Arc::new(reader::Pool::new(config.clone(), size)), config, node })
+        let connector = connect::Connector::new(config)?;
+        Ok(PostgresBackend { readers: Arc::new(reader::Pool::new(connector.clone(), size)), connector, node })
     }
 
     pub(crate) fn connect(&self) -> Result<postgres::Client, StorageError> {
-        self.config.connect(postgres::NoTls).map_err(db)
+        self.connector.connect()
     }
 }
 
@@ -110,7 +126,7 @@ impl Backend for PostgresBackend {
     /// A thread `LISTEN`s for every node's commits (`NOTIFY mishkah`, sent in each commit),
     /// reconnecting when its connection drops.
     fn follow(&self, listener: CommitListener) -> Result<bool, StorageError> {
-        listen::spawn(self.config.clone(), self.node.clone(), listener)?;
+        listen::spawn(self.connector.clone(), self.node.clone(), listener)?;
         Ok(true)
     }
 
@@ -121,5 +137,9 @@ impl Backend for PostgresBackend {
     /// `SELECT 1` on a read connection of the pool (a new one if none is idle).
     fn ping(&self) -> Result<(), StorageError> {
         self.readers.ping()
+    }
+
+    fn shared_docs(&self, _data: &std::path::Path) -> Arc<dyn SharedDocs> {
+        Arc::new(docs::PgDocs { pool: self.readers.clone() })
     }
 }

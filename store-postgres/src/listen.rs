@@ -7,16 +7,19 @@ use std::time::Duration;
 
 use mishkah_store::{Commit, CommitListener, StorageError};
 
+use crate::connect::Connector;
+
 /// The application name of the listening connection (what an operator, or a test, sees in
 /// `pg_stat_activity`).
 pub const APPLICATION_NAME: &str = "mishkah-listen";
 
-pub(crate) fn spawn(mut config: postgres::Config, node: String, listener: CommitListener) -> Result<(), StorageError> {
+pub(crate) fn spawn(connector: Connector, node: String, listener: CommitListener) -> Result<(), StorageError> {
+    let mut config = connector.config.clone();
     config.application_name(APPLICATION_NAME);
     std::thread::Builder::new()
         .name("pg-listen".into())
         .spawn(move || loop {
-            if let Err(e) = listen(&config, &node, &listener) {
+            if let Err(e) = listen(&connector, &config, &node, &listener) {
                 tracing::warn!(error = %e, "the commit listener's connection dropped; reconnecting");
             }
             std::thread::sleep(Duration::from_millis(500));
@@ -26,8 +29,13 @@ pub(crate) fn spawn(mut config: postgres::Config, node: String, listener: Commit
 }
 
 /// Listens until the connection fails.
-fn listen(config: &postgres::Config, node: &str, listener: &CommitListener) -> Result<(), postgres::Error> {
-    let mut client = config.connect(postgres::NoTls)?;
+fn listen(
+    connector: &Connector,
+    config: &postgres::Config,
+    node: &str,
+    listener: &CommitListener,
+) -> Result<(), postgres::Error> {
+    let mut client = connector.connect_with(config)?;
     client.batch_execute("LISTEN mishkah")?;
     listener(None);
     use postgres::fallible_iterator::FallibleIterator;

@@ -14,13 +14,14 @@ use mishkah_store::{
 };
 use serde_json::Value;
 
+use crate::connect::Connector;
 use crate::db;
 use crate::ddl::qualified;
 use crate::evaluate;
 
 /// Read connections, opened on demand up to `size`, shared by every module of the database.
 pub(crate) struct Pool {
-    config: postgres::Config,
+    connector: Connector,
     size: usize,
     state: Mutex<PoolState>,
     freed: Condvar,
@@ -32,8 +33,8 @@ struct PoolState {
 }
 
 impl Pool {
-    pub(crate) fn new(config: postgres::Config, size: usize) -> Pool {
-        Pool { config, size, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), freed: Condvar::new() }
+    pub(crate) fn new(connector: Connector, size: usize) -> Pool {
+        Pool { connector, size, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), freed: Condvar::new() }
     }
 
     fn take(&self) -> Result<postgres::Client, StorageError> {
@@ -45,10 +46,7 @@ impl Pool {
             if state.open < self.size {
                 state.open += 1;
                 drop(state);
-                return self.config.connect(postgres::NoTls).map_err(|e| {
-                    self.forget();
-                    db(e)
-                });
+                return self.connector.connect().inspect_err(|_| self.forget());
             }
             state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
         }
@@ -62,27 +60,34 @@ impl Pool {
         self.freed.notify_one();
     }
 
+    /// Runs `f` on one of the pool's connections.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut client = self.take()?;
+        let out = f(&mut client);
+        self.give_back(client);
+        out
+    }
+
     /// Whether `mishkah.modules` lists a module of `branch`.
     pub(crate) fn has_branch(&self, branch: &str) -> Result<bool, StorageError> {
-        let mut client = self.take()?;
-        let found = client
-            .query_one(
-                "SELECT to_regclass('mishkah.modules') IS NOT NULL
-                    AND EXISTS (SELECT 1 FROM mishkah.modules WHERE branch = $1)",
-                &[&branch],
-            )
-            .map(|r| r.get::<_, Option<bool>>(0).unwrap_or(false))
-            .map_err(db);
-        self.give_back(client);
-        found
+        self.with(|client| {
+            client
+                .query_one(
+                    "SELECT to_regclass('mishkah.modules') IS NOT NULL
+                        AND EXISTS (SELECT 1 FROM mishkah.modules WHERE branch = $1)",
+                    &[&branch],
+                )
+                .map(|r| r.get::<_, Option<bool>>(0).unwrap_or(false))
+                .map_err(db)
+        })
     }
 
     /// `SELECT 1` on one of the pool's connections.
     pub(crate) fn ping(&self) -> Result<(), StorageError> {
-        let mut client = self.take()?;
-        let answered = client.simple_query("SELECT 1").map(|_| ()).map_err(db);
-        self.give_back(client);
-        answered
+        self.with(|client| client.simple_query("SELECT 1").map(|_| ()).map_err(db))
     }
 
     fn forget(&self) {

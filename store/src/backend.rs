@@ -124,4 +124,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn ping(&self) -> Result<(), StorageError> {
         Ok(())
     }
+    /// Where the documents every node must read alike are kept (the API keys): the data
+    /// directory `data` for an embedded store, the database for a shared one.
+    fn shared_docs(&self, data: &std::path::Path) -> std::sync::Arc<dyn crate::SharedDocs> {
+        std::sync::Arc::new(crate::DirDocs::new(data))
+    }
 }

@@ -21,6 +21,7 @@ mod event_row;
 pub mod layout;
 pub mod mutation_key;
 mod read;
+mod shared;
 mod write;
 
 pub use aggregate::{Group, Measure};
@@ -29,7 +30,8 @@ pub use error::StorageError;
 pub use event::{Before, LoggedEvent, LoggedMutation, MutationStamp, NewEvent, Replay};
 pub use event_row::{action_kind, action_name, EventRow};
 pub use read::{consistent, ModuleRead, ModuleReads, PageQuery, StoredPage};
-pub use write::{ModuleWriter, Transaction, WriteTxn};
+pub use shared::{DirDocs, SharedDocs};
+pub use write::{ModuleWriter, Prefetch, Transaction, WriteTxn};
 
 /// Parses a stored document (the whole record as JSON, every backend keeps one per row).
 pub fn parse_doc(doc: &str) -> Result<mishkah_core::Row, StorageError> {

@@ -53,6 +53,21 @@ pub fn store_args(data: &Path) -> Vec<String> {
     }
 }
 
+/// `mishkah keys ARGS` for the data directory `data` (and the store its servers use), its output.
+pub fn keys_cli(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mishkah"))
+        .arg("keys")
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .args(store_args(data))
+        .env_remove("MISHKAH_STORE")
+        .output()
+        .expect("run mishkah keys");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+}
+
 impl DataCopy {
     pub fn new() -> DataCopy {
         let source = data_source();

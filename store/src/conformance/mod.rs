@@ -45,10 +45,13 @@ impl<'b> Harness<'b> {
         self.open_module(n, tables, options)
     }
 
-    /// Opens one new module twice: two writers of it (two processes, or two nodes).
+    /// Opens one new module twice: two writers of it (two processes, or two nodes). The first
+    /// marks it initialized before the second opens it, as a server does once it has seeded it
+    /// (a backend shared by nodes may make the second wait for that).
     pub fn open_twice(&self, tables: &[&Table]) -> (Opened, Opened) {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let first = self.open_module(n, tables, &OpenOptions::default());
+        let mut first = self.open_module(n, tables, &OpenOptions::default());
+        first.writer.mark_initialized("2026-12-05T00:00:00.000Z").expect("mark the module initialized");
         (first, self.open_module(n, tables, &OpenOptions::default()))
     }
 
@@ -97,6 +100,18 @@ pub fn change(kind: ChangeKind, key: &str, row: Option<Row>, version: i64) -> Ch
         unknown_fields: Vec::new(),
         tolerated: Vec::new(),
     }
+}
+
+/// [`simple_table`] without its unique index: no write to it can be refused.
+pub fn plain_table() -> Table {
+    let mut table = simple_table();
+    table.name = "p".into();
+    table.sql_name = "p".into();
+    for field in &mut table.fields {
+        field.unique = false;
+    }
+    table.indexes.clear();
+    table
 }
 
 /// A row of [`simple_table`].
@@ -148,6 +163,10 @@ macro_rules! conformance_suite {
         #[test]
         fn a_store_failing_mid_batch_keeps_nothing_of_it() {
             $crate::conformance::writes::a_failure_mid_batch_keeps_nothing(&$backend)
+        }
+        #[test]
+        fn a_prefetch_changes_no_read_whatever_the_batch_writes_or_undoes() {
+            $crate::conformance::writes::a_prefetch_changes_no_read(&$backend)
         }
         #[test]
         fn filters_select_what_the_core_evaluator_selects() {

@@ -94,14 +94,34 @@ fn find_or_start() -> String {
 /// the `postgres` user, on a free port, under the system's temp dir) while holding a lock; the
 /// others find its port written beside it. `scripts/test` stops it at the end.
 fn start_cluster() -> Result<String, String> {
-    let dir: PathBuf = std::env::temp_dir().join("mishkah-test-pg");
+    let (url, _) = cluster("mishkah-test-pg", &[])?;
+    Ok(url)
+}
+
+/// A throwaway cluster that admits TLS connections only, with a certificate for 127.0.0.1 made
+/// by `openssl` (a CA of its own, whose certificate is returned): found or started once per run,
+/// stopped by `scripts/test` with the other.
+pub fn tls_server() -> Result<(String, PathBuf), String> {
+    cluster("mishkah-test-pg-tls", &["ssl"])
+}
+
+fn cluster(name: &str, features: &[&str]) -> Result<(String, PathBuf), String> {
+    let dir: PathBuf = std::env::temp_dir().join(name);
+    let tls = features.contains(&"ssl");
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let lock = std::fs::File::create(dir.join("lock")).map_err(|e| e.to_string())?;
     lock.lock().map_err(|e| e.to_string())?;
+    let ca = dir.join("ca.crt");
     if let Ok(port) = std::fs::read_to_string(dir.join("port")) {
         let url = format!("postgres://postgres@127.0.0.1:{}", port.trim());
-        if answers(&url) {
-            return Ok(url);
+        // A TLS-only cluster refuses this crate's plain client: that it listens is enough.
+        let up = if tls {
+            std::net::TcpStream::connect(("127.0.0.1", port.trim().parse().unwrap_or(0))).is_ok()
+        } else {
+            answers(&url)
+        };
+        if up {
+            return Ok((url, ca));
         }
     }
     let bin = std::fs::read_dir("/usr/lib/postgresql")
@@ -113,23 +133,70 @@ fn start_cluster() -> Result<String, String> {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         listener.local_addr().map_err(|e| e.to_string())?.port()
     };
-    let run = |script: String| {
-        let out = Command::new("su").args(["postgres", "-s", "/bin/sh", "-c", &script]).output();
-        match out {
-            Ok(o) if o.status.success() => Ok(()),
-            Ok(o) => Err(String::from_utf8_lossy(&o.stderr).into_owned()),
-            Err(e) => Err(e.to_string()),
-        }
-    };
-    let d = dir.display();
-    Command::new("chown").args(["-R", "postgres:", &d.to_string()]).status().map_err(|e| e.to_string())?;
-    if !dir.join("pg").join("PG_VERSION").is_file() {
-        run(format!("{}/initdb -D {d}/pg -A trust -U postgres >/dev/null", bin.display()))?;
+    let as_postgres = |script: String| run("su", &["postgres", "-s", "/bin/sh", "-c", &script]);
+    let d = dir.display().to_string();
+    let pg = dir.join("pg");
+    if !pg.join("PG_VERSION").is_file() {
+        run("chown", &["-R", "postgres:", &d])?;
+        as_postgres(format!("{}/initdb -D {d}/pg -A trust -U postgres >/dev/null", bin.display()))?;
     }
-    run(format!(
-        "{}/pg_ctl -D {d}/pg -o '-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off' -l {d}/log -w start >/dev/null",
-        bin.display()
-    ))?;
+    let mut options = format!("-p {port} -k {d} -c listen_addresses=127.0.0.1 -c fsync=off");
+    if tls {
+        make_certificates(&dir)?;
+        // TLS or nothing: a connection in the clear is refused.
+        let hba = "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n";
+        std::fs::write(pg.join("pg_hba.conf"), hba).map_err(|e| e.to_string())?;
+        options.push_str(&format!(" -c ssl=on -c ssl_cert_file={d}/server.crt -c ssl_key_file={d}/server.key"));
+    }
+    run("chown", &["-R", "postgres:", &d])?;
+    as_postgres(format!("{}/pg_ctl -D {d}/pg -o '{options}' -l {d}/log -w start >/dev/null", bin.display()))?;
     std::fs::write(dir.join("port"), port.to_string()).map_err(|e| e.to_string())?;
-    Ok(format!("postgres://postgres@127.0.0.1:{port}"))
+    Ok((format!("postgres://postgres@127.0.0.1:{port}"), ca))
+}
+
+/// A CA and a server certificate it signed, for `127.0.0.1` and `localhost`.
+fn make_certificates(dir: &std::path::Path) -> Result<(), String> {
+    let p = |f: &str| dir.join(f).display().to_string();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+    let mut ca = vec!["req", "-x509", "-days", "30", "-subj", "/CN=mishkah test CA"];
+    ca.extend(ec);
+    let (ca_key, ca_crt) = (p("ca.key"), p("ca.crt"));
+    ca.extend(["-keyout", &ca_key, "-out", &ca_crt]);
+    run("openssl", &ca)?;
+    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    let (key, req, crt, ext) = (p("server.key"), p("server.csr"), p("server.crt"), p("server.ext"));
+    csr.extend(["-keyout", &key, "-out", &req]);
+    run("openssl", &csr)?;
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1,DNS:localhost\n").map_err(|e| e.to_string())?;
+    run(
+        "openssl",
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &req,
+            "-CA",
+            &ca_crt,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ],
+    )?;
+    run("chmod", &["600", &key])
+}
+
+/// Runs `program`; its standard error is the failure.
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    match Command::new(program).args(args).output() {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!("{program}: {}", String::from_utf8_lossy(&o.stderr))),
+        Err(e) => Err(format!("{program}: {e}")),
+    }
 }
