@@ -1,10 +1,12 @@
 //! Filters, sorts, cursors and aggregates evaluated by the core over the stored documents.
 //!
-//! The filter language is not compiled to PostgreSQL's SQL yet: a filtered or sorted read loads
-//! the table's documents in insertion order and lets `mishkah_core`'s evaluator decide, so the
-//! rows are exactly those the SQLite backend selects in SQL (the conformance suite checks both).
-//! Correct, and linear in the table's size; compiling per dialect is the next step. Search alike:
-//! the core's folding (`mishkah_core::search`, the browser store's offline search) over every row.
+//! A page in insertion order whose filter the typed columns decide exactly is read in SQL alone
+//! (by the unique index on `mishkah_row`, up to the page's limit). Anything else — a sort, a filter
+//! part only the evaluator decides (`~`, JSON paths) — loads the rows the typed columns narrow
+//! to, in insertion order, and lets `mishkah_core`'s evaluator decide, so the rows are exactly
+//! those the SQLite backend selects in SQL (the conformance suite checks both): correct, and
+//! linear in what is left. Search alike: the core's folding (`mishkah_core::search`, the browser
+//! store's offline search) over every row.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -57,8 +59,48 @@ fn position_of(reader: &PgReader<'_>, table: &Table, key: &str) -> Result<Option
     Ok(reader.query(&sql, &[&key])?.first().map(|r| r.get(0)))
 }
 
+/// A page in insertion order that SQL decides whole (no filter, or one the typed columns decide
+/// exactly): the database reads only the page, by `mishkah_row` (the primary key's order).
+fn page_in_sql(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Result<Option<Vec<String>>, StorageError> {
+    let in_insertion_order = !q.sort.iter().any(|(f, _)| sortable(table, f));
+    if !in_insertion_order || q.created_after.is_some() || q.updated_after.is_some() {
+        return Ok(None);
+    }
+    let narrowed = match &q.filter {
+        None => None,
+        Some(filter) => match narrow(table, filter) {
+            Some(n) if n.exact => Some(n),
+            _ => return Ok(None),
+        },
+    };
+    let mut conditions = Vec::new();
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(n) = &narrowed {
+        conditions.push(n.sql.clone());
+        params.extend(n.params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)));
+    }
+    let after = q.after_key.as_deref().map(|k| position_of(reader, table, k)).transpose()?.flatten();
+    if let Some(position) = &after {
+        conditions.push(format!("mishkah_row {} ${}", if q.descending { "<" } else { ">" }, params.len() + 1));
+        params.push(position);
+    }
+    let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
+    params.push(&limit);
+    let sql = format!(
+        "SELECT mishkah_doc FROM {} {} ORDER BY mishkah_row {} LIMIT ${}",
+        reader.table(table),
+        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) },
+        if q.descending { "DESC" } else { "ASC" },
+        params.len()
+    );
+    Ok(Some(reader.query(&sql, &params)?.iter().map(|r| r.get(0)).collect()))
+}
+
 /// A page as stored documents.
 pub(crate) fn page(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Result<Vec<String>, StorageError> {
+    if let Some(page) = page_in_sql(reader, table, q)? {
+        return Ok(page);
+    }
     let found = stored(reader, table, q.filter.as_ref())?;
     let after_key = q.after_key.as_deref().map(|k| position_of(reader, table, k)).transpose()?;
     let cursor = match &q.after {

@@ -8,9 +8,7 @@ use mishkah_core::sequence::SequenceRule;
 use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, RecordKey, Row};
 use mishkah_store::layout::{table_name, typed_fields};
-use mishkah_store::{
-    action_kind, mutation_key, parse_doc, EventRow, NewEvent, Prefetch, Replay, StorageError, WriteTxn,
-};
+use mishkah_store::{action_kind, mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use serde_json::Value;
@@ -23,8 +21,6 @@ use crate::staged::{StagedTable, Write};
 /// The SQL of one table's row operations, built once per table.
 pub(crate) struct TableSql {
     select_doc: String,
-    /// The rows of many keys at once (`$1::text[]`): a batch's prefetch.
-    select_docs: String,
     upsert: String,
     delete: String,
     all_rows: String,
@@ -86,7 +82,6 @@ impl TableSql {
             delete_many: format!("DELETE FROM {t} WHERE mishkah_key = ANY($1::text[])"),
             upsert_many,
             select_doc: format!("SELECT mishkah_doc FROM {t} WHERE mishkah_key = $1"),
-            select_docs: format!("SELECT mishkah_key, mishkah_doc FROM {t} WHERE mishkah_key = ANY($1::text[])"),
             delete: format!("DELETE FROM {t} WHERE mishkah_key = $1"),
             all_rows: format!("SELECT mishkah_key, mishkah_doc FROM {t} ORDER BY mishkah_row"),
             upsert,
@@ -214,12 +209,6 @@ pub(crate) struct PgTxn<'a> {
     savepoint_pending: usize,
     /// Row writes not sent yet, by table name (see `staged.rs`).
     staged: HashMap<String, StagedTable>,
-    /// Rows read ahead for the batch (`None`: absent), by table and key. An entry goes when it is
-    /// read or its row is written: after that the database or the stage answers.
-    fetched: HashMap<String, HashMap<String, Option<String>>>,
-    /// Logged mutations read ahead for the batch, by stored id (`None`: not logged). The log
-    /// changes only at commit, so an entry holds for the whole batch.
-    fetched_mutations: HashMap<String, Option<Replay>>,
     /// `node U+001F branch U+001F module U+001F`: what the commit's notification starts with.
     notify: &'a str,
     started_at: u64,
@@ -251,8 +240,6 @@ impl<'a> PgTxn<'a> {
             pending: Pending::default(),
             savepoint_pending: 0,
             staged: HashMap::new(),
-            fetched: HashMap::new(),
-            fetched_mutations: HashMap::new(),
             notify,
             started_at: head,
             db_id,
@@ -387,52 +374,6 @@ impl<'a> PgTxn<'a> {
 }
 
 impl WriteTxn for PgTxn<'_> {
-    /// One statement per table for the rows, one for the mutation ids.
-    fn prefetch(&mut self, wants: &Prefetch<'_>) -> Result<(), StorageError> {
-        let mut by_table: HashMap<&str, (&Table, Vec<&str>)> = HashMap::new();
-        for (table, key) in &wants.rows {
-            let staged = self.staged.get(&table.name).is_some_and(|t| t.get(&key.0).is_some());
-            if !staged {
-                by_table.entry(table.name.as_str()).or_insert_with(|| (table, Vec::new())).1.push(&key.0);
-            }
-        }
-        for (name, (table, keys)) in by_table {
-            let sql = self.table_sql(table).select_docs.clone();
-            let statement = self.statement(&sql)?;
-            let found = self.run(|tx| tx.query(&statement, &[&keys]))?;
-            let fetched = self.fetched.entry(name.to_owned()).or_default();
-            for key in keys {
-                fetched.insert(key.to_owned(), None);
-            }
-            for row in found {
-                fetched.insert(row.get(0), Some(row.get(1)));
-            }
-        }
-        let ids: Vec<String> = wants
-            .mutations
-            .iter()
-            .map(|(scope, id)| mutation_key::stored(scope, id))
-            .filter(|k| !self.pending.by_mutation.contains_key(k))
-            .collect();
-        if !ids.is_empty() {
-            let sql = format!(
-                "SELECT {LOGGED_COLUMNS} FROM {} WHERE mutation_id = ANY($1::text[])",
-                self.q("mishkah_events")
-            );
-            let statement = self.statement(&sql)?;
-            let found = self.run(|tx| tx.query(&statement, &[&ids]))?;
-            for id in ids {
-                self.fetched_mutations.insert(id, None);
-            }
-            for row in found {
-                let stored: Option<String> = row.get("mutation_id");
-                let replay = Replay { event: event_of(&row)?, digest: row.get(14) };
-                self.fetched_mutations.insert(stored.unwrap_or_default(), Some(replay));
-            }
-        }
-        Ok(())
-    }
-
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
         if let Some(staged) = self.staged.get(&table.name).and_then(|t| t.get(&key.0)) {
             let Some(doc) = staged else { return Ok(None) };
@@ -440,24 +381,17 @@ impl WriteTxn for PgTxn<'_> {
             self.last_read = Some((table.name.clone(), key.clone(), doc));
             return Ok(Some(row));
         }
-        let doc = match self.fetched.get_mut(&table.name).and_then(|t| t.remove(&key.0)) {
-            Some(fetched) => fetched,
-            None => {
-                let sql = self.table_sql(table).select_doc.clone();
-                let statement = self.statement(&sql)?;
-                self.run(|tx| tx.query_opt(&statement, &[&key.0]))?.map(|found| found.get(0))
-            }
-        };
-        let Some(doc) = doc else { return Ok(None) };
+        let sql = self.table_sql(table).select_doc.clone();
+        let statement = self.statement(&sql)?;
+        let found = self.run(|tx| tx.query_opt(&statement, &[&key.0]))?;
+        let Some(found) = found else { return Ok(None) };
+        let doc: String = found.get(0);
         let row = parse_doc(&doc)?;
         self.last_read = Some((table.name.clone(), key.clone(), doc));
         Ok(Some(row))
     }
 
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
-        if let Some(fetched) = self.fetched.get_mut(&table.name) {
-            fetched.remove(&change.key.0);
-        }
         let Some(row) = &change.row else {
             if !self.table_sql(table).guarded {
                 self.staged.entry(table.name.clone()).or_default().stage(&change.key.0, None);
@@ -571,9 +505,6 @@ impl WriteTxn for PgTxn<'_> {
         let key = mutation_key::stored(scope, id);
         if let Some(&i) = self.pending.by_mutation.get(&key) {
             return Ok(Some(Replay { event: self.pending.event(i)?, digest: self.pending.digest[i].clone() }));
-        }
-        if let Some(fetched) = self.fetched_mutations.get(&key) {
-            return Ok(fetched.clone());
         }
         let statement = self.statement(&sql)?;
         let Some(found) = self.run(|tx| tx.query_opt(&statement, &[&key]))? else { return Ok(None) };

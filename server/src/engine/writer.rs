@@ -16,7 +16,7 @@ use super::sender::Sender;
 use super::{Committed, WriteError, WriteOutcome};
 use crate::hub::Published;
 use crate::metrics::Metrics;
-use crate::storage::{ModuleWriter, MutationStamp, NewEvent, Prefetch, WriteTxn};
+use crate::storage::{ModuleWriter, MutationStamp, NewEvent, WriteTxn};
 
 /// Where a write's outcome goes. Called on the writer thread right after commit, in queue order,
 /// so a connection that forwards outcomes through an ordered channel sees its acks in order.
@@ -163,14 +163,6 @@ fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
             return;
         }
     };
-    let wants = prefetch_of(ctx, &batch);
-    if !wants.is_empty() {
-        if let Err(e) = tx.ops().prefetch(&wants) {
-            // The writes then read one by one, or fail with the store.
-            tracing::warn!(branch = %ctx.branch, module = %ctx.module, error = %e, "prefetch failed");
-        }
-    }
-    drop(wants);
     let mut done = Vec::with_capacity(batch.len());
     let mut not_run = Vec::new();
     let mut aborted: Option<String> = None;
@@ -394,28 +386,6 @@ struct How<'a> {
 /// savepoint per write cost a fifth of the writer's time.) After the row is stored, only a storage
 /// fault can fail the counters or the event: then the whole transaction is abandoned, and the
 /// writer fails every write of the batch, rather than commit a row without its event.
-/// The rows and mutation ids the batch's writes will read first.
-fn prefetch_of<'b>(ctx: &'b WriterContext, batch: &'b [Job]) -> Prefetch<'b> {
-    let mut wants = Prefetch::default();
-    let mut want = |m: &'b Mutation, sender: &'b Sender| {
-        let Some(table) = ctx.schema.resolve_table(&m.table) else { return };
-        if let Ok(key) = RecordKey::of(table, &m.record) {
-            wants.rows.push((table, key));
-        }
-        if let Some(id) = &m.mutation_id {
-            wants.mutations.push((sender.dedup_scope(), id));
-        }
-    };
-    for job in batch {
-        match job {
-            Job::Write(job) => want(&job.mutation, &job.sender),
-            Job::Atomic { mutations, sender, .. } => mutations.iter().for_each(|m| want(m, sender)),
-            _ => {}
-        }
-    }
-    wants
-}
-
 fn write_one(
     txn: &mut dyn WriteTxn,
     ctx: &WriterContext,
