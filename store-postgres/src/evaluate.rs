@@ -1,12 +1,13 @@
-//! Filters, sorts, cursors and aggregates evaluated by the core over the stored documents.
+//! Filters, sorts, cursors and aggregates on PostgreSQL.
 //!
-//! A page in insertion order whose filter the typed columns decide exactly is read in SQL alone
-//! (by the unique index on `mishkah_row`, up to the page's limit). Anything else — a sort, a filter
-//! part only the evaluator decides (`~`, JSON paths) — loads the rows the typed columns narrow
-//! to, in insertion order, and lets `mishkah_core`'s evaluator decide, so the rows are exactly
-//! those the SQLite backend selects in SQL (the conformance suite checks both): correct, and
-//! linear in what is left. Search alike: the core's folding (`mishkah_core::search`, the browser
-//! store's offline search) over every row.
+//! A page whose filter the typed columns decide exactly (or that has none), in insertion order or
+//! sorted on typed columns, is read in SQL alone up to its limit, a keyset cursor continuing it
+//! (`page_in_sql`). Anything else — a filter part only the evaluator decides (`~`, JSON paths),
+//! `createdAt` kept only in the document, an aggregate — loads the rows the typed columns narrow
+//! to, in insertion order, and lets `mishkah_core`'s evaluator decide: the rows are exactly those
+//! the SQLite backend selects in SQL (the conformance suite checks both), linear in what is
+//! left. Search alike: the core's folding (`mishkah_core::search`, the browser store's offline
+//! search) over every row.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -59,11 +60,51 @@ fn position_of(reader: &PgReader<'_>, table: &Table, key: &str) -> Result<Option
     Ok(reader.query(&sql, &[&key])?.first().map(|r| r.get(0)))
 }
 
-/// A page in insertion order that SQL decides whole (no filter, or one the typed columns decide
-/// exactly): the database reads only the page, by `mishkah_row` (the primary key's order).
+/// A sort key read from its typed column: the column, its cast, whether descending.
+struct SortColumn {
+    column: String,
+    cast: &'static str,
+    descending: bool,
+}
+
+/// The typed columns of `sort`, or `None` when one of its fields has none (`createdAt` kept only
+/// in the document): then the evaluator sorts.
+fn sort_columns(table: &Table, sort: &[(String, bool)]) -> Option<Vec<SortColumn>> {
+    let columns = mishkah_store::layout::typed_fields(table);
+    sort.iter()
+        .map(|(field, descending)| {
+            let (column, _, ty) = columns.iter().find(|(_, f, _)| f == field)?;
+            let cast = match ty {
+                FieldType::Integer | FieldType::Decimal => "::text::numeric",
+                FieldType::Boolean => "::text::boolean",
+                FieldType::Json => return None,
+                _ => "::text",
+            };
+            Some(SortColumn { column: column.clone(), cast, descending: *descending })
+        })
+        .collect()
+}
+
+/// A cursor value as its typed column would hold it (`None` inside: SQL NULL), or `None` when
+/// it does not fit the column (a value stored as sent: the evaluator decides that page).
+fn cursor_text(cast: &str, value: &Value) -> Option<Option<String>> {
+    match (cast, value) {
+        (_, Value::Null) => Some(None),
+        ("::text", Value::String(s)) => Some(Some(s.clone())),
+        ("::text::numeric", Value::Number(n)) => Some(Some(n.to_string())),
+        ("::text::boolean", Value::Bool(b)) => Some(Some(b.to_string())),
+        _ => None,
+    }
+}
+
+/// A page that SQL decides whole — no filter, or one the typed columns decide exactly; insertion
+/// order or a sort on typed columns — read by the database alone up to its limit, in the core's
+/// order (nulls first ascending, last descending; insertion order breaking ties in the last
+/// key's direction), a keyset cursor continuing it.
 fn page_in_sql(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Result<Option<Vec<String>>, StorageError> {
-    let in_insertion_order = !q.sort.iter().any(|(f, _)| sortable(table, f));
-    if !in_insertion_order || q.created_after.is_some() || q.updated_after.is_some() {
+    let sorts: Vec<(String, bool)> = q.sort.iter().filter(|(f, _)| sortable(table, f)).cloned().collect();
+    let Some(columns) = sort_columns(table, &sorts) else { return Ok(None) };
+    if q.created_after.is_some() || q.updated_after.is_some() {
         return Ok(None);
     }
     let narrowed = match &q.filter {
@@ -73,24 +114,59 @@ fn page_in_sql(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Result<Op
             _ => return Ok(None),
         },
     };
+    let mut texts: Vec<Option<String>> = Vec::new();
+    let mut position = None;
+    if columns.is_empty() {
+        position = q.after_key.as_deref().map(|k| position_of(reader, table, k)).transpose()?.flatten();
+    } else if let Some((values, key)) = &q.after {
+        for (c, v) in columns.iter().zip(values) {
+            match cursor_text(c.cast, v) {
+                Some(text) => texts.push(text),
+                None => return Ok(None),
+            }
+        }
+        position = position_of(reader, table, key)?;
+    }
     let mut conditions = Vec::new();
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
     if let Some(n) = &narrowed {
         conditions.push(n.sql.clone());
         params.extend(n.params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)));
     }
-    let after = q.after_key.as_deref().map(|k| position_of(reader, table, k)).transpose()?.flatten();
-    if let Some(position) = &after {
-        conditions.push(format!("mishkah_row {} ${}", if q.descending { "<" } else { ">" }, params.len() + 1));
+    let last_descending = columns.last().map_or(q.descending, |c| c.descending);
+    if let Some(position) = &position {
+        let mut after = Vec::new();
+        let mut equal = Vec::new();
+        for (c, text) in columns.iter().zip(&texts) {
+            params.push(text);
+            let (col, at) = (format!("\"{}\"", c.column), format!("${}{}", params.len(), c.cast));
+            // After in this key, in the core's order (a null is before every value).
+            let beyond = match (text.is_some(), c.descending) {
+                (false, false) => format!("{col} IS NOT NULL"),
+                (false, true) => "FALSE".to_owned(),
+                (true, false) => format!("{col} > {at}"),
+                (true, true) => format!("({col} < {at} OR {col} IS NULL)"),
+            };
+            after.push(equal.iter().cloned().chain([beyond]).collect::<Vec<_>>().join(" AND "));
+            equal.push(format!("{col} IS NOT DISTINCT FROM {at}"));
+        }
         params.push(position);
+        let tie = format!("mishkah_row {} ${}", if last_descending { "<" } else { ">" }, params.len());
+        after.push(equal.into_iter().chain([tie]).collect::<Vec<_>>().join(" AND "));
+        conditions.push(format!("(({}))", after.join(") OR (")));
     }
+    let mut order: Vec<String> = columns
+        .iter()
+        .map(|c| format!("\"{}\" {}", c.column, if c.descending { "DESC NULLS LAST" } else { "ASC NULLS FIRST" }))
+        .collect();
+    order.push(format!("mishkah_row {}", if last_descending { "DESC" } else { "ASC" }));
     let limit = i64::try_from(q.limit).unwrap_or(i64::MAX);
     params.push(&limit);
     let sql = format!(
-        "SELECT mishkah_doc FROM {} {} ORDER BY mishkah_row {} LIMIT ${}",
+        "SELECT mishkah_doc FROM {} {} ORDER BY {} LIMIT ${}",
         reader.table(table),
         if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) },
-        if q.descending { "DESC" } else { "ASC" },
+        order.join(", "),
         params.len()
     );
     Ok(Some(reader.query(&sql, &params)?.iter().map(|r| r.get(0)).collect()))
