@@ -28,6 +28,15 @@ pub fn fold(text: &str) -> String {
             'ى' => out.push('ي'),
             '٠'..='٩' => out.push(char::from(b'0' + (c as u32 - '٠' as u32) as u8)),
             '۰'..='۹' => out.push(char::from(b'0' + (c as u32 - '۰' as u32) as u8)),
+            // Latin letters lose their accents (as SQLite's `remove_diacritics` folds them):
+            // `Café` is found as `cafe`, here, on PostgreSQL and in the browser alike.
+            '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' => {
+                unicode_normalization::char::decompose_canonical(c, |d| {
+                    if !unicode_normalization::char::is_combining_mark(d) {
+                        out.extend(d.to_lowercase());
+                    }
+                })
+            }
             c => out.extend(c.to_lowercase()),
         }
     }
@@ -111,6 +120,12 @@ pub fn matches_terms(table: &Table, row: &Row, terms: &[String]) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn latin_letters_fold_across_case_and_accents() {
+        assert_eq!(fold("Café Crème À LA Ñandú Œuvre Øre Łódź Ệ"), "cafe creme a la nandu œuvre øre łodz e");
+        assert_eq!(fold("ß"), "ß", "no canonical decomposition: kept");
+    }
 
     #[test]
     fn arabic_folds_across_tashkeel_tatweel_hamza_ta_marbuta_and_alef_maqsura() {
