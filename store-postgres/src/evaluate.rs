@@ -261,7 +261,9 @@ fn typed<'r>(table: &Table, row: &'r Row, name: &str) -> &'r Value {
     }
 }
 
-/// Groups and measures, as the SQLite backend computes them over the typed columns.
+/// Groups and measures, as the SQLite backend computes them over the typed columns: in SQL when
+/// the typed columns decide the filter and hold every group and measured field, else by the
+/// evaluator.
 pub(crate) fn aggregate(
     reader: &PgReader<'_>,
     table: &Table,
@@ -274,6 +276,109 @@ pub(crate) fn aggregate(
         .iter()
         .filter(|(m, f)| sortable(table, f) && table.field(f).is_some_and(|field| m.applies_to(field.ty)))
         .collect();
+    if let Some(found) = aggregate_in_sql(reader, table, filter, &groups, &measured)? {
+        return Ok(found);
+    }
+    aggregate_by_evaluator(reader, table, filter, &groups, &measured)
+}
+
+/// A typed column's name and type, for a field that has one.
+fn column_of(table: &Table, field: &str) -> Option<(String, FieldType)> {
+    mishkah_store::layout::typed_fields(table)
+        .into_iter()
+        .find(|(_, f, ty)| f == field && *ty != FieldType::Json)
+        .map(|(column, _, ty)| (column, ty))
+}
+
+/// A value read back as text from a typed column of type `ty`, as the document held it.
+fn json_of(ty: FieldType, text: Option<String>) -> Value {
+    let Some(text) = text else { return Value::Null };
+    match ty {
+        FieldType::Integer | FieldType::Decimal => number_of(&text),
+        FieldType::Boolean => Value::Bool(text == "true"),
+        _ => Value::String(text),
+    }
+}
+
+/// A decimal's text as a JSON number: an integer when it has no fraction part (null when it
+/// leaves i64, as the evaluator's checked sum does), else the nearest f64.
+fn number_of(text: &str) -> Value {
+    if !text.contains(['.', 'e', 'E']) {
+        return text.parse::<i64>().map_or(Value::Null, Value::from);
+    }
+    text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
+}
+
+fn aggregate_in_sql(
+    reader: &PgReader<'_>,
+    table: &Table,
+    filter: &Filter,
+    groups: &[&String],
+    measured: &[&(Measure, String)],
+) -> Result<Option<Vec<Group>>, StorageError> {
+    let Some(narrowed) = narrow(table, filter).filter(|n| n.exact) else { return Ok(None) };
+    let Some(keys) = groups.iter().map(|f| column_of(table, f)).collect::<Option<Vec<_>>>() else { return Ok(None) };
+    let Some(values) = measured.iter().map(|(_, f)| column_of(table, f)).collect::<Option<Vec<_>>>() else {
+        return Ok(None);
+    };
+    let mut select: Vec<String> = keys.iter().map(|(c, _)| format!("\"{c}\"::text")).collect();
+    select.push("count(*)".into());
+    for ((measure, _), (c, ty)) in measured.iter().map(|m| (m.0, &m.1)).zip(&values) {
+        let c = format!("\"{c}\"");
+        select.push(match (measure, ty) {
+            // Whole numbers as sent (scale 0) add up exactly; any other in f64, in insertion
+            // order, as the evaluator adds them.
+            (Measure::Sum, _) => {
+                format!("CASE WHEN bool_and(scale({c}) = 0) THEN sum({c})::text ELSE 'f' || sum({c}::float8)::text END")
+            }
+            // In f64, summed in insertion order, as the evaluator sums.
+            (Measure::Avg, _) => format!("(sum({c}::float8) / NULLIF(count({c}), 0))::text"),
+            (Measure::Min, FieldType::Boolean) => format!("bool_and({c})::text"),
+            (Measure::Max, FieldType::Boolean) => format!("bool_or({c})::text"),
+            (Measure::Min, _) => format!("min({c})::text"),
+            (Measure::Max, _) => format!("max({c})::text"),
+        });
+    }
+    let mut sql = format!("SELECT {} FROM {} WHERE {}", select.join(", "), reader.table(table), narrowed.sql);
+    let params: Vec<&(dyn postgres::types::ToSql + Sync)> =
+        narrowed.params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
+    if !keys.is_empty() {
+        // Grouped on the columns themselves, ordered by their typed values (not their text).
+        let columns: Vec<String> = keys.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+        sql.push_str(&format!(" GROUP BY {} ORDER BY {}", columns.join(", "), {
+            columns.iter().map(|c| format!("{c} ASC NULLS FIRST")).collect::<Vec<_>>().join(", ")
+        }));
+    }
+    let rows = reader.query(&sql, &params)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let key = groups.iter().zip(&keys).enumerate().map(|(i, (f, (_, ty)))| ((*f).clone(), json_of(*ty, r.get(i))));
+        let mut measures: BTreeMap<Measure, Map<String, Value>> = BTreeMap::new();
+        for (j, ((measure, field), (_, ty))) in measured.iter().map(|m| (m.0, &m.1)).zip(&values).enumerate() {
+            let text: Option<String> = r.get(keys.len() + 1 + j);
+            let float = |t: &str| {
+                t.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
+            };
+            let value = match (measure, text.as_deref()) {
+                (_, None) => Value::Null,
+                (Measure::Avg, Some(t)) => float(t),
+                (Measure::Sum, Some(t)) => t.strip_prefix('f').map_or_else(|| number_of(t), float),
+                _ => json_of(*ty, text),
+            };
+            measures.entry(measure).or_default().insert(field.clone(), value);
+        }
+        out.push(Group { key: key.collect(), count: r.get::<_, i64>(keys.len()) as u64, measures });
+    }
+    Ok(Some(out))
+}
+
+fn aggregate_by_evaluator(
+    reader: &PgReader<'_>,
+    table: &Table,
+    filter: &Filter,
+    groups: &[&String],
+    measured: &[&(Measure, String)],
+) -> Result<Vec<Group>, StorageError> {
     // Without groups there is one answer, rows or none (a count of 0).
     let mut buckets: Vec<(Vec<Value>, Vec<Row>)> =
         if groups.is_empty() { vec![(Vec::new(), Vec::new())] } else { Vec::new() };
@@ -291,7 +396,7 @@ pub(crate) fn aggregate(
         .into_iter()
         .map(|(key, rows)| {
             let mut out: BTreeMap<Measure, Map<String, Value>> = BTreeMap::new();
-            for (measure, field) in &measured {
+            for (measure, field) in measured.iter().map(|m| (&m.0, &m.1)) {
                 let values: Vec<&Value> =
                     rows.iter().map(|r| typed(table, r, field)).filter(|v| !v.is_null()).collect();
                 out.entry(*measure).or_default().insert(field.clone(), measure_of(*measure, &values));
@@ -348,4 +453,102 @@ pub(crate) fn search(
     hits.sort_by(|a, b| b.1.total_cmp(&a.1));
     hits.truncate(limit);
     Ok(hits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reader::PgReads;
+    use crate::PostgresBackend;
+    use mishkah_core::schema::Schema;
+    use mishkah_core::{Change, ChangeKind, RecordKey};
+    use mishkah_store::{Backend, ModuleAt, NewEvent, OpenOptions};
+    use serde_json::json;
+
+    /// A value of kind `k` (a number, text, boolean, null, or one stored as sent) from `seed`.
+    fn value(kind: u64, seed: u64) -> Value {
+        match (kind, seed % 7) {
+            (_, 0) => Value::Null,
+            (_, 1) => json!("as sent"),
+            (0, s) => json!(["a", "B", "b", "ä", ""][s as usize % 5]),
+            (1, s) => json!(s as i64 * 3 - 9),
+            (2, s) => json!([0.1, 2.5, -1.25, 3.0, 1e3][s as usize % 5]),
+            (_, s) => json!(s % 2 == 0),
+        }
+    }
+
+    /// The SQL aggregate says what the evaluator says, over nulls, values stored as sent,
+    /// integers, decimals, booleans and text, grouped or not, filtered or not.
+    #[test]
+    fn aggregates_in_sql_equal_the_evaluators() {
+        let database = mishkah_test_support::postgres::TestDatabase::new();
+        let schema = Schema::from_json(&json!({"schema": {"tables": [{"name": "t", "fields": [
+            {"name": "id", "type": "string", "primaryKey": true},
+            {"name": "g", "type": "string"}, {"name": "n", "type": "integer"},
+            {"name": "d", "type": "number"}, {"name": "b", "type": "boolean"}]}]}}))
+        .expect("schema");
+        let table = schema.table("t").expect("t").clone();
+        let backend = PostgresBackend::new(&database.url).expect("url");
+        let dir = tempfile::tempdir().expect("dir");
+        let at = ModuleAt { branch: "b", module: "m", dir: dir.path() };
+        let mut opened = backend.open(&at, &[&table], &OpenOptions::default()).expect("open");
+        let mut seed = 7u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        let mut tx = opened.writer.begin().expect("begin");
+        for i in 0..300 {
+            let mut row = serde_json::Map::new();
+            row.insert("id".into(), json!(format!("r{i}")));
+            for (k, f) in ["g", "n", "d", "b"].iter().enumerate() {
+                row.insert((*f).into(), value(k as u64, next()));
+            }
+            let change = Change {
+                table: "t".into(),
+                key: RecordKey(format!("r{i}")),
+                kind: ChangeKind::Insert,
+                row: Some(row),
+                version: 1,
+                coerced: Vec::new(),
+                unknown_fields: Vec::new(),
+                tolerated: Vec::new(),
+            };
+            tx.ops().store_change(&table, &change).expect("store");
+            let event = NewEvent {
+                change,
+                mutation: None,
+                source: "test",
+                meta: &Value::Null,
+                created_at: "2026-12-05T00:00:00.000Z",
+                actor: None,
+                previous: None,
+                table_as_sent: None,
+            };
+            tx.ops().append_event(event).expect("log");
+        }
+        tx.commit().expect("commit");
+        let reads = PgReads { pool: backend.readers.clone(), schema: "m1".into() };
+        let measures: Vec<(Measure, String)> = [Measure::Sum, Measure::Avg, Measure::Min, Measure::Max]
+            .into_iter()
+            .flat_map(|m| ["n", "d", "b", "g"].map(|f| (m, f.to_owned())))
+            .collect();
+        let measured: Vec<&(Measure, String)> =
+            measures.iter().filter(|(m, f)| table.field(f).is_some_and(|field| m.applies_to(field.ty))).collect();
+        for filter in [None, Some("n > 0"), Some("g = \"b\" || b = true")] {
+            let filter = filter.map_or(Filter::And(Vec::new()), |f| Filter::parse(f).expect("filter"));
+            for groups in [vec![], vec!["g"], vec!["b", "n"]] {
+                let groups: Vec<String> = groups.into_iter().map(str::to_owned).collect();
+                let groups: Vec<&String> = groups.iter().collect();
+                let (sql, evaluated) = reads
+                    .with_pg(|r| {
+                        let sql = aggregate_in_sql(r, &table, &filter, &groups, &measured).expect("sql");
+                        (sql, aggregate_by_evaluator(r, &table, &filter, &groups, &measured).expect("evaluator"))
+                    })
+                    .expect("read");
+                let sql = sql.expect("decided in SQL");
+                assert_eq!(format!("{sql:?}"), format!("{evaluated:?}"), "filter {filter} groups {groups:?}");
+            }
+        }
+    }
 }

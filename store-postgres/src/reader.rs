@@ -124,6 +124,18 @@ impl ModuleReads for PgReads {
     }
 }
 
+#[cfg(test)]
+impl PgReads {
+    /// `f` on a reader of this module, as the crate's own functions see it.
+    pub(crate) fn with_pg<T>(&self, f: impl FnOnce(&PgReader<'_>) -> T) -> Result<T, StorageError> {
+        let client = self.pool.take()?;
+        let reader = PgReader { client: RefCell::new(client), schema: &self.schema, snapshot: RefCell::new(false) };
+        let out = f(&reader);
+        self.pool.give_back(reader.client.into_inner());
+        Ok(out)
+    }
+}
+
 pub(crate) struct PgReader<'s> {
     client: RefCell<postgres::Client>,
     schema: &'s str,
