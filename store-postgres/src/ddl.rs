@@ -86,6 +86,7 @@ pub(crate) fn open_module(
     create_internal(&mut tx, &schema)?;
     for table in tables {
         report.migrations.extend(migrate_table(&mut tx, &schema, table, false)?);
+        crate::search::forget_if_changed(&mut tx, &schema, table)?;
     }
     report.adhoc_tables = tx
         .query(&format!("SELECT name FROM {} WHERE adhoc ORDER BY name", qualified(&schema, "mishkah_tables")), &[])
@@ -114,6 +115,7 @@ fn create_internal(tx: &mut postgres::Transaction<'_>, s: &str) -> Result<(), St
              counter_key TEXT PRIMARY KEY, last BIGINT NOT NULL, updated_at TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS \"{s}\".mishkah_tables (
              name TEXT PRIMARY KEY, sql_name TEXT NOT NULL, columns TEXT NOT NULL, adhoc BOOLEAN NOT NULL);
+         CREATE TABLE IF NOT EXISTS \"{s}\".mishkah_search (tbl TEXT PRIMARY KEY, fields TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS \"{s}\".mishkah_archive (
              n BIGINT GENERATED ALWAYS AS IDENTITY, archive TEXT NOT NULL, tbl TEXT NOT NULL,
              record_key TEXT NOT NULL, doc TEXT NOT NULL, archived_at TEXT NOT NULL,

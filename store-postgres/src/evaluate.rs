@@ -32,15 +32,35 @@ struct Stored {
 /// The rows `filter` lets through, in insertion order: narrowed in SQL where the typed columns
 /// decide ([`narrow`]), the evaluator deciding the rest.
 fn stored(reader: &PgReader<'_>, table: &Table, filter: Option<&Filter>) -> Result<Vec<Stored>, StorageError> {
+    stored_where(reader, table, filter, None)
+}
+
+/// [`stored`], among the rows `also` lets through too: a condition whose one parameter is
+/// written `{}` in it, and its value.
+fn stored_where(
+    reader: &PgReader<'_>,
+    table: &Table,
+    filter: Option<&Filter>,
+    also: Option<(&str, &String)>,
+) -> Result<Vec<Stored>, StorageError> {
     let t = reader.table(table);
     let narrowed = filter.and_then(|f| narrow(table, f));
-    let (sql, params) = match &narrowed {
-        Some(n) => {
-            (format!("SELECT mishkah_row, mishkah_doc FROM {t} WHERE {} ORDER BY mishkah_row", n.sql), &n.params[..])
+    let mut conditions = Vec::new();
+    let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
+    if let Some(n) = &narrowed {
+        conditions.push(n.sql.clone());
+        params.extend(n.params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)));
+    }
+    if let Some((condition, value)) = also {
+        params.push(value);
+        conditions.push(condition.replace("{}", &format!("${}", params.len())));
+    }
+    let sql = match conditions.is_empty() {
+        true => format!("SELECT mishkah_row, mishkah_doc FROM {t} ORDER BY mishkah_row"),
+        false => {
+            format!("SELECT mishkah_row, mishkah_doc FROM {t} WHERE {} ORDER BY mishkah_row", conditions.join(" AND "))
         }
-        None => (format!("SELECT mishkah_row, mishkah_doc FROM {t} ORDER BY mishkah_row"), &[][..]),
     };
-    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = params.iter().map(|p| p as _).collect();
     let decided = narrowed.as_ref().is_some_and(|n| n.exact);
     let bindings = Bindings::default();
     let mut out = Vec::new();
@@ -427,7 +447,8 @@ fn measure_of(measure: Measure, values: &[&Value]) -> Value {
 }
 
 /// Rows matching `query` the way the core folds text (every term a word, the last a prefix) and
-/// `filter`, most matching words first, then in insertion order; the score is that count.
+/// `filter`, most matching words first, then in insertion order; the score is that count. A table
+/// with a search index (`search.rs`) reads only the rows it finds.
 pub(crate) fn search(
     reader: &PgReader<'_>,
     table: &Table,
@@ -440,7 +461,15 @@ pub(crate) fn search(
     if terms.is_empty() {
         return Ok(Vec::new());
     }
-    let mut hits: Vec<(Row, f64)> = stored(reader, table, Some(filter))?
+    let candidates = match reader.search_indexed(table)? {
+        // The index finds the candidates; the core decides, as without it.
+        true => match crate::search::tsquery(&terms) {
+            Some(q) => stored_where(reader, table, Some(filter), Some(("mishkah_search @@ {}::text::tsquery", &q)))?,
+            None => return Ok(Vec::new()),
+        },
+        false => stored(reader, table, Some(filter))?,
+    };
+    let mut hits: Vec<(Row, f64)> = candidates
         .into_iter()
         .filter(|s| matches_terms(table, &s.row, &terms))
         .map(|s| {

@@ -17,6 +17,7 @@ mod evaluate;
 mod filter;
 pub mod listen;
 mod reader;
+mod search;
 mod staged;
 mod txn;
 mod writer;

@@ -197,6 +197,13 @@ impl PgReader<'_> {
         self.t(table)
     }
 
+    /// Whether `table` has a current search index (`search.rs`).
+    pub(crate) fn search_indexed(&self, table: &Table) -> Result<bool, StorageError> {
+        let sql = format!("SELECT fields FROM {} WHERE tbl = $1", self.q("mishkah_search"));
+        let found = self.query(&sql, &[&table.name])?;
+        Ok(found.first().is_some_and(|r| r.get::<_, String>(0) == crate::search::signature(table)))
+    }
+
     pub(crate) fn query(
         &self,
         sql: &str,

@@ -11,6 +11,8 @@ pub(crate) struct Write {
     pub doc: String,
     pub misfits: Option<String>,
     pub typed: Vec<Option<String>>,
+    /// The words of its search index, when the table keeps one.
+    pub words: Option<String>,
 }
 
 struct Entry {
@@ -76,7 +78,7 @@ mod tests {
     use super::*;
 
     fn write(doc: &str) -> Option<Write> {
-        Some(Write { version: 1, doc: doc.into(), misfits: None, typed: Vec::new() })
+        Some(Write { version: 1, doc: doc.into(), misfits: None, typed: Vec::new(), words: None })
     }
 
     #[test]

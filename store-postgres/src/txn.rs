@@ -1,6 +1,6 @@
 //! [`WriteTxn`] on a PostgreSQL transaction that holds its module's head row.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mishkah_core::query::{Bindings, Filter};
 use mishkah_core::schema::{FieldType, Table};
@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::db;
 use crate::ddl::{has_unique, qualified};
 use crate::reader::{event_of, LOGGED_COLUMNS};
+use crate::search;
 use crate::staged::{StagedTable, Write};
 
 /// The SQL of one table's row operations, built once per table.
@@ -31,15 +32,20 @@ pub(crate) struct TableSql {
     guarded: bool,
     /// `(column, field, type)` of the typed columns, in the upsert's parameter order.
     columns: Vec<(String, String, FieldType)>,
+    /// The table's search index is kept: its words are the upsert's last parameter.
+    searched: bool,
 }
 
 impl TableSql {
-    fn new(schema: &str, table: &Table) -> TableSql {
+    fn new(schema: &str, table: &Table, searched: bool) -> TableSql {
         let t = qualified(schema, &table_name(table));
         let columns = typed_fields(table);
         let mut upsert = format!("INSERT INTO {t} (mishkah_key, mishkah_version, mishkah_doc, mishkah_misfits");
         for (c, ..) in &columns {
             upsert.push_str(&format!(", \"{c}\""));
+        }
+        if searched {
+            upsert.push_str(", mishkah_search");
         }
         upsert.push_str(") VALUES ($1, $2, $3, $4");
         for (i, (_, _, ty)) in columns.iter().enumerate() {
@@ -51,12 +57,18 @@ impl TableSql {
             };
             upsert.push_str(&format!(", ${}{cast}", i + 5));
         }
+        if searched {
+            upsert.push_str(&format!(", {}(${}::text, ' '))", search::TSVECTOR_OF, columns.len() + 5));
+        }
         upsert.push_str(
             ") ON CONFLICT (mishkah_key) DO UPDATE SET mishkah_version = excluded.mishkah_version, \
              mishkah_doc = excluded.mishkah_doc, mishkah_misfits = excluded.mishkah_misfits",
         );
         for (c, ..) in &columns {
             upsert.push_str(&format!(", \"{c}\" = excluded.\"{c}\""));
+        }
+        if searched {
+            upsert.push_str(", mishkah_search = excluded.mishkah_search");
         }
         let mut arrays = vec!["$1::text[]".to_owned(), "$2::bigint[]".into(), "$3::text[]".into(), "$4::text[]".into()];
         let mut names = vec!["k".to_owned(), "v".into(), "d".into(), "m".into()];
@@ -69,6 +81,11 @@ impl TableSql {
                 FieldType::Boolean => format!("c{i}::boolean"),
                 _ => format!("c{i}"),
             });
+        }
+        if searched {
+            arrays.push(format!("${}::text[]", columns.len() + 5));
+            names.push("s".into());
+            picks.push(format!("{}(s, ' '))", search::TSVECTOR_OF));
         }
         let target = upsert[..upsert.find(" VALUES").unwrap_or(upsert.len())].to_owned();
         let conflict = &upsert[upsert.find(" ON CONFLICT").unwrap_or(upsert.len())..];
@@ -87,6 +104,7 @@ impl TableSql {
             upsert,
             guarded: has_unique(table),
             columns,
+            searched,
         }
     }
 }
@@ -205,6 +223,7 @@ pub(crate) struct PgTxn<'a> {
     schema: &'a str,
     sql: &'a mut HashMap<String, TableSql>,
     prepared: &'a mut Prepared,
+    searched: &'a HashSet<String>,
     pending: Pending,
     savepoint_pending: usize,
     /// Row writes not sent yet, by table name (see `staged.rs`).
@@ -226,7 +245,7 @@ impl<'a> PgTxn<'a> {
     pub(crate) fn new(
         tx: postgres::Transaction<'a>,
         schema: &'a str,
-        (sql, prepared): (&'a mut HashMap<String, TableSql>, &'a mut Prepared),
+        (sql, prepared, searched): (&'a mut HashMap<String, TableSql>, &'a mut Prepared, &'a HashSet<String>),
         notify: &'a str,
         db_id: String,
         head: u64,
@@ -237,6 +256,7 @@ impl<'a> PgTxn<'a> {
             schema,
             sql,
             prepared,
+            searched,
             pending: Pending::default(),
             savepoint_pending: 0,
             staged: HashMap::new(),
@@ -292,8 +312,8 @@ impl<'a> PgTxn<'a> {
     fn flush_rows(&mut self) -> Result<(), StorageError> {
         for (name, staged) in std::mem::take(&mut self.staged) {
             let Some(sql) = self.sql.get(&name) else { continue };
-            let (delete_many, upsert_many, columns) =
-                (sql.delete_many.clone(), sql.upsert_many.clone(), sql.columns.len());
+            let (delete_many, upsert_many, columns, searched) =
+                (sql.delete_many.clone(), sql.upsert_many.clone(), sql.columns.len(), sql.searched);
             let (deletes, writes) = staged.into_statements();
             if !deletes.is_empty() {
                 let statement = self.statement(&delete_many)?;
@@ -308,8 +328,12 @@ impl<'a> PgTxn<'a> {
             let misfits: Vec<Option<&str>> = writes.iter().map(|(_, w)| w.misfits.as_deref()).collect();
             let typed: Vec<Vec<Option<&str>>> =
                 (0..columns).map(|i| writes.iter().map(|(_, w)| w.typed[i].as_deref()).collect()).collect();
+            let words: Vec<Option<&str>> = writes.iter().map(|(_, w)| w.words.as_deref()).collect();
             let mut params: Vec<&(dyn ToSql + Sync)> = vec![&keys, &versions, &docs, &misfits];
             params.extend(typed.iter().map(|c| c as &(dyn ToSql + Sync)));
+            if searched {
+                params.push(&words);
+            }
             let statement = self.statement(&upsert_many)?;
             self.run(|tx| tx.execute(&statement, &params))?;
         }
@@ -364,8 +388,8 @@ impl<'a> PgTxn<'a> {
     }
 
     fn table_sql(&mut self, table: &Table) -> &TableSql {
-        let schema = self.schema;
-        self.sql.entry(table.name.clone()).or_insert_with(|| TableSql::new(schema, table))
+        let (schema, searched) = (self.schema, self.searched.contains(&table.name));
+        self.sql.entry(table.name.clone()).or_insert_with(|| TableSql::new(schema, table, searched))
     }
 
     fn q(&self, name: &str) -> String {
@@ -425,9 +449,10 @@ impl WriteTxn for PgTxn<'_> {
             })
             .collect();
         let misfits = (!misfits.is_empty()).then(|| misfits.join(","));
+        let words = sql.searched.then(|| search::words(table, row));
         let version = change.version;
         if !guarded {
-            let write = Write { version, doc: doc.clone(), misfits, typed };
+            let write = Write { version, doc: doc.clone(), misfits, typed, words };
             self.staged.entry(table.name.clone()).or_default().stage(&change.key.0, Some(write));
             self.last_doc = Some((change.key.clone(), doc));
             return Ok(());
@@ -435,6 +460,9 @@ impl WriteTxn for PgTxn<'_> {
         let upsert = self.statement(&upsert)?;
         let mut params: Vec<&(dyn ToSql + Sync)> = vec![&change.key.0, &version, &doc, &misfits];
         params.extend(typed.iter().map(|v| v as &(dyn ToSql + Sync)));
+        if let Some(words) = &words {
+            params.push(words);
+        }
         let tx = self.tx()?;
         let stored = if guarded {
             // A unique key taken by another row refuses this write alone: PostgreSQL would

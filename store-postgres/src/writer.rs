@@ -1,7 +1,7 @@
 //! The writer of one module: its own connection, write transactions that lock the module's head
 //! row, and maintenance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use mishkah_core::schema::Table;
 use mishkah_store::{Durability, ModuleWriter, OpenOptions, StorageError, Transaction};
@@ -17,6 +17,8 @@ pub(crate) struct PgWriter {
     head: u64,
     sql: HashMap<String, TableSql>,
     prepared: Prepared,
+    /// The tables whose search index every write keeps (`search.rs`).
+    searched: HashSet<String>,
     max_record_bytes: usize,
     site: String,
     /// What this module's commit notifications start with (`node U+001F branch U+001F module U+001F`).
@@ -38,7 +40,9 @@ impl PgWriter {
             .query_one(&format!("SELECT head FROM {} WHERE id = 1", qualified(&schema, "mishkah_head")), &[])
             .map_err(db)?
             .get(0);
+        let searched = crate::search::indexed(&mut client, &schema)?.into_iter().collect();
         Ok(PgWriter {
+            searched,
             client,
             schema,
             head: head as u64,
@@ -59,7 +63,7 @@ impl ModuleWriter for PgWriter {
     /// Locks the module's head row: writers of the same module on other nodes wait here, and the
     /// sequence continues from the head as committed, whoever committed it.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StorageError> {
-        let PgWriter { client, schema, head, sql, prepared, max_record_bytes, notify, .. } = self;
+        let PgWriter { client, schema, head, sql, prepared, searched, max_record_bytes, notify, .. } = self;
         let lock = format!("SELECT head, db_id FROM {} WHERE id = 1 FOR UPDATE", qualified(schema, "mishkah_head"));
         if !prepared.contains_key(&lock) {
             let statement = client.prepare(&lock).map_err(db)?;
@@ -69,7 +73,7 @@ impl ModuleWriter for PgWriter {
         let row = tx.query_one(&prepared[&lock], &[]).map_err(db)?;
         let current = row.get::<_, i64>(0) as u64;
         *head = current;
-        let txn = PgTxn::new(tx, schema, (sql, prepared), notify, row.get(1), current, *max_record_bytes);
+        let txn = PgTxn::new(tx, schema, (sql, prepared, searched), notify, row.get(1), current, *max_record_bytes);
         Ok(Box::new(PgTransaction { txn, committed_head: head }))
     }
 
@@ -84,8 +88,15 @@ impl ModuleWriter for PgWriter {
         Ok(())
     }
 
-    /// Nothing to build: search reads the rows through the core's folding (`evaluate::search`).
-    fn enable_search(&mut self, _table: &Table) -> Result<(), StorageError> {
+    /// Builds the table's search index (`search.rs`); its writes keep it from now on.
+    fn enable_search(&mut self, table: &Table) -> Result<(), StorageError> {
+        if crate::search::enable(&mut self.client, &self.schema, table)? {
+            tracing::info!(site = %self.site, table = %table.name, "search index built");
+        }
+        if !crate::search::search_fields_empty(table) && self.searched.insert(table.name.clone()) {
+            // The table's write statements now set the index column too.
+            self.sql.remove(&table.name);
+        }
         Ok(())
     }
 
