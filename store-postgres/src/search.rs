@@ -5,7 +5,9 @@
 //! in the row's own statement. A query's terms (the last one a prefix) find the candidates
 //! through the index; the core's matching decides among them, as without it. A table whose
 //! searchable fields changed (a field made secret must leave the index) drops its column when
-//! the module opens, and builds it again when next searched.
+//! the module opens, and builds it again when next searched. Every writer learns which tables
+//! keep an index at the start of each batch (in the head lock's own round trip), so a node that
+//! opened the module before another node built one keeps it too.
 
 use mishkah_core::search::{search_fields, search_text, SEARCH_TEXT_VERSION};
 use mishkah_core::{Row, Table};
@@ -123,7 +125,7 @@ pub(crate) fn forget_if_changed(
 }
 
 /// The tables of the module whose index is built and current, as the writer keeps them.
-pub(crate) fn indexed(client: &mut postgres::Client, schema: &str) -> Result<Vec<String>, StorageError> {
+pub(crate) fn indexed(client: &mut impl postgres::GenericClient, schema: &str) -> Result<Vec<String>, StorageError> {
     let rows = client.query(&format!("SELECT tbl FROM {}", marks_table(schema)), &[]).map_err(db)?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }

@@ -17,8 +17,10 @@ pub(crate) struct PgWriter {
     head: u64,
     sql: HashMap<String, TableSql>,
     prepared: Prepared,
-    /// The tables whose search index every write keeps (`search.rs`).
+    /// The tables whose search index every write keeps (`search.rs`), and what
+    /// `mishkah_search` said when they were read.
     searched: HashSet<String>,
+    marks: Option<String>,
     max_record_bytes: usize,
     site: String,
     /// What this module's commit notifications start with (`node U+001F branch U+001F module U+001F`).
@@ -40,9 +42,10 @@ impl PgWriter {
             .query_one(&format!("SELECT head FROM {} WHERE id = 1", qualified(&schema, "mishkah_head")), &[])
             .map_err(db)?
             .get(0);
-        let searched = crate::search::indexed(&mut client, &schema)?.into_iter().collect();
         Ok(PgWriter {
-            searched,
+            searched: HashSet::new(),
+            // Unknown: the first batch reads which tables keep an index.
+            marks: Some(String::new()),
             client,
             schema,
             head: head as u64,
@@ -63,8 +66,15 @@ impl ModuleWriter for PgWriter {
     /// Locks the module's head row: writers of the same module on other nodes wait here, and the
     /// sequence continues from the head as committed, whoever committed it.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StorageError> {
-        let PgWriter { client, schema, head, sql, prepared, searched, max_record_bytes, notify, .. } = self;
-        let lock = format!("SELECT head, db_id FROM {} WHERE id = 1 FOR UPDATE", qualified(schema, "mishkah_head"));
+        let PgWriter { client, schema, head, sql, prepared, searched, marks, max_record_bytes, notify, .. } = self;
+        // With the lock, in the same round trip: which tables keep a search index now (another
+        // node may have built or dropped one since this writer's last batch).
+        let lock = format!(
+            "SELECT head, db_id, (SELECT string_agg(tbl || ':' || fields, ',' ORDER BY tbl) FROM {}) \
+             FROM {} WHERE id = 1 FOR UPDATE",
+            qualified(schema, "mishkah_search"),
+            qualified(schema, "mishkah_head")
+        );
         if !prepared.contains_key(&lock) {
             let statement = client.prepare(&lock).map_err(db)?;
             prepared.insert(lock.clone(), statement);
@@ -73,6 +83,13 @@ impl ModuleWriter for PgWriter {
         let row = tx.query_one(&prepared[&lock], &[]).map_err(db)?;
         let current = row.get::<_, i64>(0) as u64;
         *head = current;
+        let now_marked: Option<String> = row.get(2);
+        if now_marked != *marks {
+            *searched = crate::search::indexed(&mut tx, schema)?.into_iter().collect();
+            // Every table's statements are built again, with or without the index column.
+            sql.clear();
+            *marks = now_marked;
+        }
         let txn = PgTxn::new(tx, schema, (sql, prepared, searched), notify, row.get(1), current, *max_record_bytes);
         Ok(Box::new(PgTransaction { txn, committed_head: head }))
     }

@@ -84,3 +84,23 @@ fn search_reads_through_an_index_of_the_cores_words_that_every_write_keeps() {
     assert!(found(&opened, &hidden, "secret").is_empty(), "a secret field is never searched");
     assert_eq!(found(&opened, &hidden, "مطعم"), ["p2"], "the rest still found, without the index");
 }
+
+#[test]
+fn a_node_that_opened_the_module_before_another_built_the_index_keeps_it_too() {
+    let database = TestDatabase::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let at = ModuleAt { branch: "b", module: "m", dir: dir.path() };
+    let people = table();
+    let (one, other) =
+        (PostgresBackend::new(&database.url).expect("url"), PostgresBackend::new(&database.url).expect("url"));
+    let mut first = one.open(&at, &[&people], &OpenOptions::default()).expect("open");
+    first.writer.mark_initialized("2026-12-05T00:00:00.000Z").expect("initialized");
+    let mut second = other.open(&at, &[&people], &OpenOptions::default()).expect("open on another node");
+    let row = |id: &str, name: &str| Some(json!({"id": id, "name": name, "note": ""}));
+    write(&mut second, &people, ChangeKind::Insert, "p1", row("p1", "Falafel King"));
+    first.writer.enable_search(&people).expect("the first node builds the index");
+    write(&mut second, &people, ChangeKind::Insert, "p2", row("p2", "Falafel Queen"));
+    write(&mut second, &people, ChangeKind::Update, "p1", row("p1", "Shawarma King"));
+    assert_eq!(found(&first, &people, "falafel"), ["p2"], "the other node's writes keep the index");
+    assert_eq!(found(&second, &people, "shawarma"), ["p1"]);
+}
