@@ -40,13 +40,42 @@ pub(crate) fn initialized(client: &mut postgres::Client, branch: &str, module: &
 }
 
 /// Creates (when absent) and migrates the module's schema; returns its name and what was done.
-/// Nodes opening the same module at once take turns (an advisory lock for the transaction).
+/// Nodes opening the same module at once take turns (an advisory lock for the transaction). A
+/// node opening a module another node claimed to seed calls `wait` first, before any of its DDL:
+/// a migration's locks taken while the seeder writes could deadlock with it, and a seed write
+/// aborted so would be lost from the seed.
 pub(crate) fn open_module(
     client: &mut postgres::Client,
     branch: &str,
     module: &str,
     tables: &[&Table],
+    wait: impl FnOnce(&mut postgres::Client) -> Result<(), StorageError>,
 ) -> Result<(String, OpenReport), StorageError> {
+    let (schema, created) = claim(client, branch, module)?;
+    if !created && !initialized(client, branch, module)? {
+        wait(client)?;
+    }
+    let mut tx = client.transaction().map_err(db)?;
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext('mishkah.ddl'))", &[]).map_err(db)?;
+    let mut report = OpenReport { created, ..OpenReport::default() };
+    create_internal(&mut tx, &schema)?;
+    for table in tables {
+        report.migrations.extend(migrate_table(&mut tx, &schema, table, false)?);
+        crate::search::forget_if_changed(&mut tx, &schema, table)?;
+    }
+    report.adhoc_tables = tx
+        .query(&format!("SELECT name FROM {} WHERE adhoc ORDER BY name", qualified(&schema, "mishkah_tables")), &[])
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tx.commit().map_err(db)?;
+    Ok((schema, report))
+}
+
+/// Registers the module (when new) and returns its schema, and whether this node claimed to seed
+/// it.
+fn claim(client: &mut postgres::Client, branch: &str, module: &str) -> Result<(String, bool), StorageError> {
     let mut tx = client.transaction().map_err(db)?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext('mishkah.ddl'))", &[]).map_err(db)?;
     tx.batch_execute(
@@ -82,20 +111,8 @@ pub(crate) fn open_module(
             )
             .map_err(db)?
             == 1;
-    let mut report = OpenReport { created, ..OpenReport::default() };
-    create_internal(&mut tx, &schema)?;
-    for table in tables {
-        report.migrations.extend(migrate_table(&mut tx, &schema, table, false)?);
-        crate::search::forget_if_changed(&mut tx, &schema, table)?;
-    }
-    report.adhoc_tables = tx
-        .query(&format!("SELECT name FROM {} WHERE adhoc ORDER BY name", qualified(&schema, "mishkah_tables")), &[])
-        .map_err(db)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
     tx.commit().map_err(db)?;
-    Ok((schema, report))
+    Ok((schema, created))
 }
 
 fn create_internal(tx: &mut postgres::Transaction<'_>, s: &str) -> Result<(), StorageError> {

@@ -112,10 +112,7 @@ impl Backend for PostgresBackend {
 
     fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError> {
         let mut client = self.connect()?;
-        let (schema, report) = ddl::open_module(&mut client, at.branch, at.module, tables)?;
-        if !report.created {
-            wait_for_seed(&mut client, at)?;
-        }
+        let (schema, report) = ddl::open_module(&mut client, at.branch, at.module, tables, |c| wait_for_seed(c, at))?;
         if options.max_pages.is_some() {
             tracing::warn!(branch = %at.branch, module = %at.module, "--max-db-pages applies to SQLite only");
         }

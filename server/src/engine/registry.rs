@@ -453,16 +453,26 @@ impl Engine {
             }
             waits.push(rx);
         }
-        let mut refused = 0;
+        let (mut refused, mut lost) = (0, 0);
         for rx in waits {
             match rx.await {
                 Ok(Ok(_)) => {}
+                // The store failed, not the row: the module is not marked seeded, so the next
+                // start seeds it again (a seed is an import: rows already there are kept).
+                Ok(Err(e @ (super::WriteError::Storage(_) | super::WriteError::Unavailable))) => {
+                    lost += 1;
+                    tracing::error!(%branch, %module, code = e.code(), "seed row not stored: {e}");
+                }
                 Ok(Err(e)) => {
                     refused += 1;
                     tracing::warn!(%branch, %module, code = e.code(), "seed row refused: {e}");
                 }
-                Err(_) => refused += 1,
+                Err(_) => lost += 1,
             }
+        }
+        if lost > 0 {
+            tracing::error!(%branch, %module, lost, "the seed is incomplete: the module will be seeded again on the next start");
+            return;
         }
         let (tx, rx) = oneshot::channel();
         let now = crate::clock::now_iso();
