@@ -326,6 +326,11 @@ fn number_of(text: &str) -> Value {
     if !text.contains(['.', 'e', 'E']) {
         return text.parse::<i64>().map_or(Value::Null, Value::from);
     }
+    float_of(text)
+}
+
+/// A number's text as the nearest f64 (null when it is none).
+fn float_of(text: &str) -> Value {
     text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
 }
 
@@ -376,13 +381,10 @@ fn aggregate_in_sql(
         let mut measures: BTreeMap<Measure, Map<String, Value>> = BTreeMap::new();
         for (j, ((measure, field), (_, ty))) in measured.iter().map(|m| (m.0, &m.1)).zip(&values).enumerate() {
             let text: Option<String> = r.get(keys.len() + 1 + j);
-            let float = |t: &str| {
-                t.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number)
-            };
             let value = match (measure, text.as_deref()) {
                 (_, None) => Value::Null,
-                (Measure::Avg, Some(t)) => float(t),
-                (Measure::Sum, Some(t)) => t.strip_prefix('f').map_or_else(|| number_of(t), float),
+                (Measure::Avg, Some(t)) => float_of(t),
+                (Measure::Sum, Some(t)) => t.strip_prefix('f').map_or_else(|| number_of(t), float_of),
                 _ => json_of(*ty, text),
             };
             measures.entry(measure).or_default().insert(field.clone(), value);
