@@ -8,7 +8,9 @@ use mishkah_core::sequence::SequenceRule;
 use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, RecordKey, Row};
 use mishkah_store::layout::{table_name, typed_fields};
-use mishkah_store::{action_kind, mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn};
+use mishkah_store::{
+    action_kind, held_texts, mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn,
+};
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use serde_json::Value;
@@ -493,12 +495,7 @@ impl WriteTxn for PgTxn<'_> {
         let event_id = format!("evt-{}-{sequence}", self.db_id);
         let change = &event.change;
         // The texts this transaction already has: the row it stored, the row it read before.
-        let row_text = self.last_doc.take().filter(|(key, _)| *key == change.key).map(|(_, doc)| doc);
-        let previous_text = self
-            .last_read
-            .take()
-            .filter(|(table, key, _)| *table == change.table && *key == change.key)
-            .map(|(_, _, doc)| doc);
+        let (row_text, previous_text) = held_texts(change, self.last_doc.take(), self.last_read.take());
         self.pending.push(EventRow::appended(sequence, event_id.clone(), &event, row_text, previous_text));
         self.head = sequence;
         Ok(ChangeEvent {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::ddl::{sql_table, typed_columns};
 use super::events::row_to_event;
 use crate::db;
-use mishkah_store::{mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn};
+use mishkah_store::{held_texts, mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn};
 
 /// The SQL of one table's row operations, built once per table rather than once per write.
 pub(super) struct TableSql {
@@ -214,12 +214,7 @@ impl WriteTxn for SqliteTxn<'_> {
         let event_id = format!("evt-{}-{sequence}", self.db_id);
         let change = &event.change;
         // The texts this transaction already has: the row it stored, the row it read before.
-        let row_text = self.last_doc.take().filter(|(key, _)| *key == change.key).map(|(_, doc)| doc);
-        let previous_text = self
-            .last_read
-            .take()
-            .filter(|(table, key, _)| *table == change.table && *key == change.key)
-            .map(|(_, _, doc)| doc);
+        let (row_text, previous_text) = held_texts(change, self.last_doc.take(), self.last_read.take());
         self.insert_event(&EventRow::appended(sequence, event_id.clone(), &event, row_text, previous_text))?;
         Ok(ChangeEvent {
             sequence,

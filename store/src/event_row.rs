@@ -50,6 +50,19 @@ fn text(row: &Row) -> String {
     serde_json::to_string(row).expect("a JSON map serializes")
 }
 
+/// Of the texts a write transaction holds — the row it last stored `(key, doc)` and the row it
+/// last read `(table, key, doc)` — those that are `change`'s row after and before it, for
+/// [`EventRow::appended`].
+pub fn held_texts(
+    change: &mishkah_core::Change,
+    stored: Option<(mishkah_core::RecordKey, String)>,
+    read: Option<(String, mishkah_core::RecordKey, String)>,
+) -> (Option<String>, Option<String>) {
+    let row = stored.filter(|(key, _)| *key == change.key).map(|(_, doc)| doc);
+    let previous = read.filter(|(table, key, _)| *table == change.table && *key == change.key).map(|(_, _, doc)| doc);
+    (row, previous)
+}
+
 impl EventRow {
     /// A new event numbered `sequence`. `row_text` / `previous_text`: the JSON the backend already
     /// holds of the row after and before (serialized here when it holds none).

@@ -28,7 +28,7 @@ pub use aggregate::{Group, Measure};
 pub use backend::{Backend, Commit, CommitListener, Durability, ModuleAt, OpenOptions, OpenReport, Opened};
 pub use error::StorageError;
 pub use event::{Before, LoggedEvent, LoggedMutation, MutationStamp, NewEvent, Replay};
-pub use event_row::{action_kind, action_name, EventRow};
+pub use event_row::{action_kind, action_name, held_texts, EventRow};
 pub use read::{consistent, ModuleRead, ModuleReads, PageQuery, StoredPage};
 pub use shared::{DirDocs, SharedDocs};
 pub use write::{ModuleWriter, Transaction, WriteTxn};
