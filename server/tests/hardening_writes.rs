@@ -370,3 +370,51 @@ async fn a_row_hidden_before_the_cursor_stays_unnamed_when_it_changes_or_goes() 
     assert_eq!(status, 200, "{events}");
     hidden("the event log", &events);
 }
+
+/// A NUL (U+0000) where PostgreSQL keeps text — a mutation id, a record key, a text field — never
+/// fails the writes it was batched with (PostgreSQL would refuse the whole commit): the mutation
+/// id is refused, a text field is kept whole, a key is stored or refused alone; on both backends.
+#[tokio::test]
+async fn a_nul_in_a_write_fails_that_write_at_most_never_its_batch() {
+    for data in [DataCopy::new(), DataCopy::on_postgres()] {
+        let b = data.scenario.branch;
+        let server = TestServer::start(data.path()).await;
+        let mut ws = WsClient::connect(&server.ws_url()).await;
+        ws.send(json!({"type": "client:hello", "branchId": b})).await;
+        ws.recv_type("server:snapshot").await;
+        // Sent without waiting, so that they are written in one batch.
+        ws.send(publish("dining_tables", dining_table("T-NUL-1", "before"), "nul-1")).await;
+        ws.send(publish("dining_tables", dining_table("T-NUL-2", "id"), "nul-2\u{0}")).await;
+        ws.send(publish("dining_tables", dining_table("T-NUL-3", "a\u{0}b"), "nul-3")).await;
+        ws.send(publish("dining_tables", dining_table("T-NUL\u{0}4", "key"), "nul-4")).await;
+        ws.send(publish("dining_tables", dining_table("T-NUL-5", "after"), "nul-5")).await;
+
+        // Replies come in order (and `reply_to` skips what it is not waiting for).
+        let reply = reply_to(&mut ws, "nul-1").await;
+        assert_eq!(reply["type"], "server:ack", "{reply}");
+        let reply = reply_to(&mut ws, "nul-2\u{0}").await;
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("server:error"), Some("invalid-mutation-id"))
+        );
+        let reply = reply_to(&mut ws, "nul-3").await;
+        assert_eq!(reply["type"], "server:ack", "{reply}");
+        let reply = reply_to(&mut ws, "nul-4").await;
+        assert!(
+            reply["type"] == "server:ack" || reply["code"] == "not-supported",
+            "a key with a NUL is stored (SQLite) or refused alone (PostgreSQL): {reply}"
+        );
+        let reply = reply_to(&mut ws, "nul-5").await;
+        assert_eq!(reply["type"], "server:ack", "{reply}");
+        for (id, name) in [("T-NUL-1", "before"), ("T-NUL-3", "a\u{0}b"), ("T-NUL-5", "after")] {
+            let row = stored(&server, b, "dining_tables", id, None).await;
+            assert_eq!(row.as_ref().map(|r| &r["record"]["name"]), Some(&json!(name)), "{id}: {row:?}");
+        }
+        assert!(stored(&server, b, "dining_tables", "T-NUL-2", None).await.is_none(), "a refused write is not stored");
+        // The text stays findable by what it holds.
+        let url = server.module_url(b, "/tables/dining_tables?filter=name%20~%20%22A%22");
+        let (status, body) = call(Method::GET, &url, None, None, Value::Null).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.to_string().contains("T-NUL-3"), "{body}");
+    }
+}

@@ -185,6 +185,11 @@ pub(crate) fn migrate_table(
             actions.push(format!("added column {}.{column}", table.name));
         }
     }
+    // The rows holding values stored as sent: found at once when a filter asks (`evaluate.rs`).
+    tx.batch_execute(&format!(
+        "CREATE INDEX IF NOT EXISTS \"mf_{name}\" ON {t} (mishkah_row) WHERE mishkah_misfits IS NOT NULL"
+    ))
+    .map_err(db)?;
     let column_of = |field: &str| columns.iter().find(|(_, f, _)| f == field).map(|(c, _, _)| c.clone());
     for field in &table.fields {
         let Some(column) = column_of(&field.name) else { continue };

@@ -2,7 +2,8 @@
 //!
 //! A page whose filter the typed columns decide exactly (or that has none), in insertion order or
 //! sorted on typed columns, is read in SQL alone up to its limit, a keyset cursor continuing it
-//! (`page_in_sql`). Anything else — a filter part only the evaluator decides (`~`, JSON paths),
+//! (`page_in_sql`). Anything else — a filter part only the evaluator decides (JSON paths, `~` on a
+//! column holding values stored as sent),
 //! `createdAt` kept only in the document, an aggregate — loads the rows the typed columns narrow
 //! to, in insertion order, and lets `mishkah_core`'s evaluator decide: the rows are exactly those
 //! the SQLite backend selects in SQL (the conformance suite checks both), linear in what is
@@ -19,8 +20,26 @@ use mishkah_store::layout::sortable;
 use mishkah_store::{parse_doc, Group, Measure, PageQuery, StorageError};
 use serde_json::{Map, Value};
 
-use crate::filter::narrow;
+use crate::filter::{narrow, Fold, Narrowed};
 use crate::reader::PgReader;
+
+/// `filter` compiled for this table as it stands: `~` on a typed column only while none of the
+/// table's rows holds a value of another kind in that column (read in the reader's snapshot,
+/// through the index of such rows, usually empty).
+fn narrowed(reader: &PgReader<'_>, table: &Table, filter: &Filter) -> Result<Option<Narrowed>, StorageError> {
+    let unicode_lower = reader.unicode_lower;
+    let first = narrow(table, filter, &Fold { unicode_lower, refused: &[] });
+    let Some(n) = first.as_ref().filter(|n| !n.contains_on.is_empty()) else { return Ok(first) };
+    let sql = format!(
+        "SELECT DISTINCT unnest(string_to_array(mishkah_misfits, ',')) FROM {} WHERE mishkah_misfits IS NOT NULL",
+        reader.table(table)
+    );
+    let refused: Vec<String> = reader.query(&sql, &[])?.iter().map(|r| r.get(0)).collect();
+    if !n.contains_on.iter().any(|c| refused.contains(c)) {
+        return Ok(first);
+    }
+    Ok(narrow(table, filter, &Fold { unicode_lower, refused: &refused }))
+}
 
 struct Stored {
     /// Insertion order (`mishkah_row`).
@@ -44,7 +63,10 @@ fn stored_where(
     also: Option<(&str, &String)>,
 ) -> Result<Vec<Stored>, StorageError> {
     let t = reader.table(table);
-    let narrowed = filter.and_then(|f| narrow(table, f));
+    let narrowed = match filter {
+        Some(f) => narrowed(reader, table, f)?,
+        None => None,
+    };
     let mut conditions = Vec::new();
     let mut params: Vec<&(dyn postgres::types::ToSql + Sync)> = Vec::new();
     if let Some(n) = &narrowed {
@@ -76,6 +98,10 @@ fn stored_where(
 
 /// The insertion position of the row with `key` (none: no such row).
 fn position_of(reader: &PgReader<'_>, table: &Table, key: &str) -> Result<Option<i64>, StorageError> {
+    if key.contains('\0') {
+        // PostgreSQL's text holds no NUL: no stored key has one.
+        return Ok(None);
+    }
     let sql = format!("SELECT mishkah_row FROM {} WHERE mishkah_key = $1", reader.table(table));
     Ok(reader.query(&sql, &[&key])?.first().map(|r| r.get(0)))
 }
@@ -129,7 +155,7 @@ fn page_in_sql(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Result<Op
     }
     let narrowed = match &q.filter {
         None => None,
-        Some(filter) => match narrow(table, filter) {
+        Some(filter) => match narrowed(reader, table, filter)? {
             Some(n) if n.exact => Some(n),
             _ => return Ok(None),
         },
@@ -255,7 +281,7 @@ pub(crate) fn page(reader: &PgReader<'_>, table: &Table, q: &PageQuery) -> Resul
 
 /// How many rows `filter` lets through (counted in SQL when the typed columns decide).
 pub(crate) fn count(reader: &PgReader<'_>, table: &Table, filter: &Filter) -> Result<u64, StorageError> {
-    if let Some(n) = narrow(table, filter).filter(|n| n.exact) {
+    if let Some(n) = narrowed(reader, table, filter)?.filter(|n| n.exact) {
         let sql = format!("SELECT COUNT(*) FROM {} WHERE {}", reader.table(table), n.sql);
         let params: Vec<&(dyn postgres::types::ToSql + Sync)> = n.params.iter().map(|p| p as _).collect();
         return Ok(reader.query(&sql, &params)?[0].get::<_, i64>(0) as u64);
@@ -341,7 +367,7 @@ fn aggregate_in_sql(
     groups: &[&String],
     measured: &[&(Measure, String)],
 ) -> Result<Option<Vec<Group>>, StorageError> {
-    let Some(narrowed) = narrow(table, filter).filter(|n| n.exact) else { return Ok(None) };
+    let Some(narrowed) = narrowed(reader, table, filter)?.filter(|n| n.exact) else { return Ok(None) };
     let Some(keys) = groups.iter().map(|f| column_of(table, f)).collect::<Option<Vec<_>>>() else { return Ok(None) };
     let Some(values) = measured.iter().map(|(_, f)| column_of(table, f)).collect::<Option<Vec<_>>>() else {
         return Ok(None);

@@ -2,9 +2,11 @@
 //! the core's evaluator means: scalar comparisons of a field with a value of its own kind (text
 //! under `COLLATE "C"`, numbers as `NUMERIC`, booleans), `in` lists, null tests (a value stored as
 //! sent is NULL in its column and named in `mishkah_misfits`, so it is told apart from a null),
-//! and `&&`, `||`, `!` of those. Anything else (`~`, paths into JSON, field against field) is
-//! left to the evaluator: the SQL then selects a superset, which the evaluator filters
-//! ([`Narrowed::exact`] says whether it must).
+//! `~`/`!~` of a text field and a string (lowered by ICU's root locale, which folds as Rust's
+//! `to_lowercase` does; a value stored as sent is looked up in the document), and `&&`, `||`, `!`
+//! of those. Anything else (paths into JSON, field against field) is left to the evaluator: the
+//! SQL then selects a superset, which the evaluator filters ([`Narrowed::exact`] says whether it
+//! must).
 
 use mishkah_core::query::{holds, Filter, Op, Operand};
 use mishkah_core::schema::{FieldType, Table};
@@ -17,29 +19,48 @@ pub(crate) struct Narrowed {
     pub params: Vec<String>,
     /// The condition selects exactly the rows the filter lets through.
     pub exact: bool,
+    /// The columns `~` was compiled on: exact only while no row holds a value of another kind
+    /// in them ([`Fold::refused`]).
+    pub contains_on: Vec<String>,
+}
+
+/// The collation whose `lower` folds case as the core does (Unicode's default case mapping);
+/// a server built without ICU lacks it, and `~` is then left to the evaluator.
+pub(crate) const UNICODE_LOWER: &str = "und-x-icu";
+
+/// What `~` may be compiled on.
+pub(crate) struct Fold<'a> {
+    /// The database has [`UNICODE_LOWER`].
+    pub unicode_lower: bool,
+    /// Columns some row of the table holds a value of another kind in (stored as sent): `~` on
+    /// them is the document's to decide (an array stored as sent contains its members).
+    pub refused: &'a [String],
 }
 
 /// The condition for `filter` over `table`, or `None` when nothing of it can narrow in SQL.
-pub(crate) fn narrow(table: &Table, filter: &Filter) -> Option<Narrowed> {
-    let mut c = Compiler { table, columns: typed_fields(table), params: Vec::new() };
+pub(crate) fn narrow(table: &Table, filter: &Filter, fold: &Fold<'_>) -> Option<Narrowed> {
+    let mut c = Compiler { table, columns: typed_fields(table), params: Vec::new(), fold, contains_on: Vec::new() };
     let (sql, exact) = c.filter(filter)?;
-    Some(Narrowed { sql, params: c.params, exact })
+    Some(Narrowed { sql, params: c.params, exact, contains_on: c.contains_on })
 }
 
 struct Compiler<'t> {
     table: &'t Table,
     columns: Vec<(String, String, FieldType)>,
     params: Vec<String>,
+    fold: &'t Fold<'t>,
+    contains_on: Vec<String>,
 }
 
 impl Compiler<'_> {
     /// `(sql, exact)`; `None`: unknown (every row may pass), and the parameters of what was
     /// compiled of it and dropped are dropped too.
     fn filter(&mut self, f: &Filter) -> Option<(String, bool)> {
-        let mark = self.params.len();
+        let (mark, contains_mark) = (self.params.len(), self.contains_on.len());
         let compiled = self.compile(f);
         if compiled.is_none() {
             self.params.truncate(mark);
+            self.contains_on.truncate(contains_mark);
         }
         compiled
     }
@@ -80,9 +101,13 @@ impl Compiler<'_> {
         }
     }
 
-    fn param(&mut self, value: String, cast: &str) -> String {
+    /// `None` for a text PostgreSQL cannot hold (a NUL): the evaluator decides that part.
+    fn param(&mut self, value: String, cast: &str) -> Option<String> {
+        if value.contains('\0') {
+            return None;
+        }
         self.params.push(value);
-        format!("${}::text{cast}", self.params.len())
+        Some(format!("${}::text{cast}", self.params.len()))
     }
 
     fn on_column(&mut self, path: &[String], op: Op, value: &Value) -> Option<String> {
@@ -111,7 +136,7 @@ impl Compiler<'_> {
             Op::Eq if value.is_null() => null,
             Op::Ne if value.is_null() => format!("(NOT {null})"),
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge => {
-                let p = self.param(text_of(value)?, cast);
+                let p = self.param(text_of(value)?, cast)?;
                 let symbol = match op {
                     Op::Eq | Op::Ne => "=",
                     other => other.symbol(),
@@ -126,7 +151,8 @@ impl Compiler<'_> {
             Op::In => {
                 let items = value.as_array()?;
                 let values: Option<Vec<String>> = items.iter().filter(|v| !v.is_null()).map(text_of).collect();
-                let placeholders: Vec<String> = values?.into_iter().map(|v| self.param(v, cast)).collect();
+                let placeholders: Vec<String> =
+                    values?.into_iter().map(|v| self.param(v, cast)).collect::<Option<_>>()?;
                 let listed = match placeholders.is_empty() {
                     true => "FALSE".to_owned(),
                     false => format!("({col} IS NOT NULL AND {col} IN ({}))", placeholders.join(", ")),
@@ -136,8 +162,30 @@ impl Compiler<'_> {
                     false => listed,
                 }
             }
-            Op::Contains | Op::NotContains => return None,
+            Op::Contains | Op::NotContains => {
+                let contains = self.contains(&column, ty, value)?;
+                match op {
+                    Op::Contains => contains,
+                    _ => format!("(NOT {contains})"),
+                }
+            }
         })
+    }
+
+    /// `~` on a text column, as the core decides it (text contains the needle, both lowered; a
+    /// null or missing value contains nothing) for a table none of whose rows holds a value of
+    /// another kind in the column (which only the document holds: [`Fold::refused`]).
+    fn contains(&mut self, column: &str, ty: FieldType, needle: &Value) -> Option<String> {
+        let (FieldType::Text | FieldType::Date | FieldType::Timestamp, Value::String(text)) = (ty, needle) else {
+            return None;
+        };
+        if !self.fold.unicode_lower || self.fold.refused.iter().any(|c| c == column) {
+            return None;
+        }
+        let lowered = self.param(text.to_lowercase(), "")?;
+        self.contains_on.push(column.to_owned());
+        let col = format!("\"{column}\"");
+        Some(format!("({col} IS NOT NULL AND strpos(lower({col} COLLATE \"{UNICODE_LOWER}\"), {lowered}) > 0)"))
     }
 }
 
@@ -146,6 +194,8 @@ mod tests {
     use super::*;
     use mishkah_core::Schema;
     use serde_json::json;
+
+    const ALL: Fold<'static> = Fold { unicode_lower: true, refused: &[] };
 
     fn table() -> Table {
         let schema = Schema::from_json(&json!({"schema": {"tables": [{"name": "t", "fields": [
@@ -159,14 +209,18 @@ mod tests {
 
     #[test]
     fn typed_comparisons_narrow_exactly_and_the_rest_leaves_a_superset() {
-        let exact = narrow(&table(), &Filter::parse(r#"status = "open" && total >= 10"#).unwrap()).unwrap();
+        let exact = narrow(&table(), &Filter::parse(r#"status = "open" && total >= 10"#).unwrap(), &ALL).unwrap();
         assert!(exact.exact, "{}", exact.sql);
         assert_eq!(exact.params, ["open", "10"]);
-        let partial = narrow(&table(), &Filter::parse(r#"status = "open" && name.en ~ "kosh""#).unwrap()).unwrap();
+        let partial =
+            narrow(&table(), &Filter::parse(r#"status = "open" && name.en ~ "kosh""#).unwrap(), &ALL).unwrap();
         assert!(!partial.exact && partial.sql.contains("\"status\""), "{}", partial.sql);
-        assert!(narrow(&table(), &Filter::parse(r#"status = "open" || name.en ~ "kosh""#).unwrap()).is_none());
-        assert!(narrow(&table(), &Filter::parse(r#"!(status = "a" && name.en ~ "k")"#).unwrap()).is_none());
-        assert!(narrow(&table(), &Filter::parse(r#"status = 5"#).unwrap()).is_none(), "another kind: the document");
+        assert!(narrow(&table(), &Filter::parse(r#"status = "open" || name.en ~ "kosh""#).unwrap(), &ALL).is_none());
+        assert!(narrow(&table(), &Filter::parse(r#"!(status = "a" && name.en ~ "k")"#).unwrap(), &ALL).is_none());
+        assert!(
+            narrow(&table(), &Filter::parse(r#"status = 5"#).unwrap(), &ALL).is_none(),
+            "another kind: the document"
+        );
     }
 
     #[test]
@@ -175,7 +229,7 @@ mod tests {
             r#"status = "x" && !(status = "a" && name.en ~ "k")"#,
             r#"status = "x" && (total > 1 || name.en ~ "k") && total < 9"#,
         ] {
-            let n = narrow(&table(), &Filter::parse(filter).unwrap()).unwrap();
+            let n = narrow(&table(), &Filter::parse(filter).unwrap(), &ALL).unwrap();
             let placeholders = (1..=n.params.len()).filter(|i| n.sql.contains(&format!("${i}::"))).count();
             assert_eq!(
                 (placeholders, n.params.len()),

@@ -1,7 +1,7 @@
 //! Reads: `REPEATABLE READ READ ONLY` transactions on a pool of connections every module shares.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 
 use mishkah_core::query::Filter;
 use mishkah_core::schema::Table;
@@ -25,6 +25,8 @@ pub(crate) struct Pool {
     size: usize,
     state: Mutex<PoolState>,
     freed: Condvar,
+    /// Whether the database has [`crate::filter::UNICODE_LOWER`], asked once.
+    unicode_lower: OnceLock<bool>,
 }
 
 struct PoolState {
@@ -34,7 +36,13 @@ struct PoolState {
 
 impl Pool {
     pub(crate) fn new(connector: Connector, size: usize) -> Pool {
-        Pool { connector, size, state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }), freed: Condvar::new() }
+        Pool {
+            connector,
+            size,
+            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
+            freed: Condvar::new(),
+            unicode_lower: OnceLock::new(),
+        }
     }
 
     fn take(&self) -> Result<postgres::Client, StorageError> {
@@ -90,6 +98,23 @@ impl Pool {
         self.with(|client| client.simple_query("SELECT 1").map(|_| ()).map_err(db))
     }
 
+    fn unicode_lower(&self, client: &mut postgres::Client) -> Result<bool, StorageError> {
+        if let Some(&known) = self.unicode_lower.get() {
+            return Ok(known);
+        }
+        let found: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = $1)",
+                &[&crate::filter::UNICODE_LOWER],
+            )
+            .map_err(db)?
+            .get(0);
+        if !found {
+            tracing::warn!("PostgreSQL without ICU: `~` filters are decided row by row, not in SQL");
+        }
+        Ok(*self.unicode_lower.get_or_init(|| found))
+    }
+
     fn forget(&self) {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         state.open = state.open.saturating_sub(1);
@@ -116,8 +141,20 @@ pub(crate) struct PgReads {
 
 impl ModuleReads for PgReads {
     fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) -> Result<(), StorageError> {
-        let client = self.pool.take()?;
-        let reader = PgReader { client: RefCell::new(client), schema: &self.schema, snapshot: RefCell::new(false) };
+        let mut client = self.pool.take()?;
+        let unicode_lower = match self.pool.unicode_lower(&mut client) {
+            Ok(known) => known,
+            Err(e) => {
+                self.pool.give_back(client);
+                return Err(e);
+            }
+        };
+        let reader = PgReader {
+            client: RefCell::new(client),
+            schema: &self.schema,
+            snapshot: RefCell::new(false),
+            unicode_lower,
+        };
         f(&reader);
         self.pool.give_back(reader.client.into_inner());
         Ok(())
@@ -128,8 +165,20 @@ impl ModuleReads for PgReads {
 impl PgReads {
     /// `f` on a reader of this module, as the crate's own functions see it.
     pub(crate) fn with_pg<T>(&self, f: impl FnOnce(&PgReader<'_>) -> T) -> Result<T, StorageError> {
-        let client = self.pool.take()?;
-        let reader = PgReader { client: RefCell::new(client), schema: &self.schema, snapshot: RefCell::new(false) };
+        let mut client = self.pool.take()?;
+        let unicode_lower = match self.pool.unicode_lower(&mut client) {
+            Ok(known) => known,
+            Err(e) => {
+                self.pool.give_back(client);
+                return Err(e);
+            }
+        };
+        let reader = PgReader {
+            client: RefCell::new(client),
+            schema: &self.schema,
+            snapshot: RefCell::new(false),
+            unicode_lower,
+        };
         let out = f(&reader);
         self.pool.give_back(reader.client.into_inner());
         Ok(out)
@@ -140,6 +189,8 @@ pub(crate) struct PgReader<'s> {
     client: RefCell<postgres::Client>,
     schema: &'s str,
     snapshot: RefCell<bool>,
+    /// `~` can be compiled ([`crate::filter::narrow`]).
+    pub(crate) unicode_lower: bool,
 }
 
 /// The columns [`event_of`] and [`logged_of`] read, in order.
@@ -276,6 +327,10 @@ impl ModuleRead for PgReader<'_> {
     }
 
     fn row(&self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
+        if key.0.contains('\0') {
+            // PostgreSQL's text holds no NUL: no stored key has one.
+            return Ok(None);
+        }
         let rows =
             self.query(&format!("SELECT mishkah_doc FROM {} WHERE mishkah_key = $1", self.t(table)), &[&key.0])?;
         rows.first().map(|r| parse_doc(r.get(0))).transpose()

@@ -9,7 +9,7 @@ use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, RecordKey, Row};
 use mishkah_store::layout::{table_name, typed_fields};
 use mishkah_store::{
-    action_kind, held_texts, mutation_key, parse_doc, EventRow, NewEvent, Replay, StorageError, WriteTxn,
+    action_kind, held_texts, mutation_key, parse_doc, EventRow, NewEvent, Prefetch, Replay, StorageError, WriteTxn,
 };
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -24,6 +24,8 @@ use crate::staged::{StagedTable, Write};
 /// The SQL of one table's row operations, built once per table.
 pub(crate) struct TableSql {
     select_doc: String,
+    /// The rows of many keys at once (`$1::text[]`): a batch's prefetch.
+    select_docs: String,
     upsert: String,
     delete: String,
     all_rows: String,
@@ -101,6 +103,7 @@ impl TableSql {
             delete_many: format!("DELETE FROM {t} WHERE mishkah_key = ANY($1::text[])"),
             upsert_many,
             select_doc: format!("SELECT mishkah_doc FROM {t} WHERE mishkah_key = $1"),
+            select_docs: format!("SELECT mishkah_key, mishkah_doc FROM {t} WHERE mishkah_key = ANY($1::text[])"),
             delete: format!("DELETE FROM {t} WHERE mishkah_key = $1"),
             all_rows: format!("SELECT mishkah_key, mishkah_doc FROM {t} ORDER BY mishkah_row"),
             upsert,
@@ -119,6 +122,9 @@ fn typed_text(ty: FieldType, v: &Value) -> Result<Option<String>, ()> {
         (_, Value::Null) => Ok(None),
         (FieldType::Json, Value::String(s)) => Ok(Some(s.clone())),
         (FieldType::Json, other) => Ok(Some(other.to_string())),
+        // PostgreSQL's text holds no NUL: such a string is the document's alone, as a value of
+        // another kind is (filters on its column then leave it to the evaluator).
+        (FieldType::Text | FieldType::Date | FieldType::Timestamp, Value::String(s)) if s.contains('\0') => Err(()),
         (FieldType::Text | FieldType::Date | FieldType::Timestamp, Value::String(s)) => Ok(Some(s.clone())),
         (FieldType::Integer | FieldType::Decimal, Value::Number(n)) => Ok(Some(n.to_string())),
         (FieldType::Boolean, Value::Bool(b)) => Ok(Some(b.to_string())),
@@ -188,7 +194,8 @@ impl Pending {
         self.created_at.push(e.created_at);
         self.source.push(e.source);
         self.meta.push(e.meta);
-        self.actor.push(e.actor);
+        // PostgreSQL's text holds no NUL; who wrote is kept legible rather than refused.
+        self.actor.push(e.actor.map(|a| if a.contains('\0') { a.replace('\0', "\u{fffd}") } else { a }));
         self.digest.push(e.digest);
         self.prev_row.push(e.previous);
         self.sent_table.push(e.table_as_sent);
@@ -230,6 +237,12 @@ pub(crate) struct PgTxn<'a> {
     savepoint_pending: usize,
     /// Row writes not sent yet, by table name (see `staged.rs`).
     staged: HashMap<String, StagedTable>,
+    /// Rows read ahead for the batch (`None`: absent), by table and key. An entry goes when it is
+    /// read or its row is written: after that the database or the stage answers.
+    fetched: HashMap<String, HashMap<String, Option<String>>>,
+    /// Logged mutations read ahead for the batch, by stored id (`None`: not logged). The log
+    /// changes only at commit, so an entry holds for the whole batch.
+    fetched_mutations: HashMap<String, Option<Replay>>,
     /// `node U+001F branch U+001F module U+001F`: what the commit's notification starts with.
     notify: &'a str,
     started_at: u64,
@@ -262,6 +275,8 @@ impl<'a> PgTxn<'a> {
             pending: Pending::default(),
             savepoint_pending: 0,
             staged: HashMap::new(),
+            fetched: HashMap::new(),
+            fetched_mutations: HashMap::new(),
             notify,
             started_at: head,
             db_id,
@@ -400,24 +415,85 @@ impl<'a> PgTxn<'a> {
 }
 
 impl WriteTxn for PgTxn<'_> {
+    /// One statement per table for the rows, one for the mutation ids.
+    fn prefetch(&mut self, wants: &Prefetch<'_>) -> Result<(), StorageError> {
+        let mut by_table: HashMap<&str, (&Table, Vec<&str>)> = HashMap::new();
+        for (table, key) in &wants.rows {
+            let staged = self.staged.get(&table.name).is_some_and(|t| t.get(&key.0).is_some());
+            if !staged && !key.0.contains('\0') {
+                by_table.entry(table.name.as_str()).or_insert_with(|| (table, Vec::new())).1.push(&key.0);
+            }
+        }
+        for (name, (table, keys)) in by_table {
+            let sql = self.table_sql(table).select_docs.clone();
+            // Prepared anew, so planned for these keys: a plan kept from when the table was small
+            // scans every row for every key (44 ms a batch at 20,000 rows, measured).
+            let found = self.run(|tx| tx.query(sql.as_str(), &[&keys]))?;
+            let fetched = self.fetched.entry(name.to_owned()).or_default();
+            for key in keys {
+                fetched.insert(key.to_owned(), None);
+            }
+            for row in found {
+                fetched.insert(row.get(0), Some(row.get(1)));
+            }
+        }
+        let ids: Vec<String> = wants
+            .mutations
+            .iter()
+            .map(|(scope, id)| mutation_key::stored(scope, id))
+            .filter(|k| !self.pending.by_mutation.contains_key(k) && !k.contains('\0'))
+            .collect();
+        if !ids.is_empty() {
+            let sql = format!(
+                "SELECT {LOGGED_COLUMNS} FROM {} WHERE mutation_id = ANY($1::text[])",
+                self.q("mishkah_events")
+            );
+            let found = self.run(|tx| tx.query(sql.as_str(), &[&ids]))?;
+            for id in ids {
+                self.fetched_mutations.insert(id, None);
+            }
+            for row in found {
+                let stored: Option<String> = row.get("mutation_id");
+                let replay = Replay { event: event_of(&row)?, digest: row.get(14) };
+                self.fetched_mutations.insert(stored.unwrap_or_default(), Some(replay));
+            }
+        }
+        Ok(())
+    }
+
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError> {
+        if key.0.contains('\0') {
+            // PostgreSQL's text holds no NUL: no stored key has one ([`WriteTxn::store_change`]
+            // refuses to store one).
+            return Ok(None);
+        }
         if let Some(staged) = self.staged.get(&table.name).and_then(|t| t.get(&key.0)) {
             let Some(doc) = staged else { return Ok(None) };
             let (row, doc) = (parse_doc(doc)?, doc.to_owned());
             self.last_read = Some((table.name.clone(), key.clone(), doc));
             return Ok(Some(row));
         }
-        let sql = self.table_sql(table).select_doc.clone();
-        let statement = self.statement(&sql)?;
-        let found = self.run(|tx| tx.query_opt(&statement, &[&key.0]))?;
-        let Some(found) = found else { return Ok(None) };
-        let doc: String = found.get(0);
+        let doc = match self.fetched.get_mut(&table.name).and_then(|t| t.remove(&key.0)) {
+            Some(fetched) => fetched,
+            None => {
+                let sql = self.table_sql(table).select_doc.clone();
+                let statement = self.statement(&sql)?;
+                self.run(|tx| tx.query_opt(&statement, &[&key.0]))?.map(|found| found.get(0))
+            }
+        };
+        let Some(doc) = doc else { return Ok(None) };
         let row = parse_doc(&doc)?;
         self.last_read = Some((table.name.clone(), key.clone(), doc));
         Ok(Some(row))
     }
 
     fn store_change(&mut self, table: &Table, change: &Change) -> Result<(), StorageError> {
+        if change.key.0.contains('\0') {
+            return Err(StorageError::Unsupported("a record key holding U+0000 (NUL)".into()));
+        }
+        if let Some(fetched) = self.fetched.get_mut(&table.name) {
+            fetched.remove(&change.key.0);
+        }
         let Some(row) = &change.row else {
             if !self.table_sql(table).guarded {
                 self.staged.entry(table.name.clone()).or_default().stage(&change.key.0, None);
@@ -528,8 +604,15 @@ impl WriteTxn for PgTxn<'_> {
     fn committed_event(&mut self, scope: &str, id: &str) -> Result<Option<Replay>, StorageError> {
         let sql = format!("SELECT {LOGGED_COLUMNS} FROM {} WHERE mutation_id = $1", self.q("mishkah_events"));
         let key = mutation_key::stored(scope, id);
+        if key.contains('\0') {
+            // PostgreSQL's text holds no NUL: no logged id has one (the engine refuses them).
+            return Ok(None);
+        }
         if let Some(&i) = self.pending.by_mutation.get(&key) {
             return Ok(Some(Replay { event: self.pending.event(i)?, digest: self.pending.digest[i].clone() }));
+        }
+        if let Some(fetched) = self.fetched_mutations.get(&key) {
+            return Ok(fetched.clone());
         }
         let statement = self.statement(&sql)?;
         let Some(found) = self.run(|tx| tx.query_opt(&statement, &[&key]))? else { return Ok(None) };

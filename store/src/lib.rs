@@ -31,7 +31,7 @@ pub use event::{Before, LoggedEvent, LoggedMutation, MutationStamp, NewEvent, Re
 pub use event_row::{action_kind, action_name, held_texts, EventRow};
 pub use read::{consistent, ModuleRead, ModuleReads, PageQuery, StoredPage};
 pub use shared::{DirDocs, SharedDocs};
-pub use write::{ModuleWriter, Transaction, WriteTxn};
+pub use write::{ModuleWriter, Prefetch, Transaction, WriteTxn};
 
 /// Parses a stored document (the whole record as JSON, every backend keeps one per row).
 pub fn parse_doc(doc: &str) -> Result<mishkah_core::Row, StorageError> {

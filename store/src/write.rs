@@ -43,8 +43,29 @@ pub trait Transaction {
     fn commit(self: Box<Self>) -> Result<(), StorageError>;
 }
 
+/// What a batch's writes are about to read, named before the first of them runs: a backend that
+/// pays a round trip per read fetches them all at once.
+#[derive(Default)]
+pub struct Prefetch<'a> {
+    /// Rows, by table and key.
+    pub rows: Vec<(&'a Table, RecordKey)>,
+    /// Mutation ids, as `(sender scope, id)`.
+    pub mutations: Vec<(&'a str, &'a str)>,
+}
+
+impl Prefetch<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.mutations.is_empty()
+    }
+}
+
 /// Operations of one write inside the write transaction.
 pub trait WriteTxn {
+    /// A hint, not a read: every read after it must answer as it would without it, whatever
+    /// the batch writes or undoes in between. SQLite reads its own pages and ignores it.
+    fn prefetch(&mut self, _wants: &Prefetch<'_>) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// The stored row with this key.
     fn row(&mut self, table: &Table, key: &RecordKey) -> Result<Option<Row>, StorageError>;
     /// Stores the row of a change (or removes it for a delete).

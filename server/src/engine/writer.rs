@@ -16,7 +16,7 @@ use super::sender::Sender;
 use super::{Committed, WriteError, WriteOutcome};
 use crate::hub::Published;
 use crate::metrics::Metrics;
-use crate::storage::{ModuleWriter, MutationStamp, NewEvent, WriteTxn};
+use crate::storage::{ModuleWriter, MutationStamp, NewEvent, Prefetch, WriteTxn};
 
 /// Where a write's outcome goes. Called on the writer thread right after commit, in queue order,
 /// so a connection that forwards outcomes through an ordered channel sees its acks in order.
@@ -163,6 +163,7 @@ fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
             return;
         }
     };
+    prefetch(tx.ops(), ctx, &batch);
     let mut done = Vec::with_capacity(batch.len());
     let mut not_run = Vec::new();
     let mut aborted: Option<String> = None;
@@ -378,6 +379,35 @@ struct How<'a> {
     sender: &'a Sender,
 }
 
+/// Names the rows and mutation ids the batch's writes will read first, so that a store paying a
+/// round trip per read (PostgreSQL) reads them all at once.
+fn prefetch<'a>(txn: &mut dyn WriteTxn, ctx: &'a WriterContext, batch: &'a [Job]) {
+    let mut wants = Prefetch::default();
+    let mut want = |m: &'a Mutation, sender: &'a Sender| {
+        let Some(table) = ctx.schema.resolve_table(&m.table) else { return };
+        if let Ok(key) = RecordKey::of(table, &m.record) {
+            wants.rows.push((table, key));
+        }
+        if let Some(id) = &m.mutation_id {
+            wants.mutations.push((sender.dedup_scope(), id));
+        }
+    };
+    for job in batch {
+        match job {
+            Job::Write(job) => want(&job.mutation, &job.sender),
+            Job::Atomic { mutations, sender, .. } => mutations.iter().for_each(|m| want(m, sender)),
+            _ => {}
+        }
+    }
+    if wants.is_empty() {
+        return;
+    }
+    if let Err(e) = txn.prefetch(&wants) {
+        // The writes then read one by one, or fail with the store.
+        tracing::warn!(branch = %ctx.branch, module = %ctx.module, error = %e, "prefetch failed");
+    }
+}
+
 /// The one write: dedup, sequences, core apply against the stored row, the rules, store, log.
 ///
 /// Every reason to refuse a write (unknown table, validation, version conflict, duplicate or
@@ -398,6 +428,11 @@ fn write_one(
     let sent = &mutation.record;
     let table =
         ctx.schema.resolve_table(&mutation.table).ok_or_else(|| MutationError::UnknownTable(mutation.table.clone()))?;
+    if mutation.mutation_id.as_deref().is_some_and(|id| id.contains('\0')) {
+        // No store keeps it as text (PostgreSQL refuses a NUL at commit, failing the whole batch).
+        let message = "a mutation id may not contain U+0000 (NUL)".to_owned();
+        return Err(WriteError::Refused { code: "invalid-mutation-id", message });
+    }
     let table_as_sent = (table.name != mutation.table).then(|| Arc::<str>::from(mutation.table.as_str()));
     let digest = mutation.mutation_id.as_ref().map(|_| super::sender::digest(mutation));
     if let Some(replayed) = replay(txn, sender, mutation, digest.as_ref(), table)? {

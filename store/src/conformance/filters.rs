@@ -20,10 +20,14 @@ fn runner(cases: u32) -> TestRunner {
 fn stored(harness: &Harness<'_>, spec: &Spec) -> (Box<dyn ModuleReads>, Table, Vec<Row>) {
     let table = table_of(spec);
     let rows = rows_of(spec, &table);
+    stored_rows(harness, table, &rows)
+}
+
+fn stored_rows(harness: &Harness<'_>, table: Table, rows: &[Row]) -> (Box<dyn ModuleReads>, Table, Vec<Row>) {
     let opened = harness.open(&[&table]);
     let mut writer = opened.writer;
     let mut tx = writer.begin().expect("begin");
-    for row in &rows {
+    for row in rows {
         let key = RecordKey::of(&table, row).expect("a key");
         let c = mishkah_core::Change { key, ..change(ChangeKind::Insert, "", Some(row.clone()), 1) };
         tx.ops().store_change(&table, &c).expect("store");
@@ -93,6 +97,74 @@ pub fn select_what_the_core_selects(backend: &dyn Backend) {
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `~` and `!~` fold case as Rust's `to_lowercase` (Greek final sigma, the Kelvin sign, a dotted
+/// capital I), find nothing in a null or missing value, and find a string in an array stored as
+/// sent — in pages, counts and aggregates alike, on a column that holds only text and nulls
+/// (`label`) and on one that also holds values stored as sent (`name`).
+pub fn contains_decides_as_the_core(backend: &dyn Backend) {
+    use mishkah_core::query::{Op, Operand};
+    use serde_json::json;
+    let harness = Harness::new(backend);
+    let schema = mishkah_core::Schema::from_json(&json!({"schema": {"tables": [{"name": "t", "fields": [
+        {"name": "id", "type": "string", "primaryKey": true},
+        {"name": "name", "type": "string"},
+        {"name": "label", "type": "string", "columnName": "label_col"},
+        {"name": "zone", "type": "string"}]}]}}))
+    .expect("schema");
+    let table = schema.table("t").expect("t").clone();
+    let texts = ["ΟΔΟΣ", "\u{212A}elvin", "İstanbul", "Koshary", "كشري", "a\u{0}b", "", "x"];
+    let misfits = [json!(["ος", 1]), json!(5), json!(["x", "\u{0}"]), json!({"en": "x"})];
+    let rows: Vec<Row> = (0..14)
+        .map(|i| {
+            let mut row = Row::new();
+            row.insert("id".into(), Value::from(format!("r{i:02}")));
+            row.insert("zone".into(), Value::from(if i % 2 == 0 { "a" } else { "b" }));
+            let text = texts.get(i).map(|t| Value::from(*t));
+            // The label: text, null, or missing; under its column's name for one row.
+            match (i, &text) {
+                (3, Some(t)) => drop(row.insert("label_col".into(), t.clone())),
+                (_, Some(t)) => drop(row.insert("label".into(), t.clone())),
+                (8 | 9, None) => drop(row.insert("label".into(), Value::Null)),
+                _ => {}
+            }
+            // The name: the same text, or a value of another kind.
+            match (i, text) {
+                (_, Some(t)) => drop(row.insert("name".into(), t)),
+                (10..=13, None) => drop(row.insert("name".into(), misfits[i - 10].clone())),
+                _ => {}
+            }
+            row
+        })
+        .collect();
+    let (reads, table, stored) = stored_rows(&harness, table, &rows);
+    assert_eq!(stored, rows, "rows come back as stored");
+    let needles = ["ος", "k", "K", "İ", "i\u{307}", "ς", "", "كش", "x", "ΟΣ", "\u{0}", "a\u{0}", "5", "en"];
+    for field in ["name", "label"] {
+        for needle in needles {
+            for op in [Op::Contains, Op::NotContains] {
+                let f = Filter::compare(Operand::field(field), op, Operand::Value(Value::from(needle)));
+                let expected: Vec<&Value> = stored
+                    .iter()
+                    .filter(|r| f.eval_in(Some(&table), r, &Bindings::default()))
+                    .map(|r| &r["id"])
+                    .collect();
+                let (got, counted, groups) = read(&*reads, |r| {
+                    Ok((
+                        r.page(&table, &page(Some(f.clone()), vec![], None, 100))?,
+                        r.count_where(&table, &f)?,
+                        r.aggregate(&table, &f, &["zone".to_owned()], &[])?,
+                    ))
+                });
+                let got: Vec<&Value> = got.iter().map(|r| &r["id"]).collect();
+                assert_eq!(got, expected, "{f}");
+                assert_eq!(counted as usize, expected.len(), "count of {f}");
+                let grouped: u64 = groups.iter().map(|g| g.count).sum();
+                assert_eq!(grouped as usize, expected.len(), "groups of {f}");
+            }
+        }
+    }
 }
 
 /// Sorted pages walked by keyset cursor give every row once, in the core's order of values

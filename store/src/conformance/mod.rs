@@ -102,6 +102,18 @@ pub fn change(kind: ChangeKind, key: &str, row: Option<Row>, version: i64) -> Ch
     }
 }
 
+/// [`simple_table`] without its unique index: no write to it can be refused.
+pub fn plain_table() -> Table {
+    let mut table = simple_table();
+    table.name = "p".into();
+    table.sql_name = "p".into();
+    for field in &mut table.fields {
+        field.unique = false;
+    }
+    table.indexes.clear();
+    table
+}
+
 /// A row of [`simple_table`].
 pub fn row(id: &str, n: i64, code: &str) -> Row {
     json!({"id": id, "n": n, "code": code}).as_object().expect("an object").clone()
@@ -153,8 +165,16 @@ macro_rules! conformance_suite {
             $crate::conformance::writes::a_failure_mid_batch_keeps_nothing(&$backend)
         }
         #[test]
+        fn a_prefetch_changes_no_read_whatever_the_batch_writes_or_undoes() {
+            $crate::conformance::writes::a_prefetch_changes_no_read(&$backend)
+        }
+        #[test]
         fn filters_select_what_the_core_evaluator_selects() {
             $crate::conformance::filters::select_what_the_core_selects(&$backend)
+        }
+        #[test]
+        fn contains_decides_as_the_core_in_pages_counts_and_aggregates() {
+            $crate::conformance::filters::contains_decides_as_the_core(&$backend)
         }
         #[test]
         fn keyset_cursors_walk_the_sorted_order_once() {

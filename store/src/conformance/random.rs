@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const KINDS: [&str; 6] = ["string", "integer", "decimal", "boolean", "timestamp", "json"];
-const TEXTS: [&str; 7] = ["كشري", "كُشَري", "Koshary", "koshary", "", "a", "ب"];
+const TEXTS: [&str; 10] = ["كشري", "كُشَري", "Koshary", "koshary", "", "a", "ب", "ΟΔΟΣ", "ος", "\u{212A}İ"];
 const NUMBERS: [f64; 6] = [0.0, 1.0, 1.5, -2.0, 3.0, 1e15];
 const TIMES: [&str; 3] = ["2025-12-06T14:22:20.349Z", "2025-12-06T14:22:20.350Z", "2024-01-01T00:00:00.000Z"];
 

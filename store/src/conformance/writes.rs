@@ -3,8 +3,8 @@
 use mishkah_core::{ChangeKind, RecordKey, Row};
 use serde_json::{json, Value};
 
-use super::{change, read, row, simple_table, Harness};
-use crate::{Backend, Before, MutationStamp, NewEvent, StorageError, WriteTxn};
+use super::{change, plain_table, read, row, simple_table, Harness};
+use crate::{Backend, Before, MutationStamp, NewEvent, Prefetch, StorageError, WriteTxn};
 
 const NOW: &str = "2026-12-05T00:00:00.000Z";
 
@@ -361,4 +361,79 @@ pub fn two_writers_take_turns(backend: &dyn Backend) {
     assert_eq!(rows, 160);
     let seqs: Vec<u64> = events.iter().map(|e| e.event.sequence).collect();
     assert_eq!(seqs, (1..=160).collect::<Vec<u64>>(), "every event once, numbered without a gap");
+}
+
+/// Rows and mutation ids read ahead for a batch answer as the store would have without it, after
+/// the batch wrote, deleted, or undid a savepoint (on a table whose writes may be refused and on
+/// one whose writes cannot be).
+pub fn a_prefetch_changes_no_read(backend: &dyn Backend) {
+    let harness = Harness::new(backend);
+    let (guarded, plain) = (simple_table(), plain_table());
+    let opened = harness.open(&[&guarded, &plain]);
+    let mut writer = opened.writer;
+    let stamp = |txn: &mut dyn WriteTxn, id: &str, c: mishkah_core::Change| {
+        let mutation = Some(MutationStamp { scope: "s", id, digest: &[1] });
+        let event = NewEvent {
+            change: c,
+            mutation,
+            source: "ws",
+            meta: &Value::Null,
+            created_at: NOW,
+            actor: None,
+            previous: None,
+            table_as_sent: None,
+        };
+        txn.append_event(event).expect("append")
+    };
+    let mut tx = writer.begin().expect("begin");
+    for table in [&guarded, &plain] {
+        insert(tx.ops(), table, &row("a", 1, "A")).expect("a");
+        insert(tx.ops(), table, &row("b", 1, "B")).expect("b");
+    }
+    let c = change(ChangeKind::Insert, "z", Some(row("z", 1, "Z")), 1);
+    tx.ops().store_change(&plain, &c).expect("z");
+    stamp(tx.ops(), "m1", c);
+    tx.commit().expect("commit");
+
+    let n = |txn: &mut dyn WriteTxn, table, key: &str| {
+        txn.row(table, &RecordKey(key.into())).expect("read").map(|r| r["n"].as_i64().unwrap_or_default())
+    };
+    let mut tx = writer.begin().expect("begin");
+    let txn = tx.ops();
+    let mut wants = Prefetch { rows: Vec::new(), mutations: vec![("s", "m1"), ("s", "m2"), ("t", "m1")] };
+    for table in [&guarded, &plain] {
+        for key in ["a", "b", "c", "d"] {
+            wants.rows.push((table, RecordKey(key.into())));
+        }
+    }
+    txn.prefetch(&wants).expect("prefetch");
+    for table in [&guarded, &plain] {
+        let name = &table.name;
+        txn.store_change(table, &change(ChangeKind::Update, "a", Some(row("a", 2, "A")), 2)).expect("update a");
+        assert_eq!(n(txn, table, "a"), Some(2), "{name}: a read after a write sees the write");
+        txn.store_change(table, &change(ChangeKind::Delete, "b", None, 2)).expect("delete b");
+        assert_eq!(n(txn, table, "b"), None, "{name}: a deleted row is gone");
+        txn.savepoint().expect("savepoint");
+        txn.store_change(table, &change(ChangeKind::Insert, "c", Some(row("c", 1, "C")), 1)).expect("insert c");
+        txn.store_change(table, &change(ChangeKind::Update, "a", Some(row("a", 3, "A")), 3)).expect("update a");
+        assert_eq!((n(txn, table, "c"), n(txn, table, "a")), (Some(1), Some(3)), "{name}: inside the savepoint");
+        txn.rollback_to().expect("undo");
+        assert_eq!(n(txn, table, "c"), None, "{name}: an undone insert is gone");
+        assert_eq!(n(txn, table, "a"), Some(2), "{name}: an undone update is undone");
+        assert_eq!(n(txn, table, "d"), None, "{name}: a row that never was");
+        assert_eq!(n(txn, table, "a"), Some(2), "{name}: read twice");
+    }
+    assert!(txn.committed_event("s", "m1").expect("lookup").is_some(), "a logged mutation");
+    assert!(txn.committed_event("t", "m1").expect("lookup").is_none(), "another sender's");
+    assert!(txn.committed_event("s", "m2").expect("lookup").is_none(), "not logged yet");
+    stamp(txn, "m2", change(ChangeKind::Update, "a", Some(row("a", 2, "A")), 2));
+    assert!(txn.committed_event("s", "m2").expect("lookup").is_some(), "logged in this batch");
+    tx.commit().expect("commit");
+    for table in [&guarded, &plain] {
+        let rows = read(&*opened.reads, |r| r.rows(table));
+        let got: Vec<(&str, i64)> =
+            rows.iter().map(|r| (r["id"].as_str().unwrap_or_default(), r["n"].as_i64().unwrap_or_default())).collect();
+        let want: &[(&str, i64)] = if table.name == plain.name { &[("a", 2), ("z", 1)] } else { &[("a", 2)] };
+        assert_eq!(got, want, "{}: what was committed", table.name);
+    }
 }
