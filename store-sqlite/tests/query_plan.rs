@@ -37,3 +37,30 @@ fn indexed_filters_and_sorts_use_the_index() {
     let scan = plan(r#"name.en ~ "kosh""#, vec![]);
     assert!(scan.starts_with("SCAN"), "{scan}");
 }
+
+/// A grouped aggregate under a filter the index cannot answer scans the table once (and sorts
+/// the groups) instead of walking the grouping index and fetching every row from it; a filter
+/// the index answers still uses it, and no filter walks the index alone.
+#[test]
+fn a_filtered_aggregate_does_not_walk_the_grouping_index_row_by_row() {
+    let schema = Schema::from_json(&json!({"schema": {"tables": [{"name": "orders", "fields": [
+        {"name": "id", "type": "string", "primaryKey": true},
+        {"name": "statusId", "columnName": "status_id", "type": "string", "index": true},
+        {"name": "shiftId", "type": "string"}]}]}}))
+    .unwrap();
+    let table = schema.table("orders").unwrap().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.sqlite3");
+    ModuleDb::open(&path, &[&table], Durability::Normal).unwrap();
+    let reader = ModuleReader::open(&path).unwrap();
+    let plan = |filter: &str| {
+        let f = Filter::parse(filter).unwrap();
+        reader.aggregate_plan(&table, &f, &["statusId".to_owned()]).unwrap().join(" | ")
+    };
+    let contains = plan(r#"shiftId ~ "ft-01""#);
+    assert!(contains.starts_with("SCAN t_orders") && !contains.contains("INDEX"), "{contains}");
+    let by_status = plan(r#"statusId = "open""#);
+    assert!(by_status.contains("INDEX i_t_orders_status_id (status_id=?)"), "{by_status}");
+    let everything = reader.aggregate_plan(&table, &Filter::And(vec![]), &["statusId".to_owned()]).unwrap().join(" | ");
+    assert!(everything.contains("COVERING INDEX i_t_orders_status_id") && !everything.contains("TEMP"), "{everything}");
+}
