@@ -3,10 +3,11 @@
 //! under `COLLATE "C"`, numbers as `NUMERIC`, booleans), `in` lists, null tests (a value stored as
 //! sent is NULL in its column and named in `mishkah_misfits`, so it is told apart from a null),
 //! `~`/`!~` of a text field and a string (lowered by ICU's root locale, which folds as Rust's
-//! `to_lowercase` does; a value stored as sent is looked up in the document), and `&&`, `||`, `!`
-//! of those. Anything else (paths into JSON, field against field) is left to the evaluator: the
-//! SQL then selects a superset, which the evaluator filters ([`Narrowed::exact`] says whether it
-//! must).
+//! `to_lowercase` does; on a column some row holds a value stored as sent in, the evaluator
+//! decides: [`Fold::refused`]), and `&&`, `||`, `!` of those. `~` and `=` of a string through a path into a JSON field narrow to the rows whose
+//! field's JSON text holds it (a superset). Anything else (other paths into JSON, field against
+//! field) is left to the evaluator: the SQL then selects a superset, which the evaluator filters
+//! ([`Narrowed::exact`] says whether it must).
 
 use mishkah_core::query::{holds, Filter, Op, Operand};
 use mishkah_core::schema::{FieldType, Table};
@@ -92,12 +93,44 @@ impl Compiler<'_> {
                 (_, false) => None,
             },
             Filter::Compare { left, op, right } => match (left, right) {
+                (Operand::Field(path), Operand::Value(v)) if path.len() > 1 => {
+                    self.on_json_path(path, *op, v).map(|s| (s, false))
+                }
                 (Operand::Field(path), Operand::Value(v)) => self.on_column(path, *op, v).map(|s| (s, true)),
                 (Operand::Value(a), Operand::Value(b)) => {
                     Some((if holds(a, *op, b) { "TRUE" } else { "FALSE" }.into(), true))
                 }
                 _ => None,
             },
+        }
+    }
+
+    /// A path into a JSON field (`name.en ~ "kosh"`, `name.en = "Koshary"`), narrowed to the rows
+    /// whose field's JSON text holds the needle (lowered, for `~`) or the value as JSON writes
+    /// it (`=`): every row whose value matches does (a string is written verbatim in the JSON
+    /// text but for the characters JSON escapes, which such a needle must not hold), so the
+    /// evaluator decides among fewer rows.
+    fn on_json_path(&mut self, path: &[String], op: Op, value: &Value) -> Option<String> {
+        let field = self.table.field(&path[0])?;
+        let (column, _, ty) = self.columns.iter().find(|(_, f, _)| *f == field.name)?.clone();
+        let Value::String(text) = value else { return None };
+        if ty != FieldType::Json {
+            return None;
+        }
+        let col = format!("\"{column}\"");
+        match op {
+            Op::Contains if self.fold.unicode_lower => {
+                if text.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
+                    return None;
+                }
+                let lowered = self.param(text.to_lowercase(), "")?;
+                Some(format!("({col} IS NOT NULL AND strpos(lower({col} COLLATE \"{UNICODE_LOWER}\"), {lowered}) > 0)"))
+            }
+            Op::Eq => {
+                let written = self.param(value.to_string(), "")?;
+                Some(format!("({col} IS NOT NULL AND strpos({col}, {written}) > 0)"))
+            }
+            _ => None,
         }
     }
 
@@ -215,7 +248,10 @@ mod tests {
         let partial =
             narrow(&table(), &Filter::parse(r#"status = "open" && name.en ~ "kosh""#).unwrap(), &ALL).unwrap();
         assert!(!partial.exact && partial.sql.contains("\"status\""), "{}", partial.sql);
-        assert!(narrow(&table(), &Filter::parse(r#"status = "open" || name.en ~ "kosh""#).unwrap(), &ALL).is_none());
+        let either = narrow(&table(), &Filter::parse(r#"status = "open" || name.en ~ "kosh""#).unwrap(), &ALL).unwrap();
+        assert!(!either.exact && either.sql.contains("strpos(lower(\"name\""), "{}", either.sql);
+        let escaped = narrow(&table(), &Filter::parse(r#"name.en ~ "a\"b""#).unwrap(), &ALL);
+        assert!(escaped.is_none(), "a needle JSON escapes narrows nothing");
         assert!(narrow(&table(), &Filter::parse(r#"!(status = "a" && name.en ~ "k")"#).unwrap(), &ALL).is_none());
         assert!(
             narrow(&table(), &Filter::parse(r#"status = 5"#).unwrap(), &ALL).is_none(),

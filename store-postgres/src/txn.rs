@@ -120,6 +120,7 @@ impl TableSql {
 fn typed_text(ty: FieldType, v: &Value) -> Result<Option<String>, ()> {
     match (ty, v) {
         (_, Value::Null) => Ok(None),
+        (FieldType::Json, Value::String(s)) if s.contains('\0') => Err(()),
         (FieldType::Json, Value::String(s)) => Ok(Some(s.clone())),
         (FieldType::Json, other) => Ok(Some(other.to_string())),
         // PostgreSQL's text holds no NUL: such a string is the document's alone, as a value of

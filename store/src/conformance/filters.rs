@@ -102,7 +102,8 @@ pub fn select_what_the_core_selects(backend: &dyn Backend) {
 /// `~` and `!~` fold case as Rust's `to_lowercase` (Greek final sigma, the Kelvin sign, a dotted
 /// capital I), find nothing in a null or missing value, and find a string in an array stored as
 /// sent — in pages, counts and aggregates alike, on a column that holds only text and nulls
-/// (`label`) and on one that also holds values stored as sent (`name`).
+/// (`label`), on one that also holds values stored as sent (`name`), and through a path into a
+/// JSON field (`title.en`, with `=` too).
 pub fn contains_decides_as_the_core(backend: &dyn Backend) {
     use mishkah_core::query::{Op, Operand};
     use serde_json::json;
@@ -111,7 +112,8 @@ pub fn contains_decides_as_the_core(backend: &dyn Backend) {
         {"name": "id", "type": "string", "primaryKey": true},
         {"name": "name", "type": "string"},
         {"name": "label", "type": "string", "columnName": "label_col"},
-        {"name": "zone", "type": "string"}]}]}}))
+        {"name": "zone", "type": "string"},
+        {"name": "title", "type": "json"}]}]}}))
     .expect("schema");
     let table = schema.table("t").expect("t").clone();
     let texts = ["ΟΔΟΣ", "\u{212A}elvin", "İstanbul", "Koshary", "كشري", "a\u{0}b", "", "x"];
@@ -129,6 +131,14 @@ pub fn contains_decides_as_the_core(backend: &dyn Backend) {
                 (8 | 9, None) => drop(row.insert("label".into(), Value::Null)),
                 _ => {}
             }
+            // The title: the text under `en`, or other shapes a path finds nothing (or an array) in.
+            match (i, &text) {
+                (_, Some(t)) => drop(row.insert("title".into(), json!({"en": t, "ar": "عربي"}))),
+                (8, None) => drop(row.insert("title".into(), json!({"en": ["ος", "x"]}))),
+                (9, None) => drop(row.insert("title".into(), json!("Koshary"))),
+                (10, None) => drop(row.insert("title".into(), json!({"en": "say \"x\"\n"}))),
+                _ => {}
+            }
             // The name: the same text, or a value of another kind.
             match (i, text) {
                 (_, Some(t)) => drop(row.insert("name".into(), t)),
@@ -141,10 +151,12 @@ pub fn contains_decides_as_the_core(backend: &dyn Backend) {
     let (reads, table, stored) = stored_rows(&harness, table, &rows);
     assert_eq!(stored, rows, "rows come back as stored");
     let needles = ["ος", "k", "K", "İ", "i\u{307}", "ς", "", "كش", "x", "ΟΣ", "\u{0}", "a\u{0}", "5", "en"];
-    for field in ["name", "label"] {
-        for needle in needles {
-            for op in [Op::Contains, Op::NotContains] {
-                let f = Filter::compare(Operand::field(field), op, Operand::Value(Value::from(needle)));
+    let fields: [&[&str]; 3] = [&["name"], &["label"], &["title", "en"]];
+    for path in fields {
+        for needle in needles.iter().chain(&["Koshary", "\"x\"", "say \"x\"\n"]) {
+            for op in [Op::Contains, Op::NotContains, Op::Eq] {
+                let path: Vec<String> = path.iter().map(|p| p.to_string()).collect();
+                let f = Filter::compare(Operand::Field(path), op, Operand::Value(Value::from(*needle)));
                 let expected: Vec<&Value> = stored
                     .iter()
                     .filter(|r| f.eval_in(Some(&table), r, &Bindings::default()))
