@@ -51,42 +51,86 @@ pub(crate) fn open_module(
     tables: &[&Table],
     wait: impl FnOnce(&mut postgres::Client) -> Result<(), StorageError>,
 ) -> Result<(String, OpenReport), StorageError> {
-    let (schema, created) = claim(client, branch, module)?;
-    if !created && !initialized(client, branch, module)? {
+    let claimed = claim(client, branch, module)?;
+    let schema = format!("m{}", claimed.id);
+    if !claimed.seeds && !initialized(client, branch, module)? {
         wait(client)?;
+    }
+    let layout = layout_of(tables);
+    let mut report = OpenReport { created: claimed.seeds, ..OpenReport::default() };
+    if claimed.layout.as_deref() == Some(layout.as_str()) && !claimed.seeds {
+        // Migrated to this very layout before: no DDL, so no lock on any of the module's tables
+        // (`CREATE … IF NOT EXISTS` takes one even when nothing is created, and waits for, or
+        // deadlocks with, another node's writes).
+        report.adhoc_tables = adhoc_tables(client, &schema)?;
+        return Ok((schema, report));
     }
     let mut tx = client.transaction().map_err(db)?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext('mishkah.ddl'))", &[]).map_err(db)?;
-    let mut report = OpenReport { created, ..OpenReport::default() };
     create_internal(&mut tx, &schema)?;
     for table in tables {
         report.migrations.extend(migrate_table(&mut tx, &schema, table, false)?);
         crate::search::forget_if_changed(&mut tx, &schema, table)?;
     }
-    report.adhoc_tables = tx
-        .query(&format!("SELECT name FROM {} WHERE adhoc ORDER BY name", qualified(&schema, "mishkah_tables")), &[])
-        .map_err(db)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    report.adhoc_tables = adhoc_tables(&mut tx, &schema)?;
+    tx.execute("UPDATE mishkah.modules SET layout = $2 WHERE id = $1", &[&claimed.id, &layout]).map_err(db)?;
     tx.commit().map_err(db)?;
     Ok((schema, report))
 }
 
-/// Registers the module (when new) and returns its schema, and whether this node claimed to seed
-/// it.
-fn claim(client: &mut postgres::Client, branch: &str, module: &str) -> Result<(String, bool), StorageError> {
+/// Bumped whenever what [`open_module`] creates changes, so that every module is migrated again.
+const LAYOUT_VERSION: u32 = 2;
+
+/// What a module's DDL follows from: this file's version and the tables as declared (their
+/// fields, keys, indexes, search fields). A digest, kept in `mishkah.modules`.
+fn layout_of(tables: &[&Table]) -> String {
+    let declared = serde_json::json!([LAYOUT_VERSION, mishkah_core::search::SEARCH_TEXT_VERSION, tables]).to_string();
+    ring::digest::digest(&ring::digest::SHA256, declared.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn adhoc_tables(client: &mut impl postgres::GenericClient, schema: &str) -> Result<Vec<String>, StorageError> {
+    let sql = format!("SELECT name FROM {} WHERE adhoc ORDER BY name", qualified(schema, "mishkah_tables"));
+    Ok(client.query(&sql, &[]).map_err(db)?.iter().map(|r| r.get(0)).collect())
+}
+
+/// A module as registered: its id (schema `m<id>`), whether this node claimed to seed it, and the
+/// layout it was last migrated to.
+struct Claimed {
+    id: i64,
+    seeds: bool,
+    layout: Option<String>,
+}
+
+/// Registers the module (when new) and says whether this node claimed to seed it.
+fn claim(client: &mut postgres::Client, branch: &str, module: &str) -> Result<Claimed, StorageError> {
     let mut tx = client.transaction().map_err(db)?;
     tx.execute("SELECT pg_advisory_xact_lock(hashtext('mishkah.ddl'))", &[]).map_err(db)?;
-    tx.batch_execute(
-        "CREATE SCHEMA IF NOT EXISTS mishkah;
-         CREATE TABLE IF NOT EXISTS mishkah.modules (
-             id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-             branch TEXT NOT NULL, module TEXT NOT NULL, initialized_at TEXT,
-             UNIQUE (branch, module));
-         ALTER TABLE mishkah.modules ADD COLUMN IF NOT EXISTS seeding_since TIMESTAMPTZ;",
-    )
-    .map_err(db)?;
+    // The registry's own DDL only when it is missing something: `ALTER TABLE` locks the registry
+    // against every reader even when the column exists.
+    let complete: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'mishkah'
+             AND table_name = 'modules' AND column_name IN ('seeding_since', 'layout')",
+            &[],
+        )
+        .map_err(db)?
+        .get(0);
+    if complete < 2 {
+        tx.batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS mishkah;
+             CREATE TABLE IF NOT EXISTS mishkah.modules (
+                 id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                 branch TEXT NOT NULL, module TEXT NOT NULL, initialized_at TEXT,
+                 UNIQUE (branch, module));
+             ALTER TABLE mishkah.modules ADD COLUMN IF NOT EXISTS seeding_since TIMESTAMPTZ;
+             ALTER TABLE mishkah.modules ADD COLUMN IF NOT EXISTS layout TEXT;",
+        )
+        .map_err(db)?;
+    }
     tx.execute(
         "INSERT INTO mishkah.modules (branch, module) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         &[&branch, &module],
@@ -94,15 +138,14 @@ fn claim(client: &mut postgres::Client, branch: &str, module: &str) -> Result<(S
     .map_err(db)?;
     let row = tx
         .query_one(
-            "SELECT id, initialized_at FROM mishkah.modules WHERE branch = $1 AND module = $2",
+            "SELECT id, initialized_at, layout FROM mishkah.modules WHERE branch = $1 AND module = $2",
             &[&branch, &module],
         )
         .map_err(db)?;
     let id: i64 = row.get(0);
-    let schema = format!("m{id}");
     // Several nodes may open a new module at once: one of them seeds it (a claim left by a node
     // that died while seeding lapses after ten minutes).
-    let created = row.get::<_, Option<String>>(1).is_none()
+    let seeds = row.get::<_, Option<String>>(1).is_none()
         && tx
             .execute(
                 "UPDATE mishkah.modules SET seeding_since = now() WHERE id = $1 AND initialized_at IS NULL
@@ -111,8 +154,9 @@ fn claim(client: &mut postgres::Client, branch: &str, module: &str) -> Result<(S
             )
             .map_err(db)?
             == 1;
+    let layout = row.get(2);
     tx.commit().map_err(db)?;
-    Ok((schema, created))
+    Ok(Claimed { id, seeds, layout })
 }
 
 fn create_internal(tx: &mut postgres::Transaction<'_>, s: &str) -> Result<(), StorageError> {
