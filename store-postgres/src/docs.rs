@@ -7,10 +7,10 @@ use mishkah_store::{SharedDocs, StorageError};
 use postgres::error::SqlState;
 
 use crate::db;
-use crate::reader::Pool;
+use crate::pool::Pool;
 
 pub(crate) struct PgDocs {
-    pub(crate) pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool<postgres::Client>>,
 }
 
 impl std::fmt::Debug for PgDocs {

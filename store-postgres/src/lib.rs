@@ -16,6 +16,7 @@ mod docs;
 mod evaluate;
 mod filter;
 pub mod listen;
+mod pool;
 mod reader;
 mod search;
 mod staged;
@@ -49,7 +50,9 @@ pub(crate) fn db(e: postgres::Error) -> StorageError {
 /// Connects to one database; a pool of read connections is shared by every module.
 pub struct PostgresBackend {
     connector: connect::Connector,
-    readers: Arc<reader::Pool>,
+    readers: Arc<pool::Pool<postgres::Client>>,
+    /// Every module's writer takes a connection from here for a batch (and to open the module).
+    writers: Arc<pool::Pool<writer::WriterConn>>,
     /// This process among the nodes: its own commits' notifications are not news to it.
     node: String,
 }
@@ -77,7 +80,20 @@ impl PostgresBackend {
         let size = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 2;
         let node = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let connector = connect::Connector::new(config)?;
-        Ok(PostgresBackend { readers: Arc::new(reader::Pool::new(connector.clone(), size)), connector, node })
+        Ok(PostgresBackend {
+            readers: Arc::new(pool::Pool::new(connector.clone(), size)),
+            // Writers hold a connection only while they write: enough for this many modules
+            // writing at the same moment, the rest wait their turn.
+            writers: Arc::new(pool::Pool::new(connector.clone(), size * 2)),
+            connector,
+            node,
+        })
+    }
+
+    /// The most connections this backend opens to the database, however many modules it has
+    /// open: the read pool, the write pool and the listening connection.
+    pub fn max_connections(&self) -> usize {
+        self.readers.size() + self.writers.size() + 1
     }
 
     pub(crate) fn connect(&self) -> Result<postgres::Client, StorageError> {
@@ -111,12 +127,25 @@ impl Backend for PostgresBackend {
     }
 
     fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError> {
-        let mut client = self.connect()?;
-        let (schema, report) = ddl::open_module(&mut client, at.branch, at.module, tables, |c| wait_for_seed(c, at))?;
+        let mut conn = self.writers.take()?;
+        let opened = ddl::open_module(&mut conn.client, at.branch, at.module, tables, |c| wait_for_seed(c, at));
+        let (schema, report) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                self.writers.give_back(conn);
+                return Err(e);
+            }
+        };
         if options.max_pages.is_some() {
             tracing::warn!(branch = %at.branch, module = %at.module, "--max-db-pages applies to SQLite only");
         }
-        let writer = writer::PgWriter::new(client, schema.clone(), (&self.node, at.branch, at.module), options)?;
+        let writer = writer::PgWriter::new(
+            self.writers.clone(),
+            conn,
+            schema.clone(),
+            (&self.node, at.branch, at.module),
+            options,
+        )?;
         let reads = reader::PgReads { pool: self.readers.clone(), schema };
         Ok(Opened { writer: Box::new(writer), reads: Box::new(reads), report })
     }

@@ -1,7 +1,7 @@
 //! Reads: `REPEATABLE READ READ ONLY` transactions on a pool of connections every module shares.
 
 use std::cell::RefCell;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::Arc;
 
 use mishkah_core::query::Filter;
 use mishkah_core::schema::Table;
@@ -14,60 +14,13 @@ use mishkah_store::{
 };
 use serde_json::Value;
 
-use crate::connect::Connector;
 use crate::db;
 use crate::ddl::qualified;
 use crate::evaluate;
+use crate::pool::Pool;
 
-/// Read connections, opened on demand up to `size`, shared by every module of the database.
-pub(crate) struct Pool {
-    connector: Connector,
-    size: usize,
-    state: Mutex<PoolState>,
-    freed: Condvar,
-    /// Whether the database has [`crate::filter::UNICODE_LOWER`], asked once.
-    unicode_lower: OnceLock<bool>,
-}
-
-struct PoolState {
-    idle: Vec<postgres::Client>,
-    open: usize,
-}
-
-impl Pool {
-    pub(crate) fn new(connector: Connector, size: usize) -> Pool {
-        Pool {
-            connector,
-            size,
-            state: Mutex::new(PoolState { idle: Vec::new(), open: 0 }),
-            freed: Condvar::new(),
-            unicode_lower: OnceLock::new(),
-        }
-    }
-
-    fn take(&self) -> Result<postgres::Client, StorageError> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(client) = state.idle.pop() {
-                return Ok(client);
-            }
-            if state.open < self.size {
-                state.open += 1;
-                drop(state);
-                return self.connector.connect().inspect_err(|_| self.forget());
-            }
-            state = self.freed.wait(state).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn give_back(&self, client: postgres::Client) {
-        if client.is_closed() {
-            return self.forget();
-        }
-        self.state.lock().unwrap_or_else(|p| p.into_inner()).idle.push(client);
-        self.freed.notify_one();
-    }
-
+/// The read pool: what reads and the backend's own queries ask of the database.
+impl Pool<postgres::Client> {
     /// Runs `f` on one of the pool's connections.
     pub(crate) fn with<T>(
         &self,
@@ -98,7 +51,7 @@ impl Pool {
         self.with(|client| client.simple_query("SELECT 1").map(|_| ()).map_err(db))
     }
 
-    fn unicode_lower(&self, client: &mut postgres::Client) -> Result<bool, StorageError> {
+    pub(crate) fn folds_unicode(&self, client: &mut postgres::Client) -> Result<bool, StorageError> {
         if let Some(&known) = self.unicode_lower.get() {
             return Ok(known);
         }
@@ -114,35 +67,18 @@ impl Pool {
         }
         Ok(*self.unicode_lower.get_or_init(|| found))
     }
-
-    fn forget(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        state.open = state.open.saturating_sub(1);
-        self.freed.notify_one();
-    }
-}
-
-impl Drop for Pool {
-    /// A blocking client must not be dropped on an async runtime's thread (the pool may go with
-    /// the engine, inside the runtime): its connections close on a thread of their own.
-    fn drop(&mut self) {
-        let idle = std::mem::take(&mut self.state.get_mut().unwrap_or_else(|p| p.into_inner()).idle);
-        if !idle.is_empty() {
-            let _ = std::thread::spawn(move || drop(idle)).join();
-        }
-    }
 }
 
 /// One module's readers: the shared pool, reading the module's schema.
 pub(crate) struct PgReads {
-    pub(crate) pool: Arc<Pool>,
+    pub(crate) pool: Arc<Pool<postgres::Client>>,
     pub(crate) schema: String,
 }
 
 impl ModuleReads for PgReads {
     fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) -> Result<(), StorageError> {
         let mut client = self.pool.take()?;
-        let unicode_lower = match self.pool.unicode_lower(&mut client) {
+        let unicode_lower = match self.pool.folds_unicode(&mut client) {
             Ok(known) => known,
             Err(e) => {
                 self.pool.give_back(client);
@@ -166,7 +102,7 @@ impl PgReads {
     /// `f` on a reader of this module, as the crate's own functions see it.
     pub(crate) fn with_pg<T>(&self, f: impl FnOnce(&PgReader<'_>) -> T) -> Result<T, StorageError> {
         let mut client = self.pool.take()?;
-        let unicode_lower = match self.pool.unicode_lower(&mut client) {
+        let unicode_lower = match self.pool.folds_unicode(&mut client) {
             Ok(known) => known,
             Err(e) => {
                 self.pool.give_back(client);

@@ -1,22 +1,49 @@
-//! The writer of one module: its own connection, write transactions that lock the module's head
-//! row, and maintenance.
+//! The writer of one module: write transactions that lock the module's head row, and
+//! maintenance, on a connection of the write pool held for one batch at a time.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use mishkah_core::schema::Table;
 use mishkah_store::{Durability, ModuleWriter, OpenOptions, StorageError, Transaction};
 
+use crate::connect::Connector;
 use crate::db;
 use crate::ddl::{migrate_table, qualified};
+use crate::pool::{Pool, Pooled};
 use crate::txn::{PgTxn, Prepared, TableSql};
 
-/// The writer's connection to one module. Only the module's writer thread holds it.
+/// A connection of the write pool, with the statements prepared on it (for any module: their
+/// SQL names the module's schema).
+pub(crate) struct WriterConn {
+    pub(crate) client: postgres::Client,
+    prepared: Prepared,
+    /// `SET synchronous_commit = off` is in force (a writer with [`Durability::Normal`]).
+    relaxed: bool,
+}
+
+/// Statements prepared on one connection, beyond which the oldest modules' are prepared again.
+const PREPARED_PER_CONNECTION: usize = 4096;
+
+impl Pooled for WriterConn {
+    fn open(connector: &Connector) -> Result<Self, StorageError> {
+        Ok(WriterConn { client: connector.connect()?, prepared: Prepared::new(), relaxed: false })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+/// The writer of one module. Only the module's writer thread holds it.
 pub(crate) struct PgWriter {
-    client: postgres::Client,
+    pool: Arc<Pool<WriterConn>>,
+    /// Held from a batch's start to the end of the batch ([`ModuleWriter::between_batches`]).
+    conn: Option<WriterConn>,
+    relaxed: bool,
     schema: String,
     head: u64,
     sql: HashMap<String, TableSql>,
-    prepared: Prepared,
     /// The tables whose search index every write keeps (`search.rs`), and what
     /// `mishkah_search` said when they were read.
     searched: HashSet<String>,
@@ -29,32 +56,68 @@ pub(crate) struct PgWriter {
 
 impl PgWriter {
     pub(crate) fn new(
-        mut client: postgres::Client,
+        pool: Arc<Pool<WriterConn>>,
+        conn: WriterConn,
         schema: String,
         (node, branch, module): (&str, &str, &str),
         options: &OpenOptions,
     ) -> Result<PgWriter, StorageError> {
-        if options.durability == Durability::Normal {
+        let mut writer = PgWriter {
+            pool,
+            conn: Some(conn),
             // Survives a crash of this process, not of the database's host.
-            client.batch_execute("SET synchronous_commit = off").map_err(db)?;
-        }
-        let head: i64 = client
-            .query_one(&format!("SELECT head FROM {} WHERE id = 1", qualified(&schema, "mishkah_head")), &[])
-            .map_err(db)?
-            .get(0);
-        Ok(PgWriter {
+            relaxed: options.durability == Durability::Normal,
             searched: HashSet::new(),
             // Unknown: the first batch reads which tables keep an index.
             marks: Some(String::new()),
-            client,
-            schema,
-            head: head as u64,
+            head: 0,
             sql: HashMap::new(),
-            prepared: Prepared::new(),
             max_record_bytes: options.max_record_bytes,
             site: format!("{branch}/{module}"),
             notify: format!("{node}\u{1f}{branch}\u{1f}{module}\u{1f}"),
-        })
+            schema,
+        };
+        // Dropped on an error, the writer gives its connection back.
+        let sql = format!("SELECT head FROM {} WHERE id = 1", qualified(&writer.schema, "mishkah_head"));
+        let head: i64 = writer.client()?.query_one(&sql, &[]).map_err(db)?.get(0);
+        writer.head = head as u64;
+        // A module opened and never written holds no connection.
+        writer.release();
+        Ok(writer)
+    }
+
+    /// The connection this writer holds, taken from the pool when it holds none, set to this
+    /// writer's durability.
+    fn conn(&mut self) -> Result<&mut WriterConn, StorageError> {
+        let conn = match &mut self.conn {
+            Some(conn) => conn,
+            empty => empty.insert(self.pool.take()?),
+        };
+        if conn.relaxed != self.relaxed {
+            let setting = if self.relaxed { "off" } else { "on" };
+            conn.client.batch_execute(&format!("SET synchronous_commit = {setting}")).map_err(db)?;
+            conn.relaxed = self.relaxed;
+        }
+        if conn.prepared.len() > PREPARED_PER_CONNECTION {
+            conn.prepared.clear();
+        }
+        Ok(conn)
+    }
+
+    fn client(&mut self) -> Result<&mut postgres::Client, StorageError> {
+        Ok(&mut self.conn()?.client)
+    }
+
+    fn release(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.give_back(conn);
+        }
+    }
+}
+
+impl Drop for PgWriter {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
@@ -66,7 +129,10 @@ impl ModuleWriter for PgWriter {
     /// Locks the module's head row: writers of the same module on other nodes wait here, and the
     /// sequence continues from the head as committed, whoever committed it.
     fn begin(&mut self) -> Result<Box<dyn Transaction + '_>, StorageError> {
-        let PgWriter { client, schema, head, sql, prepared, searched, marks, max_record_bytes, notify, .. } = self;
+        self.conn()?;
+        let PgWriter { conn, schema, head, sql, searched, marks, max_record_bytes, notify, .. } = self;
+        let WriterConn { client, prepared, .. } =
+            conn.as_mut().ok_or_else(|| StorageError::Database("the writer holds no connection".into()))?;
         // With the lock, in the same round trip: which tables keep a search index now (another
         // node may have built or dropped one since this writer's last batch).
         let lock = format!(
@@ -94,9 +160,14 @@ impl ModuleWriter for PgWriter {
         Ok(Box::new(PgTransaction { txn, committed_head: head }))
     }
 
+    /// The connection goes back to the pool: a module with no writes holds none.
+    fn between_batches(&mut self) {
+        self.release();
+    }
+
     fn mark_initialized(&mut self, now: &str) -> Result<(), StorageError> {
         let id: i64 = self.schema[1..].parse().map_err(|_| StorageError::Corrupt(format!("schema {}", self.schema)))?;
-        self.client
+        self.client()?
             .execute(
                 "UPDATE mishkah.modules SET initialized_at = COALESCE(initialized_at, $2) WHERE id = $1",
                 &[&id, &now],
@@ -107,7 +178,8 @@ impl ModuleWriter for PgWriter {
 
     /// Builds the table's search index (`search.rs`); its writes keep it from now on.
     fn enable_search(&mut self, table: &Table) -> Result<(), StorageError> {
-        if crate::search::enable(&mut self.client, &self.schema, table)? {
+        let schema = self.schema.clone();
+        if crate::search::enable(self.client()?, &schema, table)? {
             tracing::info!(site = %self.site, table = %table.name, "search index built");
         }
         if !crate::search::search_fields_empty(table) && self.searched.insert(table.name.clone()) {
@@ -118,16 +190,18 @@ impl ModuleWriter for PgWriter {
     }
 
     fn add_adhoc_table(&mut self, table: &Table) -> Result<(), StorageError> {
-        let mut tx = self.client.transaction().map_err(db)?;
-        migrate_table(&mut tx, &self.schema, table, true)?;
+        let schema = self.schema.clone();
+        let mut tx = self.client()?.transaction().map_err(db)?;
+        migrate_table(&mut tx, &schema, table, true)?;
         tx.commit().map_err(db)
     }
 
     fn import_counters(&mut self, counters: &BTreeMap<String, i64>, now: &str) -> Result<usize, StorageError> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let schema = self.schema.clone();
+        let mut tx = self.client()?.transaction().map_err(db)?;
         let sql = format!(
             "INSERT INTO {} (counter_key, last, updated_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            qualified(&self.schema, "mishkah_counters")
+            qualified(&schema, "mishkah_counters")
         );
         let mut n = 0;
         for (key, last) in counters {
@@ -143,28 +217,26 @@ impl ModuleWriter for PgWriter {
             "UPDATE {} SET compacted_through = GREATEST(compacted_through, $1), head = GREATEST(head, $1) WHERE id = 1",
             qualified(&self.schema, "mishkah_head")
         );
-        self.client.execute(&sql, &[&through]).map_err(db)?;
+        self.client()?.execute(&sql, &[&through]).map_err(db)?;
         self.head = self.head.max(through as u64);
         Ok(())
     }
 
     fn compact(&mut self, through: u64) -> Result<usize, StorageError> {
-        let mut tx = self.client.transaction().map_err(db)?;
+        let schema = self.schema.clone();
+        let mut tx = self.client()?.transaction().map_err(db)?;
         let head: i64 = tx
-            .query_one(
-                &format!("SELECT head FROM {} WHERE id = 1 FOR UPDATE", qualified(&self.schema, "mishkah_head")),
-                &[],
-            )
+            .query_one(&format!("SELECT head FROM {} WHERE id = 1 FOR UPDATE", qualified(&schema, "mishkah_head")), &[])
             .map_err(db)?
             .get(0);
         let through = (through.min(i64::MAX as u64) as i64).min(head);
         let deleted = tx
-            .execute(&format!("DELETE FROM {} WHERE seq <= $1", qualified(&self.schema, "mishkah_events")), &[&through])
+            .execute(&format!("DELETE FROM {} WHERE seq <= $1", qualified(&schema, "mishkah_events")), &[&through])
             .map_err(db)?;
         tx.execute(
             &format!(
                 "UPDATE {} SET compacted_through = GREATEST(compacted_through, $1) WHERE id = 1",
-                qualified(&self.schema, "mishkah_head")
+                qualified(&schema, "mishkah_head")
             ),
             &[&through],
         )

@@ -93,7 +93,7 @@ impl ModuleReader {
         rows.collect::<Result<Vec<_>, _>>().map_err(db)
     }
 
-    /// SQLite's plan for [`ModuleReader::aggregate_groups`], one line per step.
+    /// SQLite's plan for an aggregate (`ModuleRead::aggregate`), one line per step.
     pub fn aggregate_plan(
         &self,
         table: &Table,
