@@ -286,3 +286,35 @@ async fn a_key_kept_in_the_store_is_accepted_by_every_node_and_revoked_on_every_
     let listed = common::keys_cli(datas[0].path(), &["list"]);
     assert!(listed.contains("printer") && listed.contains("revoked"), "{listed}");
 }
+
+/// `--max-new-branches` bounds the branches created on demand across every node of the store:
+/// a node that created none still refuses one more once the others reached the cap.
+#[tokio::test]
+async fn the_branch_cap_counts_the_branches_every_node_created() {
+    let database = TestDatabase::new();
+    let mut servers = Vec::new();
+    let mut datas = Vec::new();
+    for _ in 0..2 {
+        let data = DataCopy::new();
+        let _ = std::fs::remove_file(data.path().join(".test-store"));
+        let args = ["--store", database.url.as_str(), "--max-new-branches", "2"];
+        servers.push(TestServer::start_with(data.path(), &args).await);
+        datas.push(data);
+    }
+    let open = |server: &TestServer, branch: &str| {
+        let url = server.url(&format!("/api/branches/{branch}/modules/pos/tables/dining_tables"));
+        async move {
+            let r = reqwest::get(&url).await.expect("GET");
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    for branch in ["shop-1", "shop-2"] {
+        let (status, body) = open(&servers[0], branch).await;
+        assert_eq!(status, 200, "{branch}: {body}");
+    }
+    let (status, body) = open(&servers[1], "shop-3").await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("branch-limit-reached")), "{body}");
+    // What exists stays open to every node.
+    let (status, body) = open(&servers[1], "shop-2").await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -161,6 +161,10 @@ impl Backend for PostgresBackend {
         self.readers.has_branch(branch)
     }
 
+    fn branches(&self) -> Result<Option<Vec<String>>, StorageError> {
+        self.readers.branches().map(Some)
+    }
+
     /// `SELECT 1` on a read connection of the pool (a new one if none is idle).
     fn ping(&self) -> Result<(), StorageError> {
         self.readers.ping()

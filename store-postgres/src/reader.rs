@@ -46,6 +46,19 @@ impl Pool<postgres::Client> {
         })
     }
 
+    /// The branches `mishkah.modules` lists.
+    pub(crate) fn branches(&self) -> Result<Vec<String>, StorageError> {
+        self.with(|client| {
+            let exists: bool =
+                client.query_one("SELECT to_regclass('mishkah.modules') IS NOT NULL", &[]).map_err(db)?.get(0);
+            if !exists {
+                return Ok(Vec::new());
+            }
+            let rows = client.query("SELECT DISTINCT branch FROM mishkah.modules ORDER BY branch", &[]).map_err(db)?;
+            Ok(rows.iter().map(|r| r.get(0)).collect())
+        })
+    }
+
     /// `SELECT 1` on one of the pool's connections.
     pub(crate) fn ping(&self) -> Result<(), StorageError> {
         self.with(|client| client.simple_query("SELECT 1").map(|_| ()).map_err(db))

@@ -120,6 +120,12 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         let _ = branch;
         Ok(false)
     }
+    /// Every branch some process created a module of in this store, when the store is shared by
+    /// several nodes (`None`: only this process creates branches in it, and its data directory
+    /// says which). Blocks.
+    fn branches(&self) -> Result<Option<Vec<String>>, StorageError> {
+        Ok(None)
+    }
     /// Whether the store answers now (a server backend's database is reachable). Blocks.
     fn ping(&self) -> Result<(), StorageError> {
         Ok(())

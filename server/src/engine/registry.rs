@@ -224,6 +224,22 @@ impl Engine {
     }
 
     /// Whether another node created `branch` in the shared store.
+    /// Branches created on demand (not in `branches.config.json`): by any node, when the store
+    /// is shared (nodes checking at the same moment may each create one more), else by this
+    /// data directory's servers.
+    async fn branches_created_on_demand(&self) -> Result<usize, EngineError> {
+        let backend = self.config.backend.clone();
+        let asked = tokio::task::spawn_blocking(move || backend.branches()).await;
+        let shared = asked.map_err(|e| StorageError::Corrupt(format!("branch lookup failed: {e}")))??;
+        Ok(match shared {
+            Some(branches) => {
+                let configured = &self.config.data.branches.branches;
+                branches.iter().filter(|b| !configured.contains_key(b.as_str())).count()
+            }
+            None => self.new_branches.load(Ordering::Acquire),
+        })
+    }
+
     async fn store_has_branch(&self, branch: &str) -> Result<bool, EngineError> {
         let (backend, branch) = (self.config.backend.clone(), branch.to_owned());
         let asked = tokio::task::spawn_blocking(move || backend.has_branch(&branch)).await;
@@ -302,7 +318,7 @@ impl Engine {
                 return Err(EngineError::BranchNotFound(branch.to_owned()));
             }
             let cap = self.config.max_new_branches;
-            if cap > 0 && self.new_branches.load(Ordering::Acquire) >= cap {
+            if cap > 0 && self.branches_created_on_demand().await? >= cap {
                 return Err(EngineError::BranchLimit);
             }
         }
