@@ -16,7 +16,7 @@ pub use client::{
 };
 pub use rest::{
     DeltaRequest, DeltaResponse, DeltaTableCursor, DeltaTableStats, ErrorBody, EventsBatchRequest, SaveRequest,
-    SequenceRequest, TableQueryParams, WriteRequest,
+    SequenceRequest, TableQueryParams, TransactionRead, TransactionRequest, TransactionWrite, WriteRequest,
 };
 pub use server::{
     AckMeta, CommitFrame, CommitSite, CompactChange, DeltaFrame, Entry, LiveChange, LiveResult, ModuleSnapshot, Notice,

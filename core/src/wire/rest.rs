@@ -222,3 +222,39 @@ pub struct ErrorBody {
     #[serde(default)]
     pub details: Value,
 }
+
+/// `POST .../transactions` (and the WebSocket's `client:transaction`): `writes` commit together
+/// or not at all, and only if every one of `reads` still holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRequest {
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub reads: Vec<TransactionRead>,
+    pub writes: Vec<TransactionWrite>,
+}
+
+/// What the client read: the row `id` of `table` at `version`, or (`exists: false`) no such row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionRead {
+    pub table: String,
+    /// The primary key: a value, or an object of the key's fields (composite keys).
+    pub id: Value,
+    #[serde(default)]
+    pub version: Option<i64>,
+    #[serde(default)]
+    pub exists: Option<bool>,
+}
+
+/// One write: `{action, table, record, expectedVersion?}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionWrite {
+    pub action: String,
+    pub table: String,
+    pub record: Value,
+    #[serde(default)]
+    pub expected_version: Option<i64>,
+}

@@ -12,6 +12,7 @@ mod purge_live;
 mod sync;
 mod system;
 mod tables;
+mod transactions;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -52,6 +53,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{MODULE}/orders/{{id}}"), get(orders::get))
         .route(&format!("{MODULE}/events"), get(events::list))
         .route(&format!("{MODULE}/events/batch"), post(events::batch))
+        .route(&format!("{MODULE}/transactions"), post(transactions::run))
         .route(&format!("{MODULE}/reset"), get(manage::reset).post(manage::reset))
         .route("/api/sync/{branch}/{module}/delta", post(sync::delta))
         .route("/api/sync/{branch}/{module}", get(catalog::module_snapshot))
