@@ -491,3 +491,50 @@ async fn legacy_topics_and_websocket_deltas_follow_the_rules_too() {
         call(Method::GET, &format!("{lines}?filter=id%20%3D%20%22L-h1%22"), &roles.admin, Value::Null).await;
     assert_eq!(page["rows"][0][s.line_status], "cooking", "nothing of the refused publish was stored");
 }
+
+/// A transaction's reads see what the caller's rules let it see: a row hidden from it reads as
+/// absent, whatever version it names (else a transaction would tell what its rules hide).
+#[tokio::test]
+async fn a_transaction_reads_only_what_the_rules_let_it_see() {
+    let (data, server, r) = start().await;
+    let s = &data.scenario;
+    let lines = server.module_url(s.branch, "/tables/order_line");
+    for (id, section) in [("L-TX-HOT", "hot"), ("L-TX-COLD", "cold")] {
+        let mut record = line(s, id, section);
+        record.as_object_mut().expect("an object").remove("notes");
+        let (status, body) = call(Method::POST, &lines, &r.cashier, json!({"record": record})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (cold, hot) = (version_of(&lines, &r.admin, "L-TX-COLD").await, version_of(&lines, &r.admin, "L-TX-HOT").await);
+    let url = server.module_url(s.branch, "/transactions");
+    let cook = json!({"action": "merge", "table": "order_line", "expectedVersion": hot,
+                      "record": {"id": "L-TX-HOT", s.line_status: "cooking"}});
+    let (status, body) = call(
+        Method::POST,
+        &url,
+        &r.hot,
+        json!({"reads": [{"table": "order_line", "id": "L-TX-COLD", "version": cold}], "writes": [cook.clone()]}),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (409, Some("precondition-failed")), "{body}");
+    assert_eq!(body["details"]["actual"], json!({"exists": false}), "{body}");
+    let (status, body) = call(
+        Method::POST,
+        &url,
+        &r.hot,
+        json!({"reads": [{"table": "order_line", "id": "L-TX-COLD", "exists": false}], "writes": [cook]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The cashier sees the row: its version holds for it.
+    let (status, body) = call(
+        Method::POST,
+        &url,
+        &r.cashier,
+        json!({"reads": [{"table": "order_line", "id": "L-TX-COLD", "version": cold}],
+               "writes": [{"action": "merge", "table": "order_line", "expectedVersion": cold,
+                           "record": {"id": "L-TX-COLD", "quantity": 2}}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

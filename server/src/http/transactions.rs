@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use super::body::JsonBody;
 use super::error::ApiError;
-use crate::access::Caller;
+use crate::access::{Caller, View};
 use crate::engine::{Precondition, WriteError};
 use crate::state::AppState;
 
@@ -60,9 +60,12 @@ pub async fn run(
         .enumerate()
         .map(|(index, read)| expectation(&handle.schema, index, read))
         .collect::<Result<_, _>>()?;
+    // A row the caller may not read is, to its reads, a row that does not exist: a transaction
+    // must not tell it what its rules hide (an insert of that key still fails, as outside one).
+    let view = View::of(&handle, &caller);
     let precondition: Precondition = Box::new(move |txn| {
         for e in expected {
-            let stored = txn.row(&e.table, &e.key)?;
+            let stored = txn.row(&e.table, &e.key)?.filter(|row| view.admits(&e.table, row));
             let actual = stored.as_ref().map(|r| r.get("version").and_then(Value::as_i64));
             let holds = match (e.version, &actual) {
                 (None, None) => true,
