@@ -15,15 +15,24 @@ use serde_json::{json, Value};
 /// `n` nodes sharing `database`, each with its own copy of the configuration; started one after
 /// the other (the first seeds the modules).
 async fn nodes(database: &TestDatabase, n: usize) -> (Vec<DataCopy>, Vec<TestServer>) {
+    started(database, n, &[], true).await
+}
+
+/// `n` nodes sharing `database`, started with `args` too; `hello`: each opens the branch's module
+/// before the next starts.
+async fn started(database: &TestDatabase, n: usize, args: &[&str], hello: bool) -> (Vec<DataCopy>, Vec<TestServer>) {
     let mut datas = Vec::new();
     let mut servers = Vec::new();
     for _ in 0..n {
         let data = DataCopy::new();
         // Under MISHKAH_TEST_STORE=postgres a copy has a database of its own: these share one.
         let _ = std::fs::remove_file(data.path().join(".test-store"));
-        let server = TestServer::start_with(data.path(), &["--store", &database.url]).await;
-        // The branch's module is open (seeded by the first) before the next node starts.
-        let _ = WsClient::hello(&server.ws_url(), data.scenario.branch).await;
+        let mut all = vec!["--store", database.url.as_str()];
+        all.extend_from_slice(args);
+        let server = TestServer::start_with(data.path(), &all).await;
+        if hello {
+            let _ = WsClient::hello(&server.ws_url(), data.scenario.branch).await;
+        }
         datas.push(data);
         servers.push(server);
     }
@@ -218,15 +227,7 @@ async fn nodes_starting_together_seed_a_new_module_once() {
 async fn a_branch_one_node_created_exists_for_every_node() {
     use common::attack::{call, token, SECRET};
     let database = TestDatabase::new();
-    let mut servers = Vec::new();
-    let mut datas = Vec::new();
-    for _ in 0..2 {
-        let data = DataCopy::new();
-        let _ = std::fs::remove_file(data.path().join(".test-store"));
-        let args = ["--store", database.url.as_str(), "--auth", "required", "--jwt-secret", SECRET];
-        servers.push(TestServer::start_with(data.path(), &args).await);
-        datas.push(data);
-    }
+    let (_datas, servers) = started(&database, 2, &["--auth", "required", "--jwt-secret", SECRET], false).await;
     let kitchen = token(json!({"sub": "k1", "role": "kitchen"}));
     let url = |server: &TestServer| server.url("/api/branches/new-shop/modules/pos/tables/order_header");
     let (status, _) = call(reqwest::Method::GET, &url(&servers[1]), Some(&kitchen), None, Value::Null).await;
@@ -292,15 +293,7 @@ async fn a_key_kept_in_the_store_is_accepted_by_every_node_and_revoked_on_every_
 #[tokio::test]
 async fn the_branch_cap_counts_the_branches_every_node_created() {
     let database = TestDatabase::new();
-    let mut servers = Vec::new();
-    let mut datas = Vec::new();
-    for _ in 0..2 {
-        let data = DataCopy::new();
-        let _ = std::fs::remove_file(data.path().join(".test-store"));
-        let args = ["--store", database.url.as_str(), "--max-new-branches", "2"];
-        servers.push(TestServer::start_with(data.path(), &args).await);
-        datas.push(data);
-    }
+    let (_datas, servers) = started(&database, 2, &["--max-new-branches", "2"], false).await;
     let open = |server: &TestServer, branch: &str| {
         let url = server.url(&format!("/api/branches/{branch}/modules/pos/tables/dining_tables"));
         async move {

@@ -16,6 +16,7 @@ mod docs;
 mod evaluate;
 mod filter;
 pub mod listen;
+mod pending;
 mod pool;
 mod reader;
 mod search;

@@ -88,32 +88,9 @@ pub(crate) struct PgReads {
     pub(crate) schema: String,
 }
 
-impl ModuleReads for PgReads {
-    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) -> Result<(), StorageError> {
-        let mut client = self.pool.take()?;
-        let unicode_lower = match self.pool.folds_unicode(&mut client) {
-            Ok(known) => known,
-            Err(e) => {
-                self.pool.give_back(client);
-                return Err(e);
-            }
-        };
-        let reader = PgReader {
-            client: RefCell::new(client),
-            schema: &self.schema,
-            snapshot: RefCell::new(false),
-            unicode_lower,
-        };
-        f(&reader);
-        self.pool.give_back(reader.client.into_inner());
-        Ok(())
-    }
-}
-
-#[cfg(test)]
 impl PgReads {
-    /// `f` on a reader of this module, as the crate's own functions see it.
-    pub(crate) fn with_pg<T>(&self, f: impl FnOnce(&PgReader<'_>) -> T) -> Result<T, StorageError> {
+    /// A reader of this module on a connection of the pool, given back after `f`.
+    fn reading<T>(&self, f: impl FnOnce(&PgReader<'_>) -> T) -> Result<T, StorageError> {
         let mut client = self.pool.take()?;
         let unicode_lower = match self.pool.folds_unicode(&mut client) {
             Ok(known) => known,
@@ -131,6 +108,18 @@ impl PgReads {
         let out = f(&reader);
         self.pool.give_back(reader.client.into_inner());
         Ok(out)
+    }
+
+    /// `f` on a reader of this module, as the crate's own functions see it.
+    #[cfg(test)]
+    pub(crate) fn with_pg<T>(&self, f: impl FnOnce(&PgReader<'_>) -> T) -> Result<T, StorageError> {
+        self.reading(f)
+    }
+}
+
+impl ModuleReads for PgReads {
+    fn with(&self, f: &mut dyn FnMut(&dyn ModuleRead)) -> Result<(), StorageError> {
+        self.reading(|reader| f(reader))
     }
 }
 

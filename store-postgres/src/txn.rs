@@ -9,7 +9,7 @@ use mishkah_core::sync::ChangeEvent;
 use mishkah_core::{Change, RecordKey, Row};
 use mishkah_store::layout::{table_name, typed_fields};
 use mishkah_store::{
-    action_kind, held_texts, mutation_key, parse_doc, EventRow, NewEvent, Prefetch, Replay, StorageError, WriteTxn,
+    held_texts, mutation_key, parse_doc, EventRow, NewEvent, Prefetch, Replay, StorageError, WriteTxn,
 };
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::db;
 use crate::ddl::{has_unique, qualified};
+use crate::pending::Pending;
 use crate::reader::{event_of, LOGGED_COLUMNS};
 use crate::search;
 use crate::staged::{StagedTable, Write};
@@ -130,97 +131,6 @@ fn typed_text(ty: FieldType, v: &Value) -> Result<Option<String>, ()> {
         (FieldType::Integer | FieldType::Decimal, Value::Number(n)) => Ok(Some(n.to_string())),
         (FieldType::Boolean, Value::Bool(b)) => Ok(Some(b.to_string())),
         _ => Err(()),
-    }
-}
-
-/// The events of the transaction, column by column, written in one statement when it commits
-/// (one round trip per batch instead of one per event).
-#[derive(Default)]
-struct Pending {
-    seq: Vec<i64>,
-    event_id: Vec<String>,
-    mutation_id: Vec<Option<String>>,
-    tbl: Vec<String>,
-    action: Vec<&'static str>,
-    record_key: Vec<String>,
-    version: Vec<i64>,
-    row: Vec<Option<String>>,
-    created_at: Vec<String>,
-    source: Vec<String>,
-    meta: Vec<Option<String>>,
-    actor: Vec<Option<String>>,
-    digest: Vec<Option<Vec<u8>>>,
-    prev_row: Vec<Option<String>>,
-    sent_table: Vec<Option<String>>,
-    /// Stored mutation id → index: a retry inside the same batch is found before it is written.
-    by_mutation: HashMap<String, usize>,
-}
-
-impl Pending {
-    fn len(&self) -> usize {
-        self.seq.len()
-    }
-
-    fn truncate(&mut self, n: usize) {
-        self.seq.truncate(n);
-        self.event_id.truncate(n);
-        self.mutation_id.truncate(n);
-        self.tbl.truncate(n);
-        self.action.truncate(n);
-        self.record_key.truncate(n);
-        self.version.truncate(n);
-        self.row.truncate(n);
-        self.created_at.truncate(n);
-        self.source.truncate(n);
-        self.meta.truncate(n);
-        self.actor.truncate(n);
-        self.digest.truncate(n);
-        self.prev_row.truncate(n);
-        self.sent_table.truncate(n);
-        self.by_mutation.retain(|_, i| *i < n);
-    }
-
-    fn push(&mut self, e: EventRow) {
-        if let Some(stored) = &e.mutation_id {
-            self.by_mutation.insert(stored.clone(), self.seq.len());
-        }
-        self.seq.push(e.sequence as i64);
-        self.event_id.push(e.event_id);
-        self.mutation_id.push(e.mutation_id);
-        self.tbl.push(e.table);
-        self.action.push(e.action);
-        self.record_key.push(e.key);
-        self.version.push(e.version);
-        self.row.push(e.row);
-        self.created_at.push(e.created_at);
-        self.source.push(e.source);
-        self.meta.push(e.meta);
-        // PostgreSQL's text holds no NUL; who wrote is kept legible rather than refused.
-        self.actor.push(e.actor.map(|a| if a.contains('\0') { a.replace('\0', "\u{fffd}") } else { a }));
-        self.digest.push(e.digest);
-        self.prev_row.push(e.previous);
-        self.sent_table.push(e.table_as_sent);
-    }
-
-    /// The event at `i` as the log would read it back.
-    fn event(&self, i: usize) -> Result<ChangeEvent, StorageError> {
-        let kind = action_kind(self.action[i])?;
-        Ok(ChangeEvent {
-            sequence: self.seq[i] as u64,
-            event_id: self.event_id[i].clone(),
-            mutation_id: self.mutation_id[i].as_deref().map(|m| mutation_key::shown(m).to_owned()),
-            created_at: self.created_at[i].clone(),
-            change: Change {
-                table: self.tbl[i].clone(),
-                key: RecordKey(self.record_key[i].clone()),
-                kind,
-                row: self.row[i].as_deref().map(parse_doc).transpose()?,
-                version: self.version[i],
-                coerced: Vec::new(),
-                unknown_fields: Vec::new(),
-                tolerated: Vec::new(),
-            },
-        })
     }
 }
 

@@ -10,21 +10,27 @@ fn page(filter: Option<Filter>, sort: Vec<(String, bool)>, limit: usize) -> Page
     PageQuery { limit, filter, sort, ..PageQuery::default() }
 }
 
-/// Filters and sorts on indexed fields are served by their index; what the typed columns cannot
-/// answer scans (and says so in the plan).
-#[test]
-fn indexed_filters_and_sorts_use_the_index() {
-    let schema = Schema::from_json(&json!({"schema": {"tables": [{"name": "orders", "fields": [
-        {"name": "id", "type": "string", "primaryKey": true},
-        {"name": "statusId", "columnName": "status_id", "type": "string", "index": true},
-        {"name": "total", "type": "decimal", "index": true},
-        {"name": "name", "type": "json"}]}]}}))
-    .unwrap();
+/// A table `orders` with `fields` (after its key), created in a new database; its reader.
+fn orders_with(fields: serde_json::Value) -> (tempfile::TempDir, mishkah_core::Table, ModuleReader) {
+    let mut all = vec![json!({"name": "id", "type": "string", "primaryKey": true})];
+    all.extend(fields.as_array().cloned().unwrap_or_default());
+    let schema = Schema::from_json(&json!({"schema": {"tables": [{"name": "orders", "fields": all}]}})).unwrap();
     let table = schema.table("orders").unwrap().clone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("plan.sqlite3");
     ModuleDb::open(&path, &[&table], Durability::Normal).unwrap();
     let reader = ModuleReader::open(&path).unwrap();
+    (dir, table, reader)
+}
+
+/// Filters and sorts on indexed fields are served by their index; what the typed columns cannot
+/// answer scans (and says so in the plan).
+#[test]
+fn indexed_filters_and_sorts_use_the_index() {
+    let (_dir, table, reader) = orders_with(json!([
+        {"name": "statusId", "columnName": "status_id", "type": "string", "index": true},
+        {"name": "total", "type": "decimal", "index": true},
+        {"name": "name", "type": "json"}]));
     let plan = |filter: &str, sort: Vec<(String, bool)>| {
         reader.page_plan(&table, &page(Some(Filter::parse(filter).unwrap()), sort, 50)).unwrap().join(" | ")
     };
@@ -43,16 +49,9 @@ fn indexed_filters_and_sorts_use_the_index() {
 /// the index answers still uses it, and no filter walks the index alone.
 #[test]
 fn a_filtered_aggregate_does_not_walk_the_grouping_index_row_by_row() {
-    let schema = Schema::from_json(&json!({"schema": {"tables": [{"name": "orders", "fields": [
-        {"name": "id", "type": "string", "primaryKey": true},
+    let (_dir, table, reader) = orders_with(json!([
         {"name": "statusId", "columnName": "status_id", "type": "string", "index": true},
-        {"name": "shiftId", "type": "string"}]}]}}))
-    .unwrap();
-    let table = schema.table("orders").unwrap().clone();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plan.sqlite3");
-    ModuleDb::open(&path, &[&table], Durability::Normal).unwrap();
-    let reader = ModuleReader::open(&path).unwrap();
+        {"name": "shiftId", "type": "string"}]));
     let plan = |filter: &str| {
         let f = Filter::parse(filter).unwrap();
         reader.aggregate_plan(&table, &f, &["statusId".to_owned()]).unwrap().join(" | ")
