@@ -114,3 +114,22 @@ pub(crate) struct Inner {
 }
 
 pub(crate) type Shared = Rc<RefCell<Inner>>;
+
+impl Inner {
+    /// A new write's id (unique across tabs and reloads) and its place in the outbox.
+    pub(crate) fn next_write(&mut self) -> (String, f64) {
+        self.counter += 1;
+        let id = format!("{}-{}-{}", self.tab, js_sys::Date::now() as u64, self.counter);
+        let seq = js_sys::Date::now() * 1000.0 + (self.counter % 1000) as f64;
+        (id, seq)
+    }
+
+    /// Marks a queued write as this tab's to send.
+    pub(crate) fn own(&mut self, mut pending: crate::state::Pending) -> crate::state::Pending {
+        pending.tab = self.tab.clone();
+        if let Some(queued) = self.state.outbox.iter_mut().find(|q| q.mutation_id == pending.mutation_id) {
+            queued.tab = self.tab.clone();
+        }
+        pending
+    }
+}

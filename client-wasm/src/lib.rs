@@ -10,6 +10,7 @@
 pub mod backoff;
 pub mod membership;
 pub mod state;
+pub mod transaction;
 
 #[cfg(target_arch = "wasm32")]
 mod heartbeat;
@@ -17,6 +18,8 @@ mod heartbeat;
 mod inner;
 #[cfg(target_arch = "wasm32")]
 pub mod interop;
+#[cfg(target_arch = "wasm32")]
+pub mod js_transaction;
 #[cfg(target_arch = "wasm32")]
 pub mod persist;
 #[cfg(target_arch = "wasm32")]

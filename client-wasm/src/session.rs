@@ -70,6 +70,18 @@ pub(crate) fn send(inner: &Inner, frame: &Value) -> bool {
 }
 
 pub(crate) fn publish_frame(inner: &Inner, p: &crate::state::Pending) -> Value {
+    if let Some(t) = &p.transaction {
+        let writes: Vec<Value> = t
+            .writes
+            .iter()
+            .map(|m| {
+                json!({"action": m.action.wire_name(), "table": m.table, "record": m.record,
+                       "expectedVersion": m.expected_version})
+            })
+            .collect();
+        return json!({"type": "client:transaction", "moduleId": inner.opts.module_id, "requestId": p.mutation_id,
+                      "mutationId": p.mutation_id, "reads": t.reads, "writes": writes});
+    }
     let mut frame = json!({
         "type": "client:publish", "moduleId": inner.opts.module_id, "table": p.mutation.table,
         "action": p.mutation.action.wire_name(), "record": p.mutation.record,
@@ -247,6 +259,7 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
                 call_all(vec![(resolve, payload)]);
             }
         }
+        "server:transaction" => on_transaction(shared, &frame),
         "server:subscribed" if frame["moduleId"] == module.as_str() => {
             let changed = shared.borrow_mut().state.on_subscribed(&frame);
             let sub = frame["subId"].as_str().unwrap_or_default().to_owned();
@@ -275,6 +288,27 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             None => on_error(shared, &frame),
         },
         _ => {}
+    }
+}
+
+/// `server:transaction`: our transaction committed.
+fn on_transaction(shared: &Shared, frame: &Value) {
+    let Some(id) = frame["requestId"].as_str().map(str::to_owned) else { return };
+    let (changed, waiter, persist, seq) = {
+        let mut inner = shared.borrow_mut();
+        let settled = inner.state.settle(&id);
+        let changed = inner.state.on_transaction(frame);
+        (changed, inner.waiters.remove(&id), inner.persist.clone(), settled.map(|p| p.seq))
+    };
+    if let (Some(p), Some(seq)) = (persist, seq) {
+        spawn_local(async move {
+            let _ = p.delete_pending(seq).await;
+        });
+    }
+    let payload = to_js(frame);
+    after_change(shared, changed, Some(("ack", payload.clone())));
+    if let Some((resolve, _)) = waiter {
+        call_all(vec![(resolve, payload)]);
     }
 }
 

@@ -8,6 +8,7 @@ use mishkah_core::mutation::{row_version, ApplyContext};
 use mishkah_core::record::fill_key;
 use mishkah_core::rules::{Denied, Principal, RuleSet};
 use mishkah_core::sync::Replica;
+use mishkah_core::wire::TransactionRead;
 use mishkah_core::{apply, Action, Mutation, MutationError, RecordKey, Row, Schema, Timestamp, VersionPolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,6 +31,27 @@ pub struct Pending {
     /// The tab that owns (and alone sends) this write.
     #[serde(default)]
     pub tab: String,
+    /// A transaction's reads and writes (its first write is also `mutation`): one entry, sent
+    /// as one `client:transaction`, committed whole or not at all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<PendingTransaction>,
+}
+
+/// What a pending transaction read and writes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingTransaction {
+    pub reads: Vec<TransactionRead>,
+    pub writes: Vec<Mutation>,
+}
+
+impl Pending {
+    /// Its writes, in order.
+    pub fn writes(&self) -> &[Mutation] {
+        match &self.transaction {
+            Some(t) => &t.writes,
+            None => std::slice::from_ref(&self.mutation),
+        }
+    }
 }
 
 /// What an incoming frame changed.
@@ -110,18 +132,19 @@ impl ClientState {
         ClientState { schema, ..ClientState::default() }
     }
 
-    fn table(&self, name: &str) -> Result<&mishkah_core::Table, MutationError> {
+    /// The schema's table `name`.
+    pub fn table_of(&self, name: &str) -> Result<&mishkah_core::Table, MutationError> {
         self.schema.as_ref().and_then(|s| s.table(name)).ok_or_else(|| MutationError::UnknownTable(name.to_owned()))
     }
 
     /// Applies the outbox to `rows` of `table` (keyed), ignoring writes the view refuses (the
     /// server will say why).
     fn overlay(&self, table: &str, rows: &mut BTreeMap<RecordKey, Row>, now: Timestamp) {
-        let Ok(t) = self.table(table) else { return };
+        let Ok(t) = self.table_of(table) else { return };
         let ctx = self.apply_context(now);
-        for p in self.outbox.iter().filter(|p| p.mutation.table == table) {
-            let Ok(key) = RecordKey::of(t, &p.mutation.record) else { continue };
-            if let Ok(change) = apply(t, rows.get(&key), &p.mutation, &ctx) {
+        for m in self.outbox.iter().flat_map(Pending::writes).filter(|m| m.table == table) {
+            let Ok(key) = RecordKey::of(t, &m.record) else { continue };
+            if let Ok(change) = apply(t, rows.get(&key), m, &ctx) {
                 match change.row {
                     Some(row) => rows.insert(key, row),
                     None => rows.remove(&key),
@@ -168,7 +191,7 @@ impl ClientState {
         seq: f64,
         now: Timestamp,
     ) -> Result<Pending, Refused> {
-        let table = self.table(&mutation.table)?.clone();
+        let table = self.table_of(&mutation.table)?.clone();
         let sent = mutation.record.clone();
         if matches!(mutation.action, Action::Insert | Action::Save) && RecordKey::of(&table, &mutation.record).is_err()
         {
@@ -176,24 +199,54 @@ impl ClientState {
         }
         let key = RecordKey::of(&table, &mutation.record).map_err(MutationError::from)?;
         let current = self.view_row(&table.name, &key, now);
-        let change = apply(&table, current.as_ref(), &mutation, &self.apply_context(now))?;
+        self.check(&table, current.as_ref(), &mutation, &sent, now)?;
+        let mutation = Mutation { mutation_id: Some(mutation_id.clone()), ..mutation };
+        Ok(self.queue(Pending { seq, mutation_id, mutation, sent: false, tab: String::new(), transaction: None }))
+    }
+
+    /// Queues a transaction whose writes a [`crate::transaction::Draft`] checked, as one entry.
+    pub fn enqueue_transaction(
+        &mut self,
+        reads: Vec<TransactionRead>,
+        writes: Vec<Mutation>,
+        mutation_id: String,
+        seq: f64,
+    ) -> Option<Pending> {
+        let first = writes.first()?.clone();
+        let transaction = Some(PendingTransaction { reads, writes });
+        Some(self.queue(Pending { seq, mutation_id, mutation: first, sent: false, tab: String::new(), transaction }))
+    }
+
+    fn queue(&mut self, pending: Pending) -> Pending {
+        self.outbox.push(pending.clone());
+        self.outbox.sort_by(|a, b| a.seq.total_cmp(&b.seq));
+        pending
+    }
+
+    /// What `mutation` of `table` does to `current` as the server would decide it: the core's
+    /// apply, then the write rules (judging `sent` as the fields the writer sent).
+    pub fn check(
+        &self,
+        table: &mishkah_core::Table,
+        current: Option<&Row>,
+        mutation: &Mutation,
+        sent: &Row,
+        now: Timestamp,
+    ) -> Result<mishkah_core::Change, Refused> {
+        let change = apply(table, current, mutation, &self.apply_context(now))?;
         if let Some(access) = &self.access {
             let branch = self.branch.as_deref().unwrap_or_default();
             let bindings = access.who.bindings(branch, &access.module, "ws").with_now(now);
             access.rules.table(&access.module, &table.name).check_write(
                 &access.who,
                 &bindings,
-                &table,
-                current.as_ref(),
+                table,
+                current,
                 change.row.as_ref(),
-                &sent,
+                sent,
             )?;
         }
-        let mutation = Mutation { mutation_id: Some(mutation_id.clone()), ..mutation };
-        let pending = Pending { seq, mutation_id, mutation, sent: false, tab: String::new() };
-        self.outbox.push(pending.clone());
-        self.outbox.sort_by(|a, b| a.seq.total_cmp(&b.seq));
-        Ok(pending)
+        Ok(change)
     }
 
     /// Removes a pending write (acknowledged or refused).
@@ -296,6 +349,20 @@ impl ClientState {
             return changed;
         }
         changed.tables.insert(table.to_owned());
+        changed
+    }
+
+    /// `server:transaction`: our transaction committed; its rows as we may see them.
+    pub fn on_transaction(&mut self, frame: &Value) -> Changed {
+        let mut changed = Changed::default();
+        for r in frame["results"].as_array().into_iter().flatten() {
+            let (Some(table), Some(key)) = (r["table"].as_str(), r["id"].as_str()) else { continue };
+            let version = r["version"].as_i64().unwrap_or(i64::MAX);
+            let done = self.confirm(table, key, r["action"] == "delete", version, r["row"].as_object());
+            changed.tables.extend(done.tables);
+            changed.persist.extend(done.persist);
+            changed.tables.insert(table.to_owned());
+        }
         changed
     }
 

@@ -53,6 +53,15 @@ export type StoreEvent = "status" | "snapshot" | "event" | "ack" | "conflict" | 
 export type Query = string | { where?: Record<string, unknown> | string; orderBy?: string | string[]; limit?: number; offset?: number; fields?: string[] }
 /** Write options: the version the caller last saw (our clients' unambiguous form). */
 export interface WriteOptions { expectedVersion?: number }
+/** `transaction` options: how many times a conflicting transaction runs (default 5). */
+export interface TransactionOptions { attempts?: number }
+/** What a committed transaction answers: each write's place in the log and its row as stored. */
+export interface TransactionAck {
+  transactionId?: string; firstSequence?: number; lastSequence?: number;
+  results: { table: string; id: string; action: "insert" | "update" | "delete"; version: number; sequence: number; eventId: string; row?: Record<string, unknown> }[];
+  /** What the transaction's function returned. */
+  value: unknown;
+}
 /** Rejections carry a stable `code` (`version-conflict`, `validation-failed`, `not-found`...) and `details`. */
 export interface StoreError extends Error { code: string; details: unknown }
 "#;
@@ -147,44 +156,45 @@ impl Store {
                     m.expected_version = Some(mishkah_core::mutation::row_version(&row));
                 }
             }
-            inner.counter += 1;
-            let id = format!("{}-{}-{}", inner.tab, js_sys::Date::now() as u64, inner.counter);
-            let seq = js_sys::Date::now() * 1000.0 + (inner.counter % 1000) as f64;
+            let (id, seq) = inner.next_write();
             match inner.state.enqueue(m, id, seq, now()) {
-                Ok(mut p) => {
-                    let tab = inner.tab.clone();
-                    if let Some(queued) = inner.state.outbox.iter_mut().find(|q| q.mutation_id == p.mutation_id) {
-                        queued.tab = tab.clone();
-                    }
-                    p.tab = tab;
-                    (p, inner.persist.clone())
-                }
+                Ok(p) => (inner.own(p), inner.persist.clone()),
                 Err(e) => {
                     let details = json!({"table": table});
                     return Promise::reject(&error(e.code(), &e.to_string(), details));
                 }
             }
         };
-        let id = pending.mutation_id.clone();
-        let inner = self.inner.clone();
-        let promise = Promise::new(&mut |resolve, reject| {
-            inner.borrow_mut().waiters.insert(id.clone(), (resolve, reject));
-        });
         let mut changed = Changed::default();
         changed.tables.insert(table);
-        after_change(&self.inner, changed, None);
-        let shared = self.inner.clone();
-        spawn_local(async move {
-            // Durable first: a write is in the outbox before it is ever sent.
-            if let Some(p) = persist {
-                if let Err(e) = p.put_pending(&pending).await {
-                    web_sys::console::error_2(&"mishkah: could not persist a pending write".into(), &e);
-                }
-            }
-            flush_outbox(&shared);
-        });
-        promise
+        send_queued(&self.inner, pending, persist, changed)
     }
+}
+
+/// Takes a queued write or transaction to the server: its promise settles with the server's
+/// answer. Durable first: it is in IndexedDB's outbox before it is ever sent.
+pub(crate) fn send_queued(
+    shared: &Shared,
+    pending: crate::state::Pending,
+    persist: Option<Rc<Persist>>,
+    changed: Changed,
+) -> Promise {
+    let id = pending.mutation_id.clone();
+    let waiting = shared.clone();
+    let promise = Promise::new(&mut |resolve, reject| {
+        waiting.borrow_mut().waiters.insert(id.clone(), (resolve, reject));
+    });
+    after_change(shared, changed, None);
+    let shared = shared.clone();
+    spawn_local(async move {
+        if let Some(p) = persist {
+            if let Err(e) = p.put_pending(&pending).await {
+                web_sys::console::error_2(&"mishkah: could not persist a pending write".into(), &e);
+            }
+        }
+        flush_outbox(&shared);
+    });
+    promise
 }
 
 /// A query in either form: a filter string, or `{where, orderBy, limit, offset, fields}` whose
@@ -534,6 +544,21 @@ impl Store {
     /// Deletes the row with the record's key.
     pub fn remove(&self, table: String, record: JsValue, options: JsValue) -> Promise {
         self.write(Action::Delete, table, record, options)
+    }
+
+    /// Runs `fn(tx)` (it may be async) as one transaction: `tx.get` reads rows, `tx.insert`,
+    /// `tx.merge`... write; every write commits on the server together or none does, and only if
+    /// each row first read still has the version read. Writes show at once, as the store's own.
+    /// Online, a conflict runs `fn` again on fresh data (`{attempts}`, default 5), then rejects
+    /// with `conflict`; queued offline, the server checks the reads when it comes back. Resolves
+    /// with the server's answer (`{transactionId, results, ...}`) and what `fn` returned as `value`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<TransactionAck>")]
+    pub fn transaction(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(tx: Tx) => unknown")] f: Function,
+        #[wasm_bindgen(unchecked_param_type = "TransactionOptions | undefined")] options: JsValue,
+    ) -> Promise {
+        crate::js_transaction::run(self.inner.clone(), f, options)
     }
 
     /// A new token for this store (before the old one expires, or on its `token-expired`

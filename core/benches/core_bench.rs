@@ -74,6 +74,7 @@ fn bench_render(c: &mut Criterion) {
         event_id: "evt-7".into(),
         mutation_id: Some("m-7".into()),
         created_at: "2025-12-06T14:22:20.349Z".into(),
+        transaction_id: None,
         change: mishkah_core::Change {
             table: "employees".into(),
             key: RecordKey("emp-1".into()),
@@ -137,6 +138,7 @@ fn bench_delta(c: &mut Criterion) {
             event_id: format!("evt-{s}"),
             mutation_id: None,
             created_at: String::new(),
+            transaction_id: None,
             change: mishkah_core::Change {
                 table: "order_line".into(),
                 key: RecordKey(format!("line-{}", s % 50_000)),
@@ -198,6 +200,7 @@ fn bench_live(c: &mut Criterion) {
                 event_id: String::new(),
                 mutation_id: None,
                 created_at: String::new(),
+                transaction_id: None,
                 change: mishkah_core::Change {
                     table: "orders".into(),
                     key: RecordKey(format!("o{seq}")),

@@ -19,6 +19,7 @@
 //! - [`search`]: text folded for full-text search (Arabic-aware).
 //! - [`sequence`]: the original system's sequence rules (`DAR-001020`).
 //! - [`wire`]: serde types for every WebSocket frame and REST body of the protocol.
+//! - [`transaction`]: writes across tables that commit together if the reads they assume hold.
 //! - [`time`]: ISO-8601 timestamps in the original's format (UTC, milliseconds).
 //!
 //! Errors are `thiserror` enums; each has a stable machine-readable `code()` that the server maps to
@@ -34,6 +35,7 @@ pub mod search;
 pub mod sequence;
 pub mod sync;
 pub mod time;
+pub mod transaction;
 pub mod wire;
 
 pub use mutation::{apply, Action, Change, ChangeKind, Mutation, MutationError, VersionClaim, VersionPolicy};

@@ -149,6 +149,7 @@ fn run(filter: &str, window: Option<Window>, writes: Vec<Write>, subscribe_at: u
             event_id: format!("evt-{seq}"),
             mutation_id: None,
             created_at: "2026-01-01T00:00:00Z".into(),
+            transaction_id: None,
             change: Change {
                 table: "orders".into(),
                 key: RecordKey(key),

@@ -68,6 +68,7 @@ fn commit_all(ops: &[Op]) -> (Replica, Vec<ChangeEvent>) {
                 event_id: format!("evt-{i}"),
                 mutation_id: None,
                 created_at: Timestamp(i as i64).to_iso(),
+                transaction_id: None,
                 change,
             };
             state.apply_event(&event);

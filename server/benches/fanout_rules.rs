@@ -26,6 +26,7 @@ fn published(access: &Arc<RuleSet>, schema: &Arc<Schema>, seats: i64, before_sea
             event_id: "evt-7".into(),
             mutation_id: Some("m-7".into()),
             created_at: "2026-12-01T00:00:00.000Z".into(),
+            transaction_id: None,
             change: Change {
                 table: "dining_tables".into(),
                 key: RecordKey("T1".into()),

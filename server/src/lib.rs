@@ -33,5 +33,6 @@ pub mod render;
 pub mod serve;
 pub mod state;
 pub mod storage;
+pub mod transactions;
 pub mod views;
 pub mod ws;

@@ -159,6 +159,7 @@ proptest! {
                     event_id: format!("evt-{sequence}"),
                     mutation_id: None,
                     created_at: "2026-01-01T00:00:00.000Z".into(),
+                    transaction_id: None,
                     change: Change {
                         table: "lines".into(),
                         key: RecordKey(key.clone()),

@@ -311,3 +311,28 @@ async fn the_branch_cap_counts_the_branches_every_node_created() {
     let (status, body) = open(&servers[1], "shop-2").await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_transaction_committed_on_one_node_reaches_another_nodes_clients_whole() {
+    let database = TestDatabase::new();
+    let (datas, servers) = nodes(&database, 2).await;
+    let branch = datas[0].scenario.branch;
+    let mut compact = WsClient::connect(&servers[1].ws_url()).await;
+    compact
+        .send(json!({"type": "client:hello", "branchId": branch, "requestSnapshot": false, "frames": "compact"}))
+        .await;
+    compact.recv_type("server:log").await;
+    // Longer than a frame holds (64 changes) unless it is one transaction.
+    let writes: Vec<Value> = (0..150)
+        .map(|i| json!({"action": "insert", "table": "dining_tables", "record": dining_table(&format!("X-{i}"), "tx")}))
+        .collect();
+    let (status, ack) =
+        common::post_json(&servers[0].module_url(branch, "/transactions"), json!({"writes": writes})).await;
+    assert_eq!(status, 200, "{ack}");
+    let frames: Vec<Value> =
+        compact.drain(Duration::from_secs(3)).await.into_iter().filter(|f| f["type"] == "server:events").collect();
+    assert_eq!(frames.len(), 1, "one frame: {} frames", frames.len());
+    let changes = frames[0]["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(changes.len(), 150);
+    assert!(changes.iter().all(|c| c["txn"] == ack["transactionId"]), "{:?}", changes.first());
+}

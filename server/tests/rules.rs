@@ -538,3 +538,35 @@ async fn a_transaction_reads_only_what_the_rules_let_it_see() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_transaction_whose_last_change_a_subscriber_may_not_see_still_reaches_it_at_once() {
+    let (data, server, r) = start().await;
+    let s = data.scenario.clone();
+    let mut hot = Vec::new();
+    for frames in ["compact", "original"] {
+        let mut ws = ws_as(&server, &r.hot).await;
+        ws.send(json!({"type": "client:hello", "branchId": s.branch, "requestSnapshot": false, "frames": frames}))
+            .await;
+        ws.recv_type("server:log").await;
+        hot.push(ws);
+    }
+    let mut writes = Vec::new();
+    for (id, section) in [("L-TXH", "hot"), ("L-TXC", "cold")] {
+        let mut record = line(&s, id, section);
+        record.as_object_mut().expect("an object").remove("notes");
+        writes.push(json!({"action": "insert", "table": "order_line", "record": record}));
+    }
+    let url = server.module_url(s.branch, "/transactions");
+    let (status, body) = call(Method::POST, &url, &r.cashier, json!({"writes": writes})).await;
+    assert_eq!(status, 200, "{body}");
+    // The hot kitchen sees the first change and not the last: its frames must not wait for a
+    // rest of the transaction that will never come to it.
+    let [compact, original] = &mut hot[..] else { unreachable!() };
+    let frames = compact.drain(Duration::from_millis(1500)).await;
+    let got: Vec<&Value> = frames.iter().filter(|f| f["type"] == "server:events").collect();
+    assert_eq!(got.len(), 1, "{frames:?}");
+    let changes = got[0]["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(changes.iter().map(|c| c["key"].as_str().unwrap_or_default()).collect::<Vec<_>>(), ["L-TXH"]);
+    assert_eq!(line_events(original, Duration::from_millis(300)).await, vec![("L-TXH".to_owned(), false)]);
+}

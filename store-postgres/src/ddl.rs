@@ -79,7 +79,7 @@ pub(crate) fn open_module(
 }
 
 /// Bumped whenever what [`open_module`] creates changes, so that every module is migrated again.
-const LAYOUT_VERSION: u32 = 2;
+const LAYOUT_VERSION: u32 = 3;
 
 /// What a module's DDL follows from: this file's version and the tables as declared (their
 /// fields, keys, indexes, search fields). A digest, kept in `mishkah.modules`.
@@ -171,7 +171,8 @@ fn create_internal(tx: &mut postgres::Transaction<'_>, s: &str) -> Result<(), St
              seq BIGINT PRIMARY KEY, event_id TEXT NOT NULL, mutation_id TEXT COLLATE \"C\" UNIQUE,
              tbl TEXT NOT NULL, action TEXT NOT NULL, record_key TEXT NOT NULL, version BIGINT NOT NULL,
              row TEXT, created_at TEXT NOT NULL, source TEXT NOT NULL, meta TEXT, actor TEXT,
-             mutation_digest BYTEA, prev_row TEXT, sent_table TEXT);
+             mutation_digest BYTEA, prev_row TEXT, sent_table TEXT, txn TEXT);
+         ALTER TABLE \"{s}\".mishkah_events ADD COLUMN IF NOT EXISTS txn TEXT;
          CREATE TABLE IF NOT EXISTS \"{s}\".mishkah_counters (
              counter_key TEXT PRIMARY KEY, last BIGINT NOT NULL, updated_at TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS \"{s}\".mishkah_tables (

@@ -581,6 +581,7 @@ mod tests {
                 actor: None,
                 previous: None,
                 table_as_sent: None,
+                transaction: None,
             };
             tx.ops().append_event(event).expect("log");
         }

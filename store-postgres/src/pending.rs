@@ -26,6 +26,7 @@ pub(crate) struct Pending {
     pub(crate) digest: Vec<Option<Vec<u8>>>,
     pub(crate) prev_row: Vec<Option<String>>,
     pub(crate) sent_table: Vec<Option<String>>,
+    pub(crate) txn: Vec<Option<String>>,
     /// Stored mutation id → index: a retry inside the same batch is found before it is written.
     pub(crate) by_mutation: HashMap<String, usize>,
 }
@@ -51,6 +52,7 @@ impl Pending {
         self.digest.truncate(n);
         self.prev_row.truncate(n);
         self.sent_table.truncate(n);
+        self.txn.truncate(n);
         self.by_mutation.retain(|_, i| *i < n);
     }
 
@@ -74,6 +76,7 @@ impl Pending {
         self.digest.push(e.digest);
         self.prev_row.push(e.previous);
         self.sent_table.push(e.table_as_sent);
+        self.txn.push(e.transaction);
     }
 
     /// The event at `i` as the log would read it back.
@@ -84,6 +87,7 @@ impl Pending {
             event_id: self.event_id[i].clone(),
             mutation_id: self.mutation_id[i].as_deref().map(|m| mutation_key::shown(m).to_owned()),
             created_at: self.created_at[i].clone(),
+            transaction_id: self.txn[i].clone(),
             change: Change {
                 table: self.tbl[i].clone(),
                 key: RecordKey(self.record_key[i].clone()),

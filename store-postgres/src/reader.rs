@@ -133,7 +133,7 @@ pub(crate) struct PgReader<'s> {
 
 /// The columns [`event_of`] and [`logged_of`] read, in order.
 pub(crate) const LOGGED_COLUMNS: &str =
-    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table, mutation_digest";
+    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table, mutation_digest, txn";
 
 /// An event from a row of [`LOGGED_COLUMNS`].
 pub(crate) fn event_of(r: &postgres::Row) -> Result<ChangeEvent, StorageError> {
@@ -144,6 +144,7 @@ pub(crate) fn event_of(r: &postgres::Row) -> Result<ChangeEvent, StorageError> {
         event_id: r.get(1),
         mutation_id: r.get::<_, Option<String>>(2).map(|stored| mutation_key::shown(&stored).to_owned()),
         created_at: r.get(8),
+        transaction_id: r.get(15),
         change: Change {
             table: r.get(3),
             key: RecordKey(r.get(5)),

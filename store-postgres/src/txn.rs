@@ -263,11 +263,11 @@ impl<'a> PgTxn<'a> {
             return Ok(());
         }
         let sql = format!(
-            "WITH logged AS (INSERT INTO {} (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
+            "WITH logged AS (INSERT INTO {} (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table, txn)
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[],
-                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::text[], $15::text[])),
-             advanced AS (UPDATE {} SET head = $16 WHERE id = 1)
-             SELECT pg_notify('mishkah', $17)",
+                     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::text[], $15::text[], $16::text[])),
+             advanced AS (UPDATE {} SET head = $17 WHERE id = 1)
+             SELECT pg_notify('mishkah', $18)",
             self.q("mishkah_events"),
             self.q("mishkah_head")
         );
@@ -294,6 +294,7 @@ impl<'a> PgTxn<'a> {
                     &p.digest,
                     &p.prev_row,
                     &p.sent_table,
+                    &p.txn,
                     &head,
                     &payload,
                 ],
@@ -492,6 +493,7 @@ impl WriteTxn for PgTxn<'_> {
             event_id,
             mutation_id: event.mutation.map(|m| m.id.to_owned()),
             created_at: event.created_at.to_owned(),
+            transaction_id: event.transaction.map(str::to_owned),
             change: event.change,
         })
     }

@@ -41,6 +41,7 @@ fn write(opened: &mut Opened, table: &Table, kind: ChangeKind, id: &str, row: Op
         actor: None,
         previous: None,
         table_as_sent: None,
+        transaction: None,
     };
     tx.ops().append_event(event).expect("log");
     tx.commit().expect("commit");

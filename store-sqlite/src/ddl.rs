@@ -45,7 +45,8 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
              actor TEXT,
              mutation_digest BLOB,
              prev_row TEXT,
-             sent_table TEXT);
+             sent_table TEXT,
+             txn TEXT);
          CREATE TABLE IF NOT EXISTS mishkah_counters (counter_key TEXT PRIMARY KEY, last INTEGER NOT NULL, updated_at TEXT NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_tables (name TEXT PRIMARY KEY, sql_name TEXT NOT NULL, columns TEXT NOT NULL, adhoc INTEGER NOT NULL);
          CREATE TABLE IF NOT EXISTS mishkah_archive (
@@ -53,8 +54,11 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
              PRIMARY KEY (archive, tbl, record_key));",
     ).map_err(db)?;
     // Logs from before events recorded who wrote them, what a mutation id's write was, the row
-    // before the change, or the table's name as sent gain the columns (empty for old events).
-    for (column, ty) in [("actor", "TEXT"), ("mutation_digest", "BLOB"), ("prev_row", "TEXT"), ("sent_table", "TEXT")] {
+    // before the change, the table's name as sent, or the transaction gain the columns (empty
+    // for old events).
+    let added =
+        [("actor", "TEXT"), ("mutation_digest", "BLOB"), ("prev_row", "TEXT"), ("sent_table", "TEXT"), ("txn", "TEXT")];
+    for (column, ty) in added {
         let has: bool = conn
             .query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('mishkah_events') WHERE name = ?1", [column], |r| {
                 r.get(0)
@@ -195,12 +199,12 @@ mod tests {
         .unwrap();
         create_internal(&conn).unwrap();
         create_internal(&conn).unwrap();
-        let (actor, digest, before): (Option<String>, Option<Vec<u8>>, Option<String>) = conn
-            .query_row("SELECT actor, mutation_digest, prev_row FROM mishkah_events", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        let (actor, digest, before, txn): (Option<String>, Option<Vec<u8>>, Option<String>, Option<String>) = conn
+            .query_row("SELECT actor, mutation_digest, prev_row, txn FROM mishkah_events", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .unwrap();
-        assert_eq!((actor, digest, before), (None, None, None));
+        assert_eq!((actor, digest, before, txn), (None, None, None, None));
     }
 
     #[test]

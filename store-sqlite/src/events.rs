@@ -8,9 +8,9 @@ use serde_json::Value;
 use crate::db;
 use mishkah_store::{parse_doc, Before, LoggedEvent, LoggedMutation, StorageError};
 
-const EVENT_COLUMNS: &str = "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at";
+const EVENT_COLUMNS: &str = "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, txn";
 pub(super) const SELECT_EVENT_BY_MUTATION: &str =
-    "SELECT seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, mutation_digest FROM mishkah_events WHERE mutation_id = ?1";
+    "SELECT seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, txn, mutation_digest FROM mishkah_events WHERE mutation_id = ?1";
 
 /// Maps a `mishkah_events` row (in `EVENT_COLUMNS` order) to an event. The outer `Result` is
 /// rusqlite's; the inner one reports a corrupt stored row.
@@ -33,6 +33,7 @@ pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Cha
             .get::<_, Option<String>>(2)?
             .map(|stored| mishkah_store::mutation_key::shown(&stored).to_owned()),
         created_at: r.get(8)?,
+        transaction_id: r.get(9)?,
         change: Change {
             table: r.get(3)?,
             key: RecordKey(r.get(5)?),
@@ -47,7 +48,7 @@ pub(super) fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<Cha
 }
 
 const LOGGED_COLUMNS: &str =
-    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, prev_row, source, meta, actor, sent_table, mutation_digest";
+    "seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, txn, prev_row, source, meta, actor, sent_table, mutation_digest";
 
 /// Events with `seq > after` as logged, in order, at most `limit`.
 pub(super) fn logged_after(conn: &Connection, after: u64, limit: usize) -> Result<Vec<LoggedEvent>, StorageError> {
@@ -57,26 +58,26 @@ pub(super) fn logged_after(conn: &Connection, after: u64, limit: usize) -> Resul
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(db)? {
         let event = row_to_event(r).map_err(db)??;
-        let before = match (event.change.kind, r.get::<_, Option<String>>(9).map_err(db)?) {
+        let before = match (event.change.kind, r.get::<_, Option<String>>(10).map_err(db)?) {
             (ChangeKind::Insert, _) => Before::Absent,
             (_, Some(doc)) => Before::Row(parse_doc(&doc)?),
             (_, None) => Before::NotKept,
         };
-        let meta = match r.get::<_, Option<String>>(11).map_err(db)? {
+        let meta = match r.get::<_, Option<String>>(12).map_err(db)? {
             Some(m) => serde_json::from_str(&m).map_err(|e| StorageError::Corrupt(format!("stored meta: {e}")))?,
             None => Value::Null,
         };
         out.push(LoggedEvent {
             event,
             before,
-            source: r.get(10).map_err(db)?,
+            source: r.get(11).map_err(db)?,
             meta,
-            actor: r.get(12).map_err(db)?,
-            table_as_sent: r.get(13).map_err(db)?,
+            actor: r.get(13).map_err(db)?,
+            table_as_sent: r.get(14).map_err(db)?,
             mutation: r
                 .get::<_, Option<String>>(2)
                 .map_err(db)?
-                .map(|stored| Ok::<_, StorageError>(LoggedMutation { stored, digest: r.get(14).map_err(db)? }))
+                .map(|stored| Ok::<_, StorageError>(LoggedMutation { stored, digest: r.get(15).map_err(db)? }))
                 .transpose()?,
         });
     }

@@ -98,8 +98,8 @@ impl SqliteTxn<'_> {
     fn insert_event(&mut self, e: &EventRow) -> Result<(), StorageError> {
         self.conn
             .prepare_cached(
-                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                "INSERT INTO mishkah_events (seq, event_id, mutation_id, tbl, action, record_key, version, row, created_at, source, meta, actor, mutation_digest, prev_row, sent_table, txn)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )
             .map_err(db)?
             .execute(params![
@@ -117,7 +117,8 @@ impl SqliteTxn<'_> {
                 e.actor,
                 e.digest,
                 e.previous,
-                e.table_as_sent
+                e.table_as_sent,
+                e.transaction
             ])
             .map_err(db)?;
         self.head = e.sequence;
@@ -221,6 +222,7 @@ impl WriteTxn for SqliteTxn<'_> {
             event_id,
             mutation_id: event.mutation.map(|m| m.id.to_owned()),
             created_at: event.created_at.to_owned(),
+            transaction_id: event.transaction.map(str::to_owned),
             change: event.change,
         })
     }
@@ -246,7 +248,7 @@ impl WriteTxn for SqliteTxn<'_> {
         let mut stmt = self.conn.prepare_cached(super::events::SELECT_EVENT_BY_MUTATION).map_err(db)?;
         let key = mutation_key::stored(scope, id);
         let found = stmt
-            .query_row(params![key], |r| Ok((row_to_event(r)?, r.get::<_, Option<Vec<u8>>>(9)?)))
+            .query_row(params![key], |r| Ok((row_to_event(r)?, r.get::<_, Option<Vec<u8>>>(10)?)))
             .optional()
             .map_err(db)?;
         let Some((event, digest)) = found else { return Ok(None) };

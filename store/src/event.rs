@@ -24,6 +24,8 @@ pub struct NewEvent<'a> {
     pub previous: Option<&'a Row>,
     /// The table's name as the writer gave it, when not the schema's (the original's frames carry it).
     pub table_as_sent: Option<&'a str>,
+    /// The transaction it is committed in, when one of several changes committed together.
+    pub transaction: Option<&'a str>,
 }
 
 /// A mutation id as the log keeps it: unique per sender, with what the write was.

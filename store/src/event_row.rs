@@ -25,6 +25,7 @@ pub struct EventRow {
     pub digest: Option<Vec<u8>>,
     pub previous: Option<String>,
     pub table_as_sent: Option<String>,
+    pub transaction: Option<String>,
 }
 
 /// `insert`, `update`, `delete`.
@@ -90,6 +91,7 @@ impl EventRow {
             digest: event.mutation.map(|m| m.digest.to_vec()),
             previous: event.previous.map(|r| previous_text.unwrap_or_else(|| text(r))),
             table_as_sent: event.table_as_sent.map(str::to_owned),
+            transaction: event.transaction.map(str::to_owned),
         }
     }
 
@@ -115,6 +117,7 @@ impl EventRow {
                 Before::Absent | Before::NotKept => None,
             },
             table_as_sent: logged.table_as_sent.clone(),
+            transaction: e.transaction_id.clone(),
         }
     }
 }

@@ -88,6 +88,7 @@ pub fn client_event<'e>(table: Option<&Table>, event: &'e ChangeEvent) -> Option
             event_id: event.event_id.clone(),
             mutation_id: event.mutation_id.clone(),
             created_at: event.created_at.clone(),
+            transaction_id: event.transaction_id.clone(),
             change: Change {
                 table: event.change.table.clone(),
                 key: event.change.key.clone(),
@@ -125,6 +126,7 @@ mod tests {
             event_id: "evt-1".into(),
             mutation_id: None,
             created_at: "2025-01-01T00:00:00.000Z".into(),
+            transaction_id: None,
             change: Change {
                 table: "users".into(),
                 key: RecordKey::from("u1"),

@@ -17,6 +17,9 @@ pub struct ChangeEvent {
     pub mutation_id: Option<String>,
     /// Commit time, ISO-8601.
     pub created_at: String,
+    /// The transaction it was committed in, when it was one of several changes committed together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
     /// What changed.
     pub change: Change,
 }

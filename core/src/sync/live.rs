@@ -526,6 +526,7 @@ mod tests {
             event_id: format!("evt-{seq}"),
             mutation_id: None,
             created_at: "2026-01-01T00:00:00Z".into(),
+            transaction_id: None,
             change: Change {
                 table: "orders".into(),
                 key: RecordKey(id.into()),

@@ -43,6 +43,9 @@ pub enum ClientFrame {
     /// **(ext)** `client:auth {token}`: a new token for this session (before the old one expires,
     /// or after `server:directive {directive: "token-expired"}`).
     Authenticate(ClientAuth),
+    /// **(ext)** `client:transaction`: writes across tables that commit together, if the reads
+    /// they assume still hold; answered by `server:transaction` or `server:error`.
+    Transaction(super::TransactionRequest),
 }
 
 /// **(ext)** `client:auth`.
@@ -387,6 +390,7 @@ impl ClientFrame {
             "client:subscribe" => ClientFrame::LiveSubscribe(body(&kind, value)?),
             "client:unsubscribe" => ClientFrame::LiveUnsubscribe(body(&kind, value)?),
             "client:auth" => ClientFrame::Authenticate(body(&kind, value)?),
+            "client:transaction" => ClientFrame::Transaction(body(&kind, value)?),
             _ => return Err(FrameError::UnknownType(kind)),
         })
     }

@@ -16,7 +16,8 @@ pub use client::{
 };
 pub use rest::{
     DeltaRequest, DeltaResponse, DeltaTableCursor, DeltaTableStats, ErrorBody, EventsBatchRequest, SaveRequest,
-    SequenceRequest, TableQueryParams, TransactionRead, TransactionRequest, TransactionWrite, WriteRequest,
+    SequenceRequest, TableQueryParams, TransactionAck, TransactionRead, TransactionRequest, TransactionResult,
+    TransactionWrite, WriteRequest,
 };
 pub use server::{
     AckMeta, CommitFrame, CommitSite, CompactChange, DeltaFrame, Entry, LiveChange, LiveResult, ModuleSnapshot, Notice,

@@ -228,11 +228,53 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionRequest {
-    #[serde(default)]
-    pub request_id: Option<String>,
+    /// The target module (WebSocket only; the branch's only module when absent).
+    #[serde(default, alias = "module", skip_serializing_if = "Option::is_none")]
+    pub module_id: Option<String>,
+    /// Echoed in the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
+    /// Identifies the transaction across retries: a retry of a committed transaction is
+    /// answered with what it committed (write `i` is logged as mutation `<mutationId>/<i>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutation_id: Option<String>,
     #[serde(default)]
     pub reads: Vec<TransactionRead>,
     pub writes: Vec<TransactionWrite>,
+}
+
+/// What a committed transaction answers (`POST .../transactions`, `server:transaction`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionAck {
+    #[serde(default)]
+    pub request_id: Option<Value>,
+    pub branch_id: String,
+    pub module_id: String,
+    /// Tags every event of the transaction in the log and in event frames.
+    pub transaction_id: Option<String>,
+    pub first_sequence: Option<u64>,
+    pub last_sequence: Option<u64>,
+    /// One per write, in order.
+    pub results: Vec<TransactionResult>,
+}
+
+/// One committed write of a transaction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionResult {
+    pub table: String,
+    /// The row's key.
+    pub id: String,
+    /// `insert`, `update` or `delete`.
+    pub action: crate::ChangeKind,
+    /// The row's version after the write.
+    pub version: i64,
+    pub sequence: u64,
+    pub event_id: String,
+    /// The row as stored, as the caller may see it (none for a delete, or a row it may not see).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row: Option<Row>,
 }
 
 /// What the client read: the row `id` of `table` at `version`, or (`exists: false`) no such row.
@@ -242,9 +284,9 @@ pub struct TransactionRead {
     pub table: String,
     /// The primary key: a value, or an object of the key's fields (composite keys).
     pub id: Value,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exists: Option<bool>,
 }
 
@@ -255,6 +297,6 @@ pub struct TransactionWrite {
     pub action: String,
     pub table: String,
     pub record: Value,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected_version: Option<i64>,
 }

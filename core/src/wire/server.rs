@@ -66,6 +66,9 @@ pub enum ServerFrame {
         #[serde(rename = "requestId", default, skip_serializing_if = "Option::is_none")]
         request_id: Option<Value>,
     },
+    /// **(ext)** Answer to `client:transaction`: what it committed.
+    #[serde(rename = "server:transaction")]
+    Transaction(super::TransactionAck),
     /// Answer to `ping`.
     #[serde(rename = "pong")]
     Pong {
@@ -325,6 +328,9 @@ pub struct CommitFrame {
     /// The module's name of the table when the writer named it otherwise ([`CommitFrame::named`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canonical_table: Option<String>,
+    /// **(ext)** The transaction the change was committed in, when one of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
 }
 
 impl CommitFrame {
@@ -395,6 +401,7 @@ impl CommitFrame {
             mutation_id: event.mutation_id.clone(),
             notice: None,
             canonical_table: None,
+            transaction_id: event.transaction_id.clone(),
         }
     }
 
@@ -569,6 +576,9 @@ pub struct CompactChange<'a> {
     /// The writer's `requestId`, so a client knows its own write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<&'a Value>,
+    /// The transaction the change was committed in, when one of several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub txn: Option<&'a str>,
 }
 
 impl<'a> CompactChange<'a> {
@@ -589,6 +599,7 @@ impl<'a> CompactChange<'a> {
             row: event.change.row.as_ref().map(Cow::Borrowed),
             version: event.change.version,
             request_id: client_meta.get("requestId"),
+            txn: event.transaction_id.as_deref(),
         }
     }
 }

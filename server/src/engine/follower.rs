@@ -96,9 +96,13 @@ impl Follower {
         out.unwrap_or_else(|| Err(StorageError::Corrupt("no reader ran the read".into())))
     }
 
+    /// Publishes the logged events after `delivered` through `upto`. Each is published once the
+    /// next is read, so the hub learns which ends its transaction (the log keeps only its id); a
+    /// transaction is committed whole, so the event at `upto` ends one.
     fn deliver_logged(&self, delivered: &mut u64, upto: u64) {
-        while *delivered < upto {
-            let after = *delivered;
+        let mut held: Option<LoggedEvent> = None;
+        let mut after = *delivered;
+        while after < upto {
             let page = self.read(|r| r.logged_after(after, PAGE.min((upto - after) as usize)));
             let events = match page {
                 Ok(events) if !events.is_empty() => events,
@@ -109,19 +113,29 @@ impl Follower {
                 }
             };
             for logged in events {
-                let sequence = logged.event.sequence;
-                if sequence > upto {
+                if logged.event.sequence > upto {
+                    after = upto;
                     break;
                 }
-                let _ = self.publish.send(self.published(logged));
-                *delivered = sequence;
+                after = logged.event.sequence;
+                if let Some(previous) = held.replace(logged) {
+                    let next = held.as_ref().and_then(|l| l.event.transaction_id.as_deref());
+                    let ends =
+                        previous.event.transaction_id.is_none() || previous.event.transaction_id.as_deref() != next;
+                    *delivered = previous.event.sequence;
+                    let _ = self.publish.send(self.published(previous, ends));
+                }
             }
+        }
+        if let Some(last) = held {
+            *delivered = last.event.sequence;
+            let _ = self.publish.send(self.published(last, true));
         }
         self.head.fetch_max(*delivered, Ordering::AcqRel);
     }
 
     /// A logged event as the hub takes it: what the committing node published from memory.
-    fn published(&self, logged: LoggedEvent) -> Published {
+    fn published(&self, logged: LoggedEvent, txn_end: bool) -> Published {
         let LoggedEvent { event, before, source, meta, table_as_sent, .. } = logged;
         let previous = match before {
             Before::Row(row) => Some(Arc::new(row)),
@@ -144,7 +158,7 @@ impl Follower {
             access: self.access.clone(),
             previous,
             table_as_sent: table_as_sent.map(Arc::from),
-            txn_end: true,
+            txn_end,
         }
     }
 }

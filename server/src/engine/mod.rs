@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use mishkah_core::mutation::MutationError;
 use mishkah_core::sync::ChangeEvent;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 pub use handle::ModuleHandle;
 pub use registry::{Engine, EngineConfig, EngineError, Opening};
@@ -48,6 +48,8 @@ pub enum WriteError {
         code: &'static str,
         /// Its error.
         message: String,
+        /// Its error's details.
+        details: Value,
     },
     /// The commit failed (disk full, read-only file...): nothing of the write was stored.
     #[error("commit failed, nothing was stored: {0}")]
@@ -71,6 +73,43 @@ pub enum WriteError {
 }
 
 impl WriteError {
+    /// The batch failed because write `index` did with `cause`.
+    pub fn aborted_by(index: usize, cause: WriteError) -> WriteError {
+        WriteError::BatchAborted { index, code: cause.code(), message: cause.to_string(), details: cause.details() }
+    }
+
+    /// What the error is about, for a client to act on (`null` when nothing more than its code
+    /// and message): the conflict, the validation errors, the rule, the read that failed...
+    pub fn details(&self) -> Value {
+        use mishkah_core::rules::Denied;
+        match self {
+            WriteError::Mutation(m) => match m {
+                MutationError::Conflict(c) => serde_json::to_value(c).unwrap_or(Value::Null),
+                MutationError::Validation(v) => json!({"table": v.table, "errors": v.errors}),
+                MutationError::NotFound { table, key } | MutationError::DuplicateKey { table, key } => {
+                    json!({"table": table, "key": key})
+                }
+                MutationError::UnknownTable(t) => json!({"table": t}),
+                MutationError::MissingKey(k) => json!({"table": k.table, "field": k.field}),
+            },
+            WriteError::Denied(Denied::Forbidden { table, action }) => json!({"table": table, "action": action}),
+            WriteError::Denied(Denied::ReadOnlyField { table, field }) => json!({"table": table, "field": field}),
+            WriteError::Storage(StorageError::TooLarge { table, bytes, max }) => {
+                json!({"table": table, "bytes": bytes, "max": max})
+            }
+            WriteError::Storage(StorageError::Unique { table, .. }) => json!({"table": table}),
+            WriteError::BatchAborted { index, code, details, .. } => {
+                json!({"index": index, "code": code, "details": details})
+            }
+            WriteError::Precondition { details, .. } => details.clone(),
+            WriteError::MutationIdReused(id) => json!({"mutationId": id}),
+            WriteError::Storage(_)
+            | WriteError::CommitFailed(_)
+            | WriteError::Unavailable
+            | WriteError::Refused { .. } => Value::Null,
+        }
+    }
+
     /// Stable code: the core's, the storage's, or `batch-aborted` / `unavailable`.
     pub fn code(&self) -> &'static str {
         match self {

@@ -168,7 +168,6 @@ fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
     let mut not_run = Vec::new();
     let mut aborted: Option<String> = None;
     for job in batch {
-        let txn = tx.ops();
         if aborted.is_some() {
             // SQLite rolled the whole transaction back (disk full, I/O error): running more
             // statements now would commit them one by one behind our back.
@@ -176,56 +175,8 @@ fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
             continue;
         }
         match job {
-            Job::Write(job) => {
-                // No savepoint: `write_one` refuses before its first change or not at all (see there).
-                let how = How { source: job.source, meta: &job.meta, strictness: job.strictness, sender: &job.sender };
-                let outcome = write_one(txn, ctx, &job.mutation, &how, now);
-                done.push(Done::Write(job.reply, outcome, job.source, job.meta));
-            }
-            Job::Atomic { mutations, source, meta, strictness, sender, precondition, reply } => {
-                let how = How { source, meta: &meta, strictness, sender: &sender };
-                let outcome = in_savepoint(txn, |txn| {
-                    if let Some(check) = precondition {
-                        check(&mut *txn)?;
-                    }
-                    let mut out = Vec::with_capacity(mutations.len());
-                    for (index, m) in mutations.iter().enumerate() {
-                        match write_one(txn, ctx, m, &how, now) {
-                            Ok(c) => out.push(c),
-                            Err(e) => {
-                                return Err(WriteError::BatchAborted { index, code: e.code(), message: e.to_string() })
-                            }
-                        }
-                    }
-                    Ok(out)
-                });
-                done.push(Done::Atomic(reply, outcome, source, meta));
-            }
-            Job::Planned { plan, source, meta, sender, reply } => {
-                let how = How { source, meta: &meta, strictness: Strictness::Strict, sender: &sender };
-                let outcome = in_savepoint(txn, |txn| {
-                    let now_iso = now.to_iso();
-                    let mutations = plan(&mut super::plan::PlanReads {
-                        txn: &mut *txn,
-                        schema: &ctx.schema,
-                        rules: &ctx.rules,
-                        branch: &ctx.branch,
-                        module: &ctx.module,
-                        now_iso: &now_iso,
-                    })?;
-                    mutations.iter().map(|m| write_one(txn, ctx, m, &how, now)).collect()
-                });
-                done.push(Done::Atomic(reply, outcome, source, meta));
-            }
-            Job::Purge { tables, archive, reply } => {
-                let outcome = in_savepoint(txn, |txn| purge(txn, ctx, &tables, &archive, now));
-                done.push(Done::Atomic(reply, outcome, "purge", Value::Null));
-            }
-            Job::ResetCounters { counters, reply } => {
-                let outcome = in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
-                done.push(Done::Unit(reply, outcome));
-            }
             Job::Maintenance(task) => maintenance.push(task),
+            job => done.push(run_job(tx.ops(), ctx, job, now)),
         }
         if !tx.ops().in_transaction() {
             aborted = Some(last_storage_error(&done).unwrap_or_else(|| "the transaction was rolled back".into()));
@@ -263,31 +214,102 @@ fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
         ctx.metrics.commits_failing(&ctx.branch, &ctx.module, None);
     }
     for item in done {
-        match item {
-            // The writer's own ack is queued before the event is published, so a publisher sees
-            // `server:ack` before its `server:event`.
-            Done::Write(reply, outcome, source, meta) => {
-                count(ctx, outcome.as_ref().err());
-                let publishing = outcome.as_ref().ok().filter(|c| !c.replayed).cloned();
-                reply(outcome);
-                if let Some(c) = publishing {
-                    publish(ctx, &c, source, &meta, true);
-                }
-            }
-            Done::Atomic(reply, outcome, source, meta) => {
-                count(ctx, outcome.as_ref().err());
-                let publishing: Vec<Committed> =
-                    outcome.as_ref().map(|l| l.iter().filter(|c| !c.replayed).cloned().collect()).unwrap_or_default();
-                reply(outcome);
-                for (i, c) in publishing.iter().enumerate() {
-                    publish(ctx, c, source, &meta, i + 1 == publishing.len());
-                }
-            }
-            Done::Unit(reply, outcome) => reply(outcome),
-        }
+        acknowledge(ctx, item);
     }
     for task in maintenance {
         task(db);
+    }
+}
+
+/// Runs one job (not maintenance) inside the batch's transaction; a job of several writes runs
+/// in a savepoint, so that it commits whole or not at all.
+fn run_job(txn: &mut dyn WriteTxn, ctx: &WriterContext, job: Job, now: Timestamp) -> Done {
+    // The changes a job commits together share one transaction id, in the log and in frames.
+    let transaction_id = || format!("txn-{}", uuid::Uuid::new_v4().simple());
+    match job {
+        Job::Write(job) => {
+            // No savepoint: `write_one` refuses before its first change or not at all (see there).
+            let how = How {
+                source: job.source,
+                meta: &job.meta,
+                strictness: job.strictness,
+                sender: &job.sender,
+                transaction: None,
+            };
+            let outcome = write_one(txn, ctx, &job.mutation, &how, now);
+            Done::Write(job.reply, outcome, job.source, job.meta)
+        }
+        Job::Atomic { mutations, source, meta, strictness, sender, precondition, reply } => {
+            let id = transaction_id();
+            let how = How { source, meta: &meta, strictness, sender: &sender, transaction: Some(&id) };
+            let outcome = in_savepoint(txn, |txn| {
+                if let Some(check) = precondition {
+                    check(&mut *txn)?;
+                }
+                let mut out = Vec::with_capacity(mutations.len());
+                for (index, m) in mutations.iter().enumerate() {
+                    match write_one(txn, ctx, m, &how, now) {
+                        Ok(c) => out.push(c),
+                        Err(e) => return Err(WriteError::aborted_by(index, e)),
+                    }
+                }
+                Ok(out)
+            });
+            Done::Atomic(reply, outcome, source, meta)
+        }
+        Job::Planned { plan, source, meta, sender, reply } => {
+            let id = transaction_id();
+            let how =
+                How { source, meta: &meta, strictness: Strictness::Strict, sender: &sender, transaction: Some(&id) };
+            let outcome = in_savepoint(txn, |txn| {
+                let now_iso = now.to_iso();
+                let mutations = plan(&mut super::plan::PlanReads {
+                    txn: &mut *txn,
+                    schema: &ctx.schema,
+                    rules: &ctx.rules,
+                    branch: &ctx.branch,
+                    module: &ctx.module,
+                    now_iso: &now_iso,
+                })?;
+                mutations.iter().map(|m| write_one(txn, ctx, m, &how, now)).collect()
+            });
+            Done::Atomic(reply, outcome, source, meta)
+        }
+        Job::Purge { tables, archive, reply } => {
+            let id = transaction_id();
+            let outcome = in_savepoint(txn, |txn| purge(txn, ctx, &tables, &archive, now, &id));
+            Done::Atomic(reply, outcome, "purge", Value::Null)
+        }
+        Job::ResetCounters { counters, reply } => {
+            let outcome = in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
+            Done::Unit(reply, outcome)
+        }
+        Job::Maintenance(_) => unreachable!("maintenance runs after the batch commits"),
+    }
+}
+
+/// After the commit: each job's reply, then its changes to the hub. The writer's own ack is
+/// queued before the event is published, so a publisher sees `server:ack` before its `server:event`.
+fn acknowledge(ctx: &WriterContext, item: Done) {
+    match item {
+        Done::Write(reply, outcome, source, meta) => {
+            count(ctx, outcome.as_ref().err());
+            let publishing = outcome.as_ref().ok().filter(|c| !c.replayed).cloned();
+            reply(outcome);
+            if let Some(c) = publishing {
+                publish(ctx, &c, source, &meta, true);
+            }
+        }
+        Done::Atomic(reply, outcome, source, meta) => {
+            count(ctx, outcome.as_ref().err());
+            let publishing: Vec<Committed> =
+                outcome.as_ref().map(|l| l.iter().filter(|c| !c.replayed).cloned().collect()).unwrap_or_default();
+            reply(outcome);
+            for (i, c) in publishing.iter().enumerate() {
+                publish(ctx, c, source, &meta, i + 1 == publishing.len());
+            }
+        }
+        Done::Unit(reply, outcome) => reply(outcome),
     }
 }
 
@@ -377,6 +399,8 @@ struct How<'a> {
     meta: &'a Value,
     strictness: Strictness,
     sender: &'a Sender,
+    /// The transaction id of a job of several writes.
+    transaction: Option<&'a str>,
 }
 
 /// Names the rows and mutation ids the batch's writes will read first, so that a store paying a
@@ -423,7 +447,7 @@ fn write_one(
     how: &How<'_>,
     now: Timestamp,
 ) -> Result<Committed, WriteError> {
-    let How { source, meta, strictness, sender } = *how;
+    let How { source, meta, strictness, sender, .. } = *how;
     let who = &*sender.who;
     let sent = &mutation.record;
     let table =
@@ -512,6 +536,7 @@ fn write_one(
             actor: who.id(),
             previous: current.as_ref(),
             table_as_sent: table_as_sent.as_deref(),
+            transaction: how.transaction,
         })
     })();
     match logged {
@@ -629,6 +654,7 @@ fn purge(
     tables: &[String],
     archive: &str,
     now: Timestamp,
+    transaction: &str,
 ) -> Result<Vec<Committed>, WriteError> {
     let now_iso = now.to_iso();
     let system = Sender::system();
@@ -638,7 +664,13 @@ fn purge(
         for (key, row) in txn.all_rows(table)? {
             txn.archive_row(archive, table, &key, &row, &now_iso)?;
             let delete = Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
-            let how = How { source: "purge", meta: &Value::Null, strictness: Strictness::Import, sender: &system };
+            let how = How {
+                source: "purge",
+                meta: &Value::Null,
+                strictness: Strictness::Import,
+                sender: &system,
+                transaction: Some(transaction),
+            };
             out.push(write_one(txn, ctx, &delete, &how, now)?);
         }
     }

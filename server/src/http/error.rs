@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use mishkah_core::mutation::MutationError;
 use mishkah_core::wire::ErrorBody;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::engine::{EngineError, WriteError};
 use crate::storage::StorageError;
@@ -53,70 +53,28 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Details of a core mutation error, shared with the WebSocket error frame.
-pub fn mutation_details(e: &MutationError) -> Value {
-    match e {
-        MutationError::Conflict(c) => serde_json::to_value(c).unwrap_or(Value::Null),
-        MutationError::Validation(v) => json!({"table": v.table, "errors": v.errors}),
-        MutationError::NotFound { table, key } | MutationError::DuplicateKey { table, key } => {
-            json!({"table": table, "key": key})
-        }
-        MutationError::UnknownTable(t) => json!({"table": t}),
-        MutationError::MissingKey(k) => json!({"table": k.table, "field": k.field}),
-    }
-}
-
-/// Details of a write the rules refused, shared with the WebSocket error frame.
-pub fn denied_details(d: &mishkah_core::rules::Denied) -> Value {
-    use mishkah_core::rules::Denied;
-    match d {
-        Denied::Forbidden { table, action } => json!({"table": table, "action": action}),
-        Denied::ReadOnlyField { table, field } => json!({"table": table, "field": field}),
-    }
-}
-
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> ApiError {
-        let message = e.to_string();
-        match &e {
-            WriteError::Mutation(m) => {
-                let status = match m {
-                    MutationError::Conflict(_) | MutationError::DuplicateKey { .. } => StatusCode::CONFLICT,
-                    MutationError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                    MutationError::NotFound { .. } | MutationError::UnknownTable(_) => StatusCode::NOT_FOUND,
-                    MutationError::MissingKey(_) => StatusCode::BAD_REQUEST,
-                };
-                ApiError::new(status, m.code(), message).with_details(mutation_details(m))
+        let status = match &e {
+            WriteError::Mutation(m) => match m {
+                MutationError::Conflict(_) | MutationError::DuplicateKey { .. } => StatusCode::CONFLICT,
+                MutationError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                MutationError::NotFound { .. } | MutationError::UnknownTable(_) => StatusCode::NOT_FOUND,
+                MutationError::MissingKey(_) => StatusCode::BAD_REQUEST,
+            },
+            WriteError::Storage(StorageError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            WriteError::Storage(StorageError::Unique { .. }) => StatusCode::CONFLICT,
+            WriteError::Storage(StorageError::Unsupported(_)) => StatusCode::NOT_IMPLEMENTED,
+            WriteError::Storage(_) | WriteError::CommitFailed(_) | WriteError::Unavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            WriteError::Storage(StorageError::TooLarge { table, bytes, max }) => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, e.code(), message)
-                    .with_details(json!({"table": table, "bytes": bytes, "max": max}))
+            WriteError::BatchAborted { .. } | WriteError::Precondition { .. } | WriteError::MutationIdReused(_) => {
+                StatusCode::CONFLICT
             }
-            WriteError::Storage(StorageError::Unique { table, .. }) => {
-                ApiError::new(StatusCode::CONFLICT, "unique-violation", message).with_details(json!({"table": table}))
-            }
-            WriteError::BatchAborted { index, code, .. } => {
-                ApiError::new(StatusCode::CONFLICT, "batch-aborted", message)
-                    .with_details(json!({"index": index, "code": code}))
-            }
-            WriteError::Storage(StorageError::Unsupported(_)) => {
-                ApiError::new(StatusCode::NOT_IMPLEMENTED, "not-supported", message)
-            }
-            WriteError::Storage(_) | WriteError::CommitFailed(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", message)
-            }
-            WriteError::Unavailable => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message),
-            WriteError::Denied(d) => {
-                ApiError::new(StatusCode::FORBIDDEN, d.code(), message).with_details(denied_details(d))
-            }
-            WriteError::Refused { code, .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message),
-            WriteError::Precondition { code, details, .. } => {
-                ApiError::new(StatusCode::CONFLICT, code, message).with_details(details.clone())
-            }
-            WriteError::MutationIdReused(id) => {
-                ApiError::new(StatusCode::CONFLICT, e.code(), message).with_details(json!({"mutationId": id}))
-            }
-        }
+            WriteError::Denied(_) => StatusCode::FORBIDDEN,
+            WriteError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.code(), e.to_string()).with_details(e.details())
     }
 }
 

@@ -56,6 +56,8 @@ pub(super) struct Entry {
     compact_removal: Option<Option<Delivery>>,
     verdicts: scopes::Verdicts,
     unread: usize,
+    /// The last change of its transaction (whoever may see it).
+    txn_end: bool,
 }
 
 impl Entry {
@@ -65,8 +67,10 @@ impl Entry {
         slot: usize,
         event: Option<Option<Delivery>>,
         compact: Option<Option<Delivery>>,
+        txn_end: bool,
     ) -> Entry {
         Entry {
+            txn_end,
             change,
             slot,
             event,
@@ -183,6 +187,9 @@ pub(super) struct Reading {
     /// `None`: sees every change (an admin, or no rules).
     pub(super) reader: Option<scopes::Reader>,
     pub(super) lagged: bool,
+    /// The last change read did not end its transaction: the rest of it is on its way (though
+    /// this reader may see none of it).
+    pub(super) mid_transaction: bool,
 }
 
 impl Reading {
@@ -224,6 +231,7 @@ impl Reading {
             if let Some(delivery) = view(&mut self.reader, self.compact, hub, entry) {
                 out.push_back(delivery);
             }
+            self.mid_transaction = !entry.txn_end;
             entry.unread = entry.unread.saturating_sub(1);
         }
         self.position += take as u64;
@@ -270,7 +278,15 @@ mod tests {
 
     fn reading(feed: &Arc<Feed>) -> Reading {
         let (slot, position) = feed.join(false);
-        Reading { feed: feed.clone(), slot, position, compact: false, reader: None, lagged: false }
+        Reading {
+            feed: feed.clone(),
+            slot,
+            position,
+            compact: false,
+            reader: None,
+            lagged: false,
+            mid_transaction: false,
+        }
     }
 
     fn kept(feed: &Feed) -> usize {
@@ -283,7 +299,7 @@ mod tests {
         let feed = Arc::new(Feed::default());
         let (mut a, b) = (reading(&feed), reading(&feed));
         for n in 0..3 {
-            feed.append(Entry::change(None, 0, frame(&n.to_string()), frame("c")), |_| None);
+            feed.append(Entry::change(None, 0, frame(&n.to_string()), frame("c"), true), |_| None);
         }
         let mut out = VecDeque::new();
         assert_eq!(a.poll_read(&hub, &mut out, None), Poll::Ready(true));
@@ -301,7 +317,7 @@ mod tests {
         let (mut slow, mut fast) = (reading(&feed), reading(&feed));
         let mut out = VecDeque::new();
         for n in 0..=SUBSCRIBER_QUEUE {
-            feed.append(Entry::change(None, 0, frame(&n.to_string()), frame("c")), |_| None);
+            feed.append(Entry::change(None, 0, frame(&n.to_string()), frame("c"), true), |_| None);
             while fast.poll_read(&hub, &mut out, None) == Poll::Ready(true) {}
         }
         assert_eq!(out.len(), SUBSCRIBER_QUEUE + 1);

@@ -149,6 +149,27 @@ impl Subscription {
         .await
     }
 
+    /// The next change of the transaction this subscriber has read part of, waiting for it if
+    /// it is still to come (a sender waits rather than cut a transaction between frames);
+    /// `None` once the transaction's last change has been read, even when this subscriber may
+    /// see none of the rest, or once it has lagged.
+    pub async fn recv_rest_of_transaction(&mut self) -> Option<Delivery> {
+        std::future::poll_fn(|cx| loop {
+            if let Some(next) = self.pending.pop_front() {
+                return Poll::Ready(Some(next));
+            }
+            if !self.reading.mid_transaction {
+                return Poll::Ready(None);
+            }
+            match self.reading.poll_read(&self.hub, &mut self.pending, Some(cx)) {
+                Poll::Ready(true) => continue,
+                Poll::Ready(false) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        })
+        .await
+    }
+
     /// The hub dropped this subscriber for falling behind.
     pub fn lagged(&self) -> bool {
         self.reading.lagged
@@ -200,7 +221,7 @@ impl Hub {
             (feed, slot, position)
         };
         let reader = (!who.admin).then(|| scopes::Reader::new(who, branch));
-        let reading = Reading { feed, slot, position, compact, reader, lagged: false };
+        let reading = Reading { feed, slot, position, compact, reader, lagged: false, mid_transaction: false };
         Subscription { reading, pending: VecDeque::new(), branch: branch.to_owned(), hub: self.clone() }
     }
 
@@ -220,7 +241,7 @@ impl Hub {
     fn broadcast(&self, branch: &str, frame: Frame) {
         let Some(feed) = self.feed(branch) else { return };
         let delivery = Some(Some(Delivery::new(frame, true)));
-        feed.append(Entry::change(None, 0, delivery.clone(), delivery), |_| None);
+        feed.append(Entry::change(None, 0, delivery.clone(), delivery, true), |_| None);
     }
 
     /// Fans a committed change out to the subscribers of its branch, each as its rules let it
@@ -240,7 +261,7 @@ impl Hub {
             let slot = self.scopes.lock().unwrap_or_else(|p| p.into_inner()).slot(&p.module, &p.event.change.table);
             (Some(Box::new(p.clone())), slot)
         };
-        feed.append(Entry::change(change, slot, event, compact), render);
+        feed.append(Entry::change(change, slot, event, compact, p.txn_end), render);
     }
 
     /// The `server:event` frame that tells a client a row it held is no longer one it may see:

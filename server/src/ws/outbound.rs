@@ -94,8 +94,16 @@ async fn send_frames(
             return false;
         }
         sent += 1;
-        if sent < EVENTS_PER_WRITE as u64 {
-            next = session.subscription.as_mut().and_then(|s| s.try_recv());
+        // A transaction's events go out with one flush, however many.
+        let in_txn = !event.txn_end();
+        if sent < EVENTS_PER_WRITE as u64 || in_txn {
+            next = match session.subscription.as_mut() {
+                Some(sub) => match sub.try_recv() {
+                    None if in_txn => sub.recv_rest_of_transaction().await,
+                    queued => queued,
+                },
+                None => None,
+            };
         }
     }
     session.state.metrics.frames_out.inc_by(sent);
@@ -105,7 +113,7 @@ async fn send_frames(
 /// Feeds every ack waiting for this connection (not yet flushed).
 async fn feed_acks(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, session: &mut Session) -> bool {
     while let Some(outcome) = session.owed.try_recv() {
-        for text in session.render_outcome(outcome) {
+        for text in session.render_answer(outcome) {
             session.state.metrics.frames_out.inc();
             if sink.feed(Message::Text(Utf8Bytes::from(text))).await.is_err() {
                 return false;
@@ -132,8 +140,9 @@ async fn send_compact(
         let next = match sub.try_recv() {
             Some(next) => next,
             // The rest of a transaction is published right behind its first change: wait for it
-            // rather than cut the transaction (it ends the wait unless the hub dropped us).
-            None if in_txn => match sub.recv().await {
+            // rather than cut the transaction (it ends the wait unless the hub dropped us, or the
+            // rest is none of this subscriber's to see).
+            None if in_txn => match sub.recv_rest_of_transaction().await {
                 Some(next) => next,
                 None => break,
             },

@@ -108,7 +108,7 @@ pub fn run(
                 // Acks first: the writer queues a publisher's ack before publishing its event.
                 biased;
                 Some(o) = session.owed.next() => {
-                    let frames = session.render_outcome(o);
+                    let frames = session.render_answer(o);
                     open = send_all(&mut sink, &session.state, frames).await;
                 }
                 frame = next_event(&mut session.subscription), if !session.expired => match frame {
@@ -287,6 +287,7 @@ impl Session {
             ClientFrame::Authenticate(auth) => self.renew(auth),
             ClientFrame::Hello(hello) => self.hello(hello).await,
             ClientFrame::Publish(p) => self.publish(p).await,
+            ClientFrame::Transaction(t) => self.transaction(t).await,
             ClientFrame::RequestSnapshot(r) => match &self.branch {
                 Some(branch) => {
                     let branch = branch.clone();

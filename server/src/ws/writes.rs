@@ -1,20 +1,25 @@
-//! A session's writes: a `client:publish` handed to its module's writer (the one write path),
-//! and the acks owed for it, delivered back in commit order and rendered as the writer may see
-//! them.
+//! A session's writes: a `client:publish` or `client:transaction` handed to its module's writer
+//! (the one write path), and the answers owed for them, delivered back in commit order and
+//! rendered as the writer may see them.
 
 use std::sync::Arc;
 
 use mishkah_core::record::Strictness;
-use mishkah_core::wire::{ClientPublish, CommitSite, ServerFrame};
+use mishkah_core::wire::{ClientPublish, CommitSite, ServerFrame, TransactionRequest};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::frames::text;
 use super::session::Session;
-use crate::engine::{Job, ModuleHandle, WriteJob, WriteOutcome};
-use crate::http::error::mutation_details;
+use crate::engine::{Job, ModuleHandle, WriteError, WriteJob, WriteOutcome};
 
-/// An ack owed to this connection, delivered by the writer in commit order.
+/// An answer owed to this connection, delivered by the writer in commit order.
+pub(super) enum Answer {
+    Write(Outcome),
+    Transaction(Result<Vec<crate::engine::Committed>, WriteError>, Option<Value>, Arc<ModuleHandle>),
+}
+
+/// The outcome of a `client:publish`.
 pub(super) struct Outcome {
     outcome: WriteOutcome,
     module: Arc<ModuleHandle>,
@@ -29,12 +34,12 @@ pub(super) struct Outcome {
 /// before it carries anything. Its items are boxed for the same reason (its blocks hold 32).
 #[derive(Default)]
 pub(super) struct Owed {
-    tx: Option<mpsc::UnboundedSender<Box<Outcome>>>,
-    rx: Option<mpsc::UnboundedReceiver<Box<Outcome>>>,
+    tx: Option<mpsc::UnboundedSender<Box<Answer>>>,
+    rx: Option<mpsc::UnboundedReceiver<Box<Answer>>>,
 }
 
 impl Owed {
-    fn sender(&mut self) -> mpsc::UnboundedSender<Box<Outcome>> {
+    fn sender(&mut self) -> mpsc::UnboundedSender<Box<Answer>> {
         if let Some(tx) = &self.tx {
             return tx.clone();
         }
@@ -43,12 +48,12 @@ impl Owed {
         self.tx.insert(tx).clone()
     }
 
-    pub(super) fn try_recv(&mut self) -> Option<Box<Outcome>> {
+    pub(super) fn try_recv(&mut self) -> Option<Box<Answer>> {
         self.rx.as_mut()?.try_recv().ok()
     }
 
     /// The next ack; never ends while the session holds the sender.
-    pub(super) async fn next(&mut self) -> Option<Box<Outcome>> {
+    pub(super) async fn next(&mut self) -> Option<Box<Answer>> {
         match &mut self.rx {
             Some(rx) => rx.recv().await,
             None => std::future::pending().await,
@@ -82,14 +87,14 @@ impl Session {
         let reply_meta = meta.clone();
         let reply = Box::new(move |outcome| {
             // The session may be gone; the write stands either way.
-            let _ = owed.send(Box::new(Outcome {
+            let _ = owed.send(Box::new(Answer::Write(Outcome {
                 outcome,
                 module,
                 request_id,
                 mutation_id,
                 include_record,
                 meta: reply_meta,
-            }));
+            })));
         });
         let sender = self.caller.sender();
         let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, sender, reply });
@@ -99,8 +104,45 @@ impl Session {
         Vec::new()
     }
 
-    pub(super) fn render_outcome(&self, o: Box<Outcome>) -> Vec<String> {
-        let o = *o;
+    pub(super) async fn transaction(&mut self, request: TransactionRequest) -> Vec<String> {
+        if self.branch.is_none() {
+            return self.not_registered(request.request_id);
+        }
+        let handle = match self.target(request.module_id.as_deref()).await {
+            Ok(h) => h,
+            Err((code, message)) => return self.error(&code, &message, Value::Null, request.request_id, None),
+        };
+        let owed = self.owed.sender();
+        let (request_id, module) = (request.request_id.clone(), handle.clone());
+        let reply = Box::new(move |outcome| {
+            // The session may be gone; the transaction stands either way.
+            let _ = owed.send(Box::new(Answer::Transaction(outcome, request_id, module)));
+        });
+        let submitted = match crate::transactions::job(&handle, &self.caller, &request, "ws", reply) {
+            Ok(job) => handle.submit(job).await,
+            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, request.request_id, None),
+        };
+        if let Err(e) = submitted {
+            return self.error(e.code(), &e.to_string(), Value::Null, request.request_id, None);
+        }
+        Vec::new()
+    }
+
+    pub(super) fn render_answer(&self, answer: Box<Answer>) -> Vec<String> {
+        match *answer {
+            Answer::Write(o) => self.render_outcome(o),
+            Answer::Transaction(Ok(committed), request_id, module) => {
+                let view = crate::access::View::of(&module, &self.caller);
+                let ack = crate::transactions::answer(&module, &view, request_id, &committed);
+                vec![text(&ServerFrame::Transaction(ack))]
+            }
+            Answer::Transaction(Err(e), request_id, _) => {
+                self.error(e.code(), &e.to_string(), e.details(), request_id, None)
+            }
+        }
+    }
+
+    fn render_outcome(&self, o: Outcome) -> Vec<String> {
         match o.outcome {
             Ok(c) => {
                 // Acks echo only what the writer may see.
@@ -129,14 +171,7 @@ impl Session {
                 ack.mutation_id = o.mutation_id.or(ack.mutation_id);
                 vec![text(&ServerFrame::Ack(ack))]
             }
-            Err(e) => {
-                let details = match &e {
-                    crate::engine::WriteError::Mutation(m) => mutation_details(m),
-                    crate::engine::WriteError::Denied(d) => crate::http::error::denied_details(d),
-                    _ => Value::Null,
-                };
-                self.error(e.code(), &e.to_string(), details, o.request_id, o.mutation_id)
-            }
+            Err(e) => self.error(e.code(), &e.to_string(), e.details(), o.request_id, o.mutation_id),
         }
     }
 }

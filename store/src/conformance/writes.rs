@@ -18,6 +18,7 @@ fn log(txn: &mut dyn WriteTxn, c: &mishkah_core::Change, before: Option<&Row>) -
         actor: None,
         previous: before,
         table_as_sent: None,
+        transaction: None,
     };
     Ok(txn.append_event(event)?.sequence)
 }
@@ -101,6 +102,7 @@ pub fn mutation_ids_are_unique_per_sender(backend: &dyn Backend) {
             actor: None,
             previous: None,
             table_as_sent: None,
+            transaction: None,
         };
         txn.append_event(event).expect("append")
     };
@@ -227,8 +229,10 @@ pub fn the_log_is_self_sufficient(backend: &dyn Backend) {
             actor: Some("cashier-1"),
             previous: before.as_ref(),
             table_as_sent: Some("T"),
+            transaction: Some("txn-1"),
         };
-        ops.append_event(event).expect("append");
+        let appended = ops.append_event(event).expect("append");
+        assert_eq!(appended.transaction_id.as_deref(), Some("txn-1"));
     }
     tx.commit().expect("commit");
     let logged = read(&*opened.reads, |r| r.logged_after(0, 10));
@@ -237,7 +241,10 @@ pub fn the_log_is_self_sufficient(backend: &dyn Backend) {
     for l in &logged {
         assert_eq!((l.source.as_str(), &l.meta, l.actor.as_deref()), ("rest", &meta, Some("cashier-1")));
         assert_eq!(l.table_as_sent.as_deref(), Some("T"));
+        assert_eq!(l.event.transaction_id.as_deref(), Some("txn-1"), "the transaction it was committed in");
     }
+    let events = read(&*opened.reads, |r| r.events_after(0, 10));
+    assert!(events.iter().all(|e| e.transaction_id.as_deref() == Some("txn-1")), "{events:?}");
     assert_eq!(logged[1].event.change.row, Some(row("a", 2, "A")));
 }
 
@@ -302,6 +309,7 @@ pub fn a_copied_log_reads_back_as_the_original(backend: &dyn Backend) {
             actor: Some("alice"),
             previous: None,
             table_as_sent: None,
+            transaction: Some("txn-copied"),
         };
         tx.ops().append_event(event).expect("append");
     }
@@ -322,6 +330,7 @@ pub fn a_copied_log_reads_back_as_the_original(backend: &dyn Backend) {
     }
     let replay = tx.ops().committed_event("id:alice", "m3").expect("lookup").expect("m3 copied");
     assert_eq!((replay.event.sequence, replay.digest), (4, Some(vec![3])));
+    assert_eq!(replay.event.transaction_id.as_deref(), Some("txn-copied"));
     tx.commit().expect("commit");
     assert_eq!(target.head(), 5);
     let (copied_bounds, copied) = read(&*copy.reads, |r| Ok((r.bounds()?, r.logged_after(0, 100)?)));
@@ -382,6 +391,7 @@ pub fn a_prefetch_changes_no_read(backend: &dyn Backend) {
             actor: None,
             previous: None,
             table_as_sent: None,
+            transaction: None,
         };
         txn.append_event(event).expect("append")
     };
