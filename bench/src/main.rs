@@ -6,7 +6,8 @@
 //! Reports write→ack latency, write→last-subscriber latency (p50/p99), pipelined writes/s,
 //! snapshot time and, given `--server-pid`, server memory per idle connection. `--live-subs N`
 //! measures live queries (`client:subscribe`): write → matching subscriber latency and the server
-//! CPU they add per write.
+//! CPU they add per write. `--transactions N`: transactions of ten writes across three tables
+//! sent without waiting, transactions/s.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -95,11 +96,16 @@ struct Args {
     /// Every connection asks for compact frames (`client:hello {frames: "compact"}`).
     #[arg(long)]
     compact: bool,
+    /// Transactions (an order: ten writes across three tables) sent without waiting, after the
+    /// pipelined writes, with the subscribers still connected (0: skip).
+    #[arg(long, default_value_t = 0)]
+    transactions: usize,
 }
 
 mod identity;
 mod live;
 mod raw;
+mod transactions;
 
 struct Conn {
     tx: SplitSink<Ws, Message>,
@@ -538,6 +544,10 @@ async fn main() -> anyhow::Result<()> {
                 used.as_secs_f64() * 1e6 / deliveries
             );
         }
+    }
+
+    if args.transactions > 0 {
+        transactions::run(&args, &run, &identities).await?;
     }
 
     // Idle connections: how many can be held, and what each costs the server.

@@ -80,7 +80,7 @@ pub(crate) fn publish_frame(inner: &Inner, p: &crate::state::Pending) -> Value {
             })
             .collect();
         return json!({"type": "client:transaction", "moduleId": inner.opts.module_id, "requestId": p.mutation_id,
-                      "mutationId": p.mutation_id, "reads": t.reads, "writes": writes});
+                      "mutationId": p.mutation_id, "reads": t.reads, "writes": writes, "includeRecords": true});
     }
     let mut frame = json!({
         "type": "client:publish", "moduleId": inner.opts.module_id, "table": p.mutation.table,

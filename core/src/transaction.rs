@@ -94,20 +94,20 @@ impl PreconditionFailed {
 }
 
 impl Transaction {
-    /// Checks `request` against `schema`. Its writes' mutation ids are `<mutationId>/<index>` when
+    /// Checks `request` against `schema` (its records move into the writes). Its writes' mutation ids are `<mutationId>/<index>` when
     /// the request names one, so a retried transaction is recognised write by write.
-    pub fn of(request: &TransactionRequest, schema: &Schema) -> Result<Transaction, TransactionError> {
+    pub fn of(request: TransactionRequest, schema: &Schema) -> Result<Transaction, TransactionError> {
         if request.writes.is_empty() || request.reads.len() + request.writes.len() > MAX_ITEMS {
             return Err(TransactionError::Size);
         }
         let mut writes = Vec::with_capacity(request.writes.len());
-        for (index, w) in request.writes.iter().enumerate() {
+        for (index, w) in request.writes.into_iter().enumerate() {
             let action = Action::from_wire(&w.action)
                 .ok_or_else(|| TransactionError::UnknownAction { index, action: w.action.clone() })?;
             if !w.record.is_object() {
                 return Err(TransactionError::NotAnObject { index });
             }
-            let mut m = Mutation::new(&w.table, action, w.record.clone());
+            let mut m = Mutation::new(&w.table, action, w.record);
             m.expected_version = w.expected_version;
             m.mutation_id = request.mutation_id.as_ref().map(|id| write_mutation_id(id, index));
             writes.push(m);
@@ -195,7 +195,7 @@ mod tests {
         let writes = json!([{"action": "insert", "table": "order_header", "record": {"id": "o1"}},
                             {"action": "module:merge", "table": "line", "record": {"order_id": "o1", "n": 1},
                              "expectedVersion": 3}]);
-        let t = Transaction::of(&request(json!([]), writes), &schema()).unwrap();
+        let t = Transaction::of(request(json!([]), writes), &schema()).unwrap();
         let ids: Vec<_> = t.writes.iter().map(|w| w.mutation_id.as_deref().unwrap()).collect();
         assert_eq!(ids, ["tx1/0", "tx1/1"]);
         assert_eq!((t.writes[1].action, t.writes[1].expected_version), (Action::Merge, Some(3)));
@@ -205,7 +205,7 @@ mod tests {
     #[test]
     fn a_malformed_item_is_refused_with_its_index() {
         let insert = json!({"action": "insert", "table": "order_header", "record": {"id": "o1"}});
-        let refused = |reads: Value, writes: Value| Transaction::of(&request(reads, writes), &schema()).unwrap_err();
+        let refused = |reads: Value, writes: Value| Transaction::of(request(reads, writes), &schema()).unwrap_err();
         assert_eq!(refused(json!([]), json!([])), TransactionError::Size);
         let many: Vec<Value> = (0..=MAX_ITEMS).map(|_| insert.clone()).collect();
         assert_eq!(refused(json!([]), Value::Array(many)), TransactionError::Size);
@@ -243,7 +243,7 @@ mod tests {
         }];
         let mut req = request(reads, json!([]));
         req.writes = writes;
-        let t = Transaction::of(&req, &schema()).unwrap();
+        let t = Transaction::of(req, &schema()).unwrap();
         let row = |v: i64| json!({"id": "o1", "version": v}).as_object().unwrap().clone();
         assert_eq!(t.reads[0].check(Some(&row(2))), Ok(()));
         let failed = t.reads[0].check(Some(&row(3))).unwrap_err();

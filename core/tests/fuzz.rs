@@ -35,6 +35,20 @@ fn frames_never_panic_the_parser() {
 }
 
 #[test]
+fn a_frame_parsed_from_its_text_is_the_frame_parsed_from_its_tree() {
+    fuzz("frames (near valid, both ways)", near_valid_frame(), |frame| {
+        let from_text = ClientFrame::parse(&frame.to_string());
+        let from_tree = ClientFrame::from_value(frame);
+        match (from_text, from_tree) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(a), Err(b)) => prop_assert_eq!(a.code(), b.code()),
+            (a, b) => prop_assert!(false, "text: {a:?}, tree: {b:?}"),
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn filters_and_queries_never_panic_their_parsers() {
     fuzz("filters (JSON form)", json_value(), |value| {
         if let Ok(f) = Filter::from_json(&value) {

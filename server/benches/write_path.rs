@@ -1,7 +1,9 @@
 //! Throughput of the write path alone (no network): engine → writer thread → SQLite with
 //! `synchronous=FULL` → ack. One producer pipelining its writes; 32 concurrent producers each
-//! waiting for every ack before the next write; 32 producers each keeping 16 writes in flight; and
-//! the single producer again once the table has a full-text index to keep.
+//! waiting for every ack before the next write; 32 producers each keeping 16 writes in flight;
+//! transactions of ten writes across three tables (an order: header, six lines, three payments)
+//! with a read each, pipelined; and the single producer again once the table has a full-text
+//! index to keep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +93,43 @@ async fn pipelined(handle: &Arc<ModuleHandle>, next: &mut u64, count: u64) -> Du
     started.elapsed()
 }
 
+/// Order `n` as a transaction: its header (read first: it must not exist), six lines, three
+/// payments.
+fn order(n: u64) -> mishkah_core::wire::TransactionRequest {
+    let id = format!("o-{n}");
+    let mut writes =
+        vec![json!({"action": "insert", "table": "order_header", "record": {"id": id, "openedBy": "bench"}})];
+    for l in 0..6 {
+        writes.push(json!({"action": "insert", "table": "order_line", "record": {"id": format!("{id}-l{l}"),
+            "orderId": id, "itemId": "item-1", "name": {"en": "Tea"}, "unitPrice": 10, "total": 10}}));
+    }
+    for p in 0..3 {
+        writes.push(json!({"action": "insert", "table": "order_payment", "record": {"id": format!("{id}-p{p}"),
+            "orderId": id, "methodId": "cash", "amount": 20}}));
+    }
+    serde_json::from_value(json!({"reads": [{"table": "order_header", "id": id, "exists": false}], "writes": writes}))
+        .expect("a transaction")
+}
+
+/// One producer committing `count` transactions without waiting, until every answer is in.
+async fn transactions(handle: &Arc<ModuleHandle>, next: &mut u64, count: u64) -> Duration {
+    let caller = mishkah_server::access::Caller::new(Arc::new(mishkah_core::rules::Principal::anonymous()), "ws");
+    let start_at = *next;
+    *next += count;
+    let orders: Vec<_> = (start_at..start_at + count).map(order).collect();
+    let started = Instant::now();
+    let mut answers = Vec::with_capacity(count as usize);
+    for order in orders {
+        let (h, caller) = (handle.clone(), caller.clone());
+        answers
+            .push(tokio::spawn(async move { mishkah_server::transactions::commit(&h, &caller, order, "bench").await }));
+    }
+    for a in answers {
+        a.await.unwrap().unwrap();
+    }
+    started.elapsed()
+}
+
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (_dir, handle, metrics) = setup(&rt);
@@ -123,6 +162,12 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    const TRANSACTIONS: u64 = 2_000;
+    group.throughput(Throughput::Elements(TRANSACTIONS));
+    let mut orders = 0u64;
+    group.bench_function("transactions_of_10_writes_pipelined", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(transactions(&handle, &mut orders, TRANSACTIONS))).sum())
+    });
     // Last: once searched, the table keeps its full-text index in every write from then on.
     let table = handle.schema.table("dining_tables").unwrap().clone();
     rt.block_on(handle.ensure_search(&table)).unwrap();

@@ -33,16 +33,18 @@ pub type Reply = Box<dyn FnOnce(Result<Vec<Committed>, WriteError>) + Send>;
 pub async fn commit(
     handle: &Arc<ModuleHandle>,
     caller: &Caller,
-    request: &TransactionRequest,
+    request: TransactionRequest,
     source: &'static str,
 ) -> Result<TransactionAck, Refused> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let reply: Reply = Box::new(move |outcome| {
         let _ = tx.send(outcome);
     });
+    let (request_id, rows) = (request.request_id.clone(), request.include_records);
     handle.submit(job(handle, caller, request, source, reply)?).await?;
     let committed = rx.await.map_err(|_| WriteError::Unavailable)??;
-    Ok(answer(handle, &View::of(handle, caller), request.request_id.clone(), &committed))
+    let view = rows.then(|| View::of(handle, caller));
+    Ok(answer(handle, view.as_ref(), request_id, &committed))
 }
 
 /// The writer's job for `request` as `caller`; `reply` gets its outcome once it commits or
@@ -50,7 +52,7 @@ pub async fn commit(
 pub fn job(
     handle: &ModuleHandle,
     caller: &Caller,
-    request: &TransactionRequest,
+    request: TransactionRequest,
     source: &'static str,
     reply: Reply,
 ) -> Result<Job, TransactionError> {
@@ -89,22 +91,22 @@ pub fn job(
     })
 }
 
-/// What a committed transaction answers its caller: each write's place in the log and its row
-/// as `view` may see it (through the one renderer).
+/// What a committed transaction answers its caller: each write's place in the log and, given the
+/// caller's `view`, its row as the caller may see it (through the one renderer).
 pub fn answer(
     handle: &ModuleHandle,
-    view: &View,
+    view: Option<&View>,
     request_id: Option<Value>,
     committed: &[Committed],
 ) -> TransactionAck {
     let results = committed
         .iter()
         .map(|c| {
-            let seen = crate::render::event(&handle.schema, &c.event);
-            let row = match (handle.schema.table(&c.event.change.table), seen.as_deref()) {
-                (Some(table), Some(event)) => event.change.row.clone().filter(|row| view.admits(table, row)),
-                _ => None,
-            };
+            let row = view.and_then(|view| {
+                let table = handle.schema.table(&c.event.change.table)?;
+                let seen = crate::render::event(&handle.schema, &c.event)?;
+                seen.change.row.clone().filter(|row| view.admits(table, row))
+            });
             TransactionResult {
                 table: c.event.change.table.clone(),
                 id: c.event.change.key.0.clone(),

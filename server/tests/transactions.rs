@@ -21,7 +21,8 @@ async fn a_transaction_commits_whole_or_leaves_no_trace() {
     };
 
     // Two tables, one transaction: consecutive sequences, one answer with every result.
-    let tx = json!({"requestId": "t1", "reads": [{"table": "dining_tables", "id": "T-TX-1", "exists": false}],
+    let tx = json!({"requestId": "t1", "includeRecords": true,
+        "reads": [{"table": "dining_tables", "id": "T-TX-1", "exists": false}],
         "writes": [
             {"action": "insert", "table": "dining_tables", "record": dining_table("T-TX-1", "window")},
             {"action": "insert", "table": "order_header", "record": order_header(None)}]});

@@ -360,11 +360,40 @@ struct Topic {
     topic: String,
 }
 
+/// A frame's body, to decode as the type its `type` names.
+enum Body<'t> {
+    /// The frame as sent: decoded straight into the type, without a tree of every value first.
+    Text(&'t str),
+    Tree(Value),
+}
+
+impl Body<'_> {
+    fn decode<T: DeserializeOwned>(self, kind: &str) -> Result<T, FrameError> {
+        let decoded = match self {
+            Body::Text(text) => serde_json::from_str(text),
+            Body::Tree(value) => serde_json::from_value(value),
+        };
+        decoded.map_err(|e| FrameError::Invalid { frame: kind.to_owned(), message: e.to_string() })
+    }
+}
+
 impl ClientFrame {
     /// Parses one text frame.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
-        ClientFrame::from_value(value)
+        #[derive(Deserialize)]
+        struct Head {
+            #[serde(rename = "type")]
+            kind: Option<String>,
+        }
+        // Its type first (every other field skipped unread), then the frame as that type: one
+        // pass building what the frame holds. Anything odd takes the tree, for its precise error.
+        match serde_json::from_str::<Head>(text) {
+            Ok(Head { kind: Some(kind) }) => ClientFrame::decode(&kind, Body::Text(text)),
+            _ => {
+                let value: Value = serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+                ClientFrame::from_value(value)
+            }
+        }
     }
 
     /// Parses an already-decoded frame.
@@ -373,25 +402,25 @@ impl ClientFrame {
             return Err(FrameError::Malformed("a frame is a JSON object".into()));
         }
         let kind = value.get("type").and_then(Value::as_str).ok_or(FrameError::MissingType)?.to_owned();
-        fn body<T: DeserializeOwned>(kind: &str, value: Value) -> Result<T, FrameError> {
-            serde_json::from_value(value)
-                .map_err(|e| FrameError::Invalid { frame: kind.to_owned(), message: e.to_string() })
-        }
-        Ok(match kind.as_str() {
-            "client:hello" => ClientFrame::Hello(body(&kind, value)?),
-            "client:publish" => ClientFrame::Publish(body(&kind, value)?),
-            "client:request:snapshot" | "client:request:history" => ClientFrame::RequestSnapshot(body(&kind, value)?),
-            "client:query" => ClientFrame::Query(body(&kind, value)?),
+        ClientFrame::decode(&kind, Body::Tree(value))
+    }
+
+    fn decode(kind: &str, body: Body<'_>) -> Result<ClientFrame, FrameError> {
+        Ok(match kind {
+            "client:hello" => ClientFrame::Hello(body.decode(kind)?),
+            "client:publish" => ClientFrame::Publish(body.decode(kind)?),
+            "client:request:snapshot" | "client:request:history" => ClientFrame::RequestSnapshot(body.decode(kind)?),
+            "client:query" => ClientFrame::Query(body.decode(kind)?),
             "ping" => ClientFrame::Ping,
             "auth" => ClientFrame::Auth,
-            "subscribe" => ClientFrame::Subscribe { topic: body::<Topic>(&kind, value)?.topic },
-            "unsubscribe" => ClientFrame::Unsubscribe { topic: body::<Topic>(&kind, value)?.topic },
-            "publish" => ClientFrame::TopicPublish(body(&kind, value)?),
-            "client:subscribe" => ClientFrame::LiveSubscribe(body(&kind, value)?),
-            "client:unsubscribe" => ClientFrame::LiveUnsubscribe(body(&kind, value)?),
-            "client:auth" => ClientFrame::Authenticate(body(&kind, value)?),
-            "client:transaction" => ClientFrame::Transaction(body(&kind, value)?),
-            _ => return Err(FrameError::UnknownType(kind)),
+            "subscribe" => ClientFrame::Subscribe { topic: body.decode::<Topic>(kind)?.topic },
+            "unsubscribe" => ClientFrame::Unsubscribe { topic: body.decode::<Topic>(kind)?.topic },
+            "publish" => ClientFrame::TopicPublish(body.decode(kind)?),
+            "client:subscribe" => ClientFrame::LiveSubscribe(body.decode(kind)?),
+            "client:unsubscribe" => ClientFrame::LiveUnsubscribe(body.decode(kind)?),
+            "client:auth" => ClientFrame::Authenticate(body.decode(kind)?),
+            "client:transaction" => ClientFrame::Transaction(body.decode(kind)?),
+            _ => return Err(FrameError::UnknownType(kind.to_owned())),
         })
     }
 

@@ -241,6 +241,9 @@ pub struct TransactionRequest {
     #[serde(default)]
     pub reads: Vec<TransactionRead>,
     pub writes: Vec<TransactionWrite>,
+    /// Put each stored row (as the caller may see it) in the answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_records: bool,
 }
 
 /// What a committed transaction answers (`POST .../transactions`, `server:transaction`).

@@ -20,7 +20,7 @@ pub async fn run(
     let request: TransactionRequest =
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     let handle = state.module(&caller, &branch, &module).await?;
-    Ok(Json(commit(&handle, &caller, &request, "rest").await?))
+    Ok(Json(commit(&handle, &caller, request, "rest").await?))
 }
 
 impl From<Refused> for ApiError {

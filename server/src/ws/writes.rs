@@ -16,7 +16,8 @@ use crate::engine::{Job, ModuleHandle, WriteError, WriteJob, WriteOutcome};
 /// An answer owed to this connection, delivered by the writer in commit order.
 pub(super) enum Answer {
     Write(Outcome),
-    Transaction(Result<Vec<crate::engine::Committed>, WriteError>, Option<Value>, Arc<ModuleHandle>),
+    /// What it committed, its `requestId`, whether to put the rows in the answer, its module.
+    Transaction(Result<Vec<crate::engine::Committed>, WriteError>, Option<Value>, bool, Arc<ModuleHandle>),
 }
 
 /// The outcome of a `client:publish`.
@@ -113,17 +114,18 @@ impl Session {
             Err((code, message)) => return self.error(&code, &message, Value::Null, request.request_id, None),
         };
         let owed = self.owed.sender();
-        let (request_id, module) = (request.request_id.clone(), handle.clone());
+        let (request_id, rows, module) = (request.request_id.clone(), request.include_records, handle.clone());
+        let answered = request_id.clone();
         let reply = Box::new(move |outcome| {
             // The session may be gone; the transaction stands either way.
-            let _ = owed.send(Box::new(Answer::Transaction(outcome, request_id, module)));
+            let _ = owed.send(Box::new(Answer::Transaction(outcome, answered, rows, module)));
         });
-        let submitted = match crate::transactions::job(&handle, &self.caller, &request, "ws", reply) {
+        let submitted = match crate::transactions::job(&handle, &self.caller, request, "ws", reply) {
             Ok(job) => handle.submit(job).await,
-            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, request.request_id, None),
+            Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, request_id, None),
         };
         if let Err(e) = submitted {
-            return self.error(e.code(), &e.to_string(), Value::Null, request.request_id, None);
+            return self.error(e.code(), &e.to_string(), Value::Null, request_id, None);
         }
         Vec::new()
     }
@@ -131,12 +133,12 @@ impl Session {
     pub(super) fn render_answer(&self, answer: Box<Answer>) -> Vec<String> {
         match *answer {
             Answer::Write(o) => self.render_outcome(o),
-            Answer::Transaction(Ok(committed), request_id, module) => {
-                let view = crate::access::View::of(&module, &self.caller);
-                let ack = crate::transactions::answer(&module, &view, request_id, &committed);
+            Answer::Transaction(Ok(committed), request_id, rows, module) => {
+                let view = rows.then(|| crate::access::View::of(&module, &self.caller));
+                let ack = crate::transactions::answer(&module, view.as_ref(), request_id, &committed);
                 vec![text(&ServerFrame::Transaction(ack))]
             }
-            Answer::Transaction(Err(e), request_id, _) => {
+            Answer::Transaction(Err(e), request_id, ..) => {
                 self.error(e.code(), &e.to_string(), e.details(), request_id, None)
             }
         }

@@ -121,6 +121,9 @@ pub fn near_valid_frame() -> impl Strategy<Value = Value> {
         json!({"type": "publish", "topic": "sync:demo::pos", "data": {"trans_id": "x", "tables": {}}}),
         json!({"type": "subscribe", "topic": "pos:sync:demo"}),
         json!({"type": "client:request:snapshot", "requestId": "r"}),
+        json!({"type": "client:transaction", "moduleId": "pos", "requestId": "r", "mutationId": "m",
+               "reads": [{"table": "t", "id": "x", "version": 2}, {"table": "t", "id": {"a": 1}, "exists": false}],
+               "writes": [{"action": "insert", "table": "t", "record": {"id": "y"}, "expectedVersion": 1}]}),
     ]);
     (
         base,
@@ -140,6 +143,8 @@ pub fn near_valid_frame() -> impl Strategy<Value = Value> {
             "aggregate",
             "queryType",
             "moduleId",
+            "reads",
+            "writes",
         ]),
         json_value(),
         any::<bool>(),
