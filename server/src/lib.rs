@@ -35,4 +35,5 @@ pub mod state;
 pub mod storage;
 pub mod transactions;
 pub mod views;
+pub mod webhooks;
 pub mod ws;
