@@ -113,9 +113,18 @@ async fn an_order_is_saved_whole_or_not_at_all_and_read_back() {
     let lines: Vec<Value> =
         rows(&server, s.branch, "order_line").await.into_iter().filter(|l| l["orderId"] == id.as_str()).collect();
     assert!(lines.iter().all(|l| l["quantity"] == json!(3) && l["unitPrice"] == json!(50) && l["notes"] == json!([])));
-    // The kitchen hears every write of the save, header first.
+    // The kitchen hears every write of the save, header first, as one transaction.
     let first = kitchen.recv_where("the header event", |f| f["type"] == "server:event").await;
     assert_eq!(first["table"], "order_header");
+    let txn = first["transactionId"].as_str().expect("a save is a transaction").to_owned();
+    let log = get_json(&server.module_url(s.branch, "/events?limit=5000")).await;
+    let saved: Vec<&Value> =
+        log["events"].as_array().unwrap().iter().filter(|e| e["transactionId"] == txn.as_str()).collect();
+    assert!(saved.len() >= 3, "header and both lines at least: {saved:?}");
+    assert!(
+        saved.windows(2).all(|w| w[1]["sequence"].as_u64() == w[0]["sequence"].as_u64().map(|n| n + 1)),
+        "consecutive"
+    );
 
     // A later save that fails on its last line stores nothing: the header keeps its version.
     let mut again =
