@@ -6,6 +6,7 @@ mod frames;
 mod identity;
 mod live;
 mod outbound;
+mod query;
 mod session;
 mod topics;
 mod writes;
