@@ -242,6 +242,13 @@ pub struct ServeConfig {
     /// three of them is closed.
     #[arg(long, env = "MISHKAH_PING_INTERVAL", default_value_t = 15)]
     pub ping_interval: u64,
+    /// Milliseconds before a failed webhook delivery's first retry; each next one waits up to
+    /// twice as long (with jitter), at most a minute.
+    #[arg(long, env = "MISHKAH_WEBHOOK_BACKOFF_MS", default_value_t = 1000)]
+    pub webhook_backoff_ms: u64,
+    /// Milliseconds a webhook's receiver has to answer a delivery (else it is tried again).
+    #[arg(long, env = "MISHKAH_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
     /// Bytes per second a reading client is granted for a large frame (a snapshot), on top of
     /// `--send-timeout`: a slow network still syncs.
     #[arg(long, env = "MISHKAH_MIN_SEND_RATE", default_value_t = 64 * 1024)]

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub modules_open: Gauge,
     /// 1 for each module that could not open (a corrupt database): it answers 503, the rest serve.
     modules_unavailable: Family<Vec<(&'static str, String)>, Gauge>,
+    webhook_deliveries: Family<Vec<(&'static str, String)>, Counter>,
+    webhook_failures: Family<Vec<(&'static str, String)>, Counter>,
     /// 1 while a module's last commit failed (a full disk): health says degraded.
     writes_failing: Family<Vec<(&'static str, String)>, Gauge>,
     /// Why each failing module's last commit failed.
@@ -77,6 +79,10 @@ impl Default for Metrics {
             writes_failing.clone(),
         );
         registry.register("modules_open", "Open branch modules", modules_open.clone());
+        let webhook_deliveries = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register("webhook_deliveries", "Webhook deliveries a receiver accepted", webhook_deliveries.clone());
+        let webhook_failures = Family::<Vec<(&'static str, String)>, Counter>::default();
+        registry.register("webhook_failures", "Webhook delivery attempts that failed", webhook_failures.clone());
         registry.register(
             "module_unavailable",
             "1 while a module cannot open (its routes answer 503; other modules serve)",
@@ -114,6 +120,8 @@ impl Default for Metrics {
             tolerated,
             modules_open,
             modules_unavailable,
+            webhook_deliveries,
+            webhook_failures,
             writes_failing,
             failing: Default::default(),
             refused_sockets,
@@ -133,6 +141,16 @@ impl Metrics {
     pub fn tolerated(&self, table: &str, field: &str, rule: &str) {
         let labels = vec![("table", table.to_owned()), ("field", field.to_owned()), ("rule", rule.to_owned())];
         self.tolerated.get_or_create(&labels).inc();
+    }
+
+    /// Counts a delivery webhook `id`'s receiver accepted.
+    pub fn webhook_delivered(&self, id: &str) {
+        self.webhook_deliveries.get_or_create(&vec![("webhook", id.to_owned())]).inc();
+    }
+
+    /// Counts a failed attempt to deliver to webhook `id`.
+    pub fn webhook_failed(&self, id: &str) {
+        self.webhook_failures.get_or_create(&vec![("webhook", id.to_owned())]).inc();
     }
 
     /// Marks a module unavailable (it could not open) or available again.

@@ -87,10 +87,11 @@ pub async fn serve(
     // A PostgreSQL client blocks: it is made (and pinged) off the async runtime, and the keys
     // it keeps are read there too.
     let (store, dir) = (config.store.clone(), config.data.clone());
-    let (backend, keys) = tokio::task::spawn_blocking(move || {
+    let (backend, keys, docs) = tokio::task::spawn_blocking(move || {
         let backend = crate::storage::backend(store.as_deref())?;
-        let keys = crate::keys::KeyStore::open(backend.shared_docs(&dir));
-        Ok::<_, crate::storage::StorageError>((backend, keys))
+        let docs = backend.shared_docs(&dir);
+        let keys = crate::keys::KeyStore::open(docs.clone());
+        Ok::<_, crate::storage::StorageError>((backend, keys, docs))
     })
     .await??;
     let auth = authenticator(&config, keys)?;
@@ -151,6 +152,16 @@ pub async fn serve(
         tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");
     }
 
+    let webhooks = crate::webhooks::Webhooks::start(
+        engine.clone(),
+        docs,
+        metrics.clone(),
+        server_id.clone(),
+        crate::webhooks::Timing {
+            backoff: std::time::Duration::from_millis(config.webhook_backoff_ms.max(1)),
+            timeout: std::time::Duration::from_millis(config.webhook_timeout_ms.max(1)),
+        },
+    );
     let static_dir =
         config.static_dir.clone().or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));
     let metrics_for_listener = metrics.clone();
@@ -167,6 +178,7 @@ pub async fn serve(
         send_timeout: std::time::Duration::from_secs(config.send_timeout.max(1)),
         min_send_rate: config.min_send_rate,
         ping_interval: std::time::Duration::from_secs(config.ping_interval.max(1)),
+        webhooks,
     };
     let limits = state.limits.clone();
     tokio::spawn(async move {

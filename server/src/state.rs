@@ -36,6 +36,8 @@ pub struct AppState {
     pub min_send_rate: u64,
     /// How often the server pings each WebSocket; a peer silent for three pings is closed.
     pub ping_interval: std::time::Duration,
+    /// The webhooks (`data/webhooks.json`) and their deliveries.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {

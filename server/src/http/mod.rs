@@ -13,6 +13,7 @@ mod sync;
 mod system;
 mod tables;
 mod transactions;
+mod webhooks;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -62,4 +63,9 @@ pub fn routes() -> Router<AppState> {
         .route("/api/manage/restore", post(manage::restore))
         .route("/api/manage/history", get(manage::history))
         .route("/api/manage/compact", post(manage::compact))
+        .route("/api/webhooks", get(webhooks::list))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route("/api/webhooks/{id}/pause", post(webhooks::pause))
+        .route("/api/webhooks/{id}/resume", post(webhooks::resume))
+        .route("/api/webhooks/{id}/replay", post(webhooks::replay))
 }
