@@ -39,6 +39,7 @@ pub struct Metrics {
     modules_unavailable: Family<Vec<(&'static str, String)>, Gauge>,
     webhook_deliveries: Family<Vec<(&'static str, String)>, Counter>,
     webhook_failures: Family<Vec<(&'static str, String)>, Counter>,
+    webhook_lag: Family<Vec<(&'static str, String)>, Gauge>,
     /// 1 while a module's last commit failed (a full disk): health says degraded.
     writes_failing: Family<Vec<(&'static str, String)>, Gauge>,
     /// Why each failing module's last commit failed.
@@ -83,6 +84,8 @@ impl Default for Metrics {
         registry.register("webhook_deliveries", "Webhook deliveries a receiver accepted", webhook_deliveries.clone());
         let webhook_failures = Family::<Vec<(&'static str, String)>, Counter>::default();
         registry.register("webhook_failures", "Webhook delivery attempts that failed", webhook_failures.clone());
+        let webhook_lag = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register("webhook_lag", "Events of a branch's log a webhook has not passed yet", webhook_lag.clone());
         registry.register(
             "module_unavailable",
             "1 while a module cannot open (its routes answer 503; other modules serve)",
@@ -122,6 +125,7 @@ impl Default for Metrics {
             modules_unavailable,
             webhook_deliveries,
             webhook_failures,
+            webhook_lag,
             writes_failing,
             failing: Default::default(),
             refused_sockets,
@@ -146,6 +150,12 @@ impl Metrics {
     /// Counts a delivery webhook `id`'s receiver accepted.
     pub fn webhook_delivered(&self, id: &str) {
         self.webhook_deliveries.get_or_create(&vec![("webhook", id.to_owned())]).inc();
+    }
+
+    /// How many events of `branch`'s log webhook `id` has yet to pass.
+    pub fn webhook_lag(&self, id: &str, branch: &str, behind: u64) {
+        let labels = vec![("webhook", id.to_owned()), ("branch", branch.to_owned())];
+        self.webhook_lag.get_or_create(&labels).set(behind as i64);
     }
 
     /// Counts a failed attempt to deliver to webhook `id`.

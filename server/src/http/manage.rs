@@ -202,7 +202,11 @@ pub async fn compact(
         serde_json::from_value(body).map_err(|e| ApiError::bad_request("invalid-body", e.to_string()))?;
     require_branch(&caller, &req.branch_id)?;
     let handle = state.module(&caller, &req.branch_id, &req.module_id).await?;
-    let through = req.through.unwrap_or_else(|| handle.head().saturating_sub(1_000));
+    let mut through = req.through.unwrap_or_else(|| handle.head().saturating_sub(1_000));
+    // What a webhook has not delivered yet stays.
+    if let Some(needed) = state.webhooks.needed_after(&req.branch_id, &req.module_id).await? {
+        through = through.min(needed);
+    }
     let removed = handle.compact(through).await?;
     Ok(Json(
         json!({"status": "compacted", "branchId": req.branch_id, "moduleId": req.module_id, "through": through, "removed": removed}),

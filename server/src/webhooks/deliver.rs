@@ -2,9 +2,11 @@
 //! cursor and POSTs every event it wants, in order, one at a time. A failed POST (an error status,
 //! a refused connection, no answer within the timeout) is tried again after an exponential backoff
 //! with jitter; after the webhook's attempts the event is dead-lettered and delivery goes on. The
-//! cursor moves only past an event that was delivered or dead-lettered, so after a crash the
-//! event in flight is sent again (at least once; receivers drop duplicates by `webhook-id`). The
-//! log is read, never the write path: a slow or dead receiver never slows a write.
+//! cursor moves past a page of events once each was delivered or dead-lettered, so after a crash
+//! what that page had delivered is sent again (at least once; receivers drop duplicates by
+//! `webhook-id`). The log is read, never the write path: a slow or dead receiver never slows a
+//! write. The node delivering holds the webhook's lease, renewed before every attempt: a node that
+//! lost it (it stalled longer than the lease) stops, so deliveries stay in order.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +60,15 @@ impl Deliverer {
         let (stored, node) = (self.stored.clone(), self.node.clone());
         let paused = self.hook.paused;
         blocking(move || {
+            // A lease with more than half its time to run is not written again (one read, not a
+            // write, per delivery).
+            let (current, _) = stored.read()?;
+            if !current.paused
+                && current.owner.as_deref() == Some(&node)
+                && current.lease_until > now_ms() + LEASE_MS / 2
+            {
+                return Ok(!paused);
+            }
             stored.update(|s| {
                 let now = now_ms();
                 if s.paused || paused {
@@ -114,18 +125,20 @@ impl Deliverer {
         if handle.head() <= cursor {
             return Ok(0);
         }
+        self.metrics.webhook_lag(&self.hook.id, branch, handle.head() - cursor);
         let page = handle.read(move |r, _| r.logged_after(cursor, PAGE)).await.map_err(|e| e.to_string())?;
         let view =
             View::of(handle, &Caller::new(Arc::new(Principal::from_claims(self.hook.identity.clone())), "webhook"));
-        let mut passed = 0;
+        let (mut passed, mut last) = (0, cursor);
         for logged in page {
             let sequence = logged.event.sequence;
             if self.hook.wants(branch, &self.hook.module, &logged.event.change.table, logged.event.change.kind) {
                 self.deliver(branch, handle, &view, logged).await?;
             }
-            self.advance(&key, sequence).await?;
-            passed += 1;
+            (passed, last) = (passed + 1, sequence);
         }
+        self.advance(&key, last).await?;
+        self.metrics.webhook_lag(&self.hook.id, branch, handle.head().saturating_sub(last));
         Ok(passed)
     }
 
@@ -146,6 +159,9 @@ impl Deliverer {
         let headers = self.hook.signer.headers(&event_id, timestamp, &body);
         let mut last_error = String::new();
         for attempt in 1..=self.hook.attempts {
+            if !self.claim().await.map_err(|e| e.to_string())? {
+                return Err("another node took over the webhook, or it was paused".into());
+            }
             let mut request = self.client.post(self.hook.url.clone()).body(body.clone());
             request = request.header("content-type", "application/json");
             for (name, value) in &headers {
@@ -175,7 +191,12 @@ impl Deliverer {
         };
         tracing::warn!(webhook = %self.hook.id, sequence, error = %dead.last_error, "webhook event dead-lettered");
         let stored = self.stored.clone();
-        blocking(move || stored.update(|s| s.dead.push(dead.clone()))).await.map_err(|e| e.to_string())
+        let dead_letter = move |s: &mut super::state::State| {
+            // Dead-lettered again after a crash before the cursor moved on: kept once.
+            s.dead.retain(|d| (d.branch.as_str(), d.sequence) != (dead.branch.as_str(), dead.sequence));
+            s.dead.push(dead.clone());
+        };
+        blocking(move || stored.update(dead_letter)).await.map_err(|e| e.to_string())
     }
 
     /// Exponential backoff with full jitter: a random delay up to `backoff · 2^(attempt-1)`, at

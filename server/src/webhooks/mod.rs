@@ -92,6 +92,27 @@ impl Webhooks {
         self.lock().hooks.clone()
     }
 
+    /// The last sequence of `branch`'s `module` every webhook of it has passed (`None`: no
+    /// webhook reads it): compaction keeps what comes after.
+    pub async fn needed_after(&self, branch: &str, module: &str) -> Result<Option<u64>, crate::storage::StorageError> {
+        let mut oldest: Option<u64> = None;
+        for hook in self.list().into_iter().filter(|h| h.module == module) {
+            if hook.branches.as_ref().is_some_and(|b| !b.contains(branch)) {
+                continue;
+            }
+            let stored = self.stored(&hook.id);
+            let key = state::cursor_key(branch, module);
+            let read = tokio::task::spawn_blocking(move || stored.read()).await;
+            let (delivered, _) =
+                read.map_err(|e| crate::storage::StorageError::Corrupt(format!("a webhook task failed: {e}")))??;
+            // A webhook that has not started on this branch yet starts at the head: it needs nothing older.
+            if let Some(cursor) = delivered.cursors.get(&key) {
+                oldest = Some(oldest.map_or(*cursor, |o| o.min(*cursor)));
+            }
+        }
+        Ok(oldest)
+    }
+
     /// A webhook's durable state.
     pub fn stored(&self, id: &str) -> state::Stored {
         state::Stored::new(self.docs.clone(), id)
