@@ -257,3 +257,30 @@ async fn with_several_nodes_each_event_is_delivered_once() {
     let accepted = r.accepted.lock().unwrap().len();
     assert_eq!((distinct(&r).len(), accepted), (20, 20), "each event once, by one node");
 }
+
+#[tokio::test]
+async fn the_file_is_read_again_when_it_changes_and_a_bad_one_changes_nothing() {
+    let (r, base) = receiver().await;
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let server = started(&data).await;
+    assert_eq!(get_json(&server.url("/api/webhooks")).await["webhooks"], json!([]));
+    let hook = json!({"id": "late", "url": format!("{base}/dead"), "module": "pos", "tables": ["dining_tables"], "secret": SECRET});
+    write_json(&data.path().join("webhooks.json"), &json!([hook]));
+    watching(&server, b, "late").await;
+    // A file with a mistake is refused whole: the webhook running goes on.
+    write_json(
+        &data.path().join("webhooks.json"),
+        &json!([hook, {"id": "bad", "url": "nowhere", "module": "pos", "secret": "x"}]),
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let url = server.module_url(b, "/tables/dining_tables");
+    assert_eq!(post_json(&url, json!({"record": dining_table("R-1", "reload")})).await.0, 201);
+    wait_for("the delivery", 20, || distinct(&r).len() == 1).await;
+    let listed = get_json(&server.url("/api/webhooks")).await;
+    assert_eq!(listed["webhooks"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert!(!listed.to_string().contains("whsec_"), "secrets are never shown: {listed}");
+    assert!(server.log().contains("webhooks not reloaded"), "the bad file was reported");
+    let metrics = reqwest::get(server.url("/metrics")).await.expect("metrics").text().await.unwrap_or_default();
+    assert!(metrics.contains("mishkah_webhook_deliveries_total{webhook=\"late\"} 1"), "{metrics}");
+}
