@@ -44,6 +44,29 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// Back every module up while the server runs: a consistent copy of each (as of one commit),
+    /// the data directory's configuration and a manifest (heads, checksums), in a new directory
+    /// under `--to`.
+    Backup {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// The store (default: the data directory's SQLite files).
+        #[arg(long)]
+        store: Option<String>,
+        /// Where backups go: a directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Make a new data directory from a backup, once every file's checksum holds.
+    Restore {
+        /// The backup (a directory `mishkah backup` made).
+        #[arg(long)]
+        from: PathBuf,
+        /// The new data directory (absent or empty).
+        #[arg(long)]
+        data: PathBuf,
+    },
     /// Compare two stores module by module (rows, event log, counters); exit 1 when they differ.
     Verify {
         /// Data directory.

@@ -17,6 +17,8 @@ fn main() -> std::process::ExitCode {
         Command::Keys(command) => return keys(command),
         Command::Migrate { data, from, to } => return migrate(&data, from.as_deref(), &to),
         Command::Verify { data, store, against } => return verify(&data, store.as_deref(), &against),
+        Command::Backup { data, store, to } => return backup(&data, store.as_deref(), &to),
+        Command::Restore { from, data } => return restore(&from, &data),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
@@ -220,6 +222,51 @@ fn verify(data: &std::path::Path, store: Option<&str>, against: &str) -> std::pr
         }
         Err(e) => {
             eprintln!("verify: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn backup(data: &std::path::Path, store: Option<&str>, to: &std::path::Path) -> std::process::ExitCode {
+    let started = std::time::Instant::now();
+    let run = || -> Result<(std::path::PathBuf, mishkah_server::backup::Manifest), String> {
+        let dir = mishkah_server::datadir::DataDir::load(data).map_err(|e| e.to_string())?;
+        let backend = mishkah_server::migrate::backend(store).map_err(|e| e.to_string())?;
+        mishkah_server::backup::backup(&dir, &*backend, to, |m| {
+            eprintln!("{}/{}: through sequence {}", m.branch, m.module, m.head);
+        })
+        .map_err(|e| e.to_string())
+    };
+    match run() {
+        Ok((path, manifest)) => {
+            println!("{}", path.display());
+            eprintln!(
+                "backed up {} modules, {} files in {:.1} s; restore with `mishkah restore --from {} --data NEWDIR`",
+                manifest.modules.len(),
+                manifest.files.len(),
+                started.elapsed().as_secs_f64(),
+                path.display()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("backup: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn restore(from: &std::path::Path, data: &std::path::Path) -> std::process::ExitCode {
+    match mishkah_server::backup::restore(from, data) {
+        Ok(manifest) => {
+            for m in &manifest.modules {
+                eprintln!("{}/{}: through sequence {}", m.branch, m.module, m.head);
+            }
+            eprintln!("restored the backup of {} into {}", manifest.created_at, data.display());
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("restore: {e}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -29,7 +29,7 @@ pub enum MigrateError {
 }
 
 /// Every (branch, module) of the data directory: configured branches and those created since.
-fn modules(data: &DataDir) -> Vec<(String, String)> {
+pub(crate) fn modules(data: &DataDir) -> Vec<(String, String)> {
     let mut branches: Vec<String> = data.branches.branches.keys().cloned().collect();
     branches.extend(data.unnamed_branches());
     branches.sort();

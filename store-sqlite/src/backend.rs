@@ -24,6 +24,11 @@ impl Backend for SqliteBackend {
         ModuleDb::initialized(&Self::path(at))
     }
 
+    /// `VACUUM INTO`: one read transaction copied page by page into a new, compact file.
+    fn backup(&self, at: &ModuleAt<'_>, into: &std::path::Path) -> Result<u64, StorageError> {
+        crate::backup::copy(&Self::path(at), &Self::path(&ModuleAt { dir: into, ..*at }))
+    }
+
     fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError> {
         let path = Self::path(at);
         let (mut db, report) = ModuleDb::open(&path, tables, options.durability)?;

@@ -8,6 +8,7 @@
 
 mod aggregate;
 mod backend;
+mod backup;
 mod checkpointer;
 mod ddl;
 mod events;

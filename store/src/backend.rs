@@ -126,6 +126,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn branches(&self) -> Result<Option<Vec<String>>, StorageError> {
         Ok(None)
     }
+    /// Writes a consistent copy of the module's store as of one commit where this backend would
+    /// keep the store of a module in the directory `into` (an embedded store's own files), while
+    /// its writers go on; returns the head the copy holds. Blocks.
+    fn backup(&self, at: &ModuleAt<'_>, into: &std::path::Path) -> Result<u64, StorageError> {
+        let _ = (at, into);
+        Err(StorageError::Unsupported("an online backup of this store (use its own tools)".into()))
+    }
     /// Whether the store answers now (a server backend's database is reachable). Blocks.
     fn ping(&self) -> Result<(), StorageError> {
         Ok(())
