@@ -96,6 +96,9 @@ struct Args {
     /// Every connection asks for compact frames (`client:hello {frames: "compact"}`).
     #[arg(long)]
     compact: bool,
+    /// Skip the snapshot measurement (a module too large for one frame).
+    #[arg(long)]
+    no_snapshot: bool,
     /// Transactions (an order: ten writes across three tables) sent without waiting, after the
     /// pipelined writes, with the subscribers still connected (0: skip).
     #[arg(long, default_value_t = 0)]
@@ -358,8 +361,10 @@ async fn main() -> anyhow::Result<()> {
     let mut publisher = connect(&args.url).await?;
     wait_for(&mut publisher.rx, "server:hello").await?;
     let t = Instant::now();
-    hello(&mut publisher, &args.branch, true, identities.token(0), args.compact).await?;
-    println!("snapshot (hello → server:snapshot): {}", ms(t.elapsed()));
+    hello(&mut publisher, &args.branch, !args.no_snapshot, identities.token(0), args.compact).await?;
+    if !args.no_snapshot {
+        println!("snapshot (hello → server:snapshot): {}", ms(t.elapsed()));
+    }
     if args.live_subs > 0 {
         live::run(&args, &run, &identities).await?;
     }
