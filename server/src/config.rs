@@ -67,7 +67,9 @@ pub enum Command {
         #[arg(long)]
         data: PathBuf,
     },
-    /// Compare two stores module by module (rows, event log, counters); exit 1 when they differ.
+    /// Check every module's tables against its own event log (each row what its last event
+    /// wrote), or with `--against`, compare two stores module by module (rows, event log,
+    /// counters); exit 1 on any difference.
     Verify {
         /// Data directory.
         #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
@@ -75,9 +77,9 @@ pub enum Command {
         /// One store (default: the data directory's SQLite files).
         #[arg(long)]
         store: Option<String>,
-        /// The other store.
+        /// The other store (none: check each module against its own log).
         #[arg(long)]
-        against: String,
+        against: Option<String>,
     },
 }
 

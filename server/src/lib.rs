@@ -35,6 +35,7 @@ pub mod serve;
 pub mod state;
 pub mod storage;
 pub mod transactions;
+pub mod verify_log;
 pub mod views;
 pub mod webhooks;
 pub mod ws;

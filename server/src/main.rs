@@ -16,7 +16,7 @@ fn main() -> std::process::ExitCode {
         Command::Rules(RulesCommand::Check { data, rules }) => return check_rules(&data, rules.as_deref()),
         Command::Keys(command) => return keys(command),
         Command::Migrate { data, from, to } => return migrate(&data, from.as_deref(), &to),
-        Command::Verify { data, store, against } => return verify(&data, store.as_deref(), &against),
+        Command::Verify { data, store, against } => return verify(&data, store.as_deref(), against.as_deref()),
         Command::Backup { data, store, to } => return backup(&data, store.as_deref(), &to),
         Command::Restore { from, data } => return restore(&from, &data),
     };
@@ -198,19 +198,29 @@ fn migrate(data: &std::path::Path, from: Option<&str>, to: &str) -> std::process
     }
 }
 
-fn verify(data: &std::path::Path, store: Option<&str>, against: &str) -> std::process::ExitCode {
+fn verify(data: &std::path::Path, store: Option<&str>, against: Option<&str>) -> std::process::ExitCode {
     use mishkah_server::migrate;
     let run = || -> Result<Vec<String>, String> {
         let dir = mishkah_server::datadir::DataDir::load(data).map_err(|e| e.to_string())?;
-        let (a, b) = (
-            migrate::backend(store).map_err(|e| e.to_string())?,
-            migrate::backend(Some(against)).map_err(|e| e.to_string())?,
-        );
-        migrate::verify(&dir, &*a, &*b).map_err(|e| e.to_string())
+        let a = migrate::backend(store).map_err(|e| e.to_string())?;
+        match against {
+            Some(other) => {
+                let b = migrate::backend(Some(other)).map_err(|e| e.to_string())?;
+                migrate::verify(&dir, &*a, &*b).map_err(|e| e.to_string())
+            }
+            None => mishkah_server::verify_log::verify(&dir, &*a).map_err(|e| e.to_string()),
+        }
     };
     match run() {
         Ok(differences) if differences.is_empty() => {
-            eprintln!("the stores hold the same rows, events and counters");
+            eprintln!(
+                "{}",
+                if against.is_some() {
+                    "the stores hold the same rows, events and counters"
+                } else {
+                    "every table is what its log wrote"
+                }
+            );
             std::process::ExitCode::SUCCESS
         }
         Ok(differences) => {

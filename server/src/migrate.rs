@@ -38,7 +38,7 @@ pub(crate) fn modules(data: &DataDir) -> Vec<(String, String)> {
 }
 
 /// A module's store on `backend`, with the schema's tables and the ones it already holds.
-fn open(
+pub(crate) fn open(
     backend: &dyn Backend,
     data: &DataDir,
     branch: &str,
@@ -54,7 +54,7 @@ fn open(
     Ok((opened, tables))
 }
 
-fn read<T>(
+pub(crate) fn read<T>(
     reads: &dyn ModuleReads,
     f: impl FnOnce(&dyn ModuleRead) -> Result<T, StorageError>,
 ) -> Result<T, StorageError> {

@@ -102,3 +102,42 @@ async fn a_backup_taken_while_writing_restores_exactly_what_was_acknowledged_by_
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!elsewhere.exists(), "nothing restored from a damaged backup");
 }
+
+#[tokio::test]
+async fn verify_finds_a_row_changed_behind_the_write_path() {
+    let data = DataCopy::new();
+    if data.path().join(".test-store").exists() {
+        eprintln!("skipped: this test changes a SQLite file by hand");
+        return;
+    }
+    let b = data.scenario.branch;
+    let mut server = TestServer::start(data.path()).await;
+    for i in 0..3 {
+        let url = server.module_url(b, "/tables/dining_tables");
+        assert_eq!(post_json(&url, json!({"record": dining_table(&format!("V-{i}"), "kept")})).await.0, 201);
+    }
+    let _ = server.stop();
+    let verify = || cli(&["verify"], &[("--data", data.path())]);
+    let out = verify();
+    assert!(out.status.success(), "a store as written checks out: {}", String::from_utf8_lossy(&out.stdout));
+
+    let file = data.path().join("branches").join(b).join("modules/pos/live/mishkah.sqlite3");
+    let db = rusqlite::Connection::open(&file).expect("the module's database");
+    let table: String =
+        db.query_row("SELECT sql_name FROM mishkah_tables WHERE name = 'dining_tables'", [], |r| r.get(0)).unwrap();
+    let tampered = db
+        .execute(
+            &format!(
+                "UPDATE \"{table}\" SET mishkah_doc = replace(mishkah_doc, 'kept', 'forged') WHERE mishkah_key = 'V-1'"
+            ),
+            [],
+        )
+        .unwrap();
+    assert_eq!(tampered, 1);
+    drop(db);
+    let out = verify();
+    assert!(!out.status.success(), "a changed row is found");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("row dining_tables/V-1 differs from what event #"), "{report}");
+    assert_eq!(report.lines().count(), 1, "only that row: {report}");
+}
