@@ -129,15 +129,29 @@ fn checksums(root: &Path, dir: &Path, out: &mut Vec<BackedFile>) -> Result<(), B
             checksums(root, &path, out)?;
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        let (bytes, sha256) = sha256_of(&path)?;
         let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-        out.push(BackedFile { path: relative, bytes: bytes.len() as u64, sha256: sha256(&bytes) });
+        out.push(BackedFile { path: relative, bytes, sha256 });
     }
     Ok(())
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+/// A file's length and SHA-256, read in pieces (a module's store may be larger than memory).
+fn sha256_of(path: &Path) -> Result<(u64, String), BackupError> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(io(path))?;
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut buffer = vec![0u8; 1 << 16];
+    let mut length = 0u64;
+    loop {
+        let n = file.read(&mut buffer).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        context.update(&buffer[..n]);
+        length += n as u64;
+    }
+    Ok((length, context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()))
 }
 
 /// Makes the data directory `to` (absent or empty) from the backup at `from`, once every file's
@@ -154,8 +168,7 @@ pub fn restore(from: &Path, to: &Path) -> Result<Manifest, BackupError> {
     let data = from.join("data");
     for file in &manifest.files {
         let path = data.join(&file.path);
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
-        if sha256(&bytes) != file.sha256 {
+        if sha256_of(&path)? != (file.bytes, file.sha256.clone()) {
             return Err(BackupError::Damaged(path));
         }
     }
