@@ -54,18 +54,33 @@ pub enum Command {
         /// The store (default: the data directory's SQLite files).
         #[arg(long)]
         store: Option<String>,
-        /// Where backups go: a directory.
+        /// Where backups go: a directory, or `s3://bucket/prefix` (credentials, region and
+        /// endpoint from the `AWS_*` environment; `AWS_ALLOW_HTTP=true` for a plain-HTTP server).
         #[arg(long)]
-        to: PathBuf,
+        to: String,
     },
-    /// Make a new data directory from a backup, once every file's checksum holds.
+    /// Make a new data directory from a backup target: its nearest snapshot before the point
+    /// asked for, then the shipped log replayed up to exactly that point. Every file's checksum
+    /// is checked; nothing stays behind when a restore fails.
     Restore {
-        /// The backup (a directory `mishkah backup` made).
+        /// The target `mishkah backup --to` or `serve --backup-to` wrote.
         #[arg(long)]
-        from: PathBuf,
+        from: String,
         /// The new data directory (absent or empty).
         #[arg(long)]
         data: PathBuf,
+        /// Restore only this branch's module (with `--module`).
+        #[arg(long, requires = "module")]
+        branch: Option<String>,
+        /// Restore only this module of `--branch`.
+        #[arg(long, requires = "branch")]
+        module: Option<String>,
+        /// Through this sequence of the module's log (with `--branch` and `--module`).
+        #[arg(long, conflicts_with = "to_time", requires = "module")]
+        to_seq: Option<u64>,
+        /// Every event committed at or before this time (RFC 3339, `2026-12-06T07:30:00Z`).
+        #[arg(long, value_parser = chrono::DateTime::parse_from_rfc3339)]
+        to_time: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
     /// Check every module's tables against its own event log (each row what its last event
     /// wrote), or with `--against`, compare two stores module by module (rows, event log,
@@ -274,6 +289,21 @@ pub struct ServeConfig {
     /// Milliseconds a webhook's receiver has to answer a delivery (else it is tried again).
     #[arg(long, env = "MISHKAH_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
     pub webhook_timeout_ms: u64,
+    /// Continuous backup to a directory or `s3://bucket/prefix` (credentials and endpoint from
+    /// the `AWS_*` environment): each module's log shipped as it commits, a snapshot every
+    /// `--backup-every`. Restore with `mishkah restore --from` the same target.
+    #[arg(long, env = "MISHKAH_BACKUP_TO")]
+    pub backup_to: Option<String>,
+    /// Between snapshots of continuous backup (`90s`, `30m`, `6h`, `1d`).
+    #[arg(long, env = "MISHKAH_BACKUP_EVERY", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub backup_every: std::time::Duration,
+    /// Snapshots continuous backup keeps (older ones, and the log only they need, are deleted).
+    #[arg(long, env = "MISHKAH_BACKUP_KEEP", default_value_t = 24)]
+    pub backup_keep: usize,
+    /// Milliseconds between shipments of the logs: at most this much of acknowledged writes is
+    /// lost with the disk.
+    #[arg(long, env = "MISHKAH_BACKUP_SHIP_MS", default_value_t = 1000)]
+    pub backup_ship_ms: u64,
     /// Bytes per second a reading client is granted for a large frame (a snapshot), on top of
     /// `--send-timeout`: a slow network still syncs.
     #[arg(long, env = "MISHKAH_MIN_SEND_RATE", default_value_t = 64 * 1024)]

@@ -18,7 +18,14 @@ fn main() -> std::process::ExitCode {
         Command::Migrate { data, from, to } => return migrate(&data, from.as_deref(), &to),
         Command::Verify { data, store, against } => return verify(&data, store.as_deref(), against.as_deref()),
         Command::Backup { data, store, to } => return backup(&data, store.as_deref(), &to),
-        Command::Restore { from, data } => return restore(&from, &data),
+        Command::Restore { from, data, branch, module, to_seq, to_time } => {
+            let until = match (to_seq, to_time) {
+                (Some(n), _) => mishkah_server::backup::Until::Sequence(n),
+                (_, Some(t)) => mishkah_server::backup::Until::Time(t),
+                _ => mishkah_server::backup::Until::Latest,
+            };
+            return restore(&from, &data, branch.as_deref().zip(module.as_deref()), &until);
+        }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if config.log_json {
@@ -237,25 +244,25 @@ fn verify(data: &std::path::Path, store: Option<&str>, against: Option<&str>) ->
     }
 }
 
-fn backup(data: &std::path::Path, store: Option<&str>, to: &std::path::Path) -> std::process::ExitCode {
+fn backup(data: &std::path::Path, store: Option<&str>, to: &str) -> std::process::ExitCode {
+    use mishkah_server::backup::{snapshot, Progress, Target};
     let started = std::time::Instant::now();
-    let run = || -> Result<(std::path::PathBuf, mishkah_server::backup::Manifest), String> {
+    let run = || -> Result<snapshot::Manifest, String> {
+        let runtime = runtime()?;
         let dir = mishkah_server::datadir::DataDir::load(data).map_err(|e| e.to_string())?;
         let backend = mishkah_server::migrate::backend(store).map_err(|e| e.to_string())?;
-        mishkah_server::backup::backup(&dir, &*backend, to, |m| {
-            eprintln!("{}/{}: through sequence {}", m.branch, m.module, m.head);
-        })
-        .map_err(|e| e.to_string())
+        let target = Target::open(to, true).map_err(|e| e.to_string())?;
+        snapshot::take(&dir, &*backend, &target, runtime.handle(), &Progress::for_terminal("backup"))
+            .map_err(|e| e.to_string())
     };
     match run() {
-        Ok((path, manifest)) => {
-            println!("{}", path.display());
+        Ok(manifest) => {
+            println!("{}/{}/{}", to.trim_end_matches('/'), snapshot::FOLDER, manifest.name);
             eprintln!(
-                "backed up {} modules, {} files in {:.1} s; restore with `mishkah restore --from {} --data NEWDIR`",
+                "backed up {} modules, {} files in {:.1} s; restore with `mishkah restore --from {to} --data NEWDIR`",
                 manifest.modules.len(),
                 manifest.files.len(),
                 started.elapsed().as_secs_f64(),
-                path.display()
             );
             std::process::ExitCode::SUCCESS
         }
@@ -266,13 +273,27 @@ fn backup(data: &std::path::Path, store: Option<&str>, to: &std::path::Path) -> 
     }
 }
 
-fn restore(from: &std::path::Path, data: &std::path::Path) -> std::process::ExitCode {
-    match mishkah_server::backup::restore(from, data) {
-        Ok(manifest) => {
-            for m in &manifest.modules {
-                eprintln!("{}/{}: through sequence {}", m.branch, m.module, m.head);
+fn restore(
+    from: &str,
+    data: &std::path::Path,
+    only: Option<(&str, &str)>,
+    until: &mishkah_server::backup::Until,
+) -> std::process::ExitCode {
+    use mishkah_server::backup::{Progress, Target};
+    let run = || -> Result<mishkah_server::backup::Restored, String> {
+        let runtime = runtime()?;
+        let target = Target::open(from, false).map_err(|e| e.to_string())?;
+        let backend = mishkah_server::migrate::backend(None).map_err(|e| e.to_string())?;
+        let progress = Progress::for_terminal("restore");
+        mishkah_server::backup::restore(&target, runtime.handle(), &*backend, data, only, until, &progress)
+            .map_err(|e| e.to_string())
+    };
+    match run() {
+        Ok(restored) => {
+            for (branch, module, from, head) in &restored.modules {
+                eprintln!("{branch}/{module}: snapshot through sequence {from}, log replayed through {head}");
             }
-            eprintln!("restored the backup of {} into {}", manifest.created_at, data.display());
+            eprintln!("restored snapshot {} and the log after it into {}", restored.snapshot.name, data.display());
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -280,4 +301,9 @@ fn restore(from: &std::path::Path, data: &std::path::Path) -> std::process::Exit
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The async runtime a command's backup target is reached through.
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())
 }

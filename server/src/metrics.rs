@@ -40,6 +40,12 @@ pub struct Metrics {
     webhook_deliveries: Family<Vec<(&'static str, String)>, Counter>,
     webhook_failures: Family<Vec<(&'static str, String)>, Counter>,
     webhook_lag: Family<Vec<(&'static str, String)>, Gauge>,
+    /// When the last backup snapshot finished, in seconds since the epoch (0: none yet).
+    pub backup_last_snapshot: Gauge,
+    /// Snapshots or shipments of the log that failed (retried on the next round).
+    pub backup_failures: Counter,
+    backup_shipped: Family<Vec<(&'static str, String)>, Gauge>,
+    backup_lag: Family<Vec<(&'static str, String)>, Gauge>,
     /// 1 while a module's last commit failed (a full disk): health says degraded.
     writes_failing: Family<Vec<(&'static str, String)>, Gauge>,
     /// Why each failing module's last commit failed.
@@ -86,6 +92,22 @@ impl Default for Metrics {
         registry.register("webhook_failures", "Webhook delivery attempts that failed", webhook_failures.clone());
         let webhook_lag = Family::<Vec<(&'static str, String)>, Gauge>::default();
         registry.register("webhook_lag", "Events of a branch's log a webhook has not passed yet", webhook_lag.clone());
+        let backup_last_snapshot = Gauge::default();
+        registry.register(
+            "backup_last_snapshot_seconds",
+            "When the last backup snapshot finished (seconds since the epoch; 0 before the first)",
+            backup_last_snapshot.clone(),
+        );
+        let backup_failures = Counter::default();
+        registry.register("backup_failures", "Backup snapshots or log shipments that failed", backup_failures.clone());
+        let backup_shipped = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register(
+            "backup_shipped_sequence",
+            "The last sequence of a module's log shipped",
+            backup_shipped.clone(),
+        );
+        let backup_lag = Family::<Vec<(&'static str, String)>, Gauge>::default();
+        registry.register("backup_lag", "Events of a module's log committed but not shipped yet", backup_lag.clone());
         registry.register(
             "module_unavailable",
             "1 while a module cannot open (its routes answer 503; other modules serve)",
@@ -126,6 +148,10 @@ impl Default for Metrics {
             webhook_deliveries,
             webhook_failures,
             webhook_lag,
+            backup_last_snapshot,
+            backup_failures,
+            backup_shipped,
+            backup_lag,
             writes_failing,
             failing: Default::default(),
             refused_sockets,
@@ -161,6 +187,13 @@ impl Metrics {
     /// Counts a failed attempt to deliver to webhook `id`.
     pub fn webhook_failed(&self, id: &str) {
         self.webhook_failures.get_or_create(&vec![("webhook", id.to_owned())]).inc();
+    }
+
+    /// How far a module's log is shipped, and how many events are not yet.
+    pub fn backup_shipped(&self, branch: &str, module: &str, shipped: u64, head: u64) {
+        let labels = vec![("branch", branch.to_owned()), ("module", module.to_owned())];
+        self.backup_shipped.get_or_create(&labels).set(shipped as i64);
+        self.backup_lag.get_or_create(&labels).set(head.saturating_sub(shipped) as i64);
     }
 
     /// Marks a module unavailable (it could not open) or available again.

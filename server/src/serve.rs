@@ -162,6 +162,23 @@ pub async fn serve(
             timeout: std::time::Duration::from_millis(config.webhook_timeout_ms.max(1)),
         },
     );
+    let backup = match &config.backup_to {
+        None => None,
+        Some(_) if config.store.as_deref().is_some_and(|s| s.starts_with("postgres")) => anyhow::bail!(
+            "--backup-to: continuous backup of the PostgreSQL store is not built yet (use PostgreSQL's own \
+             WAL archiving, or `mishkah migrate` into SQLite files and back those up)"
+        ),
+        Some(to) => Some(crate::backup::shipping::Shipping::start(
+            engine.clone(),
+            metrics.clone(),
+            crate::backup::shipping::Schedule {
+                target: crate::backup::Target::open(to, true)?,
+                every: config.backup_every.max(std::time::Duration::from_secs(1)),
+                keep: config.backup_keep.max(1),
+                ship: std::time::Duration::from_millis(config.backup_ship_ms.max(10)),
+            },
+        )),
+    };
     let static_dir =
         config.static_dir.clone().or_else(|| Some("static".into()).filter(|p: &std::path::PathBuf| p.is_dir()));
     let metrics_for_listener = metrics.clone();
@@ -179,6 +196,7 @@ pub async fn serve(
         min_send_rate: config.min_send_rate,
         ping_interval: std::time::Duration::from_secs(config.ping_interval.max(1)),
         webhooks,
+        backup: backup.clone(),
     };
     let limits = state.limits.clone();
     tokio::spawn(async move {
@@ -194,6 +212,10 @@ pub async fn serve(
     // WebSocket clients may never hang up: after the signal they get a few seconds, then the
     // server stops anyway (every acknowledged write is already committed; the writers drain below).
     crate::listener::run(listener, router(state), sockets, metrics_for_listener, shutdown, SHUTDOWN_GRACE).await;
+    if let Some(backup) = &backup {
+        // What committed since the last round goes out before the process does.
+        backup.round().await;
+    }
     engine.shutdown().await;
     tracing::info!("stopped");
     Ok(())

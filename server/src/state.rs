@@ -38,6 +38,8 @@ pub struct AppState {
     pub ping_interval: std::time::Duration,
     /// The webhooks (`data/webhooks.json`) and their deliveries.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// Continuous backup (`--backup-to`), when on.
+    pub backup: Option<Arc<crate::backup::shipping::Shipping>>,
 }
 
 impl AppState {

@@ -63,7 +63,7 @@ async fn a_backup_taken_while_writing_restores_exactly_what_was_acknowledged_by_
 
     let restored = tempfile::tempdir().expect("a new data directory");
     let new_dir = restored.path().join("data");
-    let out = cli(&["restore"], &[("--from", &snapshot), ("--data", &new_dir)]);
+    let out = cli(&["restore"], &[("--from", target.path()), ("--data", &new_dir)]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let again = TestServer::start(&new_dir).await;
     let events = get_json(&again.module_url(b, "/events?limit=1")).await;
@@ -97,7 +97,7 @@ async fn a_backup_taken_while_writing_restores_exactly_what_was_acknowledged_by_
     bytes[last] ^= 0xff;
     std::fs::write(&damaged, bytes).unwrap();
     let elsewhere = restored.path().join("again");
-    let out = cli(&["restore"], &[("--from", &snapshot), ("--data", &elsewhere)]);
+    let out = cli(&["restore"], &[("--from", target.path()), ("--data", &elsewhere)]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!elsewhere.exists(), "nothing restored from a damaged backup");

@@ -207,6 +207,10 @@ pub async fn compact(
     if let Some(needed) = state.webhooks.needed_after(&req.branch_id, &req.module_id).await? {
         through = through.min(needed);
     }
+    // So does what continuous backup has not shipped.
+    if let Some(backup) = &state.backup {
+        through = through.min(backup.needed_after(&req.branch_id, &req.module_id));
+    }
     let removed = handle.compact(through).await?;
     Ok(Json(
         json!({"status": "compacted", "branchId": req.branch_id, "moduleId": req.module_id, "through": through, "removed": removed}),

@@ -179,6 +179,11 @@ impl TestServer {
     /// Starts the server on a port it picks itself (`--port 0`, read back from its log): a port
     /// chosen here and handed on could be taken by anyone in between.
     pub async fn start_with(data: &Path, extra: &[&str]) -> TestServer {
+        Self::start_env(data, extra, &[]).await
+    }
+
+    /// Starts the server with extra arguments and environment variables.
+    pub async fn start_env(data: &Path, extra: &[&str], env: &[(&str, String)]) -> TestServer {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = data.join(format!("server-{}-{n}.log", std::process::id()));
@@ -190,6 +195,7 @@ impl TestServer {
             .args(store_args(data))
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
