@@ -12,6 +12,11 @@
 //! - [`auth`]: who a request is (JWTs); [`access`]: what the security rules let them read.
 //! - [`state`]: what every handler can reach; [`app`]: the router; [`listener`]: the accept loop.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`transactions`]: writes across tables that commit together or not at all.
+//! - [`webhooks`]: committed events POSTed, signed, in order, from durable cursors.
+//! - [`backup`]: snapshots, the logs shipped as they commit, point-in-time restore;
+//!   [`migrate`] and [`module_copy`]: a store copied into another; [`verify_log`]: tables
+//!   checked against their own log.
 
 pub mod access;
 pub mod app;
@@ -24,10 +29,12 @@ pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod keys;
+pub mod lease;
 pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod migrate;
+pub mod module_copy;
 pub mod orders;
 pub mod proxies;
 pub mod render;

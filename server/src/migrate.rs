@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mishkah_core::{Change, ChangeKind, RecordKey, Table};
+use mishkah_core::{RecordKey, Table};
 use serde_json::Value;
 
 use crate::datadir::DataDir;
@@ -24,8 +24,6 @@ pub enum MigrateError {
     Data(#[from] crate::datadir::DataDirError),
     #[error("{branch}/{module} already holds data in the target store (head {head}): nothing was copied")]
     TargetNotEmpty { branch: String, module: String, head: u64 },
-    #[error("a `{table}` row without its key: {message}")]
-    Keyless { table: String, message: String },
 }
 
 /// Every (branch, module) of the data directory: configured branches and those created since.
@@ -35,6 +33,18 @@ pub(crate) fn modules(data: &DataDir) -> Vec<(String, String)> {
     branches.sort();
     branches.dedup();
     branches.iter().flat_map(|b| data.branches.modules_of(b).iter().map(move |m| (b.clone(), m.clone()))).collect()
+}
+
+/// Every (branch, module) of the data directory and, when the store is shared by several nodes,
+/// of the branches other nodes created in it. Blocks.
+pub(crate) fn modules_in(data: &DataDir, backend: &dyn Backend) -> Result<Vec<(String, String)>, StorageError> {
+    let mut all = modules(data);
+    for branch in backend.branches()?.unwrap_or_default() {
+        all.extend(data.branches.modules_of(&branch).iter().map(|m| (branch.clone(), m.clone())));
+    }
+    all.sort();
+    all.dedup();
+    Ok(all)
 }
 
 /// A module's store on `backend`, with the schema's tables and the ones it already holds.
@@ -68,14 +78,7 @@ pub(crate) fn read<T>(
     out.unwrap_or_else(|| Err(StorageError::Corrupt("no reader ran the read".into())))
 }
 
-/// What was copied of one module.
-#[derive(Debug, Default)]
-pub struct Copied {
-    pub rows: usize,
-    pub events: usize,
-    pub counters: usize,
-    pub archived: usize,
-}
+pub use crate::module_copy::Copied;
 
 /// Copies every module that `from` holds into `to`, which must hold none of them yet. `progress`
 /// is told of each module when it is done.
@@ -85,7 +88,7 @@ pub fn migrate(
     to: &dyn Backend,
     mut progress: impl FnMut(&str, &str, &Copied),
 ) -> Result<(), MigrateError> {
-    for (branch, module) in modules(data) {
+    for (branch, module) in modules_in(data, from)? {
         let dir = data.module_dir(&branch, &module);
         if !from.initialized(&ModuleAt { branch: &branch, module: &module, dir: &dir })? {
             continue;
@@ -120,80 +123,7 @@ fn copy_module(
     if writer.head() > 0 {
         return Err(MigrateError::TargetNotEmpty { branch: branch.into(), module: module.into(), head: writer.head() });
     }
-    for table in tables.iter().filter(|t| source.report.adhoc_tables.contains(&t.name)) {
-        writer.add_adhoc_table(table)?;
-    }
-    let mut copied = Copied::default();
-    for table in &tables {
-        let mut docs = Vec::new();
-        read(&*source.reads, |r| {
-            r.each_doc(table, &mut |doc| {
-                docs.push(crate::storage::parse_doc(doc)?);
-                Ok(())
-            })
-        })?;
-        for chunk in docs.chunks(CHUNK) {
-            let mut tx = writer.begin()?;
-            for row in chunk {
-                let key = RecordKey::of(table, row)
-                    .map_err(|e| MigrateError::Keyless { table: table.name.clone(), message: e.to_string() })?;
-                let version = row.get("version").and_then(serde_json::Value::as_i64).unwrap_or(1);
-                let change = Change {
-                    table: table.name.clone(),
-                    key,
-                    kind: ChangeKind::Insert,
-                    row: Some(row.clone()),
-                    version,
-                    coerced: Vec::new(),
-                    unknown_fields: Vec::new(),
-                    tolerated: Vec::new(),
-                };
-                tx.ops().store_change(table, &change)?;
-            }
-            tx.commit()?;
-            copied.rows += chunk.len();
-        }
-    }
-    let (oldest, _) = read(&*source.reads, |r| r.bounds())?;
-    writer.import_compaction(oldest - 1)?;
-    let mut after = oldest - 1;
-    loop {
-        let page = read(&*source.reads, |r| r.logged_after(after, CHUNK))?;
-        let Some(last) = page.last().map(|l| l.event.sequence) else { break };
-        let mut tx = writer.begin()?;
-        for logged in &page {
-            tx.ops().import_event(logged)?;
-        }
-        tx.commit()?;
-        copied.events += page.len();
-        after = last;
-    }
-    let now = crate::clock::now_iso();
-    let (counters, archives) = read(&*source.reads, |r| {
-        let archives: Vec<_> = r
-            .archives()?
-            .into_iter()
-            .map(|(archive, _, _, at)| Ok((r.archived_rows(&archive)?, archive, at)))
-            .collect::<Result<_, StorageError>>()?;
-        Ok((r.counters()?, archives))
-    })?;
-    let mut tx = writer.begin()?;
-    for (key, last) in &counters {
-        tx.ops().set_counter(key, *last, &now)?;
-    }
-    for (rows, archive, at) in &archives {
-        for (table_name, row) in rows {
-            let Some(table) = tables.iter().find(|t| &t.name == table_name) else { continue };
-            let key = RecordKey::of(table, row)
-                .map_err(|e| MigrateError::Keyless { table: table.name.clone(), message: e.to_string() })?;
-            tx.ops().archive_row(archive, table, &key, row, at)?;
-            copied.archived += 1;
-        }
-    }
-    tx.commit()?;
-    copied.counters = counters.len();
-    writer.mark_initialized(&now)?;
-    Ok(copied)
+    Ok(crate::module_copy::copy(&*source.reads, &tables, &source.report.adhoc_tables, &mut *writer)?)
 }
 
 /// One difference between two stores.

@@ -154,7 +154,7 @@ pub async fn serve(
 
     let webhooks = crate::webhooks::Webhooks::start(
         engine.clone(),
-        docs,
+        docs.clone(),
         metrics.clone(),
         server_id.clone(),
         crate::webhooks::Timing {
@@ -164,10 +164,6 @@ pub async fn serve(
     );
     let backup = match &config.backup_to {
         None => None,
-        Some(_) if config.store.as_deref().is_some_and(|s| s.starts_with("postgres")) => anyhow::bail!(
-            "--backup-to: continuous backup of the PostgreSQL store is not built yet (use PostgreSQL's own \
-             WAL archiving, or `mishkah migrate` into SQLite files and back those up)"
-        ),
         Some(to) => Some(crate::backup::shipping::Shipping::start(
             engine.clone(),
             metrics.clone(),
@@ -177,6 +173,8 @@ pub async fn serve(
                 keep: config.backup_keep.max(1),
                 ship: std::time::Duration::from_millis(config.backup_ship_ms.max(10)),
             },
+            docs,
+            &server_id,
         )),
     };
     let static_dir =

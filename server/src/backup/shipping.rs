@@ -5,20 +5,24 @@
 //!
 //! The shipped cursor of each module is the target's own (its last segment), so a restart goes
 //! on where the last run stopped; compaction keeps every event not shipped yet
-//! ([`Shipping::needed_after`]).
+//! ([`Shipping::needed_after`]). With several nodes on one store, one ships at a time (a
+//! [`Lease`]); another takes over, from the target's cursors, when it stops renewing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::segment::{self, Segment};
 use super::snapshot::{self, Manifest};
 use super::{BackupError, Progress, Target};
 use crate::engine::{Engine, ModuleHandle, Opening};
-use crate::storage::ModuleAt;
+use crate::lease::Lease;
+use crate::storage::{ModuleAt, SharedDocs};
 
 /// Events per segment at most.
 const PAGE: usize = 10_000;
+/// The shared document of the shipping node's lease.
+const LEASE: &str = "backup/lease.json";
 
 /// How continuous backup runs.
 #[derive(Debug, Clone)]
@@ -39,26 +43,56 @@ pub struct Shipping {
     schedule: Schedule,
     /// Each module's last shipped sequence, once known.
     shipped: Mutex<HashMap<(String, String), u64>>,
-    /// The snapshot a new module's shipping starts from, and when the last one finished.
+    /// The snapshot a new module's shipping starts from, and whether one is being taken.
     snapshots: Mutex<Snapshots>,
+    /// Who ships, when several nodes share the store.
+    lease: Option<Lease>,
 }
 
 #[derive(Default)]
 struct Snapshots {
     newest: Option<Manifest>,
-    finished_at: Option<Instant>,
     running: bool,
+    /// A module's log was compacted past what was shipped: the next round takes a snapshot.
+    forced: bool,
+}
+
+impl Snapshots {
+    /// Whether a snapshot is due: none yet, or the newest older than `every`.
+    fn due(&self, every: Duration) -> bool {
+        if self.running {
+            return false;
+        }
+        let age = self
+            .newest
+            .as_ref()
+            .and_then(|m| chrono::DateTime::parse_from_rfc3339(&m.created_at).ok())
+            .map(|at| (chrono::Utc::now() - at.with_timezone(&chrono::Utc)).to_std().unwrap_or(Duration::ZERO));
+        self.forced || age.is_none_or(|age| age >= every)
+    }
 }
 
 impl Shipping {
-    /// Starts shipping `engine`'s modules to the schedule's target.
-    pub fn start(engine: Arc<Engine>, metrics: Arc<crate::metrics::Metrics>, schedule: Schedule) -> Arc<Shipping> {
+    /// Starts shipping `engine`'s modules to the schedule's target; `node` names this process
+    /// in the lease `docs` keep when they are shared with other nodes.
+    pub fn start(
+        engine: Arc<Engine>,
+        metrics: Arc<crate::metrics::Metrics>,
+        schedule: Schedule,
+        docs: Arc<dyn SharedDocs>,
+        node: &str,
+    ) -> Arc<Shipping> {
+        // Renewed every round; a node that stopped for ten rounds has stopped. What it had not
+        // shipped is in the shared store: the next node ships it.
+        let ttl = (schedule.ship * 10).clamp(Duration::from_secs(5), Duration::from_secs(30));
+        let lease = docs.remote().then(|| Lease::new(docs, LEASE, node, ttl));
         let this = Arc::new(Shipping {
             engine,
             metrics,
             schedule,
             shipped: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(Snapshots::default()),
+            lease,
         });
         let runner = this.clone();
         tokio::spawn(async move { runner.run().await });
@@ -67,8 +101,20 @@ impl Shipping {
 
     /// The last sequence of the module shipped (0 until shipping knows): compaction keeps what
     /// comes after.
-    pub fn needed_after(&self, branch: &str, module: &str) -> u64 {
+    pub async fn needed_after(&self, branch: &str, module: &str) -> u64 {
+        if self.lease.is_some() {
+            // Another node may be the one shipping: the target says how far it got.
+            let newest = snapshot::list(&self.schedule.target).await.ok().and_then(|found| found.into_iter().last());
+            let last = self.last_shipped(branch, module).await.ok().flatten();
+            return last.max(newest.and_then(|m| m.head_of(branch, module))).unwrap_or(0);
+        }
         self.lock_shipped().get(&(branch.to_owned(), module.to_owned())).copied().unwrap_or(0)
+    }
+
+    /// The last sequence of the module's shipped segments on the target.
+    async fn last_shipped(&self, branch: &str, module: &str) -> Result<Option<u64>, BackupError> {
+        let shipped = self.schedule.target.list(&segment::folder(branch, module)).await?;
+        Ok(shipped.iter().filter_map(|o| segment::span_of(&o.key)).map(|(_, last)| last).max())
     }
 
     fn lock_shipped(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
@@ -80,24 +126,47 @@ impl Shipping {
     }
 
     async fn run(self: Arc<Self>) {
-        match snapshot::list(&self.schedule.target).await {
-            Ok(found) => self.lock_snapshots().newest = found.into_iter().last(),
-            Err(e) => tracing::warn!(error = %e, "backup: the target's snapshots could not be listed"),
-        }
-        if self.lock_snapshots().newest.is_none() {
-            self.clone().snapshot().await;
-        }
+        let mut held = false;
         loop {
-            let due = {
-                let s = self.lock_snapshots();
-                !s.running && s.finished_at.is_none_or(|at| at.elapsed() >= self.schedule.every)
-            };
-            if due {
-                let this = self.clone();
-                tokio::spawn(async move { this.snapshot().await });
+            let holds = self.holds().await;
+            if holds && !held {
+                // Taking over (or starting): what the target holds is where shipping goes on.
+                self.lock_shipped().clear();
+                match snapshot::list(&self.schedule.target).await {
+                    Ok(found) => self.lock_snapshots().newest = found.into_iter().last(),
+                    Err(e) => tracing::warn!(error = %e, "backup: the target's snapshots could not be listed"),
+                }
             }
-            self.round().await;
-            tokio::time::sleep(self.schedule.ship).await;
+            held = holds;
+            let mut based = false;
+            if holds {
+                let due = self.lock_snapshots().due(self.schedule.every);
+                if due {
+                    self.lock_snapshots().running = true;
+                    tokio::spawn(self.clone().snapshot());
+                }
+                // A module's shipping starts from a snapshot's head: none before the first.
+                based = self.lock_snapshots().newest.is_some();
+                if based {
+                    self.round().await;
+                }
+            }
+            // Until the first snapshot is there, look again soon (the lease is renewed meanwhile).
+            let pause = if based { self.schedule.ship } else { self.schedule.ship.min(Duration::from_millis(100)) };
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// Whether this node ships now.
+    async fn holds(&self) -> bool {
+        let Some(lease) = self.lease.clone() else { return true };
+        match tokio::task::spawn_blocking(move || lease.hold()).await {
+            Ok(Ok(holds)) => holds,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "backup: the shipping lease could not be read");
+                false
+            }
+            Err(_) => false,
         }
     }
 
@@ -106,7 +175,8 @@ impl Shipping {
         let data = self.engine.data().clone();
         let backend = self.engine.backend().clone();
         let initialized = tokio::task::spawn_blocking(move || {
-            crate::migrate::modules(&data)
+            crate::migrate::modules_in(&data, &*backend)
+                .unwrap_or_default()
                 .into_iter()
                 .filter(|(branch, module)| {
                     let dir = data.module_dir(branch, module);
@@ -147,6 +217,10 @@ impl Shipping {
                 return Ok(());
             }
             let Some(segment) = Segment::new(&handle.branch, &handle.module, events, counters) else { return Ok(()) };
+            if !self.holds().await {
+                // Another node took over: it ships from the target's cursor.
+                return Ok(());
+            }
             self.schedule.target.put(&segment.key(), segment.encode()).await?;
             cursor = segment.last;
             self.lock_shipped().insert(key.clone(), cursor);
@@ -156,8 +230,7 @@ impl Shipping {
     /// Where a module's shipping resumes: its last shipped segment, else the newest snapshot's
     /// head of it, else its first event (a module created after the snapshot).
     async fn cursor_from_target(&self, handle: &ModuleHandle) -> Result<u64, BackupError> {
-        let shipped = self.schedule.target.list(&segment::folder(&handle.branch, &handle.module)).await?;
-        let last = shipped.iter().filter_map(|o| segment::span_of(&o.key)).map(|(_, last)| last).max();
+        let last = self.last_shipped(&handle.branch, &handle.module).await?;
         let from_snapshot =
             self.lock_snapshots().newest.as_ref().and_then(|m| m.head_of(&handle.branch, &handle.module));
         let cursor = last.max(from_snapshot).unwrap_or(0);
@@ -172,12 +245,11 @@ impl Shipping {
             "backup: the log was compacted past what was shipped; shipping resumes after the next snapshot"
         );
         self.lock_shipped().remove(&(handle.branch.clone(), handle.module.clone()));
-        self.lock_snapshots().finished_at = None;
+        self.lock_snapshots().forced = true;
     }
 
     /// Takes a snapshot, then prunes the snapshots and segments no kept snapshot needs.
     async fn snapshot(self: Arc<Self>) {
-        self.lock_snapshots().running = true;
         let this = self.clone();
         let taken = tokio::task::spawn_blocking(move || {
             let runtime = tokio::runtime::Handle::current();
@@ -202,7 +274,7 @@ impl Shipping {
                     .unwrap_or(0);
                 self.metrics.backup_last_snapshot.set(seconds as i64);
                 s.newest = Some(manifest);
-                s.finished_at = Some(Instant::now());
+                s.forced = false;
             }
             Ok(Err(e)) => {
                 self.metrics.backup_failures.inc();

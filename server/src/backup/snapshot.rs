@@ -93,18 +93,39 @@ fn stage(
     std::fs::create_dir_all(copy).map_err(io(copy))?;
     copy_configuration(data.root(), data.root(), copy)?;
     let mut modules = Vec::new();
-    for (branch, module) in crate::migrate::modules(data) {
+    for (branch, module) in crate::migrate::modules_in(data, backend)? {
         let dir = data.module_dir(&branch, &module);
         let at = ModuleAt { branch: &branch, module: &module, dir: &dir };
         if !backend.initialized(&at)? {
             continue;
         }
         let relative = dir.strip_prefix(data.root()).unwrap_or(&dir);
-        let head = backend.backup(&at, &copy.join(relative))?;
+        let head = match backend.backup(&at, &copy.join(relative)) {
+            Err(StorageError::Unsupported(_)) => export(data, backend, (&branch, &module), &copy.join(relative))?,
+            other => other?,
+        };
         progress.note(&format!("{branch}/{module}: copied through sequence {head}"));
         modules.push(BackedModule { branch, module, head, dir: relative.to_string_lossy().into_owned() });
     }
     Ok(modules)
+}
+
+/// A store without an online copy of its own (PostgreSQL) is exported, as of one commit, into the
+/// embedded store's files: a backup restores the same way whatever store it came from (and
+/// `mishkah migrate` moves it back). The head exported.
+fn export(
+    data: &DataDir,
+    backend: &dyn Backend,
+    (branch, module): (&str, &str),
+    into: &Path,
+) -> Result<u64, BackupError> {
+    let (source, tables) = crate::migrate::open(backend, data, branch, module)?;
+    let refs: Vec<&mishkah_core::Table> = tables.iter().collect();
+    let at = ModuleAt { branch, module, dir: into };
+    let target = crate::storage::SqliteBackend.open(&at, &refs, &crate::storage::OpenOptions::default())?;
+    let mut writer = target.writer;
+    let copied = crate::module_copy::copy(&*source.reads, &tables, &source.report.adhoc_tables, &mut *writer)?;
+    Ok(copied.head)
 }
 
 fn upload(

@@ -209,7 +209,7 @@ pub async fn compact(
     }
     // So does what continuous backup has not shipped.
     if let Some(backup) = &state.backup {
-        through = through.min(backup.needed_after(&req.branch_id, &req.module_id));
+        through = through.min(backup.needed_after(&req.branch_id, &req.module_id).await);
     }
     let removed = handle.compact(through).await?;
     Ok(Json(
