@@ -17,7 +17,7 @@ pub mod shipping;
 pub mod snapshot;
 pub mod target;
 
-pub use progress::Progress;
+pub use progress::{Progress, Unit};
 pub use restore::{restore, Restored, Until};
 pub use snapshot::{BackedFile, BackedModule, Manifest};
 pub use target::Target;

@@ -3,7 +3,15 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Progress of a backup or restore, in bytes copied.
+/// What a step counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    /// Log segments.
+    Segments,
+}
+
+/// Progress of a backup or restore.
 pub struct Progress {
     bar: Option<ProgressBar>,
     /// Prefix of each line when there is no bar (`backup`, `restore`).
@@ -33,15 +41,24 @@ impl Progress {
         Progress { bar: None, what, to_log: true }
     }
 
-    /// Starts a step of `total` bytes.
-    pub fn step(&self, message: &str, total: u64) {
+    /// Starts a step of `total` bytes or segments.
+    pub fn step(&self, message: &str, total: u64, unit: Unit) {
         match &self.bar {
             Some(bar) => {
+                let template = match unit {
+                    Unit::Bytes => "{msg:30} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                    Unit::Segments => "{msg:30} [{bar:30}] {pos}/{len} segments eta {eta}",
+                };
+                let style = ProgressStyle::with_template(template)
+                    .map(|s| s.progress_chars("=> "))
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
+                bar.set_style(style);
                 bar.set_message(message.to_owned());
                 bar.set_length(total);
                 bar.set_position(0);
             }
-            None => self.note(&format!("{message} ({} MB)", total.div_ceil(1 << 20))),
+            None if unit == Unit::Bytes => self.note(&format!("{message} ({} MB)", total.div_ceil(1 << 20))),
+            None => self.note(&format!("{message} ({total} segments)")),
         }
     }
 

@@ -12,7 +12,7 @@ use tokio::runtime::Handle;
 
 use super::segment::{self, Segment};
 use super::snapshot::{self, Manifest};
-use super::{block_on, BackupError, Progress, Target};
+use super::{block_on, BackupError, Progress, Target, Unit};
 use crate::datadir::DataDir;
 use crate::storage::{Backend, LoggedEvent, ModuleWriter};
 
@@ -154,7 +154,7 @@ fn replay(
         )));
     }
     let mut head = from;
-    progress.step(&format!("{branch}/{module}: replaying"), spans.len() as u64);
+    progress.step(&format!("{branch}/{module}: replaying"), spans.len() as u64, Unit::Segments);
     for (first, _, key) in spans {
         if first > head + 1 {
             return Err(gap(head + 1, held));

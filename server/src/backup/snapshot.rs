@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio::runtime::Handle;
 
 use super::target::Target;
-use super::{block_on, BackupError, Progress};
+use super::{block_on, BackupError, Progress, Unit};
 use crate::datadir::DataDir;
 use crate::storage::{Backend, ModuleAt, StorageError};
 
@@ -140,7 +140,7 @@ fn upload(
     let mut paths = Vec::new();
     files_under(copy, &mut paths)?;
     let total = paths.iter().map(|p| p.metadata().map(|m| m.len()).unwrap_or(0)).sum();
-    progress.step(&format!("uploading snapshot {name}"), total);
+    progress.step(&format!("uploading snapshot {name}"), total, Unit::Bytes);
     let mut files = Vec::new();
     for path in paths {
         let relative = path.strip_prefix(copy).unwrap_or(&path).to_string_lossy().replace('\\', "/");
@@ -218,7 +218,11 @@ pub fn fetch(
 ) -> Result<(), BackupError> {
     let wanted: Vec<&BackedFile> =
         manifest.files.iter().filter(|f| only.is_none_or(|keep| !manifest.belongs_elsewhere(f, keep))).collect();
-    progress.step(&format!("downloading snapshot {}", manifest.name), wanted.iter().map(|f| f.bytes).sum());
+    progress.step(
+        &format!("downloading snapshot {}", manifest.name),
+        wanted.iter().map(|f| f.bytes).sum(),
+        Unit::Bytes,
+    );
     for file in wanted {
         let key = format!("{FOLDER}/{}/data/{}", manifest.name, file.path);
         let out = to.join(&file.path);

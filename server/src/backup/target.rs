@@ -66,7 +66,8 @@ impl Target {
             }
             let local = object_store::local::LocalFileSystem::new_with_prefix(dir)
                 .map_err(|e| BackupError::Target(spec.into(), e.to_string()))?;
-            Arc::new(local.with_automatic_cleanup(true))
+            // A local file is read back in pieces of 8 KiB unless told otherwise.
+            Arc::new(object_store::chunked::ChunkedStore::new(Arc::new(local.with_automatic_cleanup(true)), READ))
         };
         Ok(Target { store, name: spec.to_owned() })
     }
@@ -137,7 +138,8 @@ impl Target {
         }
         let got = self.store.get(&Key::from(key)).await.map_err(self.failed(key))?;
         let mut stream = got.into_stream();
-        let mut out = tokio::fs::File::create(file).await.map_err(io)?;
+        // Pieces from a bucket arrive as the network gives them: written a megabyte at a time.
+        let mut out = tokio::io::BufWriter::with_capacity(READ, tokio::fs::File::create(file).await.map_err(io)?);
         let mut digest = Digest::default();
         while let Some(piece) = stream.next().await {
             let piece = piece.map_err(self.failed(key))?;
@@ -145,7 +147,8 @@ impl Target {
             out.write_all(&piece).await.map_err(io)?;
             copied(piece.len() as u64);
         }
-        out.sync_all().await.map_err(io)?;
+        out.flush().await.map_err(io)?;
+        out.into_inner().sync_all().await.map_err(io)?;
         Ok(digest.finish())
     }
 
