@@ -56,6 +56,7 @@ fn rules(s: &Scenario) -> Value {
             "hidden": ["unitPrice"],
             "readOnly": ["notes"]},
         "employees": {"list": null, "view": null},
+        "audit_events": {"list": null, "view": null, "create": "@auth.role = \"cashier\""},
         "*": {"list": "", "view": "", "create": null, "update": null, "delete": null}}}}})
 }
 
@@ -537,6 +538,39 @@ async fn a_transaction_reads_only_what_the_rules_let_it_see() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A transaction's answer carries each row as the caller may read it: a hidden field never, a
+/// row the caller may write but not read not at all (its id, version and sequence only).
+#[tokio::test]
+async fn a_transaction_answers_with_rows_only_as_the_caller_may_see_them() {
+    let (data, server, r) = start().await;
+    let s = &data.scenario;
+    let mut record = line(s, "L-TX-ANSWER", "hot");
+    record.as_object_mut().expect("an object").remove("notes");
+    let audit = json!({"id": "AU-TX-1", "action": "line-added", "refType": "order_line", "refId": "L-TX-ANSWER",
+                       "meta": {}, "userId": "c1", "occurredAt": "2026-12-06T07:00:00Z", "at": "2026-12-06T07:00:00Z"});
+    let (status, body) = call(
+        Method::POST,
+        &server.module_url(s.branch, "/transactions"),
+        &r.cashier,
+        json!({"includeRecords": true, "writes": [
+            {"action": "insert", "table": "order_line", "record": record},
+            {"action": "insert", "table": "audit_events", "record": audit}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), 2, "{body}");
+    assert_eq!(results[0]["row"]["id"], "L-TX-ANSWER", "the caller's own visible row: {body}");
+    assert!(results[0]["row"].get("unitPrice").is_none(), "a hidden field is never answered: {body}");
+    assert_eq!(results[1]["id"], "AU-TX-1");
+    assert!(results[1]["sequence"].as_u64().is_some(), "{body}");
+    assert!(results[1].get("row").is_none_or(Value::is_null), "a row the caller may not read: {body}");
+    // It was stored all the same.
+    let (status, stored) =
+        call(Method::GET, &server.module_url(s.branch, "/tables/audit_events/AU-TX-1"), &r.admin, Value::Null).await;
+    assert_eq!((status, stored["record"]["action"].as_str()), (200, Some("line-added")), "{stored}");
 }
 
 #[tokio::test]
