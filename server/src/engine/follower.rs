@@ -144,7 +144,7 @@ impl Follower {
         let table = self.schema.table(&event.change.table);
         let keyed = event.change.row.as_ref().or(previous.as_deref());
         let primary_key = match (table, keyed) {
-            (Some(t), Some(row)) => super::writer::key_values(t, row),
+            (Some(t), Some(row)) => super::write_one::key_values(t, row),
             _ => serde_json::Map::new(),
         };
         Published {

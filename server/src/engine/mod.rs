@@ -12,9 +12,11 @@ mod handle;
 mod open_db;
 mod open_modules;
 pub mod plan;
+mod purge;
 mod registry;
 pub mod seed;
 mod sender;
+mod write_one;
 mod writer;
 
 use std::sync::Arc;
@@ -26,7 +28,8 @@ use serde_json::{json, Map, Value};
 pub use handle::ModuleHandle;
 pub use registry::{Engine, EngineConfig, EngineError, Opening};
 pub use sender::Sender;
-pub use writer::{key_values as key_record, Job, Precondition, Reply, WriteJob};
+pub use write_one::key_values as key_record;
+pub use writer::{Job, Precondition, Reply, WriteJob};
 
 use crate::storage::StorageError;
 
