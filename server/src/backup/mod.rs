@@ -7,7 +7,7 @@
 //! - `log/<branch>/<module>/`: the modules' logs, shipped as they commit ([`segment`],
 //!   [`shipping`]).
 //!
-//! A restore ([`restore`]) takes the nearest snapshot before the point asked for and replays the
+//! A restore ([`mod@restore`]) takes the nearest snapshot before the point asked for and replays the
 //! shipped log up to exactly that sequence or time.
 
 pub mod progress;
