@@ -337,3 +337,58 @@ async fn the_server_pings_and_closes_a_peer_that_stopped_answering() {
     alive.send(json!({"type": "ping"})).await;
     alive.recv_type("pong").await;
 }
+
+/// A client pipelining writes without end is read only as fast as its writes are answered: what
+/// the server holds for it is bounded by the writes in flight, not by what it sent.
+#[tokio::test]
+async fn a_client_pipelining_without_end_is_read_as_fast_as_it_is_answered() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    const TRANSACTIONS: usize = 600;
+    const NOTE: usize = 16 * 1024;
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let server = TestServer::start(data.path()).await;
+    let (ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connect");
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::Text(json!({"type": "client:hello", "branchId": b}).to_string().into())).await.unwrap();
+    let frames: Vec<String> = (0..TRANSACTIONS)
+        .map(|t| {
+            let writes: Vec<Value> = (0..10)
+                .map(|w| {
+                    let id = format!("pipe-{t}-{w}");
+                    json!({"action": "insert", "table": "dining_tables",
+                           "record": {"id": id, "name": id, "seats": 2, "note": "n".repeat(NOTE)}})
+                })
+                .collect();
+            json!({"type": "client:transaction", "moduleId": "pos", "requestId": t, "writes": writes}).to_string()
+        })
+        .collect();
+    let sent_mib = frames.iter().map(String::len).sum::<usize>() as u64 >> 20;
+    let _ = std::fs::write(format!("/proc/{}/clear_refs", server.pid()), "5");
+    let before = memory_kib(&server, "VmRSS:");
+    let sender = tokio::spawn(async move {
+        for frame in frames {
+            tx.send(Message::Text(frame.into())).await.expect("send");
+        }
+        tx
+    });
+    let mut answered = 0;
+    while answered < TRANSACTIONS {
+        let frame = tokio::time::timeout(Duration::from_secs(60), rx.next()).await.expect("an answer in time");
+        let Some(Ok(Message::Text(text))) = frame else { continue };
+        let f: Value = serde_json::from_str(&text).expect("JSON");
+        match f["type"].as_str() {
+            Some("server:transaction") => {
+                assert_eq!(f["requestId"], json!(answered), "answers in order");
+                answered += 1;
+            }
+            Some("server:error") => panic!("{f}"),
+            _ => {}
+        }
+    }
+    drop(sender.await);
+    let peak_mib = memory_kib(&server, "VmHWM:").saturating_sub(before) / 1024;
+    eprintln!("pipelined {sent_mib} MiB of transactions: peak growth {peak_mib} MiB");
+    assert!(peak_mib < sent_mib / 2, "the server held {peak_mib} MiB for {sent_mib} MiB sent");
+}

@@ -3,11 +3,11 @@
 
 use mishkah_core::mutation::MutationError;
 use mishkah_core::record::Strictness;
-use mishkah_core::{Action, Mutation, Timestamp};
+use mishkah_core::{Action, Mutation};
 use serde_json::Value;
 
 use super::sender::Sender;
-use super::write_one::{key_values, write_one, How};
+use super::write_one::{key_values, write_one, How, Now};
 use super::writer::WriterContext;
 use super::{Committed, WriteError};
 use crate::storage::WriteTxn;
@@ -18,16 +18,15 @@ pub(super) fn purge(
     ctx: &WriterContext,
     tables: &[String],
     archive: &str,
-    now: Timestamp,
+    now: &Now,
     transaction: &str,
 ) -> Result<Vec<Committed>, WriteError> {
-    let now_iso = now.to_iso();
     let system = Sender::system();
     let mut out = Vec::new();
     for name in tables {
         let table = ctx.schema.table(name).ok_or_else(|| MutationError::UnknownTable(name.clone()))?;
         for (key, row) in txn.all_rows(table)? {
-            txn.archive_row(archive, table, &key, &row, &now_iso)?;
+            txn.archive_row(archive, table, &key, &row, &now.iso)?;
             let delete = Mutation::new(name, Action::Delete, Value::Object(key_values(table, &row)));
             let how = How {
                 source: "purge",

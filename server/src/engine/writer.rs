@@ -7,13 +7,13 @@ use mishkah_core::mutation::MutationError;
 use mishkah_core::record::{MissingFields, Strictness, Values};
 use mishkah_core::rules::RuleSet;
 use mishkah_core::sequence::SequenceRules;
-use mishkah_core::{Mutation, RecordKey, Schema, Timestamp, VersionPolicy};
+use mishkah_core::{Mutation, RecordKey, Schema, VersionPolicy};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::purge::purge;
 use super::sender::Sender;
-use super::write_one::{write_one, How};
+use super::write_one::{write_one, How, Now};
 use super::{Committed, WriteError, WriteOutcome};
 use crate::hub::Published;
 use crate::metrics::Metrics;
@@ -148,7 +148,7 @@ enum Done {
 
 fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
     let started = Instant::now();
-    let now = crate::clock::now();
+    let now = Now::new(crate::clock::now());
     let size = batch.len();
     let mut maintenance = Vec::new();
     let mut tx = match db.begin() {
@@ -177,7 +177,7 @@ fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
         }
         match job {
             Job::Maintenance(task) => maintenance.push(task),
-            job => done.push(run_job(tx.ops(), ctx, job, now)),
+            job => done.push(run_job(tx.ops(), ctx, job, &now)),
         }
         if !tx.ops().in_transaction() {
             aborted = Some(last_storage_error(&done).unwrap_or_else(|| "the transaction was rolled back".into()));
@@ -224,7 +224,7 @@ fn run_batch(db: &mut dyn ModuleWriter, ctx: &WriterContext, batch: Vec<Job>) {
 
 /// Runs one job (not maintenance) inside the batch's transaction; a job of several writes runs
 /// in a savepoint, so that it commits whole or not at all.
-fn run_job(txn: &mut dyn WriteTxn, ctx: &WriterContext, job: Job, now: Timestamp) -> Done {
+fn run_job(txn: &mut dyn WriteTxn, ctx: &WriterContext, job: Job, now: &Now) -> Done {
     // The changes a job commits together share one transaction id, in the log and in frames.
     let transaction_id = || format!("txn-{}", uuid::Uuid::new_v4().simple());
     match job {
@@ -263,14 +263,13 @@ fn run_job(txn: &mut dyn WriteTxn, ctx: &WriterContext, job: Job, now: Timestamp
             let how =
                 How { source, meta: &meta, strictness: Strictness::Strict, sender: &sender, transaction: Some(&id) };
             let outcome = in_savepoint(txn, |txn| {
-                let now_iso = now.to_iso();
                 let mutations = plan(&mut super::plan::PlanReads {
                     txn: &mut *txn,
                     schema: &ctx.schema,
                     rules: &ctx.rules,
                     branch: &ctx.branch,
                     module: &ctx.module,
-                    now_iso: &now_iso,
+                    now_iso: &now.iso,
                 })?;
                 mutations.iter().map(|m| write_one(txn, ctx, m, &how, now)).collect()
             });
@@ -282,7 +281,7 @@ fn run_job(txn: &mut dyn WriteTxn, ctx: &WriterContext, job: Job, now: Timestamp
             Done::Atomic(reply, outcome, "purge", Value::Null)
         }
         Job::ResetCounters { counters, reply } => {
-            let outcome = in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.to_iso())?));
+            let outcome = in_savepoint(txn, |txn| Ok(txn.reset_counters(&counters, &now.iso)?));
             Done::Unit(reply, outcome)
         }
         Job::Maintenance(_) => unreachable!("maintenance runs after the batch commits"),

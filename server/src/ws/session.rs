@@ -154,7 +154,8 @@ pub fn run(
                         open = super::outbound::within(&state, async { sink.send(Message::Ping(Default::default())).await.is_ok() }).await;
                     }
                 }
-                msg = stream.next() => {
+                // A connection with many writes in flight waits for their answers before it reads on.
+                msg = stream.next(), if session.owed.has_room() => {
                     last_heard = tokio::time::Instant::now();
                     match msg {
                         Some(Ok(Message::Text(t))) => {
@@ -234,6 +235,7 @@ impl Session {
     }
 
     async fn handle(&mut self, raw: &str) -> Vec<String> {
+        self.owed.reading = raw.len();
         if let Err(wait) = self.rate_limit() {
             let ms = wait.as_millis().max(1) as u64;
             let details = json!({"retryAfterMs": ms});

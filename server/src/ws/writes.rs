@@ -2,6 +2,7 @@
 //! (the one write path), and the answers owed for them, delivered back in commit order and
 //! rendered as the writer may see them.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mishkah_core::record::Strictness;
@@ -30,6 +31,13 @@ pub(super) struct Outcome {
     meta: Value,
 }
 
+/// Writes a connection may have submitted and not yet had answered by the writer, and the bytes
+/// of the frames they came in: past either, the session reads no more frames until answers come
+/// back, so a client pipelining without end waits on its own socket (TCP pushes back) instead of
+/// filling the server's memory. Enough to fill the writer's group commits.
+pub(super) const MAX_IN_FLIGHT: usize = 512;
+pub(super) const MAX_IN_FLIGHT_BYTES: usize = 4 << 20;
+
 /// The acks owed to this connection, delivered by the writer in commit order. The channel opens
 /// with the session's first write: most connections never write, and a channel costs ~800 bytes
 /// before it carries anything. Its items are boxed for the same reason (its blocks hold 32).
@@ -37,16 +45,61 @@ pub(super) struct Outcome {
 pub(super) struct Owed {
     tx: Option<mpsc::UnboundedSender<Box<Answer>>>,
     rx: Option<mpsc::UnboundedReceiver<Box<Answer>>>,
+    /// Opened with the channel.
+    in_flight: Option<Arc<InFlight>>,
+    /// The length of the frame being handled: what a write it submits weighs.
+    pub(super) reading: usize,
+}
+
+#[derive(Default)]
+pub(super) struct InFlight {
+    writes: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// Where one submitted write's answer goes; counted in flight until the writer is done with it
+/// (answered, or the job dropped unsubmitted).
+pub(super) struct Debt {
+    tx: mpsc::UnboundedSender<Box<Answer>>,
+    in_flight: Arc<InFlight>,
+    bytes: usize,
+}
+
+impl Debt {
+    /// Hands the answer to the session; the session may be gone, and the write stands either way.
+    fn pay(&self, answer: Answer) {
+        let _ = self.tx.send(Box::new(answer));
+    }
+}
+
+impl Drop for Debt {
+    fn drop(&mut self) {
+        self.in_flight.writes.fetch_sub(1, Ordering::AcqRel);
+        self.in_flight.bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 impl Owed {
-    fn sender(&mut self) -> mpsc::UnboundedSender<Box<Answer>> {
-        if let Some(tx) = &self.tx {
-            return tx.clone();
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.rx = Some(rx);
-        self.tx.insert(tx).clone()
+    fn debt(&mut self) -> Debt {
+        let tx = match &self.tx {
+            Some(tx) => tx.clone(),
+            None => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.rx = Some(rx);
+                self.tx.insert(tx).clone()
+            }
+        };
+        let in_flight = self.in_flight.get_or_insert_with(Arc::default).clone();
+        in_flight.writes.fetch_add(1, Ordering::AcqRel);
+        in_flight.bytes.fetch_add(self.reading, Ordering::AcqRel);
+        Debt { tx, in_flight, bytes: self.reading }
+    }
+
+    /// Whether the session may read another frame.
+    pub(super) fn has_room(&self) -> bool {
+        self.in_flight.as_ref().is_none_or(|n| {
+            n.writes.load(Ordering::Acquire) < MAX_IN_FLIGHT && n.bytes.load(Ordering::Acquire) < MAX_IN_FLIGHT_BYTES
+        })
     }
 
     pub(super) fn try_recv(&mut self) -> Option<Box<Answer>> {
@@ -81,21 +134,20 @@ impl Session {
         if let (Some(obj), Some(rid)) = (meta.as_object_mut(), &p.request_id) {
             obj.entry("requestId").or_insert(rid.clone());
         }
-        let owed = self.owed.sender();
+        let owed = self.owed.debt();
         let (request_id, mutation_id, include_record) =
             (p.request_id.clone(), mutation.mutation_id.clone(), p.include_record);
         let module = handle.clone();
         let reply_meta = meta.clone();
         let reply = Box::new(move |outcome| {
-            // The session may be gone; the write stands either way.
-            let _ = owed.send(Box::new(Answer::Write(Outcome {
+            owed.pay(Answer::Write(Outcome {
                 outcome,
                 module,
                 request_id,
                 mutation_id,
                 include_record,
                 meta: reply_meta,
-            })));
+            }));
         });
         let sender = self.caller.sender();
         let job = Job::Write(WriteJob { mutation, source: "ws", meta, strictness: Strictness::Strict, sender, reply });
@@ -113,13 +165,10 @@ impl Session {
             Ok(h) => h,
             Err((code, message)) => return self.error(&code, &message, Value::Null, request.request_id, None),
         };
-        let owed = self.owed.sender();
+        let owed = self.owed.debt();
         let (request_id, rows, module) = (request.request_id.clone(), request.include_records, handle.clone());
         let answered = request_id.clone();
-        let reply = Box::new(move |outcome| {
-            // The session may be gone; the transaction stands either way.
-            let _ = owed.send(Box::new(Answer::Transaction(outcome, answered, rows, module)));
-        });
+        let reply = Box::new(move |outcome| owed.pay(Answer::Transaction(outcome, answered, rows, module)));
         let submitted = match crate::transactions::job(&handle, &self.caller, request, "ws", reply) {
             Ok(job) => handle.submit(job).await,
             Err(e) => return self.error(e.code(), &e.to_string(), Value::Null, request_id, None),
