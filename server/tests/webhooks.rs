@@ -284,3 +284,25 @@ async fn the_file_is_read_again_when_it_changes_and_a_bad_one_changes_nothing() 
     let metrics = reqwest::get(server.url("/metrics")).await.expect("metrics").text().await.unwrap_or_default();
     assert!(metrics.contains("mishkah_webhook_deliveries_total{webhook=\"late\"} 1"), "{metrics}");
 }
+
+/// A webhook that names no branches follows every branch, those created on demand after it
+/// started too (a new till's `pos:` branch).
+#[tokio::test]
+async fn a_webhook_without_branches_follows_branches_created_on_demand() {
+    let (r, base) = receiver().await;
+    let data = DataCopy::new();
+    write_json(
+        &data.path().join("webhooks.json"),
+        &json!([{"id": "every", "url": format!("{base}/dead"), "module": "pos", "tables": ["dining_tables"], "secret": SECRET}]),
+    );
+    let server = started(&data).await;
+    let fresh = "pos:till-9";
+    let url = server.module_url(fresh, "/tables/dining_tables");
+    assert_eq!(post_json(&url, json!({"record": dining_table("D-1", "first")})).await.0, 201);
+    watching(&server, fresh, "every").await;
+    assert_eq!(post_json(&url, json!({"record": dining_table("D-2", "second")})).await.0, 201);
+    wait_for("the new branch's write", 20, || {
+        r.accepted.lock().unwrap().iter().any(|(_, body)| body["branch"] == fresh && body["row"]["id"] == "D-2")
+    })
+    .await;
+}

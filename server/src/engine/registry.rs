@@ -223,7 +223,6 @@ impl Engine {
         }
     }
 
-    /// Whether another node created `branch` in the shared store.
     /// Branches created on demand (not in `branches.config.json`): by any node, when the store
     /// is shared (nodes checking at the same moment may each create one more), else by this
     /// data directory's servers.
@@ -240,10 +239,28 @@ impl Engine {
         })
     }
 
+    /// Whether another node created `branch` in the shared store.
     async fn store_has_branch(&self, branch: &str) -> Result<bool, EngineError> {
         let (backend, branch) = (self.config.backend.clone(), branch.to_owned());
         let asked = tokio::task::spawn_blocking(move || backend.has_branch(&branch)).await;
         Ok(asked.map_err(|e| StorageError::Corrupt(format!("branch lookup failed: {e}")))??)
+    }
+
+    /// Every branch: configured, created on demand by this data directory's servers, and (a
+    /// shared store) by other nodes.
+    pub async fn branches(self: &Arc<Self>) -> Result<Vec<String>, EngineError> {
+        let this = self.clone();
+        let listed = tokio::task::spawn_blocking(move || -> Result<Vec<String>, StorageError> {
+            let data = &this.config.data;
+            let mut all: Vec<String> = data.branches.branches.keys().cloned().collect();
+            all.extend(data.unnamed_branches());
+            all.extend(this.config.backend.branches()?.unwrap_or_default());
+            all.sort();
+            all.dedup();
+            Ok(all)
+        })
+        .await;
+        Ok(listed.map_err(|e| StorageError::Corrupt(format!("branch lookup failed: {e}")))??)
     }
 
     /// Where modules' rows and logs are kept.

@@ -88,7 +88,7 @@ impl Deliverer {
     /// One pass over the webhook's branch modules; whether anything was delivered.
     async fn round(&self) -> bool {
         let mut any = false;
-        for branch in self.branches() {
+        for branch in self.branches().await {
             let handle = match self.engine.module_as(&branch, &self.hook.module, Opening::ExistingOnly).await {
                 Ok(h) => h,
                 Err(_) => continue,
@@ -101,10 +101,14 @@ impl Deliverer {
         any
     }
 
-    fn branches(&self) -> Vec<String> {
+    /// The branches the webhook names, else every branch (those created on demand too).
+    async fn branches(&self) -> Vec<String> {
         match &self.hook.branches {
             Some(listed) => listed.iter().cloned().collect(),
-            None => self.engine.data().branches.branches.keys().cloned().collect(),
+            None => self.engine.branches().await.unwrap_or_else(|e| {
+                tracing::warn!(webhook = %self.hook.id, error = %e, "webhook: the branches could not be listed");
+                self.engine.data().branches.branches.keys().cloned().collect()
+            }),
         }
     }
 
