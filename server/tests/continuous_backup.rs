@@ -416,3 +416,29 @@ async fn with_several_nodes_one_ships_and_another_takes_over_when_it_stops() {
         (0..30).map(|i| format!("dining_tables/N-{i}")).filter(|k| !held.contains_key(k)).collect();
     assert!(missing.is_empty(), "every write restored; missing {missing:?}");
 }
+
+/// Shipping looks at the open modules after its first round: a module closed for idleness stays
+/// closed (it is written only while open), and its log is shipped before it closes.
+#[tokio::test]
+async fn shipping_does_not_keep_idle_modules_open() {
+    let data = DataCopy::new();
+    if data.path().join(".test-store").exists() {
+        eprintln!("skipped: with a shared store every round looks at every module, by design");
+        return;
+    }
+    let b = data.scenario.branch;
+    let target = tempfile::tempdir().expect("a target");
+    let to = target.path().to_string_lossy().into_owned();
+    let server =
+        TestServer::start_with(data.path(), &["--backup-to", &to, "--backup-ship-ms", "100", "--idle-close", "1"])
+            .await;
+    let url = server.module_url(b, "/tables/dining_tables");
+    assert_eq!(post_json(&url, json!({"record": dining_table("I-1", "idle")})).await.0, 201);
+    let head = get_json(&server.module_url(b, "/events?limit=1")).await["lastSequence"].as_u64().expect("a head");
+    shipped_through(&server, b, head).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !server.log().contains("closed an idle module") {
+        assert!(tokio::time::Instant::now() < deadline, "the idle module was kept open:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -9,6 +9,7 @@
 //! [`Lease`]); another takes over, from the target's cursors, when it stops renewing.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub struct Shipping {
     snapshots: Mutex<Snapshots>,
     /// Who ships, when several nodes share the store.
     lease: Option<Lease>,
+    /// Whether a round has looked at every module since the start.
+    looked_at_all: AtomicBool,
 }
 
 #[derive(Default)]
@@ -93,6 +96,7 @@ impl Shipping {
             shipped: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(Snapshots::default()),
             lease,
+            looked_at_all: AtomicBool::new(false),
         });
         let runner = this.clone();
         tokio::spawn(async move { runner.run().await });
@@ -170,8 +174,25 @@ impl Shipping {
         }
     }
 
-    /// Ships every module's new events.
+    /// Ships every module's new events. On one node the first round looks at every module
+    /// (what committed before a restart), later ones at the open modules only: a module is
+    /// written only while open, and rounds come far more often than an idle module is closed, so
+    /// looking does not keep closed modules open. With several nodes on one store, the others
+    /// write modules this node has closed: every round looks at every module.
     pub async fn round(&self) {
+        let every = self.lease.is_some() || !self.looked_at_all.swap(true, AtomicOrdering::AcqRel);
+        let handles = if every { self.every_module().await } else { self.engine.open_modules().await };
+        for handle in handles {
+            if let Err(e) = self.ship(&handle).await {
+                self.metrics.backup_failures.inc();
+                let (branch, module) = (&handle.branch, &handle.module);
+                tracing::warn!(%branch, %module, error = %e, "backup: shipping the log failed (retried next round)");
+            }
+        }
+    }
+
+    /// Every module that was ever initialized, opened.
+    async fn every_module(&self) -> Vec<Arc<ModuleHandle>> {
         let data = self.engine.data().clone();
         let backend = self.engine.backend().clone();
         let initialized = tokio::task::spawn_blocking(move || {
@@ -186,13 +207,13 @@ impl Shipping {
         })
         .await
         .unwrap_or_default();
+        let mut handles = Vec::new();
         for (branch, module) in initialized {
-            let Ok(handle) = self.engine.module_as(&branch, &module, Opening::ExistingOnly).await else { continue };
-            if let Err(e) = self.ship(&handle).await {
-                self.metrics.backup_failures.inc();
-                tracing::warn!(%branch, %module, error = %e, "backup: shipping the log failed (retried next round)");
+            if let Ok(handle) = self.engine.module_as(&branch, &module, Opening::ExistingOnly).await {
+                handles.push(handle);
             }
         }
+        handles
     }
 
     /// Ships a module's events after its cursor, a segment per page.

@@ -246,6 +246,11 @@ impl Engine {
         Ok(asked.map_err(|e| StorageError::Corrupt(format!("branch lookup failed: {e}")))??)
     }
 
+    /// The modules open now (opening none, and marking none as used).
+    pub async fn open_modules(&self) -> Vec<Arc<ModuleHandle>> {
+        self.modules.lock().await.all()
+    }
+
     /// Every branch: configured, created on demand by this data directory's servers, and (a
     /// shared store) by other nodes.
     pub async fn branches(self: &Arc<Self>) -> Result<Vec<String>, EngineError> {
