@@ -67,8 +67,15 @@ fn is_missing_in(field: &Field, row: &Row) -> bool {
 pub fn fill_key(table: &Table, row: &mut Row, fresh_id: &str) -> bool {
     let mut filled = false;
     for name in table.key_fields() {
-        let field = table.field(name).cloned().unwrap_or_else(|| Field::new(name, FieldType::Text));
-        if !is_missing_in(&field, row) {
+        let untyped;
+        let field = match table.field(name) {
+            Some(field) => field,
+            None => {
+                untyped = Field::new(name, FieldType::Text);
+                &untyped
+            }
+        };
+        if !is_missing_in(field, row) {
             continue;
         }
         let value = match field.ty {
@@ -79,7 +86,7 @@ pub fn fill_key(table: &Table, row: &mut Row, fresh_id: &str) -> bool {
                 None => fresh_id.to_owned(),
             }),
         };
-        set(row, &field, value);
+        set(row, field, value);
         filled = true;
     }
     filled
