@@ -244,26 +244,25 @@ impl Drop for Moto {
 }
 
 impl Moto {
-    /// Starts `moto_server` on a port it picks itself (read back from what it prints), with a
-    /// bucket `backups`. `None` when it is not installed (`scripts/setup` installs it; under
+    /// Starts moto's server on a port it picks itself (read back from what it prints), with a
+    /// bucket `backups`. `None` when moto is not installed (`scripts/setup` installs it; under
     /// `CI=true` its absence fails the test).
     async fn start() -> Option<Moto> {
+        let installed = Command::new("python3").args(["-c", "import moto.server"]).output();
+        if !installed.as_ref().is_ok_and(|o| o.status.success()) {
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "moto is missing under CI: {installed:?}");
+            eprintln!("skipped: moto is not installed; scripts/setup installs it");
+            return None;
+        }
         let log_dir = tempfile::tempdir().expect("a log directory");
         let log = log_dir.path().join("moto.log");
         let file = std::fs::File::create(&log).expect("a log file");
-        let child = match Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", "0"])
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
             .stdout(file.try_clone().expect("log"))
             .stderr(file)
             .spawn()
-        {
-            Ok(child) => child,
-            Err(e) => {
-                assert!(std::env::var("CI").as_deref() != Ok("true"), "moto_server is missing under CI: {e}");
-                eprintln!("skipped: moto_server is not installed ({e}); scripts/setup installs it");
-                return None;
-            }
-        };
+            .expect("start moto");
         let mut moto = Moto { child, endpoint: String::new(), _log: log_dir };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
