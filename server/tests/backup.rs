@@ -134,19 +134,9 @@ async fn verify_finds_a_row_changed_behind_the_write_path() {
     assert!(out.status.success(), "a store as written checks out: {}", String::from_utf8_lossy(&out.stdout));
 
     let file = data.path().join("branches").join(b).join("modules/pos/live/mishkah.sqlite3");
-    let db = rusqlite::Connection::open(&file).expect("the module's database");
-    let table: String =
-        db.query_row("SELECT sql_name FROM mishkah_tables WHERE name = 'dining_tables'", [], |r| r.get(0)).unwrap();
-    let tampered = db
-        .execute(
-            &format!(
-                "UPDATE \"{table}\" SET mishkah_doc = replace(mishkah_doc, 'kept', 'forged') WHERE mishkah_key = 'V-1'"
-            ),
-            [],
-        )
-        .unwrap();
+    let tampered =
+        mishkah_store_sqlite::tampering::rewrite_document(&file, "dining_tables", "V-1", "kept", "forged").unwrap();
     assert_eq!(tampered, 1);
-    drop(db);
     let out = verify();
     assert!(!out.status.success(), "a changed row is found");
     let report = String::from_utf8_lossy(&out.stdout);

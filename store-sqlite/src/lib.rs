@@ -16,6 +16,8 @@ pub mod filter_sql;
 mod module_db;
 mod readers;
 mod search;
+#[cfg(feature = "tampering")]
+pub mod tampering;
 mod txn;
 
 pub use backend::SqliteBackend;
