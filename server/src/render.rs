@@ -135,19 +135,19 @@ impl<'a> SnapshotTable<'a> {
         SnapshotTable { table, translations, view, out, as_stored, first: true }
     }
 
-    /// One stored row (its JSON document).
-    pub fn push(&mut self, doc: &str) -> Result<(), crate::storage::StorageError> {
+    /// One stored row (its JSON document); whether it was written (the view may leave it out).
+    pub fn push(&mut self, doc: &str) -> Result<bool, crate::storage::StorageError> {
         if self.table.locked {
-            return Ok(());
+            return Ok(false);
         }
         if self.as_stored {
             self.write(doc);
-            return Ok(());
+            return Ok(true);
         }
         let row: Row = serde_json::from_str(doc)
             .map_err(|e| crate::storage::StorageError::Corrupt(format!("stored record is not a JSON object: {e}")))?;
         if !self.view.admits(self.table, &row) {
-            return Ok(());
+            return Ok(false);
         }
         let mut list = rows(self.table, vec![row]);
         if let Some((lang, translations)) = &self.translations {
@@ -156,7 +156,7 @@ impl<'a> SnapshotTable<'a> {
         for row in list {
             self.write(&serde_json::to_string(&row).expect("a JSON map serializes"));
         }
-        Ok(())
+        Ok(true)
     }
 
     fn write(&mut self, json: &str) {

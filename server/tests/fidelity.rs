@@ -385,6 +385,7 @@ async fn secret_fields_and_locked_tables_leave_the_server_on_no_path() {
         ("REST branch snapshot", server.url(&format!("/api/branches/{}", urlencode(b)))),
         ("REST sync snapshot", server.url(&format!("/api/sync/{}/pos", urlencode(b)))),
         ("REST events", server.module_url(b, "/events?after=0&limit=5000")),
+        ("REST first-sync pages", server.module_url(b, "/pages")),
     ] {
         keep(path, &get_json(&url).await);
     }

@@ -141,6 +141,13 @@ async fn every_read_path_shows_each_role_only_the_rows_its_list_rule_admits() {
         no_hidden(role, &snap);
         let employees = snap["tables"]["employees"].as_array().unwrap();
         assert_eq!(employees.is_empty(), *role != "admin", "{role}: employees are for admins: {employees:?}");
+        let (status, pages) = call(Method::GET, &server.module_url(s.branch, "/pages"), token, Value::Null).await;
+        assert_eq!((status, pages["next"].clone()), (200, Value::Null), "{role}: one page holds the module");
+        assert_eq!(ids_of(pages["tables"]["order_line"].as_array().unwrap()), *expected, "{role}: first-sync page");
+        assert_eq!(pages["tables"]["employees"].as_array().unwrap().is_empty(), *role != "admin", "{role}: pages");
+        let keys = pages["keys"]["order_line"].as_array().unwrap().iter().filter_map(Value::as_str);
+        assert_eq!(keys.filter(|k| k.starts_with("L-")).map(str::to_owned).collect::<BTreeSet<_>>(), *expected);
+        no_hidden(role, &pages);
         let branch_url = server.url(&format!("/api/branches/{}", urlencode(s.branch)));
         let (_, branch) = call(Method::GET, &branch_url, token, Value::Null).await;
         assert_eq!(ids_of(branch["modules"]["pos"]["tables"]["order_line"].as_array().unwrap()), *expected);

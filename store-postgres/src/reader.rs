@@ -239,6 +239,29 @@ impl ModuleRead for PgReader<'_> {
         Ok(())
     }
 
+    fn docs_by_key(
+        &self,
+        table: &Table,
+        after: Option<&str>,
+        limit: usize,
+        f: &mut dyn FnMut(&str, &str) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        use postgres::fallible_iterator::FallibleIterator;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // The key column is `COLLATE "C"`: byte order, as SQLite's, and its primary-key index.
+        let sql = format!(
+            "SELECT mishkah_key, mishkah_doc FROM {} WHERE $1::text IS NULL OR mishkah_key > $1 ORDER BY mishkah_key LIMIT $2",
+            self.t(table)
+        );
+        let mut client = self.client.borrow_mut();
+        let params: [&(dyn postgres::types::ToSql + Sync); 2] = [&after, &limit];
+        let mut rows = client.query_raw(&sql, params).map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            f(row.get(0), row.get(1))?;
+        }
+        Ok(())
+    }
+
     fn page_docs(&self, table: &Table, q: &PageQuery) -> Result<Vec<String>, StorageError> {
         evaluate::page(self, table, q)
     }

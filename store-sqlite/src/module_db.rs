@@ -326,6 +326,36 @@ impl ModuleRead for ModuleReader {
         Ok(())
     }
 
+    fn docs_by_key(
+        &self,
+        table: &Table,
+        after: Option<&str>,
+        limit: usize,
+        f: &mut dyn FnMut(&str, &str) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let t = sql_table(table);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sql = match after {
+            Some(_) => format!(
+                "SELECT mishkah_key, mishkah_doc FROM \"{t}\" WHERE mishkah_key > ?1 ORDER BY mishkah_key LIMIT ?2"
+            ),
+            None => format!("SELECT mishkah_key, mishkah_doc FROM \"{t}\" ORDER BY mishkah_key LIMIT ?1"),
+        };
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db)?;
+        let mut rows = match after {
+            Some(key) => stmt.query(params![key, limit]),
+            None => stmt.query(params![limit]),
+        }
+        .map_err(db)?;
+        while let Some(row) = rows.next().map_err(db)? {
+            let text = |i| {
+                row.get_ref(i).map_err(db)?.as_str().map_err(|e| StorageError::Corrupt(format!("stored record: {e}")))
+            };
+            f(text(0)?, text(1)?)?;
+        }
+        Ok(())
+    }
+
     /// The same page as stored JSON documents, unparsed: what a route that passes rows through
     /// untouched sends as they are.
     fn page_docs(&self, table: &Table, q: &PageQuery) -> Result<Vec<String>, StorageError> {

@@ -56,6 +56,16 @@ pub trait ModuleRead {
     /// Calls `f` with the stored JSON of every row of a table, in insertion order, one at a time:
     /// a snapshot streams a table without holding it.
     fn each_doc(&self, table: &Table, f: &mut dyn FnMut(&str) -> Result<(), StorageError>) -> Result<(), StorageError>;
+    /// Calls `f(key, doc)` for up to `limit` rows of a table whose stored keys come after `after`
+    /// (all keys when `None`), in the keys' byte order: a walk in pages that rows deleted or
+    /// inserted meanwhile never make repeat or skip a row that stays (a first sync's pages).
+    fn docs_by_key(
+        &self,
+        table: &Table,
+        after: Option<&str>,
+        limit: usize,
+        f: &mut dyn FnMut(&str, &str) -> Result<(), StorageError>,
+    ) -> Result<(), StorageError>;
     /// A page of rows.
     fn page(&self, table: &Table, q: &PageQuery) -> Result<Vec<Row>, StorageError> {
         self.page_docs(table, q)?.iter().map(|doc| parse_doc(doc)).collect()

@@ -138,9 +138,19 @@ pub struct ClientHello {
     /// is still recognised.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// **(ext)** `"pages"`: never a `server:snapshot`; where a module's snapshot would be sent
+    /// (no cursor, or one the log no longer covers), a `server:directive {directive: "resync"}`
+    /// names the module, and the client walks its pages (`GET .../modules/{m}/pages`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<String>,
 }
 
 impl ClientHello {
+    /// Whether the client takes its snapshots in pages.
+    pub fn snapshot_in_pages(&self) -> bool {
+        self.snapshot.as_deref() == Some("pages")
+    }
+
     /// Whether the client asked for live queries only.
     pub fn subscriptions_only(&self) -> bool {
         self.sync.as_deref() == Some("subscriptions")

@@ -99,6 +99,15 @@ impl From<StorageError> for ApiError {
     }
 }
 
+impl From<crate::views::pages::PagesError> for ApiError {
+    fn from(e: crate::views::pages::PagesError) -> ApiError {
+        match e {
+            crate::views::pages::PagesError::Storage(storage) => storage.into(),
+            _ => ApiError::new(StatusCode::NOT_FOUND, e.code(), e.to_string()),
+        }
+    }
+}
+
 impl From<crate::views::page::PageError> for ApiError {
     fn from(e: crate::views::page::PageError) -> ApiError {
         use crate::views::page::PageError;

@@ -52,6 +52,7 @@ pub fn routes() -> Router<AppState> {
         .route(&format!("{MODULE}/sequences"), post(tables::allocate_sequence))
         .route(&format!("{MODULE}/orders"), get(orders::list).post(orders::save))
         .route(&format!("{MODULE}/orders/{{id}}"), get(orders::get))
+        .route(&format!("{MODULE}/pages"), get(sync::pages))
         .route(&format!("{MODULE}/events"), get(events::list))
         .route(&format!("{MODULE}/events/batch"), post(events::batch))
         .route(&format!("{MODULE}/transactions"), post(transactions::run))

@@ -76,3 +76,43 @@ pub async fn delta(
     }
     Ok(Json(response))
 }
+
+/// The most stored rows one page of the first sync reads.
+pub const MAX_SYNC_PAGE: usize = 10_000;
+
+#[derive(Debug, serde::Deserialize)]
+pub struct PagesParams {
+    table: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+    lang: Option<String>,
+}
+
+/// `GET .../modules/{m}/pages?table=&after=&limit=&lang=`: one page of a first sync
+/// ([`views::pages`]), from the start without `table`; `limit` stored rows at most (default and
+/// cap [`MAX_SYNC_PAGE`]).
+pub async fn pages(
+    State(state): State<AppState>,
+    caller: crate::access::Caller,
+    Path((branch, module)): Path<(String, String)>,
+    axum::extract::Query(p): axum::extract::Query<PagesParams>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let limit = match p.limit.as_deref() {
+        None | Some("") => MAX_SYNC_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::bad_request("invalid-limit", "`limit` must be a positive integer"))?,
+    };
+    let from = match (p.table, p.after) {
+        (Some(table), after) => Some(views::pages::Position { table, after }),
+        (None, None) => None,
+        (None, Some(_)) => return Err(ApiError::bad_request("invalid-position", "`after` needs its `table`")),
+    };
+    let handle = state.module(&caller, &branch, &module).await?;
+    let lang = p.lang.filter(|l| !l.is_empty());
+    let body = views::pages::page(&handle, from, limit.min(MAX_SYNC_PAGE), lang.as_deref(), &caller).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+}

@@ -3,6 +3,7 @@
 
 pub mod live;
 pub mod page;
+pub mod pages;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -102,7 +103,7 @@ fn stream_table(
         _ => None,
     };
     let mut rendered = crate::render::SnapshotTable::new(table, translations, view, out);
-    reader.each_doc(table, &mut |doc| rendered.push(doc))
+    reader.each_doc(table, &mut |doc| rendered.push(doc).map(drop))
 }
 
 /// The changes after `cursor`, coalesced, as `caller` may see them; `Err(DeltaError)` when the

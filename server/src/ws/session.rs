@@ -39,6 +39,8 @@ pub(super) struct Session {
     pub(super) ip: std::net::IpAddr,
     /// `client:hello {frames: "compact"}`: changes as `server:events`.
     pub(super) compact: bool,
+    /// `client:hello {snapshot: "pages"}`: a resync directive where a snapshot would be sent.
+    pub(super) paged: bool,
     pub(super) owed: Owed,
     /// When auth is required: the session closes at this instant unless it has an identity.
     pub(super) unauthenticated_until: Option<tokio::time::Instant>,
@@ -77,6 +79,7 @@ pub fn run(
         expired: false,
         ip,
         compact: false,
+        paged: false,
         identity,
         owed: Owed::default(),
         alarm: Alarm::default(),
@@ -333,6 +336,7 @@ impl Session {
         }
         self.lang = hello.lang.clone().filter(|l| !l.is_empty());
         self.compact = hello.compact_frames();
+        self.paged = hello.snapshot_in_pages();
         if hello.subscriptions_only() {
             // Only what its live queries select: no snapshot, no branch-wide events.
             self.subscription = None;
@@ -420,6 +424,18 @@ impl Session {
                         continue;
                     }
                 }
+            }
+            if self.paged {
+                // The client walks the module's pages, then asks for the delta since.
+                let directive = ServerDirective {
+                    directive: "resync".into(),
+                    branch_id: branch.into(),
+                    module_id: Some(module),
+                    enabled: true,
+                    reason: "walk-pages".into(),
+                };
+                out.push(text(&ServerFrame::Directive(directive)));
+                continue;
             }
             match views::module_snapshot_text(&handle, self.lang.as_deref(), &self.caller).await {
                 Ok(s) => {

@@ -149,6 +149,10 @@ macro_rules! conformance_suite {
             $crate::conformance::writes::documents_come_back_byte_for_byte(&$backend)
         }
         #[test]
+        fn pages_by_key_walk_every_row_once_whatever_is_deleted_meanwhile() {
+            $crate::conformance::writes::pages_by_key_walk_every_row_once(&$backend)
+        }
+        #[test]
         fn the_log_keeps_what_a_reader_that_did_not_write_needs() {
             $crate::conformance::writes::the_log_is_self_sufficient(&$backend)
         }
