@@ -107,6 +107,11 @@ pub(crate) struct Inner {
     /// anonymous clients'. Kept in IndexedDB with the outbox, so replays after a reload match.
     pub(crate) client: String,
     pub(crate) unsaved: Vec<(String, RecordKey, Option<Row>)>,
+    /// A first sync in pages is under way ([`crate::first_sync`]): live events wait for the
+    /// delta that completes it (it covers them).
+    pub(crate) initial: bool,
+    /// The next save completes the first sync (its rows are no longer held back).
+    pub(crate) finish_initial: bool,
     pub(crate) replace_saved: bool,
     pub(crate) save_scheduled: bool,
     /// Releases this tab's Web Lock (see `tabs`).

@@ -3,7 +3,7 @@
 //! The browser store. Everything that decides something runs `mishkah-core` (validation,
 //! optimistic apply, delta merge, queries) in [`state`] (and, for `{sync: "subscriptions"}`, which live
 //! query holds which row in [`membership`]), which has no browser dependency and is
-//! tested natively. The wasm side (`store`: the JS API; `session`: socket, frames, callbacks; `persist`: IndexedDB;
+//! tested natively. The wasm side (`store`: the JS API; `session`: socket, frames, callbacks; `persist`: IndexedDB; `first_sync`: a first sync in pages;
 //! `tabs`: one sender per pending write across tabs) only moves data:
 //! WebSocket frames in and out, IndexedDB reads and writes, JS values across the boundary.
 
@@ -12,6 +12,8 @@ pub mod membership;
 pub mod state;
 pub mod transaction;
 
+#[cfg(target_arch = "wasm32")]
+mod first_sync;
 #[cfg(target_arch = "wasm32")]
 mod heartbeat;
 #[cfg(target_arch = "wasm32")]

@@ -148,14 +148,15 @@ pub(crate) fn save_later(shared: &Shared, changed: &Changed) {
     spawn_local(async move {
         // Let the current burst of frames finish first, so they share one transaction.
         let _ = JsFuture::from(Promise::resolve(&JsValue::NULL)).await;
-        let (batch, cursor, replace, subs) = {
+        let (batch, cursor, replace, subs, finish) = {
             let mut inner = shared.borrow_mut();
             inner.save_scheduled = false;
             let replace = std::mem::take(&mut inner.replace_saved);
+            let finish = std::mem::take(&mut inner.finish_initial);
             let subs = inner.state.live.as_ref().and_then(|m| serde_json::to_value(m).ok());
-            (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace, subs)
+            (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace, subs, finish)
         };
-        if let Err(e) = persist.write_rows(batch, cursor, replace, subs).await {
+        if let Err(e) = persist.write_rows(batch, cursor, replace, subs, finish).await {
             web_sys::console::error_2(&"mishkah: could not persist rows".into(), &e);
         }
     });
@@ -181,7 +182,11 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
     match frame["type"].as_str().unwrap_or_default() {
         "server:snapshot" => {
             let Some(m) = frame.pointer(&format!("/modules/{module}")) else { return };
-            let changed = shared.borrow_mut().state.on_snapshot(m);
+            let changed = {
+                let mut inner = shared.borrow_mut();
+                inner.initial = false;
+                inner.state.on_snapshot(m)
+            };
             after_change(
                 shared,
                 changed,
@@ -191,7 +196,13 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             flush_outbox(shared);
         }
         "server:delta" if frame["moduleId"] == module.as_str() => {
-            let changed = shared.borrow_mut().state.on_delta(&frame);
+            let finishing = std::mem::take(&mut shared.borrow_mut().initial);
+            let mut changed = shared.borrow_mut().state.on_delta(&frame);
+            if finishing {
+                // The pages' rows become the module at the delta's end: every table is news.
+                shared.borrow_mut().finish_initial = true;
+                changed.tables.extend(crate::first_sync::all_tables(shared));
+            }
             after_change(
                 shared,
                 changed,
@@ -204,7 +215,7 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             let sequence = frame["sequence"].as_u64().unwrap_or(0);
             let changed = {
                 let mut inner = shared.borrow_mut();
-                if sequence <= inner.state.confirmed.cursor {
+                if sequence <= inner.state.confirmed.cursor || inner.initial {
                     return; // already in the snapshot or delta we applied
                 }
                 let changed = inner.state.on_commit(&frame);
@@ -220,6 +231,9 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             let mut applied = Vec::new();
             {
                 let mut inner = shared.borrow_mut();
+                if inner.initial {
+                    return; // the delta completing the first sync covers them
+                }
                 for change in frame["events"].as_array().into_iter().flatten() {
                     let sequence = change["seq"].as_u64().unwrap_or(0);
                     if change["module"] != module.as_str() || sequence <= inner.state.confirmed.cursor {
@@ -272,6 +286,16 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             after_change(shared, changed, Some(("live", to_js(&frame))));
         }
         "server:directive" if frame["directive"] == "resubscribe" => resubscribe(shared),
+        // No snapshot for a store that syncs in pages: it walks them, then says hello again.
+        "server:directive" if frame["directive"] == "resync" && frame["moduleId"] == module.as_str() => {
+            let shared = shared.clone();
+            spawn_local(async move {
+                match crate::first_sync::run(&shared, true).await {
+                    Ok(()) => send_hello(&shared.borrow()),
+                    Err(e) => web_sys::console::warn_2(&"mishkah: first sync stopped".into(), &e),
+                }
+            });
+        }
         // The session's token expired: the server delivers nothing until `setToken` renews it.
         "server:directive" if frame["directive"] == "token-expired" => {
             let calls = emit_calls(&shared.borrow(), "token-expired", to_js(&frame));
@@ -439,11 +463,19 @@ pub(crate) fn on_opened(shared: &Shared) {
         flush_outbox(shared);
         return;
     }
-    let inner = &mut *shared.borrow_mut();
+    send_hello(&shared.borrow());
+}
+
+/// The whole module's hello: the delta since the store's cursor, or (a store that keeps rows in
+/// IndexedDB) a directive to walk the pages where another client would get a snapshot.
+fn send_hello(inner: &Inner) {
     // Compact frames: each change once, several per frame under load.
     let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true, "frames": "compact", "clientId": inner.client});
     if let Some(t) = &inner.opts.token {
         hello["token"] = json!(t);
+    }
+    if inner.persist.is_some() {
+        hello["snapshot"] = json!("pages");
     }
     if inner.state.confirmed.cursor > 0 && inner.state.schema.is_some() {
         hello["cursor"] = json!({ inner.opts.module_id.clone(): inner.state.confirmed.cursor });

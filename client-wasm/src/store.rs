@@ -125,6 +125,8 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         tab,
         client,
         unsaved: Vec::new(),
+        initial: false,
+        finish_initial: false,
         replace_saved: false,
         save_scheduled: false,
         release_tab_lock: None,
@@ -356,6 +358,16 @@ impl Store {
                         let _ = p.save_schema(&schema).await;
                         let _ = p.save_access(&access).await;
                     }
+                }
+            }
+            let unsynced = {
+                let inner = shared.borrow();
+                inner.persist.is_some() && !inner.opts.subscriptions_only() && inner.state.confirmed.cursor == 0
+            };
+            if unsynced && shared.borrow().ws.is_none() {
+                // Offline, the walk stops here; the socket's hello, once it opens, resumes it.
+                if let Err(e) = crate::first_sync::run(&shared, false).await {
+                    web_sys::console::warn_2(&"mishkah: first sync stopped".into(), &e);
                 }
             }
             if shared.borrow().ws.is_none() && shared.borrow().status != Status::Closed {

@@ -1,0 +1,110 @@
+//! A first sync in pages (`GET .../modules/{m}/pages`), each page written to IndexedDB with where
+//! the sync stands in one transaction as it arrives: memory holds a page, not the module, and a
+//! sync cut short (a closed tab, a crash, the network) resumes at its next page.
+//!
+//! The pages are read at different moments, so until the delta since the first page's sequence
+//! is applied (the hello that follows the walk asks for it) the rows are no state the server ever
+//! had: IndexedDB keeps them held back ([`crate::persist::Initial`]) and a reopened store shows
+//! none of them; the delta's save releases them with its cursor in one transaction.
+
+use std::collections::BTreeSet;
+
+use js_sys::Reflect;
+use mishkah_core::sync::Replica;
+use mishkah_core::RecordKey;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use crate::inner::Shared;
+use crate::interop::{error, from_js};
+
+/// Stored rows a page holds at most.
+const PAGE_ROWS: usize = 5_000;
+
+/// Walks the module's pages into IndexedDB (resuming an unfinished walk unless `fresh`), then
+/// loads what they hold into memory at the first page's sequence, held back until the delta.
+pub(crate) async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
+    let (persist, http_base, branch, module, token) = {
+        let mut inner = shared.borrow_mut();
+        inner.initial = true;
+        (
+            inner.persist.clone(),
+            inner.http_base.clone(),
+            inner.opts.branch_id.clone(),
+            inner.opts.module_id.clone(),
+            inner.opts.token.clone(),
+        )
+    };
+    let Some(persist) = persist else { return Ok(()) };
+    let mut initial = match persist.initial().await? {
+        // A walk with every page stored but no sequence is no walk at all.
+        Some(i) if !(fresh || i.paged && i.at.is_none()) => i,
+        _ => persist.begin_initial().await?,
+    };
+    while !initial.paged {
+        let page = fetch_page(&http_base, &branch, &module, token.as_deref(), initial.next.as_ref()).await?;
+        let sequence = Reflect::get(&page, &"sequence".into())?.as_f64().unwrap_or(0.0) as u64;
+        initial.at.get_or_insert(sequence);
+        let next: Value = from_js(Reflect::get(&page, &"next".into())?)?;
+        initial.paged = next.is_null();
+        initial.next = Some(next).filter(|n| !n.is_null());
+        persist.write_page(&page, &initial).await?;
+    }
+    let rows = persist.rows().await?;
+    let mut inner = shared.borrow_mut();
+    let mut replica = Replica::new();
+    replica.cursor = initial.at.unwrap_or(0);
+    for (table, row) in rows {
+        let t = inner.state.schema.as_ref().and_then(|s| s.table(&table)).cloned();
+        if let Some(key) = t.and_then(|t| RecordKey::of(&t, &row).ok()) {
+            replica.tables.entry(table).or_default().insert(key, row);
+        }
+    }
+    inner.state.confirmed = replica;
+    Ok(())
+}
+
+/// The tables the store holds rows of: what watchers see change when a first sync completes.
+pub(crate) fn all_tables(shared: &Shared) -> BTreeSet<String> {
+    shared.borrow().state.confirmed.tables.keys().cloned().collect()
+}
+
+async fn fetch_page(
+    http_base: &str,
+    branch: &str,
+    module: &str,
+    token: Option<&str>,
+    next: Option<&Value>,
+) -> Result<JsValue, JsValue> {
+    let window = web_sys::window().ok_or_else(|| error("no-window", "no window to fetch from", Value::Null))?;
+    let mut url = format!(
+        "{http_base}/api/branches/{}/modules/{}/pages?limit={PAGE_ROWS}",
+        js_sys::encode_uri_component(branch),
+        js_sys::encode_uri_component(module)
+    );
+    if let Some(table) = next.and_then(|n| n["table"].as_str()) {
+        url.push_str(&format!("&table={}", js_sys::encode_uri_component(table)));
+    }
+    if let Some(after) = next.and_then(|n| n["after"].as_str()) {
+        url.push_str(&format!("&after={}", js_sys::encode_uri_component(after)));
+    }
+    let init = web_sys::RequestInit::new();
+    if let Some(t) = token {
+        let headers = web_sys::Headers::new()?;
+        headers.set("Authorization", &format!("Bearer {t}"))?;
+        init.set_headers(&headers);
+    }
+    let request = web_sys::Request::new_with_str_and_init(&url, &init)?;
+    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request)).await?.dyn_into()?;
+    let status = response.status();
+    // Parsed by the browser, and stored as parsed: no row is converted on its way to IndexedDB.
+    let body = JsFuture::from(response.json()?).await?;
+    if !response.ok() {
+        let code = Reflect::get(&body, &"error".into()).ok().and_then(|c| c.as_string());
+        let message = format!("a first-sync page was refused ({status})");
+        return Err(error(code.as_deref().unwrap_or("page-refused"), &message, Value::Null));
+    }
+    Ok(body)
+}
