@@ -17,15 +17,42 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::inner::Shared;
+use crate::inner::{Shared, Status};
 use crate::interop::{error, from_js};
 
 /// Stored rows a page holds at most.
 const PAGE_ROWS: usize = 5_000;
 
+/// Walks the pages (unless a walk is running already), then says hello on the open socket, or opens
+/// one. A walk that stops (offline) leaves the hello of the next socket to resume it: the server
+/// answers a store without a cursor with a resync directive.
+pub(crate) fn start(shared: &Shared, fresh: bool) {
+    if std::mem::replace(&mut shared.borrow_mut().walking, true) {
+        return; // the running walk says hello when it is done
+    }
+    let shared = shared.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        let walked = run(&shared, fresh).await;
+        shared.borrow_mut().walking = false;
+        if let Err(e) = &walked {
+            web_sys::console::warn_2(&"mishkah: first sync stopped".into(), e);
+        }
+        let (open, none, closed) = {
+            let inner = shared.borrow();
+            let open = inner.ws.as_ref().is_some_and(|ws| ws.ready_state() == web_sys::WebSocket::OPEN);
+            (open, inner.ws.is_none(), inner.status == Status::Closed)
+        };
+        if open && walked.is_ok() {
+            crate::session::send_hello(&shared.borrow());
+        } else if none && !closed {
+            crate::session::open_socket(&shared);
+        }
+    });
+}
+
 /// Walks the module's pages into IndexedDB (resuming an unfinished walk unless `fresh`), then
 /// loads what they hold into memory at the first page's sequence, held back until the delta.
-pub(crate) async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
+async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
     let (persist, http_base, branch, module, token) = {
         let mut inner = shared.borrow_mut();
         inner.initial = true;
@@ -44,6 +71,9 @@ pub(crate) async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
         _ => persist.begin_initial().await?,
     };
     while !initial.paged {
+        if shared.borrow().status == Status::Closed {
+            return Ok(());
+        }
         let page = fetch_page(&http_base, &branch, &module, token.as_deref(), initial.next.as_ref()).await?;
         let sequence = Reflect::get(&page, &"sequence".into())?.as_f64().unwrap_or(0.0) as u64;
         initial.at.get_or_insert(sequence);

@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     /// A first sync in pages is under way ([`crate::first_sync`]): live events wait for the
     /// delta that completes it (it covers them).
     pub(crate) initial: bool,
+    /// A walk of the pages is running (one at a time).
+    pub(crate) walking: bool,
     /// The next save completes the first sync (its rows are no longer held back).
     pub(crate) finish_initial: bool,
     pub(crate) replace_saved: bool,

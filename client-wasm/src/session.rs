@@ -288,13 +288,10 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
         "server:directive" if frame["directive"] == "resubscribe" => resubscribe(shared),
         // No snapshot for a store that syncs in pages: it walks them, then says hello again.
         "server:directive" if frame["directive"] == "resync" && frame["moduleId"] == module.as_str() => {
-            let shared = shared.clone();
-            spawn_local(async move {
-                match crate::first_sync::run(&shared, true).await {
-                    Ok(()) => send_hello(&shared.borrow()),
-                    Err(e) => web_sys::console::warn_2(&"mishkah: first sync stopped".into(), &e),
-                }
-            });
+            // Walked before (a cursor was sent, and the log no longer covers it): from nothing;
+            // else the walk resumes where it stopped.
+            let fresh = shared.borrow().state.confirmed.cursor > 0;
+            crate::first_sync::start(shared, fresh);
         }
         // The session's token expired: the server delivers nothing until `setToken` renews it.
         "server:directive" if frame["directive"] == "token-expired" => {
@@ -468,7 +465,7 @@ pub(crate) fn on_opened(shared: &Shared) {
 
 /// The whole module's hello: the delta since the store's cursor, or (a store that keeps rows in
 /// IndexedDB) a directive to walk the pages where another client would get a snapshot.
-fn send_hello(inner: &Inner) {
+pub(crate) fn send_hello(inner: &Inner) {
     // Compact frames: each change once, several per frame under load.
     let mut hello = json!({"type": "client:hello", "branchId": inner.opts.branch_id, "role": inner.opts.role.clone().unwrap_or_else(|| "client".into()), "requestSnapshot": true, "frames": "compact", "clientId": inner.client});
     if let Some(t) = &inner.opts.token {

@@ -126,6 +126,7 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         client,
         unsaved: Vec::new(),
         initial: false,
+        walking: false,
         finish_initial: false,
         replace_saved: false,
         save_scheduled: false,
@@ -365,12 +366,9 @@ impl Store {
                 inner.persist.is_some() && !inner.opts.subscriptions_only() && inner.state.confirmed.cursor == 0
             };
             if unsynced && shared.borrow().ws.is_none() {
-                // Offline, the walk stops here; the socket's hello, once it opens, resumes it.
-                if let Err(e) = crate::first_sync::run(&shared, false).await {
-                    web_sys::console::warn_2(&"mishkah: first sync stopped".into(), &e);
-                }
-            }
-            if shared.borrow().ws.is_none() && shared.borrow().status != Status::Closed {
+                // The walk goes on after `connect` resolves (`ready` waits for it).
+                crate::first_sync::start(&shared, false);
+            } else if shared.borrow().ws.is_none() && shared.borrow().status != Status::Closed {
                 open_socket(&shared);
             }
             Ok(JsValue::TRUE)

@@ -1,0 +1,300 @@
+// The browser store at scale, in Debian's headless Chromium against the real server.
+//
+//   node bigsync.mjs kills [rows]      the test (scripts/test): the browser killed (SIGKILL) at
+//                                      several points of a first sync, reopened with the server
+//                                      down, must show the module at the cursor it reports (or
+//                                      nothing), keep its outbox, and resume online to the whole
+//                                      module without walking again what it stored
+//   node bigsync.mjs bench [rows...]   numbers for docs/BENCHMARKS.md: first sync, heap, a cached
+//                                      reopen with the server down (reported, never asserted)
+//
+// The store reaches the server through a TCP proxy the test can cut (the server "down"); the page
+// is served from the proxy's origin by the test itself (request interception under /bigsync/), so
+// it loads with the server down and its IndexedDB stays that origin's. Chromium runs on a profile directory of its own and is killed for real.
+import { chromium } from 'playwright-core';
+import { spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const bin = process.env.MISHKAH_BIN || path.join(root, 'target/debug/mishkah');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const BRANCH = 'demo';
+
+/** A server on a copy of data/ (or on `data` again), on a port it chose; stops with this process. */
+async function startServer(data) {
+  const server = spawn(bin, ['serve', '--data', data, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'],
+    { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: 'info' } });
+  const port = await new Promise((resolve, reject) => {
+    let log = '';
+    server.stdout.on('data', (chunk) => {
+      log += chunk;
+      const m = log.match(/mishkah listening addr=127\.0\.0\.1:(\d+)/);
+      if (m) resolve(Number(m[1]));
+    });
+    server.on('exit', (code) => reject(new Error(`server exited (${code}): ${log}`)));
+  });
+  server.stdout.resume();
+  const stop = () => new Promise((r) => {
+    if (server.exitCode !== null || server.signalCode !== null) return r();
+    server.once('exit', r);
+    server.kill('SIGKILL');
+  });
+  return { port, stop };
+}
+
+/** A TCP proxy on a port of its own, to whatever `target()` says; `down` refuses everything. */
+async function proxy(target) {
+  const open = new Set();
+  const server = net.createServer((client) => {
+    const port = target();
+    if (!port) { client.destroy(); return; }
+    const upstream = net.connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.on('close', () => open.delete(s));
+      s.on('error', () => client.destroy());
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return { port: server.address().port, cut: () => { for (const s of open) s.destroy(); }, close: () => server.close() };
+}
+
+/** Adds `rows` order headers of ~20 fields through the atomic batch route. */
+async function seed(base, rows) {
+  const url = `${base}/api/branches/${BRANCH}/modules/pos/events/batch`;
+  for (let start = 0; start < rows; start += 2000) {
+    const events = [];
+    for (let i = start; i < Math.min(rows, start + 2000); i++) {
+      const id = `big-${String(i).padStart(7, '0')}`;
+      events.push({ table: 'order_header', record: {
+        id, tableId: `T${i % 40}`, orderType: 'dine_in', status: i % 3 ? 'open' : 'paid', stage: 'new',
+        total: (i % 997) + 0.5, paidTotal: 0, openedBy: `cashier-${i % 7}`, guests: 1 + (i % 6),
+        note: `order number ${i}`, shiftId: 'shift-1', posId: 'pos-1', posNumber: 1 + (i % 4),
+        customerName: `Customer ${i % 1000}`, discount: 0, tax: 0.14, currency: 'EGP', source: 'bench',
+      } });
+    }
+    const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ events }) });
+    assert.equal(r.status, 200, await r.text());
+  }
+}
+
+/** Rows per table and the head, as the server has them now. */
+async function truth(base) {
+  const snapshot = await (await fetch(`${base}/api/branches/${BRANCH}/modules/pos/tables`)).json();
+  const log = await (await fetch(`${base}/api/branches/${BRANCH}/modules/pos/events?limit=1`)).json();
+  return { counts: snapshot.tables, head: log.lastSequence };
+}
+
+/** Chromium on `profile`, killable for real (SIGKILL), driven over CDP. */
+async function launch(profile, port) {
+  const app = `http://127.0.0.1:${port}/bigsync`;
+  const proc = spawn(chromiumPath, ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage',
+    '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // The page comes from request interception, so Chromium cannot tell it is on the loopback
+    // address it names: without this, its socket to that same address is refused.
+    '--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests',
+    '--remote-debugging-port=0', `--user-data-dir=${profile}`, 'about:blank'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const endpoint = await new Promise((resolve, reject) => {
+    let log = '';
+    proc.stderr.on('data', (c) => {
+      log += c;
+      const m = log.match(/DevTools listening on (ws:\/\/\S+)/);
+      if (m) resolve(m[1]);
+    });
+    proc.on('exit', (code) => reject(new Error(`chromium exited (${code}): ${log}`)));
+  });
+  proc.stderr.resume();
+  const browser = await chromium.connectOverCDP(endpoint);
+  const context = browser.contexts()[0];
+  await context.route(`${app}/**`, (route) => {
+    const url = new URL(route.request().url());
+    if (url.pathname.startsWith('/bigsync/pkg/')) {
+      const file = path.join(root, 'static', url.pathname.slice('/bigsync'.length));
+      const type = file.endsWith('.wasm') ? 'application/wasm' : 'text/javascript';
+      return route.fulfill({ body: readFileSync(file), contentType: type });
+    }
+    return route.fulfill({ body: '<!doctype html><title>bigsync</title>', contentType: 'text/html' });
+  });
+  const page = await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e));
+  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text()}`); });
+  await page.goto(`${app}/`);
+  const kill = () => new Promise((r) => { proc.once('exit', r); proc.kill('SIGKILL'); });
+  return { browser, context, page, kill };
+}
+
+/** Opens the store `db` in the page against the proxy at `port` (connect resolves at once). */
+async function open(page, port, db) {
+  await page.evaluate(async ({ port, db }) => {
+    const m = await import('/bigsync/pkg/mishkah_client.js');
+    window.wasm = await m.default();
+    window.store = m.createStore({ branchId: 'demo', moduleId: 'pos', wsUrl: `ws://127.0.0.1:${port}/ws`,
+      httpUrl: `http://127.0.0.1:${port}`, dbName: db, autoReconnect: true });
+    await window.store.connect();
+  }, { port, db });
+}
+
+const shown = (page) => page.evaluate(() => {
+  const tables = ['order_header', 'dining_tables', 'menu_items', 'menu_categories', 'order_line'];
+  return { cursor: window.store.cursor(), pending: window.store.pending(),
+    counts: Object.fromEntries(tables.map((t) => [t, window.store.listTable(t).length])) };
+});
+
+async function kills(rows) {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'mishkah-bigsync-'));
+  cpSync(path.join(root, 'data'), path.join(tmp, 'data'), { recursive: true });
+  const data = path.join(tmp, 'data');
+  const server = await startServer(data);
+  let up = true;
+  const link = await proxy(() => (up ? server.port : null));
+  const base = `http://127.0.0.1:${server.port}`;
+  try {
+    await seed(base, rows);
+    const before = await truth(base);
+    console.log(`seeded ${rows} order headers; the module's head is ${before.head}`);
+    // How long a first sync takes here, to kill inside it.
+    const timing = await launch(path.join(tmp, 'timing'), link.port);
+    const started = Date.now();
+    await open(timing.page, link.port, 'timing');
+    await timing.page.evaluate(() => window.store.ready());
+    const full = Date.now() - started;
+    await timing.kill();
+    console.log(`a first sync of ${rows} rows took ${full} ms; killing inside it`);
+    const points = [0.15, 0.4, 0.7, 0.95, 1.5];
+    for (const [n, at] of points.entries()) {
+      const db = `kill-${n}`;
+      const profile = path.join(tmp, `profile-${n}`);
+      let chrome = await launch(profile, link.port);
+      let pages = 0;
+      chrome.page.on('requestfinished', (r) => { if (r.url().includes('/pages?')) pages++; });
+      await open(chrome.page, link.port, db);
+      // A write made while the sync runs: in the outbox before it is ever sent.
+      await chrome.page.evaluate((id) => { window.store.insert('dining_tables', { id, name: 'made mid-sync', seats: 2 }).catch(() => {}); }, db);
+      await new Promise((r) => setTimeout(r, Math.round(full * at)));
+      await chrome.kill();
+      const walked = pages;
+
+      // Reopened with the server down: the module at the cursor it reports, or nothing.
+      up = false;
+      link.cut();
+      chrome = await launch(profile, link.port);
+      await open(chrome.page, link.port, db);
+      const offline = await shown(chrome.page);
+      const ownWrite = await (await fetch(`${base}/api/branches/${BRANCH}/modules/pos/tables/dining_tables/${db}`)).status;
+      if (offline.cursor === 0) {
+        // Nothing synced shows nothing but the store's own queued write.
+        const { dining_tables: own, ...rest } = offline.counts;
+        assert.equal(own, offline.pending, `kill ${n}: ${JSON.stringify(offline)}`);
+        assert.deepEqual(Object.values(rest).filter((c) => c > 0), [], `kill ${n}: ${JSON.stringify(offline)}`);
+      } else {
+        assert.ok(offline.cursor >= before.head, `kill ${n}: ${JSON.stringify(offline)}`);
+        assert.equal(offline.counts.order_header, before.counts.order_header, `kill ${n}: ${JSON.stringify(offline)}`);
+        assert.equal(offline.counts.menu_items, before.counts.menu_items, `kill ${n}: ${JSON.stringify(offline)}`);
+      }
+      // The write is still queued — unless the server acknowledged it before the kill.
+      assert.ok(offline.pending === 1 || ownWrite === 200, `kill ${n}: the outbox lost a write: ${JSON.stringify(offline)}`);
+
+      // Online again: the walk resumes (never from the start), the write lands once.
+      up = true;
+      let resumed = 0;
+      chrome.page.on('requestfinished', (r) => { if (r.url().includes('/pages?')) resumed++; });
+      await chrome.page.evaluate(() => window.store.ready());
+      await chrome.page.waitForFunction(() => window.store.pending() === 0, null, { timeout: 30000 });
+      const online = await shown(chrome.page);
+      const after = await truth(base);
+      assert.equal(online.counts.order_header, after.counts.order_header, `kill ${n}: ${JSON.stringify(online)}`);
+      assert.equal(online.counts.dining_tables, after.counts.dining_tables, `kill ${n}: ${JSON.stringify(online)}`);
+      const written = await (await fetch(`${base}/api/branches/${BRANCH}/modules/pos/tables/dining_tables/${db}`)).json();
+      assert.equal(written.id ?? written.record?.id ?? written.row?.id, db, `kill ${n}: the queued write landed: ${JSON.stringify(written)}`);
+      const totalPages = Math.ceil((before.head > 0 ? Object.values(before.counts).reduce((a, b) => a + b, 0) : 0) / 5000);
+      if (offline.cursor === 0 && walked > 1) {
+        assert.ok(resumed < totalPages + 1 - (walked - 1), `kill ${n}: walked ${walked} pages before, ${resumed} after (of ${totalPages}): it started over`);
+      }
+      console.log(`kill ${n} at ${Math.round(full * at)} ms: ${walked} pages walked, offline ${JSON.stringify(offline.counts)} at ${offline.cursor}, `
+        + `resumed with ${resumed} pages; pending ${offline.pending} → 0`);
+      await chrome.kill();
+    }
+    console.log('bigsync kills: every reopen consistent, every outbox kept, every walk resumed');
+  } finally {
+    link.close();
+    await server.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** JS heap used (CDP) and the wasm memory, in MB. */
+async function memory(chrome) {
+  const cdp = await chrome.context.newCDPSession(chrome.page);
+  const { metrics } = await cdp.send('Performance.getMetrics').catch(async () => {
+    await cdp.send('Performance.enable');
+    return cdp.send('Performance.getMetrics');
+  });
+  const heap = metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? 0;
+  const wasm = await chrome.page.evaluate(() => window.wasm?.memory?.buffer?.byteLength ?? 0);
+  return { heap: heap / 1e6, wasm: wasm / 1e6 };
+}
+
+async function bench(sizes) {
+  for (const rows of sizes) {
+    const tmp = mkdtempSync(path.join(os.tmpdir(), 'mishkah-bigsync-'));
+    cpSync(path.join(root, 'data'), path.join(tmp, 'data'), { recursive: true });
+    const server = await startServer(path.join(tmp, 'data'));
+    let up = true;
+    const link = await proxy(() => (up ? server.port : null));
+    try {
+      await seed(`http://127.0.0.1:${server.port}`, rows);
+      const profile = path.join(tmp, 'profile');
+      let chrome = await launch(profile, link.port);
+      const cdp = await chrome.context.newCDPSession(chrome.page);
+      await cdp.send('Performance.enable');
+      let peak = { heap: 0, wasm: 0 };
+      const sample = setInterval(async () => {
+        try {
+          const m = await memory(chrome);
+          peak = { heap: Math.max(peak.heap, m.heap), wasm: Math.max(peak.wasm, m.wasm) };
+        } catch {}
+      }, 250);
+      const t0 = Date.now();
+      await open(chrome.page, link.port, 'bench');
+      await chrome.page.evaluate(() => window.store.ready());
+      const ready = Date.now() - t0;
+      const readable = await chrome.page.evaluate(() => window.store.listTable('order_header').length);
+      clearInterval(sample);
+      const settled = await memory(chrome);
+      await chrome.page.close();
+      await chrome.kill();
+      up = false;
+      link.cut();
+      chrome = await launch(profile, link.port);
+      const t1 = Date.now();
+      await open(chrome.page, link.port, 'bench');
+      const first = await chrome.page.evaluate(() => {
+        const t = performance.now();
+        const rows = window.store.query('order_header', { where: { status: 'open' }, limit: 50 });
+        return { rows: rows.length, ms: performance.now() - t };
+      });
+      const reopened = Date.now() - t1;
+      const count = await chrome.page.evaluate(() => window.store.listTable('order_header').length);
+      const cached = await memory(chrome);
+      await chrome.kill();
+      console.log(JSON.stringify({ rows, readyMs: ready, readable, peakHeapMB: +peak.heap.toFixed(1),
+        peakWasmMB: +peak.wasm.toFixed(1), settledHeapMB: +settled.heap.toFixed(1),
+        reopenOfflineMs: reopened, firstPage50: first, offlineCount: count,
+        cachedHeapMB: +cached.heap.toFixed(1), cachedWasmMB: +cached.wasm.toFixed(1) }));
+    } finally {
+      link.close();
+      await server.stop();
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+}
+
+const [mode, ...args] = process.argv.slice(2);
+if (mode === 'bench') await bench(args.length ? args.map(Number) : [20000, 100000]);
+else await kills(Number(args[0] || 20000));
+process.exit(0);
