@@ -227,16 +227,12 @@ async function kills(rows) {
   }
 }
 
-/** JS heap used (CDP) and the wasm memory, in MB. */
+/** JS heap used (CDP `Runtime.getHeapUsage`) and the wasm module's memory, in MB. */
 async function memory(chrome) {
-  const cdp = await chrome.context.newCDPSession(chrome.page);
-  const { metrics } = await cdp.send('Performance.getMetrics').catch(async () => {
-    await cdp.send('Performance.enable');
-    return cdp.send('Performance.getMetrics');
-  });
-  const heap = metrics.find((m) => m.name === 'JSHeapUsedSize')?.value ?? 0;
+  chrome.cdp ??= await chrome.context.newCDPSession(chrome.page);
+  const { usedSize } = await chrome.cdp.send('Runtime.getHeapUsage');
   const wasm = await chrome.page.evaluate(() => window.wasm?.memory?.buffer?.byteLength ?? 0);
-  return { heap: heap / 1e6, wasm: wasm / 1e6 };
+  return { heap: usedSize / 1e6, wasm: wasm / 1e6 };
 }
 
 async function bench(sizes) {
@@ -250,8 +246,6 @@ async function bench(sizes) {
       await seed(`http://127.0.0.1:${server.port}`, rows);
       const profile = path.join(tmp, 'profile');
       let chrome = await launch(profile, link.port);
-      const cdp = await chrome.context.newCDPSession(chrome.page);
-      await cdp.send('Performance.enable');
       let peak = { heap: 0, wasm: 0 };
       const sample = setInterval(async () => {
         try {
