@@ -296,13 +296,24 @@ async fn a_webhook_without_branches_follows_branches_created_on_demand() {
         &json!([{"id": "every", "url": format!("{base}/dead"), "module": "pos", "tables": ["dining_tables"], "secret": SECRET}]),
     );
     let server = started(&data).await;
+    // The webhook has started: the branches that existed then have their cursors.
+    watching(&server, data.scenario.branch, "every").await;
     let fresh = "pos:till-9";
     let url = server.module_url(fresh, "/tables/dining_tables");
+    // The new branch's very first write (the one that creates it) is delivered too.
     assert_eq!(post_json(&url, json!({"record": dining_table("D-1", "first")})).await.0, 201);
-    watching(&server, fresh, "every").await;
     assert_eq!(post_json(&url, json!({"record": dining_table("D-2", "second")})).await.0, 201);
-    wait_for("the new branch's write", 20, || {
+    wait_for("the new branch's writes", 20, || {
         r.accepted.lock().unwrap().iter().any(|(_, body)| body["branch"] == fresh && body["row"]["id"] == "D-2")
     })
     .await;
+    let delivered: Vec<Value> = r
+        .accepted
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, body)| body["branch"] == fresh)
+        .map(|(_, body)| body["row"]["id"].clone())
+        .collect();
+    assert_eq!(delivered, [json!("D-1"), json!("D-2")], "both, in order, once each");
 }

@@ -35,6 +35,8 @@ pub struct Deliverer {
     /// The first retry's delay; each next one doubles it (at most a minute).
     pub backoff: Duration,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This task has seen the webhook's state say `started`.
+    pub started: std::sync::atomic::AtomicBool,
 }
 
 impl Deliverer {
@@ -98,6 +100,12 @@ impl Deliverer {
                 Err(e) => tracing::warn!(webhook = %self.hook.id, %branch, error = %e, "webhook delivery"),
             }
         }
+        if !self.started.load(std::sync::atomic::Ordering::Relaxed) {
+            let stored = self.stored.clone();
+            if blocking(move || stored.update(|s| s.started = true)).await.is_ok() {
+                self.started.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         any
     }
 
@@ -119,6 +127,9 @@ impl Deliverer {
         let (state, _) = blocking(move || stored.read()).await.map_err(|e| e.to_string())?;
         let cursor = match state.cursors.get(&key) {
             Some(c) => *c,
+            // A branch module that appeared after the webhook started (a new till's branch):
+            // everything in it is new, its first write too.
+            None if state.started => 0,
             None => {
                 // A new webhook starts at the head: it gets what is committed from now on.
                 let head = handle.head();

@@ -160,6 +160,7 @@ impl Webhooks {
                     node: self.node.clone(),
                     backoff: self.timing.backoff,
                     metrics: self.metrics.clone(),
+                    started: Default::default(),
                 };
                 tokio::spawn(deliverer.run())
             })

@@ -32,6 +32,11 @@ pub struct State {
     pub owner: Option<String>,
     #[serde(default)]
     pub lease_until: u64,
+    /// Its first round is done: every branch module then holding a log has a cursor (at its
+    /// head: a new webhook gets what is committed from then on), so a module without one is
+    /// younger than the webhook and each of its events is delivered, from its first.
+    #[serde(default)]
+    pub started: bool,
 }
 
 /// An event that was not delivered after every attempt.
