@@ -206,6 +206,51 @@ async fn restoring_to_any_sequence_gives_exactly_what_a_reader_saw_there() {
     assert_eq!(observe(&again, b).await, seen[&n], "the state at {}", at[&n]);
 }
 
+/// What `/api/manage/history` lists of the branch's `pos` archives.
+async fn archives(server: &TestServer, b: &str) -> Value {
+    let url = server.url(&format!("/api/manage/history?branchId={}&moduleId=pos", urlencode(b)));
+    get_json(&url).await["archives"].clone()
+}
+
+#[tokio::test]
+async fn a_purge_after_the_newest_snapshot_is_restored_with_its_archive() {
+    let data = DataCopy::new();
+    let b = data.scenario.branch;
+    let target = tempfile::tempdir().expect("a target");
+    let to = target.path().to_string_lossy().into_owned();
+    // A snapshot at start, the next in an hour: the purge reaches the target only as shipped log.
+    let flags = ["--backup-to", &to, "--backup-every", "1h", "--backup-ship-ms", "50"];
+    let mut server = TestServer::start_with(data.path(), &flags).await;
+    for i in 0..3 {
+        let url = server.module_url(b, "/tables/dining_tables");
+        assert_eq!(post_json(&url, json!({"record": dining_table(&format!("P-{i}"), "to purge")})).await.0, 201);
+    }
+    let (status, purged) = post_json(
+        &server.url("/api/manage/purge"),
+        json!({"branchId": b, "moduleId": "pos", "table": "dining_tables", "archive": "closing-day"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{purged}");
+    let archived = archives(&server, b).await;
+    assert!(archived.as_array().is_some_and(|a| a.iter().any(|x| x["archive"] == "closing-day")), "{archived}");
+    let head = get_json(&server.module_url(b, "/events?limit=1")).await["lastSequence"].as_u64().expect("a head");
+    shipped_through(&server, b, head).await;
+    server.stop();
+
+    let restored = tempfile::tempdir().expect("a restore");
+    let into = restored.path().join("data");
+    let out = cli(&["restore", "--from", &to, "--data", &into.to_string_lossy()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    sqlite_only(&into);
+    let again = TestServer::start(&into).await;
+    let rows = get_json(&again.module_url(b, "/tables/dining_tables")).await;
+    assert_eq!(rows["rows"], json!([]), "the purge is restored");
+    let strip = |list: Value| -> Vec<Value> {
+        list.as_array().unwrap().iter().map(|a| json!([a["archive"], a["table"], a["rows"]])).collect()
+    };
+    assert_eq!(strip(archives(&again, b).await), strip(archived), "and so is what it archived");
+}
+
 #[tokio::test]
 async fn compaction_keeps_what_was_not_shipped_yet() {
     let data = DataCopy::new();

@@ -218,6 +218,9 @@ fn apply(
             });
         }
         let table = tables.iter().find(|t| t.name == logged.event.change.table).expect("added above");
+        if let Some((archive, row)) = crate::engine::purge::archived(logged) {
+            tx.ops().archive_row(archive, table, &logged.event.change.key, row, &logged.event.created_at)?;
+        }
         tx.ops().store_change(table, &logged.event.change)?;
         tx.ops().import_event(logged)?;
         new_head = logged.event.sequence;

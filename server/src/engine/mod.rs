@@ -12,7 +12,7 @@ mod handle;
 mod open_db;
 mod open_modules;
 pub mod plan;
-mod purge;
+pub(crate) mod purge;
 mod registry;
 pub mod seed;
 mod sender;
