@@ -486,3 +486,23 @@ async fn shipping_does_not_keep_idle_modules_open() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_module_closed_before_its_last_events_were_shipped_is_shipped_anyway() {
+    let data = DataCopy::new();
+    let (b, other) = (data.scenario.branch, data.scenario.other_branch);
+    let target = tempfile::tempdir().expect("a target");
+    let to = target.path().to_string_lossy().into_owned();
+    // One module open at a time; rounds a second apart, so writes wait a while for the next.
+    let flags = ["--backup-to", &to, "--backup-ship-ms", "1000", "--max-open-modules", "1"];
+    let server = TestServer::start_with(data.path(), &flags).await;
+    let first = get_json(&server.module_url(b, "/events?limit=1")).await["lastSequence"].as_u64().expect("a head");
+    shipped_through(&server, b, first).await;
+    for i in 0..3 {
+        let url = server.module_url(b, "/tables/dining_tables");
+        assert_eq!(post_json(&url, json!({"record": dining_table(&format!("C-{i}"), "closed")})).await.0, 201);
+    }
+    // Another branch's module takes the only place: this one closes with its writes unshipped.
+    let _ = get_json(&server.module_url(other, "/tables/dining_tables")).await;
+    shipped_through(&server, b, first + 3).await;
+}

@@ -50,6 +50,9 @@ pub struct Shipping {
     lease: Option<Lease>,
     /// Whether a round has looked at every module since the start.
     looked_at_all: AtomicBool,
+    /// Closed modules whose last events are not shipped yet, with their heads (kept until they
+    /// are, a failed round included).
+    closed_behind: Mutex<HashMap<(String, String), u64>>,
 }
 
 #[derive(Default)]
@@ -97,6 +100,7 @@ impl Shipping {
             snapshots: Mutex::new(Snapshots::default()),
             lease,
             looked_at_all: AtomicBool::new(false),
+            closed_behind: Mutex::new(HashMap::new()),
         });
         let runner = this.clone();
         tokio::spawn(async move { runner.run().await });
@@ -175,18 +179,58 @@ impl Shipping {
     }
 
     /// Ships every module's new events. On one node the first round looks at every module
-    /// (what committed before a restart), later ones at the open modules only: a module is
-    /// written only while open, and rounds come far more often than an idle module is closed, so
-    /// looking does not keep closed modules open. With several nodes on one store, the others
+    /// (what committed before a restart), later ones at the open modules and those closed since
+    /// with events not yet shipped: a module is written only while open, so looking does not
+    /// keep closed modules open. With several nodes on one store, the others
     /// write modules this node has closed: every round looks at every module.
     pub async fn round(&self) {
         let every = self.lease.is_some() || !self.looked_at_all.swap(true, AtomicOrdering::AcqRel);
+        if !every {
+            self.ship_closed().await;
+        }
         let handles = if every { self.every_module().await } else { self.engine.open_modules().await };
         for handle in handles {
             if let Err(e) = self.ship(&handle).await {
                 self.metrics.backup_failures.inc();
                 let (branch, module) = (&handle.branch, &handle.module);
                 tracing::warn!(%branch, %module, error = %e, "backup: shipping the log failed (retried next round)");
+            }
+        }
+    }
+
+    /// Ships what the modules closed since the last round (idle, or to make room) committed and
+    /// was not shipped yet: each is opened again once, alone (it may need the place of another
+    /// idle module), and let go; with its head shipped, its next close opens nothing.
+    async fn ship_closed(&self) {
+        let closed = self.engine.take_closed_modules().await;
+        let behind: Vec<_> = {
+            let mut behind = self.closed_behind.lock().unwrap_or_else(|p| p.into_inner());
+            for (key, head) in closed {
+                let at = behind.entry(key).or_default();
+                *at = (*at).max(head);
+            }
+            behind.iter().map(|(k, h)| (k.clone(), *h)).collect()
+        };
+        let open: Vec<_> =
+            self.engine.open_modules().await.iter().map(|h| (h.branch.clone(), h.module.clone())).collect();
+        for (key, head) in behind {
+            let shipped = self.lock_shipped().get(&key).copied();
+            // An open module is shipped with the rest of the round.
+            let mut done = open.contains(&key) || shipped.is_some_and(|s| s >= head);
+            if !done {
+                if let Ok(handle) = self.engine.module_as(&key.0, &key.1, Opening::ExistingOnly).await {
+                    match self.ship(&handle).await {
+                        Ok(()) => done = true,
+                        Err(e) => {
+                            self.metrics.backup_failures.inc();
+                            tracing::warn!(branch = %key.0, module = %key.1, error = %e,
+                                "backup: shipping a closed module's log failed (retried next round)");
+                        }
+                    }
+                }
+            }
+            if done {
+                self.closed_behind.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
             }
         }
     }

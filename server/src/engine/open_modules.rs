@@ -37,6 +37,9 @@ impl LastUsed {
 pub(super) struct OpenModules {
     handles: HashMap<Key, Arc<ModuleHandle>>,
     writers: HashMap<Key, JoinHandle<()>>,
+    /// Modules closed since [`OpenModules::take_closed`] last asked, with their heads then: what
+    /// they committed while open must still reach a backup target (one entry per module).
+    closed: HashMap<Key, u64>,
 }
 
 impl OpenModules {
@@ -81,7 +84,18 @@ impl OpenModules {
             .filter(|(_, h)| Self::unused(h))
             .max_by_key(|(_, h)| h.last_used.idle_for())
             .map(|(k, _)| k.clone());
-        lru.is_some_and(|key| self.handles.remove(&key).is_some())
+        lru.is_some_and(|key| self.close(&key))
+    }
+
+    fn close(&mut self, key: &Key) -> bool {
+        let Some(handle) = self.handles.remove(key) else { return false };
+        self.closed.insert(key.clone(), handle.head());
+        true
+    }
+
+    /// The modules closed since the last call, with their heads when they closed.
+    pub(super) fn take_closed(&mut self) -> HashMap<Key, u64> {
+        std::mem::take(&mut self.closed)
     }
 
     /// Closes every module nobody has used for `idle`; returns them.
@@ -93,7 +107,7 @@ impl OpenModules {
             .map(|(k, _)| k.clone())
             .collect();
         for key in &idle {
-            self.handles.remove(key);
+            self.close(key);
         }
         idle
     }

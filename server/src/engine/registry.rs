@@ -251,6 +251,12 @@ impl Engine {
         self.modules.lock().await.all()
     }
 
+    /// The modules closed since the last call (idle, or to make room), each with its head when
+    /// it closed: continuous backup ships what they committed before they closed.
+    pub async fn take_closed_modules(&self) -> Vec<((String, String), u64)> {
+        self.modules.lock().await.take_closed().into_iter().collect()
+    }
+
     /// Every branch: configured, created on demand by this data directory's servers, and (a
     /// shared store) by other nodes.
     pub async fn branches(self: &Arc<Self>) -> Result<Vec<String>, EngineError> {
