@@ -8,6 +8,7 @@
 //! WebSocket frames in and out, IndexedDB reads and writes, JS values across the boundary.
 
 pub mod backoff;
+pub mod chunks;
 pub mod membership;
 pub mod state;
 pub mod transaction;
