@@ -51,7 +51,7 @@ pub(crate) fn start(shared: &Shared, fresh: bool) {
 }
 
 /// Walks the module's pages into IndexedDB (resuming an unfinished walk unless `fresh`), then
-/// loads what they hold into memory at the first page's sequence, held back until the delta.
+/// loads what they hold, at the first page's sequence, to lay the delta over (`Inner::walked`).
 async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
     let (persist, http_base, branch, module, token) = {
         let mut inner = shared.borrow_mut();
@@ -92,13 +92,21 @@ async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
             replica.tables.entry(table).or_default().insert(key, row);
         }
     }
-    inner.state.confirmed = replica;
+    inner.walked = Some(replica);
     Ok(())
 }
 
-/// The tables the store holds rows of: what watchers see change when a first sync completes.
-pub(crate) fn all_tables(shared: &Shared) -> BTreeSet<String> {
-    shared.borrow().state.confirmed.tables.keys().cloned().collect()
+/// The delta that completes a first sync arrived: the walk's rows become the store's, to lay the
+/// delta over. Every table the store held or now holds is news to its watchers.
+pub(crate) fn finish(shared: &Shared) -> BTreeSet<String> {
+    let mut inner = shared.borrow_mut();
+    let mut tables: BTreeSet<String> = inner.state.confirmed.tables.keys().cloned().collect();
+    if let Some(walked) = inner.walked.take() {
+        inner.state.confirmed = walked;
+    }
+    tables.extend(inner.state.confirmed.tables.keys().cloned());
+    inner.finish_initial = true;
+    tables
 }
 
 async fn fetch_page(

@@ -112,6 +112,9 @@ pub(crate) struct Inner {
     pub(crate) initial: bool,
     /// A walk of the pages is running (one at a time).
     pub(crate) walking: bool,
+    /// What a finished walk holds, at its first page's sequence: shown only once the delta since
+    /// has been laid over it (until then it is no state the server ever had).
+    pub(crate) walked: Option<mishkah_core::sync::Replica>,
     /// The next save completes the first sync (its rows are no longer held back).
     pub(crate) finish_initial: bool,
     pub(crate) replace_saved: bool,

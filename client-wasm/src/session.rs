@@ -185,6 +185,7 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
             let changed = {
                 let mut inner = shared.borrow_mut();
                 inner.initial = false;
+                inner.walked = None;
                 inner.state.on_snapshot(m)
             };
             after_change(
@@ -197,12 +198,9 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
         }
         "server:delta" if frame["moduleId"] == module.as_str() => {
             let finishing = std::mem::take(&mut shared.borrow_mut().initial);
+            let all = finishing.then(|| crate::first_sync::finish(shared));
             let mut changed = shared.borrow_mut().state.on_delta(&frame);
-            if finishing {
-                // The pages' rows become the module at the delta's end: every table is news.
-                shared.borrow_mut().finish_initial = true;
-                changed.tables.extend(crate::first_sync::all_tables(shared));
-            }
+            changed.tables.extend(all.into_iter().flatten());
             after_change(
                 shared,
                 changed,
@@ -290,7 +288,10 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
         "server:directive" if frame["directive"] == "resync" && frame["moduleId"] == module.as_str() => {
             // Walked before (a cursor was sent, and the log no longer covers it): from nothing;
             // else the walk resumes where it stopped.
-            let fresh = shared.borrow().state.confirmed.cursor > 0;
+            let fresh = {
+                let inner = shared.borrow();
+                inner.walked.is_some() || inner.state.confirmed.cursor > 0
+            };
             crate::first_sync::start(shared, fresh);
         }
         // The session's token expired: the server delivers nothing until `setToken` renews it.
@@ -474,8 +475,10 @@ pub(crate) fn send_hello(inner: &Inner) {
     if inner.persist.is_some() {
         hello["snapshot"] = json!("pages");
     }
-    if inner.state.confirmed.cursor > 0 && inner.state.schema.is_some() {
-        hello["cursor"] = json!({ inner.opts.module_id.clone(): inner.state.confirmed.cursor });
+    // A finished walk asks for the delta since its first page.
+    let cursor = inner.walked.as_ref().map_or(inner.state.confirmed.cursor, |w| w.cursor);
+    if cursor > 0 && inner.state.schema.is_some() {
+        hello["cursor"] = json!({ inner.opts.module_id.clone(): cursor });
     }
     send(inner, &hello);
 }

@@ -127,6 +127,7 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         unsaved: Vec::new(),
         initial: false,
         walking: false,
+        walked: None,
         finish_initial: false,
         replace_saved: false,
         save_scheduled: false,

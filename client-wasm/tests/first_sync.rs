@@ -5,36 +5,20 @@
 
 #![cfg(target_arch = "wasm32")]
 
+mod common;
+
+use common::{get, js, rust, SERVER_HTTP, SERVER_WS};
 use js_sys::{Promise, Reflect};
 use mishkah_client::persist::{Initial, Persist};
 use mishkah_client::store::{create_store, Store};
-use serde::Serialize;
-use serde_json::{json, Value};
-use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
+use serde_json::json;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const SERVER_WS: Option<&str> = option_env!("MISHKAH_TEST_WS");
-const SERVER_HTTP: Option<&str> = option_env!("MISHKAH_TEST_HTTP");
 /// Nothing listens on port 9: a store pointed there is offline.
 const NOWHERE: &str = "127.0.0.1:9";
-
-fn js(v: Value) -> JsValue {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).unwrap()
-}
-
-fn rust(v: JsValue) -> Value {
-    serde_wasm_bindgen::from_value(v).unwrap_or(Value::Null)
-}
-
-async fn get(url: &str) -> JsValue {
-    let resp: web_sys::Response =
-        JsFuture::from(web_sys::window().unwrap().fetch_with_str(url)).await.unwrap().unchecked_into();
-    JsFuture::from(resp.json().unwrap()).await.unwrap()
-}
 
 fn store(ws: &str, http: &str, db: &str) -> Store {
     create_store(js(json!({"branchId": "demo", "moduleId": "pos", "wsUrl": ws, "httpUrl": http, "dbName": db,

@@ -121,8 +121,12 @@ async function launch(profile, port) {
     return route.fulfill({ body: '<!doctype html><title>bigsync</title>', contentType: 'text/html' });
   });
   const page = await context.newPage();
+  // The network is cut on purpose: failed fetches and sockets are expected, anything else is shown.
+  const expected = /Failed to fetch|Failed to load resource|WebSocket connection|first sync stopped/;
   page.on('pageerror', (e) => console.error('page error:', e));
-  page.on('console', (m) => { if (m.type() === 'error' || m.type() === 'warning') console.error(`page ${m.type()}: ${m.text()}`); });
+  page.on('console', (m) => {
+    if ((m.type() === 'error' || m.type() === 'warning') && !expected.test(m.text())) console.error(`page ${m.type()}: ${m.text()}`);
+  });
   await page.goto(`${app}/`);
   const kill = () => new Promise((r) => { proc.once('exit', r); proc.kill('SIGKILL'); });
   return { browser, context, page, kill };
