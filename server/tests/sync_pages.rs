@@ -141,7 +141,7 @@ fn pages_walked_while_writes_land_then_the_delta_since_the_first_page_give_the_m
     // Kept across cases (each case starts from where the last left the module).
     let kept = std::cell::RefCell::new((Vec::new(), 0u32));
     let config = ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() };
-    proptest!(config, |(limit in 1usize..9, before in writes(), gaps in prop::collection::vec(writes(), 1..12))| {
+    proptest!(config, |(limit in 8usize..48, before in writes(), gaps in prop::collection::vec(writes(), 1..12))| {
         let (ids, n) = &mut *kept.borrow_mut();
         rt.block_on(async {
             for w in &before {
