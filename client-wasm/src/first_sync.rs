@@ -70,16 +70,21 @@ async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
         Some(i) if !(fresh || i.paged && i.at.is_none()) => i,
         _ => persist.begin_initial().await?,
     };
-    while !initial.paged {
+    let request = |next: Option<&Value>| request_page(&http_base, &branch, &module, token.as_deref(), next);
+    let mut coming = (!initial.paged).then(|| request(initial.next.as_ref())).transpose()?;
+    while let Some(fetching) = coming.take() {
         if shared.borrow().status == Status::Closed {
             return Ok(());
         }
-        let page = fetch_page(&http_base, &branch, &module, token.as_deref(), initial.next.as_ref()).await?;
+        let page = page_of(fetching).await?;
         let sequence = Reflect::get(&page, &"sequence".into())?.as_f64().unwrap_or(0.0) as u64;
         initial.at.get_or_insert(sequence);
         let next: Value = from_js(Reflect::get(&page, &"next".into())?)?;
         initial.paged = next.is_null();
         initial.next = Some(next).filter(|n| !n.is_null());
+        // The next page is on its way while this one is stored: the server and the network work
+        // while IndexedDB does.
+        coming = initial.next.as_ref().map(|n| request(Some(n))).transpose()?;
         persist.write_page(&page, &initial).await?;
     }
     let rows = persist.rows().await?;
@@ -109,13 +114,15 @@ pub(crate) fn finish(shared: &Shared) -> BTreeSet<String> {
     tables
 }
 
-async fn fetch_page(
+/// Starts fetching the page at `next` (the first without one): the request is under way when this
+/// returns.
+fn request_page(
     http_base: &str,
     branch: &str,
     module: &str,
     token: Option<&str>,
     next: Option<&Value>,
-) -> Result<JsValue, JsValue> {
+) -> Result<js_sys::Promise, JsValue> {
     let window = web_sys::window().ok_or_else(|| error("no-window", "no window to fetch from", Value::Null))?;
     let mut url = format!(
         "{http_base}/api/branches/{}/modules/{}/pages?limit={PAGE_ROWS}",
@@ -135,7 +142,12 @@ async fn fetch_page(
         init.set_headers(&headers);
     }
     let request = web_sys::Request::new_with_str_and_init(&url, &init)?;
-    let response: web_sys::Response = JsFuture::from(window.fetch_with_request(&request)).await?.dyn_into()?;
+    Ok(window.fetch_with_request(&request))
+}
+
+/// The page a [`request_page`] brings.
+async fn page_of(fetching: js_sys::Promise) -> Result<JsValue, JsValue> {
+    let response: web_sys::Response = JsFuture::from(fetching).await?.dyn_into()?;
     let status = response.status();
     // Parsed by the browser, and stored as parsed: no row is converted on its way to IndexedDB.
     let body = JsFuture::from(response.json()?).await?;
