@@ -98,12 +98,25 @@ fn stream_table(
     if table.locked {
         return Ok(());
     }
+    let mut rendered = snapshot_table(reader, schema, table, lang, view, out)?;
+    reader.each_doc(table, &mut |doc| rendered.push(doc).map(drop))
+}
+
+/// A table's renderer for a snapshot (or a page of one): with `lang`, its `<t>_lang` rows read to
+/// merge.
+pub(crate) fn snapshot_table<'a>(
+    reader: &dyn crate::storage::ModuleRead,
+    schema: &mishkah_core::Schema,
+    table: &'a mishkah_core::Table,
+    lang: Option<&'a str>,
+    view: &'a View,
+    out: &'a mut String,
+) -> Result<crate::render::SnapshotTable<'a>, StorageError> {
     let translations = match (lang, schema.table(&mishkah_core::render::translate::lang_table_name(&table.name))) {
         (Some(lang), Some(lang_table)) => Some((lang, lang_table, reader.rows(lang_table)?)),
         _ => None,
     };
-    let mut rendered = crate::render::SnapshotTable::new(table, translations, view, out);
-    reader.each_doc(table, &mut |doc| rendered.push(doc).map(drop))
+    Ok(crate::render::SnapshotTable::new(table, translations, view, out))
 }
 
 /// The changes after `cursor`, coalesced, as `caller` may see them; `Err(DeltaError)` when the

@@ -9,7 +9,6 @@
 
 use std::sync::Arc;
 
-use mishkah_core::render::translate;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Caller, View};
@@ -92,11 +91,7 @@ pub async fn page(
                 out.push_str(":[");
                 keys.push_str(&quoted(name));
                 keys.push_str(":[");
-                let translations = match (lang.as_deref(), schema.table(&translate::lang_table_name(name))) {
-                    (Some(lang), Some(lang_table)) => Some((lang, lang_table, reader.rows(lang_table)?)),
-                    _ => None,
-                };
-                let mut rendered = crate::render::SnapshotTable::new(table, translations, &view, &mut out);
+                let mut rendered = super::snapshot_table(reader, schema, table, lang.as_deref(), &view, &mut out)?;
                 let (mut read, mut sent, mut last) = (0, 0, None);
                 reader.docs_by_key(table, after.take().as_deref(), left, &mut |key, doc| {
                     read += 1;
