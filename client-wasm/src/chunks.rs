@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 
 use mishkah_core::query::{field_value, Filter, Op, Operand};
-use mishkah_core::{Row, Table};
+use mishkah_core::{Field, Row, Table};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -33,13 +33,59 @@ pub struct Chunk {
     pub rows: Vec<Row>,
 }
 
-/// What a chunk's rows hold, per declared field of the table.
+/// What a chunk's rows hold, per summarized field of the table.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub rows: u64,
     pub first: String,
     pub last: String,
     pub fields: BTreeMap<String, Values>,
+}
+
+impl Summary {
+    /// The summary of `rows` (keyed `keys`, in order) of `table`, each field's value class read by
+    /// `value_key_of(row, [field name])` (the browser reads rows it never converts).
+    pub fn of<R>(
+        table: &Table,
+        keys: &[String],
+        rows: &[R],
+        value_key_of: impl Fn(&R, &[String]) -> Option<String>,
+    ) -> Summary {
+        let mut fields = BTreeMap::new();
+        for field in summarized(table) {
+            let path = [field.name.clone()];
+            let mut listed = BTreeMap::new();
+            let mut many = false;
+            for row in rows {
+                match value_key_of(row, &path) {
+                    Some(key) => *listed.entry(key).or_insert(0) += 1,
+                    None => many = true,
+                }
+                if many || listed.len() > LISTED_VALUES {
+                    many = true;
+                    break;
+                }
+            }
+            fields.insert(field.name.clone(), if many { Values::Many } else { Values::Listed(listed) });
+        }
+        Summary {
+            rows: rows.len() as u64,
+            first: keys.first().cloned().unwrap_or_default(),
+            last: keys.last().cloned().unwrap_or_default(),
+            fields,
+        }
+    }
+}
+
+/// The fields a chunk's summary lists: those the schema indexes (a query filters on them), less
+/// the unique ones (a value per row: never worth listing).
+pub fn summarized(table: &Table) -> Vec<&Field> {
+    table
+        .fields
+        .iter()
+        .filter(|f| !f.primary_key && !f.unique)
+        .filter(|f| f.indexed || table.indexes.iter().any(|i| !i.unique && i.fields.contains(&f.name)))
+        .collect()
 }
 
 /// The values one field takes in a chunk.
@@ -79,31 +125,9 @@ impl Chunk {
         self.keys.binary_search_by(|k| k.as_str().cmp(key)).ok().map(|i| &self.rows[i])
     }
 
-    /// What this chunk's rows hold, per field of `table`.
+    /// What this chunk's rows hold, per summarized field of `table` ([`summarized`]).
     pub fn summary(&self, table: &Table) -> Summary {
-        let mut fields = BTreeMap::new();
-        for field in &table.fields {
-            let path = [field.name.clone()];
-            let mut listed = BTreeMap::new();
-            let mut many = false;
-            for row in &self.rows {
-                match value_key(field_value(Some(table), row, &path)) {
-                    Some(key) => *listed.entry(key).or_insert(0) += 1,
-                    None => many = true,
-                }
-                if many || listed.len() > LISTED_VALUES {
-                    many = true;
-                    break;
-                }
-            }
-            fields.insert(field.name.clone(), if many { Values::Many } else { Values::Listed(listed) });
-        }
-        Summary {
-            rows: self.rows.len() as u64,
-            first: self.keys.first().cloned().unwrap_or_default(),
-            last: self.keys.last().cloned().unwrap_or_default(),
-            fields,
-        }
+        Summary::of(table, &self.keys, &self.rows, |row, path| value_key(field_value(Some(table), row, path)))
     }
 
     /// Applies `changes` (a row, or `None` to remove it), then cuts the result to size: the
@@ -219,8 +243,9 @@ mod tests {
 
     fn table() -> Table {
         let schema = Schema::from_json(&json!({"tables": {"t": {"fields": {
-            "id": {"type": "text", "primaryKey": true}, "status": {"type": "text"},
-            "n": {"type": "decimal"}, "note": {"type": "text"}}}}}))
+            "id": {"type": "text", "primaryKey": true}, "status": {"type": "text", "index": true},
+            "n": {"type": "decimal"}, "note": {"type": "text"}, "plain": {"type": "text"}},
+            "indexes": [{"fields": ["n", "note"]}]}}}))
         .unwrap();
         schema.table("t").unwrap().clone()
     }
@@ -260,13 +285,12 @@ mod tests {
             Just(json!(0)),
             Just(Value::Null),
         ];
-        let leaf = (prop::sample::select(vec!["status", "n", "note"]), operand.clone(), any::<bool>()).prop_map(
-            |(field, value, reversed)| {
+        let leaf = (prop::sample::select(vec!["status", "n", "note", "plain"]), operand.clone(), any::<bool>())
+            .prop_map(|(field, value, reversed)| {
                 let (field, value) = (Operand::Field(vec![field.into()]), Operand::Value(value));
                 let (left, right) = if reversed { (value, field) } else { (field, value) };
                 Filter::Compare { left, op: Op::Eq, right }
-            },
-        );
+            });
         let listed = (prop::sample::select(vec!["status", "n"]), prop::collection::vec(operand, 0..3)).prop_map(
             |(field, items)| Filter::Compare {
                 left: Operand::Field(vec![field.into()]),
@@ -370,7 +394,11 @@ mod tests {
         let paid = Filter::parse(r#"status = "paid""#).unwrap();
         assert_eq!(count(&t, Some(&paid), &[s.clone(), s.clone()]), Some(100));
         assert!(!may_match(&t, &Filter::parse(r#"status = "void""#).unwrap(), &s));
-        assert_eq!(count(&t, Some(&Filter::parse("n = 3").unwrap()), &[s]), None);
+        assert_eq!(count(&t, Some(&Filter::parse("n = 3").unwrap()), std::slice::from_ref(&s)), None);
+        assert!(!s.fields.contains_key("plain") && !s.fields.contains_key("id"), "only indexed fields are listed");
+        let plain = Filter::parse(r#"plain = "x""#).unwrap();
+        assert!(may_match(&t, &plain, &s), "a field not listed may hold anything");
+        assert_eq!(count(&t, Some(&plain), &[s]), None);
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 
 use js_sys::Reflect;
 use mishkah_core::sync::Replica;
-use mishkah_core::RecordKey;
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -85,17 +84,15 @@ async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
         // The next page is on its way while this one is stored: the server and the network work
         // while IndexedDB does.
         coming = initial.next.as_ref().map(|n| request(Some(n))).transpose()?;
-        persist.write_page(&page, &initial).await?;
+        let schema = shared.borrow().state.schema.clone();
+        persist.write_page(&page, &initial, schema.as_ref()).await?;
     }
     let rows = persist.rows().await?;
     let mut inner = shared.borrow_mut();
     let mut replica = Replica::new();
     replica.cursor = initial.at.unwrap_or(0);
-    for (table, row) in rows {
-        let t = inner.state.schema.as_ref().and_then(|s| s.table(&table)).cloned();
-        if let Some(key) = t.and_then(|t| RecordKey::of(&t, &row).ok()) {
-            replica.tables.entry(table).or_default().insert(key, row);
-        }
+    for (table, key, row) in rows {
+        replica.tables.entry(table).or_default().insert(key, row);
     }
     inner.walked = Some(replica);
     Ok(())

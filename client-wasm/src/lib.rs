@@ -8,6 +8,8 @@
 //! WebSocket frames in and out, IndexedDB reads and writes, JS values across the boundary.
 
 pub mod backoff;
+#[cfg(target_arch = "wasm32")]
+mod chunked;
 pub mod chunks;
 pub mod membership;
 pub mod state;

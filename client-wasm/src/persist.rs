@@ -1,7 +1,10 @@
-//! IndexedDB persistence (through `rexie`): confirmed rows, the sync cursor, the schema and the
-//! outbox. Writes are batched: one transaction per flush, never one per row.
+//! IndexedDB persistence (through `rexie`): confirmed rows (in chunks: [`crate::chunked`]), the sync
+//! cursor, the schema and the outbox. Writes are batched: one transaction per flush, never one per
+//! row.
 
-use mishkah_core::{RecordKey, Row};
+use std::collections::BTreeMap;
+
+use mishkah_core::{RecordKey, Row, Schema};
 use rexie::{ObjectStore, Rexie, TransactionMode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,9 +13,13 @@ use wasm_bindgen::JsValue;
 use crate::interop::{from_js, to_js};
 use crate::state::Pending;
 
-const ROWS: &str = "rows";
+use crate::chunked::{self, CHUNKS, SUMMARIES};
+
 const META: &str = "meta";
 const OUTBOX: &str = "outbox";
+/// How rows are kept: 2 is in chunks. A database of layout 1 (a record per row, dropped by the
+/// upgrade) keeps its outbox and client id, and syncs its rows again.
+const LAYOUT: f64 = 2.0;
 
 /// An open store database.
 pub struct Persist {
@@ -26,8 +33,8 @@ pub struct Loaded {
     pub schema: Option<Value>,
     /// Cursor of the cached rows.
     pub cursor: u64,
-    /// `(table, row)`.
-    pub rows: Vec<(String, Row)>,
+    /// `(table, key, row)`.
+    pub rows: Vec<(String, RecordKey, Row)>,
     /// Pending writes.
     pub outbox: Vec<Pending>,
     /// `{sync: "subscriptions"}`: which live query holds which row.
@@ -52,13 +59,6 @@ pub struct Initial {
     pub paged: bool,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredRow {
-    t: String,
-    k: String,
-    r: Row,
-}
-
 fn js_err(e: rexie::Error) -> JsValue {
     crate::interop::error("indexeddb", &e.to_string(), Value::Null)
 }
@@ -68,37 +68,40 @@ fn initial_of(stored: JsValue) -> Result<Initial, JsValue> {
         .map_err(|e| crate::interop::error("indexeddb", &e.to_string(), Value::Null))
 }
 
-async fn read_rows(store: &rexie::Store) -> Result<Vec<(String, Row)>, JsValue> {
-    let mut rows = Vec::new();
-    for value in store.get_all(None, None).await.map_err(js_err)? {
-        if let Ok(row) = serde_wasm_bindgen::from_value::<StoredRow>(value) {
-            rows.push((row.t, row.r));
-        }
-    }
-    Ok(rows)
-}
-
-fn row_key(table: &str, key: &RecordKey) -> JsValue {
-    JsValue::from_str(&format!("{table}\u{1f}{}", key.0))
-}
-
 impl Persist {
     /// Opens (creating) the database `name`.
     pub async fn open(name: &str) -> Result<Persist, JsValue> {
         let db = Rexie::builder(name)
-            .version(1)
-            .add_object_store(ObjectStore::new(ROWS))
+            .version(2)
+            .add_object_store(ObjectStore::new(CHUNKS))
+            .add_object_store(ObjectStore::new(SUMMARIES))
             .add_object_store(ObjectStore::new(META))
             .add_object_store(ObjectStore::new(OUTBOX))
             .build()
             .await
             .map_err(js_err)?;
-        Ok(Persist { db })
+        let persist = Persist { db };
+        persist.settle_layout().await?;
+        Ok(persist)
+    }
+
+    /// A database whose rows were kept another way has none now: it forgets where they stood.
+    async fn settle_layout(&self) -> Result<(), JsValue> {
+        let tx = self.db.transaction(&[META], TransactionMode::ReadWrite).map_err(js_err)?;
+        let meta = tx.store(META).map_err(js_err)?;
+        if meta.get("layout".into()).await.map_err(js_err)?.and_then(|v| v.as_f64()) != Some(LAYOUT) {
+            for key in ["cursor", "initial", "subs"] {
+                meta.delete(key.into()).await.map_err(js_err)?;
+            }
+            meta.put(&JsValue::from_f64(LAYOUT), Some(&"layout".into())).await.map_err(js_err)?;
+        }
+        tx.done().await.map_err(js_err)?;
+        Ok(())
     }
 
     /// Everything cached, in one read transaction.
     pub async fn load(&self) -> Result<Loaded, JsValue> {
-        let tx = self.db.transaction(&[ROWS, META, OUTBOX], TransactionMode::ReadOnly).map_err(js_err)?;
+        let tx = self.db.transaction(&[CHUNKS, META, OUTBOX], TransactionMode::ReadOnly).map_err(js_err)?;
         let mut loaded = Loaded::default();
         let meta = tx.store(META).map_err(js_err)?;
         if let Some(schema) = meta.get("schema".into()).await.map_err(js_err)? {
@@ -118,7 +121,7 @@ impl Persist {
             // Rows of a sync that has not finished are no state the server ever had.
             loaded.cursor = 0;
         } else {
-            loaded.rows = read_rows(&tx.store(ROWS).map_err(js_err)?).await?;
+            loaded.rows = chunked::read_all(&tx).await?;
         }
         for value in tx.store(OUTBOX).map_err(js_err)?.get_all(None, None).await.map_err(js_err)? {
             if let Ok(p) = serde_wasm_bindgen::from_value::<Pending>(value) {
@@ -143,27 +146,19 @@ impl Persist {
         replace: bool,
         subs: Option<Value>,
         finish_initial: bool,
+        schema: Option<&Schema>,
     ) -> Result<(), JsValue> {
-        let tx = self.db.transaction(&[ROWS, META], TransactionMode::ReadWrite).map_err(js_err)?;
-        let rows = tx.store(ROWS).map_err(js_err)?;
+        let tx = self.db.transaction(&[CHUNKS, SUMMARIES, META], TransactionMode::ReadWrite).map_err(js_err)?;
         if replace {
-            rows.clear().await.map_err(js_err)?;
+            chunked::clear(&tx).await?;
         }
-        let mut puts = Vec::new();
+        let mut by_table: BTreeMap<String, Vec<(String, Option<Row>)>> = BTreeMap::new();
         for (table, key, row) in changes {
-            match row {
-                Some(r) => {
-                    let value = to_js(&StoredRow { t: table.clone(), k: key.0.clone(), r });
-                    puts.push((value, Some(row_key(&table, &key))));
-                }
-                None => {
-                    rows.put_all(std::mem::take(&mut puts).into_iter()).await.map_err(js_err)?;
-                    rows.delete(row_key(&table, &key)).await.map_err(js_err)?;
-                }
-            }
+            by_table.entry(table).or_default().push((key.0, row));
         }
-        // Requests issued together, awaited once: one round trip per batch, not per row.
-        rows.put_all(puts.into_iter()).await.map_err(js_err)?;
+        for (table, changes) in by_table {
+            chunked::apply(&tx, &table, schema.and_then(|s| s.table(&table)), changes).await?;
+        }
         let meta = tx.store(META).map_err(js_err)?;
         if replace || finish_initial {
             meta.delete("initial".into()).await.map_err(js_err)?;
@@ -185,17 +180,17 @@ impl Persist {
     }
 
     /// Every stored row, whether or not a first sync is under way.
-    pub async fn rows(&self) -> Result<Vec<(String, Row)>, JsValue> {
-        let tx = self.db.transaction(&[ROWS], TransactionMode::ReadOnly).map_err(js_err)?;
-        let rows = read_rows(&tx.store(ROWS).map_err(js_err)?).await?;
+    pub async fn rows(&self) -> Result<Vec<(String, RecordKey, Row)>, JsValue> {
+        let tx = self.db.transaction(&[CHUNKS], TransactionMode::ReadOnly).map_err(js_err)?;
+        let rows = chunked::read_all(&tx).await?;
         tx.done().await.map_err(js_err)?;
         Ok(rows)
     }
 
     /// Starts a first sync from nothing: the rows go, and until it finishes none is shown.
     pub async fn begin_initial(&self) -> Result<Initial, JsValue> {
-        let tx = self.db.transaction(&[ROWS, META], TransactionMode::ReadWrite).map_err(js_err)?;
-        tx.store(ROWS).map_err(js_err)?.clear().await.map_err(js_err)?;
+        let tx = self.db.transaction(&[CHUNKS, SUMMARIES, META], TransactionMode::ReadWrite).map_err(js_err)?;
+        chunked::clear(&tx).await?;
         let initial = Initial::default();
         let meta = tx.store(META).map_err(js_err)?;
         meta.put(&to_js(&initial), Some(&"initial".into())).await.map_err(js_err)?;
@@ -207,28 +202,9 @@ impl Persist {
     /// Stores one page of a first sync (`{sequence, tables, keys, next}` as the server sent it,
     /// never converted row by row) and where the sync now stands, in one transaction: a page is
     /// kept whole or not at all, and the position never runs ahead of the rows.
-    pub async fn write_page(&self, page: &JsValue, initial: &Initial) -> Result<(), JsValue> {
-        let tx = self.db.transaction(&[ROWS, META], TransactionMode::ReadWrite).map_err(js_err)?;
-        let rows = tx.store(ROWS).map_err(js_err)?;
-        let tables = js_sys::Reflect::get(page, &"tables".into())?;
-        let keys = js_sys::Reflect::get(page, &"keys".into())?;
-        let mut puts = Vec::new();
-        for entry in js_sys::Object::entries(&tables.into()).iter() {
-            let entry: js_sys::Array = entry.into();
-            let table = entry.get(0);
-            let list: js_sys::Array = entry.get(1).into();
-            let table_keys: js_sys::Array = js_sys::Reflect::get(&keys, &table)?.into();
-            let name = table.as_string().unwrap_or_default();
-            for (row, key) in list.iter().zip(table_keys.iter()) {
-                let stored = js_sys::Object::new();
-                js_sys::Reflect::set(&stored, &"t".into(), &table)?;
-                js_sys::Reflect::set(&stored, &"k".into(), &key)?;
-                js_sys::Reflect::set(&stored, &"r".into(), &row)?;
-                let id = JsValue::from_str(&format!("{name}\u{1f}{}", key.as_string().unwrap_or_default()));
-                puts.push((stored.into(), Some(id)));
-            }
-        }
-        rows.put_all(puts.into_iter()).await.map_err(js_err)?;
+    pub async fn write_page(&self, page: &JsValue, initial: &Initial, schema: Option<&Schema>) -> Result<(), JsValue> {
+        let tx = self.db.transaction(&[CHUNKS, SUMMARIES, META], TransactionMode::ReadWrite).map_err(js_err)?;
+        chunked::put_page(&tx, page, schema).await?;
         tx.store(META).map_err(js_err)?.put(&to_js(initial), Some(&"initial".into())).await.map_err(js_err)?;
         tx.done().await.map_err(js_err)?;
         Ok(())

@@ -148,15 +148,16 @@ pub(crate) fn save_later(shared: &Shared, changed: &Changed) {
     spawn_local(async move {
         // Let the current burst of frames finish first, so they share one transaction.
         let _ = JsFuture::from(Promise::resolve(&JsValue::NULL)).await;
-        let (batch, cursor, replace, subs, finish) = {
+        let (batch, cursor, replace, subs, finish, schema) = {
             let mut inner = shared.borrow_mut();
             inner.save_scheduled = false;
             let replace = std::mem::take(&mut inner.replace_saved);
             let finish = std::mem::take(&mut inner.finish_initial);
             let subs = inner.state.live.as_ref().and_then(|m| serde_json::to_value(m).ok());
-            (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace, subs, finish)
+            let schema = inner.state.schema.clone();
+            (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace, subs, finish, schema)
         };
-        if let Err(e) = persist.write_rows(batch, cursor, replace, subs, finish).await {
+        if let Err(e) = persist.write_rows(batch, cursor, replace, subs, finish, schema.as_ref()).await {
             web_sys::console::error_2(&"mishkah: could not persist rows".into(), &e);
         }
     });

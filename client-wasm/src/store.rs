@@ -313,15 +313,8 @@ impl Store {
                     inner.persist = Some(persist);
                     inner.state.schema = loaded.schema.and_then(|s| serde_json::from_value::<Schema>(s).ok());
                     inner.state.access = loaded.access.as_ref().and_then(|a| Access::from_answer(&module, a));
-                    for (table, row) in loaded.rows {
-                        let t = inner.state.schema.as_ref().and_then(|s| s.table(&table)).cloned();
-                        let key = t.and_then(|t| RecordKey::of(&t, &row).ok()).or_else(|| {
-                            row.get("id")
-                                .map(|v| RecordKey(v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
-                        });
-                        if let Some(key) = key {
-                            inner.state.confirmed.tables.entry(table).or_default().insert(key, row);
-                        }
+                    for (table, key, row) in loaded.rows {
+                        inner.state.confirmed.tables.entry(table).or_default().insert(key, row);
                     }
                     inner.state.confirmed.cursor = loaded.cursor;
                     if inner.opts.subscriptions_only() {

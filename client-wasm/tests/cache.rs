@@ -23,7 +23,7 @@ async fn indexeddb_round_trip_and_outbox_survive_a_reload() {
         let p = Persist::open(&db).await.unwrap();
         p.save_schema(&schema()).await.unwrap();
         let row = json!({"id": "T1", "name": "cached", "version": 1}).as_object().unwrap().clone();
-        p.write_rows(vec![("dining_tables".into(), RecordKey("T1".into()), Some(row))], 7, true, None, false)
+        p.write_rows(vec![("dining_tables".into(), RecordKey("T1".into()), Some(row))], 7, true, None, false, None)
             .await
             .unwrap();
         p.close();
@@ -82,7 +82,7 @@ async fn opening_a_store_with_10000_cached_rows_is_fast_enough_to_measure() {
                 ("dining_tables".to_owned(), RecordKey(id), Some(row))
             })
             .collect();
-        p.write_rows(rows, 10_000, true, None, false).await.unwrap();
+        p.write_rows(rows, 10_000, true, None, false, None).await.unwrap();
         p.close();
     }
     let started = js_sys::Date::now();

@@ -47,7 +47,7 @@ async fn a_first_sync_cut_short_shows_nothing_offline_then_resumes_after_its_las
     {
         let p = Persist::open(&db).await.unwrap();
         p.begin_initial().await.unwrap();
-        p.write_page(&first, &Initial { at: Some(at), next: Some(next), paged: false }).await.unwrap();
+        p.write_page(&first, &Initial { at: Some(at), next: Some(next), paged: false }, None).await.unwrap();
         p.close();
     }
     let snapshot = rust(get(&format!("{http}/api/branches/demo/modules/pos")).await);

@@ -285,7 +285,7 @@ async fn cached_ids(db: &str) -> Vec<String> {
     let loaded = p.load().await.unwrap();
     p.close();
     let mut ids: Vec<String> =
-        loaded.rows.iter().map(|(_, r)| r["id"].as_str().unwrap_or_default().to_owned()).collect();
+        loaded.rows.iter().map(|(_, _, r)| r["id"].as_str().unwrap_or_default().to_owned()).collect();
     ids.sort();
     ids
 }
