@@ -10,6 +10,7 @@
 //! the server's byte order except between astral characters and U+E000..U+FFFF.
 
 use js_sys::{Array, Reflect, JSON};
+use mishkah_core::mutation::row_version;
 use mishkah_core::{RecordKey, Row, Table};
 use rexie::{Direction, KeyRange, Transaction};
 use serde_json::Value;
@@ -185,8 +186,14 @@ pub(crate) async fn apply(
             None => None,
         };
         let mut group = Vec::new();
-        while let Some(change) = changes.next_if(|(k, _)| bound.as_ref().is_none_or(|b| k < b)) {
-            group.push(change);
+        while let Some((key, row)) = changes.next_if(|(k, _)| bound.as_ref().is_none_or(|b| k < b)) {
+            // Row versions only move forward: an event older than the row it would replace (it
+            // arrived after our own newer ack) changes nothing.
+            let stored = chunk.get(&key).map(row_version);
+            if row.as_ref().is_some_and(|r| stored.is_some_and(|v| v > row_version(r))) {
+                continue;
+            }
+            group.push((key, row));
         }
         let old_first = chunk.keys.first().cloned();
         let mut kept = false;
@@ -205,6 +212,40 @@ pub(crate) async fn apply(
         }
     }
     Ok(())
+}
+
+/// The summaries of `table`'s chunks, in key order.
+pub(crate) async fn summaries(tx: &Transaction, table: &str) -> Result<Vec<Summary>, JsValue> {
+    let all = range(&record_key(table, ""), &table_end(table), false)?;
+    let mut list = Vec::new();
+    for stored in tx.store(SUMMARIES).map_err(js_err)?.get_all(Some(all), None).await.map_err(js_err)? {
+        let text = Reflect::get(&stored, &"summary".into())?.as_string().ok_or_else(|| corrupt("summary"))?;
+        list.push(serde_json::from_str(&text).map_err(|e| corrupt(&e.to_string()))?);
+    }
+    Ok(list)
+}
+
+/// How many rows every table holds (from the summaries alone).
+pub(crate) async fn count_all(tx: &Transaction) -> Result<u64, JsValue> {
+    let mut rows = 0;
+    for stored in tx.store(SUMMARIES).map_err(js_err)?.get_all(None, None).await.map_err(js_err)? {
+        let text = Reflect::get(&stored, &"summary".into())?.as_string().ok_or_else(|| corrupt("summary"))?;
+        let summary: Summary = serde_json::from_str(&text).map_err(|e| corrupt(&e.to_string()))?;
+        rows += summary.rows;
+    }
+    Ok(rows)
+}
+
+/// The chunk of `table` whose first key is `first`, if it is still stored.
+pub(crate) async fn chunk_at(tx: &Transaction, table: &str, first: &str) -> Result<Option<Chunk>, JsValue> {
+    let record = tx.store(CHUNKS).map_err(js_err)?.get(record_key(table, first)).await.map_err(js_err)?;
+    record.map(|r| chunk_of(&r)).transpose()
+}
+
+/// The stored row of `table` keyed `key`.
+pub(crate) async fn row(tx: &Transaction, table: &str, key: &str) -> Result<Option<Row>, JsValue> {
+    let (_, chunk) = locate(tx, table, key).await?;
+    Ok(chunk.get(key).cloned())
 }
 
 /// Every stored row: `(table, key, row)`.

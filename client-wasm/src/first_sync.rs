@@ -50,7 +50,8 @@ pub(crate) fn start(shared: &Shared, fresh: bool) {
 }
 
 /// Walks the module's pages into IndexedDB (resuming an unfinished walk unless `fresh`), then
-/// loads what they hold, at the first page's sequence, to lay the delta over (`Inner::walked`).
+/// loads what they hold, at the first page's sequence, to lay the delta over (`Inner::walked`) —
+/// unless they are more rows than the store keeps in memory: it reads them through IndexedDB.
 async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
     let (persist, http_base, branch, module, token) = {
         let mut inner = shared.borrow_mut();
@@ -87,13 +88,17 @@ async fn run(shared: &Shared, fresh: bool) -> Result<(), JsValue> {
         let schema = shared.borrow().state.schema.clone();
         persist.write_page(&page, &initial, schema.as_ref()).await?;
     }
-    let rows = persist.rows().await?;
-    let mut inner = shared.borrow_mut();
     let mut replica = Replica::new();
     replica.cursor = initial.at.unwrap_or(0);
-    for (table, key, row) in rows {
-        replica.tables.entry(table).or_default().insert(key, row);
+    // A module larger than the store keeps in memory stays in IndexedDB: nothing is read back.
+    let partial = persist.count().await? > shared.borrow().opts.in_memory();
+    if !partial {
+        for (table, key, row) in persist.rows().await? {
+            replica.tables.entry(table).or_default().insert(key, row);
+        }
     }
+    let mut inner = shared.borrow_mut();
+    inner.state.partial = partial;
     inner.walked = Some(replica);
     Ok(())
 }

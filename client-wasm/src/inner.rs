@@ -39,11 +39,26 @@ pub(crate) struct Options {
     /// A bearer token, sent in `client:hello` (a server with `--auth required` needs one).
     #[serde(default)]
     pub(crate) token: Option<String>,
+    /// The most rows a store with IndexedDB holds in memory; a larger module is read through
+    /// IndexedDB ([`crate::reads`]).
+    #[serde(default)]
+    pub(crate) memory_rows: Option<u64>,
 }
+
+/// [`Options::memory_rows`] when not given.
+const MEMORY_ROWS: u64 = 50_000;
 
 impl Options {
     pub(crate) fn subscriptions_only(&self) -> bool {
         self.sync.as_deref() == Some("subscriptions")
+    }
+
+    /// The most rows held in memory; a store that syncs only its subscriptions holds them all.
+    pub(crate) fn in_memory(&self) -> u64 {
+        if self.subscriptions_only() {
+            return u64::MAX;
+        }
+        self.memory_rows.unwrap_or(MEMORY_ROWS)
     }
 }
 
@@ -119,6 +134,12 @@ pub(crate) struct Inner {
     pub(crate) finish_initial: bool,
     pub(crate) replace_saved: bool,
     pub(crate) save_scheduled: bool,
+    /// A partial store's last write waiting to be queued: the next one queues after it.
+    pub(crate) write_chain: Option<js_sys::Promise>,
+    /// Watchers of a partial store waiting to be answered again ([`crate::reads::refresh`]).
+    pub(crate) watch_due: std::collections::BTreeSet<u32>,
+    /// A task answers them (one at a time, so answers come in order).
+    pub(crate) watching: bool,
     /// Releases this tab's Web Lock (see `tabs`).
     pub(crate) release_tab_lock: Option<Function>,
 }

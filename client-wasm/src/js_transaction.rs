@@ -34,10 +34,11 @@ pub struct Tx {
 impl Tx {
     /// The row `id` of `table` as this transaction sees it (`null` when absent): the first read
     /// of a row is checked again by the server when the transaction commits.
-    pub fn get(&self, table: String, id: JsValue) -> JsValue {
-        let key = id.as_string().unwrap_or_else(|| id.as_f64().map(|n| n.to_string()).unwrap_or_default());
+    pub fn get(&self, table: String, id: JsValue) -> Result<JsValue, JsValue> {
+        let key = RecordKey(id.as_string().unwrap_or_else(|| id.as_f64().map(|n| n.to_string()).unwrap_or_default()));
         let inner = self.store.borrow();
-        to_js(&self.draft.borrow_mut().get(&inner.state, &table, &RecordKey(key), now()))
+        held(&inner.state, &table, &key)?;
+        Ok(to_js(&self.draft.borrow_mut().get(&inner.state, &table, &key, now())))
     }
 
     pub fn insert(&self, table: String, record: JsValue, options: JsValue) -> Result<(), JsValue> {
@@ -70,6 +71,10 @@ impl Tx {
         m.expected_version = from_js(options).ok().and_then(|o| o.get("expectedVersion").and_then(Value::as_i64));
         let fresh = format!("{:x}", (js_sys::Math::random() * 1e15) as u64);
         let inner = self.store.borrow();
+        let t = inner.state.schema.as_ref().and_then(|s| s.table(&table));
+        if let (Some(key), false) = (t.and_then(|t| RecordKey::of(t, &m.record).ok()), action == Action::Insert) {
+            held(&inner.state, &table, &key)?;
+        }
         self.draft
             .borrow_mut()
             .write(&inner.state, m, &fresh, now())
@@ -78,6 +83,16 @@ impl Tx {
 }
 
 /// Runs `f` as a transaction; see the module's documentation.
+/// A transaction reads synchronously: in a store that keeps its rows in IndexedDB, only the rows
+/// it holds (those its pending writes touch).
+fn held(state: &crate::state::ClientState, table: &str, key: &RecordKey) -> Result<(), JsValue> {
+    if state.partial && state.confirmed.get(table, key).is_none() && !state.pending_keys(table).contains(key) {
+        let message = "this store keeps its rows in IndexedDB: a transaction reads only rows it holds";
+        return Err(error("not-held", message, json!({"table": table, "key": key.0})));
+    }
+    Ok(())
+}
+
 pub(crate) fn run(shared: Shared, f: Function, options: JsValue) -> Promise {
     let attempts = from_js(options)
         .ok()

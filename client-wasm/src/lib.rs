@@ -12,6 +12,8 @@ pub mod backoff;
 mod chunked;
 pub mod chunks;
 pub mod membership;
+#[cfg(target_arch = "wasm32")]
+mod reads;
 pub mod state;
 pub mod transaction;
 

@@ -44,6 +44,9 @@ pub struct Loaded {
     /// A first sync under way (its rows are held back: they are not yet the module at any one
     /// sequence).
     pub initial: Option<Initial>,
+    /// More rows are stored than the store keeps in memory: `rows` is empty and reads go to
+    /// IndexedDB.
+    pub partial: bool,
 }
 
 /// Where an unfinished first sync stands: the first page's sequence (the delta that completes
@@ -99,9 +102,10 @@ impl Persist {
         Ok(())
     }
 
-    /// Everything cached, in one read transaction.
-    pub async fn load(&self) -> Result<Loaded, JsValue> {
-        let tx = self.db.transaction(&[CHUNKS, META, OUTBOX], TransactionMode::ReadOnly).map_err(js_err)?;
+    /// Everything cached, in one read transaction: the rows too when there are no more than
+    /// `in_memory`.
+    pub async fn load(&self, in_memory: u64) -> Result<Loaded, JsValue> {
+        let tx = self.db.transaction(&[CHUNKS, SUMMARIES, META, OUTBOX], TransactionMode::ReadOnly).map_err(js_err)?;
         let mut loaded = Loaded::default();
         let meta = tx.store(META).map_err(js_err)?;
         if let Some(schema) = meta.get("schema".into()).await.map_err(js_err)? {
@@ -121,7 +125,10 @@ impl Persist {
             // Rows of a sync that has not finished are no state the server ever had.
             loaded.cursor = 0;
         } else {
-            loaded.rows = chunked::read_all(&tx).await?;
+            loaded.partial = chunked::count_all(&tx).await? > in_memory;
+            if !loaded.partial {
+                loaded.rows = chunked::read_all(&tx).await?;
+            }
         }
         for value in tx.store(OUTBOX).map_err(js_err)?.get_all(None, None).await.map_err(js_err)? {
             if let Ok(p) = serde_wasm_bindgen::from_value::<Pending>(value) {
@@ -185,6 +192,19 @@ impl Persist {
         let rows = chunked::read_all(&tx).await?;
         tx.done().await.map_err(js_err)?;
         Ok(rows)
+    }
+
+    /// How many rows are stored (from the chunks' summaries).
+    pub async fn count(&self) -> Result<u64, JsValue> {
+        let tx = self.reading()?;
+        let rows = chunked::count_all(&tx).await?;
+        tx.done().await.map_err(js_err)?;
+        Ok(rows)
+    }
+
+    /// A read-only transaction over the stored rows ([`crate::chunked`]'s reads).
+    pub(crate) fn reading(&self) -> Result<rexie::Transaction, JsValue> {
+        self.db.transaction(&[CHUNKS, SUMMARIES], TransactionMode::ReadOnly).map_err(js_err)
     }
 
     /// Starts a first sync from nothing: the rows go, and until it finishes none is shown.

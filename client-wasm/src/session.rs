@@ -31,7 +31,12 @@ pub(crate) fn emit_calls(inner: &Inner, event: &str, payload: JsValue) -> Vec<(F
     inner.listeners.get(event).into_iter().flatten().map(|f| (f.clone(), payload.clone())).collect()
 }
 
+/// The answers of watchers of `tables` (all with `all`) of a store holding its rows in memory (a
+/// partial store answers them later: [`crate::reads::refresh`]).
 pub(crate) fn watcher_calls(inner: &Inner, tables: &BTreeSet<String>, all: bool) -> Vec<(Function, JsValue)> {
+    if inner.state.partial {
+        return Vec::new();
+    }
     let now = now();
     inner
         .watchers
@@ -157,14 +162,22 @@ pub(crate) fn save_later(shared: &Shared, changed: &Changed) {
             let schema = inner.state.schema.clone();
             (std::mem::take(&mut inner.unsaved), inner.state.confirmed.cursor, replace, subs, finish, schema)
         };
-        if let Err(e) = persist.write_rows(batch, cursor, replace, subs, finish, schema.as_ref()).await {
-            web_sys::console::error_2(&"mishkah: could not persist rows".into(), &e);
+        match persist.write_rows(batch, cursor, replace, subs, finish, schema.as_ref()).await {
+            Ok(()) => {
+                // Saved: a partial store lets go of what it held only until now.
+                let inner = &mut *shared.borrow_mut();
+                let unsaved: BTreeSet<(&str, &RecordKey)> =
+                    inner.unsaved.iter().map(|(t, k, _)| (t.as_str(), k)).collect();
+                inner.state.trim(|t, k| unsaved.contains(&(t, k)));
+            }
+            Err(e) => web_sys::console::error_2(&"mishkah: could not persist rows".into(), &e),
         }
     });
 }
 
 pub(crate) fn after_change(shared: &Shared, changed: Changed, event: Option<(&str, JsValue)>) {
     save_later(shared, &changed);
+    crate::reads::refresh(shared, &changed.tables, changed.replaced);
     let calls = {
         let inner = shared.borrow();
         let mut calls = watcher_calls(&inner, &changed.tables, changed.replaced);
@@ -532,7 +545,7 @@ pub(crate) async fn adopt_orphans(shared: &Shared) -> Result<(), JsValue> {
     };
     let Some(persist) = persist else { return Ok(()) };
     let live = crate::tabs::live_tabs().await;
-    let stored = persist.load().await?.outbox;
+    let stored = persist.load(0).await?.outbox;
     let mut adopted = Vec::new();
     for mut p in stored {
         let owner_alive = p.tab != tab && live.as_ref().is_some_and(|l| l.contains(&p.tab));

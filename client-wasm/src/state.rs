@@ -123,6 +123,11 @@ pub struct ClientState {
     pub live: Option<Membership>,
     /// The write rules, when the server has some.
     pub access: Option<Access>,
+    /// IndexedDB holds the module and `confirmed` only a working set of it (a store whose module
+    /// is larger than it keeps in memory): a row not held may exist. Rows come in through
+    /// [`ClientState::hold`] (a write loads its row first), every confirmed change is held until
+    /// it is saved, and [`ClientState::trim`] lets go of what no pending write needs.
+    pub partial: bool,
     policy: VersionPolicy,
 }
 
@@ -159,6 +164,44 @@ impl ClientState {
         match &self.branch {
             Some(branch) => ctx.on_branch(branch),
             None => ctx,
+        }
+    }
+
+    /// Pending writes laid over `rows` of `table` (the rows they touch must be among them).
+    pub fn overlay_view(&self, table: &str, rows: &mut BTreeMap<RecordKey, Row>, now: Timestamp) {
+        self.overlay(table, rows, now)
+    }
+
+    /// The keys pending writes touch in `table`.
+    pub fn pending_keys(&self, table: &str) -> BTreeSet<RecordKey> {
+        let Ok(t) = self.table_of(table) else { return BTreeSet::new() };
+        let writes = self.outbox.iter().flat_map(Pending::writes).filter(|m| m.table == table);
+        writes.filter_map(|m| RecordKey::of(t, &m.record).ok()).collect()
+    }
+
+    /// A row read from IndexedDB for a write (`None`: there is none), held unless a newer state of
+    /// it is held already.
+    pub fn hold(&mut self, table: &str, key: RecordKey, row: Option<Row>) {
+        let rows = self.confirmed.tables.entry(table.to_owned()).or_default();
+        if let (Some(row), false) = (row, rows.contains_key(&key)) {
+            rows.insert(key, row);
+        }
+    }
+
+    /// Lets go of the held rows no pending write touches and `keep` does not name (a partial
+    /// store's working set, once their changes are saved).
+    pub fn trim(&mut self, keep: impl Fn(&str, &RecordKey) -> bool) {
+        if !self.partial {
+            return;
+        }
+        let pinned: BTreeSet<(String, RecordKey)> = self
+            .outbox
+            .iter()
+            .flat_map(Pending::writes)
+            .filter_map(|m| Some((m.table.clone(), RecordKey::of(self.table_of(&m.table).ok()?, &m.record).ok()?)))
+            .collect();
+        for (table, rows) in &mut self.confirmed.tables {
+            rows.retain(|key, _| keep(table, key) || pinned.contains(&(table.clone(), key.clone())));
         }
     }
 
@@ -281,7 +324,11 @@ impl ClientState {
         for (name, rows) in frame.get("tables").and_then(Value::as_object).into_iter().flatten() {
             for row in rows.as_array().into_iter().flatten().filter_map(Value::as_object) {
                 if let Some(key) = self.key_of(name, row) {
-                    self.confirmed.tables.entry(name.clone()).or_default().insert(key.clone(), row.clone());
+                    let held = self.confirmed.tables.entry(name.clone()).or_default();
+                    // A partial store holds what it held; IndexedDB takes the rest.
+                    if !self.partial || held.contains_key(&key) {
+                        held.insert(key.clone(), row.clone());
+                    }
                     changed.persist.push((name.clone(), key, Some(row.clone())));
                 }
             }
@@ -610,6 +657,45 @@ mod tests {
             (&row["branchId"], &row["subtotal"], &row["statusId"], &row["tableId"]),
             (&json!("dar"), &json!(0), &json!("open"), &json!("T1"))
         );
+    }
+
+    #[test]
+    fn a_partial_store_holds_only_what_writes_and_unsaved_changes_need() {
+        let mut s = ClientState::new(Some(schema()));
+        s.partial = true;
+        let changed = s.on_delta(
+            &json!({"from": 0, "to": 5, "tables": {"note": [{"id": "n1", "version": 1}, {"id": "n2", "version": 1}]}}),
+        );
+        assert_eq!(changed.persist.len(), 2, "IndexedDB takes every row of a delta");
+        assert!(s.confirmed.tables["note"].is_empty(), "the working set does not");
+        s.hold(
+            "note",
+            RecordKey("n1".into()),
+            Some(json!({"id": "n1", "body": "stored", "version": 1}).as_object().unwrap().clone()),
+        );
+        s.hold(
+            "note",
+            RecordKey("n1".into()),
+            Some(json!({"id": "n1", "body": "older", "version": 1}).as_object().unwrap().clone()),
+        );
+        assert_eq!(
+            s.confirmed.get("note", &RecordKey("n1".into())).unwrap()["body"],
+            "stored",
+            "a held row is not replaced by a read"
+        );
+        s.enqueue(
+            Mutation::new("note", Action::Merge, json!({"id": "n1", "body": "mine"})),
+            "m1".into(),
+            1.0,
+            Timestamp(0),
+        )
+        .unwrap();
+        s.hold("note", RecordKey("n3".into()), Some(json!({"id": "n3", "version": 1}).as_object().unwrap().clone()));
+        s.hold("note", RecordKey("n4".into()), Some(json!({"id": "n4", "version": 1}).as_object().unwrap().clone()));
+        s.trim(|_, k| k.0 == "n4");
+        let held: Vec<&str> = s.confirmed.tables["note"].keys().map(|k| k.0.as_str()).collect();
+        assert_eq!(held, ["n1", "n4"], "kept: a pending write's row and an unsaved one");
+        assert_eq!(s.pending_keys("note"), BTreeSet::from([RecordKey("n1".into())]));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use mishkah_core::{Action, Mutation, RecordKey, Schema};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::spawn_local;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::inner::{Inner, Options, Shared, Status, Watcher};
 use crate::interop::{error, from_js, now, to_js};
@@ -42,6 +42,10 @@ export interface StoreOptions {
   sync?: "module" | "subscriptions";
   /** A bearer token, sent in `client:hello` (servers started with `--auth required`). */
   token?: string;
+  /** With IndexedDB: the most rows held in memory (default 50,000). A larger module stays in
+   * IndexedDB and is read with `find`, `count` and `get`; `query`, `listTable`, `getRecord` and
+   * `search` then throw `not-held`. */
+  memoryRows?: number;
 }
 /** A live query: `ready` resolves when its rows are held (at once when cached); `unsubscribe()` ends it. */
 export interface Subscription { id: string; ready: Promise<boolean>; unsubscribe(): void }
@@ -131,6 +135,9 @@ pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
         finish_initial: false,
         replace_saved: false,
         save_scheduled: false,
+        write_chain: None,
+        watch_due: BTreeSet::new(),
+        watching: false,
         release_tab_lock: None,
     };
     Ok(Store { inner: Rc::new(RefCell::new(inner)) })
@@ -143,36 +150,88 @@ impl Store {
             Ok(_) => return Promise::reject(&error("invalid-argument", "a record is an object", Value::Null)),
             Err(e) => return Promise::reject(&e),
         };
-        let options = from_js(options).unwrap_or(Value::Null);
-        let (pending, persist) = {
-            let mut inner = self.inner.borrow_mut();
-            let mut m = Mutation { table: table.clone(), action, record, expected_version: None, mutation_id: None };
-            m.expected_version = options.get("expectedVersion").and_then(Value::as_i64);
-            if m.expected_version.is_none() && action != Action::Insert && is_versioned(&table) {
-                // Our clients always say which version they saw: the current view's.
-                let key = inner
-                    .state
-                    .schema
-                    .as_ref()
-                    .and_then(|s| s.table(&table))
-                    .and_then(|t| RecordKey::of(t, &m.record).ok());
-                if let Some(row) = key.and_then(|k| inner.state.view_row(&table, &k, now())) {
-                    m.expected_version = Some(mishkah_core::mutation::row_version(&row));
-                }
+        let expected = from_js(options).ok().and_then(|o| o.get("expectedVersion").and_then(Value::as_i64));
+        let m = Mutation { table, action, record, expected_version: expected, mutation_id: None };
+        if !self.inner.borrow().state.partial {
+            return enqueue_write(&self.inner, m);
+        }
+        // A partial store first holds the row the write is checked against; writes still queue in
+        // the order they were made, each after the one before it.
+        let shared = self.inner.clone();
+        let before = shared.borrow_mut().write_chain.take();
+        let mut settle = None;
+        let queued = Promise::new(&mut |resolve, _| settle = Some(resolve));
+        shared.borrow_mut().write_chain = Some(queued);
+        wasm_bindgen_futures::future_to_promise(async move {
+            if let Some(before) = before {
+                let _ = JsFuture::from(before).await;
             }
-            let (id, seq) = inner.next_write();
-            match inner.state.enqueue(m, id, seq, now()) {
-                Ok(p) => (inner.own(p), inner.persist.clone()),
-                Err(e) => {
-                    let details = json!({"table": table});
-                    return Promise::reject(&error(e.code(), &e.to_string(), details));
-                }
+            let key = shared
+                .borrow()
+                .state
+                .schema
+                .as_ref()
+                .and_then(|s| s.table(&m.table))
+                .and_then(|t| RecordKey::of(t, &m.record).ok());
+            let held = match key {
+                Some(key) => crate::reads::hold(&shared, &m.table, &key).await,
+                None => Ok(()),
+            };
+            let answer = held.map(|()| enqueue_write(&shared, m));
+            if let Some(settle) = settle {
+                let _ = settle.call0(&JsValue::NULL);
             }
-        };
-        let mut changed = Changed::default();
-        changed.tables.insert(table);
-        send_queued(&self.inner, pending, persist, changed)
+            JsFuture::from(answer?).await
+        })
     }
+}
+
+/// Checks a write against the view, queues it and sends it; the promise settles with the server's
+/// answer.
+fn enqueue_write(shared: &Shared, mut m: Mutation) -> Promise {
+    let table = m.table.clone();
+    let (pending, persist) = {
+        let mut inner = shared.borrow_mut();
+        if m.expected_version.is_none() && m.action != Action::Insert && is_versioned(&table) {
+            // Our clients always say which version they saw: the current view's.
+            let key = inner
+                .state
+                .schema
+                .as_ref()
+                .and_then(|s| s.table(&table))
+                .and_then(|t| RecordKey::of(t, &m.record).ok());
+            if let Some(row) = key.and_then(|k| inner.state.view_row(&table, &k, now())) {
+                m.expected_version = Some(mishkah_core::mutation::row_version(&row));
+            }
+        }
+        let (id, seq) = inner.next_write();
+        match inner.state.enqueue(m, id, seq, now()) {
+            Ok(p) => (inner.own(p), inner.persist.clone()),
+            Err(e) => {
+                let details = json!({"table": table});
+                return Promise::reject(&error(e.code(), &e.to_string(), details));
+            }
+        }
+    };
+    let mut changed = Changed::default();
+    changed.tables.insert(table);
+    send_queued(shared, pending, persist, changed)
+}
+
+/// What a synchronous read answers in a store that keeps its rows in IndexedDB.
+fn not_held() -> JsValue {
+    error(
+        "not-held",
+        "this store keeps its rows in IndexedDB (more of them than `memoryRows`): read them with find, count or get",
+        Value::Null,
+    )
+}
+
+/// A promise of what `read` gives, as a JS value.
+fn read_promise<T: serde::Serialize + 'static>(
+    read: impl std::future::Future<Output = Result<T, JsValue>> + 'static,
+) -> Promise {
+    wasm_bindgen_futures::future_to_promise(async move { read.await.map(|v| to_js(&v)) })
 }
 
 /// Takes a queued write or transaction to the server: its promise settles with the server's
@@ -276,6 +335,22 @@ fn schedule_expiry(shared: &Shared) {
     }
 }
 
+/// A key as JS gives it: text, or a number.
+fn key_of(id: &JsValue) -> RecordKey {
+    RecordKey(id.as_string().unwrap_or_else(|| id.as_f64().map(|n| n.to_string()).unwrap_or_default()))
+}
+
+impl Store {
+    /// Every row of `table` as reads see them, when the store holds them all.
+    fn held_rows(&self, table: &str) -> Result<Vec<mishkah_core::Row>, JsValue> {
+        let inner = self.inner.borrow();
+        if inner.state.partial {
+            return Err(not_held());
+        }
+        Ok(inner.state.view_rows(table, now()))
+    }
+}
+
 fn is_versioned(table: &str) -> bool {
     mishkah_core::VersionPolicy::default().requires_version(table)
 }
@@ -307,7 +382,8 @@ impl Store {
                 let fresh = shared.borrow().client.clone();
                 let client = persist.client_id(&fresh).await?;
                 shared.borrow_mut().client = client;
-                let loaded = persist.load().await?;
+                let in_memory = shared.borrow().opts.in_memory();
+                let loaded = persist.load(in_memory).await?;
                 let changed = {
                     let mut inner = shared.borrow_mut();
                     inner.persist = Some(persist);
@@ -317,6 +393,7 @@ impl Store {
                         inner.state.confirmed.tables.entry(table).or_default().insert(key, row);
                     }
                     inner.state.confirmed.cursor = loaded.cursor;
+                    inner.state.partial = loaded.partial;
                     if inner.opts.subscriptions_only() {
                         let cached = loaded.subs.and_then(|m| serde_json::from_value(m).ok());
                         inner.state.live = Some(cached.unwrap_or_default());
@@ -335,6 +412,7 @@ impl Store {
                     calls
                 };
                 call_all(calls);
+                crate::reads::refresh(&shared, &BTreeSet::new(), true);
             }
             if use_idb {
                 adopt_orphans(&shared).await?;
@@ -413,56 +491,98 @@ impl Store {
         }
     }
 
-    /// Rows of a table: server state with pending writes applied.
+    /// Rows of a table: server state with pending writes applied. Synchronous, so only in a store
+    /// that holds its rows in memory (`not-held` otherwise: use `find`).
     #[wasm_bindgen(js_name = listTable)]
-    pub fn list_table(&self, table: String) -> JsValue {
-        to_js(&self.inner.borrow().state.view_rows(&table, now()))
+    pub fn list_table(&self, table: String) -> Result<JsValue, JsValue> {
+        Ok(to_js(&self.held_rows(&table)?))
     }
 
-    /// One row by key.
+    /// One row by key (synchronous: see `listTable`; `get` reads at any size).
     #[wasm_bindgen(js_name = getRecord)]
-    pub fn get_record(&self, table: String, id: JsValue) -> JsValue {
-        let key = id.as_string().unwrap_or_else(|| id.as_f64().map(|n| n.to_string()).unwrap_or_default());
-        to_js(&self.inner.borrow().state.view_row(&table, &RecordKey(key), now()))
+    pub fn get_record(&self, table: String, id: JsValue) -> Result<JsValue, JsValue> {
+        let inner = self.inner.borrow();
+        if inner.state.partial {
+            return Err(not_held());
+        }
+        Ok(to_js(&inner.state.view_row(&table, &key_of(&id), now())))
     }
 
     /// `{where, orderBy, limit, offset, fields}` (`where` in either form of the filter language),
-    /// or a filter string alone, over the table's rows.
+    /// or a filter string alone, over the table's rows (synchronous: see `listTable`; `find` reads
+    /// at any size).
     pub fn query(&self, table: String, query: JsValue) -> Result<JsValue, JsValue> {
         let q = parse_query(query)?;
-        let rows = self.inner.borrow().state.view_rows(&table, now());
-        Ok(to_js(&q.run(rows.iter())))
+        Ok(to_js(&q.run(self.held_rows(&table)?.iter())))
+    }
+
+    /// The rows `query` selects (as `query` takes it), at any size: from memory, or through
+    /// IndexedDB's chunks in a store that keeps more rows than `memoryRows`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Record<string, unknown>[]>")]
+    pub fn find(&self, table: String, query: JsValue) -> Promise {
+        let q = match parse_query(query) {
+            Ok(q) => q,
+            Err(e) => return Promise::reject(&e),
+        };
+        let shared = self.inner.clone();
+        read_promise(async move { crate::reads::find(&shared, &table, &q).await })
+    }
+
+    /// How many rows `query`'s filter selects, at any size (a filter on indexed fields is counted
+    /// from the chunks' summaries, without reading rows).
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn count(&self, table: String, query: JsValue) -> Promise {
+        let q = if query.is_undefined() || query.is_null() { Ok(Query::default()) } else { parse_query(query) };
+        let q = match q {
+            Ok(q) => q,
+            Err(e) => return Promise::reject(&e),
+        };
+        let shared = self.inner.clone();
+        read_promise(async move { crate::reads::count(&shared, &table, &q).await })
+    }
+
+    /// One row by key (`null` when there is none), at any size.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Record<string, unknown> | null>")]
+    pub fn get(&self, table: String, id: JsValue) -> Promise {
+        let key = key_of(&id);
+        let shared = self.inner.clone();
+        read_promise(async move { crate::reads::get(&shared, &table, &key).await })
     }
 
     /// Rows of `table` matching the text `q` as the server's search matches it (Arabic folded
     /// across tashkeel, hamza forms, ta marbuta and alef maqsura; the last word a prefix), from
     /// the rows held here: it works offline.
-    pub fn search(&self, table: String, q: String) -> JsValue {
+    pub fn search(&self, table: String, q: String) -> Result<JsValue, JsValue> {
         let inner = self.inner.borrow();
         let Some(t) = inner.state.schema.as_ref().and_then(|s| s.table(&table)) else {
-            return to_js(&Vec::<Value>::new());
+            return Ok(to_js(&Vec::<Value>::new()));
         };
         let terms = mishkah_core::search::query_terms(&q);
+        if inner.state.partial {
+            return Err(not_held());
+        }
         let rows = inner.state.view_rows(&table, now());
         let hits: Vec<&mishkah_core::Row> =
             rows.iter().filter(|r| mishkah_core::search::matches_terms(t, r, &terms)).collect();
-        to_js(&hits)
+        Ok(to_js(&hits))
     }
 
-    /// Calls `cb(rows)` now and whenever the query's result may have changed. Returns an
-    /// unsubscribe function.
+    /// Calls `cb(rows)` now (in a store reading through IndexedDB, once the first answer is read)
+    /// and whenever the query's result may have changed. Returns an unsubscribe function.
     pub fn watch(&self, table: String, query: JsValue, cb: Function) -> Result<Function, JsValue> {
         let q = parse_query(query)?;
         let (id, first) = {
             let mut inner = self.inner.borrow_mut();
             let id = inner.next_watcher;
             inner.next_watcher += 1;
-            let rows = inner.state.view_rows(&table, now());
-            let first = to_js(&q.run(rows.iter()));
-            inner.watchers.push(Watcher { id, table, query: q, cb: cb.clone() });
+            let first = (!inner.state.partial).then(|| to_js(&q.run(inner.state.view_rows(&table, now()).iter())));
+            inner.watchers.push(Watcher { id, table: table.clone(), query: q, cb: cb.clone() });
             (id, first)
         };
-        call_all(vec![(cb, first)]);
+        match first {
+            Some(rows) => call_all(vec![(cb, rows)]),
+            None => crate::reads::refresh(&self.inner, &BTreeSet::from([table]), false),
+        }
         let weak = Rc::downgrade(&self.inner);
         let unsubscribe = Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {

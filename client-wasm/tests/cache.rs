@@ -30,22 +30,26 @@ async fn indexeddb_round_trip_and_outbox_survive_a_reload() {
     }
     let a = store(OFFLINE_WS, &db);
     wait(a.connect()).await.unwrap();
-    let rows = rust(a.list_table("dining_tables".into()));
+    let rows = rust(a.list_table("dining_tables".into()).unwrap());
     assert_eq!(rows[0]["name"], "cached", "cache-first: rows before any network");
     assert_eq!(a.cursor(), 7.0);
     // Offline writes: visible at once, queued durably, in order.
     let _ = a.insert("dining_tables".into(), js(json!({"id": "T2", "name": "offline 1"})), JsValue::UNDEFINED);
     let _ = a.merge("dining_tables".into(), js(json!({"id": "T1", "name": "offline 2"})), JsValue::UNDEFINED);
     assert_eq!(a.pending(), 2);
-    assert_eq!(rust(a.get_record("dining_tables".into(), "T1".into()))["name"], "offline 2");
+    assert_eq!(rust(a.get_record("dining_tables".into(), "T1".into()).unwrap())["name"], "offline 2");
     sleep(100).await;
     a.close();
 
     let b = store(OFFLINE_WS, &db);
     wait(b.connect()).await.unwrap();
     assert_eq!(b.pending(), 2, "the outbox survived the reload");
-    let names: Vec<Value> =
-        rust(b.list_table("dining_tables".into())).as_array().unwrap().iter().map(|r| r["name"].clone()).collect();
+    let names: Vec<Value> = rust(b.list_table("dining_tables".into()).unwrap())
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
     assert_eq!(names, vec![json!("offline 2"), json!("offline 1")], "pending writes replay over the cache in order");
     b.close();
 }
@@ -91,7 +95,7 @@ async fn opening_a_store_with_10000_cached_rows_is_fast_enough_to_measure() {
     let rows = s.query("dining_tables".into(), js(json!({"where": {"seats": 4}, "limit": 20}))).unwrap();
     let took = js_sys::Date::now() - started;
     assert_eq!(rust(rows).as_array().unwrap().len(), 20);
-    assert_eq!(rust(s.list_table("dining_tables".into())).as_array().unwrap().len(), 10_000);
+    assert_eq!(rust(s.list_table("dining_tables".into()).unwrap()).as_array().unwrap().len(), 10_000);
     // Reported, not asserted: timing belongs in benchmarks, not in pass/fail.
     web_sys::console::log_1(&format!("opened a store with 10,000 cached rows and ran a query in {took:.0} ms").into());
     s.close();

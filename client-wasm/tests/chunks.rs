@@ -1,6 +1,6 @@
 //! The rows in IndexedDB's chunk records, in headless Chromium: changes in many batches (rows
 //! inserted before a table's first, a chunk's first rows deleted, chunks split past their size,
-//! whole chunks emptied) leave exactly the rows a map of every change holds; a database of the
+//! whole chunks emptied, a stale row refused) leave exactly the rows a map of every change holds; a database of the
 //! first layout (a record per row) keeps its outbox and syncs its rows again.
 
 #![cfg(target_arch = "wasm32")]
@@ -18,9 +18,9 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn row(key: &str, n: u64) -> Row {
+fn row(key: &str, n: u64, version: u64) -> Row {
     let status = ["open", "paid", "void"][(n % 3) as usize];
-    json!({"id": key, "status": status, "n": n, "version": n}).as_object().unwrap().clone()
+    json!({"id": key, "status": status, "n": n, "version": version}).as_object().unwrap().clone()
 }
 
 fn indexed_schema() -> Schema {
@@ -44,6 +44,7 @@ async fn changes_in_batches_leave_exactly_the_rows_a_map_holds() {
         (seed >> 33) % below
     };
     let mut cursor = 0;
+    let mut version = 0;
     for batch in 0..12 {
         let mut changes = Vec::new();
         // The first batches fill; the later ones mix rewrites, deletions and new keys on both ends.
@@ -52,7 +53,8 @@ async fn changes_in_batches_leave_exactly_the_rows_a_map_holds() {
             let table = if next(5) == 0 { "b" } else { "a" };
             let key = format!("k{:05}", next(4000) + if batch < 2 { 1000 } else { 0 });
             let delete = batch >= 2 && next(3) == 0;
-            let change = (!delete).then(|| row(&key, next(1000)));
+            version += 1;
+            let change = (!delete).then(|| row(&key, next(1000), version));
             match &change {
                 Some(r) => model.insert((table.into(), key.clone()), r.clone()),
                 None => model.remove(&(table.into(), key.clone())),
@@ -69,12 +71,19 @@ async fn changes_in_batches_leave_exactly_the_rows_a_map_holds() {
         }
         cursor += 1;
         p.write_rows(changes, cursor, false, None, false, Some(&schema)).await.unwrap();
+        if batch == 8 {
+            // An event older than the row it would replace (it arrived after a newer ack) changes
+            // nothing.
+            let (table, key) = model.keys().next().unwrap().clone();
+            let stale = vec![(table, RecordKey(key.clone()), Some(row(&key, 1, 0)))];
+            p.write_rows(stale, cursor, false, None, false, Some(&schema)).await.unwrap();
+        }
         let stored: BTreeMap<(String, String), Row> =
             p.rows().await.unwrap().into_iter().map(|(t, k, r)| ((t, k.0), r)).collect();
         assert_eq!(stored.len(), model.len(), "batch {batch}: as many rows as the map");
         assert!(stored == model, "batch {batch}: the stored rows are the map's");
     }
-    let loaded = p.load().await.unwrap();
+    let loaded = p.load(u64::MAX).await.unwrap();
     assert_eq!(loaded.cursor, cursor);
     assert_eq!(loaded.rows.len(), model.len());
     p.close();
@@ -104,7 +113,7 @@ async fn a_database_of_the_first_layout_keeps_its_outbox_and_forgets_its_rows() 
     );
     wait(make.call1(&JsValue::NULL, &JsValue::from_str(&db)).unwrap().into()).await.unwrap();
     let p = Persist::open(&db).await.unwrap();
-    let loaded = p.load().await.unwrap();
+    let loaded = p.load(u64::MAX).await.unwrap();
     assert_eq!(loaded.cursor, 0, "its rows are gone with the old layout: it syncs again");
     assert!(loaded.rows.is_empty());
     assert_eq!(loaded.outbox.len(), 1, "the pending write is kept");

@@ -32,7 +32,7 @@ fn offline(db: &str) -> Store {
 
 /// Rows per table the store shows.
 fn counts(s: &Store, tables: &[String]) -> Vec<usize> {
-    tables.iter().map(|t| rust(s.list_table(t.clone())).as_array().map_or(0, Vec::len)).collect()
+    tables.iter().map(|t| rust(s.list_table(t.clone()).unwrap()).as_array().map_or(0, Vec::len)).collect()
 }
 
 #[wasm_bindgen_test]

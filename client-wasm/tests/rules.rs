@@ -82,7 +82,8 @@ async fn a_write_the_rules_deny_is_refused_offline_at_once_and_never_reaches_the
     let online = kitchen_store(ws, http, &db, kitchen);
     wait(online.connect()).await.unwrap();
     assert!(
-        eventually(5000, || !rust(online.get_record("order_line".into(), JsValue::from_str(&line))).is_null()).await,
+        eventually(5000, || !rust(online.get_record("order_line".into(), JsValue::from_str(&line)).unwrap()).is_null())
+            .await,
         "the kitchen got its section's line"
     );
     online.close();
@@ -112,7 +113,7 @@ async fn a_write_the_rules_deny_is_refused_offline_at_once_and_never_reaches_the
     // What the rules allow is queued as ever: the kitchen moves its own line on.
     let _ = offline.merge("order_line".into(), js(json!({"id": line, "status": "preparing"})), JsValue::UNDEFINED);
     assert_eq!(offline.pending(), 1);
-    assert_eq!(rust(offline.get_record("order_line".into(), JsValue::from_str(&line)))["status"], "preparing");
+    assert_eq!(rust(offline.get_record("order_line".into(), JsValue::from_str(&line)).unwrap())["status"], "preparing");
     sleep(100).await;
     offline.close();
     let reopened = kitchen_store(OFFLINE_WS, "http://127.0.0.1:9", &db, kitchen);

@@ -41,10 +41,11 @@ async fn two_stores_sync_inserts_and_updates_and_watch_fires_on_remote_events() 
     );
     wait(b.update("dining_tables".into(), js(json!({"id": id, "name": "from B"})), JsValue::UNDEFINED)).await.unwrap();
     assert!(
-        eventually(3000, || rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)))["name"] == "from B")
-            .await
+        eventually(3000, || rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)).unwrap())["name"]
+            == "from B")
+        .await
     );
-    assert_eq!(rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)))["version"], json!(2));
+    assert_eq!(rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)).unwrap())["version"], json!(2));
     a.close();
     b.close();
 }
@@ -65,7 +66,7 @@ async fn a_conflict_rolls_the_optimistic_write_back_and_reports_the_server_row()
     let offline = store(OFFLINE_WS, &db);
     wait(offline.connect()).await.unwrap();
     let write = offline.merge("order_header".into(), js(json!({"id": id, "note": "mine"})), JsValue::UNDEFINED);
-    assert_eq!(rust(offline.get_record("order_header".into(), JsValue::from_str(&id)))["note"], "mine");
+    assert_eq!(rust(offline.get_record("order_header".into(), JsValue::from_str(&id)).unwrap())["note"], "mine");
     drop(write);
     sleep(100).await;
     offline.close();
@@ -87,7 +88,7 @@ async fn a_conflict_rolls_the_optimistic_write_back_and_reports_the_server_row()
     assert_eq!(conflict["details"]["currentVersion"], json!(2));
     assert_eq!(conflict["current"]["note"], "theirs");
     assert_eq!(back.pending(), 0);
-    assert_eq!(rust(back.get_record("order_header".into(), JsValue::from_str(&id)))["note"], "theirs");
+    assert_eq!(rust(back.get_record("order_header".into(), JsValue::from_str(&id)).unwrap())["note"], "theirs");
     back.close();
 }
 
@@ -134,7 +135,7 @@ async fn an_offline_store_replays_its_writes_exactly_once_and_a_reload_gets_a_de
         "reconnected with its cursor: {:?}",
         snapshots.borrow()
     );
-    assert_eq!(rust(back.get_record("dining_tables".into(), JsValue::from_str(&other)))["name"], "remote");
+    assert_eq!(rust(back.get_record("dining_tables".into(), JsValue::from_str(&other)).unwrap())["name"], "remote");
     let twin = store(ws, &twin_db);
     wait(twin.connect()).await.unwrap();
     wait(twin.ready()).await.unwrap();
@@ -214,9 +215,9 @@ async fn partial_inserts_fill_the_same_row_in_the_browser_and_on_the_server() {
                 _ => drop(record.insert(name, sample(f["type"].as_str().unwrap(), case))),
             }
         }
-        let before: Vec<Value> = rust(s.list_table(table.into())).as_array().unwrap().clone();
+        let before: Vec<Value> = rust(s.list_table(table.into()).unwrap()).as_array().unwrap().clone();
         let _pending = s.insert(table.into(), js(Value::Object(record.clone())), JsValue::UNDEFINED);
-        let after: Vec<Value> = rust(s.list_table(table.into())).as_array().unwrap().clone();
+        let after: Vec<Value> = rust(s.list_table(table.into()).unwrap()).as_array().unwrap().clone();
         // By key: pending rows are re-derived (and re-stamped) on every read.
         let optimistic =
             after.iter().find(|r| !before.iter().any(|b| b["id"] == r["id"])).cloned().unwrap_or_else(|| {
@@ -270,7 +271,7 @@ fn subscribe(store: &Store, table: &str, query: Value) -> (Promise, Function) {
 }
 
 fn held_ids(store: &Store) -> Vec<String> {
-    let mut ids: Vec<String> = rust(store.list_table("dining_tables".into()))
+    let mut ids: Vec<String> = rust(store.list_table("dining_tables".into()).unwrap())
         .as_array()
         .unwrap()
         .iter()
@@ -282,7 +283,7 @@ fn held_ids(store: &Store) -> Vec<String> {
 
 async fn cached_ids(db: &str) -> Vec<String> {
     let p = Persist::open(db).await.unwrap();
-    let loaded = p.load().await.unwrap();
+    let loaded = p.load(u64::MAX).await.unwrap();
     p.close();
     let mut ids: Vec<String> =
         loaded.rows.iter().map(|(_, _, r)| r["id"].as_str().unwrap_or_default().to_owned()).collect();

@@ -71,7 +71,10 @@ async fn a_transaction_runs_again_on_fresh_data_after_a_conflict_and_commits_who
     assert!(ack["transactionId"].is_string(), "{ack}");
     assert_eq!(stored("order_header", &order).await["note"], "mine after theirs 1");
     assert_eq!(stored("dining_tables", &table).await["name"], "tx");
-    assert_eq!(rust(s.get_record("order_header".into(), JsValue::from_str(&order)))["note"], "mine after theirs 1");
+    assert_eq!(
+        rust(s.get_record("order_header".into(), JsValue::from_str(&order)).unwrap())["note"],
+        "mine after theirs 1"
+    );
     assert_eq!(s.pending(), 0);
 
     // A transaction whose reads change on every run gives up after its attempts, and nothing of
@@ -82,7 +85,7 @@ async fn a_transaction_runs_again_on_fresh_data_after_a_conflict_and_commits_who
     assert_eq!(Reflect::get(&err, &"code".into()).unwrap(), "conflict");
     assert_eq!(runs.get(), 2);
     assert_eq!(stored("dining_tables", &lost).await, Value::Null);
-    assert_eq!(rust(s.get_record("dining_tables".into(), JsValue::from_str(&lost))), Value::Null);
+    assert_eq!(rust(s.get_record("dining_tables".into(), JsValue::from_str(&lost)).unwrap()), Value::Null);
     assert_eq!(s.pending(), 0);
     s.close();
 }
@@ -105,10 +108,10 @@ async fn a_transaction_queued_offline_is_one_outbox_entry_replayed_exactly_once(
     let queued = offline.transaction(read_then_write(&order, &table, runs.clone(), |_| false), JsValue::UNDEFINED);
     assert!(eventually(2000, || offline.pending() == 1).await, "one outbox entry");
     assert_eq!(
-        rust(offline.get_record("order_header".into(), JsValue::from_str(&order)))["note"],
+        rust(offline.get_record("order_header".into(), JsValue::from_str(&order)).unwrap())["note"],
         "mine after nothing"
     );
-    assert_eq!(rust(offline.get_record("dining_tables".into(), JsValue::from_str(&table)))["name"], "tx");
+    assert_eq!(rust(offline.get_record("dining_tables".into(), JsValue::from_str(&table)).unwrap())["name"], "tx");
     sleep(100).await;
     drop(queued);
     offline.close();

@@ -121,7 +121,7 @@ pub async fn get(url: &str) -> JsValue {
 pub async fn twin_of(db: &str) -> (String, usize) {
     let twin = unique("twin");
     let from = Persist::open(db).await.unwrap();
-    let loaded = from.load().await.unwrap();
+    let loaded = from.load(0).await.unwrap();
     let client = from.client_id("unused").await.unwrap();
     from.close();
     let to = Persist::open(&twin).await.unwrap();
