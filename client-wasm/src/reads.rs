@@ -66,9 +66,25 @@ impl Moment {
     /// The rows `query`'s filter selects as IndexedDB and the unsaved changes hold them, in key
     /// order; reading stops once `stop` rows are found.
     async fn scan(&self, query: &Query, stop: Option<usize>) -> Result<BTreeMap<RecordKey, Row>, JsValue> {
+        let mut hits = BTreeMap::new();
+        self.each(query, stop, |key, row| {
+            hits.insert(key, row);
+        })
+        .await?;
+        Ok(hits)
+    }
+
+    /// Calls `found` with each row [`Moment::scan`] selects, a chunk at a time: memory holds one
+    /// chunk, not the matches.
+    async fn each(
+        &self,
+        query: &Query,
+        stop: Option<usize>,
+        mut found: impl FnMut(RecordKey, Row),
+    ) -> Result<(), JsValue> {
         let tx = self.persist.reading()?;
         let summaries = crate::chunked::summaries(&tx, &self.table).await?;
-        let mut hits = BTreeMap::new();
+        let mut seen = 0;
         for summary in &summaries {
             if let (Some(t), Some(f)) = (&self.schema, &query.filter) {
                 if !may_match(t, f, summary) {
@@ -78,19 +94,20 @@ impl Moment {
             let Some(chunk) = crate::chunked::chunk_at(&tx, &self.table, &summary.first).await? else { continue };
             for (key, row) in chunk.keys.into_iter().zip(chunk.rows) {
                 if !self.unsaved.contains_key(&key) && query.matches(&row) {
-                    hits.insert(RecordKey(key), row);
+                    found(RecordKey(key), row);
+                    seen += 1;
                 }
             }
-            if stop.is_some_and(|n| hits.len() >= n) {
+            if stop.is_some_and(|n| seen >= n) {
                 break;
             }
         }
         for (key, row) in &self.unsaved {
             if let Some(row) = row.as_ref().filter(|r| query.matches(r)) {
-                hits.insert(RecordKey(key.clone()), row.clone());
+                found(RecordKey(key.clone()), row.clone());
             }
         }
-        Ok(hits)
+        Ok(())
     }
 
     /// `rows` with the pending writes laid over them.
@@ -135,6 +152,9 @@ pub(crate) async fn count(shared: &Shared, table: &str, query: &Query) -> Result
                 return Ok(n);
             }
         }
+        let mut n = 0;
+        moment.each(&whole, None, |_, _| n += 1).await?;
+        return Ok(n);
     }
     moment.hold_pending(shared).await?;
     let hits = moment.scan(&whole, None).await?;

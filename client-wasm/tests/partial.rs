@@ -109,6 +109,10 @@ async fn a_store_over_its_memory_rows_reads_through_indexeddb_as_a_whole_store_d
     assert!(partial.query("dining_tables".into(), js(json!({}))).is_err());
     assert_eq!(partial.cursor(), 50.0);
     assert_eq!(answer(partial.count("dining_tables".into(), JsValue::UNDEFINED)).await, json!(ROWS));
+    let count = |q: &str| partial.count("dining_tables".into(), js(json!({"where": q})));
+    assert_eq!(answer(count("section = \"hall\"")).await, json!(334), "from the summaries");
+    assert_eq!(answer(count("seats = 3")).await, json!(100), "read chunk by chunk");
+    assert_eq!(answer(count("seats = 3 && section = \"roof\"")).await, json!(33), "chunks skipped and read");
 
     // What the watch sees, as it sees it.
     let (seen, cb) = recorder();
