@@ -5,6 +5,10 @@
 //                                      down, must show the module at the cursor it reports (or
 //                                      nothing), keep its outbox, and resume online to the whole
 //                                      module without walking again what it stored
+//   node bigsync.mjs reopen [rows]     the test (scripts/test): a store that synced more rows than
+//                                      it keeps in memory, reopened with the server down, shows
+//                                      them all through IndexedDB (counts, a filtered page, rows
+//                                      equal to the server's), takes a write, and sends it online
 //   node bigsync.mjs bench [rows...]   numbers for docs/BENCHMARKS.md: first sync, heap, a cached
 //                                      reopen with the server down (reported, never asserted)
 //
@@ -172,7 +176,9 @@ async function kills(rows) {
     const full = Date.now() - started;
     await timing.kill();
     console.log(`a first sync of ${rows} rows took ${full} ms; killing inside it`);
-    const points = [0.15, 0.4, 0.7, 0.95, 1.5];
+    // Before the first page is stored, between pages, between the last page and the delta, after;
+    // each moved at random by up to 15% (the log says where each kill fell).
+    const points = [0.15, 0.4, 0.7, 0.95, 1.5].map((at) => at * (0.85 + 0.3 * Math.random()));
     for (const [n, at] of points.entries()) {
       const db = `kill-${n}`;
       const profile = path.join(tmp, `profile-${n}`);
@@ -307,7 +313,76 @@ async function bench(sizes) {
   }
 }
 
+async function reopen(rows) {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'mishkah-bigsync-'));
+  cpSync(path.join(root, 'data'), path.join(tmp, 'data'), { recursive: true });
+  const server = await startServer(path.join(tmp, 'data'));
+  let up = true;
+  const link = await proxy(() => (up ? server.port : null));
+  const base = `http://127.0.0.1:${server.port}`;
+  try {
+    await seed(base, rows);
+    const profile = path.join(tmp, 'profile');
+    let chrome = await launch(profile, link.port);
+    await open(chrome.page, link.port, 'reopen');
+    await chrome.page.evaluate(() => window.store.ready());
+    const held = await chrome.page.evaluate(() => {
+      try { window.store.listTable('order_header'); return 'held'; } catch (e) { return e.code; }
+    });
+    assert.equal(held, rows > 50000 ? 'not-held' : 'held', 'synchronous reads answer only from a whole module');
+    await chrome.kill();
+
+    up = false;
+    link.cut();
+    chrome = await launch(profile, link.port);
+    await open(chrome.page, link.port, 'reopen');
+    const sample = ['big-0000000', `big-${String(rows - 1).padStart(7, '0')}`, `big-${String(Math.floor(rows / 2)).padStart(7, '0')}`];
+    const shown = await chrome.page.evaluate(async (sample) => {
+      const s = window.store;
+      const page = await s.find('order_header', { where: { status: 'paid' }, limit: 50 });
+      const rows = {};
+      for (const id of sample) rows[id] = await s.get('order_header', id);
+      return { all: await s.count('order_header'), paid: await s.count('order_header', { where: { status: 'paid' } }),
+        guests: await s.count('order_header', 'guests = 2'), page: page.map((r) => [r.id, r.status]), rows, cursor: s.cursor() };
+    }, sample);
+    const paid = Math.ceil(rows / 3);
+    assert.equal(shown.all, rows, `all ${rows} rows are shown offline: ${shown.all}`);
+    assert.equal(shown.paid, paid, 'an indexed count');
+    assert.equal(shown.guests, Math.floor((rows + 4) / 6), 'a count read chunk by chunk');
+    const expected = Array.from({ length: 50 }, (_, k) => [`big-${String(3 * k).padStart(7, '0')}`, 'paid']);
+    assert.deepEqual(shown.page, expected, 'the first page of paid orders, in key order');
+    for (const id of sample) {
+      const server = await (await fetch(`${base}/api/branches/${BRANCH}/modules/pos/tables/order_header/${id}`)).json();
+      const row = server.record ?? server.row ?? server;
+      for (const field of ['id', 'status', 'total', 'guests', 'note', 'version']) {
+        assert.deepEqual(shown.rows[id][field], row[field], `${id}.${field} as the server has it`);
+      }
+    }
+    // A write offline on a row the store does not hold in memory, then online.
+    const target = sample[2];
+    const after = await chrome.page.evaluate(async (id) => {
+      window.store.merge('order_header', { id, note: 'changed offline' }).catch(() => {});
+      await new Promise((r) => setTimeout(r, 50));
+      return { pending: window.store.pending(), note: (await window.store.get('order_header', id)).note,
+        found: (await window.store.find('order_header', { where: { note: 'changed offline' } })).length };
+    }, target);
+    assert.deepEqual(after, { pending: 1, note: 'changed offline', found: 1 }, 'the write shows at once');
+    up = true;
+    await chrome.page.waitForFunction(() => window.store.pending() === 0, null, { timeout: 30000 });
+    const landed = await (await fetch(`${base}/api/branches/${BRANCH}/modules/pos/tables/order_header/${target}`)).json();
+    assert.equal((landed.record ?? landed.row ?? landed).note, 'changed offline', 'the write landed');
+    await chrome.kill();
+    console.log(`bigsync reopen: ${rows} rows synced (synchronous reads: ${held}), reopened offline: all counted, `
+      + 'a paid page in key order, rows as the server has them, a write shown and sent');
+  } finally {
+    link.close();
+    await server.stop();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
 const [mode, ...args] = process.argv.slice(2);
 if (mode === 'bench') await bench(args.length ? args.map(Number) : [20000, 100000]);
+else if (mode === 'reopen') await reopen(Number(args[0] || 100000));
 else await kills(Number(args[0] || 20000));
 process.exit(0);
