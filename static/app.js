@@ -1,6 +1,6 @@
 // Shared by the demo pages: loads the wasm store, wires the header (language, status, pending
 // writes) and shows conflicts and errors instead of swallowing them.
-import init, { createStore } from './pkg/mishkah_client.js';
+import init, { createStore } from './pkg/index.js';
 
 const TEXT = {
   ar: { ready: 'متصل', connecting: 'جارٍ الاتصال', open: 'جارٍ المزامنة', offline: 'غير متصل', closed: 'مغلق', idle: 'خامل',

@@ -34,30 +34,65 @@ pub struct Tx {
 impl Tx {
     /// The row `id` of `table` as this transaction sees it (`null` when absent): the first read
     /// of a row is checked again by the server when the transaction commits.
-    pub fn get(&self, table: String, id: JsValue) -> Result<JsValue, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "Row | null")]
+    pub fn get(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Key")] id: JsValue,
+    ) -> Result<JsValue, JsValue> {
         let key = RecordKey(id.as_string().unwrap_or_else(|| id.as_f64().map(|n| n.to_string()).unwrap_or_default()));
         let inner = self.store.borrow();
         held(&inner.state, &table, &key)?;
         Ok(to_js(&self.draft.borrow_mut().get(&inner.state, &table, &key, now())))
     }
 
-    pub fn insert(&self, table: String, record: JsValue, options: JsValue) -> Result<(), JsValue> {
+    pub fn insert(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Result<(), JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Insert, table, record, options)
     }
 
-    pub fn update(&self, table: String, record: JsValue, options: JsValue) -> Result<(), JsValue> {
+    pub fn update(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Result<(), JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Update, table, record, options)
     }
 
-    pub fn merge(&self, table: String, record: JsValue, options: JsValue) -> Result<(), JsValue> {
+    pub fn merge(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Result<(), JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Merge, table, record, options)
     }
 
-    pub fn save(&self, table: String, record: JsValue, options: JsValue) -> Result<(), JsValue> {
+    pub fn save(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Result<(), JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Save, table, record, options)
     }
 
-    pub fn remove(&self, table: String, record: JsValue, options: JsValue) -> Result<(), JsValue> {
+    pub fn remove(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Result<(), JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Delete, table, record, options)
     }
 }

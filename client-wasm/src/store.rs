@@ -66,6 +66,18 @@ export interface TransactionAck {
   /** What the transaction's function returned. */
   value: unknown;
 }
+/** A row as stored: its fields by name (`version` included). */
+export type Row = Record<string, unknown>;
+/** A row's key: text, or a number for numeric keys. */
+export type Key = string | number;
+/** The server's answer to a write (`server:ack`): where it landed in the module's log. */
+export interface Ack {
+  type: "server:ack"; table: string; action: string; branchId: string; moduleId: string;
+  eventId: string; sequence: number; version: number;
+  recordRef: { table: string; key: string; id: unknown };
+  entry?: { record?: Row; [field: string]: unknown };
+  [field: string]: unknown;
+}
 /** Rejections carry a stable `code` (`version-conflict`, `validation-failed`, `not-found`...) and `details`. */
 export interface StoreError extends Error { code: string; details: unknown }
 "#;
@@ -78,7 +90,7 @@ pub struct Store {
 
 /// Creates a store: `{branchId, moduleId, wsUrl | wsPath, httpUrl?, role, autoReconnect, useIndexedDB, dbName}`.
 #[wasm_bindgen(js_name = createStore)]
-pub fn create_store(options: JsValue) -> Result<Store, JsValue> {
+pub fn create_store(#[wasm_bindgen(unchecked_param_type = "StoreOptions")] options: JsValue) -> Result<Store, JsValue> {
     let opts: Options =
         serde_wasm_bindgen::from_value(options).map_err(|e| error("invalid-options", &e.to_string(), Value::Null))?;
     let location = web_sys::window().map(|w| w.location());
@@ -359,6 +371,7 @@ fn is_versioned(table: &str) -> bool {
 impl Store {
     /// Loads the IndexedDB cache (reads show it at once), then connects. Resolves when the cache
     /// is loaded and the connection is under way.
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn connect(&self) -> Promise {
         let shared = self.inner.clone();
         wasm_bindgen_futures::future_to_promise(async move {
@@ -448,6 +461,7 @@ impl Store {
     }
 
     /// Resolves once the store holds server state (first snapshot or delta).
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn ready(&self) -> Promise {
         let inner = self.inner.clone();
         Promise::new(&mut |resolve, _reject| {
@@ -480,12 +494,20 @@ impl Store {
     }
 
     /// Listens to `status`, `snapshot`, `event`, `ack`, `conflict` or `error`.
-    pub fn on(&self, event: String, cb: Function) {
+    pub fn on(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StoreEvent")] event: String,
+        #[wasm_bindgen(unchecked_param_type = "(payload: unknown) => void")] cb: Function,
+    ) {
         self.inner.borrow_mut().listeners.entry(event).or_default().push(cb);
     }
 
     /// Stops listening.
-    pub fn off(&self, event: String, cb: Function) {
+    pub fn off(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "StoreEvent")] event: String,
+        #[wasm_bindgen(unchecked_param_type = "(payload: unknown) => void")] cb: Function,
+    ) {
         if let Some(list) = self.inner.borrow_mut().listeners.get_mut(&event) {
             list.retain(|f| f != &cb);
         }
@@ -493,14 +515,18 @@ impl Store {
 
     /// Rows of a table: server state with pending writes applied. Synchronous, so only in a store
     /// that holds its rows in memory (`not-held` otherwise: use `find`).
-    #[wasm_bindgen(js_name = listTable)]
+    #[wasm_bindgen(js_name = listTable, unchecked_return_type = "Row[]")]
     pub fn list_table(&self, table: String) -> Result<JsValue, JsValue> {
         Ok(to_js(&self.held_rows(&table)?))
     }
 
     /// One row by key (synchronous: see `listTable`; `get` reads at any size).
-    #[wasm_bindgen(js_name = getRecord)]
-    pub fn get_record(&self, table: String, id: JsValue) -> Result<JsValue, JsValue> {
+    #[wasm_bindgen(js_name = getRecord, unchecked_return_type = "Row | null")]
+    pub fn get_record(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Key")] id: JsValue,
+    ) -> Result<JsValue, JsValue> {
         let inner = self.inner.borrow();
         if inner.state.partial {
             return Err(not_held());
@@ -511,15 +537,25 @@ impl Store {
     /// `{where, orderBy, limit, offset, fields}` (`where` in either form of the filter language),
     /// or a filter string alone, over the table's rows (synchronous: see `listTable`; `find` reads
     /// at any size).
-    pub fn query(&self, table: String, query: JsValue) -> Result<JsValue, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "Row[]")]
+    pub fn query(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Query")] query: JsValue,
+    ) -> Result<JsValue, JsValue> {
         let q = parse_query(query)?;
         Ok(to_js(&q.run(self.held_rows(&table)?.iter())))
     }
 
     /// The rows `query` selects (as `query` takes it), at any size: from memory, or through
     /// IndexedDB's chunks in a store that keeps more rows than `memoryRows`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Record<string, unknown>[]>")]
-    pub fn find(&self, table: String, query: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Row[]>")]
+    pub fn find(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "Query")] query: Option<JsValue>,
+    ) -> Promise {
+        let query = query.unwrap_or(JsValue::UNDEFINED);
         let q = match parse_query(query) {
             Ok(q) => q,
             Err(e) => return Promise::reject(&e),
@@ -531,7 +567,12 @@ impl Store {
     /// How many rows `query`'s filter selects, at any size (a filter on indexed fields is counted
     /// from the chunks' summaries, without reading rows).
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
-    pub fn count(&self, table: String, query: JsValue) -> Promise {
+    pub fn count(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_optional_param_type = "Query")] query: Option<JsValue>,
+    ) -> Promise {
+        let query = query.unwrap_or(JsValue::UNDEFINED);
         let q = if query.is_undefined() || query.is_null() { Ok(Query::default()) } else { parse_query(query) };
         let q = match q {
             Ok(q) => q,
@@ -542,8 +583,8 @@ impl Store {
     }
 
     /// One row by key (`null` when there is none), at any size.
-    #[wasm_bindgen(unchecked_return_type = "Promise<Record<string, unknown> | null>")]
-    pub fn get(&self, table: String, id: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Row | null>")]
+    pub fn get(&self, table: String, #[wasm_bindgen(unchecked_param_type = "Key")] id: JsValue) -> Promise {
         let key = key_of(&id);
         let shared = self.inner.clone();
         read_promise(async move { crate::reads::get(&shared, &table, &key).await })
@@ -552,6 +593,7 @@ impl Store {
     /// Rows of `table` matching the text `q` as the server's search matches it (Arabic folded
     /// across tashkeel, hamza forms, ta marbuta and alef maqsura; the last word a prefix), from
     /// the rows held here: it works offline.
+    #[wasm_bindgen(unchecked_return_type = "Row[]")]
     pub fn search(&self, table: String, q: String) -> Result<JsValue, JsValue> {
         let inner = self.inner.borrow();
         let Some(t) = inner.state.schema.as_ref().and_then(|s| s.table(&table)) else {
@@ -569,7 +611,13 @@ impl Store {
 
     /// Calls `cb(rows)` now (in a store reading through IndexedDB, once the first answer is read)
     /// and whenever the query's result may have changed. Returns an unsubscribe function.
-    pub fn watch(&self, table: String, query: JsValue, cb: Function) -> Result<Function, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn watch(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Query")] query: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "(rows: Row[]) => void")] cb: Function,
+    ) -> Result<Function, JsValue> {
         let q = parse_query(query)?;
         let (id, first) = {
             let mut inner = self.inner.borrow_mut();
@@ -597,7 +645,14 @@ impl Store {
     /// with `{sync: "subscriptions"}` those are the only rows it holds (IndexedDB included): a row
     /// leaves when no subscription holds it any more (after `ttlMs`, when given). In a
     /// whole-module store every row is held already, and `ready` resolves at once.
-    pub fn subscribe(&self, table: String, query: JsValue, options: JsValue) -> Result<JsValue, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "Subscription")]
+    pub fn subscribe(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Query")] query: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "SubscribeOptions")] options: Option<JsValue>,
+    ) -> Result<JsValue, JsValue> {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         let request = live_request(&from_js(query)?)?;
         let ttl_ms = from_js(options).ok().and_then(|o| o.get("ttlMs").and_then(Value::as_f64));
         let sub_id = format!("{table}:{request}");
@@ -646,27 +701,62 @@ impl Store {
     }
 
     /// Inserts; resolves with the server's ack.
-    pub fn insert(&self, table: String, record: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn insert(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Insert, table, record, options)
     }
 
     /// Partial update of an existing row.
-    pub fn update(&self, table: String, record: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn update(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Update, table, record, options)
     }
 
     /// Partial update of an existing row (`not-found` when absent).
-    pub fn merge(&self, table: String, record: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn merge(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Merge, table, record, options)
     }
 
     /// Insert or merge.
-    pub fn save(&self, table: String, record: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn save(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Save, table, record, options)
     }
 
     /// Deletes the row with the record's key.
-    pub fn remove(&self, table: String, record: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<Ack>")]
+    pub fn remove(
+        &self,
+        table: String,
+        #[wasm_bindgen(unchecked_param_type = "Row")] record: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
+    ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         self.write(Action::Delete, table, record, options)
     }
 
@@ -680,8 +770,9 @@ impl Store {
     pub fn transaction(
         &self,
         #[wasm_bindgen(unchecked_param_type = "(tx: Tx) => unknown")] f: Function,
-        #[wasm_bindgen(unchecked_param_type = "TransactionOptions | undefined")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "TransactionOptions")] options: Option<JsValue>,
     ) -> Promise {
+        let options = options.unwrap_or(JsValue::UNDEFINED);
         crate::js_transaction::run(self.inner.clone(), f, options)
     }
 
@@ -695,6 +786,7 @@ impl Store {
     }
 
     /// `idle | connecting | open | ready | offline | closed`.
+    #[wasm_bindgen(unchecked_return_type = "StoreStatus")]
     pub fn status(&self) -> String {
         self.inner.borrow().status.as_str().to_owned()
     }
@@ -710,7 +802,7 @@ impl Store {
     }
 
     /// Deletes a store's IndexedDB database (tests, "forget this device").
-    #[wasm_bindgen(js_name = deleteDatabase)]
+    #[wasm_bindgen(js_name = deleteDatabase, unchecked_return_type = "Promise<boolean>")]
     pub fn delete_database(name: String) -> Promise {
         wasm_bindgen_futures::future_to_promise(async move {
             Persist::delete(&name).await?;

@@ -11,7 +11,6 @@ use js_sys::Reflect;
 use mishkah_client::persist::Persist;
 use mishkah_core::RecordKey;
 use serde_json::{json, Value};
-use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -34,8 +33,8 @@ async fn indexeddb_round_trip_and_outbox_survive_a_reload() {
     assert_eq!(rows[0]["name"], "cached", "cache-first: rows before any network");
     assert_eq!(a.cursor(), 7.0);
     // Offline writes: visible at once, queued durably, in order.
-    let _ = a.insert("dining_tables".into(), js(json!({"id": "T2", "name": "offline 1"})), JsValue::UNDEFINED);
-    let _ = a.merge("dining_tables".into(), js(json!({"id": "T1", "name": "offline 2"})), JsValue::UNDEFINED);
+    let _ = a.insert("dining_tables".into(), js(json!({"id": "T2", "name": "offline 1"})), None);
+    let _ = a.merge("dining_tables".into(), js(json!({"id": "T1", "name": "offline 2"})), None);
     assert_eq!(a.pending(), 2);
     assert_eq!(rust(a.get_record("dining_tables".into(), "T1".into()).unwrap())["name"], "offline 2");
     sleep(100).await;
@@ -64,7 +63,7 @@ async fn a_write_the_core_refuses_is_rejected_at_once_and_not_queued() {
     }
     let s = store(OFFLINE_WS, &db);
     wait(s.connect()).await.unwrap();
-    let err = wait(s.merge("dining_tables".into(), js(json!({"id": "ghost"})), JsValue::UNDEFINED)).await.unwrap_err();
+    let err = wait(s.merge("dining_tables".into(), js(json!({"id": "ghost"})), None)).await.unwrap_err();
     assert_eq!(Reflect::get(&err, &"code".into()).unwrap(), "not-found");
     assert_eq!(s.pending(), 0);
     s.close();
@@ -112,7 +111,7 @@ async fn tabs_sharing_a_database_never_both_send_a_write() {
     let a = store(OFFLINE_WS, &db);
     wait(a.connect()).await.unwrap();
     for id in ["T-tab-1", "T-tab-2"] {
-        let _ = a.insert("dining_tables".into(), js(json!({"id": id, "name": "from tab A"})), JsValue::UNDEFINED);
+        let _ = a.insert("dining_tables".into(), js(json!({"id": id, "name": "from tab A"})), None);
     }
     sleep(100).await;
     // Tab B opens the same database while A lives: A's writes stay A's to send.

@@ -13,7 +13,6 @@ use mishkah_client::persist::Persist;
 use mishkah_client::store::{create_store, Store};
 use mishkah_core::{RecordKey, Schema};
 use serde_json::{json, Value};
-use wasm_bindgen::prelude::*;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -65,10 +64,10 @@ async fn answers(store: &Store) -> Vec<(String, Value)> {
     ];
     let mut out = Vec::new();
     for q in queries {
-        out.push((format!("find {q}"), answer(store.find("dining_tables".into(), js(q.clone()))).await));
+        out.push((format!("find {q}"), answer(store.find("dining_tables".into(), Some(js(q.clone())))).await));
         let mut filter = q.clone();
         filter.as_object_mut().unwrap().remove("limit");
-        out.push((format!("count {q}"), answer(store.count("dining_tables".into(), js(filter))).await));
+        out.push((format!("count {q}"), answer(store.count("dining_tables".into(), Some(js(filter)))).await));
     }
     for key in ["t0000", "t0001", "t0004", "t0500", "t0999", "nope", "new-1"] {
         out.push((format!("get {key}"), answer(store.get("dining_tables".into(), key.into())).await));
@@ -108,8 +107,8 @@ async fn a_store_over_its_memory_rows_reads_through_indexeddb_as_a_whole_store_d
     assert_eq!(Reflect::get(&err, &"code".into()).unwrap(), "not-held", "no answer from a part");
     assert!(partial.query("dining_tables".into(), js(json!({}))).is_err());
     assert_eq!(partial.cursor(), 50.0);
-    assert_eq!(answer(partial.count("dining_tables".into(), JsValue::UNDEFINED)).await, json!(ROWS));
-    let count = |q: &str| partial.count("dining_tables".into(), js(json!({"where": q})));
+    assert_eq!(answer(partial.count("dining_tables".into(), None)).await, json!(ROWS));
+    let count = |q: &str| partial.count("dining_tables".into(), Some(js(json!({"where": q}))));
     assert_eq!(answer(count("section = \"hall\"")).await, json!(334), "from the summaries");
     assert_eq!(answer(count("seats = 3")).await, json!(100), "read chunk by chunk");
     assert_eq!(answer(count("seats = 3 && section = \"roof\"")).await, json!(33), "chunks skipped and read");
@@ -122,19 +121,10 @@ async fn a_store_over_its_memory_rows_reads_through_indexeddb_as_a_whole_store_d
     assert_eq!(seen.borrow()[0].as_array().unwrap().len(), 3);
 
     // Offline writes on rows the store does not hold: each holds its row first, in order.
-    let _ = partial.merge(
-        "dining_tables".into(),
-        js(json!({"id": "t0001", "section": "hall", "seats": 9})),
-        JsValue::UNDEFINED,
-    );
-    let _ = partial.insert(
-        "dining_tables".into(),
-        js(json!({"id": "new-1", "section": "roof", "seats": 7})),
-        JsValue::UNDEFINED,
-    );
-    let _ = partial.remove("dining_tables".into(), js(json!({"id": "t0004"})), JsValue::UNDEFINED);
-    let refused =
-        wait(partial.merge("dining_tables".into(), js(json!({"id": "nope", "seats": 1})), JsValue::UNDEFINED)).await;
+    let _ = partial.merge("dining_tables".into(), js(json!({"id": "t0001", "section": "hall", "seats": 9})), None);
+    let _ = partial.insert("dining_tables".into(), js(json!({"id": "new-1", "section": "roof", "seats": 7})), None);
+    let _ = partial.remove("dining_tables".into(), js(json!({"id": "t0004"})), None);
+    let refused = wait(partial.merge("dining_tables".into(), js(json!({"id": "nope", "seats": 1})), None)).await;
     assert_eq!(Reflect::get(&refused.unwrap_err(), &"code".into()).unwrap(), "not-found", "a row that is nowhere");
     assert_eq!(partial.pending(), 3);
     let moved = answer(partial.get("dining_tables".into(), "t0001".into())).await;

@@ -102,16 +102,16 @@ async fn a_write_the_rules_deny_is_refused_offline_at_once_and_never_reaches_the
     ];
     for (table, action, record, code) in denied {
         let promise = match action {
-            "insert" => offline.insert(table.into(), js(record.clone()), JsValue::UNDEFINED),
-            "merge" => offline.merge(table.into(), js(record.clone()), JsValue::UNDEFINED),
-            _ => offline.remove(table.into(), js(record.clone()), JsValue::UNDEFINED),
+            "insert" => offline.insert(table.into(), js(record.clone()), None),
+            "merge" => offline.merge(table.into(), js(record.clone()), None),
+            _ => offline.remove(table.into(), js(record.clone()), None),
         };
         let err = wait(promise).await.unwrap_err();
         assert_eq!(Reflect::get(&err, &"code".into()).unwrap(), code, "{table} {action} {record}");
         assert_eq!(offline.pending(), 0, "{table} {action}: a refused write never reaches the outbox");
     }
     // What the rules allow is queued as ever: the kitchen moves its own line on.
-    let _ = offline.merge("order_line".into(), js(json!({"id": line, "status": "preparing"})), JsValue::UNDEFINED);
+    let _ = offline.merge("order_line".into(), js(json!({"id": line, "status": "preparing"})), None);
     assert_eq!(offline.pending(), 1);
     assert_eq!(rust(offline.get_record("order_line".into(), JsValue::from_str(&line)).unwrap())["status"], "preparing");
     sleep(100).await;

@@ -30,16 +30,15 @@ async fn two_stores_sync_inserts_and_updates_and_watch_fires_on_remote_events() 
     let id = unique("T");
     let (seen, cb) = recorder();
     let _unsubscribe = b.watch("dining_tables".into(), js(json!({"where": {"id": id}})), cb).unwrap();
-    let ack =
-        wait(a.insert("dining_tables".into(), js(json!({"id": id, "name": "from A", "seats": 2})), JsValue::UNDEFINED))
-            .await
-            .unwrap();
+    let ack = wait(a.insert("dining_tables".into(), js(json!({"id": id, "name": "from A", "seats": 2})), None))
+        .await
+        .unwrap();
     assert_eq!(rust(ack)["type"], "server:ack");
     assert!(
         eventually(3000, || seen.borrow().last().is_some_and(|rows| rows[0]["name"] == "from A")).await,
         "B's watch saw A's insert"
     );
-    wait(b.update("dining_tables".into(), js(json!({"id": id, "name": "from B"})), JsValue::UNDEFINED)).await.unwrap();
+    wait(b.update("dining_tables".into(), js(json!({"id": id, "name": "from B"})), None)).await.unwrap();
     assert!(
         eventually(3000, || rust(a.get_record("dining_tables".into(), JsValue::from_str(&id)).unwrap())["name"]
             == "from B")
@@ -58,14 +57,14 @@ async fn a_conflict_rolls_the_optimistic_write_back_and_reports_the_server_row()
     wait(a.connect()).await.unwrap();
     wait(a.ready()).await.unwrap();
     let id = unique("o");
-    wait(a.insert("order_header".into(), js(json!({"id": id})), JsValue::UNDEFINED)).await.unwrap();
+    wait(a.insert("order_header".into(), js(json!({"id": id})), None)).await.unwrap();
     sleep(100).await;
     a.close();
 
     // Offline, A edits the row it saw at version 1: visible at once.
     let offline = store(OFFLINE_WS, &db);
     wait(offline.connect()).await.unwrap();
-    let write = offline.merge("order_header".into(), js(json!({"id": id, "note": "mine"})), JsValue::UNDEFINED);
+    let write = offline.merge("order_header".into(), js(json!({"id": id, "note": "mine"})), None);
     assert_eq!(rust(offline.get_record("order_header".into(), JsValue::from_str(&id)).unwrap())["note"], "mine");
     drop(write);
     sleep(100).await;
@@ -107,7 +106,7 @@ async fn an_offline_store_replays_its_writes_exactly_once_and_a_reload_gets_a_de
     wait(offline.connect()).await.unwrap();
     let ids: Vec<String> = (0..3).map(|_| unique("off")).collect();
     for id in &ids {
-        let _ = offline.insert("dining_tables".into(), js(json!({"id": id, "name": "queued"})), JsValue::UNDEFINED);
+        let _ = offline.insert("dining_tables".into(), js(json!({"id": id, "name": "queued"})), None);
     }
     assert_eq!(offline.pending(), 3);
     sleep(100).await;
@@ -216,7 +215,7 @@ async fn partial_inserts_fill_the_same_row_in_the_browser_and_on_the_server() {
             }
         }
         let before: Vec<Value> = rust(s.list_table(table.into()).unwrap()).as_array().unwrap().clone();
-        let _pending = s.insert(table.into(), js(Value::Object(record.clone())), JsValue::UNDEFINED);
+        let _pending = s.insert(table.into(), js(Value::Object(record.clone())), None);
         let after: Vec<Value> = rust(s.list_table(table.into()).unwrap()).as_array().unwrap().clone();
         // By key: pending rows are re-derived (and re-stamped) on every read.
         let optimistic =
@@ -264,7 +263,7 @@ fn subscriptions_store(ws: &str, db: &str) -> Store {
 }
 
 fn subscribe(store: &Store, table: &str, query: Value) -> (Promise, Function) {
-    let sub = store.subscribe(table.into(), js(query), JsValue::UNDEFINED).unwrap();
+    let sub = store.subscribe(table.into(), js(query), None).unwrap();
     let ready: Promise = Reflect::get(&sub, &"ready".into()).unwrap().unchecked_into();
     let unsubscribe: Function = Reflect::get(&sub, &"unsubscribe".into()).unwrap().unchecked_into();
     (ready, unsubscribe)

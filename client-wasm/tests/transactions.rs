@@ -58,13 +58,13 @@ async fn a_transaction_runs_again_on_fresh_data_after_a_conflict_and_commits_who
     wait(s.connect()).await.unwrap();
     wait(s.ready()).await.unwrap();
     let order = unique("o");
-    wait(s.insert("order_header".into(), js(json!({"id": order})), JsValue::UNDEFINED)).await.unwrap();
+    wait(s.insert("order_header".into(), js(json!({"id": order})), None)).await.unwrap();
 
     // Someone else changes the order while the first run is under way: the server refuses that
     // run, and the function runs again on the order as it is now.
     let (runs, table) = (Rc::new(std::cell::Cell::new(0)), unique("T"));
     let f = read_then_write(&order, &table, runs.clone(), |run| run == 1);
-    let ack = rust(wait(s.transaction(f, JsValue::UNDEFINED)).await.expect("committed"));
+    let ack = rust(wait(s.transaction(f, None)).await.expect("committed"));
     assert_eq!((runs.get(), &ack["value"]), (2, &json!(2)), "{ack}");
     let results = ack["results"].as_array().cloned().unwrap_or_default();
     assert_eq!(results.len(), 2, "{ack}");
@@ -81,7 +81,7 @@ async fn a_transaction_runs_again_on_fresh_data_after_a_conflict_and_commits_who
     // it is stored or shown.
     let (runs, lost) = (Rc::new(std::cell::Cell::new(0)), unique("T"));
     let f = read_then_write(&order, &lost, runs.clone(), |_| true);
-    let err = wait(s.transaction(f, js(json!({"attempts": 2})))).await.expect_err("refused");
+    let err = wait(s.transaction(f, Some(js(json!({"attempts": 2}))))).await.expect_err("refused");
     assert_eq!(Reflect::get(&err, &"code".into()).unwrap(), "conflict");
     assert_eq!(runs.get(), 2);
     assert_eq!(stored("dining_tables", &lost).await, Value::Null);
@@ -98,14 +98,14 @@ async fn a_transaction_queued_offline_is_one_outbox_entry_replayed_exactly_once(
     wait(online.connect()).await.unwrap();
     wait(online.ready()).await.unwrap();
     let order = unique("o");
-    wait(online.insert("order_header".into(), js(json!({"id": order})), JsValue::UNDEFINED)).await.unwrap();
+    wait(online.insert("order_header".into(), js(json!({"id": order})), None)).await.unwrap();
     sleep(100).await;
     online.close();
 
     let offline = store(OFFLINE_WS, &db);
     wait(offline.connect()).await.unwrap();
     let (runs, table) = (Rc::new(std::cell::Cell::new(0)), unique("T"));
-    let queued = offline.transaction(read_then_write(&order, &table, runs.clone(), |_| false), JsValue::UNDEFINED);
+    let queued = offline.transaction(read_then_write(&order, &table, runs.clone(), |_| false), None);
     assert!(eventually(2000, || offline.pending() == 1).await, "one outbox entry");
     assert_eq!(
         rust(offline.get_record("order_header".into(), JsValue::from_str(&order)).unwrap())["note"],

@@ -10,7 +10,11 @@ use crate::storage::Durability;
 
 /// Mishkah: a real-time, offline-first data sync server.
 #[derive(Debug, Parser)]
-#[command(name = "mishkah", version, about)]
+#[command(
+    name = "mishkah",
+    version,
+    after_help = "Start with `mishkah serve --data ./data` (http://127.0.0.1:3200), after `mishkah check --data ./data`.\n`mishkah <command> --help` explains each command and its flags; every flag of `serve` also reads an environment variable (shown in brackets)."
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -22,6 +26,38 @@ pub struct Cli {
 pub enum Command {
     /// Serve a data directory over REST and WebSocket.
     Serve(Box<ServeConfig>),
+    /// Check a data directory offline: every problem once, with its file and place.
+    ///
+    /// Reads it as `serve` does — `modules.json`, `branches.config.json`, every branch's module
+    /// schemas and seeds, the security rules against those schemas, the sequence rules. Exit 1
+    /// when `serve` would refuse something (errors); warnings are what it stores or skips and logs.
+    Check {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// The rules file (default: `<data>/security/rules.json`).
+        #[arg(long, env = "MISHKAH_RULES")]
+        rules: Option<PathBuf>,
+    },
+    /// Print a module's rows as TypeScript types, for `typed(store)` of `@mishkah/client`.
+    ///
+    /// An interface per table (fields typed as the server validates them, nullable ones optional,
+    /// enums as unions, JSON — bilingual names among it — as `Json`) and a map of every table:
+    /// `mishkah types --data ./data --module pos > pos.d.ts`.
+    Types {
+        /// Data directory.
+        #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
+        data: PathBuf,
+        /// The module.
+        #[arg(long)]
+        module: String,
+        /// The branch whose schema to read (default: the first branch that has the module).
+        #[arg(long)]
+        branch: Option<String>,
+        /// A schema file to read instead of the data directory's (any of the three formats).
+        #[arg(long)]
+        schema: Option<PathBuf>,
+    },
     /// Print a token signed with the server's `--jwt-secret` (development and tests).
     Token(TokenArgs),
     /// The security rules.
@@ -30,9 +66,10 @@ pub enum Command {
     /// API keys for services (only their hashes are stored, in `<data>/security/keys.json`).
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Copy every module of a data directory (rows, the whole event log as logged, counters,
-    /// archives) into another store, e.g. its SQLite files into PostgreSQL. The target must hold
-    /// none of them yet; stop the servers first.
+    /// Copy every module into another store (SQLite files into PostgreSQL).
+    ///
+    /// Rows, the whole event log as logged, counters and archives. The target must hold none of
+    /// them yet; stop the servers first.
     Migrate {
         /// Data directory (its configuration names the branches and modules).
         #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
@@ -44,9 +81,10 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Back every module up while the server runs: a consistent copy of each (as of one commit),
-    /// the data directory's configuration and a manifest (heads, checksums), in a new directory
-    /// under `--to`.
+    /// Back every module up while the server runs.
+    ///
+    /// A consistent copy of each (as of one commit), the data directory's configuration and a
+    /// manifest (heads, checksums), in a new directory under `--to`.
     Backup {
         /// Data directory.
         #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
@@ -59,9 +97,11 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
-    /// Make a new data directory from a backup target: its nearest snapshot before the point
-    /// asked for, then the shipped log replayed up to exactly that point. Every file's checksum
-    /// is checked; nothing stays behind when a restore fails.
+    /// Make a new data directory from a backup, to any point in time.
+    ///
+    /// The target's nearest snapshot before the point asked for, then the shipped log replayed up
+    /// to exactly that point. Every file's checksum is checked; nothing stays behind when a
+    /// restore fails.
     Restore {
         /// The target `mishkah backup --to` or `serve --backup-to` wrote.
         #[arg(long)]
@@ -82,9 +122,11 @@ pub enum Command {
         #[arg(long, value_parser = chrono::DateTime::parse_from_rfc3339)]
         to_time: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
-    /// Check every module's tables against its own event log (each row what its last event
-    /// wrote), or with `--against`, compare two stores module by module (rows, event log,
-    /// counters); exit 1 on any difference.
+    /// Check stored rows against the event log, or two stores against each other.
+    ///
+    /// Each module's tables against its own log (each row what its last event wrote), or with
+    /// `--against`, two stores module by module (rows, event log, counters); exit 1 on any
+    /// difference.
     Verify {
         /// Data directory.
         #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]

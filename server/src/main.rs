@@ -14,6 +14,8 @@ fn main() -> std::process::ExitCode {
         Command::Serve(config) => *config,
         Command::Token(args) => return token(args),
         Command::Rules(RulesCommand::Check { data, rules }) => return check_rules(&data, rules.as_deref()),
+        Command::Check { data, rules } => return check(&data, rules.as_deref()),
+        Command::Types { data, module, branch, schema } => return types(&data, &module, branch, schema),
         Command::Keys(command) => return keys(command),
         Command::Migrate { data, from, to } => return migrate(&data, from.as_deref(), &to),
         Command::Verify { data, store, against } => return verify(&data, store.as_deref(), against.as_deref()),
@@ -105,6 +107,60 @@ fn keys(command: KeysCommand) -> std::process::ExitCode {
             eprintln!("{e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `mishkah types`: the module's schema as TypeScript, on stdout.
+fn types(
+    data: &std::path::Path,
+    module: &str,
+    branch: Option<String>,
+    schema: Option<std::path::PathBuf>,
+) -> std::process::ExitCode {
+    use mishkah_server::datadir::{read_json, DataDir};
+    let read = || -> Result<(mishkah_core::Schema, std::path::PathBuf), String> {
+        if let Some(path) = schema {
+            let doc = read_json(&path).map_err(|e| e.to_string())?;
+            let schema = mishkah_core::Schema::from_json(&doc).map_err(|e| format!("{}: {e}", path.display()))?;
+            return Ok((schema, path));
+        }
+        let dir = DataDir::load_config(data).map_err(|e| e.to_string())?;
+        let branch = branch
+            .or_else(|| {
+                dir.branches
+                    .branches
+                    .iter()
+                    .find(|(_, d)| d.modules.iter().any(|m| m == module))
+                    .map(|(b, _)| b.clone())
+            })
+            .ok_or_else(|| format!("no branch of {} has module `{module}` (name one with --branch)", data.display()))?;
+        dir.schema_for(&branch, module).map_err(|e| e.to_string())
+    };
+    match read() {
+        Ok((schema, path)) => {
+            print!("{}", mishkah_core::schema::typescript(&schema, module, &path.display().to_string()));
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mishkah check`: every problem of a data directory, one per line, then how many.
+fn check(data: &std::path::Path, rules: Option<&std::path::Path>) -> std::process::ExitCode {
+    use mishkah_server::datadir::check::{check, Severity};
+    let problems = check(data, rules);
+    for p in &problems {
+        println!("{p}");
+    }
+    let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+    println!("{}: {errors} errors, {} warnings", data.display(), problems.len() - errors);
+    if errors > 0 {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
     }
 }
 

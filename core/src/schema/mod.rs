@@ -24,9 +24,11 @@ pub mod designer;
 pub mod model;
 pub mod sql_columns;
 mod types;
+mod typescript;
 
 pub use model::{DefaultValue, Field, Index, Reference, Schema, SchemaWarning, Table};
 pub use types::FieldType;
+pub use typescript::typescript;
 
 use serde_json::Value;
 

@@ -11,6 +11,7 @@
 
 mod branches;
 mod catalog;
+pub mod check;
 mod lock;
 mod modules;
 
@@ -107,8 +108,19 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Reads `modules.json`, `branches.config.json` and `sequence-rules.json` (optional).
+    /// Reads `modules.json`, `branches.config.json`, `sequence-rules.json` (optional) and the
+    /// security files.
     pub fn load(root: &Path) -> Result<DataDir, DataDirError> {
+        let mut dir = DataDir::load_config(root)?;
+        if dir.rules_path.exists() {
+            dir.rules = std::sync::Arc::new(load_rules(&dir.rules_path, &dir.modules)?);
+        }
+        Ok(dir)
+    }
+
+    /// [`DataDir::load`] without the rules ([`RuleSet::open`] in their place): `mishkah check`
+    /// reads them itself, to report every problem of theirs beside the others.
+    pub fn load_config(root: &Path) -> Result<DataDir, DataDirError> {
         let root = root.to_path_buf();
         let modules_doc = read_json(&root.join("modules.json"))?;
         let modules = modules::parse(&modules_doc, &root.join("modules.json"))?;
@@ -135,7 +147,6 @@ impl DataDir {
             SecretFields::default()
         };
         let rules_path = root.join("security").join("rules.json");
-        let rules = if rules_path.exists() { load_rules(&rules_path, &modules)? } else { RuleSet::open() };
         Ok(DataDir {
             root,
             modules,
@@ -143,7 +154,7 @@ impl DataDir {
             branches,
             sequence_rules,
             secrets,
-            rules: std::sync::Arc::new(rules),
+            rules: std::sync::Arc::new(RuleSet::open()),
             rules_path,
         })
     }
