@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
+
+use super::query::Query;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -12,6 +14,23 @@ use crate::access::Caller;
 use crate::state::AppState;
 use crate::views;
 
+#[utoipa::path(
+    get,
+    path = "/api/schema",
+    tag = "catalog",
+    summary = "A module's schema (`?branch=&module=`)",
+    params(
+        ("branch" = Option<String>, Query, description = "Branch id"),
+        ("module" = Option<String>, Query, description = "Module id"),
+        ("branchId" = Option<String>, Query, description = "Branch id (the original's name)"),
+        ("moduleId" = Option<String>, Query, description = "Module id (the original's name)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/schema?branch=&module=&include=`, as the original answers it: per module
 /// `{moduleId, branchId, label, description, tables, config, schema, schemaSource}`, where `schema`
 /// is the schema document as the data directory holds it (the apps build their stores from it).
@@ -130,6 +149,17 @@ impl DiscoveryParams {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/schemas",
+    tag = "catalog",
+    summary = "Every schema file of the data directory",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/schemas`: the schema files of `schemas/` and the branch modules that have their own.
 pub async fn schemas(State(state): State<AppState>) -> Json<Value> {
     let root = state.engine.data().root().to_path_buf();
@@ -171,12 +201,64 @@ fn dir_names(dir: &std::path::Path) -> Vec<String> {
 /// `GET /api/schemas/global/{name}` and `/api/schemas/branch/{b}/{m}`: one schema file as written,
 /// `{success, path, schema}` (the path relative to the data directory). Any other shape is
 /// `400 invalid-path`, as the original answered.
-pub async fn schema_file(State(state): State<AppState>, Path(rest): Path<String>) -> Result<Json<Value>, ApiError> {
-    let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+#[utoipa::path(
+    get,
+    path = "/api/schemas/global/{name}",
+    tag = "catalog",
+    summary = "A schema file of `schemas/` by name",
+    params(("name" = String, Path, description = "The file's name without `.json`")),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
+/// `GET /api/schemas/global/{name}`.
+pub async fn global_schema_file(state: State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    schema_file(state, &["global", &name]).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/schemas/branch/{branch}/{module}",
+    tag = "catalog",
+    summary = "A branch module's own schema file",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
+/// `GET /api/schemas/branch/{branch}/{module}`.
+pub async fn branch_schema_file(
+    state: State<AppState>,
+    Path((branch, module)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    schema_file(state, &["branch", &branch, &module]).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/schemas/{path}",
+    tag = "catalog",
+    summary = "Any other schema path: 400 `invalid-path`, naming the two that exist (as the original)",
+    params(("path" = String, Path, description = "Not `global/{name}` nor `branch/{branch}/{module}`")),
+    responses((status = 400, description = "`invalid-path`", body = crate::http::openapi::Error)),
+)]
+/// `GET /api/schemas/{path}`: neither schema path.
+pub async fn other_schema_path(state: State<AppState>, Path(path): Path<String>) -> Result<Json<Value>, ApiError> {
+    schema_file(state, &[&path]).await
+}
+
+async fn schema_file(State(state): State<AppState>, parts: &[&str]) -> Result<Json<Value>, ApiError> {
     let safe = |s: &str| {
         !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.:@".contains(c)) && !s.contains("..")
     };
-    let relative = match parts.as_slice() {
+    let relative = match parts {
         ["global", name, ..] if safe(name) => vec![format!("schemas/{name}.json")],
         ["branch", b, m, ..] if safe(b) && safe(m) => vec![
             format!("branches/{b}/modules/{m}/schema.json"),
@@ -198,6 +280,17 @@ pub async fn schema_file(State(state): State<AppState>, Path(rest): Path<String>
     Ok(Json(json!({"success": true, "path": found, "schema": schema})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/modules",
+    tag = "catalog",
+    summary = "The modules of `modules.json`",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/modules`: `{modules: [{id, label, description, tables}]}` in `modules.json` order.
 pub async fn modules(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let data = state.engine.data();
@@ -226,6 +319,17 @@ pub async fn modules(State(state): State<AppState>, caller: Caller) -> Json<Valu
     Json(json!({"modules": list}))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches",
+    tag = "catalog",
+    summary = "The branches",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/branches`.
 pub async fn branches(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let data = state.engine.data();
@@ -247,6 +351,21 @@ pub struct LangParams {
     lang: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}",
+    tag = "catalog",
+    summary = "Every module of a branch, with its rows",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/branches/{b}?lang=`: every module's snapshot.
 pub async fn branch(
     State(state): State<AppState>,
@@ -262,6 +381,20 @@ pub async fn branch(
     Ok(Json(json!({"branchId": branch, "modules": modules})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules",
+    tag = "catalog",
+    summary = "The module ids of a branch",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/branches/{b}/modules`.
 pub async fn branch_modules(
     State(state): State<AppState>,
@@ -272,6 +405,22 @@ pub async fn branch_modules(
     Ok(Json(json!({"branchId": branch, "modules": state.engine.modules_of(&branch)?})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}",
+    tag = "catalog",
+    summary = "A module's snapshot: every table's rows",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/branches/{b}/modules/{m}?lang=` (and `/api/sync/{b}/{m}`): the module snapshot.
 pub async fn module_snapshot(
     State(state): State<AppState>,
@@ -284,6 +433,47 @@ pub async fn module_snapshot(
     Ok(Json(serde_json::to_value(snapshot).unwrap_or(Value::Null)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/sync/{branch}/{module}",
+    tag = "sync",
+    summary = "A module's snapshot (the original's sync route)",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
+/// `GET /api/sync/{b}/{m}`: [`module_snapshot`] under the original's sync path.
+pub async fn sync_snapshot(
+    state: State<AppState>,
+    caller: Caller,
+    path: Path<(String, String)>,
+    query: Query<LangParams>,
+) -> Result<Json<Value>, ApiError> {
+    module_snapshot(state, caller, path, query).await
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/tables",
+    tag = "catalog",
+    summary = "A module's tables with their row counts",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../modules/{m}/tables`: the module's tables and how many of their rows the caller sees.
 pub async fn module_tables(
     State(state): State<AppState>,
@@ -312,6 +502,21 @@ pub async fn module_tables(
     Ok(Json(json!({"branchId": branch, "moduleId": module, "tables": counts})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/schema",
+    tag = "catalog",
+    summary = "A module's schema, rules and the caller's identity",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../modules/{m}/schema`: the normalized schema the module runs on (including tables kept
 /// for seed data), as `mishkah-core` serializes it — what the browser store validates against —
 /// with the write rules and the caller's claims, which the store checks writes with.

@@ -1,7 +1,9 @@
 //! The event log over REST: list, and the original's batch ingest (now atomic).
 
 use crate::engine::WriteError;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::query::Query;
 use axum::Json;
 use mishkah_core::wire::EventsBatchRequest;
 use mishkah_core::{Action, Mutation};
@@ -21,6 +23,23 @@ pub struct ListParams {
     limit: Option<usize>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/events",
+    tag = "events",
+    summary = "The module's event log, after a sequence",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("after" = Option<String>, Query, description = "Events after this sequence"),
+        ("limit" = Option<String>, Query, description = "How many"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../events?after=&limit=`.
 pub async fn list(
     State(state): State<AppState>,
@@ -52,6 +71,22 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/branches/{branch}/modules/{module}/events/batch",
+    tag = "events",
+    summary = "Several writes, committed together or not at all",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST .../events/batch {lastAckId, events}`: all events commit together or none does (the
 /// original applied a prefix on failure); 409 `last-ack-mismatch` when `lastAckId` is stale.
 pub async fn batch(

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::query::Query;
 use axum::Json;
 use mishkah_core::{Action, Mutation, RecordKey};
 use serde::Deserialize;
@@ -17,6 +19,21 @@ use crate::clock::now_iso;
 use crate::engine::seed;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get, post,
+    path = "/api/branches/{branch}/modules/{module}/reset",
+    tag = "manage",
+    summary = "Reset a module to its seed (admin)",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST|GET .../modules/{m}/reset`: archives the current rows, resets counters, re-seeds.
 pub async fn reset(
     State(state): State<AppState>,
@@ -64,6 +81,18 @@ pub struct PurgeRequest {
     archive: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/manage/purge",
+    tag = "manage",
+    summary = "Purge rows into the archive (admin)",
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST /api/manage/purge {branchId, moduleId, tables?|table?, archive?}`.
 pub async fn purge(
     State(state): State<AppState>,
@@ -101,6 +130,18 @@ pub struct RestoreRequest {
     archive: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/manage/restore",
+    tag = "manage",
+    summary = "Restore archived rows (admin)",
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST /api/manage/restore {branchId, moduleId, archive}`: puts archived rows whose key is free
 /// back (atomically); rows whose key is taken again are reported, not overwritten.
 pub async fn restore(
@@ -161,6 +202,21 @@ pub struct HistoryParams {
     module_id: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/manage/history",
+    tag = "manage",
+    summary = "A module's purge history (admin)",
+    params(
+        ("branchId" = Option<String>, Query, description = "Branch id"),
+        ("moduleId" = Option<String>, Query, description = "Module id"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/manage/history?branchId=&moduleId=`: the archives.
 pub async fn history(
     State(state): State<AppState>,
@@ -190,6 +246,18 @@ pub struct CompactRequest {
     through: Option<u64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/manage/compact",
+    tag = "manage",
+    summary = "Compact a module's event log (admin)",
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST /api/manage/compact {branchId, moduleId, through?}`: log retention. Cursors older than the
 /// checkpoint are told to resync in full afterwards.
 pub async fn compact(

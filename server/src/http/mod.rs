@@ -7,66 +7,73 @@ mod catalog;
 pub mod error;
 mod events;
 mod manage;
+pub mod openapi;
 mod orders;
 mod purge_live;
+mod query;
 mod sync;
 mod system;
 mod tables;
 mod transactions;
 mod webhooks;
 
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 pub use tables::MAX_PAGE;
 
-/// Every REST route.
+/// Every REST route, each with its description (`GET /api/openapi.json`): a route enters the
+/// router only through its handler's `#[utoipa::path]`, so none is served undescribed.
 pub fn routes() -> Router<AppState> {
-    const MODULE: &str = "/api/branches/{branch}/modules/{module}";
-    Router::new()
-        .route("/healthz", get(system::healthz))
-        .route("/readyz", get(system::readyz))
-        .route("/metrics", get(system::metrics))
-        .route("/api/state", get(system::state))
-        .route("/api/schema", get(catalog::schema))
-        .route("/api/schemas", get(catalog::schemas))
-        .route("/api/schemas/{*rest}", get(catalog::schema_file))
-        .route("/api/modules", get(catalog::modules))
-        .route("/api/branches", get(catalog::branches))
-        .route("/api/branches/{branch}", get(catalog::branch))
-        .route("/api/branches/{branch}/modules", get(catalog::branch_modules))
-        .route(MODULE, get(catalog::module_snapshot))
-        .route(&format!("{MODULE}/tables"), get(catalog::module_tables))
-        .route(&format!("{MODULE}/schema"), get(catalog::module_schema))
-        .route(
-            &format!("{MODULE}/tables/{{table}}"),
-            get(tables::list).post(tables::insert).patch(tables::merge).put(tables::save).delete(tables::delete),
-        )
-        .route(&format!("{MODULE}/tables/{{table}}/{{id}}"), get(tables::get_one).delete(tables::delete_one))
-        .route(&format!("{MODULE}/tables/{{table}}/count"), get(tables::count))
-        .route(&format!("{MODULE}/tables/{{table}}/aggregate"), get(tables::aggregate))
-        .route(&format!("{MODULE}/tables/{{table}}/search"), get(tables::search))
-        .route(&format!("{MODULE}/save"), post(tables::save_body))
-        .route(&format!("{MODULE}/sequences"), post(tables::allocate_sequence))
-        .route(&format!("{MODULE}/orders"), get(orders::list).post(orders::save))
-        .route(&format!("{MODULE}/orders/{{id}}"), get(orders::get))
-        .route(&format!("{MODULE}/pages"), get(sync::pages))
-        .route(&format!("{MODULE}/events"), get(events::list))
-        .route(&format!("{MODULE}/events/batch"), post(events::batch))
-        .route(&format!("{MODULE}/transactions"), post(transactions::run))
-        .route(&format!("{MODULE}/reset"), get(manage::reset).post(manage::reset))
-        .route("/api/sync/{branch}/{module}/delta", post(sync::delta))
-        .route("/api/sync/{branch}/{module}", get(catalog::module_snapshot))
-        .route("/api/manage/purge", post(manage::purge))
-        .route("/api/manage/purge-live-data", post(purge_live::purge_live_data))
-        .route("/api/manage/restore", post(manage::restore))
-        .route("/api/manage/history", get(manage::history))
-        .route("/api/manage/compact", post(manage::compact))
-        .route("/api/webhooks", get(webhooks::list))
-        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
-        .route("/api/webhooks/{id}/pause", post(webhooks::pause))
-        .route("/api/webhooks/{id}/resume", post(webhooks::resume))
-        .route("/api/webhooks/{id}/replay", post(webhooks::replay))
+    let (router, description) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(openapi::description))
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::readyz))
+        .routes(routes!(system::metrics))
+        .routes(routes!(system::state))
+        .routes(routes!(catalog::schema))
+        .routes(routes!(catalog::schemas))
+        .routes(routes!(catalog::global_schema_file))
+        .routes(routes!(catalog::branch_schema_file))
+        .routes(routes!(catalog::other_schema_path))
+        .routes(routes!(catalog::modules))
+        .routes(routes!(catalog::branches))
+        .routes(routes!(catalog::branch))
+        .routes(routes!(catalog::branch_modules))
+        .routes(routes!(catalog::module_snapshot))
+        .routes(routes!(catalog::module_tables))
+        .routes(routes!(catalog::module_schema))
+        .routes(routes!(tables::list, tables::insert, tables::merge, tables::save, tables::delete))
+        .routes(routes!(tables::get_one, tables::delete_one))
+        .routes(routes!(tables::count))
+        .routes(routes!(tables::aggregate))
+        .routes(routes!(tables::search))
+        .routes(routes!(tables::save_body))
+        .routes(routes!(tables::allocate_sequence))
+        .routes(routes!(orders::list, orders::save))
+        .routes(routes!(orders::get))
+        .routes(routes!(sync::pages))
+        .routes(routes!(sync::delta))
+        .routes(routes!(catalog::sync_snapshot))
+        .routes(routes!(events::list))
+        .routes(routes!(events::batch))
+        .routes(routes!(transactions::run))
+        .routes(routes!(manage::reset))
+        .routes(routes!(manage::purge))
+        .routes(routes!(purge_live::purge_live_data))
+        .routes(routes!(manage::restore))
+        .routes(routes!(manage::history))
+        .routes(routes!(manage::compact))
+        .routes(routes!(webhooks::list))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::pause))
+        .routes(routes!(webhooks::resume))
+        .routes(routes!(webhooks::replay))
+        .split_for_parts();
+    let _ = openapi::DESCRIPTION.set(description);
+    router
 }

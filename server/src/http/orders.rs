@@ -119,6 +119,22 @@ impl Include {
     const ALL: Include = Include { lines: true, payments: true, status_logs: true, line_status_logs: true };
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/orders/{id}",
+    tag = "orders",
+    summary = "One order with its lines and payments",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("id" = String, Path, description = "Key"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET …/orders/{id}`: `{branchId, moduleId, orderId, order}`, or `404 order-not-found`.
 pub async fn get(
     State(state): State<AppState>,
@@ -246,6 +262,30 @@ fn updated_ms(h: &Row) -> i64 {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/orders",
+    tag = "orders",
+    summary = "Orders with their lines and payments",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("onlyActive" = Option<String>, Query, description = "Only open orders"),
+        ("include" = Option<String>, Query, description = "lines, payments"),
+        ("limit" = Option<String>, Query, description = "How many"),
+        ("status" = Option<String>, Query, description = "Status ids"),
+        ("stage" = Option<String>, Query, description = "Stage ids"),
+        ("kind" = Option<String>, Query, description = "Order kinds"),
+        ("shift" = Option<String>, Query, description = "Shift ids"),
+        ("updatedAfter" = Option<String>, Query, description = "Updated after (ms)"),
+        ("savedAfter" = Option<String>, Query, description = "Saved after (ms)"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET …/orders?include=lines,payments&onlyActive=…`: `{branchId, moduleId, orders, meta}`,
 /// newest first.
 pub async fn list(
@@ -269,6 +309,22 @@ pub async fn list(
     Ok(Json(json!({"branchId": branch, "moduleId": module, "orders": orders, "meta": meta})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/branches/{branch}/modules/{module}/orders",
+    tag = "orders",
+    summary = "Save an order with its lines and payments, in one transaction",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST …/orders {order}`: the order saved as one transaction; `201 {orderId, order, normalized}`.
 /// Refusals keep the original's codes (`order-version-conflict` 409, `order-persist-failed`),
 /// with `422` where the original answered 500 for the client's own mistakes.

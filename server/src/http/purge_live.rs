@@ -38,6 +38,18 @@ fn purge_name(name: &str) -> String {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/manage/purge-live-data",
+    tag = "manage",
+    summary = "Purge a branch's live data (admin)",
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `{branchId, moduleId?, tables?, reason?, requestedBy?}` → the original's reply:
 /// `{status: "ok", totalRemoved, tables: [{table, status, removed}], historyEntry, ...}`.
 pub async fn purge_live_data(

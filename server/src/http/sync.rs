@@ -13,6 +13,22 @@ use crate::clock::now_iso;
 use crate::state::AppState;
 use crate::views;
 
+#[utoipa::path(
+    post,
+    path = "/api/sync/{branch}/{module}/delta",
+    tag = "sync",
+    summary = "Rows changed and keys deleted since a cursor",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// Cursor in (`version`, or `sequence`), rows changed and keys deleted out; `requiresFullSync`
 /// when the cursor is older than the retained log.
 pub async fn delta(
@@ -88,6 +104,25 @@ pub struct PagesParams {
     lang: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/pages",
+    tag = "sync",
+    summary = "One page of a first sync, by key",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = Option<String>, Query, description = "The table to go on in"),
+        ("after" = Option<String>, Query, description = "The key to go on after"),
+        ("limit" = Option<String>, Query, description = "Stored rows at most (cap 10000)"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../modules/{m}/pages?table=&after=&limit=&lang=`: one page of a first sync
 /// ([`views::pages`]), from the start without `table`; `limit` stored rows at most (default and
 /// cap [`MAX_SYNC_PAGE`]).
@@ -95,7 +130,7 @@ pub async fn pages(
     State(state): State<AppState>,
     caller: crate::access::Caller,
     Path((branch, module)): Path<(String, String)>,
-    axum::extract::Query(p): axum::extract::Query<PagesParams>,
+    super::query::Query(p): super::query::Query<PagesParams>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
     let limit = match p.limit.as_deref() {

@@ -9,6 +9,17 @@ use serde_json::{json, Value};
 use crate::clock::now_iso;
 use crate::state::AppState;
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    summary = "Liveness: the process answers",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /healthz`: `ok`, or `degraded` with the modules that cannot serve and those whose last
 /// commit failed (a full disk); the rest serve, so the answer stays 200 for a load balancer.
 pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
@@ -40,6 +51,17 @@ async fn store_reachable(state: &AppState) -> Result<(), String> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "system",
+    summary = "Readiness: the store answers (503 while it does not)",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /readyz`: 200 when this node can serve (its store answers), else 503 — what a load
 /// balancer sends traffic by.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
@@ -51,11 +73,33 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    summary = "Prometheus metrics (text exposition format)",
+    responses(
+        (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /metrics` (Prometheus text).
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/state",
+    tag = "system",
+    summary = "Server state: branches, modules, connections",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/state`.
 pub async fn state(State(state): State<AppState>, caller: crate::access::Caller) -> Json<Value> {
     let data = state.engine.data();

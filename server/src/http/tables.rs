@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+
+use super::query::Query;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -58,6 +60,33 @@ fn parse_limit(text: Option<&str>, default: usize, cap: usize) -> Result<usize, 
     Ok(limit.min(cap))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}",
+    tag = "tables",
+    summary = "A page of rows (filter, sort, keyset paging)",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+        ("limit" = Option<String>, Query, description = "Rows per page (default and cap 1000)"),
+        ("afterId" = Option<String>, Query, description = "Keyset cursor: the key to start after"),
+        ("afterKey" = Option<String>, Query, description = "Keyset cursor of a sorted page"),
+        ("afterCreatedAt" = Option<String>, Query, description = "Rows created after this time"),
+        ("updatedAfter" = Option<String>, Query, description = "Rows updated after this time"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+        ("filter" = Option<String>, Query, description = "A filter in the filter language (docs/PROTOCOL.md)"),
+        ("sort" = Option<String>, Query, description = "Sort keys, `field,-field`"),
+        ("fields" = Option<String>, Query, description = "Fields to return, comma-separated"),
+        ("q" = Option<String>, Query, description = "Text search"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../tables/{t}`: a page of rows. Without `limit` the original returned every row; we
 /// return at most `--max-page`, and `meta.hasMore` with `meta.next` say how to go on. Our
 /// extensions: `filter=`, `sort=`, `fields=`, `after=<cursor>`. With a `<t>_lang` table, each row
@@ -112,6 +141,33 @@ pub async fn list(
     Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}/count",
+    tag = "tables",
+    summary = "How many rows a filter selects",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+        ("limit" = Option<String>, Query, description = "Rows per page (default and cap 1000)"),
+        ("afterId" = Option<String>, Query, description = "Keyset cursor: the key to start after"),
+        ("afterKey" = Option<String>, Query, description = "Keyset cursor of a sorted page"),
+        ("afterCreatedAt" = Option<String>, Query, description = "Rows created after this time"),
+        ("updatedAfter" = Option<String>, Query, description = "Rows updated after this time"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+        ("filter" = Option<String>, Query, description = "A filter in the filter language (docs/PROTOCOL.md)"),
+        ("sort" = Option<String>, Query, description = "Sort keys, `field,-field`"),
+        ("fields" = Option<String>, Query, description = "Fields to return, comma-separated"),
+        ("q" = Option<String>, Query, description = "Text search"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../tables/{t}/count?filter=`: `{count}` of the rows the filter lets through (all rows
 /// without one).
 pub async fn count(
@@ -128,6 +184,33 @@ pub async fn count(
 /// Most hits one search returns.
 const MAX_HITS: usize = 200;
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}/search",
+    tag = "tables",
+    summary = "Text search (Arabic folded)",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+        ("limit" = Option<String>, Query, description = "Rows per page (default and cap 1000)"),
+        ("afterId" = Option<String>, Query, description = "Keyset cursor: the key to start after"),
+        ("afterKey" = Option<String>, Query, description = "Keyset cursor of a sorted page"),
+        ("afterCreatedAt" = Option<String>, Query, description = "Rows created after this time"),
+        ("updatedAfter" = Option<String>, Query, description = "Rows updated after this time"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+        ("filter" = Option<String>, Query, description = "A filter in the filter language (docs/PROTOCOL.md)"),
+        ("sort" = Option<String>, Query, description = "Sort keys, `field,-field`"),
+        ("fields" = Option<String>, Query, description = "Fields to return, comma-separated"),
+        ("q" = Option<String>, Query, description = "Text search"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../tables/{t}/search?q=&filter=&limit=20` → `{hits: [{score, row}]}`, best match first:
 /// Arabic-aware full-text search over the table's text and bilingual fields, the last term a
 /// prefix.
@@ -151,6 +234,38 @@ fn names(list: Option<&str>) -> Vec<String> {
     list.unwrap_or_default().split(',').map(str::trim).filter(|f| !f.is_empty()).map(str::to_owned).collect()
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}/aggregate",
+    tag = "tables",
+    summary = "Sums, averages, minimums and maximums, grouped",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+        ("limit" = Option<String>, Query, description = "Rows per page (default and cap 1000)"),
+        ("afterId" = Option<String>, Query, description = "Keyset cursor: the key to start after"),
+        ("afterKey" = Option<String>, Query, description = "Keyset cursor of a sorted page"),
+        ("afterCreatedAt" = Option<String>, Query, description = "Rows created after this time"),
+        ("updatedAfter" = Option<String>, Query, description = "Rows updated after this time"),
+        ("order" = Option<String>, Query, description = "`asc` or `desc` by creation"),
+        ("lang" = Option<String>, Query, description = "Language of translated fields"),
+        ("filter" = Option<String>, Query, description = "A filter in the filter language (docs/PROTOCOL.md)"),
+        ("sort" = Option<String>, Query, description = "Sort keys, `field,-field`"),
+        ("fields" = Option<String>, Query, description = "Fields to return, comma-separated"),
+        ("q" = Option<String>, Query, description = "Text search"),
+        ("groupBy" = Option<String>, Query, description = "Fields to group by"),
+        ("sum" = Option<String>, Query, description = "Fields to sum"),
+        ("avg" = Option<String>, Query, description = "Fields to average"),
+        ("min" = Option<String>, Query, description = "Fields' minimum"),
+        ("max" = Option<String>, Query, description = "Fields' maximum"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../tables/{t}/aggregate?filter=&groupBy=statusId&sum=subtotal&avg=subtotal&min=createdAt&max=createdAt`
 /// → `{groups: [{key: {statusId}, count, sum: {subtotal}, avg: {..}, min: {..}, max: {..}}]}`;
 /// without `groupBy`, one group. `count` is always given.
@@ -249,6 +364,23 @@ fn write_request(body: Value) -> Result<WriteRequest, ApiError> {
     WriteRequest::from_body(body).map_err(|m| ApiError::bad_request("invalid-body", m))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}",
+    tag = "tables",
+    summary = "Insert a row (`record`, or the body itself)",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST .../tables/{t}`: insert → 201.
 pub async fn insert(
     State(state): State<AppState>,
@@ -262,6 +394,23 @@ pub async fn insert(
     Ok((StatusCode::CREATED, Json(written("created", (&handle, &caller, &headers), &table, done))).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}",
+    tag = "tables",
+    summary = "Update fields of a row (`expectedVersion` checks the version)",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `PATCH .../tables/{t}`: merge (409 on conflict).
 pub async fn merge(
     State(state): State<AppState>,
@@ -283,6 +432,23 @@ fn save_status(c: &Committed) -> &'static str {
     }
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}",
+    tag = "tables",
+    summary = "Insert or update a row",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `PUT .../tables/{t}`: upsert.
 pub async fn save(
     State(state): State<AppState>,
@@ -296,6 +462,22 @@ pub async fn save(
     Ok(Json(written(save_status(&done.0), (&handle, &caller, &headers), &table, done)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/branches/{branch}/modules/{module}/save",
+    tag = "tables",
+    summary = "Save a row given with its table in the body",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST .../modules/{m}/save` `{table, record, concurrency?}`.
 pub async fn save_body(
     State(state): State<AppState>,
@@ -323,6 +505,24 @@ pub struct DeleteParams {
     id: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}",
+    tag = "tables",
+    summary = "Delete a row (its key in the body or `?id=`)",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+        ("id" = Option<String>, Query, description = "The row's key"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `DELETE .../tables/{t}?id=` (or the key in a body record).
 pub async fn delete(
     State(state): State<AppState>,
@@ -335,6 +535,23 @@ pub async fn delete(
     delete_by(&state, &caller, (branch, module, table), p.id, body, &headers).await
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}/{id}",
+    tag = "tables",
+    summary = "Delete one row by key",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+        ("id" = String, Path, description = "Key"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `DELETE .../tables/{t}/{id}`: the row with this key.
 pub async fn delete_one(
     State(state): State<AppState>,
@@ -380,6 +597,23 @@ async fn delete_by(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/branches/{branch}/modules/{module}/tables/{table}/{id}",
+    tag = "tables",
+    summary = "One row by key",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+        ("table" = String, Path, description = "Table name"),
+        ("id" = String, Path, description = "Key"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET .../tables/{t}/{id}`: `{branchId, moduleId, table, record}` — the row as the caller may
 /// see it; `404 not-found` alike for a row that is missing and one the caller may not see.
 pub async fn get_one(
@@ -411,6 +645,22 @@ pub async fn get_one(
     Ok(Json(json!({"branchId": branch, "moduleId": module, "table": table, "record": record})))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/branches/{branch}/modules/{module}/sequences",
+    tag = "tables",
+    summary = "Allocate the next number of a sequence",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST .../modules/{m}/sequences` `{table, field}`: allocates the next value.
 pub async fn allocate_sequence(
     State(state): State<AppState>,

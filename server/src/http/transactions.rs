@@ -11,6 +11,22 @@ use crate::access::Caller;
 use crate::state::AppState;
 use crate::transactions::{commit, Refused};
 
+#[utoipa::path(
+    post,
+    path = "/api/branches/{branch}/modules/{module}/transactions",
+    tag = "transactions",
+    summary = "A transaction: reads checked, writes committed together",
+    params(
+        ("branch" = String, Path, description = "Branch id"),
+        ("module" = String, Path, description = "Module id"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 pub async fn run(
     State(state): State<AppState>,
     caller: Caller,

@@ -39,6 +39,17 @@ fn known(state: &AppState, id: &str) -> Result<(), ApiError> {
     Err(ApiError::not_found("webhook-not-found", format!("no webhook `{id}` in webhooks.json")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks",
+    tag = "webhooks",
+    summary = "The webhooks and where each stands (admin)",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/webhooks`: each webhook (never its secret) and how far its deliveries are.
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     require_manager(&state, &caller, "list webhooks")?;
@@ -49,6 +60,20 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     Ok(Json(json!({"webhooks": out})))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    summary = "A webhook's dead letters and last errors (admin)",
+    params(
+        ("id" = String, Path, description = "Key"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `GET /api/webhooks/{id}/deliveries`: the events given up on, with the last error of each.
 pub async fn deliveries(
     State(state): State<AppState>,
@@ -77,6 +102,20 @@ async fn change(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{id}/pause",
+    tag = "webhooks",
+    summary = "Pause a webhook (admin)",
+    params(
+        ("id" = String, Path, description = "Key"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 pub async fn pause(
     State(state): State<AppState>,
     caller: Caller,
@@ -86,6 +125,20 @@ pub async fn pause(
     change(&state, &id, |s| s.paused = true).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{id}/resume",
+    tag = "webhooks",
+    summary = "Resume a webhook (admin)",
+    params(
+        ("id" = String, Path, description = "Key"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 pub async fn resume(
     State(state): State<AppState>,
     caller: Caller,
@@ -104,6 +157,21 @@ struct Replay {
     from_sequence: Option<u64>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{id}/replay",
+    tag = "webhooks",
+    summary = "Deliver dead letters again, or from a sequence (admin)",
+    params(
+        ("id" = String, Path, description = "Key"),
+    ),
+    request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
+        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+    ),
+)]
 /// `POST /api/webhooks/{id}/replay`: delivers again from a point of a branch's log, or (no body)
 /// from each dead letter on (what was delivered after one is delivered again too, with the same
 /// `webhook-id`s, which receivers drop).
