@@ -1,6 +1,6 @@
 //! `GET /api/openapi.json`: an OpenAPI 3.1 description of every REST route, generated from the
 //! handlers' `#[utoipa::path]` annotations — the router is built from the same annotations
-//! ([`super::routes`]), so a route cannot be served without being described.
+//! ([`super::routes()`]), so a route cannot be served without being described.
 
 use std::sync::OnceLock;
 
