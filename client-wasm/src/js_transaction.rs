@@ -176,7 +176,7 @@ fn queue(shared: &Shared, draft: Draft) -> Promise {
         };
         (inner.own(pending), inner.persist.clone())
     };
-    crate::store::send_queued(shared, pending, persist, changed)
+    crate::writes::send_queued(shared, pending, persist, changed)
 }
 
 /// The server refused because what the transaction read or wrote had changed since.

@@ -28,6 +28,8 @@ pub mod interop;
 #[cfg(target_arch = "wasm32")]
 pub mod js_transaction;
 #[cfg(target_arch = "wasm32")]
+mod live;
+#[cfg(target_arch = "wasm32")]
 pub mod persist;
 #[cfg(target_arch = "wasm32")]
 mod session;
@@ -35,3 +37,7 @@ mod session;
 pub mod store;
 #[cfg(target_arch = "wasm32")]
 mod tabs;
+#[cfg(target_arch = "wasm32")]
+mod typescript;
+#[cfg(target_arch = "wasm32")]
+mod writes;

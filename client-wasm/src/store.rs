@@ -8,79 +8,18 @@ use std::rc::Rc;
 
 use js_sys::{Function, Promise};
 use mishkah_core::query::Query;
-use mishkah_core::{Action, Mutation, RecordKey, Schema};
+use mishkah_core::{Action, RecordKey, Schema};
 use serde_json::{json, Value};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
 
 use crate::inner::{Inner, Options, Shared, Status, Watcher};
 use crate::interop::{error, from_js, now, to_js};
 use crate::persist::Persist;
 use crate::session::{
-    adopt_orphans, after_change, call_all, emit_calls, fetch_schema, flush_outbox, open_socket, set_status,
-    watcher_calls,
+    adopt_orphans, after_change, call_all, emit_calls, fetch_schema, open_socket, set_status, watcher_calls,
 };
 use crate::state::{Access, Changed, ClientState};
-
-#[wasm_bindgen(typescript_custom_section)]
-const TS_TYPES: &'static str = r#"
-/** Options of `createStore`. */
-export interface StoreOptions {
-  branchId: string;
-  moduleId: string;
-  /** Full WebSocket URL; or `wsPath` on the page's host (default `/ws`). */
-  wsUrl?: string;
-  wsPath?: string;
-  /** Base URL of the REST API (schema); defaults to the WebSocket's host. */
-  httpUrl?: string;
-  role?: string;
-  autoReconnect?: boolean;
-  useIndexedDB?: boolean;
-  dbName?: string;
-  /** `"subscriptions"`: hold only the rows live queries (`subscribe`) select; default: the whole module. */
-  sync?: "module" | "subscriptions";
-  /** A bearer token, sent in `client:hello` (servers started with `--auth required`). */
-  token?: string;
-  /** With IndexedDB: the most rows held in memory (default 50,000). A larger module stays in
-   * IndexedDB and is read with `find`, `count` and `get`; `query`, `listTable`, `getRecord` and
-   * `search` then throw `not-held`. */
-  memoryRows?: number;
-}
-/** A live query: `ready` resolves when its rows are held (at once when cached); `unsubscribe()` ends it. */
-export interface Subscription { id: string; ready: Promise<boolean>; unsubscribe(): void }
-/** `subscribe` options: keep released rows `ttlMs` after unsubscribing. */
-export interface SubscribeOptions { ttlMs?: number }
-export type StoreStatus = "idle" | "connecting" | "open" | "ready" | "offline" | "closed";
-export type StoreEvent = "status" | "snapshot" | "event" | "ack" | "conflict" | "error" | "subscribed" | "live";
-/** `{where: {field: value | {op: value}, and?: [...], or?: [...]} | "statusId = \"open\" && total > 10", orderBy?: ["field", "-field"], limit?, offset?, fields?}`, or the filter string alone. */
-export type Query = string | { where?: Record<string, unknown> | string; orderBy?: string | string[]; limit?: number; offset?: number; fields?: string[] }
-/** Write options: the version the caller last saw (our clients' unambiguous form). */
-export interface WriteOptions { expectedVersion?: number }
-/** `transaction` options: how many times a conflicting transaction runs (default 5). */
-export interface TransactionOptions { attempts?: number }
-/** What a committed transaction answers: each write's place in the log and its row as stored. */
-export interface TransactionAck {
-  transactionId?: string; firstSequence?: number; lastSequence?: number;
-  results: { table: string; id: string; action: "insert" | "update" | "delete"; version: number; sequence: number; eventId: string; row?: Record<string, unknown> }[];
-  /** What the transaction's function returned. */
-  value: unknown;
-}
-/** A row as stored: its fields by name (`version` included). */
-export type Row = Record<string, unknown>;
-/** A row's key: text, or a number for numeric keys. */
-export type Key = string | number;
-/** The server's answer to a write (`server:ack`): where it landed in the module's log. */
-export interface Ack {
-  type: "server:ack"; table: string; action: string; branchId: string; moduleId: string;
-  eventId: string; sequence: number; version: number;
-  recordRef: { table: string; key: string; id: unknown };
-  entry?: { record?: Row; [field: string]: unknown };
-  [field: string]: unknown;
-}
-/** Rejections carry a stable `code` (`version-conflict`, `validation-failed`, `not-found`...) and `details`. */
-export interface StoreError extends Error { code: string; details: unknown }
-"#;
 
 /// A browser store for one branch module.
 #[wasm_bindgen]
@@ -155,81 +94,6 @@ pub fn create_store(#[wasm_bindgen(unchecked_param_type = "StoreOptions")] optio
     Ok(Store { inner: Rc::new(RefCell::new(inner)) })
 }
 
-impl Store {
-    fn write(&self, action: Action, table: String, record: JsValue, options: JsValue) -> Promise {
-        let record = match from_js(record) {
-            Ok(Value::Object(r)) => r,
-            Ok(_) => return Promise::reject(&error("invalid-argument", "a record is an object", Value::Null)),
-            Err(e) => return Promise::reject(&e),
-        };
-        let expected = from_js(options).ok().and_then(|o| o.get("expectedVersion").and_then(Value::as_i64));
-        let m = Mutation { table, action, record, expected_version: expected, mutation_id: None };
-        if !self.inner.borrow().state.partial {
-            return enqueue_write(&self.inner, m);
-        }
-        // A partial store first holds the row the write is checked against; writes still queue in
-        // the order they were made, each after the one before it.
-        let shared = self.inner.clone();
-        let before = shared.borrow_mut().write_chain.take();
-        let mut settle = None;
-        let queued = Promise::new(&mut |resolve, _| settle = Some(resolve));
-        shared.borrow_mut().write_chain = Some(queued);
-        wasm_bindgen_futures::future_to_promise(async move {
-            if let Some(before) = before {
-                let _ = JsFuture::from(before).await;
-            }
-            let key = shared
-                .borrow()
-                .state
-                .schema
-                .as_ref()
-                .and_then(|s| s.table(&m.table))
-                .and_then(|t| RecordKey::of(t, &m.record).ok());
-            let held = match key {
-                Some(key) => crate::reads::hold(&shared, &m.table, &key).await,
-                None => Ok(()),
-            };
-            let answer = held.map(|()| enqueue_write(&shared, m));
-            if let Some(settle) = settle {
-                let _ = settle.call0(&JsValue::NULL);
-            }
-            JsFuture::from(answer?).await
-        })
-    }
-}
-
-/// Checks a write against the view, queues it and sends it; the promise settles with the server's
-/// answer.
-fn enqueue_write(shared: &Shared, mut m: Mutation) -> Promise {
-    let table = m.table.clone();
-    let (pending, persist) = {
-        let mut inner = shared.borrow_mut();
-        if m.expected_version.is_none() && m.action != Action::Insert && is_versioned(&table) {
-            // Our clients always say which version they saw: the current view's.
-            let key = inner
-                .state
-                .schema
-                .as_ref()
-                .and_then(|s| s.table(&table))
-                .and_then(|t| RecordKey::of(t, &m.record).ok());
-            if let Some(row) = key.and_then(|k| inner.state.view_row(&table, &k, now())) {
-                m.expected_version = Some(mishkah_core::mutation::row_version(&row));
-            }
-        }
-        let (id, seq) = inner.next_write();
-        match inner.state.enqueue(m, id, seq, now()) {
-            Ok(p) => (inner.own(p), inner.persist.clone()),
-            Err(e) => {
-                let details = json!({"table": table});
-                return Promise::reject(&error(e.code(), &e.to_string(), details));
-            }
-        }
-    };
-    let mut changed = Changed::default();
-    changed.tables.insert(table);
-    send_queued(shared, pending, persist, changed)
-}
-
 /// What a synchronous read answers in a store that keeps its rows in IndexedDB.
 fn not_held() -> JsValue {
     error(
@@ -246,32 +110,6 @@ fn read_promise<T: serde::Serialize + 'static>(
     wasm_bindgen_futures::future_to_promise(async move { read.await.map(|v| to_js(&v)) })
 }
 
-/// Takes a queued write or transaction to the server: its promise settles with the server's
-/// answer. Durable first: it is in IndexedDB's outbox before it is ever sent.
-pub(crate) fn send_queued(
-    shared: &Shared,
-    pending: crate::state::Pending,
-    persist: Option<Rc<Persist>>,
-    changed: Changed,
-) -> Promise {
-    let id = pending.mutation_id.clone();
-    let waiting = shared.clone();
-    let promise = Promise::new(&mut |resolve, reject| {
-        waiting.borrow_mut().waiters.insert(id.clone(), (resolve, reject));
-    });
-    after_change(shared, changed, None);
-    let shared = shared.clone();
-    spawn_local(async move {
-        if let Some(p) = persist {
-            if let Err(e) = p.put_pending(&pending).await {
-                web_sys::console::error_2(&"mishkah: could not persist a pending write".into(), &e);
-            }
-        }
-        flush_outbox(&shared);
-    });
-    promise
-}
-
 /// A query in either form: a filter string, or `{where, orderBy, limit, offset, fields}` whose
 /// `where` is either form.
 fn parse_query(query: JsValue) -> Result<Query, JsValue> {
@@ -280,71 +118,6 @@ fn parse_query(query: JsValue) -> Result<Query, JsValue> {
         other => other,
     };
     Query::from_json(&value).map_err(|e| error(e.code(), &e.to_string(), Value::Null))
-}
-
-/// The `client:subscribe` fields of a `subscribe` query, checked here first so a bad filter fails
-/// at once (offline too).
-fn live_request(query: &Value) -> Result<Value, JsValue> {
-    let invalid = |e: &dyn std::fmt::Display| error("invalid-filter", &e.to_string(), Value::Null);
-    let mut request = serde_json::Map::new();
-    let filter = match query {
-        Value::String(_) => Some(query.clone()),
-        Value::Object(o) => o.get("where").or_else(|| o.get("filter")).cloned(),
-        Value::Null => None,
-        _ => return Err(error("invalid-argument", "a query is a filter string or an object", Value::Null)),
-    };
-    match &filter {
-        Some(Value::String(text)) => {
-            mishkah_core::query::Filter::parse(text).map_err(|e| invalid(&e))?;
-        }
-        Some(Value::Null) | None => {}
-        Some(other) => {
-            mishkah_core::query::Filter::from_json(other).map_err(|e| invalid(&e))?;
-        }
-    }
-    if let Some(f) = filter.filter(|f| !f.is_null()) {
-        request.insert("filter".into(), f);
-    }
-    if let Value::Object(o) = query {
-        let sort = match o.get("sort").or_else(|| o.get("orderBy")) {
-            Some(Value::Array(keys)) => Some(keys.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
-            Some(Value::String(s)) => Some(s.clone()),
-            _ => None,
-        };
-        if let Some(sort) = sort {
-            request.insert("sort".into(), json!(sort));
-        }
-        for name in ["limit", "fields"] {
-            if let Some(v) = o.get(name) {
-                request.insert(name.into(), v.clone());
-            }
-        }
-    }
-    Ok(Value::Object(request))
-}
-
-fn subscription_object(id: &str, ready: Promise, unsubscribe: Closure<dyn FnMut()>) -> JsValue {
-    let obj = js_sys::Object::new();
-    let _ = js_sys::Reflect::set(&obj, &"id".into(), &JsValue::from_str(id));
-    let _ = js_sys::Reflect::set(&obj, &"ready".into(), &ready);
-    let _ = js_sys::Reflect::set(&obj, &"unsubscribe".into(), &unsubscribe.into_js_value());
-    obj.into()
-}
-
-/// Drops lingering rows when their TTL runs out.
-fn schedule_expiry(shared: &Shared) {
-    let Some(due) = shared.borrow().state.live.as_ref().and_then(|m| m.next_expiry()) else { return };
-    let weak = Rc::downgrade(shared);
-    let expire = Closure::once_into_js(move || {
-        let Some(shared) = weak.upgrade() else { return };
-        let changed = shared.borrow_mut().state.expire(js_sys::Date::now());
-        after_change(&shared, changed, None);
-        schedule_expiry(&shared);
-    });
-    let delay = (due - js_sys::Date::now()).max(0.0) + 1.0;
-    if let Some(w) = web_sys::window() {
-        let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(expire.unchecked_ref(), delay as i32);
-    }
 }
 
 /// A key as JS gives it: text, or a number.
@@ -361,10 +134,6 @@ impl Store {
         }
         Ok(inner.state.view_rows(table, now()))
     }
-}
-
-fn is_versioned(table: &str) -> bool {
-    mishkah_core::VersionPolicy::default().requires_version(table)
 }
 
 #[wasm_bindgen]
@@ -653,7 +422,7 @@ impl Store {
         #[wasm_bindgen(unchecked_optional_param_type = "SubscribeOptions")] options: Option<JsValue>,
     ) -> Result<JsValue, JsValue> {
         let options = options.unwrap_or(JsValue::UNDEFINED);
-        let request = live_request(&from_js(query)?)?;
+        let request = crate::live::live_request(&from_js(query)?)?;
         let ttl_ms = from_js(options).ok().and_then(|o| o.get("ttlMs").and_then(Value::as_f64));
         let sub_id = format!("{table}:{request}");
         let ready = {
@@ -666,7 +435,7 @@ impl Store {
                 .is_some_and(|s| s.cursor.is_some() && s.request == request);
             let Some(live) = inner.state.live.as_mut() else {
                 let ready = Promise::resolve(&JsValue::TRUE);
-                return Ok(subscription_object(&sub_id, ready, Closure::<dyn FnMut()>::new(|| {})));
+                return Ok(crate::live::subscription_object(&sub_id, ready, Closure::<dyn FnMut()>::new(|| {})));
             };
             live.add(&sub_id, &table, request, ttl_ms);
             let mut settle = None;
@@ -695,9 +464,9 @@ impl Store {
                 inner.state.unsubscribe(&id, js_sys::Date::now())
             };
             after_change(&shared, changed, None);
-            schedule_expiry(&shared);
+            crate::live::schedule_expiry(&shared);
         });
-        Ok(subscription_object(&sub_id, ready, unsubscribe))
+        Ok(crate::live::subscription_object(&sub_id, ready, unsubscribe))
     }
 
     /// Inserts; resolves with the server's ack.
@@ -709,7 +478,7 @@ impl Store {
         #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
     ) -> Promise {
         let options = options.unwrap_or(JsValue::UNDEFINED);
-        self.write(Action::Insert, table, record, options)
+        crate::writes::write(&self.inner, Action::Insert, table, record, options)
     }
 
     /// Partial update of an existing row.
@@ -721,7 +490,7 @@ impl Store {
         #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
     ) -> Promise {
         let options = options.unwrap_or(JsValue::UNDEFINED);
-        self.write(Action::Update, table, record, options)
+        crate::writes::write(&self.inner, Action::Update, table, record, options)
     }
 
     /// Partial update of an existing row (`not-found` when absent).
@@ -733,7 +502,7 @@ impl Store {
         #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
     ) -> Promise {
         let options = options.unwrap_or(JsValue::UNDEFINED);
-        self.write(Action::Merge, table, record, options)
+        crate::writes::write(&self.inner, Action::Merge, table, record, options)
     }
 
     /// Insert or merge.
@@ -745,7 +514,7 @@ impl Store {
         #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
     ) -> Promise {
         let options = options.unwrap_or(JsValue::UNDEFINED);
-        self.write(Action::Save, table, record, options)
+        crate::writes::write(&self.inner, Action::Save, table, record, options)
     }
 
     /// Deletes the row with the record's key.
@@ -757,7 +526,7 @@ impl Store {
         #[wasm_bindgen(unchecked_optional_param_type = "WriteOptions")] options: Option<JsValue>,
     ) -> Promise {
         let options = options.unwrap_or(JsValue::UNDEFINED);
-        self.write(Action::Delete, table, record, options)
+        crate::writes::write(&self.inner, Action::Delete, table, record, options)
     }
 
     /// Runs `fn(tx)` (it may be async) as one transaction: `tx.get` reads rows, `tx.insert`,
