@@ -27,8 +27,7 @@ use crate::views;
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/schema?branch=&module=&include=`, as the original answers it: per module
@@ -156,8 +155,7 @@ impl DiscoveryParams {
     summary = "Every schema file of the data directory",
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/schemas`: the schema files of `schemas/` and the branch modules that have their own.
@@ -209,8 +207,7 @@ fn dir_names(dir: &std::path::Path) -> Vec<String> {
     params(("name" = String, Path, description = "The file's name without `.json`")),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/schemas/global/{name}`.
@@ -229,8 +226,7 @@ pub async fn global_schema_file(state: State<AppState>, Path(name): Path<String>
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/schemas/branch/{branch}/{module}`.
@@ -287,8 +283,7 @@ async fn schema_file(State(state): State<AppState>, parts: &[&str]) -> Result<Js
     summary = "The modules of `modules.json`",
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/modules`: `{modules: [{id, label, description, tables}]}` in `modules.json` order.
@@ -326,8 +321,7 @@ pub async fn modules(State(state): State<AppState>, caller: Caller) -> Json<Valu
     summary = "The branches",
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/branches`.
@@ -362,8 +356,7 @@ pub struct LangParams {
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/branches/{b}?lang=`: every module's snapshot.
@@ -391,8 +384,7 @@ pub async fn branch(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/branches/{b}/modules`.
@@ -417,8 +409,7 @@ pub async fn branch_modules(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/branches/{b}/modules/{m}?lang=` (and `/api/sync/{b}/{m}`): the module snapshot.
@@ -445,8 +436,7 @@ pub async fn module_snapshot(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/sync/{b}/{m}`: [`module_snapshot`] under the original's sync path.
@@ -470,8 +460,7 @@ pub async fn sync_snapshot(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../modules/{m}/tables`: the module's tables and how many of their rows the caller sees.
@@ -513,8 +502,7 @@ pub async fn module_tables(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../modules/{m}/schema`: the normalized schema the module runs on (including tables kept

@@ -36,8 +36,7 @@ pub struct ListParams {
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../events?after=&limit=`.
@@ -83,8 +82,7 @@ pub async fn list(
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `POST .../events/batch {lastAckId, events}`: all events commit together or none does (the

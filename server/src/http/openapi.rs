@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use axum::Json;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::{IntoResponses, OpenApi, ToSchema};
 
 /// The one error shape of every REST error (`mishkah_core::wire::ErrorBody`), for the description.
 #[derive(ToSchema)]
@@ -17,6 +17,16 @@ pub struct Error {
     message: String,
     /// Code-specific details (the fields that failed, the stored version...).
     details: serde_json::Value,
+}
+
+/// What every operation may answer besides its success: the error shape, 4xx and 5xx.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // described, never built
+pub enum Errors {
+    #[response(status = "4XX", description = "A structured error")]
+    Client(Error),
+    #[response(status = "5XX", description = "A structured error")]
+    Server(Error),
 }
 
 #[derive(OpenApi)]

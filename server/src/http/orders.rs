@@ -131,8 +131,7 @@ impl Include {
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET …/orders/{id}`: `{branchId, moduleId, orderId, order}`, or `404 order-not-found`.
@@ -282,8 +281,7 @@ fn updated_ms(h: &Row) -> i64 {
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET …/orders?include=lines,payments&onlyActive=…`: `{branchId, moduleId, orders, meta}`,
@@ -321,8 +319,7 @@ pub async fn list(
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `POST …/orders {order}`: the order saved as one transaction; `201 {orderId, order, normalized}`.

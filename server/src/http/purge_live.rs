@@ -46,8 +46,7 @@ fn purge_name(name: &str) -> String {
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `{branchId, moduleId?, tables?, reason?, requestedBy?}` → the original's reply:

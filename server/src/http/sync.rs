@@ -25,8 +25,7 @@ use crate::views;
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// Cursor in (`version`, or `sequence`), rows changed and keys deleted out; `requiresFullSync`
@@ -119,8 +118,7 @@ pub struct PagesParams {
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../modules/{m}/pages?table=&after=&limit=&lang=`: one page of a first sync

@@ -16,8 +16,7 @@ use crate::state::AppState;
     summary = "Liveness: the process answers",
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /healthz`: `ok`, or `degraded` with the modules that cannot serve and those whose last
@@ -58,8 +57,7 @@ async fn store_reachable(state: &AppState) -> Result<(), String> {
     summary = "Readiness: the store answers (503 while it does not)",
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /readyz`: 200 when this node can serve (its store answers), else 503 — what a load
@@ -80,8 +78,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
     summary = "Prometheus metrics (text exposition format)",
     responses(
         (status = 200, description = "Prometheus text", content_type = "text/plain", body = String),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /metrics` (Prometheus text).
@@ -96,8 +93,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     summary = "Server state: branches, modules, connections",
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/state`.

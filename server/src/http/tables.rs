@@ -83,8 +83,7 @@ fn parse_limit(text: Option<&str>, default: usize, cap: usize) -> Result<usize, 
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../tables/{t}`: a page of rows. Without `limit` the original returned every row; we
@@ -164,8 +163,7 @@ pub async fn list(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../tables/{t}/count?filter=`: `{count}` of the rows the filter lets through (all rows
@@ -207,8 +205,7 @@ const MAX_HITS: usize = 200;
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../tables/{t}/search?q=&filter=&limit=20` → `{hits: [{score, row}]}`, best match first:
@@ -262,8 +259,7 @@ fn names(list: Option<&str>) -> Vec<String> {
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../tables/{t}/aggregate?filter=&groupBy=statusId&sum=subtotal&avg=subtotal&min=createdAt&max=createdAt`
@@ -377,8 +373,7 @@ fn write_request(body: Value) -> Result<WriteRequest, ApiError> {
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `POST .../tables/{t}`: insert → 201.
@@ -407,8 +402,7 @@ pub async fn insert(
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `PATCH .../tables/{t}`: merge (409 on conflict).
@@ -445,8 +439,7 @@ fn save_status(c: &Committed) -> &'static str {
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `PUT .../tables/{t}`: upsert.
@@ -474,8 +467,7 @@ pub async fn save(
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `POST .../modules/{m}/save` `{table, record, concurrency?}`.
@@ -519,8 +511,7 @@ pub struct DeleteParams {
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `DELETE .../tables/{t}?id=` (or the key in a body record).
@@ -548,8 +539,7 @@ pub async fn delete(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `DELETE .../tables/{t}/{id}`: the row with this key.
@@ -610,8 +600,7 @@ async fn delete_by(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET .../tables/{t}/{id}`: `{branchId, moduleId, table, record}` — the row as the caller may
@@ -657,8 +646,7 @@ pub async fn get_one(
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `POST .../modules/{m}/sequences` `{table, field}`: allocates the next value.

@@ -23,8 +23,7 @@ use crate::transactions::{commit, Refused};
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 pub async fn run(

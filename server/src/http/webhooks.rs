@@ -46,8 +46,7 @@ fn known(state: &AppState, id: &str) -> Result<(), ApiError> {
     summary = "The webhooks and where each stands (admin)",
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/webhooks`: each webhook (never its secret) and how far its deliveries are.
@@ -70,8 +69,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `GET /api/webhooks/{id}/deliveries`: the events given up on, with the last error of each.
@@ -112,8 +110,7 @@ async fn change(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 pub async fn pause(
@@ -135,8 +132,7 @@ pub async fn pause(
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 pub async fn resume(
@@ -168,8 +164,7 @@ struct Replay {
     request_body(content = serde_json::Value, description = "JSON", content_type = "application/json"),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
-        (status = "4XX", description = "A structured error", body = crate::http::openapi::Error),
-        (status = "5XX", description = "A structured error", body = crate::http::openapi::Error),
+        crate::http::openapi::Errors,
     ),
 )]
 /// `POST /api/webhooks/{id}/replay`: delivers again from a point of a branch's log, or (no body)
