@@ -31,6 +31,9 @@ pub enum Command {
     /// Reads it as `serve` does — `modules.json`, `branches.config.json`, every branch's module
     /// schemas and seeds, the security rules against those schemas, the sequence rules. Exit 1
     /// when `serve` would refuse something (errors); warnings are what it stores or skips and logs.
+    /// With the store (by default the data directory's SQLite files, when there are any), also
+    /// what each schema does to the rows already stored: a changed type and the rows it refuses
+    /// (an error), fields added with the default old rows get, fields dropped (notes).
     Check {
         /// Data directory.
         #[arg(long, env = "MISHKAH_DATA", default_value = "./data")]
@@ -38,6 +41,10 @@ pub enum Command {
         /// The rules file (default: `<data>/security/rules.json`).
         #[arg(long, env = "MISHKAH_RULES")]
         rules: Option<PathBuf>,
+        /// The store whose rows to check the schemas against (`postgres://…`; default: the data
+        /// directory's SQLite files).
+        #[arg(long, env = "MISHKAH_STORE")]
+        store: Option<String>,
     },
     /// Print a module's rows as TypeScript types, for `typed(store)` of `@mishkah/client`.
     ///

@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
         Command::Serve(config) => *config,
         Command::Token(args) => return token(args),
         Command::Rules(RulesCommand::Check { data, rules }) => return check_rules(&data, rules.as_deref()),
-        Command::Check { data, rules } => return check(&data, rules.as_deref()),
+        Command::Check { data, rules, store } => return check(&data, rules.as_deref(), store.as_deref()),
         Command::Types { data, module, branch, schema } => return types(&data, &module, branch, schema),
         Command::Keys(command) => return keys(command),
         Command::Migrate { data, from, to } => return migrate(&data, from.as_deref(), &to),
@@ -149,14 +149,23 @@ fn types(
 }
 
 /// `mishkah check`: every problem of a data directory, one per line, then how many.
-fn check(data: &std::path::Path, rules: Option<&std::path::Path>) -> std::process::ExitCode {
+fn check(data: &std::path::Path, rules: Option<&std::path::Path>, store: Option<&str>) -> std::process::ExitCode {
     use mishkah_server::datadir::check::{check, Severity};
-    let problems = check(data, rules);
+    let backend = match mishkah_server::migrate::backend(store) {
+        Ok(backend) => backend,
+        Err(e) => {
+            eprintln!("the store could not be opened: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let problems = check(data, rules, Some(&*backend));
     for p in &problems {
         println!("{p}");
     }
-    let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
-    println!("{}: {errors} errors, {} warnings", data.display(), problems.len() - errors);
+    let count = |severity| problems.iter().filter(|p| p.severity == severity).count();
+    let (errors, notes) = (count(Severity::Error), count(Severity::Note));
+    let notes = if notes > 0 { format!(", {notes} notes") } else { String::new() };
+    println!("{}: {errors} errors, {} warnings{notes}", data.display(), count(Severity::Warning));
     if errors > 0 {
         std::process::ExitCode::FAILURE
     } else {

@@ -144,9 +144,10 @@ pub async fn serve(
     );
 
     for (branch, module, error) in engine.open_configured().await {
-        // A configuration that would lose data or misread the rules stops the server; a module
-        // whose database cannot open is reported and answers 503 while the others serve.
-        if matches!(error.code(), "destructive-migration" | "invalid-index" | "invalid-rules") {
+        // A configuration that would misread the rules stops the server; a module whose
+        // database cannot open, or whose stored rows the schema would reinterpret, is reported
+        // and answers 503 while the others serve.
+        if matches!(error.code(), "invalid-index" | "invalid-rules") {
             anyhow::bail!("branch `{branch}` module `{module}`: {error}");
         }
         tracing::warn!(%branch, %module, code = error.code(), "module unavailable: {error}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::process::{Command, Stdio};
 
-use common::{dining_table, get_json, post_json, DataCopy, TestServer, WsClient};
+use common::{dining_table, get_json, post_json, urlencode, DataCopy, TestServer, WsClient};
 use serde_json::{json, Value};
 
 fn pos_schema_path(data: &std::path::Path) -> std::path::PathBuf {
@@ -19,6 +19,29 @@ fn edit_dining_tables(data: &std::path::Path, edit: impl Fn(&mut Value)) {
     let t = tables.iter_mut().find(|t| t["name"] == "dining_tables").unwrap();
     edit(t);
     std::fs::write(&path, serde_json::to_string_pretty(&doc).unwrap()).unwrap();
+}
+
+/// `mishkah check` on `data` and the store its servers use: its output.
+fn check_cli(data: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mishkah"))
+        .args(["check", "--data"])
+        .arg(data)
+        .args(common::store_args(data))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Gives `branch` a second module, `scratchpad` (with our schema: the original's data lacks one).
+fn add_scratchpad(data: &std::path::Path, branch: &str) {
+    let config = data.join("branches.config.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    doc["branches"][branch]["modules"].as_array_mut().unwrap().push(json!("scratchpad"));
+    std::fs::write(&config, doc.to_string()).unwrap();
+    let schema = data.join("branches").join(branch).join("modules/scratchpad/schema");
+    std::fs::create_dir_all(&schema).unwrap();
+    let ours = mishkah_test_support::own_data_dir().join("schemas/scratchpad_schema.json");
+    std::fs::copy(ours, schema.join("definition.json")).unwrap();
 }
 
 /// Runs `mishkah serve` expecting it to refuse to start; returns its output.
@@ -61,12 +84,92 @@ async fn schema_changes_migrate_additively_and_destructive_ones_are_refused() {
     assert!(server.log().contains("added column dining_tables.floor"), "{}", server.log());
     drop(server);
 
+    // A type the stored rows do not fit (`floor: 3` is no boolean): that module alone stays closed,
+    // saying which rows and what to run; the others serve.
+    let set_floor_type = |ty: &'static str| {
+        move |t: &mut Value| {
+            let f = t["fields"].as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "floor").unwrap();
+            f["type"] = json!(ty);
+        }
+    };
+    edit_dining_tables(data.path(), set_floor_type("boolean"));
+    add_scratchpad(data.path(), s.branch);
+    let report = check_cli(data.path());
+    let line = report.lines().find(|l| l.contains("`floor` changes type")).unwrap_or_else(|| panic!("{report}"));
+    assert!(line.starts_with("error: schemas/pos_schema.json: tables.dining_tables.fields.floor: "), "{line}");
+    assert!(line.contains("from integer to boolean; 1 of the") && line.contains("(keys T-floor)"), "{line}");
+    let server = TestServer::start(data.path()).await;
+    let r = reqwest::get(server.module_url(s.branch, "/tables/dining_tables")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().await.unwrap();
+    let message = body["message"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(body["error"], "module-unavailable", "{body}");
+    for needle in ["`floor` changed type from integer to boolean", "1 of the", "T-floor", "mishkah check"] {
+        assert!(message.contains(needle), "{needle} in {message}");
+    }
+    let other = server.url(&format!("/api/branches/{}/modules/scratchpad/tables/scratchpad_entry", s.branch));
+    let other = reqwest::get(other).await.unwrap();
+    assert_eq!(other.status().as_u16(), 200, "another module serves");
+    drop(server);
+
+    // The type given back: the module opens with every row as it was.
+    edit_dining_tables(data.path(), set_floor_type("integer"));
+    let server = TestServer::start(data.path()).await;
+    let row = get_json(&server.module_url(s.branch, "/tables/dining_tables/T-floor")).await;
+    assert_eq!(row["record"]["floor"], json!(3), "{row}");
+}
+
+#[tokio::test]
+async fn a_field_added_with_a_default_is_given_to_the_rows_stored_before_it() {
+    let data = DataCopy::new();
+    let s = data.scenario.clone();
+    let mut server = TestServer::start(data.path()).await;
+    let tables = server.module_url(s.branch, "/tables/dining_tables");
+    let (status, _) = post_json(&tables, json!({"record": {"id": "T-old", "name": "Old", "seats": 4}})).await;
+    assert_eq!(status, 201);
+    let count = |server: &TestServer, filter: &str| {
+        let query = if filter.is_empty() { String::new() } else { format!("?filter={}", urlencode(filter)) };
+        let url = server.module_url(s.branch, &format!("/tables/dining_tables/count{query}"));
+        async move { get_json(&url).await["count"].as_u64().expect("a count") }
+    };
+    let stored = count(&server, "").await;
+    assert!(stored > 1);
+    server.kill();
+    let before = common::logged_sequences(data.path(), s.branch, "pos").len();
+
     edit_dining_tables(data.path(), |t| {
-        let f = t["fields"].as_array_mut().unwrap().iter_mut().find(|f| f["name"] == "floor").unwrap();
-        f["type"] = json!("boolean");
+        let fields = t["fields"].as_array_mut().unwrap();
+        fields.push(json!({"name": "smoking", "columnName": "smoking", "type": "boolean",
+            "nullable": false, "primaryKey": false, "unique": false, "index": false, "defaultValue": false}));
+        fields.retain(|f| f["name"] != "zone");
     });
-    let output = refused_start(data.path());
-    assert!(output.contains("destructive") && output.contains("floor"), "{output}");
+    // `mishkah check` says what the new schema does to the stored rows before serve does it.
+    let report = check_cli(data.path());
+    let at = "note: schemas/pos_schema.json: tables.dining_tables";
+    let added =
+        format!("{at}.fields.smoking: branch `{}`: new field; {stored} stored rows get its default false", s.branch);
+    assert!(report.lines().any(|l| l == added), "{added} in:\n{report}");
+    assert!(
+        report.lines().any(|l| l.starts_with(&format!("{at}: branch `{}`: `zone` is no longer", s.branch))),
+        "{report}"
+    );
+    let mut server = TestServer::start(data.path()).await;
+    assert_eq!(count(&server, "smoking = false").await, stored, "every stored row has the default");
+    assert_eq!(count(&server, "smoking = null").await, 0);
+    let row = get_json(&server.module_url(s.branch, "/tables/dining_tables/T-old")).await;
+    assert_eq!((row["record"]["smoking"].clone(), row["record"]["seats"].clone()), (json!(false), json!(4)), "{row}");
+    assert!(server.log().contains("gave rows stored before these fields existed their defaults"), "{}", server.log());
+    server.kill();
+
+    // Logged as changes (deltas and other nodes see them), once: a second start finds nothing to do.
+    let logged = common::read_store(data.path(), s.branch, "pos", |r, _| {
+        r.logged_after(0, usize::MAX >> 8).unwrap().into_iter().filter(|l| l.source == "schema").count()
+    });
+    assert_eq!(logged as u64, stored);
+    assert_eq!(common::logged_sequences(data.path(), s.branch, "pos").len(), before + stored as usize);
+    let server = TestServer::start(data.path()).await;
+    assert_eq!(count(&server, "smoking = false").await, stored);
+    assert!(!server.log().contains("gave rows stored before"), "{}", server.log());
 }
 
 /// A file this process cannot write: `chattr +i` when running as root (root ignores file modes),

@@ -2,7 +2,8 @@
 //! tables generated from the schema with additive migration.
 
 use mishkah_core::schema::{FieldType, Table};
-use mishkah_store::layout::{check_not_destructive, fingerprint, is_safe_identifier, table_name, typed_fields};
+use mishkah_store::layout::{fingerprint, is_safe_identifier, table_name, typed_fields};
+use mishkah_store::schema_change::{self, TableImpact};
 use mishkah_store::{OpenReport, StorageError};
 use postgres::error::SqlState;
 
@@ -37,6 +38,42 @@ pub(crate) fn initialized(client: &mut postgres::Client, branch: &str, module: &
         .query_opt("SELECT initialized_at FROM mishkah.modules WHERE branch = $1 AND module = $2", &[&branch, &module])
         .map_err(db)?;
     Ok(row.is_some_and(|r| r.get::<_, Option<String>>(0).is_some()))
+}
+
+/// What `tables` would do to the module's stored rows (`None`: never stored), for the tables
+/// whose stored layout differs; one read-only transaction.
+pub(crate) fn inspect(
+    client: &mut postgres::Client,
+    branch: &str,
+    module: &str,
+    tables: &[&Table],
+) -> Result<Option<Vec<TableImpact>>, StorageError> {
+    if !initialized(client, branch, module)? {
+        return Ok(None);
+    }
+    let mut tx = client.build_transaction().read_only(true).start().map_err(db)?;
+    let id: i64 = tx
+        .query_one("SELECT id FROM mishkah.modules WHERE branch = $1 AND module = $2", &[&branch, &module])
+        .map_err(db)?
+        .get(0);
+    let s = format!("m{id}");
+    let mut out = Vec::new();
+    for table in tables {
+        let stored: Option<String> = tx
+            .query_opt(
+                &format!("SELECT columns FROM {} WHERE name = $1", qualified(&s, "mishkah_tables")),
+                &[&table.name],
+            )
+            .map_err(db)?
+            .map(|r| r.get(0));
+        let Some(old) = stored.filter(|old| *old != fingerprint(table)) else { continue };
+        let t = qualified(&s, &table_name(table));
+        let impact = schema_change::impact(table, &old, &mut |f| each_doc(&mut tx, &t, f))?;
+        if !impact.is_empty() {
+            out.push(impact);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Creates (when absent) and migrates the module's schema; returns its name and what was done.
@@ -186,6 +223,20 @@ fn create_internal(tx: &mut postgres::Transaction<'_>, s: &str) -> Result<(), St
     .map_err(db)
 }
 
+/// Every `(key, document)` of a stored table (`t`: its qualified name), in key order.
+pub(crate) fn each_doc(
+    client: &mut impl postgres::GenericClient,
+    t: &str,
+    f: &mut dyn FnMut(&str, &str) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    for row in
+        client.query(&format!("SELECT mishkah_key, mishkah_doc FROM {t} ORDER BY mishkah_key"), &[]).map_err(db)?
+    {
+        f(row.get(0), row.get(1))?;
+    }
+    Ok(())
+}
+
 /// Creates or additively migrates one table. Returns what it did, for the log.
 pub(crate) fn migrate_table(
     tx: &mut postgres::Transaction<'_>,
@@ -203,7 +254,13 @@ pub(crate) fn migrate_table(
         .map_err(db)?
         .map(|r| r.get(0));
     if let Some(old) = &previous {
-        check_not_destructive(table, old, &fingerprint)?;
+        schema_change::check_key(table, old)?;
+        if schema_change::retypes(table, old)? {
+            let impact = schema_change::impact(table, old, &mut |f| each_doc(tx, &t, f))?;
+            return Err(impact
+                .refusal()
+                .unwrap_or_else(|| StorageError::Corrupt("a type change went unreported".into())));
+        }
     }
     let mut ddl = format!(
         "CREATE TABLE IF NOT EXISTS {t} (mishkah_row BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE, \

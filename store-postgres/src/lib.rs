@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mishkah_core::schema::Table;
+use mishkah_store::schema_change::TableImpact;
 use mishkah_store::{Backend, CommitListener, ModuleAt, OpenOptions, Opened, SharedDocs, StorageError};
 
 /// A PostgreSQL error, as the seam reports it.
@@ -125,6 +126,11 @@ impl Backend for PostgresBackend {
     fn initialized(&self, at: &ModuleAt<'_>) -> Result<bool, StorageError> {
         let mut client = self.connect()?;
         ddl::initialized(&mut client, at.branch, at.module)
+    }
+
+    fn inspect(&self, at: &ModuleAt<'_>, tables: &[&Table]) -> Result<Option<Vec<TableImpact>>, StorageError> {
+        let mut client = self.connect()?;
+        ddl::inspect(&mut client, at.branch, at.module, tables)
     }
 
     fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError> {

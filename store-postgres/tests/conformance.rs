@@ -37,6 +37,13 @@ impl Backend for Fresh {
     ) -> Result<Opened, StorageError> {
         self.backend.open(at, tables, options)
     }
+    fn inspect(
+        &self,
+        at: &ModuleAt<'_>,
+        tables: &[&mishkah_core::Table],
+    ) -> Result<Option<Vec<mishkah_store::schema_change::TableImpact>>, StorageError> {
+        self.backend.inspect(at, tables)
+    }
 }
 
 mishkah_store::conformance_suite!(fresh());

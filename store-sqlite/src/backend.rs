@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use mishkah_core::schema::Table;
+use mishkah_store::schema_change::TableImpact;
 use mishkah_store::{Backend, ModuleAt, OpenOptions, Opened, StorageError};
 
 use super::module_db::ModuleDb;
@@ -22,6 +23,14 @@ impl SqliteBackend {
 impl Backend for SqliteBackend {
     fn initialized(&self, at: &ModuleAt<'_>) -> Result<bool, StorageError> {
         ModuleDb::initialized(&Self::path(at))
+    }
+
+    fn inspect(&self, at: &ModuleAt<'_>, tables: &[&Table]) -> Result<Option<Vec<TableImpact>>, StorageError> {
+        if !ModuleDb::initialized(&Self::path(at))? {
+            return Ok(None);
+        }
+        let conn = ModuleDb::open_read_only(&Self::path(at))?;
+        crate::ddl::inspect(&conn, tables).map(Some)
     }
 
     /// `VACUUM INTO`: one read transaction copied page by page into a new, compact file.

@@ -6,7 +6,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::db;
 use mishkah_store::StorageError;
 
-use mishkah_store::layout::{check_not_destructive, fingerprint, is_safe_identifier, typed_fields};
+use mishkah_store::layout::{fingerprint, is_safe_identifier, typed_fields};
+use mishkah_store::schema_change::{self, TableImpact};
 
 /// The SQL table name for a schema table.
 pub(super) fn sql_table(table: &Table) -> String {
@@ -71,6 +72,42 @@ pub(super) fn create_internal(conn: &Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Every `(key, document)` of a stored table, in key order.
+pub(super) fn each_doc(
+    conn: &Connection,
+    sql_name: &str,
+    f: &mut dyn FnMut(&str, &str) -> Result<(), StorageError>,
+) -> Result<(), StorageError> {
+    let mut stmt = conn
+        .prepare(&format!("SELECT mishkah_key, mishkah_doc FROM \"{sql_name}\" ORDER BY mishkah_key"))
+        .map_err(db)?;
+    let mut rows = stmt.query([]).map_err(db)?;
+    while let Some(row) = rows.next().map_err(db)? {
+        let (key, doc): (String, String) = (row.get(0).map_err(db)?, row.get(1).map_err(db)?);
+        f(&key, &doc)?;
+    }
+    Ok(())
+}
+
+/// What `tables` would do to the stored rows, for the tables whose stored layout differs.
+pub(super) fn inspect(conn: &Connection, tables: &[&Table]) -> Result<Vec<TableImpact>, StorageError> {
+    let mut out = Vec::new();
+    for table in tables {
+        let stored: Option<(String, String)> = conn
+            .query_row("SELECT sql_name, columns FROM mishkah_tables WHERE name = ?1", params![table.name], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(db)?;
+        let Some((sql_name, old)) = stored.filter(|(_, old)| *old != fingerprint(table)) else { continue };
+        let impact = schema_change::impact(table, &old, &mut |f| each_doc(conn, &sql_name, f))?;
+        if !impact.is_empty() {
+            out.push(impact);
+        }
+    }
+    Ok(out)
+}
+
 /// Creates or additively migrates one table. Returns what it did, for the log.
 pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Result<Vec<String>, StorageError> {
     let sql_name = sql_table(table);
@@ -84,8 +121,14 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
         })
         .optional()
         .map_err(db)?;
-    if let Some((_, old)) = &previous {
-        check_not_destructive(table, old, &fingerprint)?;
+    if let Some((stored_as, old)) = &previous {
+        schema_change::check_key(table, old)?;
+        if schema_change::retypes(table, old)? {
+            let impact = schema_change::impact(table, old, &mut |f| each_doc(conn, stored_as, f))?;
+            return Err(impact
+                .refusal()
+                .unwrap_or_else(|| StorageError::Corrupt("a type change went unreported".into())));
+        }
     }
 
     let mut ddl = format!(

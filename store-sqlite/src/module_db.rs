@@ -116,6 +116,13 @@ impl ModuleDb {
 
     /// Whether the database at `path` exists and was initialized (seeded) on an earlier start:
     /// then it starts from itself alone, and no seed file is read.
+    /// A connection that cannot change the database (for looking at a store `serve` may have open).
+    pub fn open_read_only(path: &Path) -> Result<Connection, StorageError> {
+        let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db)?;
+        Ok(conn)
+    }
+
     pub fn initialized(path: &Path) -> Result<bool, StorageError> {
         if !path.is_file() {
             return Ok(false);

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use mishkah_core::schema::Table;
 
+use crate::schema_change::TableImpact;
 use crate::{ModuleReads, ModuleWriter, StorageError};
 
 /// Where a module lives: its branch and name, and its directory in the data directory (where an
@@ -107,6 +108,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn initialized(&self, at: &ModuleAt<'_>) -> Result<bool, StorageError>;
     /// Opens (creating when absent) the module's store and migrates it additively for `tables`.
     fn open(&self, at: &ModuleAt<'_>, tables: &[&Table], options: &OpenOptions) -> Result<Opened, StorageError>;
+    /// What `tables` would do to the module's stored rows, table by table where it changes
+    /// something ([`crate::schema_change`]), read without changing the store; `None` for a module
+    /// never stored. Blocks.
+    fn inspect(&self, at: &ModuleAt<'_>, tables: &[&Table]) -> Result<Option<Vec<TableImpact>>, StorageError>;
     /// Starts telling `listener` of commits other processes make, for as long as the process
     /// runs; `false` when no other process writes this backend's modules (one embedded writer).
     /// A notification only wakes a reader up: what happened is read from the log by cursor.

@@ -4,8 +4,6 @@
 
 use mishkah_core::schema::{FieldType, Table};
 
-use crate::StorageError;
-
 /// Column names our own internal columns and tables start with.
 pub const PREFIX: &str = "mishkah_";
 
@@ -54,38 +52,10 @@ pub fn table_name(table: &Table) -> String {
 }
 
 /// What a stored table's shape depends on (its key, its fields' types), kept beside it so a later
-/// schema that would reinterpret stored data is refused ([`check_not_destructive`]).
+/// schema that would reinterpret stored data is refused ([`crate::schema_change`]).
 pub fn fingerprint(table: &Table) -> String {
     let key_fields = serde_json::to_string(&table.key_fields()).expect("strings serialize");
     let types: Vec<(String, String)> =
         table.fields.iter().map(|f| (f.name.clone(), f.ty.as_str().to_owned())).collect();
     serde_json::json!({"key": key_fields, "fields": types}).to_string()
-}
-
-/// A changed key or a changed field type would reinterpret stored data: refuse.
-pub fn check_not_destructive(table: &Table, old: &str, new: &str) -> Result<(), StorageError> {
-    let old: serde_json::Value = serde_json::from_str(old).map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let new: serde_json::Value = serde_json::from_str(new).expect("we just wrote it");
-    if old["key"] != new["key"] {
-        return Err(StorageError::Destructive {
-            table: table.name.clone(),
-            message: format!("primary key changed from {} to {}", old["key"], new["key"]),
-        });
-    }
-    let old_types: std::collections::HashMap<String, String> =
-        serde_json::from_value::<Vec<(String, String)>>(old["fields"].clone())
-            .map_err(|e| StorageError::Corrupt(format!("stored schema fingerprint of `{}`: {e}", table.name)))?
-            .into_iter()
-            .collect();
-    for field in &table.fields {
-        if let Some(before) = old_types.get(&field.name) {
-            if before != field.ty.as_str() {
-                return Err(StorageError::Destructive {
-                    table: table.name.clone(),
-                    message: format!("field `{}` changed type from {before} to {}", field.name, field.ty.as_str()),
-                });
-            }
-        }
-    }
-    Ok(())
 }

@@ -21,6 +21,7 @@ mod event_row;
 pub mod layout;
 pub mod mutation_key;
 mod read;
+pub mod schema_change;
 mod shared;
 mod write;
 

@@ -8,9 +8,9 @@ mod fill;
 mod key;
 mod validate;
 
-pub use fill::{fill_key, fill_missing, is_missing, type_default, MissingFields};
+pub use fill::{backfill, backfill_value, fill_key, fill_missing, is_missing, type_default, MissingFields};
 pub use key::{KeyError, RecordKey};
-pub use validate::{validate, validate_values, FieldError, Strictness, Validated, ValidationErrors, Values};
+pub use validate::{fits_type, validate, validate_values, FieldError, Strictness, Validated, ValidationErrors, Values};
 
 /// A record: a JSON object.
 pub type Row = serde_json::Map<String, serde_json::Value>;

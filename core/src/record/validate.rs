@@ -148,6 +148,15 @@ pub fn validate_values(
     Ok(Validated { row, coerced, unknown, tolerated })
 }
 
+/// Whether `value` is (or converts to, as a write would convert it) a value of `field`'s type:
+/// what a stored value must be for the field's type to change under it. `null` always is.
+pub fn fits_type(field: &Field, value: &Value) -> Result<(), String> {
+    match value {
+        Value::Null => Ok(()),
+        value => coerce(field, value).map(|_| ()),
+    }
+}
+
 fn is_system_name(name: &str) -> bool {
     matches!(name, "version" | "createdAt" | "updatedAt")
 }

@@ -4,7 +4,9 @@
 //!
 //! An error is what `serve` refuses (it stops, or refuses that module); a warning is what it
 //! tolerates and says so in its log (a seed row stored as sent though it breaks its field's type,
-//! a schema type it did not know, seed rows repeating a key).
+//! a schema type it did not know, seed rows repeating a key). Given the store, it also says what
+//! each schema does to the rows already stored: a type change they hold (an error: that module
+//! stays closed), fields added (and the default old rows get) or dropped (notes).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -17,6 +19,7 @@ use serde_json::Value;
 
 use super::{read_json, DataDir, DataDirError};
 use crate::engine::seed;
+use crate::storage::{Backend, ModuleAt};
 
 /// How much a problem matters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -25,6 +28,8 @@ pub enum Severity {
     Error,
     /// `serve` goes on, and says so.
     Warning,
+    /// What `serve` will do to the stored rows (a field added or dropped).
+    Note,
 }
 
 /// One problem: the file (relative to the data directory when inside it), where in the file
@@ -42,6 +47,7 @@ impl std::fmt::Display for Problem {
         let severity = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "note",
         };
         write!(f, "{severity}: {}", self.file)?;
         if let Some(at) = &self.at {
@@ -79,8 +85,9 @@ impl Report<'_> {
 }
 
 /// Every problem of the data directory at `root` (with the rules of `rules` instead of
-/// `security/rules.json`), errors first.
-pub fn check(root: &Path, rules: Option<&Path>) -> Vec<Problem> {
+/// `security/rules.json`), errors first; with `store`, also what each module's schema does to the
+/// rows stored there.
+pub fn check(root: &Path, rules: Option<&Path>, store: Option<&dyn Backend>) -> Vec<Problem> {
     let mut report = Report { root, problems: BTreeSet::new() };
     let dir = match DataDir::load_config(root) {
         Ok(dir) => dir,
@@ -93,7 +100,7 @@ pub fn check(root: &Path, rules: Option<&Path>) -> Vec<Problem> {
     let rules_path = rules.map(Path::to_path_buf).unwrap_or_else(|| root.join("security").join("rules.json"));
     let rule_set = load_rules(&mut report, &dir, &rules_path);
     for (branch, module) in modules(&dir) {
-        let schema = match dir.schema_for(&branch, &module) {
+        let (schema, schema_path) = match dir.schema_for(&branch, &module) {
             Ok((schema, path)) => {
                 for w in &schema.warnings {
                     let at = Some(format!(
@@ -103,7 +110,7 @@ pub fn check(root: &Path, rules: Option<&Path>) -> Vec<Problem> {
                     ));
                     report.add(Severity::Warning, &path, at, w.message.clone());
                 }
-                schema
+                (schema, path)
             }
             Err(e @ DataDirError::NoSchema { .. }) => {
                 // Under the file that gives the branch this module.
@@ -124,6 +131,11 @@ pub fn check(root: &Path, rules: Option<&Path>) -> Vec<Problem> {
                 report.add(Severity::Error, &rules_path, Some(e.path), format!("branch `{branch}`: {}", e.message));
             }
         }
+        if let Some(store) = store {
+            let module_dir = dir.module_dir(&branch, &module);
+            let at = ModuleAt { branch: &branch, module: &module, dir: &module_dir };
+            check_stored(&mut report, store, &at, &schema, &schema_path);
+        }
         match dir.seed_for(&branch, &module) {
             Ok(Some((doc, path))) => check_seed(&mut report, &dir, &module, &schema, &doc, &path),
             Ok(None) => {}
@@ -132,6 +144,59 @@ pub fn check(root: &Path, rules: Option<&Path>) -> Vec<Problem> {
     }
     check_sequences(&mut report, &dir);
     report.problems.into_iter().collect()
+}
+
+/// What `schema` does to the rows `store` holds for the branch's module: a type change is an
+/// error (`serve` keeps the module closed), an added or dropped field a note.
+fn check_stored(report: &mut Report<'_>, store: &dyn Backend, at: &ModuleAt<'_>, schema: &Schema, path: &Path) {
+    let tables: Vec<_> = schema.tables.values().collect();
+    let branch = at.branch;
+    let impacts = match store.inspect(at, &tables) {
+        Ok(Some(impacts)) => impacts,
+        Ok(None) => return,
+        Err(e) => {
+            let message = format!("branch `{branch}`: the stored rows could not be read: {e}");
+            return report.add(Severity::Error, path, None, message);
+        }
+    };
+    for impact in impacts {
+        let field_at = |field: &str| Some(format!("tables.{}.fields.{field}", impact.table));
+        for r in &impact.retyped {
+            let rows = match r.failing {
+                0 => format!("every one of the {} stored rows fits it", impact.rows),
+                n => format!(
+                    "{n} of the {} stored rows hold values it refuses (keys {}{})",
+                    impact.rows,
+                    r.examples.join(", "),
+                    if n as usize > r.examples.len() { ", …" } else { "" }
+                ),
+            };
+            let message = format!(
+                "branch `{branch}`: `{}` changes type from {} to {}; {rows}. serve keeps module `{}` closed until \
+                 the field has its stored type again (or add a field under a new name)",
+                r.field, r.from, r.to, at.module
+            );
+            report.add(Severity::Error, path, field_at(&r.field), message);
+        }
+        for a in &impact.added {
+            let message = match &a.default {
+                Some(value) => {
+                    format!("branch `{branch}`: new field; {} stored rows get its default {value}", a.lacking)
+                }
+                None => {
+                    format!("branch `{branch}`: new field without a default; {} stored rows stay without it", a.lacking)
+                }
+            };
+            report.add(Severity::Note, path, field_at(&a.field), message);
+        }
+        for d in &impact.dropped {
+            let message = format!(
+                "branch `{branch}`: `{d}` is no longer in the schema; stored rows keep their values, which can no longer \
+                 be filtered or sorted on"
+            );
+            report.add(Severity::Note, path, Some(format!("tables.{}", impact.table)), message);
+        }
+    }
 }
 
 /// Every configured branch's modules, and those of branch directories the configuration does not

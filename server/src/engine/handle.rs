@@ -53,6 +53,34 @@ impl ModuleHandle {
         rx.await.map_err(|_| WriteError::Unavailable)?
     }
 
+    /// Writes each mutation on its own as the system (a seed, a backfill), queued in order so the
+    /// writer groups them as it groups client writes, and waits for every outcome.
+    pub(super) async fn write_each(
+        &self,
+        mutations: Vec<Mutation>,
+        source: &'static str,
+        strictness: Strictness,
+    ) -> Vec<WriteOutcome> {
+        let sender = Sender::system();
+        let mut waits = Vec::with_capacity(mutations.len());
+        for mutation in mutations {
+            let (tx, rx) = oneshot::channel();
+            let reply = Box::new(move |outcome| {
+                let _ = tx.send(outcome);
+            });
+            let job = WriteJob { mutation, source, meta: Value::Null, strictness, sender: sender.clone(), reply };
+            if self.submit(Job::Write(job)).await.is_err() {
+                break;
+            }
+            waits.push(rx);
+        }
+        let mut outcomes = Vec::with_capacity(waits.len());
+        for rx in waits {
+            outcomes.push(rx.await.unwrap_or(Err(WriteError::Unavailable)));
+        }
+        outcomes
+    }
+
     /// Writes several mutations atomically: all commit, or none.
     pub async fn write_atomic(
         &self,

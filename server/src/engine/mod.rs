@@ -7,6 +7,7 @@
 //! mutation so a bad mutation fails alone. Jobs are handled in queue order, so the order of one
 //! connection's writes is preserved.
 
+mod backfill;
 mod follower;
 mod handle;
 mod open_db;

@@ -8,15 +8,13 @@ use std::sync::{Arc, Mutex};
 use mishkah_core::record::{MissingFields, Strictness, Values};
 use mishkah_core::sequence::SequenceRules;
 use mishkah_core::VersionPolicy;
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::handle::{ModuleHandle, JOB_QUEUE};
 use super::open_db::{open_blocking, OpenedModule};
 use super::open_modules::{LastUsed, OpenModules};
 use super::seed;
-use super::sender::Sender;
-use super::writer::{self, Job, WriteJob, WriterContext};
+use super::writer::{self, Job, WriterContext};
 use crate::datadir::{validate_branch_id, DataDir, DataDirError};
 use crate::hub::{Hub, Published};
 use crate::metrics::Metrics;
@@ -374,10 +372,10 @@ impl Engine {
                 modules.insert(key, handle.clone(), writer);
                 Ok(handle)
             }
-            // A database that cannot open fails its own module alone (and is retried later,
-            // not on every request).
-            Err(EngineError::Storage(e)) if e.code() == "storage-error" => {
-                tracing::error!(%branch, %module, error = %e, "module unavailable: its database cannot open");
+            // A database that cannot open, or a schema its stored rows cannot take, fails its
+            // own module alone (and is retried later, not on every request).
+            Err(EngineError::Storage(e)) if matches!(e.code(), "storage-error" | "destructive-migration") => {
+                tracing::error!(%branch, %module, code = e.code(), error = %e, "module unavailable");
                 self.metrics.module_unavailable(branch, module, true);
                 let reason = e.to_string();
                 self.unavailable_lock().insert(key.clone(), (reason.clone(), std::time::Instant::now()));
@@ -465,6 +463,7 @@ impl Engine {
         match seed_plan {
             Some(plan) => self.seed(&handle, plan).await,
             None => {
+                super::backfill::run(&handle).await;
                 tracing::info!(%branch, %module, seeded = 0, merged = 0, relaxed = 0, "module ready (seeded before)")
             }
         }
@@ -477,41 +476,21 @@ impl Engine {
             tracing::info!(%branch, %module, "seed: {note}");
         }
         let total = plan.mutations.len();
-        let system = Sender::system();
-        let mut waits = Vec::with_capacity(total);
-        for mutation in std::mem::take(&mut plan.mutations) {
-            let (tx, rx) = oneshot::channel();
-            let reply = Box::new(move |o| {
-                let _ = tx.send(o);
-            });
-            let job = WriteJob {
-                mutation,
-                source: "seed",
-                meta: Value::Null,
-                strictness: Strictness::Import,
-                sender: system.clone(),
-                reply,
-            };
-            if handle.submit(Job::Write(job)).await.is_err() {
-                break;
-            }
-            waits.push(rx);
-        }
-        let (mut refused, mut lost) = (0, 0);
-        for rx in waits {
-            match rx.await {
-                Ok(Ok(_)) => {}
+        let outcomes = handle.write_each(std::mem::take(&mut plan.mutations), "seed", Strictness::Import).await;
+        let (mut refused, mut lost) = (0, total - outcomes.len());
+        for outcome in outcomes {
+            match outcome {
+                Ok(_) => {}
                 // The store failed, not the row: the module is not marked seeded, so the next
                 // start seeds it again (a seed is an import: rows already there are kept).
-                Ok(Err(e @ (super::WriteError::Storage(_) | super::WriteError::Unavailable))) => {
+                Err(e @ (super::WriteError::Storage(_) | super::WriteError::Unavailable)) => {
                     lost += 1;
                     tracing::error!(%branch, %module, code = e.code(), "seed row not stored: {e}");
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     refused += 1;
                     tracing::warn!(%branch, %module, code = e.code(), "seed row refused: {e}");
                 }
-                Err(_) => lost += 1,
             }
         }
         if lost > 0 {

@@ -4,11 +4,13 @@
 //! a refused write fails alone; sequences stay gap-free after an abandoned transaction; mutation
 //! ids are unique per sender; compaction bounds the log; a read sees one commit while the writer
 //! commits; documents come back byte for byte; the log keeps the row before each change; filters,
-//! sorts and keyset cursors mean exactly what the core's evaluator means.
+//! sorts and keyset cursors mean exactly what the core's evaluator means; a new schema is measured
+//! against the stored rows, and a type change under them refused.
 
 mod failing;
 pub mod filters;
 mod random;
+pub mod schema_change;
 pub mod writes;
 
 pub use failing::Failing;
@@ -56,10 +58,19 @@ impl<'b> Harness<'b> {
     }
 
     fn open_module(&self, n: usize, tables: &[&Table], options: &OpenOptions) -> Opened {
+        self.at(n, |at| self.backend.open(at, tables, options)).expect("the backend opens a module")
+    }
+
+    /// A new module's number, for [`Harness::at`].
+    pub fn new_module(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Where module `n` lives.
+    pub fn at<T>(&self, n: usize, f: impl FnOnce(&ModuleAt<'_>) -> T) -> T {
         let module = format!("conformance_{}_{n}", std::process::id());
         let dir = self.dir.path().join(&module);
-        let at = ModuleAt { branch: "conformance", module: &module, dir: &dir };
-        self.backend.open(&at, tables, options).expect("the backend opens a module")
+        f(&ModuleAt { branch: "conformance", module: &module, dir: &dir })
     }
 }
 
@@ -183,6 +194,10 @@ macro_rules! conformance_suite {
         #[test]
         fn keyset_cursors_walk_the_sorted_order_once() {
             $crate::conformance::filters::cursors_walk_the_sorted_order_once(&$backend)
+        }
+        #[test]
+        fn a_new_schema_is_measured_against_the_stored_rows_and_a_type_change_refused() {
+            $crate::conformance::schema_change::measured_and_refused(&$backend)
         }
     };
 }

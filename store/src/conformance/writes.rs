@@ -23,7 +23,7 @@ fn log(txn: &mut dyn WriteTxn, c: &mishkah_core::Change, before: Option<&Row>) -
     Ok(txn.append_event(event)?.sequence)
 }
 
-fn insert(txn: &mut dyn WriteTxn, table: &mishkah_core::Table, r: &Row) -> Result<u64, StorageError> {
+pub(super) fn insert(txn: &mut dyn WriteTxn, table: &mishkah_core::Table, r: &Row) -> Result<u64, StorageError> {
     let c = change(ChangeKind::Insert, r["id"].as_str().unwrap_or_default(), Some(r.clone()), 1);
     txn.store_change(table, &c)?;
     log(txn, &c, None)
