@@ -248,6 +248,11 @@ impl Store {
         set_status(&self.inner, Status::Closed);
         let mut inner = self.inner.borrow_mut();
         if let Some(ws) = inner.ws.take() {
+            // The handlers are dropped below: the socket must not call them when it closes.
+            ws.set_onopen(None);
+            ws.set_onmessage(None);
+            ws.set_onclose(None);
+            ws.set_onerror(None);
             let _ = ws.close();
         }
         inner.handlers = None;

@@ -46,6 +46,7 @@ fn published(access: &Arc<RuleSet>, schema: &Arc<Schema>, seats: i64, before_sea
         previous: before_seats.map(|s| Arc::new(row(s))),
         table_as_sent: None,
         txn_end: true,
+        handed_at: std::time::Instant::now(),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Metrics {
     /// Subscribers dropped from live fan-out for not keeping up.
     pub lagged_clients: Counter,
     commit_seconds: Histogram,
+    /// From a commit handed to the hub to its frames queued for every subscriber.
+    pub fanout_seconds: Histogram,
     batch_size: Histogram,
     tolerated: Family<Vec<(&'static str, String)>, Counter>,
     /// WebSocket clients closed for leaving frames unread past `--send-timeout`.
@@ -63,6 +65,7 @@ impl Default for Metrics {
         let conflicts = Counter::default();
         let lagged_clients = Counter::default();
         let commit_seconds = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        let fanout_seconds = Histogram::new(exponential_buckets(0.000_01, 2.0, 16));
         let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 11));
         let tolerated = Family::<Vec<(&'static str, String)>, Counter>::default();
         let modules_open = Gauge::default();
@@ -131,6 +134,11 @@ impl Default for Metrics {
             commit_seconds.clone(),
         );
         registry.register("commit_batch_size", "Jobs per group-commit transaction", batch_size.clone());
+        registry.register(
+            "fanout_seconds",
+            "From a commit handed to the hub to its frames queued for every subscriber of its branch",
+            fanout_seconds.clone(),
+        );
         Metrics {
             registry,
             connections,
@@ -141,6 +149,7 @@ impl Default for Metrics {
             conflicts,
             lagged_clients,
             commit_seconds,
+            fanout_seconds,
             batch_size,
             tolerated,
             modules_open,

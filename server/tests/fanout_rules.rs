@@ -187,6 +187,7 @@ proptest! {
                     previous: before.map(Arc::new),
                     table_as_sent: None,
                     txn_end: true,
+                    handed_at: std::time::Instant::now(),
                 })
                 .unwrap();
             }

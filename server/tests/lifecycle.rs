@@ -159,6 +159,15 @@ async fn a_field_added_with_a_default_is_given_to_the_rows_stored_before_it() {
     let row = get_json(&server.module_url(s.branch, "/tables/dining_tables/T-old")).await;
     assert_eq!((row["record"]["smoking"].clone(), row["record"]["seats"].clone()), (json!(false), json!(4)), "{row}");
     assert!(server.log().contains("gave rows stored before these fields existed their defaults"), "{}", server.log());
+    // The row's history (the events route for one row): its insert, then the backfill.
+    let history = get_json(&server.module_url(s.branch, "/events?table=dining_tables&key=T-old")).await;
+    let steps: Vec<(Value, Value)> = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["change"]["kind"].clone(), e["source"].clone()))
+        .collect();
+    assert_eq!(steps, vec![(json!("insert"), json!("rest")), (json!("update"), json!("schema"))], "{history}");
     server.kill();
 
     // Logged as changes (deltas and other nodes see them), once: a second start finds nothing to do.

@@ -159,6 +159,7 @@ impl Follower {
             previous,
             table_as_sent: table_as_sent.map(Arc::from),
             txn_end,
+            handed_at: std::time::Instant::now(),
         }
     }
 }

@@ -370,6 +370,7 @@ fn publish(ctx: &WriterContext, c: &Committed, source: &'static str, meta: &Valu
         previous: c.previous.clone(),
         table_as_sent: c.table_as_sent.clone(),
         txn_end,
+        handed_at: std::time::Instant::now(),
     };
     ctx.follower.local(note);
 }

@@ -21,7 +21,15 @@ pub struct ListParams {
     after: Option<u64>,
     #[serde(default)]
     limit: Option<usize>,
+    /// Only this table's events (with `key`: one row's history).
+    #[serde(default)]
+    table: Option<String>,
+    #[serde(default)]
+    key: Option<String>,
 }
+
+/// Events read at a time while looking for one table's or row's.
+const SCAN_PAGE: usize = 5_000;
 
 #[utoipa::path(
     get,
@@ -33,13 +41,16 @@ pub struct ListParams {
         ("module" = String, Path, description = "Module id"),
         ("after" = Option<String>, Query, description = "Events after this sequence"),
         ("limit" = Option<String>, Query, description = "How many"),
+        ("table" = Option<String>, Query, description = "Only this table's events"),
+        ("key" = Option<String>, Query, description = "With `table`: only this row's events (its history)"),
     ),
     responses(
         (status = 200, description = "OK", body = serde_json::Value),
         crate::http::openapi::Errors,
     ),
 )]
-/// `GET .../events?after=&limit=`.
+/// `GET .../events?after=&limit=&table=&key=`: with `table` (and `key`), the retained log is read
+/// through for that table's (row's) events, `limit` of them at most.
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,16 +61,41 @@ pub async fn list(
     let after = p.after.unwrap_or(0);
     let limit = p.limit.unwrap_or(500).min(5_000);
     let admin = caller.who.admin;
-    let (events, bounds, last_id) =
-        handle.read(move |r, _| Ok((r.logged_after(after, limit)?, r.bounds()?, r.last_event_id()?))).await?;
+    let (table, key) = (p.table, p.key);
+    let (events, bounds, last_id) = handle
+        .read(move |r, _| {
+            let Some(table) = table else {
+                return Ok((r.logged_after(after, limit)?, r.bounds()?, r.last_event_id()?));
+            };
+            let mut found = Vec::new();
+            let mut from = after;
+            loop {
+                let page = r.logged_after(from, SCAN_PAGE)?;
+                let Some(last) = page.last() else { break };
+                from = last.event.sequence;
+                let full = page.len() == SCAN_PAGE;
+                found.extend(page.into_iter().filter(|l| {
+                    l.event.change.table == table && key.as_ref().is_none_or(|k| l.event.change.key.as_str() == k)
+                }));
+                if found.len() >= limit || !full {
+                    break;
+                }
+            }
+            found.truncate(limit);
+            Ok((found, r.bounds()?, r.last_event_id()?))
+        })
+        .await?;
     let events = crate::render::events(&handle.schema, events, &View::of(&handle, &caller));
-    // Who wrote each change: for admins only.
+    // Through what each change came (`rest`, `ws`, `seed`, `schema`...); who wrote it: for admins only.
     let events: Vec<Value> = events
         .into_iter()
         .map(|l| {
             let mut v = serde_json::to_value(l.event).unwrap_or(Value::Null);
-            if let (true, Some(obj)) = (admin, v.as_object_mut()) {
-                obj.insert("actor".into(), l.actor.map_or(Value::Null, Value::from));
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("source".into(), Value::from(l.source));
+                if admin {
+                    obj.insert("actor".into(), l.actor.map_or(Value::Null, Value::from));
+                }
             }
             v
         })

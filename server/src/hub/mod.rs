@@ -61,6 +61,8 @@ pub struct Published {
     /// The last change of its transaction (a batch's changes are delivered without a frame
     /// boundary between them).
     pub txn_end: bool,
+    /// When it was handed to the hub: fan-out latency is measured from here.
+    pub handed_at: std::time::Instant,
 }
 
 /// What a subscriber reads of a change: a serialized frame (for a compact subscriber, one
@@ -294,6 +296,7 @@ impl Hub {
         while let Some(p) = rx.recv().await {
             self.fan_out(&p);
             self.live.publish(&p);
+            self.metrics.fanout_seconds.observe(p.handed_at.elapsed().as_secs_f64());
         }
     }
 }
