@@ -82,6 +82,18 @@ pub enum KeysError {
     Random,
 }
 
+impl KeysError {
+    /// `key-exists`, `key-not-found`, `invalid-key-name`, or `keys-unavailable` (the store).
+    pub fn code(&self) -> &'static str {
+        match self {
+            KeysError::Exists(_) => "key-exists",
+            KeysError::NotFound(_) => "key-not-found",
+            KeysError::BadName => "invalid-key-name",
+            KeysError::Store(_) | KeysError::Invalid { .. } | KeysError::Busy | KeysError::Random => "keys-unavailable",
+        }
+    }
+}
+
 /// The document the keys are kept in: `security/keys.json` of the data directory, or of the
 /// shared store when nodes share one (`--store postgres://…`), so every node accepts the same keys.
 pub const KEYS_DOC: &str = "security/keys.json";

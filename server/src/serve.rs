@@ -174,7 +174,7 @@ pub async fn serve(
                 keep: config.backup_keep.max(1),
                 ship: std::time::Duration::from_millis(config.backup_ship_ms.max(10)),
             },
-            docs,
+            docs.clone(),
             &server_id,
         )),
     };
@@ -196,6 +196,7 @@ pub async fn serve(
         ping_interval: std::time::Duration::from_secs(config.ping_interval.max(1)),
         webhooks,
         backup: backup.clone(),
+        docs,
     };
     let limits = state.limits.clone();
     tokio::spawn(async move {

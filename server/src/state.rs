@@ -40,6 +40,8 @@ pub struct AppState {
     pub webhooks: Arc<crate::webhooks::Webhooks>,
     /// Continuous backup (`--backup-to`), when on.
     pub backup: Option<Arc<crate::backup::shipping::Shipping>>,
+    /// Where the documents every node reads alike are kept (the API keys).
+    pub docs: Arc<dyn crate::storage::SharedDocs>,
 }
 
 impl AppState {

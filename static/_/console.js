@@ -8,9 +8,13 @@ import { tableView } from './table.js';
 import { liveView } from './live.js';
 import { healthView } from './health.js';
 import { webhooksView } from './webhooks.js';
+import { keysView, rulesView, backupsView } from './admin.js';
 
 const $ = (id) => document.getElementById(id);
-const tabs = [['table', tableView], ['live', liveView], ['health', healthView], ['webhooks', webhooksView]];
+const tabs = [['table', tableView], ['live', liveView], ['health', healthView], ['webhooks', webhooksView],
+  ['keys', keysView], ['rules', rulesView], ['backups', backupsView]];
+/** Tabs about one module; the others are the server's. */
+const perModule = new Set(['table', 'live']);
 let place = { branch: null, module: null, table: null, tab: 'table' };
 let stopView = null;
 
@@ -104,7 +108,6 @@ async function listTables(details, branch, module) {
 function renderTabs() {
   const bar = $('tabs');
   bar.replaceChildren();
-  if (!place.branch) return;
   for (const [name] of tabs) {
     const b = document.createElement('button');
     b.type = 'button';
@@ -123,7 +126,7 @@ function render() {
   renderTabs();
   const view = $('view');
   view.replaceChildren();
-  if (!place.branch) {
+  if (!place.branch && perModule.has(place.tab)) {
     view.textContent = t('pick');
     return;
   }

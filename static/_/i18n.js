@@ -14,6 +14,12 @@ const words = {
     writesPerSec: 'Writes / s', connections: 'Connections', commitMs: 'Commit latency (ms)', fanoutMs: 'Fan-out latency (ms)',
     deliveries: 'Deliveries', deadLetters: 'Dead letters', replay: 'Replay', none: 'None', language: 'العربية',
     created: 'created', changed: 'changed', removed: 'removed', pick: 'Pick a table on the left.',
+    keys: 'API keys', rules: 'Rules', backups: 'Backups', keyName: 'Name', role: 'Role', keyBranches: 'Branches (comma-separated; empty: all)',
+    createKey: 'Create key', keyShownOnce: 'The new key, shown this once — store it now:', revoke: 'Revoke', revoked: 'revoked',
+    active: 'active', createdAt: 'Created', state: 'State', rulesEnforced: 'enforced', rulesOpen: 'no rules file: every identity may do everything',
+    problems: 'problems', noBackupTarget: 'This server was started without --backup-to: no backups are taken.',
+    takeBackup: 'Take a snapshot now', backupRequested: 'Requested: the next round takes it.', snapshot: 'Snapshot',
+    modules: 'Modules', files: 'Files', size: 'Size',
   },
   ar: {
     title: 'لوحة مشكاة', branches: 'الفروع', tables: 'الجداول', rows: 'صفوف',
@@ -29,6 +35,12 @@ const words = {
     writesPerSec: 'كتابات / ث', connections: 'الاتصالات', commitMs: 'زمن الإيداع (مللي ث)', fanoutMs: 'زمن التوزيع (مللي ث)',
     deliveries: 'التسليمات', deadLetters: 'الرسائل الميتة', replay: 'إعادة الإرسال', none: 'لا شيء', language: 'English',
     created: 'أُنشئ', changed: 'تغيّر', removed: 'حُذف', pick: 'اختر جدولًا من القائمة.',
+    keys: 'مفاتيح الواجهة', rules: 'القواعد', backups: 'النسخ الاحتياطية', keyName: 'الاسم', role: 'الدور', keyBranches: 'الفروع (مفصولة بفواصل؛ فارغ: الكل)',
+    createKey: 'أنشئ مفتاحًا', keyShownOnce: 'المفتاح الجديد، يُعرض هذه المرة فقط — احفظه الآن:', revoke: 'إلغاء', revoked: 'أُلغي',
+    active: 'فعّال', createdAt: 'أُنشئ في', state: 'الحالة', rulesEnforced: 'مطبّقة', rulesOpen: 'لا ملف قواعد: كل هوية تفعل كل شيء',
+    problems: 'مشكلات', noBackupTarget: 'شُغّل هذا الخادم دون --backup-to: لا تؤخذ نسخ احتياطية.',
+    takeBackup: 'خذ لقطة الآن', backupRequested: 'طُلبت: تأخذها الجولة التالية.', snapshot: 'اللقطة',
+    modules: 'الوحدات', files: 'الملفات', size: 'الحجم',
   },
 };
 

@@ -107,6 +107,26 @@ impl Shipping {
         this
     }
 
+    /// Every finished snapshot on the target, oldest first.
+    pub async fn snapshots(&self) -> Result<Vec<Manifest>, BackupError> {
+        snapshot::list(&self.schedule.target).await
+    }
+
+    /// The target's name (a directory, or `s3://bucket/prefix`).
+    pub fn target_name(&self) -> &str {
+        &self.schedule.target.name
+    }
+
+    /// Whether a snapshot is being taken now.
+    pub fn snapshot_running(&self) -> bool {
+        self.lock_snapshots().running
+    }
+
+    /// Has the next round (within `--backup-ship-ms`) take a snapshot, whatever the schedule says.
+    pub fn request_snapshot(&self) {
+        self.lock_snapshots().forced = true;
+    }
+
     /// The last sequence of the module shipped (0 until shipping knows): compaction keeps what
     /// comes after.
     pub async fn needed_after(&self, branch: &str, module: &str) -> u64 {

@@ -1,11 +1,13 @@
 //! REST routes, under the original system's paths (spec §5). Handlers are thin: extract, call the
 //! engine, map the result; every error goes through [`error::ApiError`].
 
+mod admin_views;
 pub mod body;
 mod caller;
 mod catalog;
 pub mod error;
 mod events;
+mod keys;
 mod manage;
 pub mod openapi;
 mod orders;
@@ -68,6 +70,10 @@ pub fn routes() -> Router<AppState> {
         .routes(routes!(manage::restore))
         .routes(routes!(manage::history))
         .routes(routes!(manage::compact))
+        .routes(routes!(keys::list, keys::create))
+        .routes(routes!(keys::revoke))
+        .routes(routes!(admin_views::rules))
+        .routes(routes!(admin_views::backups, admin_views::start_backup))
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::deliveries))
         .routes(routes!(webhooks::pause))
