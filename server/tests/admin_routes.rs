@@ -30,6 +30,10 @@ async fn call(method: reqwest::Method, url: &str, token: &str, body: Option<Valu
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+async fn get_json_as(url: &str, token: &str) -> Value {
+    call(reqwest::Method::GET, url, token, None).await.1
+}
+
 #[tokio::test]
 async fn keys_rules_and_backups_are_managed_by_admins_only() {
     use reqwest::Method;
@@ -83,6 +87,27 @@ async fn keys_rules_and_backups_are_managed_by_admins_only() {
         .unwrap()
         .starts_with("error: security/rules.json: modules.pos.tables.order_header.create: invalid filter"));
     assert!(rules["text"].as_str().unwrap().contains("seats >>"));
+
+    // The check: a schema edited on disk, measured against the stored rows before a restart.
+    let schema_path = data.path().join("schemas/pos_schema.json");
+    let mut schema: Value = serde_json::from_str(&std::fs::read_to_string(&schema_path).unwrap()).unwrap();
+    let tables = schema["schema"]["tables"].as_array_mut().unwrap();
+    let dining = tables.iter_mut().find(|t| t["name"] == "dining_tables").unwrap();
+    dining["fields"].as_array_mut().unwrap().push(json!({"name": "smoking", "columnName": "smoking",
+        "type": "boolean", "nullable": false, "defaultValue": false}));
+    std::fs::write(&schema_path, schema.to_string()).unwrap();
+    let stored = get_json_as(&server.module_url(data.scenario.branch, "/tables/dining_tables/count"), &admin).await;
+    let (status, checked) = call(Method::GET, &server.url("/api/check"), &admin, None).await;
+    assert_eq!(status, 200);
+    let expected = format!(
+        "note: schemas/pos_schema.json: tables.dining_tables.fields.smoking: branch `{}`: new field; {} stored rows get its default false",
+        data.scenario.branch, stored["count"]
+    );
+    assert!(
+        checked["problems"].as_array().unwrap().iter().any(|p| p["line"] == expected.as_str()),
+        "{expected} in {checked}"
+    );
+    assert_eq!(call(Method::GET, &server.url("/api/check"), &cashier, None).await.0, 403);
 
     // Backups: the first snapshot, then one more on request.
     let snapshots = || async { call(Method::GET, &server.url("/api/backups"), &admin, None).await.1 };

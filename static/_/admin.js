@@ -87,6 +87,27 @@ export function rulesView(view) {
   return null;
 }
 
+export function checkView(view) {
+  (async () => {
+    let problems;
+    try {
+      ({ problems } = await api('/api/check'));
+    } catch (e) {
+      return failure(view, e);
+    }
+    const count = (severity) => problems.filter((p) => p.severity === severity).length;
+    const summary = el('p', { className: `message ${count('error') ? 'bad' : 'good'}`,
+      textContent: `${t('checkIntro')} ${count('error')} ${t('errors')}, ${count('warning')} ${t('warnings')}, ${count('note')} ${t('notes')}` });
+    const list = el('ul', { className: 'problems' }, ...problems.map((p) => {
+      const li = el('li', { className: `severity-${p.severity}`, textContent: p.line });
+      li.dataset.severity = p.severity;
+      return li;
+    }));
+    view.replaceChildren(summary, list);
+  })();
+  return null;
+}
+
 export function backupsView(view) {
   const draw = async () => {
     let backups;

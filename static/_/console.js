@@ -8,11 +8,11 @@ import { tableView } from './table.js';
 import { liveView } from './live.js';
 import { healthView } from './health.js';
 import { webhooksView } from './webhooks.js';
-import { keysView, rulesView, backupsView } from './admin.js';
+import { keysView, rulesView, checkView, backupsView } from './admin.js';
 
 const $ = (id) => document.getElementById(id);
 const tabs = [['table', tableView], ['live', liveView], ['health', healthView], ['webhooks', webhooksView],
-  ['keys', keysView], ['rules', rulesView], ['backups', backupsView]];
+  ['keys', keysView], ['rules', rulesView], ['check', checkView], ['backups', backupsView]];
 /** Tabs about one module; the others are the server's. */
 const perModule = new Set(['table', 'live']);
 let place = { branch: null, module: null, table: null, tab: 'table' };

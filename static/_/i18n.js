@@ -19,7 +19,9 @@ const words = {
     active: 'active', createdAt: 'Created', state: 'State', rulesEnforced: 'enforced', rulesOpen: 'no rules file: every identity may do everything',
     problems: 'problems', noBackupTarget: 'This server was started without --backup-to: no backups are taken.',
     takeBackup: 'Take a snapshot now', backupRequested: 'Requested: the next round takes it.', snapshot: 'Snapshot',
-    modules: 'Modules', files: 'Files', size: 'Size',
+    modules: 'Modules', files: 'Files', size: 'Size', check: 'Check',
+    checkIntro: 'The data directory as it is on disk now, and what its schemas would do to the stored rows at the next start:',
+    errors: 'errors', warnings: 'warnings', notes: 'notes',
   },
   ar: {
     title: 'لوحة مشكاة', branches: 'الفروع', tables: 'الجداول', rows: 'صفوف',
@@ -40,7 +42,9 @@ const words = {
     active: 'فعّال', createdAt: 'أُنشئ في', state: 'الحالة', rulesEnforced: 'مطبّقة', rulesOpen: 'لا ملف قواعد: كل هوية تفعل كل شيء',
     problems: 'مشكلات', noBackupTarget: 'شُغّل هذا الخادم دون --backup-to: لا تؤخذ نسخ احتياطية.',
     takeBackup: 'خذ لقطة الآن', backupRequested: 'طُلبت: تأخذها الجولة التالية.', snapshot: 'اللقطة',
-    modules: 'الوحدات', files: 'الملفات', size: 'الحجم',
+    modules: 'الوحدات', files: 'الملفات', size: 'الحجم', check: 'الفحص',
+    checkIntro: 'دليل البيانات كما هو على القرص الآن، وما ستفعله مخططاته بالصفوف المخزنة عند التشغيل التالي:',
+    errors: 'أخطاء', warnings: 'تحذيرات', notes: 'ملاحظات',
   },
 };
 

@@ -6,7 +6,7 @@
 // to $SCREENSHOTS when set (docs/ holds the ones the README shows).
 import { chromium } from 'playwright-core';
 import { spawn, execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -45,7 +45,9 @@ async function rest(base, method, p, body) {
 }
 
 const snap = async (page, name) => {
-  if (shots) await page.screenshot({ path: path.join(shots, `console-${name}.png`) });
+  if (!shots) return;
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await page.screenshot({ path: path.join(shots, `console-${name}.png`) });
 };
 
 async function main() {
@@ -230,6 +232,17 @@ async function main() {
     assert.ok(line.split(' ').length > 2, line);
     await snap(page, 'health');
 
+    // Check: an edit of a schema on disk, measured against the stored rows before a restart.
+    const schemaFile = path.join(tmp, 'data', 'schemas', 'pos_schema.json');
+    const schema = JSON.parse(readFileSync(schemaFile, 'utf8'));
+    schema.schema.tables.find((t) => t.name === 'dining_tables').fields.push({ name: 'smoking', columnName: 'smoking',
+      type: 'boolean', nullable: false, primaryKey: false, unique: false, index: false, defaultValue: false });
+    writeFileSync(schemaFile, JSON.stringify(schema));
+    await page.locator('#tabs [data-tab="check"]').click();
+    await page.locator('.problems li[data-severity="note"]',
+      { hasText: 'tables.dining_tables.fields.smoking: branch `demo`: new field; 60 stored rows get its default false' }).waitFor();
+    await snap(page, 'check');
+
     // Arabic, right to left.
     await page.locator('#tabs [data-tab="table"]').click();
     await page.locator('#lang').click();
@@ -291,7 +304,7 @@ async function main() {
     await guarded.locator('.message', { hasText: 'Requested' }).waitFor();
     await guarded.waitForFunction((n) => document.querySelectorAll('table.backups tbody tr').length > n, before, { timeout: 20000 });
     await snap(guarded, 'backups');
-    console.log('console: browse, filter, sort, page, edit, conflict, history, restore, insert, delete, live tail, health, Arabic, auth, keys, rules, backups: ok');
+    console.log('console: browse, filter, sort, page, edit, conflict, history, restore, insert, delete, live tail, health, check, Arabic, auth, keys, rules, backups: ok');
   } finally {
     await browser.close();
     for (const s of servers) s.stop();

@@ -1,5 +1,6 @@
 //! What the console shows of the server's configuration: `GET /api/rules` (the rules file as it
-//! is on disk, and its problems as `mishkah check` words them) and the backups — `GET /api/backups`
+//! is on disk, and its problems as `mishkah check` words them), `GET /api/check` (the whole
+//! directory and what its schemas do to the stored rows) and the backups — `GET /api/backups`
 //! (the snapshots on `--backup-to`), `POST /api/backups` (take one now).
 
 use axum::extract::State;
@@ -42,6 +43,34 @@ pub async fn rules(State(state): State<AppState>, caller: Caller) -> Result<Json
     let (file, text, problems) =
         read.map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", e.to_string()))?;
     Ok(Json(json!({"file": file, "enforced": !open, "text": text, "problems": problems})))
+}
+
+#[utoipa::path(
+    get,
+    path = "/api/check",
+    tag = "admin",
+    summary = "`mishkah check` on the data directory as it is on disk, against the stored rows (admin)",
+    responses(
+        (status = 200, description = "OK", body = serde_json::Value),
+        crate::http::openapi::Errors,
+    ),
+)]
+/// What `mishkah check` says now: an edited schema's effect on the stored rows (fields added with
+/// the default old rows get, dropped, retyped with the rows refused) before the restart applies it.
+pub async fn check(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    require_manager(&state, &caller, "check the data directory")?;
+    let data = state.engine.data();
+    let (root, rules) = (data.root().to_path_buf(), data.rules_path().to_path_buf());
+    let backend = state.engine.backend().clone();
+    let checked =
+        tokio::task::spawn_blocking(move || crate::datadir::check::check(&root, Some(&rules), Some(&*backend)))
+            .await
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "storage-error", e.to_string()))?;
+    let problems: Vec<Value> = checked
+        .iter()
+        .map(|p| json!({"severity": p.severity.as_str(), "file": p.file, "at": p.at, "message": p.message, "line": p.to_string()}))
+        .collect();
+    Ok(Json(json!({"problems": problems})))
 }
 
 fn no_backups() -> ApiError {

@@ -73,6 +73,7 @@ pub fn routes() -> Router<AppState> {
         .routes(routes!(keys::list, keys::create))
         .routes(routes!(keys::revoke))
         .routes(routes!(admin_views::rules))
+        .routes(routes!(admin_views::check))
         .routes(routes!(admin_views::backups, admin_views::start_backup))
         .routes(routes!(webhooks::list))
         .routes(routes!(webhooks::deliveries))
