@@ -2,7 +2,7 @@
 //! tables generated from the schema with additive migration.
 
 use mishkah_core::schema::{FieldType, Table};
-use mishkah_store::layout::{fingerprint, is_safe_identifier, table_name, typed_fields};
+use mishkah_store::layout::{fingerprint, is_safe_identifier, lacking_default, table_name, typed_fields};
 use mishkah_store::schema_change::{self, TableImpact};
 use mishkah_store::{OpenReport, StorageError};
 use postgres::error::SqlState;
@@ -116,7 +116,7 @@ pub(crate) fn open_module(
 }
 
 /// Bumped whenever what [`open_module`] creates changes, so that every module is migrated again.
-const LAYOUT_VERSION: u32 = 3;
+const LAYOUT_VERSION: u32 = 4;
 
 /// What a module's DDL follows from: this file's version and the tables as declared (their
 /// fields, keys, indexes, search fields). A digest, kept in `mishkah.modules`.
@@ -306,6 +306,12 @@ pub(crate) fn migrate_table(
         } else if field.indexed {
             tx.batch_execute(&format!("CREATE INDEX IF NOT EXISTS \"{plain}\" ON {t} (\"{column}\")")).map_err(db)?;
         }
+    }
+    for column in lacking_default(table, &column_of) {
+        tx.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS \"bf_{name}_{column}\" ON {t} (\"{column}\") WHERE \"{column}\" IS NULL"
+        ))
+        .map_err(db)?;
     }
     for index in &table.indexes {
         let cols: Option<Vec<String>> = index.fields.iter().map(|f| column_of(f)).collect();

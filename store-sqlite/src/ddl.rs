@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::db;
 use mishkah_store::StorageError;
 
-use mishkah_store::layout::{fingerprint, is_safe_identifier, typed_fields};
+use mishkah_store::layout::{fingerprint, is_safe_identifier, lacking_default, typed_fields};
 use mishkah_store::schema_change::{self, TableImpact};
 
 /// The SQL table name for a schema table.
@@ -170,6 +170,15 @@ pub(super) fn migrate_table(conn: &Connection, table: &Table, adhoc: bool) -> Re
             conn.execute(&format!("CREATE INDEX IF NOT EXISTS \"{plain}\" ON \"{sql_name}\" (\"{column}\")"), [])
                 .map_err(db)?;
         }
+    }
+    for column in lacking_default(table, &column_of) {
+        conn.execute(
+            &format!(
+                "CREATE INDEX IF NOT EXISTS \"bf_{sql_name}_{column}\" ON \"{sql_name}\" (\"{column}\") WHERE \"{column}\" IS NULL"
+            ),
+            [],
+        )
+        .map_err(db)?;
     }
     for index in &table.indexes {
         let cols: Option<Vec<String>> = index.fields.iter().map(|f| column_of(f)).collect();

@@ -28,6 +28,18 @@ pub fn typed_fields(table: &Table) -> Vec<(String, String, FieldType)> {
         .collect()
 }
 
+/// The typed columns of the fields a stored row may lack and be given a default for
+/// ([`mishkah_core::record::backfill_value`]): each gets an index of only the rows where it is
+/// null, so the backfill at each open finds the rows lacking it without reading the others.
+pub fn lacking_default(table: &Table, column_of: &dyn Fn(&str) -> Option<String>) -> Vec<String> {
+    table
+        .fields
+        .iter()
+        .filter(|f| mishkah_core::record::backfill_value(f).is_some())
+        .filter_map(|f| column_of(&f.name))
+        .collect()
+}
+
 /// Whether a page may be sorted (and grouped) by `name`: a scalar field with a typed column, or
 /// the row's `createdAt` / `updatedAt`. Sorting on a JSON value has no order worth promising.
 pub fn sortable(table: &Table, name: &str) -> bool {

@@ -3,7 +3,8 @@
 //! any change (logged, so deltas, live queries and other nodes see it).
 //!
 //! Stateless, so a crash half-way loses nothing: each open looks for rows lacking such a field
-//! (`field = null`, which the typed column answers) and patches them; a second run finds none.
+//! (`field = null`, answered by an index of only those rows: nothing is read once they have their
+//! defaults) and patches them; a second run finds none.
 //! Each patch expects the version it read, so a client's write in between wins and the row is
 //! looked at again.
 
@@ -30,18 +31,17 @@ pub(super) async fn run(handle: &Arc<ModuleHandle>) {
     for table in handle.schema.tables.values() {
         let fields: Vec<&str> =
             table.fields.iter().filter(|f| backfill_value(f).is_some()).map(|f| f.name.as_str()).collect();
-        if fields.is_empty() {
-            continue;
-        }
-        let lacking = Filter::Or(
-            fields.iter().map(|f| Filter::compare(Operand::field(f), Op::Eq, Operand::Value(Value::Null))).collect(),
-        );
         let mut done = Done::default();
-        for _ in 0..PASSES {
-            let pass = table_pass(handle, table, &lacking).await;
-            done.add(&pass);
-            if pass.conflicts == 0 {
-                break;
+        // One field at a time: each has an index of the rows where it is null (`lacking_default`),
+        // which a disjunction would not use.
+        for field in &fields {
+            let lacking = Filter::compare(Operand::field(field), Op::Eq, Operand::Value(Value::Null));
+            for _ in 0..PASSES {
+                let pass = table_pass(handle, table, &lacking).await;
+                done.add(&pass);
+                if pass.conflicts == 0 {
+                    break;
+                }
             }
         }
         if done.given + done.refused + done.conflicts > 0 {
