@@ -255,6 +255,19 @@ async function main() {
     await page.locator('#lang').click();
     assert.deepEqual(errors, [], 'no page errors');
 
+    // A tablet, upright: the page never scrolls sideways (the grid scrolls within its frame), the
+    // row panel fits the screen.
+    const tablet = await (await browser.newContext({ viewport: { width: 820, height: 1180 }, hasTouch: true })).newPage();
+    await tablet.goto(`${base}/_/#/demo/pos/dining_tables/table`);
+    await tablet.locator('tbody tr[data-key="T01"]').tap();
+    await tablet.locator('.row-panel .panel h3', { hasText: 'T01' }).waitFor();
+    const fits = await tablet.evaluate(() => ({
+      page: document.documentElement.scrollWidth <= window.innerWidth,
+      panel: document.querySelector('.row-panel').getBoundingClientRect().width <= window.innerWidth,
+    }));
+    assert.deepEqual(fits, { page: true, panel: true });
+    await tablet.close();
+
     // --auth required: nothing without a token; an admin's token opens it.
     cpSync(path.join(root, 'data'), path.join(tmp, 'data2'), { recursive: true });
     const secured = await startServer(path.join(tmp, 'data2'), ['--auth', 'required', '--jwt-secret', SECRET,
