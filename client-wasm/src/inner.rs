@@ -132,6 +132,8 @@ pub(crate) struct Inner {
     pub(crate) walked: Option<mishkah_core::sync::Replica>,
     /// The next save completes the first sync (its rows are no longer held back).
     pub(crate) finish_initial: bool,
+    /// The store is ready once that save has committed.
+    pub(crate) ready_when_saved: bool,
     pub(crate) replace_saved: bool,
     pub(crate) save_scheduled: bool,
     /// A partial store's last write waiting to be queued: the next one queues after it.

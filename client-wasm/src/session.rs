@@ -172,6 +172,13 @@ pub(crate) fn save_later(shared: &Shared, changed: &Changed) {
             }
             Err(e) => web_sys::console::error_2(&"mishkah: could not persist rows".into(), &e),
         }
+        // The first sync's last save is done (or failed, and the rows are in memory all the same):
+        // ready, unless the socket went meanwhile.
+        let ready = finish && std::mem::take(&mut shared.borrow_mut().ready_when_saved);
+        if ready && shared.borrow().status == Status::Open {
+            set_status(&shared, Status::Ready);
+            flush_outbox(&shared);
+        }
     });
 }
 
@@ -220,8 +227,14 @@ pub(crate) fn on_message(shared: &Shared, text: &str) {
                 changed,
                 Some(("snapshot", to_js(&json!({"source": "delta", "from": frame["from"], "to": frame["to"]})))),
             );
-            set_status(shared, Status::Ready);
-            flush_outbox(shared);
+            if finishing && shared.borrow().persist.is_some() {
+                // Ready once IndexedDB holds the whole first sync: a store killed after `ready`
+                // reopens offline with every row (`save_later` sets it).
+                shared.borrow_mut().ready_when_saved = true;
+            } else {
+                set_status(shared, Status::Ready);
+                flush_outbox(shared);
+            }
         }
         "server:event" if frame["moduleId"] == module.as_str() => {
             let sequence = frame["sequence"].as_u64().unwrap_or(0);

@@ -84,6 +84,7 @@ pub fn create_store(#[wasm_bindgen(unchecked_param_type = "StoreOptions")] optio
         walking: false,
         walked: None,
         finish_initial: false,
+        ready_when_saved: false,
         replace_saved: false,
         save_scheduled: false,
         write_chain: None,

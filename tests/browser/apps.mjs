@@ -8,15 +8,12 @@
 // As the fixtures' README says: `window.basedomain` is pinned to the page's own origin before
 // any script runs, and requests to any other host (a CSS CDN, menu photos) are aborted.
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { root, startServer } from './server.mjs';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const bin = process.env.MISHKAH_BIN || path.join(root, 'target/debug/mishkah');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const fixtures = process.env.MISHKAH_FIXTURES || path.join(root, '../shared/fixtures');
 const apps = path.join(fixtures, 'mishkah/apps');
@@ -32,23 +29,6 @@ if (!existsSync(path.join(apps, 'pos/posv2.html')) || !existsSync(path.join(real
 // The cashier's PIN of each branch's seed (`employees`).
 const branches = [{ id: 'remal', pin: '1122', prefix: 'REM-' }, { id: 'dar', pin: '1122', prefix: 'DAR-' }];
 
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
-
-async function startServer(dataDir, port) {
-  const server = spawn(bin, ['serve', '--data', dataDir, '--host', '127.0.0.1', '--port', String(port),
-    '--static', apps, '--exit-on-stdin-close'], { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, RUST_LOG: 'error' } });
-  const exited = new Promise((resolve) => server.on('exit', resolve));
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 400; i++) {
-    try { if ((await fetch(`${base}/healthz`)).ok) return { base, stop: async () => { server.kill('SIGTERM'); await exited; } }; } catch {}
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('server did not start');
-}
-
 const until = async (what, test, ms = 15000) => {
   const end = Date.now() + ms;
   while (Date.now() < end) { const v = await test(); if (v) return v; await new Promise((r) => setTimeout(r, 100)); }
@@ -59,7 +39,7 @@ async function main() {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mishkah-apps-'));
   const dataDir = path.join(tmp, 'data');
   cpSync(realData, dataDir, { recursive: true });
-  const { base, stop } = await startServer(dataDir, await freePort());
+  const { base, stop } = await startServer(dataDir, { args: ['--static', apps], quiet: true });
   const browser = await chromium.launch({
     executablePath: chromiumPath,
     args: ['--headless=new', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--disable-background-networking',
@@ -170,7 +150,7 @@ async function main() {
     }
   } finally {
     await browser.close();
-    await stop();
+    await stop('SIGTERM');
     rmSync(tmp, { recursive: true, force: true });
   }
   console.log(`original apps: ${checks.length} checks passed`);

@@ -17,38 +17,15 @@
 // it loads with the server down and its IndexedDB stays that origin's. Chromium runs on a profile directory of its own and is killed for real.
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
+import { root, startServer } from './server.mjs';
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const bin = process.env.MISHKAH_BIN || path.join(root, 'target/debug/mishkah');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const BRANCH = 'demo';
-
-/** A server on a copy of data/ (or on `data` again), on a port it chose; stops with this process. */
-async function startServer(data) {
-  const server = spawn(bin, ['serve', '--data', data, '--host', '127.0.0.1', '--port', '0', '--exit-on-stdin-close'],
-    { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: 'info' } });
-  const port = await new Promise((resolve, reject) => {
-    let log = '';
-    server.stdout.on('data', (chunk) => {
-      log += chunk;
-      const m = log.match(/mishkah listening addr=127\.0\.0\.1:(\d+)/);
-      if (m) resolve(Number(m[1]));
-    });
-    server.on('exit', (code) => reject(new Error(`server exited (${code}): ${log}`)));
-  });
-  server.stdout.resume();
-  const stop = () => new Promise((r) => {
-    if (server.exitCode !== null || server.signalCode !== null) return r();
-    server.once('exit', r);
-    server.kill('SIGKILL');
-  });
-  return { port, stop };
-}
 
 /** A TCP proxy on a port of its own, to whatever `target()` says; `down` refuses everything. */
 async function proxy(target) {

@@ -5,35 +5,19 @@
 // Arabic (right to left); with --auth required, nothing without an admin token. Screenshots go
 // to $SCREENSHOTS when set (docs/ holds the ones the README shows).
 import { chromium } from 'playwright-core';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
+import { bin, root, startServer } from './server.mjs';
 import { cpSync, mkdtempSync, rmSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const bin = process.env.MISHKAH_BIN || path.join(root, 'target/debug/mishkah');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const shots = process.env.SCREENSHOTS ? path.resolve(process.env.SCREENSHOTS) : null;
 const SECRET = 'console-test-secret-of-enough-length-0123456789';
 
-/** A server on `data` with the repo's static files, on a port it chose; stops with this process. */
-async function startServer(data, extra = []) {
-  const server = spawn(bin, ['serve', '--data', data, '--host', '127.0.0.1', '--port', '0', '--static',
-    path.join(root, 'static'), '--exit-on-stdin-close', ...extra],
-  { stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, RUST_LOG: 'info' } });
-  const port = await new Promise((resolve, reject) => {
-    let log = '';
-    server.stdout.on('data', (chunk) => {
-      log += chunk;
-      const m = log.match(/mishkah listening addr=127\.0\.0\.1:(\d+)/);
-      if (m) resolve(Number(m[1]));
-    });
-    server.on('exit', (code) => reject(new Error(`server exited (${code}): ${log}`)));
-  });
-  server.stdout.resume();
-  return { base: `http://127.0.0.1:${port}`, stop: () => server.kill('SIGKILL') };
-}
+/** A server on `data` with the repo's static files. */
+const serve = (data, args = []) => startServer(data, { args: ['--static', path.join(root, 'static'), ...args] });
 
 async function rest(base, method, p, body) {
   const res = await fetch(`${base}${p}`, {
@@ -61,7 +45,7 @@ async function main() {
   });
   try {
     cpSync(path.join(root, 'data'), path.join(tmp, 'data'), { recursive: true });
-    const server = await startServer(path.join(tmp, 'data'));
+    const server = await serve(path.join(tmp, 'data'));
     servers.push(server);
     const { base } = server;
     const mod = '/api/branches/demo/modules/pos';
@@ -270,7 +254,7 @@ async function main() {
 
     // --auth required: nothing without a token; an admin's token opens it.
     cpSync(path.join(root, 'data'), path.join(tmp, 'data2'), { recursive: true });
-    const secured = await startServer(path.join(tmp, 'data2'), ['--auth', 'required', '--jwt-secret', SECRET,
+    const secured = await serve(path.join(tmp, 'data2'), ['--auth', 'required', '--jwt-secret', SECRET,
       '--backup-to', path.join(tmp, 'backups'), '--backup-ship-ms', '200']);
     servers.push(secured);
     const guarded = await (await browser.newContext()).newPage();
@@ -320,7 +304,7 @@ async function main() {
     console.log('console: browse, filter, sort, page, edit, conflict, history, restore, insert, delete, live tail, health, check, Arabic, auth, keys, rules, backups: ok');
   } finally {
     await browser.close();
-    for (const s of servers) s.stop();
+    await Promise.all(servers.map((s) => s.stop()));
     rmSync(tmp, { recursive: true, force: true });
   }
 }

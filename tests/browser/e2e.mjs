@@ -1,28 +1,29 @@
 // End-to-end test of the demo apps in Debian's headless Chromium (playwright-core, no downloaded
 // browser): POS → kitchen in real time, offline orders replayed exactly once, cache-first reload.
-// Starts its own server on a free port over a temp copy of data/, and a TCP proxy that lets the
+// Starts its own server (on a port it picks) over a temp copy of data/, and a TCP proxy that lets the
 // test cut the POS page's network.
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, rmSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { root, startServer } from './server.mjs';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const bin = process.env.MISHKAH_BIN || path.join(root, 'target/debug/mishkah');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const freePort = () => new Promise((resolve) => {
+/** A port nothing listens on (one the system just gave out and took back): a network that never
+ * answers. Not for a server: it binds its own port (`startServer`). */
+const unusedPort = () => new Promise((resolve) => {
   const s = net.createServer();
   s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
 });
 
-/** A TCP proxy the test can switch off (dropping every connection) and on again, or freeze: its
- * connections stay open but carry nothing, and new ones are refused — a network that died
- * without a word, as a till's Wi-Fi does. */
-function proxy(listenPort, targetPort) {
+/** A TCP proxy the test can switch off (dropping every connection) and on again (on the port it
+ * first got), or freeze: its connections stay open but carry nothing, and new ones are refused —
+ * a network that died without a word, as a till's Wi-Fi does. */
+function proxy(targetPort) {
+  let listenPort = 0;
   let server = null;
   let frozen = false;
   const pairs = new Set();
@@ -35,7 +36,10 @@ function proxy(listenPort, targetPort) {
       for (const s of pair) { s.on('close', () => pairs.delete(pair)); s.on('error', () => {}); }
       client.pipe(upstream).pipe(client);
     });
-    server.listen(listenPort, '127.0.0.1', resolve);
+    server.listen(listenPort, '127.0.0.1', () => {
+      listenPort = server.address().port;
+      resolve();
+    });
   });
   const off = () => new Promise((resolve) => {
     for (const pair of pairs) for (const s of pair) s.destroy();
@@ -52,24 +56,18 @@ function proxy(listenPort, targetPort) {
     for (const pair of pairs) for (const s of pair) s.destroy();
     frozen = false;
   };
-  return { on, off, freeze, thaw };
+  return { on, off, freeze, thaw, port: () => listenPort };
 }
 
 async function main() {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mishkah-e2e-'));
   cpSync(path.join(root, 'data'), path.join(tmp, 'data'), { recursive: true });
-  const port = await freePort();
-  const server = spawn(bin, ['serve', '--data', path.join(tmp, 'data'), '--host', '127.0.0.1', '--port', String(port),
-    '--static', path.join(root, 'static'), '--exit-on-stdin-close'], { stdio: ['pipe', 'ignore', 'inherit'] });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(`${base}/healthz`)).ok) break; } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  const proxyPort = await freePort();
-  const posNet = proxy(proxyPort, port);
+  const server = await startServer(path.join(tmp, 'data'), { args: ['--static', path.join(root, 'static')], quiet: true });
+  const base = server.base;
+  const posNet = proxy(server.port);
   await posNet.on();
-  const deadPort = await freePort();
+  const proxyPort = posNet.port();
+  const deadPort = await unusedPort();
 
   const browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -229,8 +227,7 @@ async function main() {
   } finally {
     await browser.close();
     await posNet.off().catch(() => {});
-    server.stdin.end();
-    server.kill();
+    await server.stop();
     rmSync(tmp, { recursive: true, force: true });
   }
 }

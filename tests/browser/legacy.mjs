@@ -6,15 +6,12 @@
 // Real data when the fixtures are there (branch `dar`), else the repo's own data/ (branch
 // `demo`); under CI=true missing fixtures are a failure, as in the Rust tests.
 import { chromium } from 'playwright-core';
-import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { root, startServer } from './server.mjs';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const bin = process.env.MISHKAH_BIN || path.join(root, 'target/debug/mishkah');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const fixtures = process.env.MISHKAH_FIXTURES || path.join(root, '../shared/fixtures');
 const clients = path.join(fixtures, 'mishkah/clients');
@@ -30,25 +27,8 @@ if (!real) {
 }
 const branch = 'dar';
 
-const freePort = () => new Promise((resolve) => {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-});
-
-function startServer(dataDir, staticDir, port) {
-  const server = spawn(bin, ['serve', '--data', dataDir, '--host', '127.0.0.1', '--port', String(port),
-    '--static', staticDir, '--exit-on-stdin-close'], { stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, RUST_LOG: 'error' } });
-  const exited = new Promise((resolve) => server.on('exit', resolve));
-  return { server, stop: async () => { server.kill('SIGTERM'); await exited; } };
-}
-
-async function waitHealthy(base) {
-  for (let i = 0; i < 200; i++) {
-    try { if ((await fetch(`${base}/healthz`)).ok) return; } catch {}
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('server did not start');
-}
+/** The server on the legacy page's static directory (again on `port`, for a restart). */
+const serve = (dataDir, staticDir, port = 0) => startServer(dataDir, { port, args: ['--static', staticDir], quiet: true });
 
 async function main() {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'mishkah-legacy-'));
@@ -58,10 +38,8 @@ async function main() {
   const staticDir = path.join(tmp, 'static');
   mkdirSync(staticDir);
   writeFileSync(path.join(staticDir, 'legacy.html'), '<!doctype html><meta charset="utf-8"><title>legacy</title>');
-  const port = await freePort();
-  const base = `http://127.0.0.1:${port}`;
-  let srv = startServer(dataDir, staticDir, port);
-  await waitHealthy(base);
+  let srv = await serve(dataDir, staticDir);
+  const { port, base } = srv;
 
   const browser = await chromium.launch({
     executablePath: chromiumPath,
@@ -197,9 +175,8 @@ async function main() {
     });
 
     await check('reconnect: after the server restarts, the store resyncs and sees what changed meanwhile', async () => {
-      await srv.stop();
-      srv = startServer(dataDir, staticDir, port);
-      await waitHealthy(base);
+      await srv.stop('SIGTERM');
+      srv = await serve(dataDir, staticDir, port);
       const res = await fetch(`${base}/api/branches/${branch}/modules/pos/tables/dining_tables`, {
         method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ record: { id: 'lg-t3', name: 'Roof' } }),
       });
@@ -215,7 +192,7 @@ async function main() {
     console.log(`legacy clients: ${checks.length} checks passed against branch ${branch}`);
   } finally {
     await browser.close();
-    await srv.stop();
+    await srv.stop('SIGTERM');
     rmSync(tmp, { recursive: true, force: true });
   }
 }
