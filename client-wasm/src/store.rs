@@ -230,7 +230,8 @@ impl Store {
         })
     }
 
-    /// Resolves once the store holds server state (first snapshot or delta).
+    /// Resolves once the store holds server state (first snapshot or delta) — after a first sync,
+    /// once IndexedDB holds it too, so a reload from then on starts with every row.
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn ready(&self) -> Promise {
         let inner = self.inner.clone();
