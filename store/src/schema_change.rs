@@ -42,6 +42,20 @@ pub struct Retyped {
     pub examples: Vec<String>,
 }
 
+impl Retyped {
+    /// What the new type makes of the `stored` rows: all fit, or how many it refuses and which.
+    pub fn rows(&self, stored: u64) -> String {
+        match self.failing {
+            0 => format!("every one of the {stored} stored rows fits the new type"),
+            n => format!(
+                "{n} of the {stored} stored rows hold values it refuses (keys {}{})",
+                self.examples.join(", "),
+                if n as usize > self.examples.len() { ", …" } else { "" }
+            ),
+        }
+    }
+}
+
 /// What a new schema does to one stored table.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TableImpact {
@@ -68,18 +82,7 @@ impl TableImpact {
         let changes: Vec<String> = self
             .retyped
             .iter()
-            .map(|r| {
-                let which = match r.failing {
-                    0 => format!("every one of the {} stored rows fits the new type", self.rows),
-                    n => format!(
-                        "{n} of the {} stored rows hold values it refuses (keys {}{})",
-                        self.rows,
-                        r.examples.join(", "),
-                        if n as usize > r.examples.len() { ", …" } else { "" }
-                    ),
-                };
-                format!("field `{}` changed type from {} to {}: {which}", r.field, r.from, r.to)
-            })
+            .map(|r| format!("field `{}` changed type from {} to {}: {}", r.field, r.from, r.to, r.rows(self.rows)))
             .collect();
         (!changes.is_empty()).then(|| StorageError::Destructive {
             table: self.table.clone(),

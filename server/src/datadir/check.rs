@@ -168,19 +168,14 @@ fn check_stored(report: &mut Report<'_>, store: &dyn Backend, at: &ModuleAt<'_>,
     for impact in impacts {
         let field_at = |field: &str| Some(format!("tables.{}.fields.{field}", impact.table));
         for r in &impact.retyped {
-            let rows = match r.failing {
-                0 => format!("every one of the {} stored rows fits it", impact.rows),
-                n => format!(
-                    "{n} of the {} stored rows hold values it refuses (keys {}{})",
-                    impact.rows,
-                    r.examples.join(", "),
-                    if n as usize > r.examples.len() { ", …" } else { "" }
-                ),
-            };
             let message = format!(
-                "branch `{branch}`: `{}` changes type from {} to {}; {rows}. serve keeps module `{}` closed until \
+                "branch `{branch}`: `{}` changes type from {} to {}; {}. serve keeps module `{}` closed until \
                  the field has its stored type again (or add a field under a new name)",
-                r.field, r.from, r.to, at.module
+                r.field,
+                r.from,
+                r.to,
+                r.rows(impact.rows),
+                at.module
             );
             report.add(Severity::Error, path, field_at(&r.field), message);
         }
